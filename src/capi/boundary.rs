@@ -1,0 +1,193 @@
+//! Plumbing shared by every exported function: casting between C handles and Rust objects,
+//! NULL checks, the panic guard, and the thread-local last-error message.
+//!
+//! Every handle C holds is a `Box` of its Rust object, created by [`into_handle`] and destroyed
+//! by [`free_handle`]. The C-visible structs are opaque and never instantiated; the
+//! [`Handle`] trait ties each one to the Rust type behind it so no cast is written by hand.
+
+use crate::core::{Error, Status};
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Ties an opaque C type to the Rust type its pointers really point to.
+///
+/// # Safety
+/// Pointers of type `*mut Self` handed to C must only ever be created by [`into_handle`] for
+/// `Self::Target` (or point inside such an object where the implementing module says so).
+pub(crate) unsafe trait Handle {
+    type Target;
+    /// The C type's name, for messages ("brisk_config").
+    const NAME: &'static str;
+}
+
+/// Moves `value` to the heap and returns the pointer C will hold.
+pub(crate) fn into_handle<H: Handle>(value: H::Target) -> *mut H {
+    Box::into_raw(Box::new(value)).cast()
+}
+
+/// Borrows the object behind a handle, or says which argument was NULL.
+///
+/// # Safety
+/// A non-null `ptr` must come from [`into_handle`] and not have been freed.
+pub(crate) unsafe fn try_ref<'a, H: Handle>(
+    ptr: *const H,
+    arg: &str,
+) -> Result<&'a H::Target, Error> {
+    // SAFETY: per the contract, a non-null pointer is a live `H::Target`.
+    unsafe { ptr.cast::<H::Target>().as_ref() }.ok_or_else(|| null_argument(arg, H::NAME))
+}
+
+/// Mutably borrows the object behind a handle, or says which argument was NULL.
+///
+/// # Safety
+/// As [`try_ref`], and no other reference to the object may be live (C promises to use
+/// single-threaded handles from one thread at a time).
+pub(crate) unsafe fn try_mut<'a, H: Handle>(
+    ptr: *mut H,
+    arg: &str,
+) -> Result<&'a mut H::Target, Error> {
+    // SAFETY: per the contract.
+    unsafe { ptr.cast::<H::Target>().as_mut() }.ok_or_else(|| null_argument(arg, H::NAME))
+}
+
+/// Destroys the object behind a handle; NULL is a no-op.
+///
+/// # Safety
+/// A non-null `ptr` must come from [`into_handle`] and is invalid afterwards.
+pub(crate) unsafe fn free_handle<H: Handle>(ptr: *mut H) {
+    if !ptr.is_null() {
+        // SAFETY: per the contract, the pointer owns a boxed `H::Target`.
+        drop(unsafe { Box::from_raw(ptr.cast::<H::Target>()) });
+    }
+}
+
+fn null_argument(arg: &str, type_name: &str) -> Error {
+    Error::invalid_argument(format!("{arg}: NULL {type_name} pointer"))
+}
+
+/// Reads a required C string argument as UTF-8.
+///
+/// # Safety
+/// A non-null `ptr` must point to a NUL-terminated string.
+pub(crate) unsafe fn try_str<'a>(ptr: *const c_char, arg: &str) -> Result<&'a str, Error> {
+    if ptr.is_null() {
+        return Err(Error::invalid_argument(format!("{arg}: NULL string")));
+    }
+    // SAFETY: non-null and NUL-terminated per the contract.
+    unsafe { CStr::from_ptr(ptr) }
+        .to_str()
+        .map_err(|_| Error::invalid_argument(format!("{arg}: not valid UTF-8")))
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(message: &str) {
+    // An interior NUL would truncate the C string; show it instead.
+    let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|slot| *slot.borrow_mut() = Some(text));
+}
+
+fn clear_last_error() {
+    LAST_ERROR.with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            *slot = None;
+        }
+    });
+}
+
+/// The calling thread's last error message, "" when there is none. Valid until the next call
+/// that sets or clears it on this thread.
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|slot| match &*slot.borrow() {
+        Some(text) => text.as_ptr(),
+        None => c"".as_ptr(),
+    })
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("internal error (a bug in brisk, please report it): {what}")
+}
+
+/// Runs the body of a status-returning function: clears the thread's last error, catches
+/// panics (INTERNAL), and records the message of a failure.
+pub(crate) fn guard(body: impl FnOnce() -> Result<(), Error>) -> u32 {
+    clear_last_error();
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => Status::Ok as u32,
+        Ok(Err(e)) => {
+            set_last_error(e.message());
+            e.status() as u32
+        }
+        Err(payload) => {
+            set_last_error(&panic_message(&*payload));
+            Status::Internal as u32
+        }
+    }
+}
+
+/// [`guard`] for functions that return a value through `out`: `*out` is NULL unless the call
+/// succeeds. A NULL `out` is INVALID_ARGUMENT.
+///
+/// # Safety
+/// A non-null `out` must be valid for writing one pointer.
+pub(crate) unsafe fn guard_out<T>(
+    out: *mut *mut T,
+    arg: &str,
+    body: impl FnOnce() -> Result<*mut T, Error>,
+) -> u32 {
+    if !out.is_null() {
+        // SAFETY: valid for writes per the contract.
+        unsafe { *out = std::ptr::null_mut() };
+    }
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::invalid_argument(format!("{arg}: NULL out-pointer")));
+        }
+        let value = body()?;
+        // SAFETY: checked non-null above; valid for writes per the contract.
+        unsafe { *out = value };
+        Ok(())
+    })
+}
+
+/// Runs the body of a function that cannot report a status (accessors, `*_free`): a panic
+/// yields `fallback` instead of unwinding into C.
+pub(crate) fn guard_value<R>(fallback: R, body: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+/// The arguments of a command from C, checked: `argv` non-null with `argc` non-null entries.
+///
+/// # Safety
+/// `argv` must point to `argc` pointers, each to `argvlen[i]` readable bytes (or to a NUL-terminated
+/// string when `argvlen` is NULL), alive for `'a`.
+pub(crate) unsafe fn command_args<'a>(
+    argc: usize,
+    argv: *const *const c_char,
+    argvlen: *const usize,
+) -> Result<crate::resp::Args<'a>, Error> {
+    if argc == 0 {
+        return Err(Error::invalid_argument(
+            "argc: a command needs at least its name",
+        ));
+    }
+    if argv.is_null() {
+        return Err(Error::invalid_argument("argv: NULL"));
+    }
+    for i in 0..argc {
+        // SAFETY: argv holds argc pointers per the contract.
+        if unsafe { (*argv.add(i)).is_null() } {
+            return Err(Error::invalid_argument(format!("argv[{i}]: NULL")));
+        }
+    }
+    // SAFETY: every entry checked non-null; lengths per the contract.
+    Ok(unsafe { crate::resp::Args::from_raw(argv.cast(), argvlen, argc) })
+}

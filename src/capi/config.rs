@@ -1,0 +1,400 @@
+//! `brisk_config`: the builder a client is made from.
+
+#![allow(non_camel_case_types)]
+
+use super::boundary::{Handle, free_handle, guard, guard_value, into_handle, try_mut, try_str};
+use super::status::brisk_status;
+use crate::config::Config;
+use crate::core::Result;
+use std::ffi::c_char;
+
+/// Settings for a client: address, credentials, timeouts, pool, TLS.
+///
+/// Created by `brisk_config_new()` with every default, changed by the `brisk_config_set_*`
+/// functions, freed (exactly once) by `brisk_config_free()`. `brisk_client_new()` copies it, so
+/// it can be freed or reused right after. Not thread-safe: use one config from one thread at a
+/// time. A setter that fails leaves the config unchanged.
+pub struct brisk_config {
+    _private: [u8; 0],
+}
+
+// SAFETY: `brisk_config` pointers are only made by `into_handle::<brisk_config>`.
+unsafe impl Handle for brisk_config {
+    type Target = Config;
+    const NAME: &'static str = "brisk_config";
+}
+
+/// Applies `change` to the config behind `cfg` under the panic guard.
+///
+/// # Safety
+/// `cfg` is NULL or a live `brisk_config`.
+unsafe fn update(
+    cfg: *mut brisk_config,
+    change: impl FnOnce(&mut Config) -> Result<()>,
+) -> brisk_status {
+    guard(|| {
+        // SAFETY: per this function's contract.
+        let config = unsafe { try_mut(cfg, "cfg") }?;
+        change(config)
+    })
+}
+
+/// A new config with all defaults: `localhost:6379`, RESP3, timeouts of 5000 ms, a pool of
+/// 10 x CPU count connections. Free it with `brisk_config_free()`. NULL only if out of memory.
+#[unsafe(no_mangle)]
+pub extern "C" fn brisk_config_new() -> *mut brisk_config {
+    guard_value(std::ptr::null_mut(), || into_handle(Config::default()))
+}
+
+/// Frees a config. NULL is a no-op.
+///
+/// # Safety
+/// `cfg` is NULL or a config from `brisk_config_new()` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_free(cfg: *mut brisk_config) {
+    // SAFETY: per this function's contract.
+    guard_value((), || unsafe { free_handle(cfg) })
+}
+
+/// Sets the server from a URL:
+/// `redis://[user[:password]@]host[:port][/db][?option=value&...]`, `rediss://...` (TLS) or
+/// `unix:///path/to/socket[?db=N&...]`. User, password and values are percent-decoded; an IPv6
+/// host goes in brackets (`redis://[::1]:6379`). Options: `connect_timeout`, `read_timeout`,
+/// `write_timeout`, `command_deadline`, `pool_size`, `pool_min_idle`, `pool_max_wait`,
+/// `pool_idle_timeout`, `pool_max_lifetime`, `health_check_interval` (all ms), `client_name`,
+/// `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`.
+/// Settings the URL does not mention keep their values.
+/// Returns `BRISK_ERR_INVALID_ARGUMENT` naming the part at fault (never echoing a password)
+/// for a malformed URL, an unknown option or a bad value.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `url` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_url(
+    cfg: *mut brisk_config,
+    url: *const c_char,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { update(cfg, |c| c.set_url(try_str(url, "url")?)) }
+}
+
+/// Sets a TCP server address. `host` is a name, an IPv4 address or an IPv6 address (with or
+/// without brackets). INVALID_ARGUMENT for an empty host or port 0.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `host` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_address(
+    cfg: *mut brisk_config,
+    host: *const c_char,
+    port: u16,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { update(cfg, |c| c.set_address(try_str(host, "host")?, port)) }
+}
+
+/// Connects through a Unix domain socket at `path` instead of TCP.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_unix_path(
+    cfg: *mut brisk_config,
+    path: *const c_char,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { update(cfg, |c| c.set_unix_path(try_str(path, "path")?)) }
+}
+
+/// Sets the ACL user name (Redis 6+). Without a password it has no effect. NULL or "" clears it.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `username` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_username(
+    cfg: *mut brisk_config,
+    username: *const c_char,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.username = match username.is_null() {
+                true => None,
+                false => Some(try_str(username, "username")?.to_owned()).filter(|u| !u.is_empty()),
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Sets the password (for the ACL user, or the `default` user). NULL clears it. The password is
+/// sent in the handshake and never appears in any message.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `password` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_password(
+    cfg: *mut brisk_config,
+    password: *const c_char,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.password = match password.is_null() {
+                true => None,
+                false => Some(try_str(password, "password")?.to_owned().into()),
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Selects database `db` on every connection (default 0).
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_db(cfg: *mut brisk_config, db: u32) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.db = db;
+            Ok(())
+        })
+    }
+}
+
+/// Names every connection (`CLIENT SETNAME`, shown by `CLIENT LIST`). NULL or "" clears it;
+/// names with spaces or control characters are INVALID_ARGUMENT.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_client_name(
+    cfg: *mut brisk_config,
+    name: *const c_char,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| match name.is_null() {
+            true => c.set_client_name(""),
+            false => c.set_client_name(try_str(name, "name")?),
+        })
+    }
+}
+
+/// The protocol: 3 (default) sends `HELLO 3` and falls back to RESP2 when the server does not
+/// know HELLO; 2 speaks RESP2 and skips HELLO. Anything else is INVALID_ARGUMENT.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_protocol(
+    cfg: *mut brisk_config,
+    resp_version: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { update(cfg, |c| c.set_protocol(resp_version)) }
+}
+
+/// Connect timeout in ms (default 5000; 0 waits forever). Covers TCP connect and, per address,
+/// name resolution results; the TLS and Redis handshakes use the read and write timeouts.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_connect_timeout_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.set_connect_timeout_ms(ms);
+            Ok(())
+        })
+    }
+}
+
+/// Read timeout in ms (default 5000; 0 waits forever): how long one read may wait for the
+/// server. A command that times out fails with TIMEOUT and its connection is closed, so no half
+/// read reply is left behind. Blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) extend it by
+/// their own timeout.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_read_timeout_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.set_read_timeout_ms(ms);
+            Ok(())
+        })
+    }
+}
+
+/// Write timeout in ms (default 5000; 0 waits forever).
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_write_timeout_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.set_write_timeout_ms(ms);
+            Ok(())
+        })
+    }
+}
+
+/// TCP keepalive: first probe after `idle_s` idle seconds, then every `interval_s`, giving up
+/// after `probes`. Default 30 s / 5 s / 3. `idle_s` = 0 turns keepalive off; otherwise
+/// `interval_s` and `probes` must be at least 1.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_tcp_keepalive(
+    cfg: *mut brisk_config,
+    idle_s: u32,
+    interval_s: u32,
+    probes: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { update(cfg, |c| c.set_keepalive(idle_s, interval_s, probes)) }
+}
+
+/// Most connections the client opens (default 10 x CPU count). 0 is INVALID_ARGUMENT.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_pool_size(
+    cfg: *mut brisk_config,
+    max_connections: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { update(cfg, |c| c.set_pool_size(max_connections)) }
+}
+
+/// How long a command waits for a pooled connection when all are busy (default: the read
+/// timeout plus 1000 ms; 0 waits forever). Past it the command fails with `BRISK_ERR_POOL_EXHAUSTED`,
+/// whose message says how many connections were open and busy, how many callers waited, and
+/// for how long.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_pool_max_wait_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.pool.max_wait_ms = Some(ms);
+            Ok(())
+        })
+    }
+}
+
+/// Turns TLS on or off (`rediss://` turns it on).
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_tls(cfg: *mut brisk_config, on: bool) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.tls.enabled = on;
+            Ok(())
+        })
+    }
+}
+
+/// Trusts the CA certificates in the PEM file at `pem_path` instead of the system store.
+/// The file is read by `brisk_client_new()`, which fails with `BRISK_ERR_TLS` if it is unusable.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `pem_path` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_tls_ca_file(
+    cfg: *mut brisk_config,
+    pem_path: *const c_char,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.tls.ca_file = Some(try_str(pem_path, "pem_path")?.into());
+            Ok(())
+        })
+    }
+}
+
+/// Presents a client certificate (PEM chain) and its private key (PEM) for mutual TLS.
+/// Both files are read by `brisk_client_new()` (`BRISK_ERR_TLS` if unusable).
+///
+/// # Safety
+/// `cfg` is NULL or a live config; both paths are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_tls_client_cert(
+    cfg: *mut brisk_config,
+    cert_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            let cert = try_str(cert_pem_path, "cert_pem_path")?;
+            let key = try_str(key_pem_path, "key_pem_path")?;
+            c.tls.client_cert = Some((cert.into(), key.into()));
+            Ok(())
+        })
+    }
+}
+
+/// The name the server's certificate must carry (default: the host connected to).
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_tls_server_name(
+    cfg: *mut brisk_config,
+    name: *const c_char,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.tls.server_name = Some(try_str(name, "name")?.to_owned());
+            Ok(())
+        })
+    }
+}
+
+/// Accepts any server certificate. For development only: it removes TLS's protection against
+/// an impostor server.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_tls_insecure_skip_verify(
+    cfg: *mut brisk_config,
+    skip: bool,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.tls.insecure_skip_verify = skip;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,290 @@
+//! Client configuration: plain data with validated setters and documented defaults.
+//!
+//! The C API's `brisk_config` is a box around [`Config`]; `brisk_client_new` copies it, so a
+//! client never sees later changes.
+
+pub mod url;
+
+use crate::core::{Error, Result, Status};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a standalone client connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// `host:port` (IPv6 in brackets) or the socket path, for messages and events.
+    pub fn address(&self) -> String {
+        match self {
+            Endpoint::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            Endpoint::Tcp { host, port } => format!("{host}:{port}"),
+            Endpoint::Unix(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// Topology. The numbers are the C API's `brisk_mode` values.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Standalone = 0,
+    Cluster = 1,
+    Sentinel = 2,
+}
+
+/// A password: kept out of `Debug` output and therefore out of every message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle_s: u32,
+    pub interval_s: u32,
+    pub probes: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub enabled: bool,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub size: u32,
+    pub min_idle: u32,
+    /// `None`: the read timeout + 1000 ms.
+    pub max_wait_ms: Option<u32>,
+    pub idle_timeout_ms: u32,
+    pub max_lifetime_ms: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// `max_retries` from a URL: overrides the retry count of whatever policy applies.
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub endpoint: Endpoint,
+    pub mode: Mode,
+    /// Seed nodes for cluster and Sentinel modes.
+    pub nodes: Vec<(String, u16)>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub db: u32,
+    pub client_name: Option<String>,
+    /// 2 or 3.
+    pub protocol: u32,
+    pub connect_timeout_ms: u32,
+    pub read_timeout_ms: u32,
+    pub write_timeout_ms: u32,
+    pub command_deadline_ms: u32,
+    /// `None`: keepalive off.
+    pub keepalive: Option<Keepalive>,
+    pub pool: PoolSettings,
+    pub health_check_interval_ms: u32,
+    pub retry: RetrySettings,
+    pub tls: TlsSettings,
+}
+
+pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
+
+impl Default for Config {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        Config {
+            endpoint: Endpoint::Tcp {
+                host: "localhost".into(),
+                port: 6379,
+            },
+            mode: Mode::Standalone,
+            nodes: Vec::new(),
+            username: None,
+            password: None,
+            db: 0,
+            client_name: None,
+            protocol: 3,
+            connect_timeout_ms: DEFAULT_TIMEOUT_MS,
+            read_timeout_ms: DEFAULT_TIMEOUT_MS,
+            write_timeout_ms: DEFAULT_TIMEOUT_MS,
+            command_deadline_ms: 0,
+            keepalive: Some(Keepalive {
+                idle_s: 30,
+                interval_s: 5,
+                probes: 3,
+            }),
+            pool: PoolSettings {
+                size: 10 * cpus,
+                min_idle: 0,
+                max_wait_ms: None,
+                idle_timeout_ms: 1_800_000,
+                max_lifetime_ms: 0,
+            },
+            health_check_interval_ms: 0,
+            retry: RetrySettings::default(),
+            tls: TlsSettings::default(),
+        }
+    }
+}
+
+/// 0 means "no limit".
+pub fn limit(ms: u32) -> Option<Duration> {
+    (ms != 0).then(|| Duration::from_millis(u64::from(ms)))
+}
+
+fn non_empty(value: &str, what: &str) -> Result<String> {
+    if value.is_empty() {
+        return Err(Error::invalid_argument(format!("{what} must not be empty")));
+    }
+    Ok(value.to_owned())
+}
+
+impl Config {
+    pub fn set_url(&mut self, url: &str) -> Result<()> {
+        url::apply(self, url)
+    }
+
+    pub fn set_address(&mut self, host: &str, port: u16) -> Result<()> {
+        let host = non_empty(host, "host")?;
+        if port == 0 {
+            return Err(Error::invalid_argument("port must not be 0"));
+        }
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .map(str::to_owned)
+            .unwrap_or(host);
+        self.endpoint = Endpoint::Tcp { host, port };
+        Ok(())
+    }
+
+    pub fn set_unix_path(&mut self, path: &str) -> Result<()> {
+        self.endpoint = Endpoint::Unix(PathBuf::from(non_empty(path, "path")?));
+        Ok(())
+    }
+
+    pub fn set_client_name(&mut self, name: &str) -> Result<()> {
+        // Redis rejects names with spaces or newlines (CLIENT SETNAME); say so up front.
+        if name.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(Error::invalid_argument(
+                "client_name must not contain spaces, newlines or control characters",
+            ));
+        }
+        self.client_name = (!name.is_empty()).then(|| name.to_owned());
+        Ok(())
+    }
+
+    pub fn set_protocol(&mut self, version: u32) -> Result<()> {
+        match version {
+            2 | 3 => {
+                self.protocol = version;
+                Ok(())
+            }
+            _ => Err(Error::invalid_argument(format!(
+                "protocol must be 2 or 3, not {version}"
+            ))),
+        }
+    }
+
+    pub fn set_connect_timeout_ms(&mut self, ms: u32) {
+        self.connect_timeout_ms = ms;
+    }
+
+    pub fn set_read_timeout_ms(&mut self, ms: u32) {
+        self.read_timeout_ms = ms;
+    }
+
+    pub fn set_write_timeout_ms(&mut self, ms: u32) {
+        self.write_timeout_ms = ms;
+    }
+
+    pub fn set_pool_size(&mut self, size: u32) -> Result<()> {
+        if size == 0 {
+            return Err(Error::invalid_argument("pool_size must be at least 1"));
+        }
+        self.pool.size = size;
+        Ok(())
+    }
+
+    pub fn set_keepalive(&mut self, idle_s: u32, interval_s: u32, probes: u32) -> Result<()> {
+        if idle_s == 0 {
+            self.keepalive = None;
+            return Ok(());
+        }
+        if interval_s == 0 || probes == 0 {
+            return Err(Error::invalid_argument(
+                "keepalive interval_s and probes must be at least 1 when idle_s is set",
+            ));
+        }
+        self.keepalive = Some(Keepalive {
+            idle_s,
+            interval_s,
+            probes,
+        });
+        Ok(())
+    }
+
+    /// How long a caller waits for a pooled connection.
+    pub fn pool_max_wait(&self) -> Option<Duration> {
+        match self.pool.max_wait_ms {
+            Some(ms) => limit(ms),
+            None if self.read_timeout_ms == 0 => None,
+            None => limit(self.read_timeout_ms.saturating_add(1000)),
+        }
+    }
+
+    /// Checks the combination of settings before a client is built from them.
+    pub fn validate(&self) -> Result<()> {
+        if self.mode != Mode::Standalone && self.nodes.is_empty() {
+            return Err(Error::invalid_argument(
+                "cluster and sentinel modes need at least one node (brisk_config_add_node)",
+            ));
+        }
+        if self.mode != Mode::Standalone {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "cluster and sentinel modes are not available yet",
+            ));
+        }
+        if matches!(self.endpoint, Endpoint::Unix(_)) && self.tls.enabled {
+            return Err(Error::invalid_argument(
+                "TLS over a Unix socket is not supported",
+            ));
+        }
+        if self.pool.min_idle > self.pool.size {
+            return Err(Error::invalid_argument(format!(
+                "pool_min_idle ({}) is larger than pool_size ({})",
+                self.pool.min_idle, self.pool.size
+            )));
+        }
+        Ok(())
+    }
+}

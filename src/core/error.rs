@@ -1,0 +1,117 @@
+//! The error every fallible brisk operation returns: a [`Status`], a message for humans, and
+//! the facts the retry logic needs.
+
+use super::server_error::{self, ServerErrorKind};
+use super::status::Status;
+use crate::resp::ProtocolError;
+
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    status: Status,
+    message: String,
+    /// Whether any byte of the request was written: if so the server may have applied it, and a
+    /// write must not be replayed in SAFE mode.
+    sent: bool,
+    /// For error replies: what the reply means (redirects, LOADING, ...).
+    server_kind: Option<ServerErrorKind>,
+}
+
+impl Error {
+    pub fn new(status: Status, message: impl Into<String>) -> Error {
+        debug_assert!(status != Status::Ok, "an error with status OK");
+        Error {
+            status,
+            message: message.into(),
+            sent: false,
+            server_kind: None,
+        }
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> Error {
+        Error::new(Status::InvalidArgument, message)
+    }
+
+    /// An error reply from the server; the message is the server's own text.
+    pub fn from_reply(text: &[u8]) -> Error {
+        let kind = server_error::classify(text);
+        Error {
+            status: kind.status(),
+            message: String::from_utf8_lossy(text).into_owned(),
+            sent: true,
+            server_kind: Some(kind),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn is_sent(&self) -> bool {
+        self.sent
+    }
+
+    pub fn server_kind(&self) -> Option<&ServerErrorKind> {
+        self.server_kind.as_ref()
+    }
+
+    /// `error.type` for telemetry: the server's error code, or the status name.
+    pub fn error_type(&self) -> &str {
+        match self.server_kind {
+            Some(_) => server_error::error_code(self.message.as_bytes()),
+            None => self.status.name(),
+        }
+    }
+
+    /// Records whether the request had been (partly) written when this error happened.
+    pub fn sent(mut self, sent: bool) -> Error {
+        self.sent = sent;
+        self
+    }
+
+    /// Prepends context ("connecting to 127.0.0.1:6379: ...").
+    pub fn context(mut self, context: impl std::fmt::Display) -> Error {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// Appends detail ("... (after 3 attempts)").
+    pub fn detail(mut self, detail: impl std::fmt::Display) -> Error {
+        self.message = format!("{} ({detail})", self.message);
+        self
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Error {
+        Error::new(Status::Protocol, e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_keep_the_server_text() {
+        let e =
+            Error::from_reply(b"WRONGTYPE Operation against a key holding the wrong kind of value");
+        assert_eq!(e.status(), Status::Server);
+        assert_eq!(e.error_type(), "WRONGTYPE");
+        assert!(e.message().starts_with("WRONGTYPE Operation"));
+        assert!(e.is_sent());
+    }
+
+    #[test]
+    fn other_errors_use_the_status_name_as_type() {
+        let e = Error::new(Status::Timeout, "read timed out");
+        assert_eq!(e.error_type(), "BRISK_ERR_TIMEOUT");
+        assert_eq!(e.context("GET").message(), "GET: read timed out");
+    }
+}

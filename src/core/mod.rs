@@ -1,0 +1,13 @@
+//! Pure logic shared by every driver: statuses and errors, error-reply classification, the
+//! connection handshake as data, and the per-connection protocol state. Nothing here opens a
+//! socket or reads the clock.
+
+pub mod commands;
+pub mod error;
+pub mod handshake;
+pub mod protocol;
+pub mod server_error;
+pub mod status;
+
+pub use error::{Error, Result};
+pub use status::{Category, Status};

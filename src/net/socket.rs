@@ -1,0 +1,158 @@
+//! A connected TCP or Unix socket, with the options a Redis connection wants.
+//!
+//! Sends use `MSG_NOSIGNAL`: brisk lives inside C programs that have not ignored SIGPIPE, and a
+//! write to a connection the server closed must be an error, not the death of the process.
+
+use super::errors::io_error;
+use crate::config::{Endpoint, Keepalive};
+use crate::core::{Error, Result, Status};
+use bytes::BytesMut;
+use socket2::{Domain, SockAddr, SockRef, Socket as RawSocket, TcpKeepalive, Type};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+pub struct Socket {
+    inner: RawSocket,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: libc::c_int = 0;
+
+impl Socket {
+    /// Connects to `endpoint`, trying each resolved address in turn within `timeout` overall.
+    pub fn connect(
+        endpoint: &Endpoint,
+        timeout: Option<Duration>,
+        keepalive: Option<Keepalive>,
+    ) -> Result<Socket> {
+        let address = endpoint.address();
+        let socket = match endpoint {
+            Endpoint::Tcp { host, port } => connect_tcp(host, *port, timeout, keepalive),
+            Endpoint::Unix(path) => {
+                let addr = SockAddr::unix(path).map_err(|e| io_error(&e, "connect", &address))?;
+                connect_addr(Domain::UNIX, &addr, timeout)
+            }
+        };
+        socket.map_err(|e| e.context(format!("connect to {address}")))
+    }
+
+    pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(read)?;
+        self.inner.set_write_timeout(write)
+    }
+
+    pub fn set_read_timeout(&self, read: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(read)
+    }
+
+    /// Reads what is available (blocking up to the read timeout) into the spare capacity of
+    /// `buf`. `Ok(0)` means the peer closed the connection.
+    pub fn recv_into(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let spare = buf.spare_capacity_mut();
+        let n = self.inner.recv(spare)?;
+        // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
+    }
+
+    pub fn send(&self, data: &[u8]) -> io::Result<usize> {
+        self.inner.send_with_flags(data, SEND_FLAGS)
+    }
+
+    /// True when the peer has closed the connection or sent something unasked for (an idle
+    /// connection has nothing to read): such a connection must not carry a new request.
+    pub fn is_stale(&self) -> bool {
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match self
+            .inner
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        {
+            Ok(_) => true,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Option<Duration>,
+    keepalive: Option<Keepalive>,
+) -> Result<Socket> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::new(Status::Connection, format!("cannot resolve {host:?}: {e}")))?
+        .collect();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut last_error = Error::new(Status::Connection, format!("{host:?} has no address"));
+    for addr in addrs {
+        let remaining = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => break,
+            },
+            None => None,
+        };
+        let domain = Domain::for_address(addr);
+        match connect_addr(domain, &addr.into(), remaining) {
+            Ok(socket) => {
+                socket
+                    .inner
+                    .set_tcp_nodelay(true)
+                    .map_err(|e| io_error(&e, "set TCP_NODELAY", ""))?;
+                if let Some(k) = keepalive {
+                    let params = TcpKeepalive::new()
+                        .with_time(Duration::from_secs(k.idle_s.into()))
+                        .with_interval(Duration::from_secs(k.interval_s.into()))
+                        .with_retries(k.probes);
+                    SockRef::from(&socket.inner)
+                        .set_tcp_keepalive(&params)
+                        .map_err(|e| io_error(&e, "set keepalive", ""))?;
+                }
+                return Ok(socket);
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
+}
+
+fn connect_addr(domain: Domain, addr: &SockAddr, timeout: Option<Duration>) -> Result<Socket> {
+    let inner = RawSocket::new(domain, Type::STREAM.cloexec(), None)
+        .map_err(|e| io_error(&e, "create socket", ""))?;
+    let connected = match timeout {
+        Some(t) => inner.connect_timeout(addr, t),
+        None => inner.connect(addr),
+    };
+    connected.map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::new(
+            Status::Timeout,
+            format!(
+                "timed out after {} ms",
+                timeout.unwrap_or_default().as_millis()
+            ),
+        ),
+        _ => io_error(&e, "", ""),
+    })?;
+    Ok(Socket { inner })
+}
+
+/// rustls drives the socket through `Read`/`Write`.
+impl io::Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(&mut &self.inner, buf)
+    }
+}
+
+impl io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.send(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

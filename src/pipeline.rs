@@ -1,0 +1,111 @@
+//! Pipelines and transactions: commands encoded as they are appended, sent in one write, and
+//! their replies read back in order.
+
+use crate::client::{Shared, check_args};
+use crate::core::{Error, Result, Status};
+use crate::resp::{Args, Reply, ReplyKind, encode_command};
+use bytes::BytesMut;
+use std::sync::Arc;
+
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    encoded: BytesMut,
+    count: usize,
+    transaction: bool,
+}
+
+const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
+
+impl Pipeline {
+    pub(crate) fn new(shared: Arc<Shared>, transaction: bool) -> Pipeline {
+        Pipeline {
+            shared,
+            encoded: BytesMut::new(),
+            count: 0,
+            transaction,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds a command. Commands that would change the connection's state (SELECT, WATCH,
+    /// MULTI, ...) are refused: the connection goes back to the pool afterwards.
+    pub fn append(&mut self, args: &Args<'_>) -> Result<()> {
+        check_args(args, false)?;
+        encode_command(&mut self.encoded, args);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Sends everything and returns an ARRAY with one reply per command (error replies are
+    /// ERROR elements). A transaction whose WATCHed keys changed fails with WATCH; one the server
+    /// discarded (EXECABORT) fails with SERVER and the first queued error. The pipeline is empty
+    /// afterwards, whatever the outcome.
+    pub fn exec(&mut self) -> Result<Reply> {
+        let encoded = std::mem::take(&mut self.encoded);
+        let count = std::mem::replace(&mut self.count, 0);
+        if count == 0 {
+            return Ok(Reply::aggregate(ReplyKind::Array, Vec::new()));
+        }
+        let pool = self.shared.route(None);
+        let mut conn = pool.get()?;
+        let result = if self.transaction {
+            let mut framed = BytesMut::with_capacity(encoded.len() + MULTI.len() + EXEC.len());
+            framed.extend_from_slice(MULTI);
+            framed.extend_from_slice(&encoded);
+            framed.extend_from_slice(EXEC);
+            conn.pipeline(&framed, count + 2)
+                .and_then(transaction_result)
+        } else {
+            conn.pipeline(&encoded, count)
+                .map(|replies| Reply::aggregate(ReplyKind::Array, replies))
+        };
+        pool.put(conn);
+        // Reuse the allocation for the next round.
+        self.encoded = encoded;
+        self.encoded.clear();
+        result
+    }
+}
+
+/// MULTI's reply, one QUEUED (or error) per command, then EXEC's reply.
+fn transaction_result(mut replies: Vec<Reply>) -> Result<Reply> {
+    let exec = replies.pop().expect("EXEC reply");
+    if replies[0].kind() == ReplyKind::Error {
+        return Err(Error::from_reply(replies[0].as_bytes().unwrap_or_default()).context("MULTI"));
+    }
+    match exec.kind() {
+        ReplyKind::Array => Ok(exec),
+        ReplyKind::Nil => Err(Error::new(
+            Status::Watch,
+            "transaction aborted: a WATCHed key changed (EXEC returned nil), nothing was applied",
+        )),
+        ReplyKind::Error => {
+            let mut error = Error::from_reply(exec.as_bytes().unwrap_or_default());
+            if let Some((i, queued)) = replies
+                .iter()
+                .enumerate()
+                .skip(1)
+                .find(|(_, r)| r.kind() == ReplyKind::Error)
+            {
+                error = error.detail(format!(
+                    "command {} was rejected: {}",
+                    i,
+                    queued.as_str().unwrap_or("?")
+                ));
+            }
+            Err(error)
+        }
+        other => Err(Error::new(
+            Status::Protocol,
+            format!("EXEC answered with a {other:?} instead of an array"),
+        )),
+    }
+}

@@ -1,0 +1,454 @@
+//! Incremental RESP2/RESP3 decoder.
+//!
+//! The decoder reads from the front of a `BytesMut` that the driver appends network bytes to.
+//! It keeps its place between calls (a stack of the aggregates still open, like hiredis's
+//! reader), so a reply arriving in many pieces is scanned once. When a reply is complete its
+//! bytes are split off the buffer without copying and its string nodes point into them.
+//!
+//! Every string in RESP is followed by `\r\n`; once that terminator has been checked the decoder
+//! overwrites the `\r` with NUL, which makes each string a C string in place. Streamed strings
+//! (`$?` with `;` chunks) are compacted in place the same way: each chunk is moved down to follow
+//! the previous one, so they too end up as one contiguous, NUL-terminated slice.
+//!
+//! Hostile input is bounded by [`Limits`]: nesting depth, element count, bulk length and line
+//! length. Declared element counts never size an allocation beyond what has actually arrived.
+//! RESP3 attributes (`|`) are read and dropped; the value they annotate is returned.
+
+use super::reply::{Node, Reply, ReplyKind};
+use bytes::BytesMut;
+
+/// Bounds that turn hostile or corrupt input into a protocol error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Aggregates nested deeper than this are rejected.
+    pub max_depth: usize,
+    /// An aggregate declaring more elements than this is rejected.
+    pub max_elements: usize,
+    /// A bulk string longer than this is rejected (Redis's own `proto-max-bulk-len` default).
+    pub max_bulk_len: usize,
+    /// A line (simple string, error, number) longer than this is rejected.
+    pub max_line_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 64,
+            max_elements: 1 << 28,
+            max_bulk_len: 512 << 20,
+            max_line_len: 16 << 20,
+        }
+    }
+}
+
+/// The peer sent bytes that are not valid RESP (or exceed the [`Limits`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
+    Err(ProtocolError(msg.into()))
+}
+
+/// An aggregate whose elements are still arriving.
+struct Open {
+    kind: ReplyKind,
+    /// Elements still expected; `None` for a streamed aggregate (ended by `.`).
+    remaining: Option<usize>,
+    children: Vec<Node>,
+    /// An attribute map: read, then dropped.
+    attribute: bool,
+}
+
+/// A streamed string being compacted: its payload so far is `start..start + len`.
+struct Streamed {
+    start: usize,
+    len: usize,
+}
+
+/// Outcome of reading one element.
+enum Step {
+    /// Not enough bytes yet.
+    Incomplete,
+    /// A complete value.
+    Value(Node),
+    /// An aggregate header was read; its elements follow.
+    Opened,
+    /// The end of a streamed aggregate.
+    End,
+}
+
+/// Preallocate at most this many children from a declared count; more grow as they arrive.
+const MAX_PREALLOC: usize = 1024;
+
+pub struct Decoder {
+    limits: Limits,
+    /// Bytes of the current (incomplete) reply already consumed.
+    pos: usize,
+    stack: Vec<Open>,
+    streamed: Option<Streamed>,
+    /// Total buffer length the next step needs, when known (a bulk's payload); lets the driver
+    /// reserve once instead of growing the buffer read by read.
+    needed: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(Limits::default())
+    }
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            limits,
+            pos: 0,
+            stack: Vec::new(),
+            streamed: None,
+            needed: 0,
+        }
+    }
+
+    /// How many bytes the buffer must hold before decoding can make progress (0 if unknown).
+    pub fn needed(&self) -> usize {
+        self.needed
+    }
+
+    /// True when part of a reply has been consumed but the reply is not complete.
+    pub fn in_progress(&self) -> bool {
+        self.pos > 0
+    }
+
+    /// Decodes the next complete reply from the front of `buf`, removing its bytes from `buf`.
+    /// `Ok(None)` means more bytes are needed; call again after appending them. After an error
+    /// the stream is unusable and the connection must be closed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
+        loop {
+            let mut node = match self.step(buf)? {
+                Step::Incomplete => return Ok(None),
+                Step::Opened => continue,
+                Step::Value(node) => node,
+                Step::End => match self.stack.last() {
+                    Some(open) if open.remaining.is_none() => self.close_top(),
+                    _ => return err("'.' outside a streamed aggregate"),
+                },
+            };
+            // Attach the value to the aggregates it completes, innermost first.
+            loop {
+                let Some(top) = self.stack.last_mut() else {
+                    return Ok(Some(self.finish(buf, node)));
+                };
+                top.children.push(node);
+                match &mut top.remaining {
+                    Some(n) => {
+                        *n -= 1;
+                        if *n > 0 {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+                if top.attribute {
+                    // An attribute annotates the value that follows it; we do not keep it.
+                    self.stack.pop();
+                    break;
+                }
+                node = self.close_top();
+            }
+        }
+    }
+
+    fn close_top(&mut self) -> Node {
+        let open = self.stack.pop().expect("close_top with an open aggregate");
+        Node::aggregate(open.kind, open.children)
+    }
+
+    fn finish(&mut self, buf: &mut BytesMut, mut root: Node) -> Reply {
+        let bytes = buf.split_to(self.pos).freeze();
+        self.pos = 0;
+        self.needed = 0;
+        // SAFETY: every text offset in `root` was checked to lie (with its NUL) inside the
+        // first `pos` bytes of the buffer, which are exactly `bytes`; freezing does not move them.
+        unsafe {
+            root.rebase(bytes.as_ptr());
+            Reply::from_buffer(root, bytes)
+        }
+    }
+
+    /// Finds the line starting at `self.pos`; returns the index of its `\r`.
+    fn line_end(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let start = self.pos + 1;
+        match buf[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let lf = start + i;
+                if lf == start || buf[lf - 1] != b'\r' {
+                    return err("line not terminated by CRLF");
+                }
+                if lf - 1 - start > self.limits.max_line_len {
+                    return err("line longer than the limit");
+                }
+                Ok(Some(lf - 1))
+            }
+            None if buf.len() - start > self.limits.max_line_len => {
+                err("line longer than the limit")
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        if self.streamed.is_some() {
+            return self.streamed_chunk(buf);
+        }
+        if buf.len() <= self.pos {
+            return Ok(Step::Incomplete);
+        }
+        let Some(cr) = self.line_end(buf)? else {
+            return Ok(Step::Incomplete);
+        };
+        let type_byte = buf[self.pos];
+        let text_start = self.pos + 1;
+        let line = &buf[text_start..cr];
+        let after_line = cr + 2;
+        let node = match type_byte {
+            b'+' | b'-' | b',' | b'(' => {
+                let kind = match type_byte {
+                    b'+' => ReplyKind::Status,
+                    b'-' => ReplyKind::Error,
+                    b',' => ReplyKind::Double,
+                    _ => ReplyKind::BigNumber,
+                };
+                let num = match kind {
+                    ReplyKind::Double => parse_double(line)?.to_bits(),
+                    ReplyKind::BigNumber => {
+                        check_big_number(line)?;
+                        0
+                    }
+                    _ => 0,
+                };
+                let len = line.len();
+                buf[cr] = 0;
+                Node::text_at(kind, text_start, len, num)
+            }
+            b':' => Node::scalar(ReplyKind::Integer, parse_int(line)? as u64),
+            b'#' => match line {
+                b"t" => Node::scalar(ReplyKind::Bool, 1),
+                b"f" => Node::scalar(ReplyKind::Bool, 0),
+                _ => return err("boolean is neither 't' nor 'f'"),
+            },
+            b'_' if line.is_empty() => Node::scalar(ReplyKind::Nil, 0),
+            b'_' => return err("null with a payload"),
+            b'$' | b'!' | b'=' => {
+                if type_byte == b'$' && line == b"?" {
+                    self.pos = after_line;
+                    self.streamed = Some(Streamed {
+                        start: after_line,
+                        len: 0,
+                    });
+                    return self.streamed_chunk(buf);
+                }
+                let len = parse_int(line)?;
+                if len == -1 && type_byte == b'$' {
+                    Node::scalar(ReplyKind::Nil, 0)
+                } else {
+                    let len = usize::try_from(len)
+                        .map_err(|_| ProtocolError(format!("negative string length {len}")))?;
+                    if len > self.limits.max_bulk_len {
+                        return err(format!("bulk of {len} bytes is longer than the limit"));
+                    }
+                    let end = after_line + len;
+                    if buf.len() < end + 2 {
+                        self.needed = end + 2;
+                        return Ok(Step::Incomplete);
+                    }
+                    if &buf[end..end + 2] != b"\r\n" {
+                        return err("bulk string not terminated by CRLF");
+                    }
+                    buf[end] = 0;
+                    self.needed = 0;
+                    self.pos = end + 2;
+                    return Ok(Step::Value(match type_byte {
+                        b'$' => Node::text_at(ReplyKind::String, after_line, len, 0),
+                        b'!' => Node::text_at(ReplyKind::Error, after_line, len, 0),
+                        _ => verbatim(buf, after_line, len)?,
+                    }));
+                }
+            }
+            b'*' | b'%' | b'~' | b'>' | b'|' => {
+                let kind = match type_byte {
+                    b'*' => ReplyKind::Array,
+                    b'%' | b'|' => ReplyKind::Map,
+                    b'~' => ReplyKind::Set,
+                    _ => ReplyKind::Push,
+                };
+                let attribute = type_byte == b'|';
+                let count = if line == b"?" {
+                    None
+                } else {
+                    let n = parse_int(line)?;
+                    if n == -1 && type_byte == b'*' {
+                        self.pos = after_line;
+                        return Ok(Step::Value(Node::scalar(ReplyKind::Nil, 0)));
+                    }
+                    let n = usize::try_from(n)
+                        .map_err(|_| ProtocolError(format!("negative element count {n}")))?;
+                    if n > self.limits.max_elements {
+                        return err(format!("aggregate of {n} elements exceeds the limit"));
+                    }
+                    // Maps and attributes carry a key and a value per entry.
+                    Some(if kind == ReplyKind::Map { n * 2 } else { n })
+                };
+                self.pos = after_line;
+                if count == Some(0) {
+                    if attribute {
+                        return Ok(Step::Opened);
+                    }
+                    return Ok(Step::Value(Node::aggregate(kind, Vec::new())));
+                }
+                if self.stack.len() >= self.limits.max_depth {
+                    return err("aggregates nested deeper than the limit");
+                }
+                let prealloc = count.unwrap_or(0).min(MAX_PREALLOC);
+                self.stack.push(Open {
+                    kind,
+                    remaining: count,
+                    children: Vec::with_capacity(prealloc),
+                    attribute,
+                });
+                return Ok(Step::Opened);
+            }
+            b'.' if line.is_empty() => {
+                self.pos = after_line;
+                return Ok(Step::End);
+            }
+            other => {
+                return err(format!(
+                    "unknown type byte {:?}",
+                    char::from(other).escape_default().to_string()
+                ));
+            }
+        };
+        self.pos = after_line;
+        Ok(Step::Value(node))
+    }
+
+    /// Reads one `;len` chunk of a streamed string, moving its payload down to follow the
+    /// chunks before it.
+    fn streamed_chunk(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        loop {
+            if buf.len() <= self.pos {
+                return Ok(Step::Incomplete);
+            }
+            let Some(cr) = self.line_end(buf)? else {
+                return Ok(Step::Incomplete);
+            };
+            if buf[self.pos] != b';' {
+                return err("streamed string chunk does not start with ';'");
+            }
+            let len = usize::try_from(parse_int(&buf[self.pos + 1..cr])?)
+                .map_err(|_| ProtocolError("negative chunk length".into()))?;
+            let streamed = self.streamed.as_mut().expect("in a streamed string");
+            if streamed.len + len > self.limits.max_bulk_len {
+                return err("streamed string longer than the limit");
+            }
+            let data = cr + 2;
+            if len == 0 {
+                let Streamed { start, len } = self.streamed.take().expect("in a streamed string");
+                // The terminator line is at least 4 bytes past the payload, so the NUL fits.
+                buf[start + len] = 0;
+                self.pos = data;
+                return Ok(Step::Value(Node::text_at(ReplyKind::String, start, len, 0)));
+            }
+            if buf.len() < data + len + 2 {
+                self.needed = data + len + 2;
+                return Ok(Step::Incomplete);
+            }
+            if &buf[data + len..data + len + 2] != b"\r\n" {
+                return err("streamed string chunk not terminated by CRLF");
+            }
+            let dest = streamed.start + streamed.len;
+            buf.copy_within(data..data + len, dest);
+            streamed.len += len;
+            self.needed = 0;
+            self.pos = data + len + 2;
+        }
+    }
+}
+
+fn verbatim(buf: &[u8], start: usize, len: usize) -> Result<Node, ProtocolError> {
+    if len < 4 || buf[start + 3] != b':' {
+        return err("verbatim string without a 3-byte format prefix");
+    }
+    // The format ("txt", "mkd") is kept in the number slot; the text follows the colon.
+    let format =
+        u64::from(buf[start]) | u64::from(buf[start + 1]) << 8 | u64::from(buf[start + 2]) << 16;
+    Ok(Node::text_at(
+        ReplyKind::Verbatim,
+        start + 4,
+        len - 4,
+        format,
+    ))
+}
+
+/// A RESP integer: optional sign, then decimal digits, fitting in i64.
+pub(crate) fn parse_int(line: &[u8]) -> Result<i64, ProtocolError> {
+    let (negative, digits) = match line {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return err("malformed integer");
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return err("malformed integer");
+        }
+        let digit = i64::from(d - b'0');
+        value = value
+            .checked_mul(10)
+            .and_then(|v| {
+                if negative {
+                    v.checked_sub(digit)
+                } else {
+                    v.checked_add(digit)
+                }
+            })
+            .ok_or_else(|| ProtocolError("integer out of range".into()))?;
+    }
+    Ok(value)
+}
+
+fn parse_double(line: &[u8]) -> Result<f64, ProtocolError> {
+    let text = std::str::from_utf8(line).map_err(|_| ProtocolError("malformed double".into()))?;
+    match text {
+        "inf" | "+inf" => Ok(f64::INFINITY),
+        "-inf" => Ok(f64::NEG_INFINITY),
+        "nan" | "-nan" => Ok(f64::NAN),
+        // Rust's parser also accepts "infinity" and friends; RESP does not.
+        t if t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+            && !t.is_empty() =>
+        {
+            t.parse()
+                .map_err(|_| ProtocolError("malformed double".into()))
+        }
+        _ => err("malformed double"),
+    }
+}
+
+fn check_big_number(line: &[u8]) -> Result<(), ProtocolError> {
+    let digits = line
+        .strip_prefix(b"-")
+        .or_else(|| line.strip_prefix(b"+"))
+        .unwrap_or(line);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return err("malformed big number");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

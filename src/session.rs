@@ -1,0 +1,101 @@
+//! Sessions: one pooled connection pinned to one caller, for flows that need the same
+//! connection across commands (WATCH/MULTI/EXEC, per-connection CLIENT commands).
+//!
+//! When a session ends its connection goes back to the pool clean: an open transaction is
+//! discarded and WATCHes are dropped (one pipelined round trip, only if the session used them);
+//! a connection whose state the session changed in other ways (SELECT, AUTH, CLIENT SETNAME,
+//! ...) is closed rather than returned.
+
+use crate::client::{Shared, check_args};
+use crate::core::commands::{ConnectionUse, connection_use, is_exec};
+use crate::core::{Error, Result, Status};
+use crate::net::Connection;
+use crate::resp::{Args, Reply};
+use std::sync::Arc;
+
+pub struct Session {
+    shared: Arc<Shared>,
+    conn: Option<Connection>,
+    /// MULTI or WATCH was sent and not yet ended by EXEC/DISCARD/UNWATCH.
+    transaction_state: bool,
+    /// The session changed connection state that a reset cannot undo.
+    dirty: bool,
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<Shared>) -> Result<Session> {
+        let conn = shared.route(None).get()?;
+        Ok(Session {
+            shared,
+            conn: Some(conn),
+            transaction_state: false,
+            dirty: false,
+        })
+    }
+
+    /// Runs one command on the session's connection. An EXEC answered with nil is WATCH.
+    pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
+        check_args(args, true)?;
+        let conn = match self.conn.as_mut() {
+            Some(conn) if !conn.is_broken() => conn,
+            _ => self.replace_connection()?,
+        };
+        let name = args.name();
+        let is_state = connection_use(name, (args.len() > 1).then(|| args.get(1)))
+            == ConnectionUse::ConnectionState;
+        let result = conn.command(args);
+        if is_state {
+            let upper = name.to_ascii_uppercase();
+            match upper.as_slice() {
+                b"MULTI" | b"WATCH" => self.transaction_state = true,
+                b"EXEC" | b"DISCARD" | b"UNWATCH" => self.transaction_state = false,
+                _ => self.dirty = true,
+            }
+        }
+        match result {
+            Ok(reply) if reply.is_nil() && is_exec(name) => Err(Error::new(
+                Status::Watch,
+                "transaction aborted: a WATCHed key changed (EXEC returned nil), nothing was applied",
+            )),
+            other => other,
+        }
+    }
+
+    /// The pinned connection broke. Without transaction state a new one is as good; with it,
+    /// carrying on silently would drop a WATCH and let EXEC succeed when it must not.
+    fn replace_connection(&mut self) -> Result<&mut Connection> {
+        let pool = self.shared.route(None);
+        if let Some(old) = self.conn.take() {
+            pool.put(old);
+        }
+        if std::mem::take(&mut self.transaction_state) {
+            return Err(Error::new(
+                Status::Connection,
+                "the session's connection was lost with a WATCH or MULTI open; that transaction \
+                 is gone (start it again)",
+            ));
+        }
+        self.dirty = false;
+        Ok(self.conn.insert(pool.get()?))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let pool = self.shared.route(None);
+        if self.dirty {
+            // Close it: the next borrower must get a connection as the config describes it.
+            conn.discard();
+        } else if self.transaction_state {
+            // DISCARD fails harmlessly when no MULTI is open; UNWATCH always succeeds.
+            const RESET: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n*1\r\n$7\r\nUNWATCH\r\n";
+            if conn.pipeline(RESET, 2).is_err() {
+                // `conn` is broken now and the pool will close it.
+            }
+        }
+        pool.put(conn);
+    }
+}
