@@ -1,0 +1,81 @@
+# Shared helpers for scripts/demo and scripts/test. Source it; do not run it.
+
+BRISK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BRISK_BUILD_DIR:-$BRISK_ROOT/build}
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# Installs the Debian packages brisk's build and tests need, when any is missing.
+ensure_packages() {
+  local wanted=(redis-server redis-tools cmake pkg-config valgrind openssl python3 python3-pytest gcc make libhiredis-dev)
+  local missing=()
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing: ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! command -v cargo >/dev/null; then
+    echo "cargo not found: brisk needs a Rust toolchain (1.85 or newer), e.g. from https://rustup.rs" >&2
+    exit 1
+  fi
+}
+
+# Configures and builds the library, examples and C tests with CMake (which runs cargo).
+cmake_build() {
+  cmake -S "$BRISK_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD_DIR" -j "$(nproc)"
+}
+
+# Prints a free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Starts a throwaway redis-server on a free loopback port; sets THROWAWAY_URL, THROWAWAY_PID and
+# THROWAWAY_DIR. stop_throwaway_redis removes it again.
+start_throwaway_redis() {
+  THROWAWAY_DIR=$(mktemp -d)
+  local port attempt
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$THROWAWAY_DIR" --save "" --appendonly no \
+      --daemonize no --logfile "$THROWAWAY_DIR/redis.log" &
+    THROWAWAY_PID=$!
+    local deadline=$((SECONDS + 10))
+    while [ $SECONDS -lt $deadline ] && kill -0 "$THROWAWAY_PID" 2>/dev/null; do
+      if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
+        THROWAWAY_URL="redis://127.0.0.1:$port"
+        return 0
+      fi
+      sleep 0.05
+    done
+    kill "$THROWAWAY_PID" 2>/dev/null; wait "$THROWAWAY_PID" 2>/dev/null
+  done
+  echo "could not start redis-server (see $THROWAWAY_DIR/redis.log)" >&2
+  return 1
+}
+
+stop_throwaway_redis() {
+  if [ -n "${THROWAWAY_PID:-}" ]; then
+    kill "$THROWAWAY_PID" 2>/dev/null
+    wait "$THROWAWAY_PID" 2>/dev/null
+  fi
+  [ -n "${THROWAWAY_DIR:-}" ] && rm -rf "$THROWAWAY_DIR"
+  THROWAWAY_PID=
+}
+
+# Prints a python interpreter that has pytest, installing pytest with pip if none has it.
+python_with_pytest() {
+  local py
+  for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import pytest' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  python3 -m pip install --quiet pytest >&2 && echo python3
+}
