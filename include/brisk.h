@@ -52,6 +52,14 @@ typedef struct brisk_client brisk_client;
 typedef struct brisk_config brisk_config;
 
 /**
+ * One finished piece of work, passed to the event callback (see
+ * `brisk_config_set_event_callback()`). Borrowed: valid only during the callback; read it with
+ * the `brisk_event_*` accessors and copy what you keep. Never contains command arguments or
+ * values.
+ */
+typedef struct brisk_event brisk_event;
+
+/**
  * A batch of commands sent in one round trip, optionally as a MULTI/EXEC transaction.
  *
  * Created by `brisk_pipeline_new()` or `brisk_transaction_new()`, freed (exactly once) by
@@ -72,6 +80,14 @@ typedef struct brisk_pipeline brisk_pipeline;
 typedef struct brisk_reply brisk_reply;
 
 /**
+ * A retry policy, given to a config with `brisk_config_set_retry()` (which copies it).
+ *
+ * Created by `brisk_retry_new()`, freed (exactly once) by `brisk_retry_free()`. Immutable after
+ * creation, so any thread may read it.
+ */
+typedef struct brisk_retry brisk_retry;
+
+/**
  * One connection from the client's pool, pinned for a sequence of commands that must share
  * it: WATCH/MULTI/EXEC, blocking commands, per-connection CLIENT commands.
  *
@@ -90,14 +106,185 @@ typedef struct brisk_session brisk_session;
 typedef uint32_t brisk_status;
 
 /**
+ * What `brisk_client_stat()` reports: counters since the client was created, and two gauges.
+ */
+typedef uint32_t brisk_stat;
+
+/**
+ * Whether a command whose request may already have reached the server is retried.
+ */
+typedef uint32_t brisk_retry_writes;
+
+/**
+ * Receives events, synchronously, on the thread that did the work (the caller's thread for
+ * commands; a `brisk-runtime` thread for background connects and disconnects). It must be
+ * thread-safe and must not block or call back into the client.
+ */
+typedef void (*brisk_event_fn)(void *userdata,
+                               const brisk_event *event);
+
+/**
+ * What an event reports.
+ */
+typedef uint32_t brisk_event_kind;
+
+/**
  * The type of a reply.
  */
 typedef uint32_t brisk_reply_type;
 
 /**
+ * How the delay between attempts grows.
+ */
+typedef uint32_t brisk_backoff;
+
+/**
  * The families of errors the production guides of redis-py, go-redis and Jedis document.
  */
 typedef uint32_t brisk_category;
+
+
+
+
+
+
+
+/**
+ * Commands finished (a pipeline counts each of its commands).
+ */
+#define BRISK_STAT_COMMANDS 0
+
+/**
+ * Commands (or pipelines) that failed, after their retries.
+ */
+#define BRISK_STAT_ERRORS 1
+
+/**
+ * Retries made.
+ */
+#define BRISK_STAT_RETRIES 2
+
+/**
+ * Attempts that timed out.
+ */
+#define BRISK_STAT_TIMEOUTS 3
+
+/**
+ * Connections opened.
+ */
+#define BRISK_STAT_CONNECTS 4
+
+/**
+ * Connections opened to replace lost ones.
+ */
+#define BRISK_STAT_RECONNECTS 5
+
+/**
+ * Health-check PINGs sent.
+ */
+#define BRISK_STAT_HEALTH_CHECKS 6
+
+/**
+ * Health checks that found a dead connection (which was replaced).
+ */
+#define BRISK_STAT_HEALTH_CHECK_FAILURES 7
+
+/**
+ * Times a caller had to wait for a pooled connection.
+ */
+#define BRISK_STAT_POOL_WAITS 8
+
+/**
+ * Times the wait ended in `BRISK_ERR_POOL_EXHAUSTED`.
+ */
+#define BRISK_STAT_POOL_EXHAUSTED 9
+
+/**
+ * Gauge: connections open now (idle or in use).
+ */
+#define BRISK_STAT_POOL_OPEN 10
+
+/**
+ * Gauge: idle connections now.
+ */
+#define BRISK_STAT_POOL_IDLE 11
+
+/**
+ * Client-side cache hits.
+ */
+#define BRISK_STAT_CACHE_HITS 12
+
+/**
+ * Client-side cache misses.
+ */
+#define BRISK_STAT_CACHE_MISSES 13
+
+/**
+ * Client-side cache entries invalidated.
+ */
+#define BRISK_STAT_CACHE_INVALIDATIONS 14
+
+/**
+ * Cluster topology refreshes.
+ */
+#define BRISK_STAT_TOPOLOGY_REFRESHES 15
+
+/**
+ * Cluster redirections (MOVED, ASK) followed.
+ */
+#define BRISK_STAT_REDIRECTS 16
+
+/**
+ * Only read-only commands are retried after their request was written; a write (INCR, LPUSH,
+ * XADD, ...) that failed after sending is reported (its message says it may have been applied),
+ * never replayed. The default.
+ */
+#define BRISK_RETRY_WRITES_SAFE 0
+
+/**
+ * Every command is retried (at-least-once, what most clients do).
+ */
+#define BRISK_RETRY_WRITES_ALWAYS 1
+
+/**
+ * A command (or pipeline/transaction) finished, after all its attempts.
+ */
+#define BRISK_EVENT_COMMAND 0
+
+/**
+ * An attempt failed and will be retried.
+ */
+#define BRISK_EVENT_RETRY 1
+
+/**
+ * A connection attempt finished (status OK: a new connection is ready).
+ */
+#define BRISK_EVENT_CONNECT 2
+
+/**
+ * A connection was closed (OK: on purpose) or lost (CONNECTION).
+ */
+#define BRISK_EVENT_DISCONNECT 3
+
+/**
+ * A health-check PING finished.
+ */
+#define BRISK_EVENT_HEALTH_CHECK 4
+
+/**
+ * A caller waited for a pooled connection (OK: got one; POOL_EXHAUSTED: gave up).
+ */
+#define BRISK_EVENT_POOL_WAIT 5
+
+/**
+ * Cluster slots or the Sentinel master changed.
+ */
+#define BRISK_EVENT_TOPOLOGY 6
+
+/**
+ * Client-side cache entries were invalidated.
+ */
+#define BRISK_EVENT_CACHE_INVALIDATE 7
 
 /**
  * RESP2 null bulk/array, RESP3 null. Also what accessors report for a NULL reply.
@@ -163,6 +350,36 @@ typedef uint32_t brisk_category;
  * RESP3 push (out-of-band data; only seen through Pub/Sub and caching APIs).
  */
 #define BRISK_REPLY_PUSH 12
+
+/**
+ * Retry at once.
+ */
+#define BRISK_BACKOFF_NONE 0
+
+/**
+ * `base` before every retry.
+ */
+#define BRISK_BACKOFF_CONSTANT 1
+
+/**
+ * `min(cap, base * 2^attempt)`.
+ */
+#define BRISK_BACKOFF_EXPONENTIAL 2
+
+/**
+ * `uniform(0, min(cap, base * 2^attempt))` (the default kind).
+ */
+#define BRISK_BACKOFF_FULL_JITTER 3
+
+/**
+ * `t/2 + uniform(0, t/2)` with `t = min(cap, base * 2^attempt)`.
+ */
+#define BRISK_BACKOFF_EQUAL_JITTER 4
+
+/**
+ * `min(cap, uniform(base, previous * 3))`, starting from `previous = base`.
+ */
+#define BRISK_BACKOFF_DECORRELATED_JITTER 5
 
 /**
  * Success.
@@ -321,6 +538,16 @@ brisk_status brisk_command(brisk_client *client,
  * `client` is NULL or a live client.
  */
 brisk_status brisk_ping(brisk_client *client);
+
+/**
+ * Reads a counter or gauge; 0 for a NULL client or an unknown `which`. Lock-free for counters;
+ * safe to call from any thread at any time.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+uint64_t brisk_client_stat(const brisk_client *client,
+                           brisk_stat which);
 
 /**
  * A new config with all defaults: `localhost:6379`, RESP3, timeouts of 5000 ms, a pool of
@@ -537,6 +764,191 @@ brisk_status brisk_config_set_tls_insecure_skip_verify(brisk_config *cfg,
                                                        bool skip);
 
 /**
+ * A bound on one whole command in ms, every attempt and backoff included (default 0: none).
+ * A command past it fails with TIMEOUT; reads are cut short to stay within it.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_command_deadline_ms(brisk_config *cfg,
+                                                  uint32_t ms);
+
+/**
+ * Connections kept open and idle by background maintenance (default 0), opened as soon as the
+ * client is created. Must not exceed the pool size (checked by `brisk_client_new()`).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pool_min_idle(brisk_config *cfg,
+                                            uint32_t min_idle);
+
+/**
+ * An idle connection unused for this long is closed (default 1800000 ms; 0: never).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pool_idle_timeout_ms(brisk_config *cfg,
+                                                   uint32_t ms);
+
+/**
+ * A connection older than this is closed when next returned or found idle (default 0: no
+ * limit). Useful behind load balancers and for rotating credentials.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pool_max_lifetime_ms(brisk_config *cfg,
+                                                   uint32_t ms);
+
+/**
+ * Health checks: a connection idle for longer than `ms` is PINGed before it carries a command;
+ * if that PING fails with a connection or timeout error the connection is replaced and the
+ * command goes to a fresh one, so a dead idle connection never surfaces as an error. Counted in
+ * `BRISK_STAT_HEALTH_CHECKS` / `_FAILURES`. Default 0 (off).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_health_check_interval_ms(brisk_config *cfg,
+                                                       uint32_t ms);
+
+/**
+ * Uses `retry` (copied) as the retry policy. Without it a config retries 3 times with full
+ * jitter from 10 ms capped at 1000 ms, on the statuses `brisk_status_is_retryable()` accepts.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `retry` is NULL or a live policy.
+ */
+brisk_status brisk_config_set_retry(brisk_config *cfg,
+                                    const brisk_retry *retry);
+
+/**
+ * Retry after TIMEOUT errors (added to `brisk_config_set_retry_on_errors()`'s list if both are
+ * used). Without an explicit policy this means one immediate retry. `false` undoes it.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_retry_on_timeout(brisk_config *cfg,
+                                               bool on);
+
+/**
+ * Retry after exactly these `n` statuses (replacing the default set). Without an explicit
+ * policy this means one immediate retry. `codes` may be NULL only when `n` is 0 (then nothing
+ * but a timeout, if enabled, is retried). INVALID_ARGUMENT for an unknown status or BRISK_OK.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `codes` is NULL or points to `n` statuses.
+ */
+brisk_status brisk_config_set_retry_on_errors(brisk_config *cfg,
+                                              const brisk_status *codes,
+                                              size_t n);
+
+/**
+ * Sets the write-retry mode. Failures before the request was written are retried in both
+ * modes. INVALID_ARGUMENT for an unknown mode.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_retry_writes(brisk_config *cfg,
+                                           brisk_retry_writes mode);
+
+/**
+ * Installs an event callback (NULL `fn` removes it). It is called synchronously on the thread
+ * that did the work (the caller's for commands, a `brisk-runtime` thread for background
+ * connects), so it must be thread-safe, must not block, and must not call brisk with this
+ * client. `userdata` is passed back untouched; brisk never frees it. See `brisk_event`.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `fn` and `userdata` stay valid while any client made from
+ * this config lives.
+ */
+brisk_status brisk_config_set_event_callback(brisk_config *cfg,
+                                             brisk_event_fn fn,
+                                             void *userdata);
+
+/**
+ * The kind of event (`BRISK_EVENT_COMMAND` for NULL).
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+brisk_event_kind brisk_event_kind_of(const brisk_event *e);
+
+/**
+ * The outcome: `BRISK_OK` or the failure's status.
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+brisk_status brisk_event_status(const brisk_event *e);
+
+/**
+ * `db.operation.name`: the command name in upper case ("GET"), "PIPELINE" or "MULTI"; "" for
+ * events that are not about a command. Never the arguments. NUL-terminated; `len` may be NULL.
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback; `len` is NULL or writable.
+ */
+const char *brisk_event_command_name(const brisk_event *e,
+                                     size_t *len);
+
+/**
+ * `db.client.operation.duration` in microseconds: for COMMAND all attempts and backoff; for
+ * RETRY the failed attempt; for CONNECT, HEALTH_CHECK and POOL_WAIT that step.
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+uint64_t brisk_event_duration_us(const brisk_event *e);
+
+/**
+ * COMMAND: the number of attempts made (1 = no retry). RETRY: the number of the attempt that
+ * failed (1-based). 1 for other events.
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+uint32_t brisk_event_attempt(const brisk_event *e);
+
+/**
+ * `server.address` and `server.port` as "host:port" ("[::1]:6379" for IPv6), or the Unix socket
+ * path.
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+const char *brisk_event_server_address(const brisk_event *e);
+
+/**
+ * `error.type`: the server's error code ("WRONGTYPE", "NOPERM") or the status name
+ * ("BRISK_ERR_TIMEOUT"); NULL when the status is OK.
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+const char *brisk_event_error_type(const brisk_event *e);
+
+/**
+ * `db.operation.batch.size`: the commands in a pipeline or transaction; 1 otherwise.
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+uint32_t brisk_event_batch_size(const brisk_event *e);
+
+/**
+ * `db.namespace`: the database number the client uses.
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+uint32_t brisk_event_db(const brisk_event *e);
+
+/**
  * A new, empty pipeline on `client`. `*out` is NULL on failure.
  *
  * # Safety
@@ -661,6 +1073,41 @@ bool brisk_reply_verbatim_format(const brisk_reply *r,
  * `r` is NULL or a top-level reply not yet freed.
  */
 void brisk_reply_free(brisk_reply *r);
+
+/**
+ * A policy of `retries` retries (after the first attempt) with delays of kind `backoff` from
+ * `base_ms`, capped at `cap_ms`. `brisk_retry_new(BRISK_BACKOFF_EXPONENTIAL, 8, 512, 3, &r)`
+ * is go-redis's classic policy. INVALID_ARGUMENT for an unknown backoff kind or `cap_ms` below
+ * `base_ms`; `*out` is NULL on failure.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+brisk_status brisk_retry_new(brisk_backoff backoff,
+                             uint32_t base_ms,
+                             uint32_t cap_ms,
+                             uint32_t retries,
+                             brisk_retry **out);
+
+/**
+ * Frees a policy. NULL is a no-op.
+ *
+ * # Safety
+ * `retry` is NULL or a live policy.
+ */
+void brisk_retry_free(brisk_retry *retry);
+
+/**
+ * The delay in ms before retry number `attempt` (0-based). Exact for NONE, CONSTANT and
+ * EXPONENTIAL; a fresh random draw for the jittered kinds, within their bounds (for
+ * DECORRELATED_JITTER, which depends on the previous delay, within
+ * `[min(base, cap), min(cap, base * 3^(attempt+1))]`). 0 for a NULL policy.
+ *
+ * # Safety
+ * `retry` is NULL or a live policy.
+ */
+uint32_t brisk_retry_backoff_ms(const brisk_retry *retry,
+                                uint32_t attempt);
 
 /**
  * Borrows a connection from `client`'s pool for a new session (waiting like a command would;

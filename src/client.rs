@@ -1,23 +1,28 @@
 //! The client: a thread-safe handle that routes each command to a pooled connection.
 //!
 //! A command flows: [`Client::command`] checks that it can run on a borrowed connection,
-//! [`Shared::route`] picks the pool of the node that owns it (standalone: the one server),
-//! the pool lends a connection, the blocking driver writes the request and reads the reply on
-//! the calling thread, and the connection goes back to the pool (or is closed if it broke).
+//! [`Shared::route`] picks the pool of the node that owns it (standalone: the one server), and
+//! the [`Executor`] runs it: borrow a connection, write the request and read the reply on the
+//! calling thread, give the connection back (or close it if it broke), and retry by the rules
+//! when that failed in a way a new attempt may fix.
 
-use crate::config::Config;
-use crate::core::commands::{ConnectionUse, connection_use};
+use crate::config::{Config, limit};
+use crate::core::commands::{CommandTable, ConnectionUse, blocking_timeout, connection_use};
 use crate::core::{Error, Result};
+use crate::events::Observer;
+use crate::execute::{Executor, Job};
 use crate::net::ConnectSettings;
 use crate::pipeline::Pipeline;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolSettings};
 use crate::resp::{Args, Reply};
 use crate::session::Session;
-use std::sync::Arc;
+use crate::stats::Stat;
+use std::sync::{Arc, Weak};
 
-/// State shared by a client and the pipelines and sessions made from it.
+/// State shared by a client, the pipelines and sessions made from it, and its background task.
 pub(crate) struct Shared {
     pool: Pool,
+    pub(crate) executor: Executor,
 }
 
 impl Shared {
@@ -26,6 +31,43 @@ impl Shared {
     pub(crate) fn route(&self, _args: Option<&Args<'_>>) -> &Pool {
         &self.pool
     }
+
+    /// Periodic upkeep: pool maintenance, and fetching the server's command table (used to
+    /// tell reads from writes) once a connection is at hand.
+    fn maintain(&self) {
+        self.pool.maintain();
+        if !self.executor.has_command_table() {
+            if let Some(mut conn) = self.pool.try_get_idle() {
+                let command: [&[u8]; 1] = [b"COMMAND"];
+                if let Ok(reply) = conn.command(&Args::from_slices(&command)) {
+                    self.executor
+                        .set_command_table(CommandTable::from_command_reply(&reply));
+                }
+                self.pool.put(conn);
+            }
+        }
+    }
+}
+
+/// Starts the background task that maintains the client's pool while the client lives.
+fn start_maintenance(shared: &Arc<Shared>) {
+    let Some(period) = shared.pool.settings().maintenance_period() else {
+        return;
+    };
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    crate::runtime::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            if shared.pool.is_closed() {
+                return;
+            }
+            // Opening connections blocks; keep it off the runtime's worker.
+            let _ = tokio::task::spawn_blocking(move || shared.maintain()).await;
+        }
+    });
 }
 
 pub struct Client {
@@ -57,26 +99,48 @@ pub(crate) fn check_args(args: &Args<'_>, allow_connection_state: bool) -> Resul
     }
 }
 
+fn read_only_args<'a>(args: &'a Args<'a>) -> impl Fn(&Executor) -> bool + 'a {
+    move |executor: &Executor| executor.is_read_only(args)
+}
+
 impl Client {
-    /// Builds a client from `config` (copied). Connections are opened when first needed.
+    /// Builds a client from `config` (copied). Connections are opened when first needed (or in
+    /// the background, with `pool_min_idle`).
     pub fn new(config: &Config) -> Result<Client> {
         config.validate()?;
         let settings = ConnectSettings::new(config, config.endpoint.clone())?;
-        let pool = Pool::new(settings, config.pool.size as usize, config.pool_max_wait());
-        Ok(Client {
-            shared: Arc::new(Shared { pool }),
-        })
+        let observer = Arc::new(Observer::new(config.events.0.clone(), config.db));
+        let pool = Pool::new(
+            settings,
+            PoolSettings::from_config(config),
+            observer.clone(),
+        );
+        let executor = Executor::new(
+            config.retry.resolve(),
+            limit(config.command_deadline_ms),
+            limit(config.read_timeout_ms),
+            observer,
+        );
+        let shared = Arc::new(Shared { pool, executor });
+        start_maintenance(&shared);
+        Ok(Client { shared })
     }
 
-    /// Runs one command on a pooled connection and returns its reply. An error reply is
-    /// `Err` with the server's text and the mapped status.
+    /// Runs one command and returns its reply, retrying by the client's rules. An error reply
+    /// is `Err` with the server's text and the mapped status.
     pub fn command(&self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, false)?;
+        let read_only = read_only_args(args);
+        let job = Job {
+            name: args.name(),
+            batch_size: 1,
+            blocking: blocking_timeout(args),
+            read_only: &read_only,
+        };
         let pool = self.shared.route(Some(args));
-        let mut conn = pool.get()?;
-        let result = conn.command(args);
-        pool.put(conn);
-        result
+        self.shared
+            .executor
+            .run(pool, &job, |conn| conn.command(args))
     }
 
     pub fn ping(&self) -> Result<()> {
@@ -96,18 +160,19 @@ impl Client {
         Session::new(self.shared.clone())
     }
 
+    /// A counter or gauge (see [`Stat`]).
+    pub fn stat(&self, stat: Stat) -> u64 {
+        match stat {
+            Stat::PoolOpen => self.shared.pool.open_connections() as u64,
+            Stat::PoolIdle => self.shared.pool.idle_connections() as u64,
+            other => self.shared.executor.observer.stats.get(other),
+        }
+    }
+
     /// Closes every idle connection; borrowed ones close when returned. Later commands, and
     /// those of pipelines and sessions made from this client, fail with CLOSED.
     pub fn close(&self) {
         self.shared.pool.close();
-    }
-
-    pub fn open_connections(&self) -> usize {
-        self.shared.pool.open_connections()
-    }
-
-    pub fn idle_connections(&self) -> usize {
-        self.shared.pool.idle_connections()
     }
 }
 

@@ -16,11 +16,15 @@
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod events;
+mod execute;
 pub mod net;
 pub mod pipeline;
 pub mod pool;
 pub mod resp;
+mod runtime;
 pub mod session;
+pub mod stats;
 
 pub mod capi;
 

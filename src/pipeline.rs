@@ -3,6 +3,7 @@
 
 use crate::client::{Shared, check_args};
 use crate::core::{Error, Result, Status};
+use crate::execute::{Executor, Job};
 use crate::resp::{Args, Reply, ReplyKind, encode_command};
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     encoded: BytesMut,
     count: usize,
+    /// Every command appended so far only reads (so the batch may be replayed).
+    read_only: bool,
     transaction: bool,
 }
 
@@ -23,6 +26,7 @@ impl Pipeline {
             shared,
             encoded: BytesMut::new(),
             count: 0,
+            read_only: true,
             transaction,
         }
     }
@@ -41,35 +45,52 @@ impl Pipeline {
         check_args(args, false)?;
         encode_command(&mut self.encoded, args);
         self.count += 1;
+        self.read_only = self.read_only && self.shared.executor.is_read_only(args);
         Ok(())
     }
 
     /// Sends everything and returns an ARRAY with one reply per command (error replies are
     /// ERROR elements). A transaction whose WATCHed keys changed fails with WATCH; one the server
-    /// discarded (EXECABORT) fails with SERVER and the first queued error. The pipeline is empty
-    /// afterwards, whatever the outcome.
+    /// discarded (EXECABORT) fails with SERVER and the first queued error. The batch is retried
+    /// like a command: if it only reads, or if it failed before anything was sent. The pipeline
+    /// is empty afterwards, whatever the outcome.
     pub fn exec(&mut self) -> Result<Reply> {
-        let encoded = std::mem::take(&mut self.encoded);
         let count = std::mem::replace(&mut self.count, 0);
+        let read_only = std::mem::replace(&mut self.read_only, true);
         if count == 0 {
             return Ok(Reply::aggregate(ReplyKind::Array, Vec::new()));
         }
-        let pool = self.shared.route(None);
-        let mut conn = pool.get()?;
-        let result = if self.transaction {
-            let mut framed = BytesMut::with_capacity(encoded.len() + MULTI.len() + EXEC.len());
+        if self.transaction {
+            let mut framed = BytesMut::with_capacity(self.encoded.len() + MULTI.len() + EXEC.len());
             framed.extend_from_slice(MULTI);
-            framed.extend_from_slice(&encoded);
+            framed.extend_from_slice(&self.encoded);
             framed.extend_from_slice(EXEC);
-            conn.pipeline(&framed, count + 2)
-                .and_then(transaction_result)
-        } else {
-            conn.pipeline(&encoded, count)
-                .map(|replies| Reply::aggregate(ReplyKind::Array, replies))
+            self.encoded = framed;
+        }
+        let is_read_only = move |_: &Executor| read_only;
+        let job = Job {
+            name: if self.transaction {
+                b"MULTI"
+            } else {
+                b"PIPELINE"
+            },
+            batch_size: u32::try_from(count).unwrap_or(u32::MAX),
+            blocking: None,
+            read_only: &is_read_only,
         };
-        pool.put(conn);
-        // Reuse the allocation for the next round.
-        self.encoded = encoded;
+        let pool = self.shared.route(None);
+        let encoded = &self.encoded;
+        let transaction = self.transaction;
+        let result = self.shared.executor.run(pool, &job, |conn| {
+            if transaction {
+                conn.pipeline(encoded, count + 2)
+                    .and_then(transaction_result)
+            } else {
+                conn.pipeline(encoded, count)
+                    .map(|replies| Reply::aggregate(ReplyKind::Array, replies))
+            }
+        });
+        // Keep the allocation for the next round.
         self.encoded.clear();
         result
     }
@@ -83,10 +104,7 @@ fn transaction_result(mut replies: Vec<Reply>) -> Result<Reply> {
     }
     match exec.kind() {
         ReplyKind::Array => Ok(exec),
-        ReplyKind::Nil => Err(Error::new(
-            Status::Watch,
-            "transaction aborted: a WATCHed key changed (EXEC returned nil), nothing was applied",
-        )),
+        ReplyKind::Nil => Err(watch_aborted()),
         ReplyKind::Error => {
             let mut error = Error::from_reply(exec.as_bytes().unwrap_or_default());
             if let Some((i, queued)) = replies
@@ -108,4 +126,12 @@ fn transaction_result(mut replies: Vec<Reply>) -> Result<Reply> {
             format!("EXEC answered with a {other:?} instead of an array"),
         )),
     }
+}
+
+/// EXEC answered nil: a WATCHed key changed and nothing was applied.
+pub(crate) fn watch_aborted() -> Error {
+    Error::new(
+        Status::Watch,
+        "transaction aborted: a WATCHed key changed (EXEC returned nil), nothing was applied",
+    )
 }

@@ -1,40 +1,112 @@
 //! A bounded pool of blocking connections to one node.
 //!
 //! Callers borrow a connection for one request (or a session) and give it back. Connections are
-//! opened on demand up to the pool size; beyond that a caller waits up to the pool's max wait and
-//! then gets POOL_EXHAUSTED with the numbers that explain why. A borrowed connection that the
-//! server has closed meanwhile (a non-blocking peek sees EOF or stray bytes) is replaced before a
-//! request is written to it; a broken connection is never put back.
+//! opened on demand up to the pool size; beyond that a caller waits up to the max wait and then
+//! gets POOL_EXHAUSTED with the numbers that explain why. Before a borrowed connection carries a
+//! request it is checked: past its idle timeout or max lifetime it is closed; a non-blocking peek
+//! that sees EOF or stray bytes means the server dropped it; idle longer than the health-check
+//! interval it is PINGed. A connection that fails any check is replaced silently, so none of
+//! this ever surfaces as an error when a fresh connection works. A broken connection is never
+//! put back. `maintain`, run periodically in the background, closes expired idle connections and
+//! keeps `min_idle` open.
 
+use crate::config::{Config, limit};
 use crate::core::{Error, Result, Status};
+use crate::events::{Event, EventKind, Observer};
 use crate::net::{ConnectSettings, Connection};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use crate::resp::Args;
+use crate::stats::Stat;
+use std::ffi::CStr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub struct Pool {
-    settings: ConnectSettings,
-    size: usize,
-    max_wait: Option<Duration>,
-    state: Mutex<State>,
-    returned: Condvar,
+/// The pool's share of the client configuration.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub size: usize,
+    pub min_idle: usize,
+    pub max_wait: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
+    pub health_check_interval: Option<Duration>,
+}
+
+impl PoolSettings {
+    pub fn from_config(cfg: &Config) -> PoolSettings {
+        PoolSettings {
+            size: cfg.pool.size.max(1) as usize,
+            min_idle: cfg.pool.min_idle as usize,
+            max_wait: cfg.pool_max_wait(),
+            idle_timeout: limit(cfg.pool.idle_timeout_ms),
+            max_lifetime: limit(cfg.pool.max_lifetime_ms),
+            health_check_interval: limit(cfg.health_check_interval_ms),
+        }
+    }
+
+    /// How often background maintenance should look at the pool, if it has anything to do.
+    pub fn maintenance_period(&self) -> Option<Duration> {
+        let shortest = [self.idle_timeout, self.max_lifetime]
+            .into_iter()
+            .flatten()
+            .min();
+        match (shortest, self.min_idle > 0) {
+            (None, false) => None,
+            (None, true) => Some(Duration::from_secs(1)),
+            (Some(t), replenish) => {
+                let period = (t / 2).clamp(Duration::from_millis(10), Duration::from_secs(60));
+                Some(if replenish {
+                    period.min(Duration::from_secs(1))
+                } else {
+                    period
+                })
+            }
+        }
+    }
+}
+
+struct Idle {
+    conn: Connection,
+    since: Instant,
 }
 
 #[derive(Default)]
 struct State {
     /// Most recently returned last: borrowing pops the warmest connection.
-    idle: Vec<Connection>,
+    idle: Vec<Idle>,
     /// Open connections, idle or borrowed, plus those being opened.
     open: usize,
     waiting: usize,
+    /// Connections lost (not closed on purpose) not yet replaced: the next connects count as
+    /// reconnects.
+    lost: usize,
     closed: bool,
 }
 
+pub struct Pool {
+    settings: ConnectSettings,
+    config: PoolSettings,
+    observer: Arc<Observer>,
+    state: Mutex<State>,
+    returned: Condvar,
+}
+
+/// Why a connection leaves the pool.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    /// On purpose: idle timeout, max lifetime, the pool closing, a session's leftover state.
+    Closed,
+    /// The server dropped it, or an error broke it.
+    Lost,
+}
+
+const PING: [&[u8]; 1] = [b"PING"];
+
 impl Pool {
-    pub fn new(settings: ConnectSettings, size: usize, max_wait: Option<Duration>) -> Pool {
+    pub fn new(settings: ConnectSettings, config: PoolSettings, observer: Arc<Observer>) -> Pool {
         Pool {
             settings,
-            size: size.max(1),
-            max_wait,
+            config,
+            observer,
             state: Mutex::new(State::default()),
             returned: Condvar::new(),
         }
@@ -44,62 +116,110 @@ impl Pool {
         &self.settings.address
     }
 
+    /// The address as a C string, for events.
+    pub fn address_c(&self) -> &CStr {
+        &self.settings.address_c
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.config
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave `State` inconsistent (every update is a
-        // single assignment), so a poisoned lock is still usable.
+        // Every update of `State` is complete before anything that can panic, so a poisoned
+        // lock still guards consistent data.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Borrows a connection: an idle one that is still good, a new one, or the first one given
-    /// back within the max wait.
-    pub fn get(&self) -> Result<Connection> {
-        let started = Instant::now();
-        let deadline = self.max_wait.map(|w| started + w);
+    /// Borrows a connection: a checked idle one, a new one, or the first one given back within
+    /// the max wait (or before `deadline`, the command's own, if that comes first).
+    pub fn get(&self, deadline: Option<Instant>) -> Result<Connection> {
+        let mut wait_started: Option<Instant> = None;
         let mut state = self.lock();
         loop {
             if state.closed {
                 return Err(closed());
             }
-            if let Some(conn) = state.idle.pop() {
+            if let Some(idle) = state.idle.pop() {
                 drop(state);
-                if !conn.is_stale() {
+                if let Some(conn) = self.check_idle(idle) {
+                    self.finish_wait(wait_started, Status::Ok);
                     return Ok(conn);
                 }
-                drop(conn);
                 state = self.lock();
-                state.open -= 1;
                 continue;
             }
-            if state.open < self.size {
+            if state.open < self.config.size {
                 state.open += 1;
                 drop(state);
-                return Connection::connect(&self.settings).inspect_err(|_| {
-                    let mut state = self.lock();
-                    state.open -= 1;
-                    drop(state);
-                    self.returned.notify_one();
-                });
+                self.finish_wait(wait_started, Status::Ok);
+                return self.open_connection();
             }
+            let started = *wait_started.get_or_insert_with(|| {
+                self.observer.stats.bump(Stat::PoolWaits);
+                Instant::now()
+            });
+            let max_wait = self.config.max_wait.map(|w| started + w);
+            let until = match (max_wait, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             state.waiting += 1;
-            let timed_out = match deadline {
-                None => {
-                    state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
-                    false
-                }
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let (guard, result) = self
-                        .returned
+            state = match until {
+                None => self.returned.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    self.returned
                         .wait_timeout(state, left)
-                        .unwrap_or_else(|p| p.into_inner());
-                    state = guard;
-                    result.timed_out() && state.idle.is_empty() && state.open >= self.size
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
                 }
             };
             state.waiting -= 1;
-            if timed_out {
-                return Err(self.exhausted(&state, started.elapsed()));
+            let expired = until.is_some_and(|u| Instant::now() >= u);
+            if expired && state.idle.is_empty() && state.open >= self.config.size && !state.closed {
+                let waited = started.elapsed();
+                if deadline.is_some_and(|d| Some(d) == until) {
+                    drop(state);
+                    self.finish_wait(wait_started, Status::Timeout);
+                    return Err(Error::new(
+                        Status::Timeout,
+                        format!(
+                            "command deadline reached after waiting {} ms for a connection to {}",
+                            waited.as_millis(),
+                            self.settings.address
+                        ),
+                    ));
+                }
+                let error = self.exhausted(&state, waited);
+                drop(state);
+                self.observer.stats.bump(Stat::PoolExhausted);
+                self.finish_wait(wait_started, Status::PoolExhausted);
+                return Err(error);
             }
+        }
+    }
+
+    fn finish_wait(&self, started: Option<Instant>, status: Status) {
+        if let Some(started) = started {
+            if self.observer.enabled() {
+                self.observer
+                    .emit(&self.event(EventKind::PoolWait, status, started.elapsed()));
+            }
+        }
+    }
+
+    fn event(&self, kind: EventKind, status: Status, duration: Duration) -> Event<'_> {
+        Event {
+            kind,
+            status,
+            command: b"",
+            duration,
+            attempt: 1,
+            address: self.address_c(),
+            error_type: (status != Status::Ok).then(|| status.name()),
+            batch_size: 1,
+            db: self.observer.db(),
         }
     }
 
@@ -107,10 +227,12 @@ impl Pool {
         Error::new(
             Status::PoolExhausted,
             format!(
-                "no connection to {} became free within {} ms: {} open, {} busy, {} other callers waiting; waited {} ms",
+                "no connection to {} became free within the pool's max wait of {} ms: {} open \
+                 (pool size {}), {} busy, {} other callers waiting; this one waited {} ms",
                 self.settings.address,
-                self.max_wait.unwrap_or_default().as_millis(),
+                self.config.max_wait.unwrap_or_default().as_millis(),
                 state.open,
+                self.config.size,
                 state.open - state.idle.len(),
                 state.waiting,
                 waited.as_millis()
@@ -118,22 +240,180 @@ impl Pool {
         )
     }
 
-    /// Gives a borrowed connection back; a broken one is closed instead.
-    pub fn put(&self, conn: Connection) {
-        let mut state = self.lock();
-        if conn.is_broken() || state.closed {
+    /// Whether an idle connection may carry a request: expired ones are closed, stale ones and
+    /// those failing their health check are dropped (to be replaced by the caller's next try).
+    fn check_idle(&self, idle: Idle) -> Option<Connection> {
+        let Idle { mut conn, since } = idle;
+        let now = Instant::now();
+        let expired =
+            self.config.idle_timeout.is_some_and(|t| now - since >= t) || self.outlived(&conn, now);
+        if expired {
+            self.retire(conn, Retire::Closed);
+            return None;
+        }
+        if conn.is_stale() {
+            self.retire(conn, Retire::Lost);
+            return None;
+        }
+        if self
+            .config
+            .health_check_interval
+            .is_some_and(|interval| now - since >= interval)
+        {
+            let healthy = self.health_check(&mut conn);
+            if !healthy {
+                self.retire(conn, Retire::Lost);
+                return None;
+            }
+        }
+        Some(conn)
+    }
+
+    fn outlived(&self, conn: &Connection, now: Instant) -> bool {
+        self.config
+            .max_lifetime
+            .is_some_and(|t| now - conn.created() >= t)
+    }
+
+    /// PINGs a connection; false when it failed with a connection-level error.
+    fn health_check(&self, conn: &mut Connection) -> bool {
+        let started = Instant::now();
+        let result = conn.command(&Args::from_slices(&PING));
+        self.observer.stats.bump(Stat::HealthChecks);
+        let status = result.as_ref().err().map_or(Status::Ok, Error::status);
+        // Only a broken connection fails the check: an error reply (LOADING, say) would greet a
+        // fresh connection too, and is the command's to report.
+        let healthy = !conn.is_broken();
+        if !healthy {
+            self.observer.stats.bump(Stat::HealthCheckFailures);
+        }
+        if self.observer.enabled() {
+            self.observer
+                .emit(&self.event(EventKind::HealthCheck, status, started.elapsed()));
+        }
+        healthy
+    }
+
+    /// Opens a new connection for a caller that already counted it in `open`.
+    fn open_connection(&self) -> Result<Connection> {
+        let started = Instant::now();
+        let result = Connection::connect(&self.settings);
+        let status = result.as_ref().err().map_or(Status::Ok, Error::status);
+        match &result {
+            Ok(_) => {
+                self.observer.stats.bump(Stat::Connects);
+                let mut state = self.lock();
+                if state.lost > 0 {
+                    state.lost -= 1;
+                    drop(state);
+                    self.observer.stats.bump(Stat::Reconnects);
+                }
+            }
+            Err(_) => {
+                self.lock().open -= 1;
+                self.returned.notify_one();
+            }
+        }
+        if self.observer.enabled() {
+            self.observer
+                .emit(&self.event(EventKind::Connect, status, started.elapsed()));
+        }
+        result
+    }
+
+    /// Closes a connection that left the pool's hands for good.
+    fn retire(&self, conn: Connection, why: Retire) {
+        {
+            let mut state = self.lock();
             state.open -= 1;
-            drop(state);
-            drop(conn);
-        } else {
-            state.idle.push(conn);
-            let waiting = state.waiting > 0;
-            drop(state);
-            if !waiting {
-                return;
+            if why == Retire::Lost {
+                state.lost += 1;
             }
         }
         self.returned.notify_one();
+        drop(conn);
+        if self.observer.enabled() {
+            let status = match why {
+                Retire::Closed => Status::Ok,
+                Retire::Lost => Status::Connection,
+            };
+            self.observer
+                .emit(&self.event(EventKind::Disconnect, status, Duration::ZERO));
+        }
+    }
+
+    /// Gives a borrowed connection back; a broken or expired one is closed instead.
+    pub fn put(&self, conn: Connection) {
+        if conn.is_broken() {
+            return self.retire(conn, Retire::Lost);
+        }
+        let now = Instant::now();
+        if self.outlived(&conn, now) {
+            return self.retire(conn, Retire::Closed);
+        }
+        let mut state = self.lock();
+        if state.closed {
+            drop(state);
+            return self.retire(conn, Retire::Closed);
+        }
+        state.idle.push(Idle { conn, since: now });
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.returned.notify_one();
+        }
+    }
+
+    /// Background upkeep: closes idle connections past their idle timeout or lifetime and
+    /// opens connections until `min_idle` are idle (never beyond the pool size).
+    pub fn maintain(&self) {
+        let now = Instant::now();
+        let expired: Vec<Idle> = {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            let (keep, expired) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|idle| {
+                    !(self
+                        .config
+                        .idle_timeout
+                        .is_some_and(|t| now - idle.since >= t)
+                        || self.outlived(&idle.conn, now))
+                });
+            state.idle = keep;
+            expired
+        };
+        for idle in expired {
+            self.retire(idle.conn, Retire::Closed);
+        }
+        for _ in 0..self.config.min_idle {
+            {
+                let mut state = self.lock();
+                if state.closed
+                    || state.idle.len() >= self.config.min_idle
+                    || state.open >= self.config.size
+                {
+                    return;
+                }
+                state.open += 1;
+            }
+            match self.open_connection() {
+                Ok(conn) => self.put(conn),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// An idle connection if one is ready right now (no waiting, no connecting).
+    pub fn try_get_idle(&self) -> Option<Connection> {
+        loop {
+            let idle = self.lock().idle.pop()?;
+            if let Some(conn) = self.check_idle(idle) {
+                return Some(conn);
+            }
+        }
     }
 
     /// Closes the idle connections and fails every later `get` with CLOSED; borrowed
@@ -142,11 +422,16 @@ impl Pool {
         let idle = {
             let mut state = self.lock();
             state.closed = true;
-            state.open -= state.idle.len();
             std::mem::take(&mut state.idle)
         };
-        drop(idle);
+        for idle in idle {
+            self.retire(idle.conn, Retire::Closed);
+        }
         self.returned.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     pub fn open_connections(&self) -> usize {

@@ -1,5 +1,6 @@
 //! Sessions: one pooled connection pinned to one caller, for flows that need the same
-//! connection across commands (WATCH/MULTI/EXEC, per-connection CLIENT commands).
+//! connection across commands (WATCH/MULTI/EXEC, blocking commands, per-connection CLIENT
+//! commands).
 //!
 //! When a session ends its connection goes back to the pool clean: an open transaction is
 //! discarded and WATCHes are dropped (one pipelined round trip, only if the session used them);
@@ -7,9 +8,11 @@
 //! ...) is closed rather than returned.
 
 use crate::client::{Shared, check_args};
-use crate::core::commands::{ConnectionUse, connection_use, is_exec};
+use crate::core::commands::{ConnectionUse, blocking_timeout, connection_use, is_exec};
 use crate::core::{Error, Result, Status};
+use crate::execute::{Executor, Job};
 use crate::net::Connection;
+use crate::pipeline::watch_aborted;
 use crate::resp::{Args, Reply};
 use std::sync::Arc;
 
@@ -24,7 +27,7 @@ pub struct Session {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>) -> Result<Session> {
-        let conn = shared.route(None).get()?;
+        let conn = shared.route(None).get(None)?;
         Ok(Session {
             shared,
             conn: Some(conn),
@@ -36,34 +39,40 @@ impl Session {
     /// Runs one command on the session's connection. An EXEC answered with nil is WATCH.
     pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, true)?;
-        let conn = match self.conn.as_mut() {
-            Some(conn) if !conn.is_broken() => conn,
-            _ => self.replace_connection()?,
-        };
+        if self.conn.as_ref().is_none_or(Connection::is_broken) {
+            self.replace_connection()?;
+        }
+        let shared = self.shared.clone();
+        let conn = self.conn.as_mut().expect("a connection was just ensured");
         let name = args.name();
-        let is_state = connection_use(name, (args.len() > 1).then(|| args.get(1)))
-            == ConnectionUse::ConnectionState;
-        let result = conn.command(args);
-        if is_state {
-            let upper = name.to_ascii_uppercase();
-            match upper.as_slice() {
+        let never_read_only = |_: &Executor| false;
+        let job = Job {
+            name,
+            batch_size: 1,
+            blocking: blocking_timeout(args),
+            read_only: &never_read_only,
+        };
+        let address = shared.route(None).address_c();
+        let result = shared
+            .executor
+            .run_pinned(conn, address, &job, |conn| conn.command(args));
+        let subcommand = (args.len() > 1).then(|| args.get(1));
+        if connection_use(name, subcommand) == ConnectionUse::ConnectionState {
+            match name.to_ascii_uppercase().as_slice() {
                 b"MULTI" | b"WATCH" => self.transaction_state = true,
                 b"EXEC" | b"DISCARD" | b"UNWATCH" => self.transaction_state = false,
                 _ => self.dirty = true,
             }
         }
         match result {
-            Ok(reply) if reply.is_nil() && is_exec(name) => Err(Error::new(
-                Status::Watch,
-                "transaction aborted: a WATCHed key changed (EXEC returned nil), nothing was applied",
-            )),
+            Ok(reply) if reply.is_nil() && is_exec(name) => Err(watch_aborted()),
             other => other,
         }
     }
 
     /// The pinned connection broke. Without transaction state a new one is as good; with it,
     /// carrying on silently would drop a WATCH and let EXEC succeed when it must not.
-    fn replace_connection(&mut self) -> Result<&mut Connection> {
+    fn replace_connection(&mut self) -> Result<()> {
         let pool = self.shared.route(None);
         if let Some(old) = self.conn.take() {
             pool.put(old);
@@ -76,7 +85,8 @@ impl Session {
             ));
         }
         self.dirty = false;
-        Ok(self.conn.insert(pool.get()?))
+        self.conn = Some(pool.get(None)?);
+        Ok(())
     }
 }
 
@@ -85,17 +95,15 @@ impl Drop for Session {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let pool = self.shared.route(None);
         if self.dirty {
             // Close it: the next borrower must get a connection as the config describes it.
             conn.discard();
         } else if self.transaction_state {
-            // DISCARD fails harmlessly when no MULTI is open; UNWATCH always succeeds.
+            // DISCARD fails harmlessly when no MULTI is open; UNWATCH always succeeds. If the
+            // exchange fails the connection is broken and the pool closes it.
             const RESET: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n*1\r\n$7\r\nUNWATCH\r\n";
-            if conn.pipeline(RESET, 2).is_err() {
-                // `conn` is broken now and the pool will close it.
-            }
+            let _ = conn.pipeline(RESET, 2);
         }
-        pool.put(conn);
+        self.shared.route(None).put(conn);
     }
 }

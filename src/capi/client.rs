@@ -9,6 +9,7 @@ use super::config::brisk_config;
 use super::reply::{brisk_reply, reply_handle};
 use super::status::brisk_status;
 use crate::client::Client;
+use crate::stats::Stat;
 use std::ffi::c_char;
 
 /// A Redis client: a pool of connections shared by every thread of the program.
@@ -95,4 +96,91 @@ pub unsafe extern "C" fn brisk_command(
 pub unsafe extern "C" fn brisk_ping(client: *mut brisk_client) -> brisk_status {
     // SAFETY: per this function's contract.
     guard(|| unsafe { try_ref(client, "client") }?.ping())
+}
+
+/// What `brisk_client_stat()` reports: counters since the client was created, and two gauges.
+pub type brisk_stat = u32;
+
+/// Commands finished (a pipeline counts each of its commands).
+pub const BRISK_STAT_COMMANDS: brisk_stat = 0;
+/// Commands (or pipelines) that failed, after their retries.
+pub const BRISK_STAT_ERRORS: brisk_stat = 1;
+/// Retries made.
+pub const BRISK_STAT_RETRIES: brisk_stat = 2;
+/// Attempts that timed out.
+pub const BRISK_STAT_TIMEOUTS: brisk_stat = 3;
+/// Connections opened.
+pub const BRISK_STAT_CONNECTS: brisk_stat = 4;
+/// Connections opened to replace lost ones.
+pub const BRISK_STAT_RECONNECTS: brisk_stat = 5;
+/// Health-check PINGs sent.
+pub const BRISK_STAT_HEALTH_CHECKS: brisk_stat = 6;
+/// Health checks that found a dead connection (which was replaced).
+pub const BRISK_STAT_HEALTH_CHECK_FAILURES: brisk_stat = 7;
+/// Times a caller had to wait for a pooled connection.
+pub const BRISK_STAT_POOL_WAITS: brisk_stat = 8;
+/// Times the wait ended in `BRISK_ERR_POOL_EXHAUSTED`.
+pub const BRISK_STAT_POOL_EXHAUSTED: brisk_stat = 9;
+/// Gauge: connections open now (idle or in use).
+pub const BRISK_STAT_POOL_OPEN: brisk_stat = 10;
+/// Gauge: idle connections now.
+pub const BRISK_STAT_POOL_IDLE: brisk_stat = 11;
+/// Client-side cache hits.
+pub const BRISK_STAT_CACHE_HITS: brisk_stat = 12;
+/// Client-side cache misses.
+pub const BRISK_STAT_CACHE_MISSES: brisk_stat = 13;
+/// Client-side cache entries invalidated.
+pub const BRISK_STAT_CACHE_INVALIDATIONS: brisk_stat = 14;
+/// Cluster topology refreshes.
+pub const BRISK_STAT_TOPOLOGY_REFRESHES: brisk_stat = 15;
+/// Cluster redirections (MOVED, ASK) followed.
+pub const BRISK_STAT_REDIRECTS: brisk_stat = 16;
+
+/// Reads a counter or gauge; 0 for a NULL client or an unknown `which`. Lock-free for counters;
+/// safe to call from any thread at any time.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_client_stat(client: *const brisk_client, which: brisk_stat) -> u64 {
+    guard_value(0, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { client.cast::<Client>().as_ref() };
+        match (client, Stat::from_u32(which)) {
+            (Some(client), Some(stat)) => client.stat(stat),
+            _ => 0,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_numbers_match_the_rust_stats() {
+        let c = [
+            BRISK_STAT_COMMANDS,
+            BRISK_STAT_ERRORS,
+            BRISK_STAT_RETRIES,
+            BRISK_STAT_TIMEOUTS,
+            BRISK_STAT_CONNECTS,
+            BRISK_STAT_RECONNECTS,
+            BRISK_STAT_HEALTH_CHECKS,
+            BRISK_STAT_HEALTH_CHECK_FAILURES,
+            BRISK_STAT_POOL_WAITS,
+            BRISK_STAT_POOL_EXHAUSTED,
+            BRISK_STAT_POOL_OPEN,
+            BRISK_STAT_POOL_IDLE,
+            BRISK_STAT_CACHE_HITS,
+            BRISK_STAT_CACHE_MISSES,
+            BRISK_STAT_CACHE_INVALIDATIONS,
+            BRISK_STAT_TOPOLOGY_REFRESHES,
+            BRISK_STAT_REDIRECTS,
+        ];
+        for (i, value) in c.iter().enumerate() {
+            assert_eq!(*value as usize, i);
+            assert_eq!(Stat::from_u32(*value).map(|s| s as u32), Some(*value));
+        }
+    }
 }

@@ -2,11 +2,17 @@
 
 #![allow(non_camel_case_types)]
 
-use super::boundary::{Handle, free_handle, guard, guard_value, into_handle, try_mut, try_str};
+use super::boundary::{
+    Handle, free_handle, guard, guard_value, into_handle, try_mut, try_ref, try_str,
+};
+use super::event::{brisk_event_fn, handler};
+use super::retry::brisk_retry;
 use super::status::brisk_status;
 use crate::config::Config;
-use crate::core::Result;
-use std::ffi::c_char;
+use crate::core::retry::RetryWrites;
+use crate::core::{Error, Result, Status};
+use crate::events::HandlerSlot;
+use std::ffi::{c_char, c_void};
 
 /// Settings for a client: address, credentials, timeouts, pool, TLS.
 ///
@@ -394,6 +400,238 @@ pub unsafe extern "C" fn brisk_config_set_tls_insecure_skip_verify(
     unsafe {
         update(cfg, |c| {
             c.tls.insecure_skip_verify = skip;
+            Ok(())
+        })
+    }
+}
+
+/// A bound on one whole command in ms, every attempt and backoff included (default 0: none).
+/// A command past it fails with TIMEOUT; reads are cut short to stay within it.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_command_deadline_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.command_deadline_ms = ms;
+            Ok(())
+        })
+    }
+}
+
+/// Connections kept open and idle by background maintenance (default 0), opened as soon as the
+/// client is created. Must not exceed the pool size (checked by `brisk_client_new()`).
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_pool_min_idle(
+    cfg: *mut brisk_config,
+    min_idle: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.pool.min_idle = min_idle;
+            Ok(())
+        })
+    }
+}
+
+/// An idle connection unused for this long is closed (default 1800000 ms; 0: never).
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_pool_idle_timeout_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.pool.idle_timeout_ms = ms;
+            Ok(())
+        })
+    }
+}
+
+/// A connection older than this is closed when next returned or found idle (default 0: no
+/// limit). Useful behind load balancers and for rotating credentials.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_pool_max_lifetime_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.pool.max_lifetime_ms = ms;
+            Ok(())
+        })
+    }
+}
+
+/// Health checks: a connection idle for longer than `ms` is PINGed before it carries a command;
+/// if that PING fails with a connection or timeout error the connection is replaced and the
+/// command goes to a fresh one, so a dead idle connection never surfaces as an error. Counted in
+/// `BRISK_STAT_HEALTH_CHECKS` / `_FAILURES`. Default 0 (off).
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_health_check_interval_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.health_check_interval_ms = ms;
+            Ok(())
+        })
+    }
+}
+
+/// Uses `retry` (copied) as the retry policy. Without it a config retries 3 times with full
+/// jitter from 10 ms capped at 1000 ms, on the statuses `brisk_status_is_retryable()` accepts.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `retry` is NULL or a live policy.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_retry(
+    cfg: *mut brisk_config,
+    retry: *const brisk_retry,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.retry.policy = Some(*try_ref(retry, "retry")?);
+            Ok(())
+        })
+    }
+}
+
+/// Retry after TIMEOUT errors (added to `brisk_config_set_retry_on_errors()`'s list if both are
+/// used). Without an explicit policy this means one immediate retry. `false` undoes it.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_retry_on_timeout(
+    cfg: *mut brisk_config,
+    on: bool,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.retry.on_timeout = on;
+            Ok(())
+        })
+    }
+}
+
+/// Retry after exactly these `n` statuses (replacing the default set). Without an explicit
+/// policy this means one immediate retry. `codes` may be NULL only when `n` is 0 (then nothing
+/// but a timeout, if enabled, is retried). INVALID_ARGUMENT for an unknown status or BRISK_OK.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `codes` is NULL or points to `n` statuses.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_retry_on_errors(
+    cfg: *mut brisk_config,
+    codes: *const brisk_status,
+    n: usize,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            if codes.is_null() && n > 0 {
+                return Err(Error::invalid_argument("codes: NULL with n > 0"));
+            }
+            let codes = if n == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(codes, n)
+            };
+            let statuses = codes
+                .iter()
+                .map(|&code| match Status::from_u32(code) {
+                    Some(s) if s != Status::Ok => Ok(s),
+                    _ => Err(Error::invalid_argument(format!(
+                        "codes: {code} is not an error status"
+                    ))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            c.retry.on_errors = Some(statuses);
+            Ok(())
+        })
+    }
+}
+
+/// Whether a command whose request may already have reached the server is retried.
+pub type brisk_retry_writes = u32;
+
+/// Only read-only commands are retried after their request was written; a write (INCR, LPUSH,
+/// XADD, ...) that failed after sending is reported (its message says it may have been applied),
+/// never replayed. The default.
+pub const BRISK_RETRY_WRITES_SAFE: brisk_retry_writes = 0;
+/// Every command is retried (at-least-once, what most clients do).
+pub const BRISK_RETRY_WRITES_ALWAYS: brisk_retry_writes = 1;
+
+/// Sets the write-retry mode. Failures before the request was written are retried in both
+/// modes. INVALID_ARGUMENT for an unknown mode.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_retry_writes(
+    cfg: *mut brisk_config,
+    mode: brisk_retry_writes,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.retry.writes = match mode {
+                BRISK_RETRY_WRITES_SAFE => RetryWrites::Safe,
+                BRISK_RETRY_WRITES_ALWAYS => RetryWrites::Always,
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "mode: unknown brisk_retry_writes value {other}"
+                    )));
+                }
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Installs an event callback (NULL `fn` removes it). It is called synchronously on the thread
+/// that did the work (the caller's for commands, a `brisk-runtime` thread for background
+/// connects), so it must be thread-safe, must not block, and must not call brisk with this
+/// client. `userdata` is passed back untouched; brisk never frees it. See `brisk_event`.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `fn` and `userdata` stay valid while any client made from
+/// this config lives.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_event_callback(
+    cfg: *mut brisk_config,
+    r#fn: brisk_event_fn,
+    userdata: *mut c_void,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        update(cfg, |c| {
+            c.events = HandlerSlot(r#fn.map(|f| handler(f, userdata)));
             Ok(())
         })
     }

@@ -4,8 +4,10 @@
 mod boundary;
 pub mod client;
 pub mod config;
+pub mod event;
 pub mod pipeline;
 pub mod reply;
+pub mod retry;
 pub mod session;
 pub mod status;
 
@@ -32,7 +34,11 @@ mod header_tests {
             let name = if let Some(rest) = line.strip_prefix("#define ") {
                 rest.split_whitespace().next()
             } else if let Some(rest) = line.strip_prefix("typedef ") {
-                rest.trim_end_matches(';').split_whitespace().last()
+                match rest.split_once("(*") {
+                    // A function pointer type: `typedef void (*name)(...`.
+                    Some((_, after)) => after.split(')').next(),
+                    None => rest.trim_end_matches(';').split_whitespace().last(),
+                }
             } else {
                 None
             };
@@ -49,6 +55,7 @@ mod header_tests {
                 && !l.starts_with('*')
                 && !l.starts_with('/')
                 && !l.starts_with('#')
+                && !l.starts_with("typedef")
         }) {
             let before_paren = line.split('(').next().unwrap_or_default();
             let name = before_paren.rsplit([' ', '*']).next().unwrap_or_default();

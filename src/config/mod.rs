@@ -5,7 +5,9 @@
 
 pub mod url;
 
+pub use crate::core::retry::RetrySettings;
 use crate::core::{Error, Result, Status};
+use crate::events::HandlerSlot;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,12 +87,6 @@ pub struct PoolSettings {
     pub max_lifetime_ms: u32,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RetrySettings {
-    /// `max_retries` from a URL: overrides the retry count of whatever policy applies.
-    pub max_retries: Option<u32>,
-}
-
 #[derive(Clone, Debug)]
 pub struct Config {
     pub endpoint: Endpoint,
@@ -113,6 +109,7 @@ pub struct Config {
     pub health_check_interval_ms: u32,
     pub retry: RetrySettings,
     pub tls: TlsSettings,
+    pub events: HandlerSlot,
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
@@ -151,6 +148,7 @@ impl Default for Config {
             health_check_interval_ms: 0,
             retry: RetrySettings::default(),
             tls: TlsSettings::default(),
+            events: HandlerSlot::default(),
         }
     }
 }

@@ -1,4 +1,8 @@
-//! What brisk needs to know about a command from its name alone.
+//! What brisk needs to know about a command: how it may use a pooled connection, whether it
+//! blocks on the server and for how long, and whether it only reads (which decides retries).
+
+use crate::resp::{Args, Node};
+use std::collections::HashSet;
 
 /// How a command may be used, given that `brisk_command` borrows a pooled connection for one
 /// request and gives it back.
@@ -84,9 +88,339 @@ pub fn is_exec(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"EXEC")
 }
 
+/// How long a blocking command may wait on the server before it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocking {
+    /// A timeout of 0: it waits until data arrives.
+    Forever,
+    /// It answers (nil) after at most this many milliseconds.
+    Millis(u64),
+}
+
+/// Parses a timeout argument in seconds (possibly fractional, as BLPOP takes it).
+fn seconds(arg: &[u8]) -> Option<Blocking> {
+    let secs: f64 = std::str::from_utf8(arg).ok()?.parse().ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(match (secs * 1000.0).ceil() as u64 {
+        0 => Blocking::Forever,
+        ms => Blocking::Millis(ms),
+    })
+}
+
+/// Parses a timeout argument in milliseconds (XREAD BLOCK, WAIT).
+fn millis(arg: &[u8]) -> Option<Blocking> {
+    let ms: u64 = std::str::from_utf8(arg).ok()?.parse().ok()?;
+    Some(if ms == 0 {
+        Blocking::Forever
+    } else {
+        Blocking::Millis(ms)
+    })
+}
+
+/// For a command that blocks on the server (BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BZPOPMIN/MAX,
+/// BLMPOP, BZMPOP, XREAD/XREADGROUP with BLOCK, WAIT, WAITAOF), how long it may block. The
+/// read timeout is extended by this so the command is not cut short, and such a command is never
+/// replayed once sent. `None` for every other command (and for malformed timeouts, which the
+/// server will reject anyway).
+pub fn blocking_timeout(args: &Args<'_>) -> Option<Blocking> {
+    let name = args.name();
+    if !(4..=10).contains(&name.len()) {
+        return None;
+    }
+    let n = args.len();
+    let last = || (n >= 2).then(|| args.get(n - 1));
+    let is = |candidate: &str| name.eq_ignore_ascii_case(candidate.as_bytes());
+    if [
+        "BLPOP",
+        "BRPOP",
+        "BRPOPLPUSH",
+        "BLMOVE",
+        "BZPOPMIN",
+        "BZPOPMAX",
+    ]
+    .iter()
+    .any(|c| is(c))
+    {
+        return last().and_then(seconds);
+    }
+    if is("BLMPOP") || is("BZMPOP") {
+        return (n >= 2).then(|| args.get(1)).and_then(seconds);
+    }
+    if is("WAIT") || is("WAITAOF") {
+        return last().and_then(millis);
+    }
+    if is("XREAD") || is("XREADGROUP") {
+        let block =
+            (1..n.saturating_sub(1)).find(|&i| args.get(i).eq_ignore_ascii_case(b"BLOCK"))?;
+        return millis(args.get(block + 1));
+    }
+    None
+}
+
+/// Commands that only read, for when the server's own `COMMAND` table is not available. A
+/// command missing here is treated as a write, which only ever means it is not replayed.
+const BUILTIN_READ_ONLY: &[&str] = &[
+    "bitcount",
+    "bitfield_ro",
+    "bitpos",
+    "dbsize",
+    "dump",
+    "echo",
+    "eval_ro",
+    "evalsha_ro",
+    "exists",
+    "expiretime",
+    "fcall_ro",
+    "geodist",
+    "geohash",
+    "geopos",
+    "georadius_ro",
+    "georadiusbymember_ro",
+    "geosearch",
+    "get",
+    "getbit",
+    "getrange",
+    "hexists",
+    "hget",
+    "hgetall",
+    "hkeys",
+    "hlen",
+    "hmget",
+    "hrandfield",
+    "hscan",
+    "hstrlen",
+    "hvals",
+    "keys",
+    "lastsave",
+    "lcs",
+    "lindex",
+    "llen",
+    "lolwut",
+    "lpos",
+    "lrange",
+    "mget",
+    "pexpiretime",
+    "pfcount",
+    "ping",
+    "pttl",
+    "randomkey",
+    "scan",
+    "scard",
+    "sdiff",
+    "sinter",
+    "sintercard",
+    "sismember",
+    "smembers",
+    "smismember",
+    "sort_ro",
+    "srandmember",
+    "sscan",
+    "strlen",
+    "substr",
+    "sunion",
+    "time",
+    "touch",
+    "ttl",
+    "type",
+    "xinfo",
+    "xlen",
+    "xpending",
+    "xrange",
+    "xread",
+    "xrevrange",
+    "zcard",
+    "zcount",
+    "zdiff",
+    "zinter",
+    "zintercard",
+    "zlexcount",
+    "zmscore",
+    "zrandmember",
+    "zrange",
+    "zrangebylex",
+    "zrangebyscore",
+    "zrank",
+    "zrevrange",
+    "zrevrangebylex",
+    "zrevrangebyscore",
+    "zrevrank",
+    "zscan",
+    "zscore",
+    "zunion",
+];
+
+/// Whether the built-in table knows `name` as read-only.
+pub fn builtin_read_only(name: &[u8]) -> bool {
+    let mut buffer = [0u8; 24];
+    let Some(lower) = buffer.get_mut(..name.len()) else {
+        return false;
+    };
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    BUILTIN_READ_ONLY
+        .binary_search_by(|c| c.as_bytes().cmp(lower))
+        .is_ok()
+}
+
+/// Read-only commands as the server itself describes them (`COMMAND`), including
+/// subcommands as `container|sub` ("object|encoding", "config|get").
+#[derive(Debug, Default)]
+pub struct CommandTable {
+    read_only: HashSet<Vec<u8>>,
+}
+
+impl CommandTable {
+    /// Builds the table from the reply to `COMMAND` (RESP2 or RESP3).
+    pub fn from_command_reply(reply: &Node) -> CommandTable {
+        let mut table = CommandTable::default();
+        for entry in reply.children() {
+            table.add_entry(entry);
+        }
+        table
+    }
+
+    fn add_entry(&mut self, entry: &Node) {
+        let fields = entry.children();
+        let (Some(name), Some(flags)) = (fields.first().and_then(Node::as_bytes), fields.get(2))
+        else {
+            return;
+        };
+        if flags
+            .children()
+            .iter()
+            .any(|f| f.as_bytes() == Some(b"readonly"))
+        {
+            self.read_only.insert(name.to_ascii_lowercase());
+        }
+        // Redis 7 lists subcommands as full entries in field 9.
+        if let Some(subcommands) = fields.get(9) {
+            for sub in subcommands.children() {
+                self.add_entry(sub);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.read_only.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read_only.is_empty()
+    }
+
+    /// Whether the command (with its subcommand, for containers) only reads.
+    pub fn is_read_only(&self, args: &Args<'_>) -> bool {
+        let name = args.name().to_ascii_lowercase();
+        if self.read_only.contains(&name) {
+            return true;
+        }
+        if args.len() > 1 {
+            let mut full = name;
+            full.push(b'|');
+            full.extend(args.get(1).to_ascii_lowercase());
+            return self.read_only.contains(&full);
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn blocking(words: &[&str]) -> Option<Blocking> {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        blocking_timeout(&Args::from_slices(&args))
+    }
+
+    #[test]
+    fn blocking_timeouts_are_found_where_each_command_keeps_them() {
+        assert_eq!(
+            blocking(&["BLPOP", "a", "b", "2"]),
+            Some(Blocking::Millis(2000))
+        );
+        assert_eq!(
+            blocking(&["brpop", "a", "0.25"]),
+            Some(Blocking::Millis(250))
+        );
+        assert_eq!(blocking(&["BLPOP", "a", "0"]), Some(Blocking::Forever));
+        assert_eq!(
+            blocking(&["BLMOVE", "s", "d", "LEFT", "RIGHT", "1.5"]),
+            Some(Blocking::Millis(1500))
+        );
+        assert_eq!(
+            blocking(&["BLMPOP", "3", "1", "k", "LEFT"]),
+            Some(Blocking::Millis(3000))
+        );
+        assert_eq!(
+            blocking(&["BZMPOP", "0", "1", "k", "MIN"]),
+            Some(Blocking::Forever)
+        );
+        assert_eq!(
+            blocking(&["XREAD", "COUNT", "2", "BLOCK", "500", "STREAMS", "s", "$"]),
+            Some(Blocking::Millis(500))
+        );
+        assert_eq!(
+            blocking(&[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "BLOCK",
+                "0",
+                "STREAMS",
+                "s",
+                ">"
+            ]),
+            Some(Blocking::Forever)
+        );
+        assert_eq!(blocking(&["XREAD", "STREAMS", "s", "$"]), None);
+        assert_eq!(blocking(&["WAIT", "1", "100"]), Some(Blocking::Millis(100)));
+        assert_eq!(
+            blocking(&["WAITAOF", "1", "0", "0"]),
+            Some(Blocking::Forever)
+        );
+        assert_eq!(blocking(&["GET", "k"]), None);
+        assert_eq!(blocking(&["BLPOP", "k", "soon"]), None);
+        assert_eq!(blocking(&["BLPOP"]), None);
+    }
+
+    #[test]
+    fn builtin_read_only_table_is_sorted_and_case_insensitive() {
+        assert!(
+            BUILTIN_READ_ONLY.windows(2).all(|w| w[0] < w[1]),
+            "table must stay sorted"
+        );
+        assert!(builtin_read_only(b"GET"));
+        assert!(builtin_read_only(b"zRangeByScore"));
+        assert!(!builtin_read_only(b"INCR"));
+        assert!(!builtin_read_only(b"SET"));
+        assert!(!builtin_read_only(b"a-name-longer-than-the-buffer-allows"));
+    }
+
+    #[test]
+    fn server_table_reads_flags_and_subcommands() {
+        use crate::resp::{Decoder, Reply};
+        use bytes::BytesMut;
+        // Two entries in COMMAND's shape: GET (readonly) and OBJECT with OBJECT|ENCODING.
+        let wire = b"*2\r\n\
+            *10\r\n$3\r\nget\r\n:2\r\n~1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n\
+            *10\r\n$6\r\nobject\r\n:-2\r\n~0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n\
+            *1\r\n*10\r\n$15\r\nobject|encoding\r\n:3\r\n~1\r\n+readonly\r\n:2\r\n:2\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
+        let mut buf = BytesMut::from(&wire[..]);
+        let reply: Reply = Decoder::default().decode(&mut buf).unwrap().unwrap();
+        let table = CommandTable::from_command_reply(&reply);
+        let args = |w: &[&'static [u8]]| w.to_vec();
+        let get = args(&[b"GET", b"k"]);
+        let encoding = args(&[b"OBJECT", b"ENCODING", b"k"]);
+        let freq = args(&[b"OBJECT", b"FREQ", b"k"]);
+        assert!(table.is_read_only(&Args::from_slices(&get)));
+        assert!(table.is_read_only(&Args::from_slices(&encoding)));
+        assert!(!table.is_read_only(&Args::from_slices(&freq)));
+        assert_eq!(table.len(), 2);
+    }
 
     #[test]
     fn classifies_names_case_insensitively() {

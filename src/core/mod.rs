@@ -6,6 +6,7 @@ pub mod commands;
 pub mod error;
 pub mod handshake;
 pub mod protocol;
+pub mod retry;
 pub mod server_error;
 pub mod status;
 

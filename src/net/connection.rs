@@ -14,6 +14,7 @@ use crate::core::protocol::Protocol;
 use crate::core::{Error, Result};
 use crate::resp::{Args, Limits, Node, Reply, ReplyKind};
 use rustls::pki_types::ServerName;
+use std::ffi::CString;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ pub struct ConnectSettings {
     pub endpoint: Endpoint,
     /// `host:port` or the socket path, for messages and events.
     pub address: Arc<str>,
+    /// The same as a C string, for events.
+    pub address_c: CString,
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
@@ -46,8 +49,11 @@ impl ConnectSettings {
         } else {
             None
         };
+        let address = endpoint.address();
         Ok(ConnectSettings {
-            address: endpoint.address().into(),
+            // A path with a NUL byte cannot be opened anyway; the event shows it truncated.
+            address_c: CString::new(address.replace('\0', "")).unwrap_or_default(),
+            address: address.into(),
             endpoint,
             connect_timeout: config::limit(cfg.connect_timeout_ms),
             read_timeout: config::limit(cfg.read_timeout_ms),

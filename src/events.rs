@@ -1,0 +1,106 @@
+//! Events: what a program's telemetry sees of brisk's work, and where it is sent.
+//!
+//! An event describes one finished piece of work (a command with all its attempts, a retry, a
+//! connect, a health check, ...). Fields follow the OpenTelemetry database-client conventions
+//! (`db.operation.name`, `server.address`, `error.type`, `db.operation.batch.size`,
+//! `db.namespace`); no argument or value of a command ever appears in one. Events are delivered
+//! synchronously on the thread that did the work. With no handler installed, emitting costs a
+//! branch.
+
+use crate::core::Status;
+use crate::stats::Stats;
+use std::ffi::CStr;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The numbers are the C API's `brisk_event_kind` values.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A command (or pipeline, or transaction) finished, after all its attempts.
+    Command = 0,
+    /// An attempt failed and will be retried.
+    Retry = 1,
+    /// A connection attempt finished (status OK: the connection is ready).
+    Connect = 2,
+    /// A connection was closed (OK: on purpose, e.g. idle timeout) or lost (CONNECTION).
+    Disconnect = 3,
+    /// A health-check PING finished.
+    HealthCheck = 4,
+    /// A caller waited for a pooled connection (OK: got one; POOL_EXHAUSTED: gave up).
+    PoolWait = 5,
+    Topology = 6,
+    CacheInvalidate = 7,
+}
+
+#[derive(Clone, Copy)]
+pub struct Event<'a> {
+    pub kind: EventKind,
+    pub status: Status,
+    /// The command name as sent ("get", "SET"), "PIPELINE", "MULTI", or empty.
+    pub command: &'a [u8],
+    pub duration: Duration,
+    /// COMMAND: attempts made; RETRY: the number of the attempt that failed (1-based).
+    pub attempt: u32,
+    /// `host:port` or the Unix socket path.
+    pub address: &'a CStr,
+    /// The server's error code ("WRONGTYPE") or the status name; `None` on success.
+    pub error_type: Option<&'a str>,
+    /// Commands in a pipeline or transaction; 1 otherwise.
+    pub batch_size: u32,
+    pub db: u32,
+}
+
+/// Receives events. Must not block: it runs inside brisk's calls, on the working thread.
+pub type EventHandler = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
+
+/// A config slot for the handler (which has no `Debug` of its own).
+#[derive(Clone, Default)]
+pub struct HandlerSlot(pub Option<EventHandler>);
+
+impl fmt::Debug for HandlerSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(handler)"
+        } else {
+            "None"
+        })
+    }
+}
+
+/// Counters and the event handler of one client, shared by its pools.
+pub struct Observer {
+    pub stats: Stats,
+    handler: Option<EventHandler>,
+    db: u32,
+}
+
+impl Observer {
+    pub fn new(handler: Option<EventHandler>, db: u32) -> Observer {
+        Observer {
+            stats: Stats::default(),
+            handler,
+            db,
+        }
+    }
+
+    /// Whether anyone listens: callers skip timing work when not.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.handler.is_some()
+    }
+
+    pub fn db(&self) -> u32 {
+        self.db
+    }
+
+    /// Delivers an event to the handler, if one is installed. Callers that must do work to
+    /// build the event check [`Observer::enabled`] first.
+    #[inline]
+    pub fn emit(&self, event: &Event<'_>) {
+        if let Some(handler) = &self.handler {
+            handler(event);
+        }
+    }
+}

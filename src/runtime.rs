@@ -1,0 +1,32 @@
+//! The one tokio runtime brisk starts, lazily, for background work (pool maintenance now; the
+//! async API and cluster/Sentinel watchers later). Its threads are named `brisk-runtime`.
+//!
+//! tokio's threads do not survive `fork()`: a program that forks must create its clients after
+//! the fork.
+
+use once_cell::sync::Lazy;
+use std::future::Future;
+use tokio::runtime::{Builder, Runtime};
+
+static RUNTIME: Lazy<Option<Runtime>> = Lazy::new(|| {
+    Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(8)
+        .thread_name("brisk-runtime")
+        .enable_time()
+        .enable_io()
+        .build()
+        .ok()
+});
+
+/// Spawns background work. Returns false when the runtime could not be started (the process
+/// is out of threads); background upkeep is then skipped, and every foreground path still works.
+pub fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
+    match RUNTIME.as_ref() {
+        Some(rt) => {
+            rt.spawn(task);
+            true
+        }
+        None => false,
+    }
+}
