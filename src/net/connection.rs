@@ -83,8 +83,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects, runs the TLS and Redis handshakes, and returns a ready connection.
+    /// Connects, runs the TLS and Redis handshakes, and returns a ready connection. Errors
+    /// never count as "sent": no caller's request has been written yet.
     pub fn connect(settings: &ConnectSettings) -> Result<Connection> {
+        Self::open(settings).map_err(|e| e.sent(false))
+    }
+
+    fn open(settings: &ConnectSettings) -> Result<Connection> {
         let address = settings.address.clone();
         let socket = Socket::connect(
             &settings.endpoint,
@@ -129,10 +134,10 @@ impl Connection {
             for command in &commands {
                 self.proto.queue_owned(command);
             }
-            self.flush()?;
-            let replies = (0..commands.len())
-                .map(|_| self.read_reply())
-                .collect::<Result<Vec<Reply>>>()?;
+            let replies: Vec<Reply> = self
+                .flush()
+                .and_then(|()| (0..commands.len()).map(|_| self.read_reply()).collect())
+                .map_err(|e| e.context("handshake"))?;
             let nodes: Vec<&Node> = replies.iter().map(|r| r.node()).collect();
             match params.check(stage, &nodes) {
                 Outcome::Ready { resp3 } => {
