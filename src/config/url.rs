@@ -30,6 +30,29 @@ fn bad(what: &str, detail: impl std::fmt::Display) -> Error {
     Error::invalid_argument(format!("url: {what}: {detail}"))
 }
 
+/// Where `part`, a slice of `url`, starts in it.
+fn offset_in(url: &str, part: &str) -> usize {
+    part.as_ptr() as usize - url.as_ptr() as usize
+}
+
+/// Keeps `e` if the text it quotes (`part` of `url`) cannot be the password, else replaces it.
+///
+/// Text before the last '@' may be (part of) the password even when the parser took it for a
+/// host, port, db or option: a password with an unencoded '/' or '?' ends the authority early
+/// (`redis://u:se/cret@h` reads as host "u", port "se"). So an error about such text says
+/// which part is wrong without quoting it.
+fn redact(e: Error, url: &str, part: &str, what: &str) -> Error {
+    let userinfo_end = url.rfind('@').map_or(0, |at| at + 1);
+    if offset_in(url, part) >= userinfo_end {
+        return e;
+    }
+    bad(
+        what,
+        "malformed (not quoted, as it may hold part of the password; \
+         percent-encode '@', '/', '?' and '#' in credentials)",
+    )
+}
+
 fn decode(part: &str, what: &str) -> Result<String> {
     percent_decode_str(part)
         .decode_utf8()
@@ -50,7 +73,15 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
         "redis+cluster" => (false, Some(Mode::Cluster)),
         "rediss+cluster" => (true, Some(Mode::Cluster)),
         "unix" => (false, None),
-        _ => return Err(bad("scheme", format!("unknown scheme {scheme:?}"))),
+        // Quoted only when it looks like a scheme: without a "://" where it belongs, the text
+        // before a later one can hold the password ("user:secret@host://...").
+        _ if scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            return Err(bad("scheme", format!("unknown scheme {scheme:?}")));
+        }
+        _ => return Err(bad("scheme", "unknown scheme")),
     };
     let unix = scheme.eq_ignore_ascii_case("unix");
 
@@ -105,7 +136,7 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
     } else {
         let mut nodes = Vec::new();
         for host_port in authority.split(',') {
-            nodes.push(parse_host_port(host_port)?);
+            nodes.push(parse_host_port(host_port).map_err(|e| redact(e, url, host_port, "host"))?);
         }
         match (mode, nodes.len()) {
             (None, 1) => {
@@ -122,7 +153,9 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
         }
         let db_text = path.trim_start_matches('/');
         if !db_text.is_empty() {
-            path_db = Some(parse_number::<u32>(db_text, "db")?);
+            path_db = Some(
+                parse_number::<u32>(db_text, "db").map_err(|e| redact(e, url, db_text, "db"))?,
+            );
         }
     }
     cfg.tls.enabled = tls;
@@ -134,14 +167,18 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
         return Ok(());
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| bad("option", format!("{:?} has no value", pair)))?;
-        let key = decode(key, "option name")?;
-        let value = decode(value, &key)?;
-        apply_option(cfg, &key, &value, path_db.is_some())?;
+        apply_pair(cfg, pair, path_db.is_some()).map_err(|e| redact(e, url, pair, "option"))?;
     }
     Ok(())
+}
+
+fn apply_pair(cfg: &mut Config, pair: &str, path_has_db: bool) -> Result<()> {
+    let (key, value) = pair
+        .split_once('=')
+        .ok_or_else(|| bad("option", format!("{:?} has no value", pair)))?;
+    let key = decode(key, "option name")?;
+    let value = decode(value, &key)?;
+    apply_option(cfg, &key, &value, path_has_db)
 }
 
 fn parse_host_port(text: &str) -> Result<(String, u16)> {

@@ -129,7 +129,19 @@ impl Decoder {
                 Step::Opened => continue,
                 Step::Value(node) => node,
                 Step::End => match self.stack.last() {
-                    Some(open) if open.remaining.is_none() => self.close_top(),
+                    Some(open) if open.remaining.is_none() => {
+                        // A map's children are key/value pairs: an odd count would leave a key
+                        // without a value (and hand C an odd length).
+                        if open.kind == ReplyKind::Map && open.children.len() % 2 != 0 {
+                            return err("streamed map ended between a key and its value");
+                        }
+                        if open.attribute {
+                            // Dropped like a sized attribute; the value it annotates follows.
+                            self.stack.pop();
+                            continue;
+                        }
+                        self.close_top()
+                    }
                     _ => return err("'.' outside a streamed aggregate"),
                 },
             };
@@ -146,7 +158,21 @@ impl Decoder {
                             break;
                         }
                     }
-                    None => break,
+                    None => {
+                        // A streamed aggregate declares no count, so the element limit is
+                        // checked as it grows; otherwise it could grow without bound.
+                        let max = match top.kind {
+                            ReplyKind::Map => self.limits.max_elements.saturating_mul(2),
+                            _ => self.limits.max_elements,
+                        };
+                        if top.children.len() > max {
+                            return err(format!(
+                                "streamed aggregate of more than {} elements exceeds the limit",
+                                self.limits.max_elements
+                            ));
+                        }
+                        break;
+                    }
                 }
                 if top.attribute {
                     // An attribute annotates the value that follows it; we do not keep it.
@@ -189,10 +215,17 @@ impl Decoder {
                 }
                 Ok(Some(lf - 1))
             }
-            None if buf.len() - start > self.limits.max_line_len => {
-                err("line longer than the limit")
+            None => {
+                // A line of exactly `max_line_len` bytes may be here with its '\r' while the
+                // '\n' is still on its way: it must wait, not fail, or whether it is accepted
+                // would depend on where the network split the bytes.
+                let pending = buf.len() - start;
+                let room = self.limits.max_line_len.saturating_add(1);
+                if pending > room || (pending == room && buf[buf.len() - 1] != b'\r') {
+                    return err("line longer than the limit");
+                }
+                Ok(None)
             }
-            None => Ok(None),
         }
     }
 
@@ -203,10 +236,18 @@ impl Decoder {
         if buf.len() <= self.pos {
             return Ok(Step::Incomplete);
         }
+        let type_byte = buf[self.pos];
+        // Checked before waiting for the line: no later byte can make an unknown type valid, and
+        // a peer that is not speaking RESP should fail now, not after a read timeout.
+        if !b"+-:$*_#,(!=%~>|.".contains(&type_byte) {
+            return err(format!(
+                "unknown type byte {:?}",
+                char::from(type_byte).escape_default().to_string()
+            ));
+        }
         let Some(cr) = self.line_end(buf)? else {
             return Ok(Step::Incomplete);
         };
-        let type_byte = buf[self.pos];
         let text_start = self.pos + 1;
         let line = &buf[text_start..cr];
         let after_line = cr + 2;
@@ -339,12 +380,12 @@ impl Decoder {
             if buf.len() <= self.pos {
                 return Ok(Step::Incomplete);
             }
-            let Some(cr) = self.line_end(buf)? else {
-                return Ok(Step::Incomplete);
-            };
             if buf[self.pos] != b';' {
                 return err("streamed string chunk does not start with ';'");
             }
+            let Some(cr) = self.line_end(buf)? else {
+                return Ok(Step::Incomplete);
+            };
             let len = usize::try_from(parse_int(&buf[self.pos + 1..cr])?)
                 .map_err(|_| ProtocolError("negative chunk length".into()))?;
             let streamed = self.streamed.as_mut().expect("in a streamed string");
