@@ -116,7 +116,9 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
         let user = decode(user, "username")?;
         cfg.username = (!user.is_empty()).then_some(user);
         if let Some(p) = password {
-            cfg.password = Some(decode(p, "password")?.into());
+            // `user:@host` means no password, as in redis-py.
+            let p = decode(p, "password")?;
+            cfg.password = (!p.is_empty()).then(|| p.into());
         }
     }
 
@@ -133,6 +135,8 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
             return Err(bad("path", "missing socket path"));
         }
         cfg.endpoint = Endpoint::Unix(PathBuf::from(path));
+        cfg.mode = Mode::Standalone;
+        cfg.nodes.clear();
     } else {
         let mut nodes = Vec::new();
         for host_port in authority.split(',') {
@@ -142,6 +146,9 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
             (None, 1) => {
                 let (host, port) = nodes.pop().expect("one node");
                 cfg.endpoint = Endpoint::Tcp { host, port };
+                // The scheme names the topology: a plain URL undoes an earlier cluster one.
+                cfg.mode = Mode::Standalone;
+                cfg.nodes.clear();
             }
             (None, _) => {
                 return Err(bad("host", "several hosts need redis+cluster://"));

@@ -87,6 +87,8 @@ pub struct Decoder {
     pos: usize,
     stack: Vec<Open>,
     streamed: Option<Streamed>,
+    /// `(line start, scanned up to)` for the line being waited for.
+    line_scan: (usize, usize),
     /// Total buffer length the next step needs, when known (a bulk's payload); lets the driver
     /// reserve once instead of growing the buffer read by read.
     needed: usize,
@@ -105,6 +107,7 @@ impl Decoder {
             pos: 0,
             stack: Vec::new(),
             streamed: None,
+            line_scan: (usize::MAX, 0),
             needed: 0,
         }
     }
@@ -192,6 +195,7 @@ impl Decoder {
     fn finish(&mut self, buf: &mut BytesMut, mut root: Node) -> Reply {
         let bytes = buf.split_to(self.pos).freeze();
         self.pos = 0;
+        self.line_scan = (usize::MAX, 0);
         self.needed = 0;
         // SAFETY: every text offset in `root` was checked to lie (with its NUL) inside the
         // first `pos` bytes of the buffer, which are exactly `bytes`; freezing does not move them.
@@ -204,9 +208,15 @@ impl Decoder {
     /// Finds the line starting at `self.pos`; returns the index of its `\r`.
     fn line_end(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
         let start = self.pos + 1;
-        match buf[start..].iter().position(|&b| b == b'\n') {
+        // Resume where the last look at this line stopped: a long line arriving in pieces is
+        // then scanned once, not once per piece.
+        let from = match self.line_scan {
+            (line, scanned) if line == start => scanned.max(start),
+            _ => start,
+        };
+        match buf[from..].iter().position(|&b| b == b'\n') {
             Some(i) => {
-                let lf = start + i;
+                let lf = from + i;
                 if lf == start || buf[lf - 1] != b'\r' {
                     return err("line not terminated by CRLF");
                 }
@@ -216,6 +226,7 @@ impl Decoder {
                 Ok(Some(lf - 1))
             }
             None => {
+                self.line_scan = (start, buf.len());
                 // A line of exactly `max_line_len` bytes may be here with its '\r' while the
                 // '\n' is still on its way: it must wait, not fail, or whether it is accepted
                 // would depend on where the network split the bytes.

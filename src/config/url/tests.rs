@@ -331,7 +331,8 @@ fn credentials() {
         ("redis://user:pass@h", Some("user"), Some("pass")),
         ("redis://:pass@h", None, Some("pass")),
         ("redis://user@h", Some("user"), None),
-        ("redis://user:@h", Some("user"), Some("")),
+        // An empty password is no password (as in redis-py).
+        ("redis://user:@h", Some("user"), None),
         ("redis://@h", None, None),
         // Percent-encoded: "p@ss:w/rd%" and "us:er".
         (
