@@ -682,3 +682,14 @@ fn secret_debug_is_redacted() {
     assert!(!format!("{cfg:?}").contains("hunter2"));
     assert_eq!(password(&cfg), Some("hunter2"));
 }
+
+#[test]
+fn a_plain_url_after_a_cluster_url_is_standalone_again() {
+    let mut cfg = Config::default();
+    apply(&mut cfg, "redis+cluster://a:7000,b:7001").unwrap();
+    assert_eq!(cfg.mode, Mode::Cluster);
+    apply(&mut cfg, "redis://c:7002").unwrap();
+    assert_eq!(cfg.mode, Mode::Standalone);
+    assert!(cfg.nodes.is_empty());
+    assert_eq!(cfg.endpoint, tcp("c", 7002));
+}
