@@ -119,7 +119,10 @@ impl Connection {
             read_timeout: settings.read_timeout,
             created: Instant::now(),
         };
-        conn.handshake(&settings.handshake)?;
+        // Whatever went wrong in the handshake, the caller's request was not written yet: the
+        // error must not say "sent" (SAFE retries of writes depend on it).
+        conn.handshake(&settings.handshake)
+            .map_err(|e| e.sent(false))?;
         Ok(conn)
     }
 
