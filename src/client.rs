@@ -7,7 +7,7 @@
 //! when that failed in a way a new attempt may fix.
 
 use crate::config::{Config, limit};
-use crate::core::commands::{CommandTable, ConnectionUse, blocking_timeout, connection_use};
+use crate::core::commands::{ConnectionUse, blocking_timeout, connection_use};
 use crate::core::{Error, Result};
 use crate::events::Observer;
 use crate::execute::{Executor, Job};
@@ -32,20 +32,9 @@ impl Shared {
         &self.pool
     }
 
-    /// Periodic upkeep: pool maintenance, and fetching the server's command table (used to
-    /// tell reads from writes) once a connection is at hand.
+    /// Periodic upkeep in the background.
     fn maintain(&self) {
         self.pool.maintain();
-        if !self.executor.has_command_table() {
-            if let Some(mut conn) = self.pool.try_get_idle() {
-                let command: [&[u8]; 1] = [b"COMMAND"];
-                if let Ok(reply) = conn.command(&Args::from_slices(&command)) {
-                    self.executor
-                        .set_command_table(CommandTable::from_command_reply(&reply));
-                }
-                self.pool.put(conn);
-            }
-        }
     }
 }
 

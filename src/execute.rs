@@ -13,6 +13,7 @@ use crate::pool::Pool;
 use crate::resp::Args;
 use crate::stats::Stat;
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,8 +32,10 @@ pub(crate) struct Executor {
     command_deadline: Option<Duration>,
     read_timeout: Option<Duration>,
     pub observer: Arc<Observer>,
-    /// The server's own command table, once fetched in the background.
-    commands: OnceLock<CommandTable>,
+    /// The server's own command table, fetched on the first connection used; `None` inside
+    /// when the server would not give it (an ACL user without COMMAND, say).
+    commands: OnceLock<Option<CommandTable>>,
+    fetching_commands: AtomicBool,
 }
 
 impl Executor {
@@ -48,22 +51,35 @@ impl Executor {
             read_timeout,
             observer,
             commands: OnceLock::new(),
+            fetching_commands: AtomicBool::new(false),
         }
     }
 
-    pub fn has_command_table(&self) -> bool {
-        self.commands.get().is_some()
-    }
-
-    pub fn set_command_table(&self, table: CommandTable) {
-        let _ = self.commands.set(table);
+    /// Fetches the server's command table on `conn` if nobody has yet: one round trip, once
+    /// per client. A connection failure leaves it for a later connection.
+    fn ensure_command_table(&self, conn: &mut Connection) {
+        if self.commands.get().is_some() || self.fetching_commands.swap(true, Relaxed) {
+            return;
+        }
+        let command: [&[u8]; 1] = [b"COMMAND"];
+        match conn.command(&Args::from_slices(&command)) {
+            Ok(reply) => {
+                let _ = self
+                    .commands
+                    .set(Some(CommandTable::from_command_reply(&reply)));
+            }
+            Err(_) if !conn.is_broken() => {
+                let _ = self.commands.set(None);
+            }
+            Err(_) => self.fetching_commands.store(false, Relaxed),
+        }
     }
 
     /// Whether `args` only reads: from the server's table when fetched, else the built-in one.
     pub fn is_read_only(&self, args: &Args<'_>) -> bool {
         match self.commands.get() {
-            Some(table) => table.is_read_only(args),
-            None => builtin_read_only(args.name()),
+            Some(Some(table)) => table.is_read_only(args),
+            _ => builtin_read_only(args.name()),
         }
     }
 
@@ -123,6 +139,7 @@ impl Executor {
         work: &mut impl FnMut(&mut Connection) -> Result<T>,
     ) -> Result<T> {
         let mut conn = pool.get(deadline)?;
+        self.ensure_command_table(&mut conn);
         let result = self.with_timeouts(&mut conn, job, deadline, work);
         pool.put(conn);
         result

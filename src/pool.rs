@@ -406,16 +406,6 @@ impl Pool {
         }
     }
 
-    /// An idle connection if one is ready right now (no waiting, no connecting).
-    pub fn try_get_idle(&self) -> Option<Connection> {
-        loop {
-            let idle = self.lock().idle.pop()?;
-            if let Some(conn) = self.check_idle(idle) {
-                return Some(conn);
-            }
-        }
-    }
-
     /// Closes the idle connections and fails every later `get` with CLOSED; borrowed
     /// connections are closed when they come back.
     pub fn close(&self) {

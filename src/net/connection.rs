@@ -119,10 +119,7 @@ impl Connection {
             read_timeout: settings.read_timeout,
             created: Instant::now(),
         };
-        // Whatever went wrong in the handshake, the caller's request was not written yet: the
-        // error must not say "sent" (SAFE retries of writes depend on it).
-        conn.handshake(&settings.handshake)
-            .map_err(|e| e.sent(false))?;
+        conn.handshake(&settings.handshake)?;
         Ok(conn)
     }
 

@@ -14,10 +14,12 @@
 #![allow(dead_code, unused_imports)]
 
 mod fake;
+mod proxy;
 mod server;
 mod tls;
 
 pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_port};
+pub use proxy::FaultProxy;
 pub use server::{RedisServer, RedisServerBuilder};
 pub use tls::TlsFiles;
 

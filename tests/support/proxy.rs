@@ -42,7 +42,9 @@ impl FaultProxy {
     /// Starts a proxy on a free loopback port forwarding to `target`.
     pub fn start(target: SocketAddr) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let address = listener.local_addr().expect("local address");
         let faults = Arc::new(Faults {
             cut_budget: AtomicUsize::new(usize::MAX),
@@ -160,7 +162,9 @@ fn accept_loop(
         ];
         let mut handles = Vec::new();
         for (from, to, to_client) in pumps {
-            let (Ok(from), Ok(to)) = (from, to) else { continue };
+            let (Ok(from), Ok(to)) = (from, to) else {
+                continue;
+            };
             let faults = faults.clone();
             let closed = closed.clone();
             handles.push(std::thread::spawn(move || {
@@ -174,7 +178,10 @@ fn accept_loop(
             }
             faults_for_count.open.fetch_sub(1, SeqCst);
         });
-        threads.lock().unwrap_or_else(|p| p.into_inner()).push(closer);
+        threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(closer);
     }
 }
 
