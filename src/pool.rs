@@ -17,6 +17,7 @@ use crate::net::{ConnectSettings, Connection};
 use crate::resp::Args;
 use crate::stats::Stat;
 use std::ffi::CStr;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,9 @@ struct State {
     /// Open connections, idle or borrowed, plus those being opened.
     open: usize,
     waiting: usize,
+    /// Sockets of connections running a blocking command (which may wait forever): closing the
+    /// pool shuts them down so those commands return.
+    blocking: Vec<RawFd>,
     /// Connections lost (not closed on purpose) not yet replaced: the next connects count as
     /// reconnects.
     lost: usize,
@@ -83,7 +87,7 @@ struct State {
 }
 
 pub struct Pool {
-    settings: ConnectSettings,
+    settings: Arc<ConnectSettings>,
     config: PoolSettings,
     observer: Arc<Observer>,
     state: Mutex<State>,
@@ -104,7 +108,7 @@ const PING: [&[u8]; 1] = [b"PING"];
 impl Pool {
     pub fn new(settings: ConnectSettings, config: PoolSettings, observer: Arc<Observer>) -> Pool {
         Pool {
-            settings,
+            settings: Arc::new(settings),
             config,
             observer,
             state: Mutex::new(State::default()),
@@ -119,6 +123,11 @@ impl Pool {
     /// The address as a C string, for events.
     pub fn address_c(&self) -> &CStr {
         &self.settings.address_c
+    }
+
+    /// How to connect to this pool's node (the async driver connects the same way).
+    pub fn connect_settings(&self) -> &Arc<ConnectSettings> {
+        &self.settings
     }
 
     pub fn settings(&self) -> &PoolSettings {
@@ -406,12 +415,33 @@ impl Pool {
         }
     }
 
-    /// Closes the idle connections and fails every later `get` with CLOSED; borrowed
-    /// connections are closed when they come back.
+    /// Registers a borrowed connection that is about to run a blocking command; false when the
+    /// pool is already closed.
+    pub fn track_blocking(&self, conn: &Connection) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        state.blocking.push(conn.raw_fd());
+        true
+    }
+
+    pub fn untrack_blocking(&self, conn: &Connection) {
+        let fd = conn.raw_fd();
+        self.lock().blocking.retain(|&f| f != fd);
+    }
+
+    /// Closes the idle connections, interrupts blocking commands, and fails every later `get`
+    /// with CLOSED; borrowed connections are closed when they come back.
     pub fn close(&self) {
         let idle = {
             let mut state = self.lock();
             state.closed = true;
+            for &fd in &state.blocking {
+                // SAFETY: a tracked fd belongs to a live connection: it is untracked (under this
+                // lock) before its connection can be dropped. shutdown() only wakes its reader.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
             std::mem::take(&mut state.idle)
         };
         for idle in idle {

@@ -52,10 +52,10 @@ impl Session {
             blocking: blocking_timeout(args),
             read_only: &never_read_only,
         };
-        let address = shared.route(None).address_c();
+        let pool = shared.route(None);
         let result = shared
             .executor
-            .run_pinned(conn, address, &job, |conn| conn.command(args));
+            .run_pinned(pool, conn, &job, |conn| conn.command(args));
         let subcommand = (args.len() > 1).then(|| args.get(1));
         if connection_use(name, subcommand) == ConnectionUse::ConnectionState {
             match name.to_ascii_uppercase().as_slice() {

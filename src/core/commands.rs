@@ -310,19 +310,31 @@ impl CommandTable {
         self.read_only.is_empty()
     }
 
-    /// Whether the command (with its subcommand, for containers) only reads.
+    /// Whether the command (with its subcommand, for containers) only reads. Looks names up
+    /// lower-cased in a stack buffer: no allocation.
     pub fn is_read_only(&self, args: &Args<'_>) -> bool {
-        let name = args.name().to_ascii_lowercase();
-        if self.read_only.contains(&name) {
+        let mut buffer = [0u8; 64];
+        let name = args.name();
+        let Some(lower) = buffer.get_mut(..name.len()) else {
+            return false;
+        };
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        if self.read_only.contains(&buffer[..name.len()]) {
             return true;
         }
-        if args.len() > 1 {
-            let mut full = name;
-            full.push(b'|');
-            full.extend(args.get(1).to_ascii_lowercase());
-            return self.read_only.contains(&full);
+        if args.len() < 2 {
+            return false;
         }
-        false
+        let sub = args.get(1);
+        let end = name.len() + 1 + sub.len();
+        let Some(rest) = buffer.get_mut(name.len()..end) else {
+            return false;
+        };
+        rest[0] = b'|';
+        rest[1..].copy_from_slice(sub);
+        rest[1..].make_ascii_lowercase();
+        self.read_only.contains(&buffer[..end])
     }
 }
 

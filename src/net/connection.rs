@@ -166,6 +166,11 @@ impl Connection {
         self.created
     }
 
+    /// The socket's file descriptor (to interrupt a blocking read from another thread).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.socket().raw_fd()
+    }
+
     /// Marks the connection for closing: the pool drops it instead of lending it again.
     pub fn discard(&mut self) {
         self.broken = true;
