@@ -562,9 +562,9 @@ int main(int argc, char **argv) {
   RUN(session_freed_with_open_multi);
   RUN(session_recovers_after_client_kill);
   RUN(pipelines_outlive_their_client);
-  RUN_KNOWN_ISSUE(session_uses_new_connection_after_kill);
-  RUN_KNOWN_ISSUE(session_reports_lost_transaction_once);
-  RUN_KNOWN_ISSUE(session_fails_closed_after_client_free);
+  RUN(session_uses_new_connection_after_kill);
+  RUN(session_reports_lost_transaction_once);
+  RUN(session_fails_closed_after_client_free);
   brisk_client_free(client);
   return bt_finish();
 }

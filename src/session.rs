@@ -39,7 +39,12 @@ impl Session {
     /// Runs one command on the session's connection. An EXEC answered with nil is WATCH.
     pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, true)?;
-        if self.conn.as_ref().is_none_or(Connection::is_broken) {
+        if self.shared.route(None).is_closed() {
+            return Err(crate::pool::closed());
+        }
+        // Like a pooled command, a session checks (with a non-blocking peek) that the server has
+        // not closed its connection before writing to it.
+        if self.conn.as_ref().is_none_or(Connection::is_stale) {
             self.replace_connection()?;
         }
         let shared = self.shared.clone();
@@ -63,6 +68,12 @@ impl Session {
                 b"EXEC" | b"DISCARD" | b"UNWATCH" => self.transaction_state = false,
                 _ => self.dirty = true,
             }
+        }
+        if conn.is_broken() {
+            // This command's failure reports the loss; whatever transaction state there was is
+            // gone with the connection, and the next command starts afresh.
+            self.transaction_state = false;
+            self.dirty = false;
         }
         match result {
             Ok(reply) if reply.is_nil() && is_exec(name) => Err(watch_aborted()),
