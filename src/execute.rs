@@ -68,10 +68,12 @@ impl Executor {
     }
 
     /// Fetches the server's command table on `conn` if nobody has yet: one round trip, once
-    /// per client. A connection failure leaves it for a later connection.
-    fn ensure_command_table(&self, conn: &mut Connection) {
+    /// per client. A connection failure leaves it for a later connection and is returned (as
+    /// not sent: the caller's request has not been written): the connection may hold part of
+    /// the COMMAND reply, so it must not carry the caller's request.
+    fn ensure_command_table(&self, conn: &mut Connection) -> Result<()> {
         if self.commands.get().is_some() || self.fetching_commands.swap(true, Relaxed) {
-            return;
+            return Ok(());
         }
         let command: [&[u8]; 1] = [b"COMMAND"];
         match conn.command(&Args::from_slices(&command)) {
@@ -83,8 +85,12 @@ impl Executor {
             Err(_) if !conn.is_broken() => {
                 let _ = self.commands.set(None);
             }
-            Err(_) => self.fetching_commands.store(false, Relaxed),
+            Err(e) => {
+                self.fetching_commands.store(false, Relaxed);
+                return Err(e.sent(false).context("fetching the command table"));
+            }
         }
+        Ok(())
     }
 
     /// Whether `args` only reads: from the server's table when fetched, else the built-in one.
@@ -167,8 +173,9 @@ impl Executor {
         work: &mut impl FnMut(&mut Connection) -> Result<T>,
     ) -> Result<T> {
         let mut conn = pool.get(deadline)?;
-        self.ensure_command_table(&mut conn);
-        let result = self.with_timeouts(pool, &mut conn, job, deadline, work);
+        let result = self
+            .ensure_command_table(&mut conn)
+            .and_then(|()| self.with_timeouts(pool, &mut conn, job, deadline, work));
         pool.put(conn);
         result
     }
