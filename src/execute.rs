@@ -4,7 +4,8 @@
 //! The retry decisions themselves are pure (`core::retry`); this module applies them with a
 //! clock, a random source and real connections.
 
-use crate::core::commands::{Blocking, CommandTable, builtin_read_only};
+use crate::core::command_table::{self, CommandTable};
+use crate::core::commands::Blocking;
 use crate::core::retry::{CommandNature, RetryRules, Verdict};
 use crate::core::{Error, Result, Status};
 use crate::events::{Event, EventKind, Observer};
@@ -95,10 +96,12 @@ impl Executor {
 
     /// Whether `args` only reads: from the server's table when fetched, else the built-in one.
     pub fn is_read_only(&self, args: &Args<'_>) -> bool {
-        match self.commands.get() {
-            Some(Some(table)) => table.is_read_only(args),
-            _ => builtin_read_only(args.name()),
-        }
+        command_table::read_only(self.command_table(), args)
+    }
+
+    /// The server's command table, once fetched (and if the server gave it).
+    pub fn command_table(&self) -> Option<&CommandTable> {
+        self.commands.get().and_then(Option::as_ref)
     }
 
     /// The read timeout an attempt needs when it differs from the connection's default: longer
