@@ -6,6 +6,7 @@ use super::status::Status;
 use crate::resp::{Node, ReplyKind};
 use crc::{CRC_16_XMODEM, Crc};
 
+/// cbindgen:ignore
 pub const SLOTS: usize = 16384;
 
 const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
