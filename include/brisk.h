@@ -137,6 +137,16 @@ typedef void (*brisk_event_fn)(void *userdata,
                                const brisk_event *event);
 
 /**
+ * The topology a client talks to.
+ */
+typedef uint32_t brisk_mode;
+
+/**
+ * Which cluster nodes serve read-only commands.
+ */
+typedef uint32_t brisk_read_from;
+
+/**
  * What an event reports.
  */
 typedef uint32_t brisk_event_kind;
@@ -258,6 +268,38 @@ typedef uint32_t brisk_category;
  * Every command is retried (at-least-once, what most clients do).
  */
 #define BRISK_RETRY_WRITES_ALWAYS 1
+
+/**
+ * One server (the default): `brisk_config_set_address`, `set_unix_path` or a `redis://` URL.
+ */
+#define BRISK_MODE_STANDALONE 0
+
+/**
+ * Redis Cluster: seed nodes from `brisk_config_add_node` (or a `redis+cluster://` URL); the
+ * client reads the topology from them and routes each command to the node owning its keys.
+ */
+#define BRISK_MODE_CLUSTER 1
+
+/**
+ * Sentinel (not available yet: `brisk_client_new` refuses it with INVALID_ARGUMENT).
+ */
+#define BRISK_MODE_SENTINEL 2
+
+/**
+ * The slot's primary only (the default).
+ */
+#define BRISK_READ_PRIMARY 0
+
+/**
+ * A replica of the slot's shard (connections send READONLY), falling back to the primary when
+ * no replica answers. Replication is asynchronous: a read may miss a write just acknowledged.
+ */
+#define BRISK_READ_REPLICA_PREFERRED 1
+
+/**
+ * Any node of the slot's shard, primary or replica, to spread reads.
+ */
+#define BRISK_READ_ANY 2
 
 /**
  * A command (or pipeline/transaction) finished, after all its attempts.
@@ -904,6 +946,60 @@ brisk_status brisk_config_set_retry_writes(brisk_config *cfg,
 brisk_status brisk_config_set_event_callback(brisk_config *cfg,
                                              brisk_event_fn fn,
                                              void *userdata);
+
+/**
+ * Sets the topology. CLUSTER and SENTINEL need at least one node from `brisk_config_add_node`
+ * (checked by `brisk_client_new`). INVALID_ARGUMENT for an unknown mode.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_mode(brisk_config *cfg,
+                                   brisk_mode mode);
+
+/**
+ * Adds a seed node (cluster or Sentinel mode); adding one twice keeps one. Seeds are never
+ * forgotten: when every node the client learnt about fails, it goes back to them (names
+ * resolved again). INVALID_ARGUMENT for an empty host or port 0.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `host` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_config_add_node(brisk_config *cfg,
+                                   const char *host,
+                                   uint16_t port);
+
+/**
+ * Cluster mode: how many whole-cluster attempts a command gets (default 3). After a
+ * CONNECTION, TIMEOUT or CLUSTER_DOWN error the failed node is dropped from the startup
+ * nodes, the topology is re-read from the others and the command starts a new cycle of
+ * per-node retries (the per-node `retry` defaults to none in cluster mode). 0 is taken as 1.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_cluster_error_retry_attempts(brisk_config *cfg,
+                                                           uint32_t n);
+
+/**
+ * Cluster mode: how often the topology is re-read in the background (default 60000 ms; 0
+ * turns the periodic refresh off; redirections and failures still trigger refreshes).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_cluster_refresh_interval_ms(brisk_config *cfg,
+                                                          uint32_t ms);
+
+/**
+ * Cluster mode: where read-only commands go (see `brisk_read_from`). Writes always go to the
+ * primary. INVALID_ARGUMENT for an unknown value.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_read_from(brisk_config *cfg,
+                                        brisk_read_from where);
 
 /**
  * The kind of event (`BRISK_EVENT_COMMAND` for NULL).

@@ -7,15 +7,18 @@
 //! when that failed in a way a new attempt may fix.
 
 use crate::async_client::{self, AsyncState, Callback};
-use crate::config::{Config, limit};
+use crate::cluster::keys::{self, Placement};
+use crate::cluster::{Cluster, batch};
+use crate::config::{Config, Mode, limit};
 use crate::core::commands::{ConnectionUse, blocking_timeout, connection_use};
+use crate::core::retry::RetryPolicy;
 use crate::core::{Error, Result};
 use crate::events::Observer;
 use crate::execute::{Executor, Job};
 use crate::net::ConnectSettings;
 use crate::pipeline::Pipeline;
 use crate::pool::{Pool, PoolSettings};
-use crate::resp::{Args, Reply, encode_command};
+use crate::resp::{Args, Reply, ReplyKind, encode_command};
 use crate::session::Session;
 use crate::stats::Stat;
 use bytes::BytesMut;
@@ -24,15 +27,25 @@ use std::time::Instant;
 
 /// State shared by a client, the pipelines and sessions made from it, and its background task.
 pub(crate) struct Shared {
-    pool: Pool,
+    pub(crate) backend: Backend,
     pub(crate) executor: Executor,
     pub(crate) async_state: AsyncState,
+}
+
+/// Where commands go: the one server's pool, or the cluster's pool per node.
+pub(crate) enum Backend {
+    Standalone(Arc<Pool>),
+    Cluster(Arc<Cluster>),
 }
 
 impl Shared {
     /// Runs one command and returns its reply, retrying by the client's rules.
     pub(crate) fn command(&self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, false)?;
+        let pool = match &self.backend {
+            Backend::Standalone(pool) => pool,
+            Backend::Cluster(cluster) => return self.cluster_command(cluster, args),
+        };
         let read_only = read_only_args(args);
         let job = Job {
             name: args.name(),
@@ -40,25 +53,122 @@ impl Shared {
             blocking: blocking_timeout(args),
             read_only: &read_only,
         };
-        let pool = self.route(Some(args));
         self.executor.run(pool, &job, |conn| conn.command(args))
     }
 
-    /// The pool of the node that owns this command. Standalone has one node; cluster and
-    /// Sentinel routing plug in here.
+    /// A command on a cluster: to the node owning its keys, split by slot when its keys span
+    /// slots and it can be (MGET, MSET, DEL, ...), refused (CROSSSLOT) when it cannot.
+    fn cluster_command(&self, cluster: &Arc<Cluster>, args: &Args<'_>) -> Result<Reply> {
+        let table = self.executor.command_table();
+        let slot = match keys::placement(table, args) {
+            Placement::Anywhere => None,
+            Placement::Slot(slot) => Some(slot),
+            Placement::Spread => {
+                let split = keys::split(args).ok_or_else(|| keys::cross_slot(args.name()))?;
+                let mut encoded = BytesMut::new();
+                let mut entries = Vec::with_capacity(split.parts.len());
+                for part in &split.parts {
+                    let words: Vec<&[u8]> = part.iter().map(Vec::as_slice).collect();
+                    let part_args = Args::from_slices(&words);
+                    let start = encoded.len();
+                    encode_command(&mut encoded, &part_args);
+                    entries.push(batch::Entry {
+                        range: start..encoded.len(),
+                        slot: Some(crate::core::cluster::key_slot(part_args.get(1))),
+                        read_only: self.executor.is_read_only(&part_args),
+                    });
+                }
+                let work = batch::Work {
+                    name: args.name(),
+                    encoded: &encoded,
+                    entries: &entries,
+                    blocking: None,
+                };
+                return split.merge(batch::run(cluster, &self.executor, &work)?);
+            }
+        };
+        let mut encoded = BytesMut::new();
+        encode_command(&mut encoded, args);
+        let entries = [batch::Entry {
+            range: 0..encoded.len(),
+            slot,
+            read_only: self.executor.is_read_only(args),
+        }];
+        let work = batch::Work {
+            name: args.name(),
+            encoded: &encoded,
+            entries: &entries,
+            blocking: blocking_timeout(args),
+        };
+        let reply = batch::run(cluster, &self.executor, &work)?
+            .pop()
+            .expect("one reply per command");
+        if reply.kind() == ReplyKind::Error {
+            return Err(Error::from_reply(reply.as_bytes().unwrap_or_default()));
+        }
+        Ok(reply)
+    }
+
+    /// The pool of a node for commands that must stay on one connection (a transaction, a
+    /// session): the server's, or in a cluster the primary of `slot` (any primary for `None`).
+    pub(crate) fn pinned_pool(&self, slot: Option<u16>) -> Result<Arc<Pool>> {
+        match &self.backend {
+            Backend::Standalone(pool) => Ok(pool.clone()),
+            Backend::Cluster(cluster) => cluster.pool(&cluster.node_for(slot, false, true)?.0),
+        }
+    }
+
+    /// The pool of the one server, which the async multiplexer connects to; in a cluster, the
+    /// first seed's (cluster clients run async commands on the blocking path instead, see
+    /// [`Client::command_async`], so this only names the cluster there).
     pub(crate) fn route(&self, _args: Option<&Args<'_>>) -> &Pool {
-        &self.pool
+        match &self.backend {
+            Backend::Standalone(pool) => pool,
+            Backend::Cluster(cluster) => cluster.first_seed_pool(),
+        }
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match &self.backend {
+            Backend::Standalone(_) => None,
+            Backend::Cluster(cluster) => Some(cluster),
+        }
+    }
+
+    fn pools(&self) -> Vec<Arc<Pool>> {
+        match &self.backend {
+            Backend::Standalone(pool) => vec![pool.clone()],
+            Backend::Cluster(cluster) => cluster.pools(),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        match &self.backend {
+            Backend::Standalone(pool) => pool.is_closed(),
+            Backend::Cluster(cluster) => cluster.is_closed(),
+        }
     }
 
     /// Periodic upkeep in the background.
     fn maintain(&self) {
-        self.pool.maintain();
+        match &self.backend {
+            Backend::Standalone(pool) => pool.maintain(),
+            Backend::Cluster(cluster) => cluster.maintain(),
+        }
+    }
+
+    fn maintenance_period(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Standalone(pool) => pool.settings().maintenance_period(),
+            Backend::Cluster(cluster) => cluster.maintenance_period(),
+        }
     }
 }
 
-/// Starts the background task that maintains the client's pool while the client lives.
+/// Starts the background task that maintains the client's pools (and a cluster's topology)
+/// while the client lives.
 fn start_maintenance(shared: &Arc<Shared>) {
-    let Some(period) = shared.pool.settings().maintenance_period() else {
+    let Some(period) = shared.maintenance_period() else {
         return;
     };
     let weak: Weak<Shared> = Arc::downgrade(shared);
@@ -68,7 +178,7 @@ fn start_maintenance(shared: &Arc<Shared>) {
         loop {
             ticker.tick().await;
             let Some(shared) = weak.upgrade() else { return };
-            if shared.pool.is_closed() {
+            if shared.is_closed() {
                 return;
             }
             // Opening connections blocks; keep it off the runtime's worker.
@@ -115,21 +225,34 @@ impl Client {
     /// the background, with `pool_min_idle`).
     pub fn new(config: &Config) -> Result<Client> {
         config.validate()?;
-        let settings = ConnectSettings::new(config, config.endpoint.clone())?;
         let observer = Arc::new(Observer::new(config.events.0.clone(), config.db));
-        let pool = Pool::new(
-            settings,
-            PoolSettings::from_config(config),
-            observer.clone(),
-        );
+        let mut rules = config.retry.resolve();
+        let backend = match config.mode {
+            Mode::Cluster => {
+                // Per-node retries default to none in a cluster: its whole-cluster attempts
+                // (cluster_error_retry_attempts) take their place.
+                if !config.retry.is_explicit() {
+                    rules.policy = RetryPolicy::NEVER;
+                }
+                Backend::Cluster(Arc::new(Cluster::new(config, observer.clone())?))
+            }
+            Mode::Standalone | Mode::Sentinel => {
+                let settings = ConnectSettings::new(config, config.endpoint.clone())?;
+                Backend::Standalone(Arc::new(Pool::new(
+                    settings,
+                    PoolSettings::from_config(config),
+                    observer.clone(),
+                )))
+            }
+        };
         let executor = Executor::new(
-            config.retry.resolve(),
+            rules,
             limit(config.command_deadline_ms),
             limit(config.read_timeout_ms),
             observer,
         );
         let shared = Arc::new(Shared {
-            pool,
+            backend,
             executor,
             async_state: AsyncState::default(),
         });
@@ -149,7 +272,8 @@ impl Client {
     /// On `Err` (bad arguments, a closed client) the callback is never called.
     pub fn command_async(&self, args: &Args<'_>, callback: Callback) -> Result<()> {
         check_args(args, false)?;
-        if blocking_timeout(args).is_some() {
+        // Cluster routing runs on the blocking path for now, on a runtime thread.
+        if blocking_timeout(args).is_some() || self.shared.cluster().is_some() {
             let owned = args.iter().map(<[u8]>::to_vec).collect();
             return async_client::start_blocking(&self.shared, owned, callback);
         }
@@ -189,9 +313,10 @@ impl Client {
 
     /// A counter or gauge (see [`Stat`]).
     pub fn stat(&self, stat: Stat) -> u64 {
+        let pools = || self.shared.pools().into_iter();
         match stat {
-            Stat::PoolOpen => self.shared.pool.open_connections() as u64,
-            Stat::PoolIdle => self.shared.pool.idle_connections() as u64,
+            Stat::PoolOpen => pools().map(|p| p.open_connections() as u64).sum(),
+            Stat::PoolIdle => pools().map(|p| p.idle_connections() as u64).sum(),
             other => self.shared.executor.observer.stats.get(other),
         }
     }
@@ -199,7 +324,10 @@ impl Client {
     /// Closes every idle connection; borrowed ones close when returned. Later commands, and
     /// those of pipelines and sessions made from this client, fail with CLOSED.
     pub fn close(&self) {
-        self.shared.pool.close();
+        match &self.shared.backend {
+            Backend::Standalone(pool) => pool.close(),
+            Backend::Cluster(cluster) => cluster.close(),
+        }
         self.shared.async_state.close();
     }
 }

@@ -8,13 +8,14 @@
 //! - [`config`]: the client configuration and URL parsing.
 //! - [`net`]: sockets, TLS and the blocking connection driver.
 //! - [`pool`], [`client`], [`pipeline`], [`session`]: connection pooling and the Rust API that
-//!   the C API wraps.
+//!   the C API wraps; `cluster`: Redis Cluster topology, routing and redirections.
 //! - `capi`: the C ABI, the only place with `extern "C"`.
 //!
 //! `docs/ARCHITECTURE.md` walks through how a command flows through these layers.
 
 mod async_client;
 pub mod client;
+mod cluster;
 pub mod config;
 pub mod core;
 pub mod events;

@@ -2,6 +2,8 @@
 //! their replies read back in order.
 
 use crate::client::{Shared, check_args};
+use crate::cluster::batch::{self, Entry};
+use crate::cluster::keys;
 use crate::core::{Error, Result, Status};
 use crate::execute::{Executor, Job};
 use crate::resp::{Args, Reply, ReplyKind, encode_command};
@@ -12,6 +14,8 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     encoded: BytesMut,
     count: usize,
+    /// In cluster mode, where each command goes.
+    entries: Vec<Entry>,
     /// Every command appended so far only reads (so the batch may be replayed).
     read_only: bool,
     transaction: bool,
@@ -26,6 +30,7 @@ impl Pipeline {
             shared,
             encoded: BytesMut::new(),
             count: 0,
+            entries: Vec::new(),
             read_only: true,
             transaction,
         }
@@ -43,9 +48,21 @@ impl Pipeline {
     /// MULTI, ...) are refused: the connection goes back to the pool afterwards.
     pub fn append(&mut self, args: &Args<'_>) -> Result<()> {
         check_args(args, false)?;
-        encode_command(&mut self.encoded, args);
+        let read_only = self.shared.executor.is_read_only(args);
+        if self.shared.cluster().is_some() {
+            let slot = keys::single_slot(self.shared.executor.command_table(), args)?;
+            let start = self.encoded.len();
+            encode_command(&mut self.encoded, args);
+            self.entries.push(Entry {
+                range: start..self.encoded.len(),
+                slot,
+                read_only,
+            });
+        } else {
+            encode_command(&mut self.encoded, args);
+        }
         self.count += 1;
-        self.read_only = self.read_only && self.shared.executor.is_read_only(args);
+        self.read_only = self.read_only && read_only;
         Ok(())
     }
 
@@ -57,9 +74,39 @@ impl Pipeline {
     pub fn exec(&mut self) -> Result<Reply> {
         let count = std::mem::replace(&mut self.count, 0);
         let read_only = std::mem::replace(&mut self.read_only, true);
+        let entries = std::mem::take(&mut self.entries);
         if count == 0 {
             return Ok(Reply::aggregate(ReplyKind::Array, Vec::new()));
         }
+        let shared = self.shared.clone();
+        if let (Some(cluster), false) = (shared.cluster(), self.transaction) {
+            let work = batch::Work {
+                name: b"PIPELINE",
+                encoded: &self.encoded,
+                entries: &entries,
+                blocking: None,
+            };
+            let result = batch::run(cluster, &shared.executor, &work);
+            self.encoded.clear();
+            return result.map(|replies| Reply::aggregate(ReplyKind::Array, replies));
+        }
+        // A transaction runs on one node: in a cluster, the one owning all of its keys.
+        let mut slots = entries.iter().filter_map(|e| e.slot);
+        let slot = slots.next();
+        if slots.any(|s| Some(s) != slot) {
+            self.encoded.clear();
+            return Err(Error::invalid_argument(
+                "CROSSSLOT: a transaction in cluster mode runs on one node, so all its keys \
+                 must hash to one slot; use a hash tag ({user1}:a, {user1}:b)",
+            ));
+        }
+        let pool = match shared.pinned_pool(slot) {
+            Ok(pool) => pool,
+            Err(e) => {
+                self.encoded.clear();
+                return Err(e);
+            }
+        };
         if self.transaction {
             let mut framed = BytesMut::with_capacity(self.encoded.len() + MULTI.len() + EXEC.len());
             framed.extend_from_slice(MULTI);
@@ -78,10 +125,9 @@ impl Pipeline {
             blocking: None,
             read_only: &is_read_only,
         };
-        let pool = self.shared.route(None);
         let encoded = &self.encoded;
         let transaction = self.transaction;
-        let result = self.shared.executor.run(pool, &job, |conn| {
+        let result = shared.executor.run(&pool, &job, |conn| {
             if transaction {
                 conn.pipeline(encoded, count + 2)
                     .and_then(transaction_result)

@@ -8,16 +8,22 @@
 //! ...) is closed rather than returned.
 
 use crate::client::{Shared, check_args};
+use crate::cluster::keys;
 use crate::core::commands::{ConnectionUse, blocking_timeout, connection_use, is_exec};
 use crate::core::{Error, Result, Status};
 use crate::execute::{Executor, Job};
 use crate::net::Connection;
 use crate::pipeline::watch_aborted;
+use crate::pool::Pool;
 use crate::resp::{Args, Reply};
 use std::sync::Arc;
 
 pub struct Session {
     shared: Arc<Shared>,
+    /// The node's pool. In a cluster it is chosen by the first command (the primary of its
+    /// slot), and the session stays on that node and slot.
+    pool: Option<Arc<Pool>>,
+    slot: Option<u16>,
     conn: Option<Connection>,
     /// The transaction state open on the connection.
     transaction: Transaction,
@@ -64,10 +70,18 @@ impl Transaction {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>) -> Result<Session> {
-        let conn = shared.route(None).get(None)?;
+        let (pool, conn) = if shared.cluster().is_some() {
+            (None, None)
+        } else {
+            let pool = shared.pinned_pool(None)?;
+            let conn = pool.get(None)?;
+            (Some(pool), Some(conn))
+        };
         Ok(Session {
             shared,
-            conn: Some(conn),
+            pool,
+            slot: None,
+            conn,
             transaction: Transaction::default(),
             lost: None,
             dirty: false,
@@ -83,7 +97,7 @@ impl Session {
     pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, true)?;
         let shared = self.shared.clone();
-        let pool = shared.route(None);
+        let pool = self.pin(args)?;
         if pool.is_closed() {
             return Err(crate::pool::closed());
         }
@@ -93,6 +107,9 @@ impl Session {
             if let Some(old) = self.conn.take() {
                 self.forget_connection_state();
                 pool.put(old);
+            }
+            if shared.is_closed() {
+                return Err(crate::pool::closed());
             }
             self.conn = Some(pool.get(None)?);
         }
@@ -116,7 +133,7 @@ impl Session {
         };
         let result = shared
             .executor
-            .run_pinned(pool, conn, &job, |conn| conn.command(args));
+            .run_pinned(&pool, conn, &job, |conn| conn.command(args));
         let broken = conn.is_broken();
         let subcommand = (args.len() > 1).then(|| args.get(1));
         if connection_use(name, subcommand) == ConnectionUse::ConnectionState {
@@ -134,6 +151,49 @@ impl Session {
             Ok(reply) if reply.is_nil() && is_exec(name) => Err(watch_aborted()),
             other => other,
         }
+    }
+
+    /// The pool this command runs on. In a cluster the first command picks the node (the
+    /// primary of its slot, any primary when it has no keys); later commands must belong to the
+    /// same slot (or, after keyless ones, to a slot of that node), since a session's WATCH and
+    /// MULTI only mean something on one node.
+    fn pin(&mut self, args: &Args<'_>) -> Result<Arc<Pool>> {
+        let Some(cluster) = self.shared.cluster() else {
+            return Ok(self
+                .pool
+                .clone()
+                .expect("a standalone session has its pool"));
+        };
+        let slot = keys::single_slot(self.shared.executor.command_table(), args)?;
+        let pool = match (&self.pool, slot, self.slot) {
+            (None, _, _) => self.shared.pinned_pool(slot)?,
+            (Some(pool), Some(s), Some(pinned)) if s != pinned => {
+                return Err(Error::invalid_argument(format!(
+                    "a session in cluster mode stays on one slot: {} uses slot {s}, the \
+                     session slot {pinned}; use a hash tag to keep the keys together",
+                    String::from_utf8_lossy(args.name()).to_ascii_uppercase()
+                )));
+            }
+            (Some(pool), Some(s), None) => {
+                let owner = cluster.pool(&cluster.node_for(Some(s), false, true)?.0)?;
+                if !Arc::ptr_eq(pool, &owner) {
+                    return Err(Error::invalid_argument(format!(
+                        "a session in cluster mode stays on one node: slot {s} of {} is served \
+                         by {}, the session's node is {}",
+                        String::from_utf8_lossy(args.name()).to_ascii_uppercase(),
+                        owner.address(),
+                        pool.address()
+                    )));
+                }
+                pool.clone()
+            }
+            (Some(pool), _, _) => pool.clone(),
+        };
+        if self.slot.is_none() {
+            self.slot = slot;
+        }
+        self.pool = Some(pool.clone());
+        Ok(pool)
     }
 
     /// The connection is gone, and with it everything the session set on it; an open
@@ -161,6 +221,8 @@ impl Drop for Session {
             const RESET: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n*1\r\n$7\r\nUNWATCH\r\n";
             let _ = conn.pipeline(RESET, 2);
         }
-        self.shared.route(None).put(conn);
+        if let Some(pool) = &self.pool {
+            pool.put(conn);
+        }
     }
 }

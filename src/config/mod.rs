@@ -39,6 +39,28 @@ pub enum Mode {
     Sentinel = 2,
 }
 
+/// Which nodes of a cluster serve reads. The numbers are the C API's `brisk_read_from` values.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom {
+    Primary = 0,
+    /// A replica of the slot's shard when one answers, else its primary.
+    ReplicaPreferred = 1,
+    /// Any node of the slot's shard, primary or replica, spreading the load.
+    Any = 2,
+}
+
+/// Cluster-mode settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Whole-cluster attempts: after a CONNECTION, TIMEOUT or CLUSTER_DOWN error the failed node
+    /// is dropped from the startup nodes, the topology re-read and the command tried again.
+    pub error_retry_attempts: u32,
+    pub read_from: ReadFrom,
+    /// Background topology refresh period; 0 turns it off.
+    pub refresh_interval_ms: u32,
+}
+
 /// A password: kept out of `Debug` output and therefore out of every message.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -93,6 +115,7 @@ pub struct Config {
     pub mode: Mode,
     /// Seed nodes for cluster and Sentinel modes.
     pub nodes: Vec<(String, u16)>,
+    pub cluster: ClusterSettings,
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub db: u32,
@@ -124,6 +147,11 @@ impl Default for Config {
             },
             mode: Mode::Standalone,
             nodes: Vec::new(),
+            cluster: ClusterSettings {
+                error_retry_attempts: 3,
+                read_from: ReadFrom::Primary,
+                refresh_interval_ms: 60_000,
+            },
             username: None,
             password: None,
             db: 0,
@@ -158,6 +186,14 @@ pub fn limit(ms: u32) -> Option<Duration> {
     (ms != 0).then(|| Duration::from_millis(u64::from(ms)))
 }
 
+/// `[::1]` -> `::1`: IPv6 literals are accepted with or without brackets.
+fn unbracket(host: String) -> String {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .map(str::to_owned)
+        .unwrap_or(host)
+}
+
 fn non_empty(value: &str, what: &str) -> Result<String> {
     if value.is_empty() {
         return Err(Error::invalid_argument(format!("{what} must not be empty")));
@@ -175,12 +211,27 @@ impl Config {
         if port == 0 {
             return Err(Error::invalid_argument("port must not be 0"));
         }
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .map(str::to_owned)
-            .unwrap_or(host);
-        self.endpoint = Endpoint::Tcp { host, port };
+        self.endpoint = Endpoint::Tcp {
+            host: unbracket(host),
+            port,
+        };
+        Ok(())
+    }
+
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
+    /// Adds a seed node for cluster (or Sentinel) mode.
+    pub fn add_node(&mut self, host: &str, port: u16) -> Result<()> {
+        let host = non_empty(host, "host")?;
+        if port == 0 {
+            return Err(Error::invalid_argument("port must not be 0"));
+        }
+        let host = unbracket(host);
+        if !self.nodes.iter().any(|(h, p)| *h == host && *p == port) {
+            self.nodes.push((host, port));
+        }
         Ok(())
     }
 
@@ -266,11 +317,17 @@ impl Config {
                 "cluster and sentinel modes need at least one node (brisk_config_add_node)",
             ));
         }
-        if self.mode != Mode::Standalone {
+        if self.mode == Mode::Sentinel {
             return Err(Error::new(
                 Status::InvalidArgument,
-                "cluster and sentinel modes are not available yet",
+                "sentinel mode is not available yet",
             ));
+        }
+        if self.mode == Mode::Cluster && self.db != 0 {
+            return Err(Error::invalid_argument(format!(
+                "db {} in cluster mode: Redis Cluster has only database 0",
+                self.db
+            )));
         }
         if matches!(self.endpoint, Endpoint::Unix(_)) && self.tls.enabled {
             return Err(Error::invalid_argument(

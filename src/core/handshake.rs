@@ -19,6 +19,8 @@ pub struct Params {
     pub db: u32,
     /// 2 or 3.
     pub protocol: u32,
+    /// Send `READONLY`: a cluster replica then serves reads of the slots its primary owns.
+    pub readonly: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +93,9 @@ impl Params {
         if self.db != 0 {
             cmds.push(vec![b"SELECT".to_vec(), self.db.to_string().into_bytes()]);
         }
+        if self.readonly {
+            cmds.push(vec![b"READONLY".to_vec()]);
+        }
         cmds
     }
 
@@ -125,6 +130,7 @@ impl Params {
                 b"HELLO" => "HELLO",
                 b"AUTH" => "AUTH",
                 b"CLIENT" => "CLIENT SETNAME",
+                b"READONLY" => "READONLY",
                 _ => "SELECT",
             })
             .collect()
@@ -149,6 +155,7 @@ mod tests {
             client_name: Some("worker-1".into()),
             db: 2,
             protocol: 3,
+            readonly: false,
         }
     }
 
@@ -195,6 +202,26 @@ mod tests {
             bare.check(Stage::Legacy, &[]),
             Outcome::Ready { resp3: false }
         ));
+    }
+
+    #[test]
+    fn replica_connections_end_with_readonly() {
+        let p = Params {
+            protocol: 3,
+            readonly: true,
+            ..Params::default()
+        };
+        let cmds: Vec<_> = p.commands(Stage::Hello).iter().map(words).collect();
+        assert_eq!(cmds, [vec!["HELLO", "3"], vec!["READONLY"]]);
+        let refused = Reply::text(
+            ReplyKind::Error,
+            b"ERR This instance has cluster support disabled",
+        );
+        let ok = Reply::text(ReplyKind::Status, b"OK");
+        match p.check(Stage::Hello, &[&ok, &refused]) {
+            Outcome::Failed(e) => assert!(e.message().starts_with("handshake READONLY: ERR")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -192,6 +192,12 @@ pub enum Verdict {
 }
 
 impl RetrySettings {
+    /// Whether the user chose a policy or a number of retries (cluster mode's per-node default
+    /// of no retries gives way to that).
+    pub fn is_explicit(&self) -> bool {
+        self.policy.is_some() || self.max_retries.is_some()
+    }
+
     pub fn resolve(&self) -> RetryRules {
         let narrowed = self.on_timeout || self.on_errors.is_some();
         let mut policy = match self.policy {

@@ -66,6 +66,7 @@ impl ConnectSettings {
                 client_name: cfg.client_name.clone(),
                 db: cfg.db,
                 protocol: cfg.protocol,
+                readonly: false,
             },
             limits: Limits::default(),
         })

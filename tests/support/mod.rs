@@ -8,16 +8,20 @@
 //! - [`SilentServer`], [`ScriptedServer`], [`ClosedPort`]: a listener that never answers, one
 //!   that answers every request with fixed bytes, and a port nothing listens on.
 //!
+//! - [`RedisCluster`]: six `redis-server`s made into a 3-primary/3-replica cluster.
+//!
 //! Waiting is always polling with a deadline, never a bare sleep.
 
 // Each test crate uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
+mod cluster;
 mod fake;
 mod proxy;
 mod server;
 mod tls;
 
+pub use cluster::{NodeInfo, RedisCluster};
 pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_port};
 pub use proxy::FaultProxy;
 pub use server::{RedisServer, RedisServerBuilder};

@@ -1,0 +1,312 @@
+//! Running commands on a cluster: one command or a pipeline, grouped by node (nodes in
+//! parallel), with redirections followed for the commands they concern and whole-cluster
+//! attempts after node failures.
+//!
+//! Each group runs through the [`Executor`] on its node's pool, so per-node retries, timeouts,
+//! stats and events are those of the standalone path. What the executor sees as success may
+//! still carry a cluster answer in a reply, which this module acts on:
+//! - `MOVED slot node`: the slot map is updated (a refresh queued) and the command goes there;
+//! - `ASK slot node`: the command alone goes there, preceded by `ASKING`;
+//! - `TRYAGAIN` (a migrating multi-key command): a short pause, then again;
+//! - `CLUSTERDOWN`, `READONLY` (a write that reached a demoted primary): the topology is read
+//!   again, then again.
+//!   At most [`MAX_REDIRECTS`] such rounds per command.
+//!   A node that fails (CONNECTION, TIMEOUT, CLUSTERDOWN from the executor) ends the cycle: it is
+//!   dropped from the startup nodes, the topology re-read, and a new cycle starts, up to
+//!   `cluster_error_retry_attempts` cycles, unless the failed request was a write that may have
+//!   been applied (retry_writes SAFE), which is reported instead.
+
+use super::Cluster;
+use crate::core::cluster::NodeAddress;
+use crate::core::commands::Blocking;
+use crate::core::retry::RetryWrites;
+use crate::core::server_error::ServerErrorKind;
+use crate::core::{Error, Result, Status};
+use crate::execute::{Executor, Job};
+use crate::resp::{Reply, ReplyKind};
+use crate::stats::Stat;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Redirection rounds one command may go through before its last answer is final.
+pub(crate) const MAX_REDIRECTS: u32 = 16;
+
+/// One command of a batch: its bytes in the batch's buffer and where it goes.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub range: Range<usize>,
+    pub slot: Option<u16>,
+    pub read_only: bool,
+}
+
+/// What the caller runs.
+pub(crate) struct Work<'a> {
+    pub name: &'a [u8],
+    pub encoded: &'a [u8],
+    pub entries: &'a [Entry],
+    /// Set for a single blocking command.
+    pub blocking: Option<Blocking>,
+}
+
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+
+/// Where one command goes next.
+#[derive(Clone)]
+struct Pending {
+    index: usize,
+    /// Set after ASK: the node, and `ASKING` goes first.
+    ask: Option<NodeAddress>,
+    /// A replica did not answer: reads go to the primary from now on.
+    primary_only: bool,
+}
+
+/// What happened to a group sent to one node.
+enum GroupOutcome {
+    Replies(Vec<Reply>),
+    Failed(Error),
+}
+
+/// Runs `work` to the end and returns one reply per entry, in order (error replies as ERROR
+/// elements), or the failure that stopped it.
+pub(crate) fn run(
+    cluster: &Arc<Cluster>,
+    executor: &Executor,
+    work: &Work<'_>,
+) -> Result<Vec<Reply>> {
+    let started = Instant::now();
+    let deadline = executor.command_deadline().map(|d| started + d);
+    let mut replies: Vec<Option<Reply>> = (0..work.entries.len()).map(|_| None).collect();
+    let mut pending: Vec<Pending> = (0..work.entries.len())
+        .map(|index| Pending {
+            index,
+            ask: None,
+            primary_only: false,
+        })
+        .collect();
+    let mut cycle = 0u32;
+    let mut redirects = 0u32;
+    loop {
+        let generation = cluster.topology().generation;
+        let mut groups: HashMap<NodeAddress, Vec<Pending>> = HashMap::new();
+        for p in pending.drain(..) {
+            let entry = &work.entries[p.index];
+            let node = match &p.ask {
+                Some(node) => node.clone(),
+                None => {
+                    cluster
+                        .node_for(entry.slot, entry.read_only, p.primary_only)?
+                        .0
+                }
+            };
+            groups.entry(node).or_default().push(p);
+        }
+        let outcomes = run_groups(cluster, executor, work, &groups);
+
+        let mut refresh = false;
+        let mut pause = false;
+        let mut failure: Option<Error> = None;
+        let mut cycle_failure: Option<Error> = None;
+        for ((node, group), outcome) in groups.into_iter().zip(outcomes) {
+            match outcome {
+                GroupOutcome::Replies(group_replies) => {
+                    for (p, reply) in group.into_iter().zip(group_replies) {
+                        match redirection(&reply) {
+                            None => replies[p.index] = Some(reply),
+                            Some(kind) => {
+                                if redirects >= MAX_REDIRECTS {
+                                    replies[p.index] = Some(reply);
+                                    continue;
+                                }
+                                executor.observer.stats.bump(Stat::Redirects);
+                                let mut next = Pending { ask: None, ..p };
+                                match kind {
+                                    ServerErrorKind::Moved { slot, address } => {
+                                        if let Some(to) = NodeAddress::parse(&address) {
+                                            cluster.moved(slot, &to);
+                                        }
+                                    }
+                                    ServerErrorKind::Ask { address, .. } => {
+                                        next.ask = NodeAddress::parse(&address);
+                                    }
+                                    ServerErrorKind::TryAgain => pause = true,
+                                    _ => refresh = true,
+                                }
+                                pending.push(next);
+                                replies[p.index] = Some(reply);
+                            }
+                        }
+                    }
+                }
+                GroupOutcome::Failed(error) => {
+                    let cluster_error = matches!(
+                        error.status(),
+                        Status::Connection | Status::Timeout | Status::ClusterDown
+                    );
+                    if cluster_error {
+                        refresh = true;
+                        if error.status() != Status::ClusterDown {
+                            cluster.node_failed(&node);
+                        }
+                    }
+                    let replayable = work.blocking.is_none()
+                        && (group.iter().all(|p| work.entries[p.index].read_only)
+                            || executor.rules().writes == RetryWrites::Always);
+                    if cluster_error && (!error.is_sent() || replayable) {
+                        pending.extend(group.into_iter().map(|p| Pending {
+                            ask: None,
+                            primary_only: true,
+                            ..p
+                        }));
+                        cycle_failure = Some(error);
+                    } else if failure.is_none() {
+                        failure = Some(error);
+                    }
+                }
+            }
+        }
+        if let Some(error) = failure {
+            if refresh {
+                cluster.queue_refresh();
+            }
+            return Err(error);
+        }
+        if pending.is_empty() {
+            return Ok(finish(replies));
+        }
+        let out_of_time = |pause: Duration| deadline.is_some_and(|d| Instant::now() + pause >= d);
+        if let Some(error) = cycle_failure {
+            cycle += 1;
+            let pause = Duration::from_millis(250 * u64::from(cycle)).min(Duration::from_secs(1));
+            let late = out_of_time(pause);
+            if cycle >= cluster.error_retry_attempts || late {
+                cluster.queue_refresh();
+                return Err(error.detail(format!(
+                    "after {cycle} cluster attempt{}{}",
+                    if cycle == 1 { "" } else { "s" },
+                    if late {
+                        "; command deadline reached"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            executor.observer.stats.bump(Stat::Retries);
+            std::thread::sleep(pause);
+            // If no node answers, the next cycle routes by the old map and fails in turn.
+            let _ = cluster.refresh(generation);
+            continue;
+        }
+        redirects += 1;
+        if pause {
+            let pause =
+                Duration::from_millis(10 * u64::from(redirects)).min(Duration::from_millis(200));
+            if out_of_time(pause) {
+                return Ok(finish(replies));
+            }
+            std::thread::sleep(pause);
+        }
+        if refresh {
+            cluster.refresh(generation)?;
+        }
+        if redirects > MAX_REDIRECTS {
+            return Ok(finish(replies));
+        }
+    }
+}
+
+fn finish(replies: Vec<Option<Reply>>) -> Vec<Reply> {
+    replies
+        .into_iter()
+        .map(|r| r.unwrap_or_else(Reply::nil))
+        .collect()
+}
+
+/// The cluster answer a reply carries, if it is one this module acts on.
+fn redirection(reply: &Reply) -> Option<ServerErrorKind> {
+    if reply.kind() != ReplyKind::Error {
+        return None;
+    }
+    let error = Error::from_reply(reply.as_bytes().unwrap_or_default());
+    match error.server_kind()? {
+        kind @ (ServerErrorKind::Moved { .. }
+        | ServerErrorKind::Ask { .. }
+        | ServerErrorKind::TryAgain
+        | ServerErrorKind::ClusterDown
+        | ServerErrorKind::ReadOnly) => Some(kind.clone()),
+        _ => None,
+    }
+}
+
+/// Sends each group to its node, in parallel when there are several.
+fn run_groups(
+    cluster: &Arc<Cluster>,
+    executor: &Executor,
+    work: &Work<'_>,
+    groups: &HashMap<NodeAddress, Vec<Pending>>,
+) -> Vec<GroupOutcome> {
+    let run = |(node, group): (&NodeAddress, &Vec<Pending>)| match cluster.pool(node) {
+        Ok(pool) => run_group(&pool, executor, work, group),
+        Err(e) => GroupOutcome::Failed(e),
+    };
+    if groups.len() == 1 {
+        return groups.iter().map(run).collect();
+    }
+    std::thread::scope(|scope| {
+        let mut groups = groups.iter();
+        let first = groups.next().expect("several groups");
+        let others: Vec<_> = groups.map(|g| scope.spawn(move || run(g))).collect();
+        let mut outcomes = vec![run(first)];
+        outcomes.extend(others.into_iter().map(|h| {
+            h.join().unwrap_or_else(|_| {
+                GroupOutcome::Failed(Error::new(
+                    Status::Internal,
+                    "a cluster node worker panicked",
+                ))
+            })
+        }));
+        outcomes
+    })
+}
+
+/// One node's share of the batch, as one pipeline on one of its connections.
+fn run_group(
+    pool: &crate::pool::Pool,
+    executor: &Executor,
+    work: &Work<'_>,
+    group: &[Pending],
+) -> GroupOutcome {
+    let mut encoded = Vec::new();
+    let mut sent = 0;
+    for p in group {
+        if p.ask.is_some() {
+            encoded.extend_from_slice(ASKING);
+            sent += 1;
+        }
+        encoded.extend_from_slice(&work.encoded[work.entries[p.index].range.clone()]);
+        sent += 1;
+    }
+    let read_only = group.iter().all(|p| work.entries[p.index].read_only);
+    let is_read_only = move |_: &Executor| read_only;
+    let job = Job {
+        name: work.name,
+        batch_size: u32::try_from(group.len()).unwrap_or(u32::MAX),
+        blocking: work.blocking,
+        read_only: &is_read_only,
+    };
+    match executor.run(pool, &job, |conn| conn.pipeline(&encoded, sent)) {
+        Ok(replies) => {
+            let mut replies = replies.into_iter();
+            let mut own = Vec::with_capacity(group.len());
+            for p in group {
+                if p.ask.is_some() {
+                    replies.next(); // ASKING's +OK
+                }
+                own.extend(replies.next());
+            }
+            GroupOutcome::Replies(own)
+        }
+        Err(e) => GroupOutcome::Failed(e),
+    }
+}

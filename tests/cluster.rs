@@ -1,0 +1,481 @@
+//! Redis Cluster mode against a real 3-primary/3-replica cluster on loopback: routing by key,
+//! split multi-key commands, pipelines across nodes, transactions and sessions on one slot,
+//! replica reads, and the faults a cluster lives with (manual failover, a killed primary, slot
+//! migration) under a running write load.
+
+mod support;
+
+use brisk::config::ReadFrom;
+use brisk::stats::Stat;
+use brisk::{Client, Status};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+use support::{RedisCluster, append, cmd, expect_err, ok, session_cmd, text, wait_until};
+
+fn client(cluster: &RedisCluster) -> Client {
+    Client::new(&cluster.config()).expect("Client::new")
+}
+
+fn slot(key: &str) -> u16 {
+    brisk::core::cluster::key_slot(key.as_bytes())
+}
+
+#[test]
+fn routes_keys_splits_multi_key_commands_and_pipelines_across_nodes() {
+    let cluster = RedisCluster::start();
+    let c = client(&cluster);
+
+    // 10,000 keys over all slots, then read back.
+    for i in 0..10_000 {
+        ok(&c, &["SET", &format!("key:{i}"), &i.to_string()]);
+    }
+    for i in (0..10_000).step_by(7) {
+        assert_eq!(text(&ok(&c, &["GET", &format!("key:{i}")])), i.to_string());
+    }
+    let total: i64 = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| cluster.is_primary(*i))
+        .map(|(_, n)| n.cli(&["DBSIZE"]).parse::<i64>().unwrap())
+        .inspect(|&n| assert!(n > 2000, "keys are spread over the primaries"))
+        .sum();
+    assert_eq!(total, 10_000);
+
+    // Hash tags keep multi-key commands on one slot; they run as one command.
+    ok(&c, &["MSET", "{user1}:a", "1", "{user1}:b", "2"]);
+    let got = ok(&c, &["MGET", "{user1}:a", "{user1}:b"]);
+    assert_eq!(
+        got.into_elements().iter().map(text).collect::<Vec<_>>(),
+        ["1", "2"]
+    );
+    ok(
+        &c,
+        &["SUNIONSTORE", "{user1}:u", "{user1}:s1", "{user1}:s2"],
+    );
+
+    // Keys over several slots: MSET/MGET/EXISTS/DEL are split by slot and reassembled in order.
+    let keys: Vec<String> = (0..50).map(|i| format!("spread:{i}")).collect();
+    let mut mset = vec!["MSET".to_owned()];
+    for (i, k) in keys.iter().enumerate() {
+        mset.extend([k.clone(), format!("v{i}")]);
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(text(&ok(&c, &mset)), "OK");
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    mget.push("spread:missing");
+    let values = ok(&c, &mget).into_elements();
+    assert_eq!(values.len(), 51);
+    for (i, v) in values.iter().take(50).enumerate() {
+        assert_eq!(text(v), format!("v{i}"));
+    }
+    assert!(values[50].is_nil());
+    let mut exists = vec!["EXISTS"];
+    exists.extend(keys.iter().map(String::as_str));
+    assert_eq!(ok(&c, &exists).node().as_integer(), Some(50));
+    let mut del = vec!["DEL"];
+    del.extend(keys.iter().take(20).map(String::as_str));
+    assert_eq!(ok(&c, &del).node().as_integer(), Some(20));
+
+    // Commands that cannot be split are refused before anything is sent.
+    let e = expect_err(cmd(&c, &["SUNION", "a", "b"]), Status::InvalidArgument);
+    assert!(e.message().contains("CROSSSLOT"), "{}", e.message());
+    let e = expect_err(cmd(&c, &["RENAME", "a", "b"]), Status::InvalidArgument);
+    assert!(e.message().contains("CROSSSLOT"), "{}", e.message());
+
+    // A pipeline across nodes: replies in the caller's order, errors in place.
+    let mut p = c.pipeline();
+    for i in 0..1000 {
+        if i == 500 {
+            append(&mut p, &["LPUSH", "key:1", "x"]).unwrap(); // WRONGTYPE
+        } else {
+            append(&mut p, &["GET", &format!("key:{i}")]).unwrap();
+        }
+    }
+    let replies = p.exec().unwrap().into_elements();
+    assert_eq!(replies.len(), 1000);
+    for (i, r) in replies.iter().enumerate() {
+        if i == 500 {
+            assert_eq!(r.kind(), brisk::ReplyKind::Error);
+        } else {
+            assert_eq!(text(r), i.to_string());
+        }
+    }
+    let mut p = c.pipeline();
+    let e = expect_err(append(&mut p, &["MGET", "a", "b"]), Status::InvalidArgument);
+    assert!(e.message().contains("CROSSSLOT"));
+
+    // Transactions run on the node of their slot, and only there.
+    let mut t = c.transaction();
+    append(&mut t, &["INCR", "{acct}:n"]).unwrap();
+    append(&mut t, &["INCR", "{acct}:n"]).unwrap();
+    let r = t.exec().unwrap().into_elements();
+    assert_eq!(r[1].node().as_integer(), Some(2));
+    let mut t = c.transaction();
+    append(&mut t, &["INCR", "x1"]).unwrap();
+    append(&mut t, &["INCR", "x2"]).unwrap();
+    expect_err(t.exec(), Status::InvalidArgument);
+
+    // A session stays on one slot: WATCH/MULTI/EXEC work there, other slots are refused.
+    let mut s = c.session().unwrap();
+    session_cmd(&mut s, &["WATCH", "{acct}:n"]).unwrap();
+    session_cmd(&mut s, &["MULTI"]).unwrap();
+    session_cmd(&mut s, &["INCR", "{acct}:n"]).unwrap();
+    let exec = session_cmd(&mut s, &["EXEC"]).unwrap().into_elements();
+    assert_eq!(exec[0].node().as_integer(), Some(3));
+    expect_err(
+        session_cmd(&mut s, &["GET", "elsewhere"]),
+        Status::InvalidArgument,
+    );
+    drop(s);
+
+    // Keyless commands go to some primary.
+    assert_eq!(text(&ok(&c, &["PING"])), "PONG");
+    assert!(c.stat(Stat::TopologyRefreshes) >= 1);
+    assert!(c.stat(Stat::PoolOpen) >= 3, "one pool per primary at least");
+}
+
+#[test]
+fn replica_reads_and_moved_after_a_slot_changes_hands() {
+    let cluster = RedisCluster::start();
+    let plain = client(&cluster);
+    ok(&plain, &["SET", "r:1", "hello"]);
+    // CLUSTER SHARDS calls a replica "loading" until its replication offset moves; only
+    // "online" replicas take reads. Writes to every shard move them all.
+    for i in 0..100 {
+        ok(&plain, &["SET", &format!("warm:{i}"), "x"]);
+    }
+    assert!(wait_until(Duration::from_secs(20), || {
+        !cluster.nodes[0]
+            .cli(&["CLUSTER", "SHARDS"])
+            .contains("loading")
+    }));
+    let mut cfg = cluster.config();
+    cfg.cluster.read_from = ReadFrom::ReplicaPreferred;
+    let c = Client::new(&cfg).unwrap();
+    // Reads go to the replica, which may lag: WAIT makes the write reach it first.
+    let primary = cluster.primary_of_slot(0, slot("r:1"));
+    let replica = cluster.replica_of(primary);
+    let reached = wait_until(Duration::from_secs(10), || {
+        cluster.nodes[replica].cli(&["DBSIZE"]) == cluster.nodes[primary].cli(&["DBSIZE"])
+    });
+    assert!(reached, "replication reached the replica");
+    let before: u64 = replica_gets(&cluster, replica);
+    for _ in 0..20 {
+        assert_eq!(text(&ok(&c, &["GET", "r:1"])), "hello");
+    }
+    assert!(
+        replica_gets(&cluster, replica) >= before + 20,
+        "the GETs were served by the replica (redirects {}, before {before}, after {})",
+        c.stat(Stat::Redirects),
+        replica_gets(&cluster, replica)
+    );
+    // Writes still go to the primary.
+    ok(&c, &["SET", "r:1", "again"]);
+
+    // Move the slot of "m:1" to another primary behind the client's back: MOVED follows it.
+    ok(&plain, &["SET", "m:1", "v"]);
+    let s = slot("m:1");
+    let from = cluster.primary_of_slot(0, s);
+    let to = (0..6)
+        .find(|&i| i != from && cluster.is_primary(i))
+        .expect("another primary");
+    migrate_slot(&cluster, s, from, to);
+    assert_eq!(text(&ok(&plain, &["GET", "m:1"])), "v");
+    assert!(plain.stat(Stat::Redirects) >= 1, "a MOVED was followed");
+}
+
+fn replica_gets(cluster: &RedisCluster, node: usize) -> u64 {
+    let stats = cluster.nodes[node].cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_get:"))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Moves `slot` with its keys from node `from` to node `to` the way `redis-cli --cluster
+/// reshard` does: IMPORTING/MIGRATING, MIGRATE of every key, then SETSLOT NODE everywhere.
+fn migrate_slot(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
+    let slot = slot.to_string();
+    let id = |i: usize| cluster.nodes[i].cli(&["CLUSTER", "MYID"]);
+    let (from_id, to_id) = (id(from), id(to));
+    cluster.nodes[to].cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+    cluster.nodes[from].cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+    loop {
+        let keys = cluster.nodes[from].cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+        if keys.is_empty() {
+            break;
+        }
+        let port = cluster.nodes[to].port().to_string();
+        let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        migrate.extend(keys.lines());
+        cluster.nodes[from].cli(&migrate);
+    }
+    for i in 0..cluster.nodes.len() {
+        if cluster.is_primary(i) {
+            cluster.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+    }
+}
+
+/// A writer that SETs fresh keys and INCRs one counter as fast as it can, recording what the
+/// client acknowledged and every error.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<WriterLog>,
+}
+
+#[derive(Default)]
+struct WriterLog {
+    acknowledged_sets: Vec<String>,
+    acknowledged_incrs: i64,
+    /// INCRs reported as "may have been applied".
+    uncertain_incrs: i64,
+    errors: Vec<(Instant, Status, String)>,
+    successes: Vec<Instant>,
+}
+
+impl Writer {
+    fn start(client: Arc<Client>, counter: &str) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = counter.to_owned();
+        let flag = stop.clone();
+        let handle = thread::spawn(move || {
+            let mut log = WriterLog::default();
+            let mut i = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let key = format!("w:{i}");
+                i += 1;
+                match cmd(&client, &["SET", &key, "x"]) {
+                    Ok(_) => {
+                        log.acknowledged_sets.push(key);
+                        log.successes.push(Instant::now());
+                    }
+                    Err(e) => log
+                        .errors
+                        .push((Instant::now(), e.status(), e.message().to_owned())),
+                }
+                match cmd(&client, &["INCR", &counter]) {
+                    Ok(_) => log.acknowledged_incrs += 1,
+                    Err(e) => {
+                        if e.message().contains("may have been applied") {
+                            log.uncertain_incrs += 1;
+                        }
+                        log.errors
+                            .push((Instant::now(), e.status(), e.message().to_owned()));
+                    }
+                }
+            }
+            log
+        });
+        Writer { stop, handle }
+    }
+
+    fn finish(self) -> WriterLog {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("writer thread")
+    }
+}
+
+/// Checks that every acknowledged SET is there; returns how many are missing.
+fn missing_sets(client: &Client, log: &WriterLog) -> usize {
+    let mut missing = 0;
+    for chunk in log.acknowledged_sets.chunks(200) {
+        let mut mget = vec!["MGET"];
+        mget.extend(chunk.iter().map(String::as_str));
+        let values = ok(client, &mget).into_elements();
+        missing += values.iter().filter(|v| v.is_nil()).count();
+    }
+    missing
+}
+
+#[test]
+fn manual_failover_under_load_loses_nothing_and_surfaces_no_error() {
+    let cluster = RedisCluster::start();
+    let c = Arc::new(client(&cluster));
+    let counter = "{counter}:failover";
+    let primary = cluster.primary_of_slot(0, slot(counter));
+    let replica = cluster.replica_of(primary);
+    let writer = Writer::start(c.clone(), counter);
+    assert!(wait_until(Duration::from_secs(10), || c
+        .stat(Stat::Commands)
+        > 200));
+
+    cluster.nodes[replica].cli(&["CLUSTER", "FAILOVER"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster.is_primary(replica)
+            && !cluster.is_primary(primary)),
+        "the replica took over:\n{}",
+        cluster.describe()
+    );
+    let commands = c.stat(Stat::Commands);
+    assert!(wait_until(Duration::from_secs(10), || c
+        .stat(Stat::Commands)
+        > commands + 500));
+    let log = writer.finish();
+
+    assert!(
+        log.errors.is_empty(),
+        "errors surfaced during a manual failover: {:?}",
+        &log.errors[..log.errors.len().min(5)]
+    );
+    assert_eq!(
+        missing_sets(&c, &log),
+        0,
+        "every acknowledged write is there"
+    );
+    let value = text(&ok(&c, &["GET", counter])).parse::<i64>().unwrap();
+    assert_eq!(value, log.acknowledged_incrs);
+    eprintln!(
+        "manual failover: {} SETs and {} INCRs acknowledged, 0 errors, {} redirects, {} refreshes",
+        log.acknowledged_sets.len(),
+        log.acknowledged_incrs,
+        c.stat(Stat::Redirects),
+        c.stat(Stat::TopologyRefreshes)
+    );
+}
+
+#[test]
+fn killed_primary_recovers_within_seconds_and_never_double_applies() {
+    let mut cluster = RedisCluster::start();
+    let c = Arc::new(client(&cluster));
+    let counter = "{counter}:kill";
+    let primary = cluster.primary_of_slot(0, slot(counter));
+    let replica = cluster.replica_of(primary);
+    let survivor = (0..6).find(|&i| i != primary && i != replica).unwrap();
+    let writer = Writer::start(c.clone(), counter);
+    assert!(wait_until(Duration::from_secs(10), || c
+        .stat(Stat::Commands)
+        > 200));
+
+    let killed = Instant::now();
+    cluster.nodes[primary].kill();
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster.is_primary(replica)),
+        "the replica was promoted"
+    );
+    let promoted = Instant::now();
+    let commands = c.stat(Stat::Commands);
+    assert!(wait_until(Duration::from_secs(20), || c
+        .stat(Stat::Commands)
+        > commands + 500));
+    let log = writer.finish();
+
+    let resumed = log
+        .successes
+        .iter()
+        .find(|&&t| t > promoted)
+        .map(|t| t.duration_since(promoted));
+    let resumed = resumed.expect("writes resumed after the promotion");
+    assert!(
+        resumed < Duration::from_secs(10),
+        "writes resumed {resumed:?} after the promotion"
+    );
+    for (at, status, message) in &log.errors {
+        assert!(
+            matches!(
+                status,
+                Status::Connection | Status::Timeout | Status::ClusterDown
+            ),
+            "unexpected error {status:?}: {message}"
+        );
+        assert!(*at >= killed, "an error before the kill: {message}");
+    }
+    let value = text(&ok(&c, &["GET", counter])).parse::<i64>().unwrap();
+    // SAFE mode: the counter is at most what was acknowledged plus what was reported as
+    // possibly applied; it may be less by what asynchronous replication lost in the kill.
+    assert!(
+        value <= log.acknowledged_incrs + log.uncertain_incrs,
+        "INCR applied twice: {value} > {} + {}",
+        log.acknowledged_incrs,
+        log.uncertain_incrs
+    );
+    let lost_incrs = log.acknowledged_incrs - value.min(log.acknowledged_incrs);
+    let lost_sets = missing_sets(&c, &log);
+    eprintln!(
+        "primary killed: writes resumed {resumed:?} after the promotion ({:?} after the kill); \
+         {} errors; acknowledged but lost to async replication: {lost_sets} of {} SETs, \
+         {lost_incrs} of {} INCRs; counter {value}",
+        promoted.duration_since(killed),
+        log.errors.len(),
+        log.acknowledged_sets.len(),
+        log.acknowledged_incrs
+    );
+    let _ = survivor;
+}
+
+#[test]
+fn slot_migration_under_load_follows_ask_without_errors() {
+    let cluster = RedisCluster::start();
+    let c = Arc::new(client(&cluster));
+    let tag = "{mig}";
+    let s = slot("mig");
+    for i in 0..300 {
+        ok(&c, &["SET", &format!("{tag}:{i}"), &i.to_string()]);
+    }
+    let from = cluster.primary_of_slot(0, s);
+    let to = (0..6)
+        .find(|&i| i != from && cluster.is_primary(i))
+        .expect("another primary");
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let reader = {
+        let (c, stop, errors) = (c.clone(), stop.clone(), errors.clone());
+        thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let i = reads % 300;
+                reads += 1;
+                match cmd(&c, &["GET", &format!("{tag}:{i}")]) {
+                    Ok(r) => assert_eq!(text(&r), i.to_string()),
+                    Err(e) => {
+                        *errors
+                            .lock()
+                            .unwrap()
+                            .entry(e.message().into())
+                            .or_default() += 1
+                    }
+                }
+            }
+            reads
+        })
+    };
+    migrate_slot(&cluster, s, from, to);
+    let redirects = c.stat(Stat::Redirects);
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    for i in 0..300 {
+        assert_eq!(
+            text(&ok(&c, &["GET", &format!("{tag}:{i}")])),
+            i.to_string()
+        );
+    }
+    eprintln!("slot migration: {reads} reads, {redirects} redirects, no errors");
+}
+
+#[test]
+fn configuration_is_checked() {
+    let mut cfg = brisk::Config::default();
+    cfg.set_mode(brisk::config::Mode::Cluster);
+    expect_err(Client::new(&cfg).map(drop), Status::InvalidArgument);
+    cfg.add_node("127.0.0.1", 1).unwrap();
+    cfg.db = 1;
+    let e = expect_err(Client::new(&cfg).map(drop), Status::InvalidArgument);
+    assert!(e.message().contains("database 0"));
+    cfg.db = 0;
+    // Nothing listens: the first command fails with CONNECTION, naming the node.
+    let c = Client::new(&cfg).unwrap();
+    let e = expect_err(cmd(&c, &["GET", "k"]), Status::Connection);
+    assert!(e.message().contains("127.0.0.1:1"), "{}", e.message());
+}
