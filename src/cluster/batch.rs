@@ -90,24 +90,32 @@ pub(crate) fn run(
     loop {
         let generation = cluster.topology().generation;
         let mut groups: HashMap<NodeAddress, Vec<Pending>> = HashMap::new();
+        // Commands whose slot has no primary right now (a failover in progress): they wait
+        // for the next cycle, like commands whose node failed.
+        let mut unroutable: Vec<Pending> = Vec::new();
+        let mut cycle_failure: Option<Error> = None;
         for p in pending.drain(..) {
             let entry = &work.entries[p.index];
             let node = match &p.ask {
                 Some(node) => node.clone(),
-                None => {
-                    cluster
-                        .node_for(entry.slot, entry.read_only, p.primary_only)?
-                        .0
-                }
+                None => match cluster.node_for(entry.slot, entry.read_only, p.primary_only) {
+                    Ok((node, _)) => node,
+                    Err(e) if e.status() == Status::ClusterDown => {
+                        unroutable.push(p);
+                        cycle_failure = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             groups.entry(node).or_default().push(p);
         }
+        pending.extend(unroutable);
         let outcomes = run_groups(cluster, executor, work, &groups);
 
         let mut refresh = false;
         let mut pause = false;
         let mut failure: Option<Error> = None;
-        let mut cycle_failure: Option<Error> = None;
         for ((node, group), outcome) in groups.into_iter().zip(outcomes) {
             match outcome {
                 GroupOutcome::Replies(group_replies) => {
@@ -208,7 +216,9 @@ pub(crate) fn run(
             std::thread::sleep(pause);
         }
         if refresh {
-            cluster.refresh(generation)?;
+            // A failed refresh leaves the current map; the command's own answer (CLUSTERDOWN,
+            // READONLY) is what the caller gets if the redirect rounds run out.
+            let _ = cluster.refresh(generation);
         }
         if redirects > MAX_REDIRECTS {
             return Ok(finish(replies));

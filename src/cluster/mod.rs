@@ -307,7 +307,9 @@ impl Cluster {
                     return Ok(self.install(slots));
                 }
                 Err(e) => {
-                    if e.status() != Status::Auth {
+                    // Only a node that did not answer leaves the startup list; one that answered
+                    // with a map we cannot use yet (mid-failover) may be right a moment later.
+                    if matches!(e.status(), Status::Connection | Status::Timeout) {
                         self.node_failed(node);
                     }
                     failures.push(format!("{node}: {}", e.message()));

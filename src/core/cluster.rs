@@ -138,10 +138,11 @@ pub fn parse_shards(reply: &Node, queried_host: &str) -> Result<Vec<Shard>> {
                 _ => replicas.push(address),
             }
         }
-        if slots.is_empty() {
+        // A shard whose primary failed and has no promoted replica yet serves nothing: its
+        // slots stay uncovered (commands for them get CLUSTER_DOWN) while the rest is usable.
+        let Some(primary) = primary.filter(|_| !slots.is_empty()) else {
             continue;
-        }
-        let primary = primary.ok_or_else(|| protocol("shard with slots but no online primary"))?;
+        };
         shards.push(Shard {
             primary,
             replicas,

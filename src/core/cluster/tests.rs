@@ -121,3 +121,54 @@ fn moved_reassigns_one_slot() {
     );
     assert_eq!(next.addresses().len(), 2);
 }
+
+#[test]
+fn a_shard_without_an_online_primary_leaves_its_slots_uncovered() {
+    use crate::resp::{Reply, ReplyKind};
+    let s = |t: &str| Reply::text(ReplyKind::String, t.as_bytes());
+    let i = |n: u64| Reply::scalar(ReplyKind::Integer, n);
+    let node = |port: u64, role: &str, health: &str| {
+        Reply::aggregate(
+            ReplyKind::Map,
+            vec![
+                s("ip"),
+                s("127.0.0.1"),
+                s("port"),
+                i(port),
+                s("role"),
+                s(role),
+                s("health"),
+                s(health),
+            ],
+        )
+    };
+    let shard = |from: u64, to: u64, nodes: Vec<Reply>| {
+        Reply::aggregate(
+            ReplyKind::Map,
+            vec![
+                s("slots"),
+                Reply::aggregate(ReplyKind::Array, vec![i(from), i(to)]),
+                s("nodes"),
+                Reply::aggregate(ReplyKind::Array, nodes),
+            ],
+        )
+    };
+    let reply = Reply::aggregate(
+        ReplyKind::Array,
+        vec![
+            shard(0, 8191, vec![node(7000, "master", "online")]),
+            shard(
+                8192,
+                16383,
+                vec![
+                    node(7001, "master", "failed"),
+                    node(7002, "replica", "online"),
+                ],
+            ),
+        ],
+    );
+    let shards = parse_shards(reply.node(), "127.0.0.1").unwrap();
+    assert_eq!(shards.len(), 1);
+    let map = SlotMap::new(shards);
+    assert_eq!(map.uncovered(), 8192);
+}
