@@ -297,30 +297,23 @@ static int primary_of_slot(int from, long slot) {
   return found;
 }
 
-/* A replica (index) of the primary at index `primary`, asked to the primary. */
+/* A replica (index) of the primary at index `primary` with its link up, asked to the replicas
+   themselves (INFO replication); -1 when none is there yet. */
 static int replica_of(int primary) {
-  char *out = cli(node_port[primary], "CLUSTER NODES");
-  char my_id[64] = "";
-  char *p;
-  int found = -1;
-  /* First the primary's own id (the "myself" line), then a line naming it as its primary. */
-  for (p = out; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-    char id[64], addr[128], flags[128], master[64];
-    if (sscanf(p, "%63s %127s %127s %63s", id, addr, flags, master) == 4 &&
-        strstr(flags, "myself") != NULL)
-      snprintf(my_id, sizeof my_id, "%s", id);
+  char want[64];
+  int i;
+  snprintf(want, sizeof want, "master_port:%u\r", (unsigned)node_port[primary]);
+  for (i = 0; i < NODES; i++) {
+    char *out;
+    int match;
+    if (i == primary || !alive(i)) continue;
+    out = cli(node_port[i], "INFO replication");
+    match = strstr(out, "role:slave") != NULL && strstr(out, want) != NULL &&
+            strstr(out, "master_link_status:up") != NULL;
+    free(out);
+    if (match) return i;
   }
-  for (p = out; p != NULL && *p && my_id[0]; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-    char id[64], addr[128], flags[128], master[64];
-    if (sscanf(p, "%63s %127s %127s %63s", id, addr, flags, master) == 4 &&
-        strcmp(master, my_id) == 0 && strstr(flags, "fail") == NULL) {
-      char *colon = strrchr(addr, ':');
-      if (colon) found = index_of_port((unsigned)atoi(colon + 1));
-      break;
-    }
-  }
-  free(out);
-  return found;
+  return -1;
 }
 
 static long key_slot(const char *key) {
@@ -332,6 +325,24 @@ static long key_slot(const char *key) {
   slot = strtol(out, NULL, 10);
   free(out);
   return slot;
+}
+
+/* The primary serving `key`'s slot and a replica of it, once every view agrees (deadline). */
+static void find_shard(const char *key, long *slot, int *primary, int *replica) {
+  int64_t deadline = bt_now_ms() + scaled(30000);
+  *slot = key_slot(key);
+  for (;;) {
+    *primary = primary_of_slot(0, *slot);
+    *replica = -1;
+    if (*primary >= 0 && is_primary(*primary)) *replica = replica_of(*primary);
+    if (*replica >= 0) return;
+    if (bt_now_ms() > deadline) {
+      describe_cluster();
+      bt_fail(__FILE__, __LINE__, "no primary with a linked replica for slot %ld", *slot);
+      exit(1);
+    }
+    sleep_ms(100);
+  }
 }
 
 /* ---- the client --------------------------------------------------------------------------- */
@@ -612,15 +623,14 @@ static void print_errors(const struct writer *w, size_t max) {
 
 static void manual_failover_under_load_loses_nothing(void) {
   const char *counter = "{counter}:failover";
-  long slot = key_slot(counter);
-  int primary = primary_of_slot(0, slot);
-  int replica = primary >= 0 ? replica_of(primary) : -1;
+  long slot;
+  int primary, replica;
   struct writer w;
   char *out;
   int64_t deadline, t_failover;
   size_t missing;
   long long value;
-  REQUIRE(primary >= 0 && replica >= 0);
+  find_shard(counter, &slot, &primary, &replica);
   fprintf(stderr, "  counter slot %ld: primary port %u, replica port %u\n", slot,
           (unsigned)node_port[primary], (unsigned)node_port[replica]);
 
@@ -672,10 +682,7 @@ static void killed_primary_recovers_and_never_double_applies(void) {
   long long value;
   size_t i, lost_sets;
   wait_healthy(); /* the previous case's old primary must be a synced replica again */
-  slot = key_slot(counter);
-  primary = primary_of_slot(0, slot);
-  replica = primary >= 0 ? replica_of(primary) : -1;
-  REQUIRE(primary >= 0 && replica >= 0);
+  find_shard(counter, &slot, &primary, &replica);
   fprintf(stderr, "  counter slot %ld: killing primary port %u, replica port %u\n", slot,
           (unsigned)node_port[primary], (unsigned)node_port[replica]);
 
