@@ -482,6 +482,7 @@ static void cross_slot_command_is_refused(void) {
 struct err_rec {
   int64_t at;
   brisk_status status;
+  char cmd[80]; /* "SET key" or "INCR key" */
   char msg[200];
 };
 
@@ -508,12 +509,13 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
   return p;
 }
 
-static void record_error(struct writer *w, brisk_status st) {
+static void record_error(struct writer *w, brisk_status st, const char *cmd, const char *key) {
   struct err_rec *e;
   w->errs = grow(w->errs, &w->cap_errs, w->n_errs + 1, sizeof *w->errs);
   e = &w->errs[w->n_errs++];
   e->at = bt_now_ms();
   e->status = st;
+  snprintf(e->cmd, sizeof e->cmd, "%s %s", cmd, key);
   snprintf(e->msg, sizeof e->msg, "%s", brisk_last_error_message());
 }
 
@@ -529,7 +531,7 @@ static void *writer_main(void *arg) {
       w->acked_sets = grow(w->acked_sets, &w->cap_sets, w->n_sets + 1, sizeof(long));
       w->acked_sets[w->n_sets++] = i;
     } else {
-      record_error(w, st);
+      record_error(w, st, "SET", key);
     }
     i++;
     st = BT_CMD(client, NULL, "INCR", w->counter);
@@ -539,7 +541,7 @@ static void *writer_main(void *arg) {
     } else {
       if (strstr(brisk_last_error_message(), "may have been applied") != NULL)
         w->uncertain_incrs++;
-      record_error(w, st);
+      record_error(w, st, "INCR", w->counter);
     }
     atomic_fetch_add(&w->ops, 2);
   }
@@ -615,7 +617,8 @@ static long long get_counter(const char *counter) {
 static void print_errors(const struct writer *w, size_t max) {
   size_t i;
   for (i = 0; i < w->n_errs && i < max; i++)
-    fprintf(stderr, "    error at +%lld ms: %s: %s\n", (long long)(w->errs[i].at - w->errs[0].at),
+    fprintf(stderr, "    error at +%lld ms: %s: %s: %s\n",
+            (long long)(w->errs[i].at - w->errs[0].at), w->errs[i].cmd,
             brisk_status_name(w->errs[i].status), w->errs[i].msg);
 }
 
@@ -731,7 +734,20 @@ static void killed_primary_recovers_and_never_double_applies(void) {
           "%zu of %zu acknowledged SETs lost to async replication\n",
           (long long)(promoted - killed), (long long)resumed, w.n_errs, w.uncertain_incrs, value,
           w.n_incrs, lost_sets, w.n_sets);
-  if (w.n_errs) print_errors(&w, 5);
+  if (w.n_errs) print_errors(&w, 8);
+  /* Errors on keys served by the shards that lost nothing (diagnostic: see the report). */
+  {
+    size_t other = 0;
+    for (i = 0; i < w.n_errs && i < 50; i++) {
+      const char *key = strchr(w.errs[i].cmd, ' ') + 1;
+      if (primary_of_slot(0, key_slot(key)) != replica) {
+        other++;
+        fprintf(stderr, "    error on a healthy shard: %s: %s\n", w.errs[i].cmd, w.errs[i].msg);
+      }
+    }
+    fprintf(stderr, "  %zu of %zu errors were on keys of the two healthy shards\n", other,
+            w.n_errs);
+  }
   writer_free(&w);
 }
 
