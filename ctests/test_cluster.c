@@ -9,7 +9,9 @@
  *     surfaces, every acknowledged SET is there, the counter equals the acknowledged INCRs;
  *   - a primary killed with SIGKILL under the same loop: its replica is promoted, INCRs on the
  *     shard resume within 10 s of the promotion, only connection-family errors surface (and only
- *     after the kill), and the counter never exceeds acknowledged + "may have been applied".
+ *     after the kill), and the counter never exceeds acknowledged + "may have been applied";
+ *   - known issue (--known-issues, test c_cluster_known_issues): a CLUSTERDOWN reply surfaces
+ *     as CONNECTION "no cluster node answered with the topology" instead of CLUSTER_DOWN.
  *
  * Servers are started with fork/exec (each child gets PR_SET_PDEATHSIG so it dies with this
  * program even if it is killed), in a fresh mkdtemp directory removed at exit. Per-node admin
