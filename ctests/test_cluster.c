@@ -1,0 +1,831 @@
+/*
+ * test_cluster.c: cluster mode through the C API, against a real Redis Cluster this program
+ * starts itself (3 primaries, 3 replicas, on free loopback ports; no shared fixture).
+ *
+ *   - 10,000 keys written across slots through one client and read back (GET and split MGET),
+ *     spread over all three primaries; a split MGET keeps its order; a cross-slot SUNION is
+ *     refused with INVALID_ARGUMENT naming CROSSSLOT;
+ *   - a manual CLUSTER FAILOVER under a running write loop (SET + INCR in a thread): no error
+ *     surfaces, every acknowledged SET is there, the counter equals the acknowledged INCRs;
+ *   - a primary killed with SIGKILL under the same loop: its replica is promoted, INCRs on the
+ *     shard resume within 10 s of the promotion, only connection-family errors surface (and only
+ *     after the kill), and the counter never exceeds acknowledged + "may have been applied";
+ *   - known issue (--known-issues, test c_cluster_known_issues): a CLUSTERDOWN reply surfaces
+ *     as CONNECTION "no cluster node answered with the topology" instead of CLUSTER_DOWN.
+ *
+ * Servers are started with fork/exec (each child gets PR_SET_PDEATHSIG so it dies with this
+ * program even if it is killed), in a fresh mkdtemp directory removed at exit. Per-node admin
+ * commands go through `redis-cli -p PORT` (brisk_command routes by key in cluster mode). Every
+ * wait has a deadline. Under valgrind the loads are scaled down and the deadlines stretched.
+ */
+#define _GNU_SOURCE
+#include "brisk_test.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#define NODES 6
+
+static int under_valgrind = 0;
+static char cluster_dir[256];
+static pid_t node_pid[NODES];
+static uint16_t node_port[NODES];
+static brisk_client *client = NULL;
+
+/* ---- processes and redis-cli -------------------------------------------------------------- */
+
+static uint16_t free_port(void) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  uint16_t port;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+  REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+  port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+/* Runs `timeout 10 redis-cli -p PORT <args>`; returns its output (stdout+stderr), malloc'd. */
+static char *cli(uint16_t port, const char *args) {
+  char cmd[1024];
+  char *buf;
+  size_t len = 0, cap = 4096;
+  size_t n;
+  FILE *f;
+  snprintf(cmd, sizeof cmd, "timeout 10 redis-cli -h 127.0.0.1 -p %u %s 2>&1", (unsigned)port,
+           args);
+  buf = malloc(cap);
+  REQUIRE(buf != NULL);
+  f = popen(cmd, "r");
+  REQUIRE(f != NULL);
+  while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+    len += n;
+    if (cap - len < 2) {
+      cap *= 2;
+      buf = realloc(buf, cap);
+      REQUIRE(buf != NULL);
+    }
+  }
+  buf[len] = '\0';
+  pclose(f);
+  return buf;
+}
+
+/* Whether the output of `redis-cli -p PORT <args>` contains `needle`. */
+static int cli_has(uint16_t port, const char *args, const char *needle) {
+  char *out = cli(port, args);
+  int has = strstr(out, needle) != NULL;
+  free(out);
+  return has;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static int alive(int i) {
+  if (node_pid[i] <= 0) return 0;
+  if (waitpid(node_pid[i], NULL, WNOHANG) == node_pid[i]) {
+    node_pid[i] = 0;
+    return 0;
+  }
+  return 1;
+}
+
+static void kill_node(int i, int sig) {
+  if (node_pid[i] <= 0) return;
+  kill(node_pid[i], sig);
+  waitpid(node_pid[i], NULL, 0);
+  node_pid[i] = 0;
+}
+
+static void stop_cluster(void) {
+  int i;
+  char cmd[400];
+  for (i = 0; i < NODES; i++)
+    if (node_pid[i] > 0) kill(node_pid[i], SIGKILL);
+  for (i = 0; i < NODES; i++)
+    if (node_pid[i] > 0) waitpid(node_pid[i], NULL, 0);
+  memset(node_pid, 0, sizeof node_pid);
+  if (cluster_dir[0] != '\0') {
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cluster_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cluster_dir);
+    cluster_dir[0] = '\0';
+  }
+}
+
+static pid_t spawn_node(int i, uint16_t port, uint16_t bus_port) {
+  char dir[300], log[340], port_s[16], bus_s[16];
+  pid_t pid;
+  snprintf(dir, sizeof dir, "%s/n%d", cluster_dir, i);
+  snprintf(log, sizeof log, "%s/redis.log", dir);
+  snprintf(port_s, sizeof port_s, "%u", (unsigned)port);
+  snprintf(bus_s, sizeof bus_s, "%u", (unsigned)bus_port);
+  mkdir(dir, 0700);
+  pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port_s,
+           "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+           "--cluster-node-timeout", "1000", "--cluster-port", bus_s,
+           "--cluster-replica-validity-factor", "0", "--cluster-allow-replica-migration", "no",
+           "--dir", dir, "--logfile", log, "--save", "", "--appendonly", "no",
+           "--daemonize", "no", (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* Every node says cluster_state:ok, knows all six, and every replica's link is up. */
+static int cluster_healthy(void) {
+  int i;
+  for (i = 0; i < NODES; i++) {
+    char *info, *repl;
+    int ok;
+    if (!alive(i)) return 0;
+    info = cli(node_port[i], "CLUSTER INFO");
+    repl = cli(node_port[i], "INFO replication");
+    ok = strstr(info, "cluster_state:ok") != NULL &&
+         strstr(info, "cluster_known_nodes:6") != NULL &&
+         (strstr(repl, "role:master") != NULL || strstr(repl, "master_link_status:up") != NULL);
+    free(info);
+    free(repl);
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+static int64_t scaled(int64_t ms) { return under_valgrind ? ms * 3 : ms; }
+
+static void describe_cluster(void) {
+  int i;
+  for (i = 0; i < NODES; i++) {
+    char *out = cli(node_port[i], "CLUSTER NODES");
+    fprintf(stderr, "--- node %d (port %u, pid %ld):\n%s", i, (unsigned)node_port[i],
+            (long)node_pid[i], out);
+    free(out);
+  }
+}
+
+static void wait_healthy(void) {
+  int64_t deadline = bt_now_ms() + scaled(60000);
+  while (!cluster_healthy()) {
+    if (bt_now_ms() > deadline) {
+      describe_cluster();
+      bt_fail(__FILE__, __LINE__, "the cluster did not become healthy within the deadline");
+      exit(1);
+    }
+    sleep_ms(100);
+  }
+}
+
+static int start_cluster_once(void) {
+  int i;
+  int64_t deadline;
+  char create[1024];
+  size_t off;
+  int rc;
+  for (i = 0; i < NODES; i++) {
+    node_port[i] = free_port();
+    node_pid[i] = spawn_node(i, node_port[i], free_port());
+  }
+  deadline = bt_now_ms() + 20000;
+  for (i = 0; i < NODES; i++) {
+    while (!cli_has(node_port[i], "PING", "PONG")) {
+      if (!alive(i) || bt_now_ms() > deadline) {
+        fprintf(stderr, "node %d (port %u) did not answer PING (port taken?)\n", i,
+                (unsigned)node_port[i]);
+        return 0;
+      }
+      sleep_ms(50);
+    }
+  }
+  off = (size_t)snprintf(create, sizeof create, "timeout 60 redis-cli --cluster create");
+  for (i = 0; i < NODES; i++)
+    off += (size_t)snprintf(create + off, sizeof create - off, " 127.0.0.1:%u",
+                            (unsigned)node_port[i]);
+  snprintf(create + off, sizeof create - off,
+           " --cluster-replicas 1 --cluster-yes >'%s/create.log' 2>&1", cluster_dir);
+  rc = system(create);
+  if (rc != 0) {
+    char cat[400];
+    fprintf(stderr, "redis-cli --cluster create failed (%d):\n", rc);
+    snprintf(cat, sizeof cat, "cat '%s/create.log' >&2", cluster_dir);
+    if (system(cat) != 0) fprintf(stderr, "(no log)\n");
+    return 0;
+  }
+  return 1;
+}
+
+static void start_cluster(void) {
+  int attempt;
+  int64_t t0 = bt_now_ms();
+  snprintf(cluster_dir, sizeof cluster_dir, "/tmp/brisk-ccluster-XXXXXX");
+  REQUIRE(mkdtemp(cluster_dir) != NULL);
+  atexit(stop_cluster);
+  for (attempt = 0; attempt < 3; attempt++) {
+    int i;
+    if (start_cluster_once()) break;
+    for (i = 0; i < NODES; i++) kill_node(i, SIGKILL);
+  }
+  REQUIRE(attempt < 3);
+  wait_healthy();
+  fprintf(stderr, "cluster up in %lld ms, ports %u %u %u %u %u %u, dir %s\n",
+          (long long)(bt_now_ms() - t0), node_port[0], node_port[1], node_port[2], node_port[3],
+          node_port[4], node_port[5], cluster_dir);
+}
+
+/* ---- topology through redis-cli ------------------------------------------------------------ */
+
+static int index_of_port(unsigned port) {
+  int i;
+  for (i = 0; i < NODES; i++)
+    if (node_port[i] == port) return i;
+  return -1;
+}
+
+static int is_primary(int i) { return alive(i) && cli_has(node_port[i], "INFO replication", "role:master"); }
+
+/* The node (index) that node `from` says serves `slot` as primary. */
+static int primary_of_slot(int from, long slot) {
+  char *out = cli(node_port[from], "CLUSTER NODES");
+  char *save = NULL;
+  char *line;
+  int found = -1;
+  for (line = strtok_r(out, "\n", &save); line != NULL && found < 0;
+       line = strtok_r(NULL, "\n", &save)) {
+    char *fsave = NULL;
+    char *field;
+    int n = 0, port = -1, master = 0;
+    for (field = strtok_r(line, " \r", &fsave); field != NULL;
+         field = strtok_r(NULL, " \r", &fsave), n++) {
+      if (n == 1) {
+        char *colon = strrchr(field, ':');
+        port = colon ? atoi(colon + 1) : -1; /* atoi stops at '@' */
+      } else if (n == 2) {
+        master = strstr(field, "master") != NULL && strstr(field, "fail") == NULL;
+      } else if (n >= 8 && master && field[0] != '[') {
+        long a = strtol(field, NULL, 10);
+        char *dash = strchr(field, '-');
+        long b = dash ? strtol(dash + 1, NULL, 10) : a;
+        if (a <= slot && slot <= b) {
+          found = index_of_port((unsigned)port);
+          break;
+        }
+      }
+    }
+  }
+  free(out);
+  return found;
+}
+
+/* A replica (index) of the primary at index `primary` with its link up, asked to the replicas
+   themselves (INFO replication); -1 when none is there yet. */
+static int replica_of(int primary) {
+  char want[64];
+  int i;
+  snprintf(want, sizeof want, "master_port:%u\r", (unsigned)node_port[primary]);
+  for (i = 0; i < NODES; i++) {
+    char *out;
+    int match;
+    if (i == primary || !alive(i)) continue;
+    out = cli(node_port[i], "INFO replication");
+    match = strstr(out, "role:slave") != NULL && strstr(out, want) != NULL &&
+            strstr(out, "master_link_status:up") != NULL;
+    free(out);
+    if (match) return i;
+  }
+  return -1;
+}
+
+static long key_slot(const char *key) {
+  char args[200];
+  char *out;
+  long slot;
+  snprintf(args, sizeof args, "CLUSTER KEYSLOT '%s'", key);
+  out = cli(node_port[0], args);
+  slot = strtol(out, NULL, 10);
+  free(out);
+  return slot;
+}
+
+/* The primary serving `key`'s slot and a replica of it, once every view agrees (deadline). */
+static void find_shard(const char *key, long *slot, int *primary, int *replica) {
+  int64_t deadline = bt_now_ms() + scaled(30000);
+  *slot = key_slot(key);
+  for (;;) {
+    *primary = primary_of_slot(0, *slot);
+    *replica = -1;
+    if (*primary >= 0 && is_primary(*primary)) *replica = replica_of(*primary);
+    if (*replica >= 0) return;
+    if (bt_now_ms() > deadline) {
+      describe_cluster();
+      bt_fail(__FILE__, __LINE__, "no primary with a linked replica for slot %ld", *slot);
+      exit(1);
+    }
+    sleep_ms(100);
+  }
+}
+
+/* ---- the client --------------------------------------------------------------------------- */
+
+static brisk_client *cluster_client(void) {
+  brisk_config *cfg = brisk_config_new();
+  brisk_client *c = NULL;
+  int i;
+  REQUIRE(cfg != NULL);
+  REQUIRE_OK(brisk_config_set_mode(cfg, BRISK_MODE_CLUSTER));
+  for (i = 0; i < NODES; i++) REQUIRE_OK(brisk_config_add_node(cfg, "127.0.0.1", node_port[i]));
+  REQUIRE_OK(brisk_config_set_cluster_error_retry_attempts(cfg, 3));
+  REQUIRE_OK(brisk_config_set_read_from(cfg, BRISK_READ_PRIMARY));
+  REQUIRE_OK(brisk_client_new(cfg, &c));
+  brisk_config_free(cfg);
+  return c;
+}
+
+/* ---- 1. many keys, split MGET, CROSSSLOT --------------------------------------------------- */
+
+static void keys_across_slots_are_written_and_read_back(void) {
+  int n = under_valgrind ? 1000 : 10000;
+  int i, bad_set = 0, bad_get = 0, bad_mget = 0;
+  long total = 0;
+  int primaries = 0;
+  int64_t t0 = bt_now_ms();
+  char key[64], val[64];
+  for (i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "bulk:%d", i);
+    snprintf(val, sizeof val, "v%d", i);
+    if (BT_CMD(client, NULL, "SET", key, val) != BRISK_OK && bad_set++ < 5)
+      bt_fail(__FILE__, __LINE__, "SET %s: %s", key, brisk_last_error_message());
+  }
+  CHECK(bad_set == 0);
+  for (i = 0; i < n; i++) {
+    brisk_reply *r = NULL;
+    snprintf(key, sizeof key, "bulk:%d", i);
+    snprintf(val, sizeof val, "v%d", i);
+    if (BT_CMD(client, &r, "GET", key) != BRISK_OK || !bt_reply_is(r, val)) {
+      if (bad_get++ < 5)
+        bt_fail(__FILE__, __LINE__, "GET %s: type %u, \"%s\"", key,
+                (unsigned)brisk_reply_type_of(r), brisk_last_error_message());
+    }
+    brisk_reply_free(r);
+  }
+  CHECK(bad_get == 0);
+  /* MGET in chunks of 100 keys (all over the slots), values in the order of the keys. */
+  for (i = 0; i < n; i += 100) {
+    const char *argv[101];
+    char keys[100][32];
+    brisk_reply *r = NULL;
+    int j, m = n - i < 100 ? n - i : 100;
+    argv[0] = "MGET";
+    for (j = 0; j < m; j++) {
+      snprintf(keys[j], sizeof keys[j], "bulk:%d", i + j);
+      argv[1 + j] = keys[j];
+    }
+    if (!CHECK_OK(brisk_command(client, (size_t)m + 1, argv, NULL, &r))) {
+      bad_mget++;
+      continue;
+    }
+    if (brisk_reply_type_of(r) != BRISK_REPLY_ARRAY || brisk_reply_length(r) != (size_t)m) {
+      bad_mget++;
+    } else {
+      for (j = 0; j < m; j++) {
+        snprintf(val, sizeof val, "v%d", i + j);
+        if (!bt_reply_is(brisk_reply_element(r, (size_t)j), val)) bad_mget++;
+      }
+    }
+    brisk_reply_free(r);
+  }
+  CHECK(bad_mget == 0);
+  /* The keys landed on all three primaries, and nowhere twice. */
+  for (i = 0; i < NODES; i++) {
+    if (is_primary(i)) {
+      char *out = cli(node_port[i], "DBSIZE");
+      long size = strtol(out, NULL, 10);
+      free(out);
+      primaries++;
+      CHECK(size > n / 10);
+      total += size;
+    }
+  }
+  CHECK(primaries == 3);
+  CHECK(total == n);
+  fprintf(stderr, "  %d keys: SET, GET and MGET in %lld ms; redirects %llu\n", n,
+          (long long)(bt_now_ms() - t0),
+          (unsigned long long)brisk_client_stat(client, BRISK_STAT_REDIRECTS));
+}
+
+static void split_mget_keeps_order_and_nils(void) {
+  /* Keys in different slots (checked), one of them missing. */
+  const char *keys[] = {"order:a", "order:b", "order:missing", "order:c", "order:d"};
+  const char *vals[] = {"1", "2", NULL, "3", "4"};
+  const char *argv[6];
+  brisk_reply *r = NULL;
+  size_t i;
+  long s0 = key_slot(keys[0]);
+  int distinct = 0;
+  for (i = 0; i < 5; i++) {
+    if (key_slot(keys[i]) != s0) distinct++;
+    if (vals[i]) CHECK_OK(BT_CMD(client, NULL, "SET", keys[i], vals[i]));
+  }
+  CHECK(distinct > 0);
+  argv[0] = "MGET";
+  for (i = 0; i < 5; i++) argv[1 + i] = keys[i];
+  if (CHECK_OK(brisk_command(client, 6, argv, NULL, &r))) {
+    CHECK(brisk_reply_type_of(r) == BRISK_REPLY_ARRAY);
+    CHECK(brisk_reply_length(r) == 5);
+    for (i = 0; i < 5; i++) {
+      const brisk_reply *e = brisk_reply_element(r, i);
+      if (vals[i])
+        CHECK_REPLY_STR(e, vals[i]);
+      else
+        CHECK(e != NULL && brisk_reply_type_of(e) == BRISK_REPLY_NIL);
+    }
+  }
+  brisk_reply_free(r);
+}
+
+static void cross_slot_command_is_refused(void) {
+  brisk_reply *r = (brisk_reply *)&r; /* must come back NULL */
+  CHECK(key_slot("a") != key_slot("b"));
+  CHECK_STATUS(BT_CMD(client, &r, "SUNION", "a", "b"), BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "CROSSSLOT");
+  CHECK(r == NULL);
+  /* The same keys under one hash tag are fine. */
+  CHECK_OK(BT_CMD(client, NULL, "SADD", "{t}a", "x"));
+  CHECK_OK(BT_CMD(client, NULL, "SADD", "{t}b", "y"));
+  r = NULL;
+  if (CHECK_OK(BT_CMD(client, &r, "SUNION", "{t}a", "{t}b"))) CHECK(brisk_reply_length(r) == 2);
+  brisk_reply_free(r);
+}
+
+/* ---- the write loop ----------------------------------------------------------------------- */
+
+struct err_rec {
+  int64_t at;
+  brisk_status status;
+  char cmd[80]; /* "SET key" or "INCR key" */
+  char msg[200];
+};
+
+struct writer {
+  pthread_t thread;
+  const char *prefix;
+  const char *counter;
+  atomic_int stop;
+  atomic_llong ops;
+  long *acked_sets; /* indexes i of acknowledged "prefix:i" */
+  size_t n_sets, cap_sets;
+  int64_t *incr_times; /* when each acknowledged INCR came back */
+  size_t n_incrs, cap_incrs;
+  long long uncertain_incrs; /* INCR failures reported as "may have been applied" */
+  struct err_rec *errs;
+  size_t n_errs, cap_errs;
+};
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return p;
+  *cap = *cap ? *cap * 2 : 1024;
+  p = realloc(p, *cap * elem);
+  if (p == NULL) abort();
+  return p;
+}
+
+static void record_error(struct writer *w, brisk_status st, const char *cmd, const char *key) {
+  struct err_rec *e;
+  w->errs = grow(w->errs, &w->cap_errs, w->n_errs + 1, sizeof *w->errs);
+  e = &w->errs[w->n_errs++];
+  e->at = bt_now_ms();
+  e->status = st;
+  snprintf(e->cmd, sizeof e->cmd, "%s %s", cmd, key);
+  snprintf(e->msg, sizeof e->msg, "%s", brisk_last_error_message());
+}
+
+static void *writer_main(void *arg) {
+  struct writer *w = arg;
+  long i = 0;
+  char key[64];
+  while (!atomic_load(&w->stop)) {
+    brisk_status st;
+    snprintf(key, sizeof key, "%s:%ld", w->prefix, i);
+    st = BT_CMD(client, NULL, "SET", key, "x");
+    if (st == BRISK_OK) {
+      w->acked_sets = grow(w->acked_sets, &w->cap_sets, w->n_sets + 1, sizeof(long));
+      w->acked_sets[w->n_sets++] = i;
+    } else {
+      record_error(w, st, "SET", key);
+    }
+    i++;
+    st = BT_CMD(client, NULL, "INCR", w->counter);
+    if (st == BRISK_OK) {
+      w->incr_times = grow(w->incr_times, &w->cap_incrs, w->n_incrs + 1, sizeof(int64_t));
+      w->incr_times[w->n_incrs++] = bt_now_ms();
+    } else {
+      if (strstr(brisk_last_error_message(), "may have been applied") != NULL)
+        w->uncertain_incrs++;
+      record_error(w, st, "INCR", w->counter);
+    }
+    atomic_fetch_add(&w->ops, 2);
+  }
+  return NULL;
+}
+
+static void writer_start(struct writer *w, const char *prefix, const char *counter) {
+  memset(w, 0, sizeof *w);
+  w->prefix = prefix;
+  w->counter = counter;
+  atomic_init(&w->stop, 0);
+  atomic_init(&w->ops, 0);
+  REQUIRE(pthread_create(&w->thread, NULL, writer_main, w) == 0);
+}
+
+static void writer_finish(struct writer *w) {
+  atomic_store(&w->stop, 1);
+  pthread_join(w->thread, NULL);
+}
+
+static void writer_free(struct writer *w) {
+  free(w->acked_sets);
+  free(w->incr_times);
+  free(w->errs);
+}
+
+/* Waits until the writer made `more` more commands; returns whether it did before the deadline. */
+static int wait_ops(struct writer *w, long long more, int64_t ms) {
+  long long target = atomic_load(&w->ops) + more;
+  int64_t deadline = bt_now_ms() + scaled(ms);
+  while (atomic_load(&w->ops) < target) {
+    if (bt_now_ms() > deadline) return 0;
+    sleep_ms(10);
+  }
+  return 1;
+}
+
+/* How many acknowledged SETs are missing now (MGET in chunks of 200, split by the client). */
+static size_t missing_sets(const struct writer *w) {
+  size_t missing = 0, i;
+  for (i = 0; i < w->n_sets; i += 200) {
+    const char *argv[201];
+    static char keys[200][64];
+    size_t j, m = w->n_sets - i < 200 ? w->n_sets - i : 200;
+    brisk_reply *r = NULL;
+    argv[0] = "MGET";
+    for (j = 0; j < m; j++) {
+      snprintf(keys[j], sizeof keys[j], "%s:%ld", w->prefix, w->acked_sets[i + j]);
+      argv[1 + j] = keys[j];
+    }
+    if (!CHECK_OK(brisk_command(client, m + 1, argv, NULL, &r))) {
+      missing += m;
+      continue;
+    }
+    for (j = 0; j < m; j++)
+      if (brisk_reply_type_of(brisk_reply_element(r, j)) != BRISK_REPLY_STRING) missing++;
+    brisk_reply_free(r);
+  }
+  return missing;
+}
+
+static long long get_counter(const char *counter) {
+  brisk_reply *r = NULL;
+  long long v = -1;
+  if (CHECK_OK(BT_CMD(client, &r, "GET", counter))) {
+    const char *s = brisk_reply_string(r, NULL);
+    v = s ? strtoll(s, NULL, 10) : 0;
+  }
+  brisk_reply_free(r);
+  return v;
+}
+
+static void print_errors(const struct writer *w, size_t max) {
+  size_t i;
+  for (i = 0; i < w->n_errs && i < max; i++)
+    fprintf(stderr, "    error at +%lld ms: %s: %s: %s\n",
+            (long long)(w->errs[i].at - w->errs[0].at), w->errs[i].cmd,
+            brisk_status_name(w->errs[i].status), w->errs[i].msg);
+}
+
+/* ---- 2. manual failover ------------------------------------------------------------------- */
+
+static void manual_failover_under_load_loses_nothing(void) {
+  const char *counter = "{counter}:failover";
+  long slot;
+  int primary, replica;
+  struct writer w;
+  char *out;
+  int64_t deadline, t_failover;
+  size_t missing;
+  long long value;
+  find_shard(counter, &slot, &primary, &replica);
+  fprintf(stderr, "  counter slot %ld: primary port %u, replica port %u\n", slot,
+          (unsigned)node_port[primary], (unsigned)node_port[replica]);
+
+  writer_start(&w, "fo", counter);
+  CHECK(wait_ops(&w, under_valgrind ? 100 : 400, 10000));
+  t_failover = bt_now_ms();
+  out = cli(node_port[replica], "CLUSTER FAILOVER");
+  CHECK_STR_CONTAINS(out, "OK");
+  free(out);
+  deadline = bt_now_ms() + scaled(30000);
+  while (!(is_primary(replica) && !is_primary(primary))) {
+    if (bt_now_ms() > deadline) {
+      bt_fail(__FILE__, __LINE__, "the replica did not take over within 30 s");
+      describe_cluster();
+      break;
+    }
+    sleep_ms(50);
+  }
+  fprintf(stderr, "  failover done in %lld ms\n", (long long)(bt_now_ms() - t_failover));
+  CHECK(wait_ops(&w, under_valgrind ? 200 : 1000, 10000));
+  writer_finish(&w);
+
+  CHECK(w.n_errs == 0);
+  if (w.n_errs) {
+    fprintf(stderr, "  %zu errors surfaced during a manual failover:\n", w.n_errs);
+    print_errors(&w, 10);
+  }
+  missing = missing_sets(&w);
+  CHECK(missing == 0);
+  value = get_counter(counter);
+  CHECK(value == (long long)w.n_incrs);
+  fprintf(stderr,
+          "  manual failover: %zu SETs and %zu INCRs acknowledged, %zu errors, %zu missing, "
+          "counter %lld; redirects %llu, topology refreshes %llu\n",
+          w.n_sets, w.n_incrs, w.n_errs, missing, value,
+          (unsigned long long)brisk_client_stat(client, BRISK_STAT_REDIRECTS),
+          (unsigned long long)brisk_client_stat(client, BRISK_STAT_TOPOLOGY_REFRESHES));
+  writer_free(&w);
+}
+
+/* ---- 3. a primary killed ------------------------------------------------------------------ */
+
+static void killed_primary_recovers_and_never_double_applies(void) {
+  const char *counter = "{counter}:kill";
+  long slot;
+  int primary, replica;
+  struct writer w;
+  int64_t deadline, killed, promoted = 0, resumed = -1;
+  long long value;
+  size_t i, lost_sets;
+  wait_healthy(); /* the previous case's old primary must be a synced replica again */
+  find_shard(counter, &slot, &primary, &replica);
+  fprintf(stderr, "  counter slot %ld: killing primary port %u, replica port %u\n", slot,
+          (unsigned)node_port[primary], (unsigned)node_port[replica]);
+
+  writer_start(&w, "kill", counter);
+  CHECK(wait_ops(&w, under_valgrind ? 100 : 400, 10000));
+  killed = bt_now_ms();
+  kill_node(primary, SIGKILL);
+  deadline = bt_now_ms() + scaled(30000);
+  while (!is_primary(replica)) {
+    if (bt_now_ms() > deadline) {
+      bt_fail(__FILE__, __LINE__, "the replica was not promoted within 30 s");
+      describe_cluster();
+      break;
+    }
+    sleep_ms(20);
+  }
+  promoted = bt_now_ms();
+  /* Let the loop run on well past the promotion. */
+  CHECK(wait_ops(&w, under_valgrind ? 200 : 1000, 20000));
+  writer_finish(&w);
+
+  for (i = 0; i < w.n_incrs; i++)
+    if (w.incr_times[i] > promoted) {
+      resumed = w.incr_times[i] - promoted;
+      break;
+    }
+  CHECK(resumed >= 0);
+  CHECK(resumed < 10000);
+  for (i = 0; i < w.n_errs; i++) {
+    brisk_status st = w.errs[i].status;
+    if (!(st == BRISK_ERR_CONNECTION || st == BRISK_ERR_TIMEOUT || st == BRISK_ERR_CLUSTER_DOWN))
+      bt_fail(__FILE__, __LINE__, "unexpected error %s: %s", brisk_status_name(st),
+              w.errs[i].msg);
+    if (w.errs[i].at < killed)
+      bt_fail(__FILE__, __LINE__, "an error before the kill: %s", w.errs[i].msg);
+  }
+  value = get_counter(counter);
+  /* SAFE retry_writes: never more than acknowledged + reported as possibly applied; it may be
+     less by what asynchronous replication lost in the kill. */
+  CHECK(value >= 0);
+  CHECK(value <= (long long)w.n_incrs + w.uncertain_incrs);
+  lost_sets = missing_sets(&w);
+  fprintf(stderr,
+          "  primary killed: promoted %lld ms after the kill, INCRs resumed %lld ms after the "
+          "promotion; %zu errors (%lld may have been applied); counter %lld vs %zu acknowledged; "
+          "%zu of %zu acknowledged SETs lost to async replication\n",
+          (long long)(promoted - killed), (long long)resumed, w.n_errs, w.uncertain_incrs, value,
+          w.n_incrs, lost_sets, w.n_sets);
+  if (w.n_errs) print_errors(&w, 8);
+  /* Errors on keys served by the shards that lost nothing (diagnostic: see the report). */
+  {
+    size_t other = 0;
+    for (i = 0; i < w.n_errs && i < 50; i++) {
+      const char *key = strchr(w.errs[i].cmd, ' ') + 1;
+      if (primary_of_slot(0, key_slot(key)) != replica) {
+        other++;
+        fprintf(stderr, "    error on a healthy shard: %s: %s\n", w.errs[i].cmd, w.errs[i].msg);
+      }
+    }
+    fprintf(stderr, "  %zu of %zu errors were on keys of the two healthy shards\n", other,
+            w.n_errs);
+  }
+  writer_free(&w);
+}
+
+/* ---- known library issue ----------------------------------------------------------------- */
+
+/*
+ * A cluster that is down (a primary killed, its replica not allowed to take over) answers every
+ * command with CLUSTERDOWN. API.md: that is BRISK_ERR_CLUSTER_DOWN. brisk instead treats the
+ * CLUSTERDOWN reply as a redirection that needs a topology refresh (src/cluster/batch.rs,
+ * redirection() then `cluster.refresh(generation)?`); the refresh fails because parse_shards
+ * (src/core/cluster.rs) rejects the whole CLUSTER SHARDS reply when one shard has no online
+ * primary, and that refresh error is returned as the command's: BRISK_ERR_CONNECTION "no
+ * cluster node answered with the topology (...: shard with slots but no online primary ...)",
+ * at once, without the cluster_error_retry_attempts cycles. During a real failover this is
+ * what a write to a *healthy* shard gets in the window between the FAIL flag and the promotion.
+ */
+static void clusterdown_reply_is_reported_as_cluster_down(void) {
+  long slot, other_slot = -1;
+  int primary, replica, i;
+  char healthy[64], *out;
+  int64_t deadline;
+  brisk_status st;
+  find_shard("{down}:x", &slot, &primary, &replica);
+  for (i = 0; i < 1000 && other_slot < 0; i++) {
+    snprintf(healthy, sizeof healthy, "healthy:%d", i);
+    if (primary_of_slot(0, key_slot(healthy)) != primary) other_slot = key_slot(healthy);
+  }
+  REQUIRE(other_slot >= 0);
+  out = cli(node_port[replica], "CONFIG SET cluster-replica-no-failover yes");
+  CHECK_STR_CONTAINS(out, "OK");
+  free(out);
+  CHECK_OK(BT_CMD(client, NULL, "SET", healthy, "before"));
+  kill_node(primary, SIGKILL);
+  deadline = bt_now_ms() + scaled(20000);
+  for (;;) {
+    int down = 1;
+    for (i = 0; i < NODES; i++)
+      if (alive(i) && !cli_has(node_port[i], "CLUSTER INFO", "cluster_state:fail")) down = 0;
+    if (down) break;
+    if (bt_now_ms() > deadline) {
+      bt_fail(__FILE__, __LINE__, "the cluster did not go down within 20 s");
+      describe_cluster();
+      return;
+    }
+    sleep_ms(50);
+  }
+  st = BT_CMD(client, NULL, "SET", healthy, "during");
+  fprintf(stderr, "  SET on a healthy shard while the cluster is down: %s: %s\n",
+          brisk_status_name(st), brisk_last_error_message());
+  CHECK(st == BRISK_ERR_CLUSTER_DOWN);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "CLUSTERDOWN");
+}
+
+int main(int argc, char **argv) {
+  const char *preload = getenv("LD_PRELOAD");
+  const char *env = getenv("BRISK_TEST_VALGRIND");
+  int64_t t0 = bt_now_ms();
+  bt_init(argc, argv);
+  under_valgrind = (env != NULL && *env != '\0' && strcmp(env, "0") != 0) ||
+                   (preload != NULL && strstr(preload, "vgpreload") != NULL);
+  signal(SIGPIPE, SIG_IGN);
+  start_cluster();
+  client = cluster_client();
+
+  RUN_KNOWN_ISSUE(clusterdown_reply_is_reported_as_cluster_down);
+
+  RUN(keys_across_slots_are_written_and_read_back);
+  RUN(split_mget_keeps_order_and_nils);
+  RUN(cross_slot_command_is_refused);
+  RUN(manual_failover_under_load_loses_nothing);
+  RUN(killed_primary_recovers_and_never_double_applies);
+
+  brisk_client_free(client);
+  client = NULL;
+  stop_cluster();
+  fprintf(stderr, "total %lld ms%s\n", (long long)(bt_now_ms() - t0),
+          under_valgrind ? " (under valgrind)" : "");
+  return bt_finish();
+}
