@@ -10,8 +10,8 @@
  *   - a primary killed with SIGKILL under the same loop: its replica is promoted, INCRs on the
  *     shard resume within 10 s of the promotion, only connection-family errors surface (and only
  *     after the kill), and the counter never exceeds acknowledged + "may have been applied";
- *   - known issue (--known-issues, test c_cluster_known_issues): a CLUSTERDOWN reply surfaces
- *     as CONNECTION "no cluster node answered with the topology" instead of CLUSTER_DOWN.
+ *   - a cluster that is down (a primary killed, its replica not allowed to take over) gives a
+ *     command on a healthy shard BRISK_ERR_CLUSTER_DOWN with the server's CLUSTERDOWN text.
  *
  * Servers are started with fork/exec (each child gets PR_SET_PDEATHSIG so it dies with this
  * program even if it is killed), in a fresh mkdtemp directory removed at exit. Per-node admin
@@ -753,18 +753,12 @@ static void killed_primary_recovers_and_never_double_applies(void) {
   writer_free(&w);
 }
 
-/* ---- known library issue ----------------------------------------------------------------- */
+/* ---- a cluster that is down ------------------------------------------------------------- */
 
 /*
- * A cluster that is down (a primary killed, its replica not allowed to take over) answers every
- * command with CLUSTERDOWN. API.md: that is BRISK_ERR_CLUSTER_DOWN. brisk instead treats the
- * CLUSTERDOWN reply as a redirection that needs a topology refresh (src/cluster/batch.rs,
- * redirection() then `cluster.refresh(generation)?`); the refresh fails because parse_shards
- * (src/core/cluster.rs) rejects the whole CLUSTER SHARDS reply when one shard has no online
- * primary, and that refresh error is returned as the command's: BRISK_ERR_CONNECTION "no
- * cluster node answered with the topology (...: shard with slots but no online primary ...)",
- * at once, without the cluster_error_retry_attempts cycles. During a real failover this is
- * what a write to a *healthy* shard gets in the window between the FAIL flag and the promotion.
+ * A primary killed and its replica not allowed to take over: every node answers CLUSTERDOWN,
+ * which API.md maps to BRISK_ERR_CLUSTER_DOWN (after brisk re-read the topology and tried
+ * again). Runs last: it leaves the cluster down.
  */
 static void clusterdown_reply_is_reported_as_cluster_down(void) {
   long slot, other_slot = -1;
@@ -814,13 +808,12 @@ int main(int argc, char **argv) {
   start_cluster();
   client = cluster_client();
 
-  RUN_KNOWN_ISSUE(clusterdown_reply_is_reported_as_cluster_down);
-
   RUN(keys_across_slots_are_written_and_read_back);
   RUN(split_mget_keeps_order_and_nils);
   RUN(cross_slot_command_is_refused);
   RUN(manual_failover_under_load_loses_nothing);
   RUN(killed_primary_recovers_and_never_double_applies);
+  RUN(clusterdown_reply_is_reported_as_cluster_down);
 
   brisk_client_free(client);
   client = NULL;

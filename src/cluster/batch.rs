@@ -260,7 +260,8 @@ fn run_groups(
         Ok(pool) => run_group(&pool, executor, work, group),
         Err(e) => GroupOutcome::Failed(e),
     };
-    if groups.len() == 1 {
+    if groups.len() <= 1 {
+        // None at all when every command waits for a slot without a primary.
         return groups.iter().map(run).collect();
     }
     std::thread::scope(|scope| {
