@@ -4,7 +4,8 @@
 //! The retry decisions themselves are pure (`core::retry`); this module applies them with a
 //! clock, a random source and real connections.
 
-use crate::core::commands::{Blocking, CommandTable, builtin_read_only};
+use crate::core::command_table::{self, CommandTable};
+use crate::core::commands::Blocking;
 use crate::core::retry::{CommandNature, RetryRules, Verdict};
 use crate::core::{Error, Result, Status};
 use crate::events::{Event, EventKind, Observer};
@@ -68,10 +69,12 @@ impl Executor {
     }
 
     /// Fetches the server's command table on `conn` if nobody has yet: one round trip, once
-    /// per client. A connection failure leaves it for a later connection.
-    fn ensure_command_table(&self, conn: &mut Connection) {
+    /// per client. A connection failure leaves it for a later connection and is returned (as
+    /// not sent: the caller's request has not been written): the connection may hold part of
+    /// the COMMAND reply, so it must not carry the caller's request.
+    fn ensure_command_table(&self, conn: &mut Connection) -> Result<()> {
         if self.commands.get().is_some() || self.fetching_commands.swap(true, Relaxed) {
-            return;
+            return Ok(());
         }
         let command: [&[u8]; 1] = [b"COMMAND"];
         match conn.command(&Args::from_slices(&command)) {
@@ -83,16 +86,22 @@ impl Executor {
             Err(_) if !conn.is_broken() => {
                 let _ = self.commands.set(None);
             }
-            Err(_) => self.fetching_commands.store(false, Relaxed),
+            Err(e) => {
+                self.fetching_commands.store(false, Relaxed);
+                return Err(e.sent(false).context("fetching the command table"));
+            }
         }
+        Ok(())
     }
 
     /// Whether `args` only reads: from the server's table when fetched, else the built-in one.
     pub fn is_read_only(&self, args: &Args<'_>) -> bool {
-        match self.commands.get() {
-            Some(Some(table)) => table.is_read_only(args),
-            _ => builtin_read_only(args.name()),
-        }
+        command_table::read_only(self.command_table(), args)
+    }
+
+    /// The server's command table, once fetched (and if the server gave it).
+    pub fn command_table(&self) -> Option<&CommandTable> {
+        self.commands.get().and_then(Option::as_ref)
     }
 
     /// The read timeout an attempt needs when it differs from the connection's default: longer
@@ -167,8 +176,9 @@ impl Executor {
         work: &mut impl FnMut(&mut Connection) -> Result<T>,
     ) -> Result<T> {
         let mut conn = pool.get(deadline)?;
-        self.ensure_command_table(&mut conn);
-        let result = self.with_timeouts(pool, &mut conn, job, deadline, work);
+        let result = self
+            .ensure_command_table(&mut conn)
+            .and_then(|()| self.with_timeouts(pool, &mut conn, job, deadline, work));
         pool.put(conn);
         result
     }

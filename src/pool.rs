@@ -151,7 +151,7 @@ impl Pool {
             }
             if let Some(idle) = state.idle.pop() {
                 drop(state);
-                if let Some(conn) = self.check_idle(idle) {
+                if let Some(conn) = self.check_idle(idle, deadline) {
                     self.finish_wait(wait_started, Status::Ok);
                     return Ok(conn);
                 }
@@ -162,7 +162,7 @@ impl Pool {
                 state.open += 1;
                 drop(state);
                 self.finish_wait(wait_started, Status::Ok);
-                return self.open_connection();
+                return self.open_connection(deadline);
             }
             let started = *wait_started.get_or_insert_with(|| {
                 self.observer.stats.bump(Stat::PoolWaits);
@@ -251,7 +251,7 @@ impl Pool {
 
     /// Whether an idle connection may carry a request: expired ones are closed, stale ones and
     /// those failing their health check are dropped (to be replaced by the caller's next try).
-    fn check_idle(&self, idle: Idle) -> Option<Connection> {
+    fn check_idle(&self, idle: Idle, deadline: Option<Instant>) -> Option<Connection> {
         let Idle { mut conn, since } = idle;
         let now = Instant::now();
         let expired =
@@ -269,7 +269,7 @@ impl Pool {
             .health_check_interval
             .is_some_and(|interval| now - since >= interval)
         {
-            let healthy = self.health_check(&mut conn);
+            let healthy = self.health_check(&mut conn, deadline);
             if !healthy {
                 self.retire(conn, Retire::Lost);
                 return None;
@@ -284,10 +284,30 @@ impl Pool {
             .is_some_and(|t| now - conn.created() >= t)
     }
 
-    /// PINGs a connection; false when it failed with a connection-level error.
-    fn health_check(&self, conn: &mut Connection) -> bool {
+    /// PINGs a connection; false when it failed with a connection-level error. The PING waits
+    /// no longer than the command's deadline, if that is closer than the read timeout.
+    fn health_check(&self, conn: &mut Connection, deadline: Option<Instant>) -> bool {
         let started = Instant::now();
-        let result = conn.command(&Args::from_slices(&PING));
+        let default_timeout = self.settings.read_timeout;
+        let timeout = deadline.map(|d| {
+            let left = d
+                .saturating_duration_since(started)
+                .max(Duration::from_millis(1));
+            default_timeout.map_or(left, |t| t.min(left))
+        });
+        let result = match timeout.filter(|&t| Some(t) != default_timeout) {
+            None => conn.command(&Args::from_slices(&PING)),
+            Some(shorter) => {
+                let result = conn
+                    .set_read_timeout(Some(shorter))
+                    .and_then(|()| conn.command(&Args::from_slices(&PING)));
+                // Back to the default, or close the connection if even that fails.
+                if !conn.is_broken() && conn.set_read_timeout(default_timeout).is_err() {
+                    conn.discard();
+                }
+                result
+            }
+        };
         self.observer.stats.bump(Stat::HealthChecks);
         let status = result.as_ref().err().map_or(Status::Ok, Error::status);
         // Only a broken connection fails the check: an error reply (LOADING, say) would greet a
@@ -303,10 +323,11 @@ impl Pool {
         healthy
     }
 
-    /// Opens a new connection for a caller that already counted it in `open`.
-    fn open_connection(&self) -> Result<Connection> {
+    /// Opens a new connection for a caller that already counted it in `open`, by `deadline`
+    /// when the caller's command has one.
+    fn open_connection(&self, deadline: Option<Instant>) -> Result<Connection> {
         let started = Instant::now();
-        let result = Connection::connect(&self.settings);
+        let result = Connection::connect_by(&self.settings, deadline);
         let status = result.as_ref().err().map_or(Status::Ok, Error::status);
         match &result {
             Ok(_) => {
@@ -408,7 +429,7 @@ impl Pool {
                 }
                 state.open += 1;
             }
-            match self.open_connection() {
+            match self.open_connection(None) {
                 Ok(conn) => self.put(conn),
                 Err(_) => return,
             }
