@@ -147,6 +147,16 @@ static long long kill_normal_clients(brisk_client *admin) {
   return n;
 }
 
+/* Waits (deadline) until the server has exactly n normal clients besides the admin: closes
+ * of clients freed earlier reach it asynchronously. */
+static void wait_server_clients(brisk_client *admin, long long n) {
+  int held;
+  BT_WAIT_UNTIL(held, server_clients(admin) == n, bound(5000));
+  if (!held)
+    bt_fail(__FILE__, __LINE__, "the server has %lld normal clients, expected %lld",
+            server_clients(admin), n);
+}
+
 /* Opens n connections at once (sessions held together), then gives them back. */
 static void fill_pool(brisk_client *c, int n) {
   brisk_session *s[16];
@@ -210,17 +220,20 @@ typedef struct recorder {
   size_t n;
   size_t dropped;
   pid_t resume_on_failed_check; /* SIGCONT to it when a health check fails (0: none) */
+  atomic_int bad_name_len;      /* brisk_event_command_name's len disagreed with strlen */
 } recorder;
 
-static recorder rec = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0};
+static recorder rec = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0, 0};
 
 static void on_event(void *userdata, const brisk_event *e) {
   recorder *r = (recorder *)userdata;
   seen s;
-  const char *name = brisk_event_command_name(e, NULL);
+  size_t name_len = 12345;
+  const char *name = brisk_event_command_name(e, &name_len);
   const char *addr = brisk_event_server_address(e);
   const char *et = brisk_event_error_type(e);
   memset(&s, 0, sizeof s);
+  if (name == NULL || strlen(name) != name_len) atomic_fetch_add(&r->bad_name_len, 1);
   s.kind = brisk_event_kind_of(e);
   s.status = brisk_event_status(e);
   snprintf(s.name, sizeof s.name, "%s", name ? name : "");
@@ -242,6 +255,7 @@ static void on_event(void *userdata, const brisk_event *e) {
 }
 
 static void rec_clear(void) {
+  CHECK_EQ_U(atomic_exchange(&rec.bad_name_len, 0), 0);
   pthread_mutex_lock(&rec.mu);
   rec.n = 0;
   rec.dropped = 0;
@@ -435,8 +449,8 @@ static void *monitor_run(void *arg) {
 }
 
 static void thirty_two_threads_share_one_client_of_eight_connections(void) {
-  int threads = bt_under_valgrind() ? 16 : 32;
-  long per_thread = bt_under_valgrind() ? 150 : 5000;
+  int threads = 32;
+  long per_thread = bt_under_valgrind() ? 100 : 5000; /* valgrind: 32 x 100 */
   load_worker w[32];
   monitor m;
   brisk_client *admin = admin_client();
@@ -549,6 +563,7 @@ static void connections_killed_between_commands_are_replaced(void) {
     char round_key[64];
     int t;
     fill_pool(c, 4);
+    wait_server_clients(admin, 4);
     CHECK_EQ_U(kill_normal_clients(admin), 4); /* all four pooled connections */
     for (t = 0; t < 4; t++) {
       w[t].c = c;
@@ -570,6 +585,73 @@ static void connections_killed_between_commands_are_replaced(void) {
     if (scratch[i].status == BRISK_ERR_CONNECTION) lost++;
   if (lost < 12) fprintf(stderr, "  %zu DISCONNECT events for lost connections\n", lost);
   CHECK(lost >= 12);
+  brisk_client_free(c);
+  brisk_client_free(admin);
+}
+
+/* Readers loop on GET while the admin kills every normal connection, ten times. */
+typedef struct reader {
+  brisk_client *c;
+  atomic_int *stop;
+  atomic_long *reads;
+  pthread_t thread;
+} reader;
+
+static void *reader_run(void *arg) {
+  reader *rd = (reader *)arg;
+  while (!atomic_load(rd->stop)) {
+    brisk_reply *r = NULL;
+    brisk_status st = BT_CMD(rd->c, &r, "GET", "rk");
+    if (st != BRISK_OK || !bt_reply_is(r, "v"))
+      tfail("GET: %s: %s", brisk_status_name(st), brisk_last_error_message());
+    brisk_reply_free(r);
+    atomic_fetch_add(rd->reads, 1);
+  }
+  return NULL;
+}
+
+static void connections_killed_under_read_load_never_fail_a_read(void) {
+  brisk_client *admin = admin_client();
+  brisk_config *cfg = srv_config();
+  brisk_client *c;
+  atomic_int stop;
+  atomic_long reads;
+  reader rd[4];
+  long long kills = 0, k;
+  int i, held, ok = 1;
+  REQUIRE_OK(brisk_config_set_pool_size(cfg, 4));
+  c = client_from(cfg);
+  REQUIRE_OK(BT_CMD(c, NULL, "SET", "rk", "v"));
+  atomic_init(&stop, 0);
+  atomic_init(&reads, 0);
+  for (i = 0; i < 4; i++) {
+    rd[i].c = c;
+    rd[i].stop = &stop;
+    rd[i].reads = &reads;
+    REQUIRE(pthread_create(&rd[i].thread, NULL, reader_run, &rd[i]) == 0);
+  }
+  for (i = 0; i < 10; i++) {
+    long before = atomic_load(&reads);
+    BT_WAIT_UNTIL(held, atomic_load(&reads) >= before + 50, bound(10000));
+    ok &= held;
+    k = kill_normal_clients(admin);
+    if (k > 0) kills += k;
+  }
+  {
+    long before = atomic_load(&reads);
+    BT_WAIT_UNTIL(held, atomic_load(&reads) >= before + 50, bound(10000));
+    ok &= held;
+  }
+  atomic_store(&stop, 1);
+  for (i = 0; i < 4; i++) pthread_join(rd[i].thread, NULL);
+  fprintf(stderr, "  read load: %ld GETs, %lld connections killed, %llu reconnects, %llu retries\n",
+          atomic_load(&reads), kills, (unsigned long long)stat_of(c, BRISK_STAT_RECONNECTS),
+          (unsigned long long)stat_of(c, BRISK_STAT_RETRIES));
+  CHECK(ok); /* reads went on between and after the kills */
+  CHECK_NO_THREAD_FAILURES();
+  CHECK(kills >= 10); /* every kill found at least one connection */
+  CHECK(stat_of(c, BRISK_STAT_RECONNECTS) >= 10);
+  CHECK_EQ_U(stat_of(c, BRISK_STAT_ERRORS), 0);
   brisk_client_free(c);
   brisk_client_free(admin);
 }
@@ -1083,6 +1165,7 @@ static void an_idle_connection_killed_is_replaced(void) {
   REQUIRE_OK(brisk_config_set_health_check_interval_ms(cfg, 200));
   c = client_from(cfg);
   CHECK_OK(BT_CMD(c, NULL, "SET", "k", "v"));
+  wait_server_clients(admin, 1);
   CHECK_EQ_U(kill_normal_clients(admin), 1);
   bt_sleep_ms(350); /* idle beyond the interval */
   if (CHECK_OK(BT_CMD(c, &r, "GET", "k"))) CHECK_REPLY_STR(r, "v");
@@ -1284,6 +1367,7 @@ int main(int argc, char **argv) {
           bt_under_valgrind() ? " (valgrind: reduced load)" : "");
   RUN(thirty_two_threads_share_one_client_of_eight_connections);
   RUN(connections_killed_between_commands_are_replaced);
+  RUN(connections_killed_under_read_load_never_fail_a_read);
   RUN(server_restarted_on_the_same_port);
   RUN(reads_on_a_stalled_server_time_out_and_are_retried);
   RUN(safe_mode_never_replays_an_incr_that_timed_out_after_sending);
