@@ -1121,7 +1121,8 @@ static void an_idle_connection_is_pinged_before_the_next_command(void) {
   long long pings_before;
   size_t n, i, check = REC_MAX, command = REC_MAX;
   char address[64];
-  REQUIRE_OK(brisk_config_set_health_check_interval_ms(cfg, 200));
+  /* An interval far above the gap between two commands, even on a loaded machine. */
+  REQUIRE_OK(brisk_config_set_health_check_interval_ms(cfg, 500));
   install_recorder(cfg);
   c = client_from(cfg);
   CHECK_OK(BT_CMD(c, NULL, "SET", "k", "v"));
@@ -1130,7 +1131,7 @@ static void an_idle_connection_is_pinged_before_the_next_command(void) {
   pings_before = cmdstat_calls(admin, "ping");
   rec_clear();
 
-  bt_sleep_ms(350); /* idle beyond the interval: the passing of time is the condition */
+  bt_sleep_ms(700); /* idle beyond the interval: the passing of time is the condition */
   if (CHECK_OK(BT_CMD(c, &r, "GET", "k"))) CHECK_REPLY_STR(r, "v");
   brisk_reply_free(r);
   CHECK_EQ_U(stat_of(c, BRISK_STAT_HEALTH_CHECKS), 1);
