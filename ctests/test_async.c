@@ -553,6 +553,134 @@ static void client_free_completes_every_callback(void) {
    * gone); a NULL client is INVALID_ARGUMENT, below. */
 }
 
+/* A blocking command waiting forever (BLPOP ... 0) when the client is freed: free must not
+ * wait for it, and its callback still runs exactly once, with CLOSED. */
+static long long info_field(brisk_client *c, const char *section, const char *field) {
+  brisk_reply *r = NULL;
+  long long v = -1;
+  char needle[128];
+  snprintf(needle, sizeof needle, "\n%s:", field);
+  if (BT_CMD(c, &r, "INFO", section) == BRISK_OK) {
+    const char *s = brisk_reply_string(r, NULL);
+    const char *at = s ? strstr(s, needle) : NULL;
+    if (at != NULL) v = atoll(at + strlen(needle));
+  }
+  brisk_reply_free(r);
+  return v;
+}
+
+static void client_free_ends_a_blocking_command_in_flight(void) {
+  brisk_client *c = srv_client(5000);
+  brisk_client *observer = srv_client(5000);
+  tracker t;
+  int held;
+  long done_when_returned;
+  tracker_init(&t, 1, 1);
+  REQUIRE_OK(tracker_start(&t, c, KIND_GET, 3,
+                           (const char *const[]){"BLPOP", "async:never", "0"}));
+  BT_WAIT_UNTIL(held, info_field(observer, "clients", "blocked_clients") == 1, bound(10000));
+  CHECK(held); /* the BLPOP reached the server and blocks there */
+  CHECK_EQ_U(atomic_load(&t.done), 0);
+  done_when_returned = free_with_deadline(c, &t);
+  CHECK_EQ_U(done_when_returned, 1);
+  check_exactly_once(&t);
+  CHECK_EQ_U(atomic_load(&t.by_status[BRISK_ERR_CLOSED]), 1);
+  CHECK_EQ_U(atomic_load(&t.bad), 0);
+  BT_WAIT_UNTIL(held, info_field(observer, "clients", "blocked_clients") == 0, bound(10000));
+  CHECK(held); /* its connection was closed */
+  brisk_client_free(observer);
+  tracker_free(&t);
+}
+
+/* ---- 3b. callbacks that start more commands ---------------------------------------------- */
+
+typedef struct chain {
+  brisk_client *c;
+  const char *key;
+  long target;             /* commands to run one after another */
+  atomic_long started;
+  atomic_long completed;
+  atomic_long failed;      /* callbacks with a status other than OK */
+  atomic_long refused;     /* starts refused from a callback */
+  atomic_long refused_other; /* ... with a status other than CLOSED */
+} chain;
+
+static void chain_next(void *userdata, brisk_status status, const char *message,
+                       brisk_reply *reply) {
+  chain *ch = (chain *)userdata;
+  (void)message;
+  brisk_reply_free(reply);
+  if (status != BRISK_OK) atomic_fetch_add(&ch->failed, 1);
+  if (status == BRISK_OK && atomic_load(&ch->started) < ch->target) {
+    brisk_status st;
+    atomic_fetch_add(&ch->started, 1);
+    st = brisk_command_async(ch->c, 2, (const char *const[]){"INCR", ch->key}, NULL, chain_next,
+                             ch);
+    if (st != BRISK_OK) {
+      atomic_fetch_sub(&ch->started, 1);
+      atomic_fetch_add(&ch->refused, 1);
+      if (st != BRISK_ERR_CLOSED) atomic_fetch_add(&ch->refused_other, 1);
+    }
+  }
+  atomic_fetch_add(&ch->completed, 1); /* last: the chain's state is final once counted */
+}
+
+static void chain_init(chain *ch, brisk_client *c, const char *key, long target) {
+  ch->c = c;
+  ch->key = key;
+  ch->target = target;
+  atomic_init(&ch->started, 1);
+  atomic_init(&ch->completed, 0);
+  atomic_init(&ch->failed, 0);
+  atomic_init(&ch->refused, 0);
+  atomic_init(&ch->refused_other, 0);
+  REQUIRE_OK(brisk_command_async(c, 2, (const char *const[]){"INCR", key}, NULL, chain_next, ch));
+}
+
+static void callbacks_may_start_more_commands(void) {
+  long per = bt_under_valgrind() ? 200 : 1000;
+  brisk_client *c = srv_client(5000);
+  chain ch[4];
+  brisk_reply *r = NULL;
+  int i, held;
+  long total = 0;
+  REQUIRE_OK(BT_CMD(c, NULL, "DEL", "async:chain", "async:chain2"));
+  for (i = 0; i < 4; i++) chain_init(&ch[i], c, "async:chain", per);
+  BT_WAIT_UNTIL(held,
+                atomic_load(&ch[0].completed) + atomic_load(&ch[1].completed) +
+                        atomic_load(&ch[2].completed) + atomic_load(&ch[3].completed) >=
+                    4 * per,
+                bound(60000));
+  CHECK(held);
+  for (i = 0; i < 4; i++) {
+    CHECK_EQ_U(atomic_load(&ch[i].completed), per);
+    CHECK_EQ_U(atomic_load(&ch[i].started), per);
+    CHECK_EQ_U(atomic_load(&ch[i].failed) + atomic_load(&ch[i].refused), 0);
+  }
+  if (CHECK_OK(BT_CMD(c, &r, "GET", "async:chain"))) total = atol(brisk_reply_string(r, NULL));
+  brisk_reply_free(r);
+  CHECK_EQ_U(total, 4 * per);
+
+  /* Endless chains, and the client freed under them: free returns, every command started got
+   * its callback, and the starts that came too late were refused with CLOSED. */
+  for (i = 0; i < 4; i++) chain_init(&ch[i], c, "async:chain2", 1L << 40);
+  BT_WAIT_UNTIL(held, atomic_load(&ch[0].completed) >= 100, bound(10000));
+  CHECK(held);
+  {
+    tracker none; /* free_with_deadline reads a tracker's count; this one stays at 0 */
+    tracker_init(&none, 1, 1);
+    free_with_deadline(c, &none);
+    tracker_free(&none);
+  }
+  for (i = 0; i < 4; i++) {
+    long started = atomic_load(&ch[i].started), completed = atomic_load(&ch[i].completed);
+    if (started != completed)
+      bt_fail(__FILE__, __LINE__, "chain %d: %ld started, %ld completed after free returned", i,
+              started, completed);
+    CHECK_EQ_U(atomic_load(&ch[i].refused_other), 0);
+  }
+}
+
 /* ---- 4. replies in callbacks; bad arguments ---------------------------------------------- */
 
 typedef struct capture {
@@ -731,6 +859,8 @@ int main(int argc, char **argv) {
   RUN(server_killed_with_thousands_in_flight);
   RUN(stalled_server_times_out_every_callback);
   RUN(client_free_completes_every_callback);
+  RUN(client_free_ends_a_blocking_command_in_flight);
+  RUN(callbacks_may_start_more_commands);
   RUN(callbacks_read_and_free_replies);
   RUN(bad_arguments_never_call_back);
   bt_server_cleanup(&srv);
