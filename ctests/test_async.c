@@ -592,6 +592,43 @@ static void client_free_ends_a_blocking_command_in_flight(void) {
   tracker_free(&t);
 }
 
+/* The server down and every command waiting in a long retry backoff: free wakes them all. */
+static void client_free_ends_retry_backoffs(void) {
+  size_t n = 200, i;
+  brisk_config *cfg = brisk_config_new();
+  brisk_retry *retry = NULL;
+  brisk_client *c;
+  tracker t;
+  int held;
+  int64_t started;
+  long done_when_returned;
+  REQUIRE(cfg != NULL);
+  REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", srv.port));
+  REQUIRE_OK(brisk_retry_new(BRISK_BACKOFF_CONSTANT, 5000, 5000, 10, &retry));
+  REQUIRE_OK(brisk_config_set_retry(cfg, retry));
+  brisk_retry_free(retry);
+  c = client_from(cfg);
+  tracker_init(&t, n, n);
+  warm_up(c);
+  bt_server_kill(&srv);
+  for (i = 0; i < n; i++)
+    REQUIRE_OK(tracker_start(&t, c, KIND_GET, 2, (const char *const[]){"GET", "async:k"}));
+  /* Each has failed once (refused, or its connection lost) and waits 5 s for its retry. */
+  BT_WAIT_UNTIL(held, brisk_client_stat(c, BRISK_STAT_RETRIES) >= n, bound(10000));
+  CHECK(held);
+  CHECK_EQ_U(atomic_load(&t.done), 0);
+  started = bt_now_ms();
+  done_when_returned = free_with_deadline(c, &t);
+  fprintf(stderr, "  freed in %lld ms\n", (long long)(bt_now_ms() - started));
+  CHECK(bt_now_ms() - started < 4000); /* well before the first backoff ends */
+  CHECK_EQ_U(done_when_returned, n);
+  check_exactly_once(&t);
+  CHECK_EQ_U(atomic_load(&t.by_status[BRISK_ERR_CLOSED]), n);
+  CHECK_EQ_U(atomic_load(&t.bad), 0);
+  tracker_free(&t);
+  REQUIRE(bt_server_start_on(&srv, srv.port));
+}
+
 /* ---- 3b. callbacks that start more commands ---------------------------------------------- */
 
 typedef struct chain {
@@ -860,6 +897,7 @@ int main(int argc, char **argv) {
   RUN(stalled_server_times_out_every_callback);
   RUN(client_free_completes_every_callback);
   RUN(client_free_ends_a_blocking_command_in_flight);
+  RUN(client_free_ends_retry_backoffs);
   RUN(callbacks_may_start_more_commands);
   RUN(callbacks_read_and_free_replies);
   RUN(bad_arguments_never_call_back);
