@@ -6,8 +6,12 @@
  *     1..10,000 each once and the counter ends at 10,000; the same from 4 threads at once
  *   the server SIGKILLed with thousands in flight: every callback exactly once, failures are
  *     CONNECTION or TIMEOUT with a message, no hang; the client recovers once the server is back
+ *   the server stalled: every callback TIMEOUT; sent INCRs reported "may have been applied",
+ *     never replayed (the counter never exceeds them)
  *   brisk_client_free with commands in flight returns only after every callback ran; those
- *     not completed got BRISK_ERR_CLOSED
+ *     not completed got BRISK_ERR_CLOSED; also with a BLPOP ... 0 in flight and with commands
+ *     waiting in a 5 s retry backoff (free returns at once)
+ *   callbacks that start more commands (chains), also while the client is freed
  *   replies (binary string, nil, array, integer) read and freed by the callback; an error reply
  *     is the mapped status with the server's text; NULL/bad arguments are INVALID_ARGUMENT and
  *     the callback is never called

@@ -4,7 +4,8 @@
  *
  *   one client of 8 connections shared by 32 threads: no error, never more than 8 connections
  *     (pool gauge and the server's CLIENT LIST), the counters add up
- *   connections killed (CLIENT KILL TYPE normal) between commands: replaced, counted
+ *   connections killed (CLIENT KILL TYPE normal) between commands: replaced, counted; and
+ *     ten times under a read load: no read fails
  *   the server restarted on the same port: commands during the outage succeed once it is back,
  *     or fail with CONNECTION after the retry budget
  *   the server stalled (SIGSTOP): reads time out and are retried; a sent INCR is never replayed
