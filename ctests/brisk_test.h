@@ -177,6 +177,53 @@ static inline int64_t bt_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Pauses the calling thread. Never a way to wait for something to happen: poll for it with a
+ * deadline (BT_WAIT_UNTIL) instead; this is the interval between polls, or the idle time a
+ * scenario needs (a health-check interval passing). */
+static inline void bt_sleep_ms(int64_t ms) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* Polls `cond` (an expression) every millisecond until it holds or `ms` have passed, and sets
+ * the int `held` to whether it held. */
+#define BT_WAIT_UNTIL(held, cond, ms)                          \
+  do {                                                         \
+    int64_t bt_deadline_ = bt_now_ms() + (ms);                 \
+    (held) = 0;                                                \
+    for (;;) {                                                 \
+      if (cond) {                                              \
+        (held) = 1;                                            \
+        break;                                                 \
+      }                                                        \
+      if (bt_now_ms() > bt_deadline_) break;                   \
+      bt_sleep_ms(1);                                          \
+    }                                                          \
+  } while (0)
+
+/* Whether the program runs under valgrind, where everything is about 30x slower: tests scale
+ * their load down then. The CMake valgrind mode (BRISK_VALGRIND=ON) sets BRISK_TEST_VALGRIND=1
+ * in the environment of every test; valgrind's own RUNNING_ON_VALGRIND also answers when its
+ * header is installed. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define BT_HAVE_VALGRIND_H 1
+#endif
+#endif
+
+static inline int bt_under_valgrind(void) {
+  const char *env = getenv("BRISK_TEST_VALGRIND");
+  if (env != NULL && strcmp(env, "1") == 0) return 1;
+#ifdef BT_HAVE_VALGRIND_H
+  if (RUNNING_ON_VALGRIND) return 1;
+#endif
+  return 0;
+}
+
 /* ---- the fixture's servers.env ---------------------------------------------------------- */
 
 #define BT_ENV_MAX 32
