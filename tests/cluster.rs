@@ -479,3 +479,44 @@ fn configuration_is_checked() {
     let e = expect_err(cmd(&c, &["GET", "k"]), Status::Connection);
     assert!(e.message().contains("127.0.0.1:1"), "{}", e.message());
 }
+
+#[test]
+fn recovers_from_the_one_seed_left_when_every_other_node_moved() {
+    let mut cluster = RedisCluster::start();
+    let c = client(&cluster);
+    for i in 0..200 {
+        ok(&c, &["SET", &format!("seed:{i}"), &i.to_string()]);
+    }
+    // Every node but the first comes back on a new port, one after the other; the client's
+    // seeds and its slot map now name five dead addresses.
+    for i in 1..cluster.nodes.len() {
+        cluster.nodes[i].move_to_new_port();
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            (0..6).all(|i| {
+                let info = cluster.nodes[i].cli(&["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok")
+                    && cluster
+                        .topology(i)
+                        .iter()
+                        .all(|n| cluster.nodes.iter().any(|s| s.port() == n.port))
+            })
+        }),
+        "the cluster settled on the new ports:\n{}",
+        cluster.describe()
+    );
+    // Redis kept the data (replicas), or lost it with a failover-less restart: either way the
+    // client must reach every shard again through the one seed that did not move.
+    let recovered = wait_until(Duration::from_secs(30), || {
+        (0..200).all(|i| cmd(&c, &["SET", &format!("seed:{i}"), "again"]).is_ok())
+    });
+    assert!(
+        recovered,
+        "the client found the moved nodes through the surviving seed"
+    );
+    for i in (0..200).step_by(13) {
+        assert_eq!(text(&ok(&c, &["GET", &format!("seed:{i}")])), "again");
+    }
+    assert!(c.stat(Stat::TopologyRefreshes) >= 2);
+}

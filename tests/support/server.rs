@@ -296,6 +296,25 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server and starts it again on a new port (same directory and configuration
+    /// otherwise), as when a node is rescheduled elsewhere. Returns once it answers.
+    pub fn move_to_new_port(&mut self) {
+        self.reap();
+        let conf_path = self.dir.join("redis.conf");
+        let conf = fs::read_to_string(&conf_path).expect("read redis.conf");
+        let new_port = free_port();
+        let moved: Vec<String> = conf
+            .lines()
+            .map(|line| match line.strip_prefix("port ") {
+                Some(_) => format!("port {new_port}"),
+                None => line.to_owned(),
+            })
+            .collect();
+        fs::write(&conf_path, moved.join("\n") + "\n").expect("write redis.conf");
+        self.port = new_port;
+        self.start_again();
+    }
+
     /// Runs `redis-cli` over the Unix socket (authenticated as the default user when the server
     /// has a password) and returns its output, trimmed. Panics when redis-cli fails.
     #[track_caller]
