@@ -141,7 +141,7 @@ fn routes_keys_splits_multi_key_commands_and_pipelines_across_nodes() {
 
 #[test]
 fn replica_reads_and_moved_after_a_slot_changes_hands() {
-    let cluster = RedisCluster::start();
+    let mut cluster = RedisCluster::start();
     let plain = client(&cluster);
     ok(&plain, &["SET", "r:1", "hello"]);
     // CLUSTER SHARDS calls a replica "loading" until its replication offset moves; only
@@ -187,6 +187,12 @@ fn replica_reads_and_moved_after_a_slot_changes_hands() {
     migrate_slot(&cluster, s, from, to);
     assert_eq!(text(&ok(&plain, &["GET", "m:1"])), "v");
     assert!(plain.stat(Stat::Redirects) >= 1, "a MOVED was followed");
+
+    // A replica that stops answering: reads fall back to the primary, with no error.
+    cluster.nodes[replica].kill();
+    for _ in 0..20 {
+        assert_eq!(text(&ok(&c, &["GET", "r:1"])), "again");
+    }
 }
 
 fn replica_gets(cluster: &RedisCluster, node: usize) -> u64 {
