@@ -178,6 +178,8 @@ impl Task {
 
     async fn run(mut self) {
         let mut held: VecDeque<Request> = VecDeque::new();
+        // Whether the last connection was lost (not closed by us): the next one replaces it.
+        let mut lost = false;
         loop {
             let first = match held.pop_front() {
                 Some(request) => request,
@@ -198,9 +200,12 @@ impl Task {
             match async_connect::connect(&self.settings).await {
                 Ok((stream, proto)) => {
                     self.observer.stats.bump(Stat::Connects);
+                    if std::mem::take(&mut lost) {
+                        self.observer.stats.bump(Stat::Reconnects);
+                    }
                     self.event(EventKind::Connect, Status::Ok, started.elapsed());
                     held.push_front(first);
-                    held = self.serve(stream, proto, held).await;
+                    (held, lost) = self.serve(stream, proto, held).await;
                 }
                 Err(error) => {
                     self.event(EventKind::Connect, error.status(), started.elapsed());
@@ -219,13 +224,14 @@ impl Task {
     }
 
     /// Runs one connection until it dies or the client closes. Returns the requests that were
-    /// taken from the channel but never written, for the next connection.
+    /// taken from the channel but never written, for the next connection, and whether the
+    /// connection was lost (rather than closed with the client).
     async fn serve(
         &mut self,
         stream: AsyncStream,
         proto: Protocol,
         mut held: VecDeque<Request>,
-    ) -> VecDeque<Request> {
+    ) -> (VecDeque<Request>, bool) {
         let (reader, mut writer) = tokio::io::split(stream);
         let line: SharedLine = Arc::default();
         let reader_done = Arc::new(Notify::new());
@@ -335,7 +341,7 @@ impl Task {
             status
         };
         self.event(EventKind::Disconnect, status, Duration::ZERO);
-        held
+        (held, status != Status::Ok)
     }
 
     /// PINGs the connection before reuse after an idle spell; false when it is dead.
