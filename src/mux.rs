@@ -196,28 +196,83 @@ impl Task {
                 }
                 continue;
             }
+            held.push_front(first);
             let started = Instant::now();
-            match async_connect::connect(&self.settings).await {
+            let Some(connected) = self.connect(&mut held).await else {
+                // Closed while connecting: everything waiting was failed with CLOSED.
+                continue;
+            };
+            match connected {
                 Ok((stream, proto)) => {
                     self.observer.stats.bump(Stat::Connects);
                     if std::mem::take(&mut lost) {
                         self.observer.stats.bump(Stat::Reconnects);
                     }
                     self.event(EventKind::Connect, Status::Ok, started.elapsed());
-                    held.push_front(first);
                     (held, lost) = self.serve(stream, proto, held).await;
                 }
                 Err(error) => {
                     self.event(EventKind::Connect, error.status(), started.elapsed());
                     // Everyone waiting would meet the same failure now; their retry policies
                     // decide when to come back.
-                    first.fail(error.clone());
                     for request in held.drain(..) {
                         request.fail(error.clone());
                     }
                     while let Ok(request) = self.rx.try_recv() {
                         request.fail(error.clone());
                     }
+                }
+            }
+        }
+    }
+
+    /// Opens a connection while watching the requests waiting for it (more may arrive into
+    /// `waiting` meanwhile): a request whose command deadline passes first is failed with
+    /// TIMEOUT (not sent), as the blocking path's connect is bounded by the deadline, and the
+    /// client closing fails them all with CLOSED at once (`None`) instead of waiting for the
+    /// connect timeout.
+    async fn connect(
+        &mut self,
+        waiting: &mut VecDeque<Request>,
+    ) -> Option<Result<(AsyncStream, Protocol)>> {
+        let connecting = async_connect::connect(&self.settings);
+        tokio::pin!(connecting);
+        let mut channel_open = true;
+        loop {
+            let earliest = waiting.iter().filter_map(|r| r.deadline).min();
+            let expiry = async move {
+                match earliest {
+                    Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = &mut connecting => return Some(result),
+                _ = expiry => {
+                    let now = Instant::now();
+                    for request in std::mem::take(waiting) {
+                        if request.deadline.is_some_and(|d| d <= now) {
+                            request.fail(Error::new(
+                                Status::Timeout,
+                                format!(
+                                    "command deadline reached while connecting to {}",
+                                    self.settings.address
+                                ),
+                            ));
+                        } else {
+                            waiting.push_back(request);
+                        }
+                    }
+                }
+                request = self.rx.recv(), if channel_open => match request {
+                    Some(request) => waiting.push_back(request),
+                    None => channel_open = false,
+                },
+                _ = self.closed.wait_for(|closed| *closed) => {
+                    for request in waiting.drain(..) {
+                        request.fail(closed_error());
+                    }
+                    return None;
                 }
             }
         }
@@ -312,11 +367,16 @@ impl Task {
                     });
                 }
             }
-            let written = async {
-                writer.write_all(&buffer).await?;
-                writer.flush().await
+            // A peer that stops reading (a stopped server, a full network) blocks the write: it
+            // is bounded by the write timeout, and given up at once when the reader has found
+            // the connection dead (the requests in flight were failed with it) or when the
+            // client closes (they are failed with CLOSED below).
+            let written = tokio::select! {
+                written = write_bounded(&mut writer, &buffer, self.settings.write_timeout) => written,
+                _ = reader_done.notified() => break,
+                _ = self.closed.wait_for(|closed| *closed) => break,
             };
-            if let Err(e) = written.await {
+            if let Err(e) = written {
                 kill(&line, io_error(&e, "write to", &self.settings.address));
                 break;
             }
@@ -381,6 +441,28 @@ impl Task {
         self.event(EventKind::HealthCheck, status, started.elapsed());
         healthy
     }
+}
+
+/// Writes all of `buffer`, each write call bounded by `timeout` (as a blocking socket's send
+/// timeout bounds each `send`): a peer that takes no bytes for that long is a TIMEOUT.
+async fn write_bounded(
+    writer: &mut WriteHalf<AsyncStream>,
+    mut buffer: &[u8],
+    timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    while !buffer.is_empty() {
+        let written = match timeout {
+            Some(limit) => tokio::time::timeout(limit, writer.write(buffer))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?,
+            None => writer.write(buffer).await?,
+        };
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buffer = &buffer[written..];
+    }
+    writer.flush().await
 }
 
 /// The reading side of a connection: decodes replies and completes requests in order, and

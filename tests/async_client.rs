@@ -16,17 +16,16 @@ mod support;
 use brisk::capi::client::{
     BRISK_STAT_CONNECTS, BRISK_STAT_ERRORS, BRISK_STAT_RECONNECTS, BRISK_STAT_RETRIES,
     BRISK_STAT_TIMEOUTS, brisk_client, brisk_client_free, brisk_client_new, brisk_client_stat,
-    brisk_command_async, brisk_stat,
+    brisk_command, brisk_command_async, brisk_stat,
 };
 use brisk::capi::config::{
     BRISK_RETRY_WRITES_ALWAYS, brisk_config_free, brisk_config_new, brisk_config_set_retry,
     brisk_config_set_retry_writes, brisk_config_set_url,
 };
 use brisk::capi::reply::{
-    BRISK_REPLY_ARRAY, BRISK_REPLY_BOOL, BRISK_REPLY_INTEGER, BRISK_REPLY_NIL,
-    BRISK_REPLY_STATUS, BRISK_REPLY_STRING, brisk_reply, brisk_reply_element,
-    brisk_reply_free, brisk_reply_integer, brisk_reply_length, brisk_reply_string,
-    brisk_reply_type_of,
+    BRISK_REPLY_ARRAY, BRISK_REPLY_BOOL, BRISK_REPLY_INTEGER, BRISK_REPLY_NIL, BRISK_REPLY_STATUS,
+    BRISK_REPLY_STRING, brisk_reply, brisk_reply_element, brisk_reply_free, brisk_reply_integer,
+    brisk_reply_length, brisk_reply_string, brisk_reply_type_of,
 };
 use brisk::capi::retry::{BRISK_BACKOFF_CONSTANT, brisk_retry_free, brisk_retry_new};
 use brisk::capi::status::{
@@ -165,10 +164,10 @@ impl Batch {
         range.map(|i| self.outcome(i)).collect()
     }
 
-    /// Every slot from `from` on was never called.
+    /// Every slot in `range` was never called.
     #[track_caller]
-    fn never_called(&self, from: usize) {
-        let called: Vec<usize> = (from..self.slots.len())
+    fn never_called(&self, range: std::ops::Range<usize>) {
+        let called: Vec<usize> = range
             .filter(|&i| self.slots[i].calls.load(SeqCst) != 0)
             .collect();
         assert!(called.is_empty(), "unexpected callbacks for {called:?}");
@@ -555,15 +554,32 @@ fn a_callback_may_start_more_async_commands() {
             let left = chain.left.fetch_sub(1, SeqCst) - 1;
             let slot = chain.batch.slot(left as usize);
             if left == 0 {
-                on_reply(slot as *const Slot as *mut c_void, status, c"".as_ptr(), std::ptr::null_mut());
+                on_reply(
+                    slot as *const Slot as *mut c_void,
+                    status,
+                    c"".as_ptr(),
+                    std::ptr::null_mut(),
+                );
                 return;
             }
             let args: [&[u8]; 2] = [b"INCR", b"chain"];
             let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr().cast()).collect();
             let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
-            let rc = brisk_command_async(chain.client, 2, argv.as_ptr(), lens.as_ptr(), Some(next), userdata);
+            let rc = brisk_command_async(
+                chain.client,
+                2,
+                argv.as_ptr(),
+                lens.as_ptr(),
+                Some(next),
+                userdata,
+            );
             assert_eq!(rc, BRISK_OK);
-            on_reply(slot as *const Slot as *mut c_void, status, c"".as_ptr(), std::ptr::null_mut());
+            on_reply(
+                slot as *const Slot as *mut c_void,
+                status,
+                c"".as_ptr(),
+                std::ptr::null_mut(),
+            );
         }
     }
     const LINKS: u32 = 200;
@@ -589,7 +605,11 @@ fn a_callback_may_start_more_async_commands() {
         )
     };
     assert_eq!(rc, BRISK_OK);
-    assert!(chain.batch.wait_for(LINKS as usize, Duration::from_secs(30)));
+    assert!(
+        chain
+            .batch
+            .wait_for(LINKS as usize, Duration::from_secs(30))
+    );
     c.free();
     chain.batch.exactly_once(0..LINKS as usize);
     assert_eq!(counter(&server, "chain"), i64::from(LINKS));
@@ -659,7 +679,10 @@ fn server_killed_mid_stream_every_callback_once() {
     });
     let (all, took) = {
         let t = Instant::now();
-        (batch.wait_for(started, Duration::from_secs(30)), t.elapsed())
+        (
+            batch.wait_for(started, Duration::from_secs(30)),
+            t.elapsed(),
+        )
     };
     assert!(all, "{} of {started} callbacks", batch.done());
     let outcomes = batch.exactly_once(0..started);
@@ -702,7 +725,7 @@ fn server_killed_mid_stream_every_callback_once() {
     assert!(c.stat(BRISK_STAT_CONNECTS) >= 2);
     c.free();
     batch.exactly_once(0..started);
-    batch.never_called(started);
+    batch.never_called(started..MAX);
 }
 
 #[test]
@@ -723,7 +746,9 @@ fn connections_killed_between_commands_are_replaced() {
         // run on a new connection.
         let killed = server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
         assert_eq!(killed, "1", "round {round}: the one multiplexed connection");
-        assert!(wait_until(Duration::from_secs(5), || server_clients(&server) == 0));
+        assert!(wait_until(Duration::from_secs(5), || server_clients(
+            &server
+        ) == 0));
     }
     let o = c.call(&["GET", "round:2"]);
     assert_eq!(text(&o), "1000");
@@ -731,4 +756,895 @@ fn connections_killed_between_commands_are_replaced() {
     assert_eq!(c.stat(BRISK_STAT_CONNECTS), 4);
     assert_eq!(c.stat(BRISK_STAT_RECONNECTS), 3, "each replacement counted");
     c.free();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Freeing the client with commands in flight
+
+#[test]
+fn client_freed_mid_stream_completes_everything_first() {
+    const N: usize = 20_000;
+    let server = RedisServer::start();
+    let c = CClient::new(&server.url(), Retry::default());
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+    let batch = Batch::new(N);
+    for i in 0..N {
+        if i % 2 == 0 {
+            c.send(&batch, i, &["GET", "k"]);
+        } else {
+            c.send(&batch, i, &["INCR", "n"]);
+        }
+    }
+    // Freed at once: whatever had not finished is completed (CLOSED) before free returns.
+    let took = c.free();
+    assert_eq!(batch.done(), N, "free returned before every callback ran");
+    let outcomes = batch.exactly_once(0..N);
+    all_on_runtime_threads(&outcomes);
+    let closed = outcomes
+        .iter()
+        .filter(|o| o.status == BRISK_ERR_CLOSED)
+        .count();
+    let mut incrs_ok = 0;
+    for (i, o) in outcomes.iter().enumerate() {
+        match o.status {
+            BRISK_OK if i % 2 == 0 => assert_eq!(text(o), "v"),
+            BRISK_OK => {
+                int(o);
+                incrs_ok += 1;
+            }
+            _ => {
+                failed(o, BRISK_ERR_CLOSED);
+            }
+        }
+    }
+    eprintln!("freed mid-stream after {took:?}: {closed} of {N} CLOSED");
+    assert!(took < Duration::from_secs(10), "free took {took:?}");
+    // The INCRs that succeeded were applied; a CLOSED one may or may not have been.
+    let n = counter(&server, "n");
+    assert!(n >= incrs_ok && n <= (N / 2) as i64, "{n} vs {incrs_ok}");
+}
+
+#[test]
+fn client_freed_with_commands_stuck_in_a_stalled_proxy() {
+    const N: usize = 2_000;
+    let server = RedisServer::start();
+    let proxy = proxy_for(&server);
+    let c = CClient::new(
+        &format!("{}?read_timeout=20000", proxy.url()),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+
+    // The requests leave the client (40 KB: all written, into the proxy or the socket buffers
+    // in front of it) and stay unanswered.
+    proxy.stall();
+    let before = proxy.client_bytes();
+    let batch = Batch::new(N);
+    for i in 0..N {
+        c.send(&batch, i, &["GET", "k"]);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || proxy.client_bytes() > before),
+        "no request reached the proxy"
+    );
+    assert_eq!(batch.done(), 0);
+
+    let took = c.free();
+    assert_eq!(batch.done(), N, "free returned before every callback ran");
+    for o in batch.exactly_once(0..N) {
+        let message = failed(&o, BRISK_ERR_CLOSED);
+        assert!(message.contains("closed"), "{message}");
+    }
+    assert!(took < Duration::from_secs(5), "free took {took:?}");
+    proxy.heal();
+}
+
+#[test]
+fn client_freed_during_retry_backoffs() {
+    // Nothing listens: every command is in a retry backoff (1 s) when the client is freed.
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let c = CClient::new(
+        &format!("{url}?connect_timeout=1000"),
+        Retry {
+            constant: Some((1000, 5)),
+            always: false,
+        },
+    );
+    let batch = Batch::new(100);
+    for i in 0..100 {
+        c.send(&batch, i, &["GET", "k"]);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || c.stat(BRISK_STAT_RETRIES)
+            >= 100),
+        "{} retries",
+        c.stat(BRISK_STAT_RETRIES)
+    );
+    let took = c.free();
+    assert_eq!(batch.done(), 100);
+    for o in batch.exactly_once(0..100) {
+        failed(&o, BRISK_ERR_CLOSED);
+    }
+    assert!(
+        took < Duration::from_millis(900),
+        "free waited for the backoff: {took:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A stalled server (SIGSTOP): read timeout, retries, SAFE and ALWAYS
+
+#[test]
+fn a_stalled_server_times_out_within_the_read_timeout() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=300&max_retries=0", server.url()),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+
+    server.sigstop();
+    let batch = Batch::new(1_000);
+    let started = Instant::now();
+    for i in 0..1_000 {
+        c.send(&batch, i, &["GET", "k"]);
+    }
+    let all = batch.wait_for(1_000, Duration::from_secs(10));
+    server.sigcont();
+    assert!(all, "{} of 1000 callbacks", batch.done());
+    for o in batch.exactly_once(0..1_000) {
+        let message = failed(&o, BRISK_ERR_TIMEOUT);
+        assert!(message.contains("timed out"), "{message}");
+        assert_between(o.at - started, 250, 3_000, "a read timeout of 300 ms");
+    }
+    assert!(c.stat(BRISK_STAT_TIMEOUTS) >= 1);
+    // Resumed: the connection that timed out was dropped; a new one works.
+    assert_eq!(text(&c.call(&["GET", "k"])), "v");
+    c.free();
+}
+
+#[test]
+fn reads_on_a_stalled_server_are_retried_and_succeed() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=300", server.url()),
+        Retry {
+            constant: Some((20, 5)),
+            always: false,
+        },
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+
+    server.sigstop();
+    let batch = Batch::new(500);
+    let started = Instant::now();
+    for i in 0..500 {
+        c.send(&batch, i, &["GET", "k"]);
+    }
+    let timed_out = wait_until(Duration::from_secs(10), || c.stat(BRISK_STAT_TIMEOUTS) >= 1);
+    server.sigcont();
+    assert!(timed_out, "the reads never timed out");
+    assert!(batch.wait_for(500, Duration::from_secs(20)));
+    for o in batch.exactly_once(0..500) {
+        assert_eq!(text(&o), "v");
+        assert_between(o.at - started, 250, 5_000, "one read timeout, then a retry");
+    }
+    assert!(c.stat(BRISK_STAT_RETRIES) >= 1);
+    assert_eq!(c.stat(BRISK_STAT_ERRORS), 0);
+    c.free();
+}
+
+/// One INCR, the server stalled until the client has seen it time out.
+fn incr_across_one_stall(server: &RedisServer, c: &CClient, key: &str) -> Outcome {
+    server.sigstop();
+    let batch = Batch::new(1);
+    c.send(&batch, 0, &["INCR", key]);
+    let timed_out = wait_until(Duration::from_secs(10), || c.stat(BRISK_STAT_TIMEOUTS) >= 1);
+    server.sigcont();
+    assert!(timed_out, "the INCR never timed out");
+    assert!(batch.wait_for(1, Duration::from_secs(20)));
+    batch.exactly_once(0..1).remove(0)
+}
+
+#[test]
+fn one_incr_across_a_stall_safe_versus_always() {
+    let server = RedisServer::start();
+    let url = format!("{}?read_timeout=300", server.url());
+
+    // SAFE: reported, not replayed, and the server did apply it exactly once.
+    let safe = CClient::new(
+        &url,
+        Retry {
+            constant: Some((20, 3)),
+            always: false,
+        },
+    );
+    assert_eq!(text(&safe.call(&["PING"])), "PONG");
+    let o = incr_across_one_stall(&server, &safe, "one:safe");
+    let message = failed(&o, BRISK_ERR_TIMEOUT);
+    assert!(message.contains("may have been applied"), "{message}");
+    assert!(message.contains("not retried"), "{message}");
+    assert_eq!(safe.stat(BRISK_STAT_RETRIES), 0);
+    assert!(
+        wait_until(Duration::from_secs(5), || counter(&server, "one:safe") == 1),
+        "the stalled INCR was applied once the server resumed: {}",
+        counter(&server, "one:safe")
+    );
+
+    // ALWAYS: the caller sees one success, the server applied it twice.
+    let always = CClient::new(
+        &url,
+        Retry {
+            constant: Some((20, 3)),
+            always: true,
+        },
+    );
+    assert_eq!(text(&always.call(&["PING"])), "PONG");
+    let o = incr_across_one_stall(&server, &always, "one:always");
+    assert!((1..=2).contains(&int(&o)), "{o:?}");
+    assert!(always.stat(BRISK_STAT_RETRIES) >= 1);
+    assert!(
+        wait_until(Duration::from_secs(5), || counter(&server, "one:always")
+            == 2),
+        "at least once: the stalled INCR and its replay were both applied: {}",
+        counter(&server, "one:always")
+    );
+    assert_eq!(counter(&server, "one:safe"), 1);
+    safe.free();
+    always.free();
+}
+
+/// INCRs in flight (a window of 200) while the server is stalled `cycles` times, each stall
+/// lasting until a read timed out. Returns the outcomes and the final counter.
+fn incr_stream_under_stalls(
+    server: &RedisServer,
+    c: &CClient,
+    key: &str,
+    cycles: usize,
+) -> (Vec<Outcome>, i64) {
+    const MAX: usize = 100_000;
+    let batch = Batch::new(MAX);
+    let stop = AtomicBool::new(false);
+    let started = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        let feeder = s.spawn(|| {
+            let mut i = 0;
+            while i < MAX && !stop.load(SeqCst) {
+                if i >= batch.done() + 200 {
+                    assert!(batch.wait_for(i - 199, Duration::from_secs(30)), "stuck");
+                    continue;
+                }
+                c.send(&batch, i, &["INCR", key]);
+                i += 1;
+            }
+            i
+        });
+        for _ in 0..cycles {
+            let done = batch.done();
+            assert!(
+                batch.wait_for(done + 500, Duration::from_secs(30)),
+                "no progress"
+            );
+            let timeouts = c.stat(BRISK_STAT_TIMEOUTS);
+            server.sigstop();
+            let timed_out = wait_until(Duration::from_secs(10), || {
+                c.stat(BRISK_STAT_TIMEOUTS) > timeouts
+            });
+            server.sigcont();
+            assert!(timed_out, "no timeout during the stall");
+        }
+        let done = batch.done();
+        assert!(
+            batch.wait_for(done + 500, Duration::from_secs(30)),
+            "no progress after the last stall"
+        );
+        stop.store(true, SeqCst);
+        feeder.join().expect("feeder")
+    });
+    assert!(batch.wait_for(started, Duration::from_secs(30)));
+    let outcomes = batch.exactly_once(0..started);
+    // Whatever the stalled connections had sent has been worked through: the server answers
+    // this client only after it.
+    assert!(wait_until(Duration::from_secs(5), || {
+        let a = counter(server, key);
+        std::thread::sleep(Duration::from_millis(50));
+        a == counter(server, key)
+    }));
+    (outcomes, counter(server, key))
+}
+
+#[test]
+fn safe_mode_never_replays_incrs_that_timed_out_after_sending() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=300", server.url()),
+        Retry {
+            constant: Some((50, 3)),
+            always: false,
+        },
+    );
+    let (outcomes, value) = incr_stream_under_stalls(&server, &c, "safe:n", 3);
+    let succeeded = outcomes.iter().filter(|o| o.status == BRISK_OK).count() as i64;
+    let mut maybe_applied = 0i64;
+    for o in outcomes.iter().filter(|o| o.status != BRISK_OK) {
+        let message = failed(o, BRISK_ERR_TIMEOUT);
+        assert!(message.contains("may have been applied"), "{message}");
+        maybe_applied += 1;
+    }
+    eprintln!(
+        "SAFE: {} INCRs, {succeeded} succeeded, {maybe_applied} may have been applied; counter {value}",
+        outcomes.len()
+    );
+    assert!(maybe_applied >= 3, "every stall caught INCRs after sending");
+    assert!(value >= succeeded, "{value} < {succeeded}");
+    assert!(
+        value <= succeeded + maybe_applied,
+        "{value}: a write was replayed"
+    );
+    // Never replayed: the server saw each INCR at most once, so the successes are distinct.
+    let mut replies: Vec<i64> = outcomes
+        .iter()
+        .filter(|o| o.status == BRISK_OK)
+        .map(int)
+        .collect();
+    replies.sort_unstable();
+    replies.dedup();
+    assert_eq!(replies.len() as i64, succeeded);
+    assert_eq!(c.stat(BRISK_STAT_RETRIES), 0);
+    c.free();
+}
+
+#[test]
+fn always_mode_replays_incrs_that_timed_out_after_sending() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=300", server.url()),
+        Retry {
+            constant: Some((50, 3)),
+            always: true,
+        },
+    );
+    let (outcomes, value) = incr_stream_under_stalls(&server, &c, "always:n", 3);
+    let succeeded = outcomes.iter().filter(|o| o.status == BRISK_OK).count() as i64;
+    let failures = outcomes.len() as i64 - succeeded;
+    let retries = c.stat(BRISK_STAT_RETRIES) as i64;
+    eprintln!(
+        "ALWAYS: {} INCRs, {succeeded} succeeded, {failures} failed, {retries} retries; counter {value}",
+        outcomes.len()
+    );
+    assert_eq!(
+        failures, 0,
+        "ALWAYS retried every timed-out INCR (3 retries of 300 ms stalls)"
+    );
+    assert!(retries >= 3, "{retries} retries");
+    // At least once: never fewer than succeeded, and more: the timed-out ones were applied and
+    // then replayed.
+    assert!(
+        value > succeeded,
+        "{value} <= {succeeded}: nothing was replayed"
+    );
+    assert!(
+        value <= succeeded + retries,
+        "{value} > {succeeded} + {retries}"
+    );
+    c.free();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fault proxy: streams cut mid-reply and reset
+
+#[test]
+fn proxy_cut_mid_reply_every_pending_callback_once() {
+    const N: usize = 1_000;
+    let server = RedisServer::start();
+    let proxy = proxy_for(&server);
+    let c = CClient::new(&format!("{}?max_retries=0", proxy.url()), Retry::default());
+    let value = "x".repeat(1000);
+    assert_eq!(text(&c.call(&["SET", "big", &value])), "OK");
+
+    // About five and a half replies get through, then the stream is cut in the middle of one.
+    proxy.cut_after(5_555);
+    let batch = Batch::new(N);
+    for i in 0..N {
+        c.send(&batch, i, &["GET", "big"]);
+    }
+    assert!(
+        batch.wait_for(N, Duration::from_secs(20)),
+        "{} of {N} callbacks",
+        batch.done()
+    );
+    let outcomes = batch.exactly_once(0..N);
+    all_on_runtime_threads(&outcomes);
+    let succeeded = outcomes.iter().filter(|o| o.status == BRISK_OK).count();
+    for o in &outcomes {
+        if o.status == BRISK_OK {
+            assert_eq!(text(o), value);
+        } else {
+            failed(o, BRISK_ERR_CONNECTION);
+        }
+    }
+    assert!(
+        (1..=5).contains(&succeeded),
+        "{succeeded} replies made it through a 5,555-byte budget"
+    );
+
+    // Healed: the next commands run on a new connection.
+    proxy.heal();
+    assert_eq!(text(&c.call(&["GET", "big"])), value);
+    assert!(c.stat(BRISK_STAT_RECONNECTS) >= 1);
+    c.free();
+    batch.exactly_once(0..N);
+}
+
+#[test]
+fn proxy_reset_with_requests_in_flight() {
+    const N: usize = 2_000;
+    let server = RedisServer::start();
+    let proxy = proxy_for(&server);
+    let c = CClient::new(
+        &proxy.url(),
+        Retry {
+            constant: Some((20, 3)),
+            always: false,
+        },
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+
+    // The requests are held by the proxy's delay when every connection is reset: reads are
+    // retried on a new connection, writes are reported as possibly applied.
+    proxy.set_delay(Duration::from_millis(500));
+    let before = proxy.client_bytes();
+    let batch = Batch::new(N);
+    for i in 0..N {
+        if i % 2 == 0 {
+            c.send(&batch, i, &["GET", "k"]);
+        } else {
+            c.send(&batch, i, &["INCR", "n"]);
+        }
+    }
+    let in_flight = wait_until(Duration::from_secs(5), || proxy.client_bytes() > before);
+    proxy.reset_all();
+    proxy.heal();
+    assert!(in_flight, "the requests never reached the proxy");
+    assert!(
+        batch.wait_for(N, Duration::from_secs(20)),
+        "{} of {N} callbacks",
+        batch.done()
+    );
+    let outcomes = batch.exactly_once(0..N);
+    let mut maybe_applied = 0;
+    for (i, o) in outcomes.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(text(o), "v", "GET {i} was retried");
+        } else if o.status != BRISK_OK {
+            let message = failed(o, BRISK_ERR_CONNECTION);
+            assert!(message.contains("may have been applied"), "{message}");
+            maybe_applied += 1;
+        }
+    }
+    let succeeded = (N / 2 - maybe_applied) as i64;
+    let n = counter(&server, "n");
+    eprintln!("reset: {maybe_applied} INCRs may have been applied, counter {n}");
+    assert!(maybe_applied >= 1, "the reset caught writes in flight");
+    assert!(c.stat(BRISK_STAT_RETRIES) >= 1);
+    assert!(
+        n >= succeeded && n <= (N / 2) as i64,
+        "{n}, {succeeded} succeeded"
+    );
+    c.free();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking commands, error replies, the command deadline
+
+#[test]
+fn a_blocking_command_does_not_hold_up_other_async_commands() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=300", server.url()),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+
+    // BLPOP waiting 20 s, far longer than the read timeout.
+    let blpop = Batch::new(2);
+    let started = Instant::now();
+    c.send(&blpop, 0, &["BLPOP", "queue", "20"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        server
+            .cli(&["INFO", "clients"])
+            .contains("blocked_clients:1")
+    }));
+    // Meanwhile 1,000 other async commands complete.
+    let others = Batch::new(1_000);
+    for i in 0..1_000 {
+        c.send(&others, i, &["GET", "k"]);
+    }
+    assert!(others.wait_for(1_000, Duration::from_secs(10)));
+    for o in others.exactly_once(0..1_000) {
+        assert_eq!(text(&o), "v");
+    }
+    assert_eq!(blpop.done(), 0, "BLPOP is still waiting");
+    // A push (async too) wakes it with the value.
+    c.send(&blpop, 1, &["RPUSH", "queue", "job"]);
+    assert!(blpop.wait_for(2, Duration::from_secs(10)));
+    let outcomes = blpop.exactly_once(0..2);
+    all_on_runtime_threads(&outcomes);
+    assert_eq!(
+        ok_value(&outcomes[0]),
+        Value::Array(vec![Value::Text("queue".into()), Value::Text("job".into())])
+    );
+    assert_eq!(int(&outcomes[1]), 1);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    c.free();
+}
+
+#[test]
+fn blpop_timeout_is_its_own_not_the_read_timeout() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=300", server.url()),
+        Retry::default(),
+    );
+    let started = Instant::now();
+    let o = c.call(&["BLPOP", "empty", "0.8"]);
+    assert_eq!(ok_value(&o), Value::Nil);
+    assert_between(o.at - started, 700, 5_000, "BLPOP's 0.8 s");
+    c.free();
+}
+
+#[test]
+fn error_replies_reach_the_callback_as_server_errors() {
+    let server = RedisServer::start();
+    let c = CClient::new(&server.url(), Retry::default());
+    assert_eq!(text(&c.call(&["SET", "s", "v"])), "OK");
+    let batch = Batch::new(300);
+    for i in 0..100 {
+        c.send(&batch, 3 * i, &["LPUSH", "s", "x"]);
+        c.send(&batch, 3 * i + 1, &["GET", "s"]);
+        c.send(&batch, 3 * i + 2, &["NOSUCHCOMMAND", "a"]);
+    }
+    assert!(batch.wait_for(300, Duration::from_secs(10)));
+    let outcomes = batch.exactly_once(0..300);
+    all_on_runtime_threads(&outcomes);
+    for i in 0..100 {
+        let message = failed(&outcomes[3 * i], BRISK_ERR_SERVER);
+        assert!(
+            message
+                .starts_with("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            "{message}"
+        );
+        assert_eq!(text(&outcomes[3 * i + 1]), "v");
+        let message = failed(&outcomes[3 * i + 2], BRISK_ERR_SERVER);
+        assert!(message.contains("unknown command"), "{message}");
+    }
+    // Error replies are answers: no retry, the connection stays.
+    assert_eq!(c.stat(BRISK_STAT_RETRIES), 0);
+    assert_eq!(c.stat(BRISK_STAT_CONNECTS), 1);
+    assert_eq!(c.stat(BRISK_STAT_ERRORS), 200);
+    c.free();
+}
+
+#[test]
+fn command_deadline_bounds_async_commands() {
+    let server = RedisServer::start();
+    // Retries on, a long read timeout: only the 400 ms deadline can end these commands early.
+    let c = CClient::new(
+        &format!("{}?read_timeout=10000&command_deadline=400", server.url()),
+        Retry {
+            constant: Some((20, 10)),
+            always: true,
+        },
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+
+    server.sigstop();
+    let batch = Batch::new(200);
+    let started = Instant::now();
+    for i in 0..200 {
+        if i % 2 == 0 {
+            c.send(&batch, i, &["GET", "k"]);
+        } else {
+            c.send(&batch, i, &["INCR", "n"]);
+        }
+    }
+    let all = batch.wait_for(200, Duration::from_secs(10));
+    server.sigcont();
+    assert!(all, "{} of 200 callbacks", batch.done());
+    for o in batch.exactly_once(0..200) {
+        let message = failed(&o, BRISK_ERR_TIMEOUT);
+        assert!(message.contains("deadline"), "{message}");
+        assert_between(o.at - started, 350, 3_000, "a 400 ms command deadline");
+    }
+    // Resumed: commands work again.
+    assert_eq!(text(&c.call(&["GET", "k"])), "v");
+    c.free();
+}
+
+#[test]
+fn command_deadline_bounds_a_command_waiting_for_a_connection() {
+    let server = RedisServer::start();
+    // A new client: its first command must connect, and the server does not answer the
+    // handshake. The deadline (400 ms) ends it, not the connect or read timeout (10 s).
+    let c = CClient::new(
+        &format!(
+            "{}?read_timeout=10000&connect_timeout=10000&command_deadline=400",
+            server.url()
+        ),
+        Retry::default(),
+    );
+    server.sigstop();
+    let batch = Batch::new(10);
+    let started = Instant::now();
+    for i in 0..10 {
+        c.send(&batch, i, &["GET", "k"]);
+    }
+    let all = batch.wait_for(10, Duration::from_secs(20));
+    server.sigcont();
+    assert!(all, "{} of 10 callbacks", batch.done());
+    for o in batch.exactly_once(0..10) {
+        let message = failed(&o, BRISK_ERR_TIMEOUT);
+        assert!(message.contains("deadline"), "{message}");
+        assert_between(o.at - started, 350, 3_000, "a 400 ms command deadline");
+    }
+    c.free();
+
+    // The blocking path, for comparison: the same bound.
+    let url = CString::new(format!(
+        "{}?read_timeout=10000&connect_timeout=10000&command_deadline=400",
+        server.url()
+    ))
+    .unwrap();
+    server.sigstop();
+    let (rc, took) = bounded(&server, Duration::from_secs(20), "brisk_command", || {
+        // SAFETY: pointers from the API, or alive for the calls.
+        unsafe {
+            let cfg = brisk_config_new();
+            assert_eq!(brisk_config_set_url(cfg, url.as_ptr()), BRISK_OK);
+            let mut client = std::ptr::null_mut();
+            assert_eq!(brisk_client_new(cfg, &mut client), BRISK_OK);
+            brisk_config_free(cfg);
+            let argv = [c"GET".as_ptr(), c"k".as_ptr()];
+            let started = Instant::now();
+            let rc = brisk_command(
+                client,
+                2,
+                argv.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null_mut(),
+            );
+            let took = started.elapsed();
+            brisk_client_free(client);
+            (rc, took)
+        }
+    });
+    server.sigcont();
+    assert_eq!(rc, BRISK_ERR_TIMEOUT);
+    assert_between(
+        took,
+        350,
+        3_000,
+        "the blocking path's 400 ms command deadline",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalid arguments
+
+#[test]
+fn invalid_arguments_are_refused_and_never_called_back() {
+    let server = RedisServer::start();
+    let c = CClient::new(&server.url(), Retry::default());
+    let batch = Batch::new(8);
+    let get: [&[u8]; 2] = [b"GET", b"k"];
+    let argv: Vec<*const c_char> = get.iter().map(|a| a.as_ptr().cast()).collect();
+    let lens: Vec<usize> = get.iter().map(|a| a.len()).collect();
+    let userdata = |i: usize| batch.slot(i) as *const Slot as *mut c_void;
+    // SAFETY: the client is live (or NULL on purpose); argv/lens hold two entries.
+    unsafe {
+        // A NULL callback.
+        let rc = brisk_command_async(c.ptr, 2, argv.as_ptr(), lens.as_ptr(), None, userdata(0));
+        assert_eq!(rc, BRISK_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("fn"), "{}", last_error());
+        // No arguments.
+        let rc = brisk_command_async(
+            c.ptr,
+            0,
+            argv.as_ptr(),
+            lens.as_ptr(),
+            Some(on_reply),
+            userdata(1),
+        );
+        assert_eq!(rc, BRISK_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("argc"), "{}", last_error());
+        // argc 0 with NULL argv.
+        let rc = brisk_command_async(
+            c.ptr,
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+            Some(on_reply),
+            userdata(2),
+        );
+        assert_eq!(rc, BRISK_ERR_INVALID_ARGUMENT);
+        // NULL argv with arguments announced.
+        let rc = brisk_command_async(
+            c.ptr,
+            2,
+            std::ptr::null(),
+            std::ptr::null(),
+            Some(on_reply),
+            userdata(3),
+        );
+        assert_eq!(rc, BRISK_ERR_INVALID_ARGUMENT);
+        // A NULL client.
+        let rc = brisk_command_async(
+            std::ptr::null_mut(),
+            2,
+            argv.as_ptr(),
+            lens.as_ptr(),
+            Some(on_reply),
+            userdata(4),
+        );
+        assert_eq!(rc, BRISK_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("client"), "{}", last_error());
+    }
+    // Commands that would change a pooled connection's state.
+    let multi: [&[u8]; 1] = [b"MULTI"];
+    assert_eq!(c.start(&multi, batch.slot(5)), BRISK_ERR_INVALID_ARGUMENT);
+    let select: [&[u8]; 2] = [b"SELECT", b"1"];
+    assert_eq!(c.start(&select, batch.slot(6)), BRISK_ERR_INVALID_ARGUMENT);
+    // A valid one, to show the client works and to flush anything queued.
+    c.send(&batch, 7, &["GET", "k"]);
+    assert!(batch.wait_for(1, Duration::from_secs(10)));
+    assert_eq!(ok_value(&batch.outcome(7)), Value::Nil);
+    c.free();
+    assert_eq!(batch.done(), 1);
+    batch.never_called(0..7);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A connection that cannot be written to, a connect that hangs
+
+/// Runs `f` on a thread; if it has not returned within `timeout`, resumes the stopped `server`
+/// (so that the thread can finish) and fails the test.
+fn bounded<T: Send>(
+    server: &RedisServer,
+    timeout: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send,
+) -> T {
+    std::thread::scope(|s| {
+        let worker = s.spawn(f);
+        let finished = wait_until(timeout, || worker.is_finished());
+        if !finished {
+            server.sigcont();
+        }
+        let value = worker.join().expect("worker");
+        assert!(
+            finished,
+            "{what} did not finish within {timeout:?} while the server was stopped"
+        );
+        value
+    })
+}
+
+/// Starts `n` SETs of 1 MB values on a stopped server: far more than the socket buffers take,
+/// so the connection's writes block.
+fn big_writes(server: &RedisServer, c: &CClient, n: usize) -> Batch {
+    let value = "x".repeat(1 << 20);
+    server.sigstop();
+    let batch = Batch::new(n);
+    for i in 0..n {
+        c.send(&batch, i, &["SET", &format!("big:{i}"), &value]);
+    }
+    batch
+}
+
+#[test]
+fn writes_blocked_by_a_stalled_server_still_time_out() {
+    const N: usize = 64;
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=500&max_retries=0", server.url()),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["PING"])), "PONG");
+    let started = Instant::now();
+    let batch = big_writes(&server, &c, N);
+    let all = bounded(&server, Duration::from_secs(10), "the SETs", || {
+        batch.wait_for(N, Duration::from_secs(10))
+    });
+    server.sigcont();
+    assert!(
+        all,
+        "{} of {N} callbacks while the server was stopped",
+        batch.done()
+    );
+    for o in batch.exactly_once(0..N) {
+        failed(&o, BRISK_ERR_TIMEOUT);
+        assert_between(o.at - started, 400, 8_000, "a 500 ms read timeout");
+    }
+    assert_eq!(text(&c.call(&["PING"])), "PONG");
+    c.free();
+
+    // Without a read timeout, the write timeout alone ends the ones in flight: a write that
+    // makes no progress for 500 ms fails the connection and everything written on it. (The
+    // others wait for the next connection, whose handshake has no read timeout either, as on
+    // the blocking path: they finish once the server resumes.)
+    let c = CClient::new(
+        &format!(
+            "{}?read_timeout=0&write_timeout=500&max_retries=0",
+            server.url()
+        ),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["PING"])), "PONG");
+    let started = Instant::now();
+    let batch = big_writes(&server, &c, N);
+    let some = batch.wait_for(1, Duration::from_secs(10));
+    server.sigcont();
+    assert!(some, "no callback while the writes were blocked");
+    assert!(batch.wait_for(N, Duration::from_secs(30)));
+    let outcomes = batch.exactly_once(0..N);
+    let timed_out: Vec<&Outcome> = outcomes.iter().filter(|o| o.status != BRISK_OK).collect();
+    assert!(!timed_out.is_empty());
+    for o in timed_out {
+        let message = failed(o, BRISK_ERR_TIMEOUT);
+        assert!(message.contains("write"), "{message}");
+        assert_between(o.at - started, 400, 8_000, "a 500 ms write timeout");
+    }
+    c.free();
+}
+
+#[test]
+fn client_freed_while_its_writes_are_blocked() {
+    const N: usize = 64;
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=20000", server.url()),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["PING"])), "PONG");
+    let batch = big_writes(&server, &c, N);
+    let took = bounded(
+        &server,
+        Duration::from_secs(10),
+        "brisk_client_free",
+        || c.free(),
+    );
+    server.sigcont();
+    assert_eq!(batch.done(), N, "free returned before every callback ran");
+    for o in batch.exactly_once(0..N) {
+        failed(&o, BRISK_ERR_CLOSED);
+    }
+    assert!(took < Duration::from_secs(5), "free took {took:?}");
+}
+
+#[test]
+fn client_freed_while_its_first_connection_hangs() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?read_timeout=20000&connect_timeout=20000", server.url()),
+        Retry::default(),
+    );
+    server.sigstop();
+    let batch = Batch::new(100);
+    for i in 0..100 {
+        c.send(&batch, i, &["GET", "k"]);
+    }
+    let took = bounded(
+        &server,
+        Duration::from_secs(10),
+        "brisk_client_free",
+        || c.free(),
+    );
+    server.sigcont();
+    assert_eq!(batch.done(), 100, "free returned before every callback ran");
+    for o in batch.exactly_once(0..100) {
+        failed(&o, BRISK_ERR_CLOSED);
+    }
+    assert!(took < Duration::from_secs(5), "free took {took:?}");
 }
