@@ -1168,13 +1168,22 @@ fn proxy_cut_mid_reply_every_pending_callback_once() {
             failed(o, BRISK_ERR_CONNECTION);
         }
     }
+    // At most five whole replies fit the budget. (Fewer when the proxy's close turns into a
+    // reset, because requests it had not read yet were still arriving: the client's kernel then
+    // drops what it had received.)
     assert!(
-        (1..=5).contains(&succeeded),
+        succeeded <= 5,
         "{succeeded} replies made it through a 5,555-byte budget"
     );
+    assert!(succeeded < N);
 
-    // Healed: the next commands run on a new connection.
+    // Healed: the next commands run on a new connection. (Polled: a pump of a cut connection
+    // may still be finishing and can put back a spent budget once.)
     proxy.heal();
+    assert!(wait_until(Duration::from_secs(10), || {
+        proxy.heal();
+        c.call(&["GET", "big"]).status == BRISK_OK
+    }));
     assert_eq!(text(&c.call(&["GET", "big"])), value);
     assert!(c.stat(BRISK_STAT_RECONNECTS) >= 1);
     c.free();
