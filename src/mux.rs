@@ -423,21 +423,28 @@ impl Task {
                 deadline: None,
             });
         }
-        let written = async {
-            writer.write_all(&ping).await?;
-            writer.flush().await
+        let address = &self.settings.address;
+        // Only a broken connection fails the check (an error reply is an answer), and the
+        // failure is reported with its own status (TIMEOUT, CONNECTION), as the blocking path
+        // reports it.
+        let outcome = match write_bounded(writer, &ping, self.settings.write_timeout).await {
+            Err(e) => Err(io_error(&e, "write to", address)),
+            Ok(()) => match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(Error::new(
+                    Status::Connection,
+                    format!("health check of {address}: no answer"),
+                )),
+            },
         };
-        let healthy = written.await.is_ok() && matches!(rx.await, Ok(Ok(_)));
         self.observer.stats.bump(Stat::HealthChecks);
-        if !healthy {
+        let healthy = outcome.is_ok();
+        let status = outcome.as_ref().err().map_or(Status::Ok, Error::status);
+        if let Err(e) = outcome {
             self.observer.stats.bump(Stat::HealthCheckFailures);
-            kill(line, Error::new(Status::Connection, "health check failed"));
+            kill(line, e.context("health check"));
         }
-        let status = if healthy {
-            Status::Ok
-        } else {
-            Status::Connection
-        };
         self.event(EventKind::HealthCheck, status, started.elapsed());
         healthy
     }

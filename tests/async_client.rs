@@ -14,13 +14,19 @@
 mod support;
 
 use brisk::capi::client::{
-    BRISK_STAT_CONNECTS, BRISK_STAT_ERRORS, BRISK_STAT_RECONNECTS, BRISK_STAT_RETRIES,
-    BRISK_STAT_TIMEOUTS, brisk_client, brisk_client_free, brisk_client_new, brisk_client_stat,
-    brisk_command, brisk_command_async, brisk_stat,
+    BRISK_STAT_CONNECTS, BRISK_STAT_ERRORS, BRISK_STAT_HEALTH_CHECK_FAILURES,
+    BRISK_STAT_HEALTH_CHECKS, BRISK_STAT_RECONNECTS, BRISK_STAT_RETRIES, BRISK_STAT_TIMEOUTS,
+    brisk_client, brisk_client_free, brisk_client_new, brisk_client_stat, brisk_command,
+    brisk_command_async, brisk_stat,
 };
 use brisk::capi::config::{
-    BRISK_RETRY_WRITES_ALWAYS, brisk_config_free, brisk_config_new, brisk_config_set_retry,
-    brisk_config_set_retry_writes, brisk_config_set_url,
+    BRISK_RETRY_WRITES_ALWAYS, brisk_config_free, brisk_config_new,
+    brisk_config_set_event_callback, brisk_config_set_retry, brisk_config_set_retry_writes,
+    brisk_config_set_url,
+};
+use brisk::capi::event::{
+    BRISK_EVENT_COMMAND, BRISK_EVENT_CONNECT, BRISK_EVENT_DISCONNECT, BRISK_EVENT_HEALTH_CHECK,
+    brisk_event, brisk_event_fn, brisk_event_kind, brisk_event_kind_of, brisk_event_status,
 };
 use brisk::capi::reply::{
     BRISK_REPLY_ARRAY, BRISK_REPLY_BOOL, BRISK_REPLY_INTEGER, BRISK_REPLY_NIL, BRISK_REPLY_STATUS,
@@ -256,6 +262,16 @@ unsafe impl Sync for CClient {}
 impl CClient {
     /// A client for `url` (which may carry options: `?read_timeout=300&max_retries=0`).
     fn new(url: &str, retry: Retry) -> CClient {
+        CClient::with_events(url, retry, None, std::ptr::null_mut())
+    }
+
+    /// A client with an event callback.
+    fn with_events(
+        url: &str,
+        retry: Retry,
+        events: brisk_event_fn,
+        userdata: *mut c_void,
+    ) -> CClient {
         let url = CString::new(url).unwrap();
         // SAFETY: every pointer comes from the API or outlives the call.
         unsafe {
@@ -274,6 +290,12 @@ impl CClient {
             if retry.always {
                 assert_eq!(
                     brisk_config_set_retry_writes(cfg, BRISK_RETRY_WRITES_ALWAYS),
+                    BRISK_OK
+                );
+            }
+            if events.is_some() {
+                assert_eq!(
+                    brisk_config_set_event_callback(cfg, events, userdata),
                     BRISK_OK
                 );
             }
@@ -1664,4 +1686,130 @@ fn client_freed_while_its_first_connection_hangs() {
         failed(&o, BRISK_ERR_CLOSED);
     }
     assert!(took < Duration::from_secs(5), "free took {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health checks
+
+/// Lets `d` pass. Only where the passing of time is itself the condition under test (a
+/// connection idle for longer than the health-check interval), never to wait for something.
+fn let_time_pass(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// `calls` of a command in `INFO commandstats` (0 when never called).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let info = server.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap().parse().expect("a number")
+        })
+}
+
+#[test]
+fn an_idle_connection_is_pinged_once_before_the_next_commands() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?health_check_interval=200", server.url()),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+    assert_eq!(text(&c.call(&["GET", "k"])), "v");
+    assert_eq!(
+        c.stat(BRISK_STAT_HEALTH_CHECKS),
+        0,
+        "used within the interval"
+    );
+    let pings = calls(&server, "ping");
+
+    let_time_pass(Duration::from_millis(350)); // idle beyond the interval
+    let batch = Batch::new(500);
+    for i in 0..500 {
+        c.send(&batch, i, &["GET", "k"]);
+    }
+    assert!(batch.wait_for(500, Duration::from_secs(10)));
+    for o in batch.exactly_once(0..500) {
+        assert_eq!(text(&o), "v");
+    }
+    // One PING for the whole burst, seen by the server.
+    assert_eq!(c.stat(BRISK_STAT_HEALTH_CHECKS), 1);
+    assert_eq!(c.stat(BRISK_STAT_HEALTH_CHECK_FAILURES), 0);
+    assert_eq!(calls(&server, "ping"), pings + 1);
+    assert_eq!(c.stat(BRISK_STAT_CONNECTS), 1);
+    c.free();
+}
+
+/// Userdata of [`resume_on_failed_check`]: the stopped server to resume, and the events seen.
+struct Resumer {
+    pid: i32,
+    seen: Mutex<Vec<(brisk_event_kind, brisk_status)>>,
+}
+
+/// Records every event; resumes the server when a health check has failed, so that the
+/// replacement connection works (as production.rs does from its event handler).
+unsafe extern "C" fn resume_on_failed_check(userdata: *mut c_void, event: *const brisk_event) {
+    // SAFETY: userdata is a leaked Resumer; the event is live for the call.
+    unsafe {
+        let resumer = &*(userdata as *const Resumer);
+        let (kind, status) = (brisk_event_kind_of(event), brisk_event_status(event));
+        if kind == BRISK_EVENT_HEALTH_CHECK && status != BRISK_OK {
+            // A signal to the test's own child, alive while the test holds it.
+            libc::kill(resumer.pid, libc::SIGCONT);
+        }
+        resumer.seen.lock().unwrap().push((kind, status));
+    }
+}
+
+#[test]
+fn a_health_check_that_times_out_replaces_the_connection() {
+    let server = RedisServer::start();
+    let resumer: &'static Resumer = Box::leak(Box::new(Resumer {
+        pid: server.pid(),
+        seen: Mutex::default(),
+    }));
+    // No retries: the replacement connection alone must save the commands.
+    let c = CClient::with_events(
+        &format!(
+            "{}?health_check_interval=200&read_timeout=300&max_retries=0",
+            server.url()
+        ),
+        Retry::default(),
+        Some(resume_on_failed_check),
+        resumer as *const Resumer as *mut c_void,
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+    let_time_pass(Duration::from_millis(350));
+    server.sigstop();
+    let started = Instant::now();
+    let batch = Batch::new(100);
+    for i in 0..100 {
+        c.send(&batch, i, &["GET", "k"]);
+    }
+    let all = batch.wait_for(100, Duration::from_secs(10));
+    server.sigcont();
+    assert!(all, "{} of 100 callbacks", batch.done());
+    for o in batch.exactly_once(0..100) {
+        assert_eq!(text(&o), "v");
+        assert_between(o.at - started, 250, 5_000, "the PING timed out first");
+    }
+    assert_eq!(c.stat(BRISK_STAT_HEALTH_CHECKS), 1);
+    assert_eq!(c.stat(BRISK_STAT_HEALTH_CHECK_FAILURES), 1);
+    assert_eq!(c.stat(BRISK_STAT_RECONNECTS), 1);
+    assert_eq!(c.stat(BRISK_STAT_RETRIES), 0);
+    assert_eq!(c.stat(BRISK_STAT_ERRORS), 0);
+    c.free();
+    let seen = resumer.seen.lock().unwrap().clone();
+    // After the SET's CONNECT and COMMAND: the failed check (with the PING's own status), the
+    // lost connection, its replacement, then the commands, all successful on their first attempt.
+    let mut expected = vec![
+        (BRISK_EVENT_CONNECT, BRISK_OK),
+        (BRISK_EVENT_COMMAND, BRISK_OK),
+        (BRISK_EVENT_HEALTH_CHECK, BRISK_ERR_TIMEOUT),
+        (BRISK_EVENT_DISCONNECT, BRISK_ERR_TIMEOUT),
+        (BRISK_EVENT_CONNECT, BRISK_OK),
+    ];
+    expected.extend([(BRISK_EVENT_COMMAND, BRISK_OK); 100]);
+    assert_eq!(seen, expected);
 }
