@@ -78,6 +78,11 @@ impl AsyncState {
                 .wait(pending)
                 .unwrap_or_else(|p| p.into_inner());
         }
+        drop(pending);
+        // The mux may still be letting go of its connection (and reporting it).
+        if let Some(mux) = self.mux.get() {
+            mux.wait_idle();
+        }
     }
 }
 

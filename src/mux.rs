@@ -60,6 +60,22 @@ pub(crate) struct MuxSettings {
 /// The handle to a mux task; dropping every handle ends the task once it has drained.
 pub(crate) struct Mux {
     tx: mpsc::UnboundedSender<Request>,
+    busy: Arc<Busy>,
+}
+
+/// Whether the mux task has a connection (or is opening one): until it has let go of it, it may
+/// still report events (DISCONNECT), so closing the client waits for it.
+#[derive(Default)]
+struct Busy {
+    busy: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Busy {
+    fn set(&self, busy: bool) {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = busy;
+        self.changed.notify_all();
+    }
 }
 
 /// Most bytes gathered into one write before writing.
@@ -75,7 +91,9 @@ impl Mux {
         closed: watch::Receiver<bool>,
     ) -> Mux {
         let (tx, rx) = mpsc::unbounded_channel();
+        let busy = Arc::new(Busy::default());
         let task = Task {
+            busy: busy.clone(),
             settings,
             config,
             observer,
@@ -86,7 +104,21 @@ impl Mux {
             // No runtime (the process is out of threads): the receiver is gone, so `send`
             // fails every request at once instead of leaving it hanging.
         }
-        Mux { tx }
+        Mux { tx, busy }
+    }
+
+    /// Waits until the task has let go of its connection. Called by the client's close once every
+    /// request was completed: after that, the closed task opens no connection and reports
+    /// nothing more, so the event handler is not called after `brisk_client_free` returns.
+    pub fn wait_idle(&self) {
+        let mut busy = self.busy.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy {
+            busy = self
+                .busy
+                .changed
+                .wait(busy)
+                .unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// Queues a request; it is completed exactly once whatever happens.
@@ -153,6 +185,7 @@ struct Task {
     observer: Arc<Observer>,
     closed: watch::Receiver<bool>,
     rx: mpsc::UnboundedReceiver<Request>,
+    busy: Arc<Busy>,
 }
 
 impl Task {
@@ -197,9 +230,13 @@ impl Task {
                 continue;
             }
             held.push_front(first);
+            // Set while `first` is still owed, so a close waiting for every request to complete
+            // then also waits for this connection to be let go.
+            self.busy.set(true);
             let started = Instant::now();
             let Some(connected) = self.connect(&mut held).await else {
                 // Closed while connecting: everything waiting was failed with CLOSED.
+                self.busy.set(false);
                 continue;
             };
             match connected {
@@ -223,6 +260,7 @@ impl Task {
                     }
                 }
             }
+            self.busy.set(false);
         }
     }
 

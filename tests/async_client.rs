@@ -1811,5 +1811,125 @@ fn a_health_check_that_times_out_replaces_the_connection() {
         (BRISK_EVENT_CONNECT, BRISK_OK),
     ];
     expected.extend([(BRISK_EVENT_COMMAND, BRISK_OK); 100]);
+    // And the connection closed with the client, reported before brisk_client_free returned
+    // (after it, the event handler's userdata may be gone).
+    expected.push((BRISK_EVENT_DISCONNECT, BRISK_OK));
     assert_eq!(seen, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking commands in numbers, and freed while waiting
+
+#[test]
+fn more_blocking_commands_than_runtime_threads_all_complete() {
+    const N: usize = 16;
+    let server = RedisServer::start();
+    let c = CClient::new(&server.url(), Retry::default());
+    let pops = Batch::new(N);
+    for i in 0..N {
+        c.send(&pops, i, &["BLPOP", &format!("q{i}"), "0"]);
+    }
+    // Meanwhile other async commands are not held up.
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+    let pushes = Batch::new(N);
+    for i in 0..N {
+        c.send(&pushes, i, &["RPUSH", &format!("q{i}"), &format!("job{i}")]);
+    }
+    assert!(pushes.wait_for(N, Duration::from_secs(10)));
+    assert!(
+        pops.wait_for(N, Duration::from_secs(30)),
+        "{} of {N} BLPOPs finished",
+        pops.done()
+    );
+    for (i, o) in pops.exactly_once(0..N).iter().enumerate() {
+        assert_eq!(
+            ok_value(o),
+            Value::Array(vec![
+                Value::Text(format!("q{i}")),
+                Value::Text(format!("job{i}"))
+            ])
+        );
+    }
+    c.free();
+}
+
+#[test]
+fn client_freed_while_blocking_commands_wait_forever() {
+    const N: usize = 12;
+    let server = RedisServer::start();
+    let c = CClient::new(&server.url(), Retry::default());
+    let pops = Batch::new(N);
+    for i in 0..N {
+        c.send(&pops, i, &["BLPOP", "never", "0"]);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            server
+                .cli(&["INFO", "clients"])
+                .contains("blocked_clients:")
+                && !server
+                    .cli(&["INFO", "clients"])
+                    .contains("blocked_clients:0")
+        }),
+        "no BLPOP reached the server"
+    );
+    let took = c.free();
+    assert_eq!(pops.done(), N, "free returned before every callback ran");
+    for o in pops.exactly_once(0..N) {
+        failed(&o, BRISK_ERR_CLOSED);
+    }
+    assert!(took < Duration::from_secs(5), "free took {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// No event after brisk_client_free
+
+/// Userdata of [`count_events`]: events seen, and those seen after the client was freed.
+#[derive(Default)]
+struct LateEvents {
+    freed: AtomicBool,
+    seen: AtomicUsize,
+    late: AtomicUsize,
+}
+
+unsafe extern "C" fn count_events(userdata: *mut c_void, _event: *const brisk_event) {
+    // SAFETY: userdata is a leaked LateEvents.
+    let events = unsafe { &*(userdata as *const LateEvents) };
+    events.seen.fetch_add(1, SeqCst);
+    if events.freed.load(SeqCst) {
+        events.late.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn no_event_is_reported_after_the_client_was_freed() {
+    let server = RedisServer::start();
+    for round in 0..20 {
+        let events: &'static LateEvents = Box::leak(Box::default());
+        let c = CClient::with_events(
+            &server.url(),
+            Retry::default(),
+            Some(count_events),
+            events as *const LateEvents as *mut c_void,
+        );
+        let batch = Batch::new(100);
+        for i in 0..100 {
+            c.send(&batch, i, &["INCR", "n"]);
+        }
+        // Half the rounds free the client with commands in flight, half once it is idle.
+        if round % 2 == 0 {
+            assert!(batch.wait_for(100, Duration::from_secs(10)));
+        }
+        c.free();
+        events.freed.store(true, SeqCst);
+        assert_eq!(batch.done(), 100);
+        // Whatever the runtime still had to do for this client would report within this.
+        let_time_pass(Duration::from_millis(100));
+        assert_eq!(
+            events.late.load(SeqCst),
+            0,
+            "round {round}: events after brisk_client_free returned ({} in all)",
+            events.seen.load(SeqCst)
+        );
+    }
 }
