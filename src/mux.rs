@@ -325,6 +325,8 @@ impl Task {
         proto: Protocol,
         mut held: VecDeque<Request>,
     ) -> (VecDeque<Request>, bool) {
+        // Kept open by the stream's halves until this returns.
+        let fd = stream.raw_fd();
         let (reader, mut writer) = tokio::io::split(stream);
         let line: SharedLine = Arc::default();
         let reader_done = Arc::new(Notify::new());
@@ -358,6 +360,15 @@ impl Task {
             };
             if self.is_closed() {
                 held.push_front(request);
+                break;
+            }
+            // Nothing in flight: a server that closed the connection meanwhile (CLIENT KILL, an
+            // idle timeout) is found now, before the request is written to it, even when the
+            // reader has not run yet to see the close. The request goes, unsent, to a new
+            // connection, as the pool's peek replaces a closed idle connection.
+            if lock(&line).queue.is_empty() && async_connect::peer_closed(fd) {
+                held.push_front(request);
+                kill(&line, closed_by_peer(&self.settings.address));
                 break;
             }
             let idle_too_long = self

@@ -1933,3 +1933,66 @@ fn no_event_is_reported_after_the_client_was_freed() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A connection closed by the server is found before the next request is written to it
+
+/// Userdata of [`hold_one_command_event`]: while `hold` is set, the next COMMAND event blocks
+/// (on the runtime thread reading the connection, so that reader cannot see anything else)
+/// until `release` is set (bounded: 20 s).
+#[derive(Default)]
+struct Holder {
+    hold: AtomicBool,
+    holding: AtomicBool,
+    release: AtomicBool,
+}
+
+unsafe extern "C" fn hold_one_command_event(userdata: *mut c_void, event: *const brisk_event) {
+    // SAFETY: userdata is a leaked Holder; the event is live for the call.
+    let (holder, kind) = unsafe { (&*(userdata as *const Holder), brisk_event_kind_of(event)) };
+    if kind == BRISK_EVENT_COMMAND && holder.hold.swap(false, SeqCst) {
+        holder.holding.store(true, SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !holder.release.load(SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        holder.holding.store(false, SeqCst);
+    }
+}
+
+#[test]
+fn a_connection_closed_by_the_server_is_not_written_to_before_the_reader_sees_it() {
+    let server = RedisServer::start();
+    let holder: &'static Holder = Box::leak(Box::default());
+    let c = CClient::with_events(
+        &server.url(),
+        Retry::default(),
+        Some(hold_one_command_event),
+        holder as *const Holder as *mut c_void,
+    );
+    assert_eq!(int(&c.call(&["INCR", "n"])), 1);
+
+    // The reader of the connection is held inside the next command's completion...
+    holder.hold.store(true, SeqCst);
+    let first = Batch::new(1);
+    c.send(&first, 0, &["INCR", "n"]);
+    assert!(wait_until(Duration::from_secs(10), || holder
+        .holding
+        .load(SeqCst)));
+    // ... when the server closes the connection. The next write must not go to it: the close
+    // is found (as the pool's peek finds it) and the INCR runs on a new connection, unsent on
+    // the old one, so it succeeds even in SAFE mode.
+    assert_eq!(server.cli(&["CLIENT", "KILL", "TYPE", "normal"]), "1");
+    let second = Batch::new(1);
+    c.send(&second, 0, &["INCR", "n"]);
+    let replaced = wait_until(Duration::from_secs(5), || c.stat(BRISK_STAT_CONNECTS) == 2);
+    holder.release.store(true, SeqCst);
+    assert!(first.wait_for(1, Duration::from_secs(10)));
+    assert!(second.wait_for(1, Duration::from_secs(10)));
+    assert_eq!(int(&first.outcome(0)), 2);
+    assert_eq!(int(&second.outcome(0)), 3, "{:?}", second.outcome(0));
+    assert!(replaced, "no new connection while the old reader was held");
+    assert_eq!(c.stat(BRISK_STAT_RECONNECTS), 1);
+    assert_eq!(counter(&server, "n"), 3);
+    c.free();
+}
