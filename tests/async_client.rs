@@ -1996,3 +1996,60 @@ fn a_connection_closed_by_the_server_is_not_written_to_before_the_reader_sees_it
     assert_eq!(counter(&server, "n"), 3);
     c.free();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Rust API: a callback that panics
+
+#[test]
+fn a_panicking_callback_does_not_break_the_client() {
+    use std::sync::Arc;
+    let server = RedisServer::start();
+    let config = server.config();
+    // On a thread of its own: if the client hung, the test fails instead of hanging too.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let client = brisk::Client::new(&config).expect("Client::new");
+        let incr: [&[u8]; 2] = [b"INCR", b"n"];
+        client
+            .command_async(
+                &brisk::Args::from_slices(&incr),
+                Box::new(|_| panic!("a callback that panics (on purpose)")),
+            )
+            .expect("command_async");
+        // Later commands on the same connection still complete, and closing does not hang.
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..100 {
+            let done = done.clone();
+            client
+                .command_async(
+                    &brisk::Args::from_slices(&incr),
+                    Box::new(move |result| {
+                        if result.is_ok() {
+                            done.fetch_add(1, SeqCst);
+                        }
+                    }),
+                )
+                .expect("command_async");
+        }
+        let completed = wait_until(Duration::from_secs(10), || done.load(SeqCst) == 100);
+        let _ = tx.send(format!(
+            "{} of 100 callbacks after a panicking one",
+            done.load(SeqCst)
+        ));
+        let _ = completed;
+        drop(client);
+        let _ = tx.send("closed".to_owned());
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30));
+    assert_eq!(
+        first.as_deref(),
+        Ok("100 of 100 callbacks after a panicking one")
+    );
+    let closed = rx.recv_timeout(Duration::from_secs(10));
+    assert_eq!(
+        closed.as_deref(),
+        Ok("closed"),
+        "closing the client hung after a panicking callback"
+    );
+    assert_eq!(counter(&server, "n"), 101);
+}
