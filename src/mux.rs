@@ -17,6 +17,12 @@
 //! A request taken from the channel but not yet written when its connection dies is carried over
 //! to the next connection, untouched. The mux reconnects lazily, when the next request arrives;
 //! backoff between attempts is the caller's retry policy, not the mux's.
+//!
+//! The bounds are the blocking path's: a connection with nothing in flight is peeked before it
+//! is written to (a server's close is found before a request is lost to it), each write is
+//! bounded by the write timeout, a command deadline also bounds the wait for a connection, and
+//! closing the client interrupts a connect or a blocked write and waits until the mux has let go
+//! of its connection (so no event is reported after `brisk_client_free` returns).
 
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
