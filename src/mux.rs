@@ -283,31 +283,9 @@ impl Task {
         tokio::pin!(connecting);
         let mut channel_open = true;
         loop {
-            let earliest = waiting.iter().filter_map(|r| r.deadline).min();
-            let expiry = async move {
-                match earliest {
-                    Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 result = &mut connecting => return Some(result),
-                _ = expiry => {
-                    let now = Instant::now();
-                    for request in std::mem::take(waiting) {
-                        if request.deadline.is_some_and(|d| d <= now) {
-                            request.fail(Error::new(
-                                Status::Timeout,
-                                format!(
-                                    "command deadline reached while connecting to {}",
-                                    self.settings.address
-                                ),
-                            ));
-                        } else {
-                            waiting.push_back(request);
-                        }
-                    }
-                }
+                _ = earliest_deadline(waiting) => expire_waiting(waiting, &self.settings.address),
                 request = self.rx.recv(), if channel_open => match request {
                     Some(request) => waiting.push_back(request),
                     None => channel_open = false,
@@ -352,6 +330,7 @@ impl Task {
         };
         let mut buffer = BytesMut::new();
         let mut last_used = Instant::now();
+        let mut channel_open = true;
         loop {
             let request = match held.pop_front() {
                 Some(request) => request,
@@ -426,11 +405,22 @@ impl Task {
             // is bounded by the write timeout, and given up at once when the reader has found
             // the connection dead (the requests in flight were failed with it) or when the
             // client closes (they are failed with CLOSED below).
-            let written = tokio::select! {
-                written = write_bounded(&mut writer, &buffer, self.settings.write_timeout) => written,
-                _ = reader_done.notified() => break,
-                _ = self.closed.wait_for(|closed| *closed) => break,
+            // Meanwhile, requests arriving wait in `held`, and their deadlines are watched.
+            let write = write_bounded(&mut writer, &buffer, self.settings.write_timeout);
+            tokio::pin!(write);
+            let written = loop {
+                tokio::select! {
+                    written = &mut write => break Some(written),
+                    _ = reader_done.notified() => break None,
+                    _ = self.closed.wait_for(|closed| *closed) => break None,
+                    request = self.rx.recv(), if channel_open => match request {
+                        Some(request) => held.push_back(request),
+                        None => channel_open = false,
+                    },
+                    _ = earliest_deadline(&held) => expire_waiting(&mut held, &self.settings.address),
+                }
             };
+            let Some(written) = written else { break };
             if let Err(e) = written {
                 kill(&line, io_error(&e, "write to", &self.settings.address));
                 break;
@@ -502,6 +492,32 @@ impl Task {
         }
         self.event(EventKind::HealthCheck, status, started.elapsed());
         healthy
+    }
+}
+
+/// Completes when the earliest deadline of `waiting` has passed (never without one).
+fn earliest_deadline(waiting: &VecDeque<Request>) -> impl std::future::Future<Output = ()> {
+    let earliest = waiting.iter().filter_map(|r| r.deadline).min();
+    async move {
+        match earliest {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Fails the requests of `waiting` (not written anywhere yet) whose deadline has passed.
+fn expire_waiting(waiting: &mut VecDeque<Request>, address: &str) {
+    let now = Instant::now();
+    for request in std::mem::take(waiting) {
+        if request.deadline.is_some_and(|d| d <= now) {
+            request.fail(Error::new(
+                Status::Timeout,
+                format!("command deadline reached waiting for a connection to {address}"),
+            ));
+        } else {
+            waiting.push_back(request);
+        }
     }
 }
 

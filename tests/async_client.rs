@@ -2053,3 +2053,35 @@ fn a_panicking_callback_does_not_break_the_client() {
     );
     assert_eq!(counter(&server, "n"), 101);
 }
+
+#[test]
+fn command_deadline_bounds_commands_queued_behind_a_blocked_write() {
+    const N: usize = 64;
+    let server = RedisServer::start();
+    // Only the 400 ms deadline can end these early: read and write timeouts are 20 s.
+    let c = CClient::new(
+        &format!(
+            "{}?read_timeout=20000&write_timeout=20000&command_deadline=400",
+            server.url()
+        ),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["PING"])), "PONG");
+    let started = Instant::now();
+    let batch = big_writes(&server, &c, N);
+    let all = bounded(&server, Duration::from_secs(10), "the SETs", || {
+        batch.wait_for(N, Duration::from_secs(10))
+    });
+    server.sigcont();
+    assert!(
+        all,
+        "{} of {N} callbacks while the server was stopped",
+        batch.done()
+    );
+    for o in batch.exactly_once(0..N) {
+        let message = failed(&o, BRISK_ERR_TIMEOUT);
+        assert!(message.contains("deadline"), "{message}");
+        assert_between(o.at - started, 350, 5_000, "a 400 ms command deadline");
+    }
+    c.free();
+}
