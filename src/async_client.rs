@@ -78,6 +78,11 @@ impl AsyncState {
                 .wait(pending)
                 .unwrap_or_else(|p| p.into_inner());
         }
+        drop(pending);
+        // The mux may still be letting go of its connection (and reporting it).
+        if let Some(mux) = self.mux.get() {
+            mux.wait_idle();
+        }
     }
 }
 
@@ -195,8 +200,15 @@ pub(crate) fn finish(shared: &Shared, job: Job, result: Result<Reply>) {
         job.attempt + 1,
         result.as_ref().err(),
     );
-    (job.callback)(result);
+    run_callback(job.callback, result);
     shared.async_state.end();
+}
+
+/// Runs a caller's callback. A panic in it is contained (the panic hook has reported it): it
+/// runs inside the task that reads the connection, so unwinding would strand every other
+/// request in flight there, and the callback would stay owed, so closing the client would hang.
+fn run_callback(callback: Callback, result: Result<Reply>) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || callback(result)));
 }
 
 /// Starts an async command: registers the callback as owed and sends the job. A closed client
@@ -224,7 +236,7 @@ pub(crate) fn start_blocking(
     let spawned = crate::runtime::spawn_blocking(move || {
         let slices: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let result = worker.command(&crate::resp::Args::from_slices(&slices));
-        callback(result);
+        run_callback(callback, result);
         worker.async_state.end();
     });
     if !spawned {

@@ -17,6 +17,12 @@
 //! A request taken from the channel but not yet written when its connection dies is carried over
 //! to the next connection, untouched. The mux reconnects lazily, when the next request arrives;
 //! backoff between attempts is the caller's retry policy, not the mux's.
+//!
+//! The bounds are the blocking path's: a connection with nothing in flight is peeked before it
+//! is written to (a server's close is found before a request is lost to it), each write is
+//! bounded by the write timeout, a command deadline also bounds the wait for a connection, and
+//! closing the client interrupts a connect or a blocked write and waits until the mux has let go
+//! of its connection (so no event is reported after `brisk_client_free` returns).
 
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
@@ -60,6 +66,22 @@ pub(crate) struct MuxSettings {
 /// The handle to a mux task; dropping every handle ends the task once it has drained.
 pub(crate) struct Mux {
     tx: mpsc::UnboundedSender<Request>,
+    busy: Arc<Busy>,
+}
+
+/// Whether the mux task has a connection (or is opening one): until it has let go of it, it may
+/// still report events (DISCONNECT), so closing the client waits for it.
+#[derive(Default)]
+struct Busy {
+    busy: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Busy {
+    fn set(&self, busy: bool) {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = busy;
+        self.changed.notify_all();
+    }
 }
 
 /// Most bytes gathered into one write before writing.
@@ -75,7 +97,9 @@ impl Mux {
         closed: watch::Receiver<bool>,
     ) -> Mux {
         let (tx, rx) = mpsc::unbounded_channel();
+        let busy = Arc::new(Busy::default());
         let task = Task {
+            busy: busy.clone(),
             settings,
             config,
             observer,
@@ -86,7 +110,21 @@ impl Mux {
             // No runtime (the process is out of threads): the receiver is gone, so `send`
             // fails every request at once instead of leaving it hanging.
         }
-        Mux { tx }
+        Mux { tx, busy }
+    }
+
+    /// Waits until the task has let go of its connection. Called by the client's close once every
+    /// request was completed: after that, the closed task opens no connection and reports
+    /// nothing more, so the event handler is not called after `brisk_client_free` returns.
+    pub fn wait_idle(&self) {
+        let mut busy = self.busy.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy {
+            busy = self
+                .busy
+                .changed
+                .wait(busy)
+                .unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// Queues a request; it is completed exactly once whatever happens.
@@ -153,6 +191,7 @@ struct Task {
     observer: Arc<Observer>,
     closed: watch::Receiver<bool>,
     rx: mpsc::UnboundedReceiver<Request>,
+    busy: Arc<Busy>,
 }
 
 impl Task {
@@ -178,6 +217,8 @@ impl Task {
 
     async fn run(mut self) {
         let mut held: VecDeque<Request> = VecDeque::new();
+        // Whether the last connection was lost (not closed by us): the next one replaces it.
+        let mut lost = false;
         loop {
             let first = match held.pop_front() {
                 Some(request) => request,
@@ -194,19 +235,29 @@ impl Task {
                 }
                 continue;
             }
+            held.push_front(first);
+            // Set while `first` is still owed, so a close waiting for every request to complete
+            // then also waits for this connection to be let go.
+            self.busy.set(true);
             let started = Instant::now();
-            match async_connect::connect(&self.settings).await {
+            let Some(connected) = self.connect(&mut held).await else {
+                // Closed while connecting: everything waiting was failed with CLOSED.
+                self.busy.set(false);
+                continue;
+            };
+            match connected {
                 Ok((stream, proto)) => {
                     self.observer.stats.bump(Stat::Connects);
+                    if std::mem::take(&mut lost) {
+                        self.observer.stats.bump(Stat::Reconnects);
+                    }
                     self.event(EventKind::Connect, Status::Ok, started.elapsed());
-                    held.push_front(first);
-                    held = self.serve(stream, proto, held).await;
+                    (held, lost) = self.serve(stream, proto, held).await;
                 }
                 Err(error) => {
                     self.event(EventKind::Connect, error.status(), started.elapsed());
                     // Everyone waiting would meet the same failure now; their retry policies
                     // decide when to come back.
-                    first.fail(error.clone());
                     for request in held.drain(..) {
                         request.fail(error.clone());
                     }
@@ -215,17 +266,51 @@ impl Task {
                     }
                 }
             }
+            self.busy.set(false);
+        }
+    }
+
+    /// Opens a connection while watching the requests waiting for it (more may arrive into
+    /// `waiting` meanwhile): a request whose command deadline passes first is failed with
+    /// TIMEOUT (not sent), as the blocking path's connect is bounded by the deadline, and the
+    /// client closing fails them all with CLOSED at once (`None`) instead of waiting for the
+    /// connect timeout.
+    async fn connect(
+        &mut self,
+        waiting: &mut VecDeque<Request>,
+    ) -> Option<Result<(AsyncStream, Protocol)>> {
+        let connecting = async_connect::connect(&self.settings);
+        tokio::pin!(connecting);
+        let mut channel_open = true;
+        loop {
+            tokio::select! {
+                result = &mut connecting => return Some(result),
+                _ = earliest_deadline(waiting) => expire_waiting(waiting, &self.settings.address),
+                request = self.rx.recv(), if channel_open => match request {
+                    Some(request) => waiting.push_back(request),
+                    None => channel_open = false,
+                },
+                _ = self.closed.wait_for(|closed| *closed) => {
+                    for request in waiting.drain(..) {
+                        request.fail(closed_error());
+                    }
+                    return None;
+                }
+            }
         }
     }
 
     /// Runs one connection until it dies or the client closes. Returns the requests that were
-    /// taken from the channel but never written, for the next connection.
+    /// taken from the channel but never written, for the next connection, and whether the
+    /// connection was lost (rather than closed with the client).
     async fn serve(
         &mut self,
         stream: AsyncStream,
         proto: Protocol,
         mut held: VecDeque<Request>,
-    ) -> VecDeque<Request> {
+    ) -> (VecDeque<Request>, bool) {
+        // Kept open by the stream's halves until this returns.
+        let fd = stream.raw_fd();
         let (reader, mut writer) = tokio::io::split(stream);
         let line: SharedLine = Arc::default();
         let reader_done = Arc::new(Notify::new());
@@ -245,6 +330,7 @@ impl Task {
         };
         let mut buffer = BytesMut::new();
         let mut last_used = Instant::now();
+        let mut channel_open = true;
         loop {
             let request = match held.pop_front() {
                 Some(request) => request,
@@ -259,6 +345,15 @@ impl Task {
             };
             if self.is_closed() {
                 held.push_front(request);
+                break;
+            }
+            // Nothing in flight: a server that closed the connection meanwhile (CLIENT KILL, an
+            // idle timeout) is found now, before the request is written to it, even when the
+            // reader has not run yet to see the close. The request goes, unsent, to a new
+            // connection, as the pool's peek replaces a closed idle connection.
+            if lock(&line).queue.is_empty() && async_connect::peer_closed(fd) {
+                held.push_front(request);
+                kill(&line, closed_by_peer(&self.settings.address));
                 break;
             }
             let idle_too_long = self
@@ -306,11 +401,27 @@ impl Task {
                     });
                 }
             }
-            let written = async {
-                writer.write_all(&buffer).await?;
-                writer.flush().await
+            // A peer that stops reading (a stopped server, a full network) blocks the write: it
+            // is bounded by the write timeout, and given up at once when the reader has found
+            // the connection dead (the requests in flight were failed with it) or when the
+            // client closes (they are failed with CLOSED below).
+            // Meanwhile, requests arriving wait in `held`, and their deadlines are watched.
+            let write = write_bounded(&mut writer, &buffer, self.settings.write_timeout);
+            tokio::pin!(write);
+            let written = loop {
+                tokio::select! {
+                    written = &mut write => break Some(written),
+                    _ = reader_done.notified() => break None,
+                    _ = self.closed.wait_for(|closed| *closed) => break None,
+                    request = self.rx.recv(), if channel_open => match request {
+                        Some(request) => held.push_back(request),
+                        None => channel_open = false,
+                    },
+                    _ = earliest_deadline(&held) => expire_waiting(&mut held, &self.settings.address),
+                }
             };
-            if let Err(e) = written.await {
+            let Some(written) = written else { break };
+            if let Err(e) = written {
                 kill(&line, io_error(&e, "write to", &self.settings.address));
                 break;
             }
@@ -335,7 +446,7 @@ impl Task {
             status
         };
         self.event(EventKind::Disconnect, status, Duration::ZERO);
-        held
+        (held, status != Status::Ok)
     }
 
     /// PINGs the connection before reuse after an idle spell; false when it is dead.
@@ -357,24 +468,79 @@ impl Task {
                 deadline: None,
             });
         }
-        let written = async {
-            writer.write_all(&ping).await?;
-            writer.flush().await
+        let address = &self.settings.address;
+        // Only a broken connection fails the check (an error reply is an answer), and the
+        // failure is reported with its own status (TIMEOUT, CONNECTION), as the blocking path
+        // reports it.
+        let outcome = match write_bounded(writer, &ping, self.settings.write_timeout).await {
+            Err(e) => Err(io_error(&e, "write to", address)),
+            Ok(()) => match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(Error::new(
+                    Status::Connection,
+                    format!("health check of {address}: no answer"),
+                )),
+            },
         };
-        let healthy = written.await.is_ok() && matches!(rx.await, Ok(Ok(_)));
         self.observer.stats.bump(Stat::HealthChecks);
-        if !healthy {
+        let healthy = outcome.is_ok();
+        let status = outcome.as_ref().err().map_or(Status::Ok, Error::status);
+        if let Err(e) = outcome {
             self.observer.stats.bump(Stat::HealthCheckFailures);
-            kill(line, Error::new(Status::Connection, "health check failed"));
+            kill(line, e.context("health check"));
         }
-        let status = if healthy {
-            Status::Ok
-        } else {
-            Status::Connection
-        };
         self.event(EventKind::HealthCheck, status, started.elapsed());
         healthy
     }
+}
+
+/// Completes when the earliest deadline of `waiting` has passed (never without one).
+fn earliest_deadline(waiting: &VecDeque<Request>) -> impl std::future::Future<Output = ()> {
+    let earliest = waiting.iter().filter_map(|r| r.deadline).min();
+    async move {
+        match earliest {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Fails the requests of `waiting` (not written anywhere yet) whose deadline has passed.
+fn expire_waiting(waiting: &mut VecDeque<Request>, address: &str) {
+    let now = Instant::now();
+    for request in std::mem::take(waiting) {
+        if request.deadline.is_some_and(|d| d <= now) {
+            request.fail(Error::new(
+                Status::Timeout,
+                format!("command deadline reached waiting for a connection to {address}"),
+            ));
+        } else {
+            waiting.push_back(request);
+        }
+    }
+}
+
+/// Writes all of `buffer`, each write call bounded by `timeout` (as a blocking socket's send
+/// timeout bounds each `send`): a peer that takes no bytes for that long is a TIMEOUT.
+async fn write_bounded(
+    writer: &mut WriteHalf<AsyncStream>,
+    mut buffer: &[u8],
+    timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    while !buffer.is_empty() {
+        let written = match timeout {
+            Some(limit) => tokio::time::timeout(limit, writer.write(buffer))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?,
+            None => writer.write(buffer).await?,
+        };
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buffer = &buffer[written..];
+    }
+    writer.flush().await
 }
 
 /// The reading side of a connection: decodes replies and completes requests in order, and

@@ -26,6 +26,45 @@ pub enum AsyncStream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+impl AsyncStream {
+    /// The socket under the stream (under TLS, the TCP socket).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            AsyncStream::Tcp(s) => s.as_raw_fd(),
+            AsyncStream::Unix(s) => s.as_raw_fd(),
+            AsyncStream::Tls(s) => s.get_ref().0.as_raw_fd(),
+        }
+    }
+}
+
+/// True when the peer has closed the socket (or it failed): a non-blocking peek, as the pool
+/// makes before lending an idle connection. Bytes waiting are not a close (the reader takes
+/// them). `fd` must be open for the duration of the call.
+pub fn peer_closed(fd: std::os::fd::RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local buffer on a socket the caller keeps open.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => true,
+        n if n > 0 => false,
+        _ => {
+            let e = std::io::Error::last_os_error();
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            )
+        }
+    }
+}
+
 macro_rules! each_stream {
     ($self:ident, $s:ident => $body:expr) => {
         match $self.get_mut() {
