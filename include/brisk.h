@@ -106,6 +106,19 @@ typedef struct brisk_session brisk_session;
 typedef uint32_t brisk_status;
 
 /**
+ * Receives the outcome of `brisk_command_async()`, exactly once, on a brisk runtime thread
+ * (named `brisk-runtime`), never on the caller's thread. `status` is `BRISK_OK` with `reply`
+ * set (the callback owns it: free it with `brisk_reply_free()`), or a failure with `reply`
+ * NULL and `error_message` (valid only during the call; "" on success) saying what happened.
+ * The callback must not block: other commands' callbacks wait for it. It may start more async
+ * commands, but must not free the client.
+ */
+typedef void (*brisk_reply_fn)(void *userdata,
+                               brisk_status status,
+                               const char *error_message,
+                               brisk_reply *reply);
+
+/**
  * What `brisk_client_stat()` reports: counters since the client was created, and two gauges.
  */
 typedef uint32_t brisk_stat;
@@ -538,6 +551,28 @@ brisk_status brisk_command(brisk_client *client,
  * `client` is NULL or a live client.
  */
 brisk_status brisk_ping(brisk_client *client);
+
+/**
+ * Starts one command without waiting for it (arguments as for `brisk_command()`; they are
+ * copied before this returns). On `BRISK_OK`, `fn` will be called exactly once with the
+ * outcome, on a brisk runtime thread; on any other status it is never called. Concurrent async
+ * commands on a client are pipelined automatically onto a shared connection. Retries,
+ * timeouts, health checks and statuses are those of `brisk_command()`: if the connection dies,
+ * every pending callback still gets exactly one call (CONNECTION or TIMEOUT, or the retried
+ * command's outcome). Blocking commands (BLPOP, XREAD BLOCK, ...) run on a pooled connection
+ * of their own. `brisk_client_free()` completes every pending callback (`BRISK_ERR_CLOSED`)
+ * before it returns. There is no ordering guarantee between async commands.
+ *
+ * # Safety
+ * `client` is NULL or a live client; arguments as for `brisk_command()`; `fn` and `userdata`
+ * stay valid until the callback has run.
+ */
+brisk_status brisk_command_async(brisk_client *client,
+                                 size_t argc,
+                                 const char *const *argv,
+                                 const size_t *argvlen,
+                                 brisk_reply_fn fn,
+                                 void *userdata);
 
 /**
  * Reads a counter or gauge; 0 for a NULL client or an unknown `which`. Lock-free for counters;

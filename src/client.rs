@@ -6,6 +6,7 @@
 //! calling thread, give the connection back (or close it if it broke), and retry by the rules
 //! when that failed in a way a new attempt may fix.
 
+use crate::async_client::{self, AsyncState, Callback};
 use crate::config::{Config, limit};
 use crate::core::commands::{ConnectionUse, blocking_timeout, connection_use};
 use crate::core::{Error, Result};
@@ -14,18 +15,35 @@ use crate::execute::{Executor, Job};
 use crate::net::ConnectSettings;
 use crate::pipeline::Pipeline;
 use crate::pool::{Pool, PoolSettings};
-use crate::resp::{Args, Reply};
+use crate::resp::{Args, Reply, encode_command};
 use crate::session::Session;
 use crate::stats::Stat;
+use bytes::BytesMut;
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 /// State shared by a client, the pipelines and sessions made from it, and its background task.
 pub(crate) struct Shared {
     pool: Pool,
     pub(crate) executor: Executor,
+    pub(crate) async_state: AsyncState,
 }
 
 impl Shared {
+    /// Runs one command and returns its reply, retrying by the client's rules.
+    pub(crate) fn command(&self, args: &Args<'_>) -> Result<Reply> {
+        check_args(args, false)?;
+        let read_only = read_only_args(args);
+        let job = Job {
+            name: args.name(),
+            batch_size: 1,
+            blocking: blocking_timeout(args),
+            read_only: &read_only,
+        };
+        let pool = self.route(Some(args));
+        self.executor.run(pool, &job, |conn| conn.command(args))
+    }
+
     /// The pool of the node that owns this command. Standalone has one node; cluster and
     /// Sentinel routing plug in here.
     pub(crate) fn route(&self, _args: Option<&Args<'_>>) -> &Pool {
@@ -110,7 +128,11 @@ impl Client {
             limit(config.read_timeout_ms),
             observer,
         );
-        let shared = Arc::new(Shared { pool, executor });
+        let shared = Arc::new(Shared {
+            pool,
+            executor,
+            async_state: AsyncState::default(),
+        });
         start_maintenance(&shared);
         Ok(Client { shared })
     }
@@ -118,18 +140,34 @@ impl Client {
     /// Runs one command and returns its reply, retrying by the client's rules. An error reply
     /// is `Err` with the server's text and the mapped status.
     pub fn command(&self, args: &Args<'_>) -> Result<Reply> {
+        self.shared.command(args)
+    }
+
+    /// Starts one command without waiting for it. `callback` runs exactly once, on a brisk
+    /// runtime thread, with the reply or the failure (same retry rules, timeouts and statuses as
+    /// [`Client::command`]). Concurrent async commands are pipelined onto a shared connection.
+    /// On `Err` (bad arguments, a closed client) the callback is never called.
+    pub fn command_async(&self, args: &Args<'_>, callback: Callback) -> Result<()> {
         check_args(args, false)?;
-        let read_only = read_only_args(args);
-        let job = Job {
-            name: args.name(),
-            batch_size: 1,
-            blocking: blocking_timeout(args),
-            read_only: &read_only,
+        if blocking_timeout(args).is_some() {
+            let owned = args.iter().map(<[u8]>::to_vec).collect();
+            return async_client::start_blocking(&self.shared, owned, callback);
+        }
+        let mut encoded = BytesMut::new();
+        encode_command(&mut encoded, args);
+        let executor = &self.shared.executor;
+        let started = Instant::now();
+        let job = async_client::Job {
+            encoded: encoded.freeze(),
+            name: args.name().into(),
+            read_only: executor.is_read_only(args),
+            started,
+            deadline: executor.command_deadline().map(|d| started + d),
+            attempt: 0,
+            previous_delay: executor.rules().policy.base_ms,
+            callback,
         };
-        let pool = self.shared.route(Some(args));
-        self.shared
-            .executor
-            .run(pool, &job, |conn| conn.command(args))
+        async_client::start(&self.shared, job)
     }
 
     pub fn ping(&self) -> Result<()> {
@@ -162,6 +200,7 @@ impl Client {
     /// those of pipelines and sessions made from this client, fail with CLOSED.
     pub fn close(&self) {
         self.shared.pool.close();
+        self.shared.async_state.close();
     }
 }
 

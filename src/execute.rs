@@ -4,7 +4,8 @@
 //! The retry decisions themselves are pure (`core::retry`); this module applies them with a
 //! clock, a random source and real connections.
 
-use crate::core::commands::{Blocking, CommandTable, builtin_read_only};
+use crate::core::command_table::{self, CommandTable};
+use crate::core::commands::Blocking;
 use crate::core::retry::{CommandNature, RetryRules, Verdict};
 use crate::core::{Error, Result, Status};
 use crate::events::{Event, EventKind, Observer};
@@ -55,11 +56,25 @@ impl Executor {
         }
     }
 
+    pub fn rules(&self) -> &RetryRules {
+        &self.rules
+    }
+
+    pub fn command_deadline(&self) -> Option<Duration> {
+        self.command_deadline
+    }
+
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
     /// Fetches the server's command table on `conn` if nobody has yet: one round trip, once
-    /// per client. A connection failure leaves it for a later connection.
-    fn ensure_command_table(&self, conn: &mut Connection) {
+    /// per client. A connection failure leaves it for a later connection and is returned (as
+    /// not sent: the caller's request has not been written): the connection may hold part of
+    /// the COMMAND reply, so it must not carry the caller's request.
+    fn ensure_command_table(&self, conn: &mut Connection) -> Result<()> {
         if self.commands.get().is_some() || self.fetching_commands.swap(true, Relaxed) {
-            return;
+            return Ok(());
         }
         let command: [&[u8]; 1] = [b"COMMAND"];
         match conn.command(&Args::from_slices(&command)) {
@@ -71,16 +86,22 @@ impl Executor {
             Err(_) if !conn.is_broken() => {
                 let _ = self.commands.set(None);
             }
-            Err(_) => self.fetching_commands.store(false, Relaxed),
+            Err(e) => {
+                self.fetching_commands.store(false, Relaxed);
+                return Err(e.sent(false).context("fetching the command table"));
+            }
         }
+        Ok(())
     }
 
     /// Whether `args` only reads: from the server's table when fetched, else the built-in one.
     pub fn is_read_only(&self, args: &Args<'_>) -> bool {
-        match self.commands.get() {
-            Some(Some(table)) => table.is_read_only(args),
-            _ => builtin_read_only(args.name()),
-        }
+        command_table::read_only(self.command_table(), args)
+    }
+
+    /// The server's command table, once fetched (and if the server gave it).
+    pub fn command_table(&self) -> Option<&CommandTable> {
+        self.commands.get().and_then(Option::as_ref)
     }
 
     /// The read timeout an attempt needs when it differs from the connection's default: longer
@@ -112,8 +133,11 @@ impl Executor {
     }
 
     /// Runs `work` on `conn` with the read timeout this job needs, then restores the default.
+    /// A blocking command is registered with the pool while it runs, so that closing the client
+    /// can interrupt it (it may wait on the server forever).
     fn with_timeouts<T>(
         &self,
+        pool: &Pool,
         conn: &mut Connection,
         job: &Job<'_>,
         deadline: Option<Instant>,
@@ -122,12 +146,25 @@ impl Executor {
         let Some(timeout) = self.attempt_read_timeout(job.blocking, deadline) else {
             return work(conn);
         };
+        let interruptible = job.blocking.is_some();
+        if interruptible && !pool.track_blocking(conn) {
+            return Err(crate::pool::closed());
+        }
         let result = conn.set_read_timeout(timeout).and_then(|()| work(conn));
+        if interruptible {
+            pool.untrack_blocking(conn);
+        }
         // Back to the default, or close the connection if even that fails.
         if !conn.is_broken() && conn.set_read_timeout(self.read_timeout).is_err() {
             conn.discard();
         }
-        result
+        match result {
+            Err(e) if interruptible && pool.is_closed() => Err(Error::new(
+                Status::Closed,
+                format!("interrupted: the client was closed ({})", e.message()),
+            )),
+            other => other,
+        }
     }
 
     /// One attempt: borrow, run, give back.
@@ -139,8 +176,9 @@ impl Executor {
         work: &mut impl FnMut(&mut Connection) -> Result<T>,
     ) -> Result<T> {
         let mut conn = pool.get(deadline)?;
-        self.ensure_command_table(&mut conn);
-        let result = self.with_timeouts(&mut conn, job, deadline, work);
+        let result = self
+            .ensure_command_table(&mut conn)
+            .and_then(|()| self.with_timeouts(pool, &mut conn, job, deadline, work));
         pool.put(conn);
         result
     }
@@ -157,19 +195,26 @@ impl Executor {
     /// events as for any command, but no retry, since the connection carries state.
     pub fn run_pinned<T>(
         &self,
+        pool: &Pool,
         conn: &mut Connection,
-        address: &CStr,
         job: &Job<'_>,
         mut work: impl FnMut(&mut Connection) -> Result<T>,
     ) -> Result<T> {
         let started = self.start();
-        let result = self.with_timeouts(conn, job, self.deadline(started), &mut work);
+        let result = self.with_timeouts(pool, conn, job, self.deadline(started), &mut work);
         if let Err(e) = &result {
             if e.status() == Status::Timeout {
                 self.observer.stats.bump(Stat::Timeouts);
             }
         }
-        self.finish(address, job, started, 1, result.as_ref().err());
+        self.record(
+            pool.address_c(),
+            job.name,
+            job.batch_size,
+            started,
+            1,
+            result.as_ref().err(),
+        );
         result
     }
 
@@ -188,7 +233,14 @@ impl Executor {
             let attempt_started = self.observer.enabled().then(Instant::now);
             let error = match self.attempt(pool, job, deadline, &mut work) {
                 Ok(value) => {
-                    self.finish(pool.address_c(), job, started, attempt + 1, None);
+                    self.record(
+                        pool.address_c(),
+                        job.name,
+                        job.batch_size,
+                        started,
+                        attempt + 1,
+                        None,
+                    );
                     return Ok(value);
                 }
                 Err(e) => e,
@@ -212,7 +264,14 @@ impl Executor {
             let out_of_time = deadline.is_some_and(|d| Instant::now() + delay >= d);
             if verdict != Verdict::Retry || out_of_time {
                 let error = explain(error, verdict, attempt + 1, out_of_time);
-                self.finish(pool.address_c(), job, started, attempt + 1, Some(&error));
+                self.record(
+                    pool.address_c(),
+                    job.name,
+                    job.batch_size,
+                    started,
+                    attempt + 1,
+                    Some(&error),
+                );
                 return Err(error);
             }
             self.observer.stats.bump(Stat::Retries);
@@ -235,17 +294,19 @@ impl Executor {
         }
     }
 
-    fn finish(
+    /// Counts a finished command (or batch of `batch_size`) and reports it to the event handler.
+    pub fn record(
         &self,
         address: &CStr,
-        job: &Job<'_>,
+        name: &[u8],
+        batch_size: u32,
         started: Option<Instant>,
         attempts: u32,
         error: Option<&Error>,
     ) {
         self.observer
             .stats
-            .add(Stat::Commands, u64::from(job.batch_size));
+            .add(Stat::Commands, u64::from(batch_size));
         if error.is_some() {
             self.observer.stats.bump(Stat::Errors);
         }
@@ -253,12 +314,12 @@ impl Executor {
             self.observer.emit(&Event {
                 kind: EventKind::Command,
                 status: error.map_or(Status::Ok, Error::status),
-                command: job.name,
+                command: name,
                 duration: started.elapsed(),
                 attempt: attempts,
                 address,
                 error_type: error.map(Error::error_type),
-                batch_size: job.batch_size,
+                batch_size,
                 db: self.observer.db(),
             });
         }
@@ -267,7 +328,7 @@ impl Executor {
 
 /// Adds to the final error what the caller needs to judge it: how many attempts were made and,
 /// for a write that was not replayed, that it may have been applied.
-fn explain(error: Error, verdict: Verdict, attempts: u32, out_of_time: bool) -> Error {
+pub(crate) fn explain(error: Error, verdict: Verdict, attempts: u32, out_of_time: bool) -> Error {
     let mut notes = Vec::new();
     if attempts > 1 {
         notes.push(format!("after {attempts} attempts"));

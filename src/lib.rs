@@ -13,11 +13,13 @@
 //!
 //! `docs/ARCHITECTURE.md` walks through how a command flows through these layers.
 
+mod async_client;
 pub mod client;
 pub mod config;
 pub mod core;
 pub mod events;
 mod execute;
+mod mux;
 pub mod net;
 pub mod pipeline;
 pub mod pool;

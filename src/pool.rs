@@ -17,6 +17,7 @@ use crate::net::{ConnectSettings, Connection};
 use crate::resp::Args;
 use crate::stats::Stat;
 use std::ffi::CStr;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,9 @@ struct State {
     /// Open connections, idle or borrowed, plus those being opened.
     open: usize,
     waiting: usize,
+    /// Sockets of connections running a blocking command (which may wait forever): closing the
+    /// pool shuts them down so those commands return.
+    blocking: Vec<RawFd>,
     /// Connections lost (not closed on purpose) not yet replaced: the next connects count as
     /// reconnects.
     lost: usize,
@@ -83,7 +87,7 @@ struct State {
 }
 
 pub struct Pool {
-    settings: ConnectSettings,
+    settings: Arc<ConnectSettings>,
     config: PoolSettings,
     observer: Arc<Observer>,
     state: Mutex<State>,
@@ -104,7 +108,7 @@ const PING: [&[u8]; 1] = [b"PING"];
 impl Pool {
     pub fn new(settings: ConnectSettings, config: PoolSettings, observer: Arc<Observer>) -> Pool {
         Pool {
-            settings,
+            settings: Arc::new(settings),
             config,
             observer,
             state: Mutex::new(State::default()),
@@ -119,6 +123,11 @@ impl Pool {
     /// The address as a C string, for events.
     pub fn address_c(&self) -> &CStr {
         &self.settings.address_c
+    }
+
+    /// How to connect to this pool's node (the async driver connects the same way).
+    pub fn connect_settings(&self) -> &Arc<ConnectSettings> {
+        &self.settings
     }
 
     pub fn settings(&self) -> &PoolSettings {
@@ -142,7 +151,7 @@ impl Pool {
             }
             if let Some(idle) = state.idle.pop() {
                 drop(state);
-                if let Some(conn) = self.check_idle(idle) {
+                if let Some(conn) = self.check_idle(idle, deadline) {
                     self.finish_wait(wait_started, Status::Ok);
                     return Ok(conn);
                 }
@@ -153,7 +162,7 @@ impl Pool {
                 state.open += 1;
                 drop(state);
                 self.finish_wait(wait_started, Status::Ok);
-                return self.open_connection();
+                return self.open_connection(deadline);
             }
             let started = *wait_started.get_or_insert_with(|| {
                 self.observer.stats.bump(Stat::PoolWaits);
@@ -242,7 +251,7 @@ impl Pool {
 
     /// Whether an idle connection may carry a request: expired ones are closed, stale ones and
     /// those failing their health check are dropped (to be replaced by the caller's next try).
-    fn check_idle(&self, idle: Idle) -> Option<Connection> {
+    fn check_idle(&self, idle: Idle, deadline: Option<Instant>) -> Option<Connection> {
         let Idle { mut conn, since } = idle;
         let now = Instant::now();
         let expired =
@@ -260,7 +269,7 @@ impl Pool {
             .health_check_interval
             .is_some_and(|interval| now - since >= interval)
         {
-            let healthy = self.health_check(&mut conn);
+            let healthy = self.health_check(&mut conn, deadline);
             if !healthy {
                 self.retire(conn, Retire::Lost);
                 return None;
@@ -275,10 +284,30 @@ impl Pool {
             .is_some_and(|t| now - conn.created() >= t)
     }
 
-    /// PINGs a connection; false when it failed with a connection-level error.
-    fn health_check(&self, conn: &mut Connection) -> bool {
+    /// PINGs a connection; false when it failed with a connection-level error. The PING waits
+    /// no longer than the command's deadline, if that is closer than the read timeout.
+    fn health_check(&self, conn: &mut Connection, deadline: Option<Instant>) -> bool {
         let started = Instant::now();
-        let result = conn.command(&Args::from_slices(&PING));
+        let default_timeout = self.settings.read_timeout;
+        let timeout = deadline.map(|d| {
+            let left = d
+                .saturating_duration_since(started)
+                .max(Duration::from_millis(1));
+            default_timeout.map_or(left, |t| t.min(left))
+        });
+        let result = match timeout.filter(|&t| Some(t) != default_timeout) {
+            None => conn.command(&Args::from_slices(&PING)),
+            Some(shorter) => {
+                let result = conn
+                    .set_read_timeout(Some(shorter))
+                    .and_then(|()| conn.command(&Args::from_slices(&PING)));
+                // Back to the default, or close the connection if even that fails.
+                if !conn.is_broken() && conn.set_read_timeout(default_timeout).is_err() {
+                    conn.discard();
+                }
+                result
+            }
+        };
         self.observer.stats.bump(Stat::HealthChecks);
         let status = result.as_ref().err().map_or(Status::Ok, Error::status);
         // Only a broken connection fails the check: an error reply (LOADING, say) would greet a
@@ -294,10 +323,11 @@ impl Pool {
         healthy
     }
 
-    /// Opens a new connection for a caller that already counted it in `open`.
-    fn open_connection(&self) -> Result<Connection> {
+    /// Opens a new connection for a caller that already counted it in `open`, by `deadline`
+    /// when the caller's command has one.
+    fn open_connection(&self, deadline: Option<Instant>) -> Result<Connection> {
         let started = Instant::now();
-        let result = Connection::connect(&self.settings);
+        let result = Connection::connect_by(&self.settings, deadline);
         let status = result.as_ref().err().map_or(Status::Ok, Error::status);
         match &result {
             Ok(_) => {
@@ -399,19 +429,40 @@ impl Pool {
                 }
                 state.open += 1;
             }
-            match self.open_connection() {
+            match self.open_connection(None) {
                 Ok(conn) => self.put(conn),
                 Err(_) => return,
             }
         }
     }
 
-    /// Closes the idle connections and fails every later `get` with CLOSED; borrowed
-    /// connections are closed when they come back.
+    /// Registers a borrowed connection that is about to run a blocking command; false when the
+    /// pool is already closed.
+    pub fn track_blocking(&self, conn: &Connection) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        state.blocking.push(conn.raw_fd());
+        true
+    }
+
+    pub fn untrack_blocking(&self, conn: &Connection) {
+        let fd = conn.raw_fd();
+        self.lock().blocking.retain(|&f| f != fd);
+    }
+
+    /// Closes the idle connections, interrupts blocking commands, and fails every later `get`
+    /// with CLOSED; borrowed connections are closed when they come back.
     pub fn close(&self) {
         let idle = {
             let mut state = self.lock();
             state.closed = true;
+            for &fd in &state.blocking {
+                // SAFETY: a tracked fd belongs to a live connection: it is untracked (under this
+                // lock) before its connection can be dropped. shutdown() only wakes its reader.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
             std::mem::take(&mut state.idle)
         };
         for idle in idle {

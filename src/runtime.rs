@@ -10,7 +10,7 @@ use tokio::runtime::{Builder, Runtime};
 
 static RUNTIME: Lazy<Option<Runtime>> = Lazy::new(|| {
     Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .max_blocking_threads(8)
         .thread_name("brisk-runtime")
         .enable_time()
@@ -25,6 +25,18 @@ pub fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
     match RUNTIME.as_ref() {
         Some(rt) => {
             rt.spawn(task);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Runs blocking work on the runtime's blocking threads. Returns false when the runtime could
+/// not be started.
+pub fn spawn_blocking(work: impl FnOnce() + Send + 'static) -> bool {
+    match RUNTIME.as_ref() {
+        Some(rt) => {
+            rt.spawn_blocking(work);
             true
         }
         None => false,

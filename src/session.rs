@@ -19,10 +19,47 @@ use std::sync::Arc;
 pub struct Session {
     shared: Arc<Shared>,
     conn: Option<Connection>,
-    /// MULTI or WATCH was sent and not yet ended by EXEC/DISCARD/UNWATCH.
-    transaction_state: bool,
+    /// The transaction state open on the connection.
+    transaction: Transaction,
+    /// Transaction state that died with a lost connection and has not been reported yet.
+    lost: Option<Transaction>,
     /// The session changed connection state that a reset cannot undo.
     dirty: bool,
+}
+
+/// WATCH and MULTI state of a connection.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Transaction {
+    watching: bool,
+    in_multi: bool,
+}
+
+impl Transaction {
+    fn is_open(self) -> bool {
+        self.watching || self.in_multi
+    }
+
+    /// Follows a command that ran on the connection.
+    fn after(&mut self, name: &[u8]) {
+        match name.to_ascii_uppercase().as_slice() {
+            b"WATCH" => self.watching = true,
+            b"MULTI" => self.in_multi = true,
+            b"EXEC" | b"DISCARD" | b"RESET" => *self = Transaction::default(),
+            b"UNWATCH" => self.watching = false,
+            _ => {}
+        }
+    }
+
+    /// Whether `name` starts the lost transaction over (so the loss need not be reported):
+    /// WATCH, UNWATCH, DISCARD or RESET always do; MULTI does unless a WATCH was lost with it.
+    fn restarted_by(self, name: &[u8]) -> bool {
+        let upper = name.to_ascii_uppercase();
+        match upper.as_slice() {
+            b"WATCH" | b"UNWATCH" | b"DISCARD" | b"RESET" => true,
+            b"MULTI" => !self.watching,
+            _ => false,
+        }
+    }
 }
 
 impl Session {
@@ -31,20 +68,45 @@ impl Session {
         Ok(Session {
             shared,
             conn: Some(conn),
-            transaction_state: false,
+            transaction: Transaction::default(),
+            lost: None,
             dirty: false,
         })
     }
 
     /// Runs one command on the session's connection. An EXEC answered with nil is WATCH.
+    ///
+    /// When the connection is lost, the next command runs on a new one. If a WATCH or MULTI was
+    /// open, that transaction is gone: the first command afterwards that does not start it over
+    /// fails once with CONNECTION saying so, since carrying on silently would let an EXEC succeed
+    /// without its WATCH.
     pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, true)?;
-        if self.conn.as_ref().is_none_or(Connection::is_broken) {
-            self.replace_connection()?;
-        }
         let shared = self.shared.clone();
-        let conn = self.conn.as_mut().expect("a connection was just ensured");
+        let pool = shared.route(None);
+        if pool.is_closed() {
+            return Err(crate::pool::closed());
+        }
+        // Like a pooled command, a session checks (with a non-blocking peek) that the server has
+        // not closed its connection before writing to it.
+        if self.conn.as_ref().is_none_or(Connection::is_stale) {
+            if let Some(old) = self.conn.take() {
+                self.forget_connection_state();
+                pool.put(old);
+            }
+            self.conn = Some(pool.get(None)?);
+        }
         let name = args.name();
+        if let Some(lost) = self.lost.take() {
+            if !lost.restarted_by(name) {
+                return Err(Error::new(
+                    Status::Connection,
+                    "the session's connection was lost with a WATCH or MULTI open; that \
+                     transaction is gone (start it again with WATCH or MULTI)",
+                ));
+            }
+        }
+        let conn = self.conn.as_mut().expect("a connection was just ensured");
         let never_read_only = |_: &Executor| false;
         let job = Job {
             name,
@@ -52,17 +114,21 @@ impl Session {
             blocking: blocking_timeout(args),
             read_only: &never_read_only,
         };
-        let address = shared.route(None).address_c();
         let result = shared
             .executor
-            .run_pinned(conn, address, &job, |conn| conn.command(args));
+            .run_pinned(pool, conn, &job, |conn| conn.command(args));
+        let broken = conn.is_broken();
         let subcommand = (args.len() > 1).then(|| args.get(1));
         if connection_use(name, subcommand) == ConnectionUse::ConnectionState {
-            match name.to_ascii_uppercase().as_slice() {
-                b"MULTI" | b"WATCH" => self.transaction_state = true,
-                b"EXEC" | b"DISCARD" | b"UNWATCH" => self.transaction_state = false,
-                _ => self.dirty = true,
+            self.transaction.after(name);
+            let transactional = [&b"WATCH"[..], b"MULTI", b"EXEC", b"DISCARD", b"UNWATCH"];
+            if !transactional.iter().any(|t| name.eq_ignore_ascii_case(t)) {
+                self.dirty = true;
             }
+        }
+        if broken {
+            // This command's own failure reports the loss of the connection.
+            self.forget_connection_state();
         }
         match result {
             Ok(reply) if reply.is_nil() && is_exec(name) => Err(watch_aborted()),
@@ -70,23 +136,14 @@ impl Session {
         }
     }
 
-    /// The pinned connection broke. Without transaction state a new one is as good; with it,
-    /// carrying on silently would drop a WATCH and let EXEC succeed when it must not.
-    fn replace_connection(&mut self) -> Result<()> {
-        let pool = self.shared.route(None);
-        if let Some(old) = self.conn.take() {
-            pool.put(old);
+    /// The connection is gone, and with it everything the session set on it; an open
+    /// transaction is remembered as lost, to be reported.
+    fn forget_connection_state(&mut self) {
+        if self.transaction.is_open() {
+            self.lost = Some(self.transaction);
         }
-        if std::mem::take(&mut self.transaction_state) {
-            return Err(Error::new(
-                Status::Connection,
-                "the session's connection was lost with a WATCH or MULTI open; that transaction \
-                 is gone (start it again)",
-            ));
-        }
+        self.transaction = Transaction::default();
         self.dirty = false;
-        self.conn = Some(pool.get(None)?);
-        Ok(())
     }
 }
 
@@ -98,7 +155,7 @@ impl Drop for Session {
         if self.dirty {
             // Close it: the next borrower must get a connection as the config describes it.
             conn.discard();
-        } else if self.transaction_state {
+        } else if self.transaction.is_open() {
             // DISCARD fails harmlessly when no MULTI is open; UNWATCH always succeeds. If the
             // exchange fails the connection is broken and the pool closes it.
             const RESET: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n*1\r\n$7\r\nUNWATCH\r\n";

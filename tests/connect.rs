@@ -412,13 +412,15 @@ fn read_timeout_on_a_server_that_never_answers() {
         assert!(took < Duration::from_secs(3), "too late: {took:?}");
         assert!(e.message().contains("300 ms"), "{}", e.message());
         assert_eq!(c.stat(brisk::stats::Stat::PoolOpen) as usize, 0);
-        // SAFE retries depend on this: in RESP3 the PING itself was never written (the
-        // handshake timed out), in RESP2 it was.
-        assert_eq!(
-            e.is_sent(),
-            protocol == 2,
-            "is_sent with protocol {protocol}"
-        );
+        // SAFE retries depend on this: the PING itself was never written. RESP3 timed out in
+        // the handshake; RESP2 (no handshake) in the client's first exchange on a new
+        // connection, the command-table fetch, and the PING is not written on a connection
+        // that failed. (A request that was written and then timed out is `sent`: see
+        // stopped_server_times_out_and_the_connection_is_discarded.)
+        assert!(!e.is_sent(), "is_sent with protocol {protocol}");
+        if protocol == 2 {
+            assert!(e.message().contains("command table"), "{}", e.message());
+        }
     }
 }
 
@@ -506,11 +508,9 @@ fn garbage_from_the_server_is_a_protocol_error() {
             let c = client_for(&format!("{}?protocol={protocol}", server.url()));
             let e = expect_err(c.ping(), Status::Protocol);
             assert!(!e.message().is_empty());
-            assert_eq!(
-                e.is_sent(),
-                protocol == 2,
-                "is_sent with protocol {protocol}"
-            );
+            // RESP3: garbage in the handshake; RESP2: in the reply to the client's own COMMAND
+            // (the command-table fetch). Either way the PING was never written.
+            assert!(!e.is_sent(), "is_sent with protocol {protocol}");
             assert_eq!(c.stat(brisk::stats::Stat::PoolOpen) as usize, 0);
         }
     }

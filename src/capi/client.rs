@@ -9,8 +9,10 @@ use super::config::brisk_config;
 use super::reply::{brisk_reply, reply_handle};
 use super::status::brisk_status;
 use crate::client::Client;
+use crate::core::{Error, Status};
 use crate::stats::Stat;
 use std::ffi::c_char;
+use std::ffi::{CString, c_void};
 
 /// A Redis client: a pool of connections shared by every thread of the program.
 ///
@@ -96,6 +98,73 @@ pub unsafe extern "C" fn brisk_command(
 pub unsafe extern "C" fn brisk_ping(client: *mut brisk_client) -> brisk_status {
     // SAFETY: per this function's contract.
     guard(|| unsafe { try_ref(client, "client") }?.ping())
+}
+
+/// Receives the outcome of `brisk_command_async()`, exactly once, on a brisk runtime thread
+/// (named `brisk-runtime`), never on the caller's thread. `status` is `BRISK_OK` with `reply`
+/// set (the callback owns it: free it with `brisk_reply_free()`), or a failure with `reply`
+/// NULL and `error_message` (valid only during the call; "" on success) saying what happened.
+/// The callback must not block: other commands' callbacks wait for it. It may start more async
+/// commands, but must not free the client.
+pub type brisk_reply_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        status: brisk_status,
+        error_message: *const c_char,
+        reply: *mut brisk_reply,
+    ),
+>;
+
+/// Starts one command without waiting for it (arguments as for `brisk_command()`; they are
+/// copied before this returns). On `BRISK_OK`, `fn` will be called exactly once with the
+/// outcome, on a brisk runtime thread; on any other status it is never called. Concurrent async
+/// commands on a client are pipelined automatically onto a shared connection. Retries,
+/// timeouts, health checks and statuses are those of `brisk_command()`: if the connection dies,
+/// every pending callback still gets exactly one call (CONNECTION or TIMEOUT, or the retried
+/// command's outcome). Blocking commands (BLPOP, XREAD BLOCK, ...) run on a pooled connection
+/// of their own. `brisk_client_free()` completes every pending callback (`BRISK_ERR_CLOSED`)
+/// before it returns. There is no ordering guarantee between async commands.
+///
+/// # Safety
+/// `client` is NULL or a live client; arguments as for `brisk_command()`; `fn` and `userdata`
+/// stay valid until the callback has run.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_command_async(
+    client: *mut brisk_client,
+    argc: usize,
+    argv: *const *const c_char,
+    argvlen: *const usize,
+    r#fn: brisk_reply_fn,
+    userdata: *mut c_void,
+) -> brisk_status {
+    struct UserData(*mut c_void);
+    // SAFETY: the caller hands userdata to the callback, which runs on another thread by
+    // contract; brisk never touches what it points to.
+    unsafe impl Send for UserData {}
+    guard(|| {
+        // SAFETY: per this function's contract.
+        let client = unsafe { try_ref(client, "client") }?;
+        let callback = r#fn.ok_or_else(|| Error::invalid_argument("fn: NULL callback"))?;
+        // SAFETY: per this function's contract.
+        let args = unsafe { command_args(argc, argv, argvlen) }?;
+        let userdata = UserData(userdata);
+        client.command_async(
+            &args,
+            Box::new(move |result| {
+                let userdata = userdata;
+                let (status, message, reply) = match result {
+                    Ok(reply) => (Status::Ok, CString::default(), into_handle(reply)),
+                    Err(e) => (
+                        e.status(),
+                        CString::new(e.message().replace('\0', "\\0")).unwrap_or_default(),
+                        std::ptr::null_mut(),
+                    ),
+                };
+                // SAFETY: the user's callback, called once with arguments valid for the call.
+                unsafe { callback(userdata.0, status as u32, message.as_ptr(), reply) };
+            }),
+        )
+    })
 }
 
 /// What `brisk_client_stat()` reports: counters since the client was created, and two gauges.

@@ -1,8 +1,7 @@
 //! What brisk needs to know about a command: how it may use a pooled connection, whether it
 //! blocks on the server and for how long, and whether it only reads (which decides retries).
 
-use crate::resp::{Args, Node};
-use std::collections::HashSet;
+use crate::resp::Args;
 
 /// How a command may be used, given that `brisk_command` borrows a pooled connection for one
 /// request and gives it back.
@@ -264,68 +263,6 @@ pub fn builtin_read_only(name: &[u8]) -> bool {
         .is_ok()
 }
 
-/// Read-only commands as the server itself describes them (`COMMAND`), including
-/// subcommands as `container|sub` ("object|encoding", "config|get").
-#[derive(Debug, Default)]
-pub struct CommandTable {
-    read_only: HashSet<Vec<u8>>,
-}
-
-impl CommandTable {
-    /// Builds the table from the reply to `COMMAND` (RESP2 or RESP3).
-    pub fn from_command_reply(reply: &Node) -> CommandTable {
-        let mut table = CommandTable::default();
-        for entry in reply.children() {
-            table.add_entry(entry);
-        }
-        table
-    }
-
-    fn add_entry(&mut self, entry: &Node) {
-        let fields = entry.children();
-        let (Some(name), Some(flags)) = (fields.first().and_then(Node::as_bytes), fields.get(2))
-        else {
-            return;
-        };
-        if flags
-            .children()
-            .iter()
-            .any(|f| f.as_bytes() == Some(b"readonly"))
-        {
-            self.read_only.insert(name.to_ascii_lowercase());
-        }
-        // Redis 7 lists subcommands as full entries in field 9.
-        if let Some(subcommands) = fields.get(9) {
-            for sub in subcommands.children() {
-                self.add_entry(sub);
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.read_only.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.read_only.is_empty()
-    }
-
-    /// Whether the command (with its subcommand, for containers) only reads.
-    pub fn is_read_only(&self, args: &Args<'_>) -> bool {
-        let name = args.name().to_ascii_lowercase();
-        if self.read_only.contains(&name) {
-            return true;
-        }
-        if args.len() > 1 {
-            let mut full = name;
-            full.push(b'|');
-            full.extend(args.get(1).to_ascii_lowercase());
-            return self.read_only.contains(&full);
-        }
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,28 +335,6 @@ mod tests {
         assert!(!builtin_read_only(b"INCR"));
         assert!(!builtin_read_only(b"SET"));
         assert!(!builtin_read_only(b"a-name-longer-than-the-buffer-allows"));
-    }
-
-    #[test]
-    fn server_table_reads_flags_and_subcommands() {
-        use crate::resp::{Decoder, Reply};
-        use bytes::BytesMut;
-        // Two entries in COMMAND's shape: GET (readonly) and OBJECT with OBJECT|ENCODING.
-        let wire = b"*2\r\n\
-            *10\r\n$3\r\nget\r\n:2\r\n~1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n\
-            *10\r\n$6\r\nobject\r\n:-2\r\n~0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n\
-            *1\r\n*10\r\n$15\r\nobject|encoding\r\n:3\r\n~1\r\n+readonly\r\n:2\r\n:2\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
-        let mut buf = BytesMut::from(&wire[..]);
-        let reply: Reply = Decoder::default().decode(&mut buf).unwrap().unwrap();
-        let table = CommandTable::from_command_reply(&reply);
-        let args = |w: &[&'static [u8]]| w.to_vec();
-        let get = args(&[b"GET", b"k"]);
-        let encoding = args(&[b"OBJECT", b"ENCODING", b"k"]);
-        let freq = args(&[b"OBJECT", b"FREQ", b"k"]);
-        assert!(table.is_read_only(&Args::from_slices(&get)));
-        assert!(table.is_read_only(&Args::from_slices(&encoding)));
-        assert!(!table.is_read_only(&Args::from_slices(&freq)));
-        assert_eq!(table.len(), 2);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! connection handshake as data, and the per-connection protocol state. Nothing here opens a
 //! socket or reads the clock.
 
+pub mod cluster;
+pub mod command_table;
 pub mod commands;
 pub mod error;
 pub mod handshake;

@@ -11,7 +11,7 @@ use crate::resp::{Args, Decoder, Limits, Reply, ReplyKind, encode_command, encod
 use bytes::BytesMut;
 
 /// Receives out-of-band push frames. Runs on the thread that reads the connection.
-pub type PushHandler = Box<dyn FnMut(Reply) + Send>;
+pub type PushHandler = Box<dyn FnMut(Reply) + Send + Sync>;
 
 /// Read at least this much per read call (grows when a large bulk is known to be coming).
 const READ_CHUNK: usize = 16 * 1024;

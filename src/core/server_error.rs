@@ -32,20 +32,48 @@ pub enum ServerErrorKind {
     Other,
 }
 
-/// The code at the start of an error reply (`"WRONGTYPE"`, `"ERR"`), used as `error.type`.
-pub fn error_code(text: &[u8]) -> &str {
+/// Error codes Redis and Valkey send, the only words [`error_code`] ever reports: a script or
+/// module can put any word first in an error (`redis.error_reply(ARGV[1])`), and telemetry must
+/// never carry an argument.
+const KNOWN_CODES: &[&str] = &[
+    "ASK",
+    "BUSY",
+    "BUSYGROUP",
+    "BUSYKEY",
+    "CLUSTERDOWN",
+    "CROSSSLOT",
+    "ERR",
+    "EXECABORT",
+    "LOADING",
+    "MASTERDOWN",
+    "MISCONF",
+    "MOVED",
+    "NOAUTH",
+    "NOGROUP",
+    "NOPERM",
+    "NOPROTO",
+    "NOREPLICAS",
+    "NOSCRIPT",
+    "NOTBUSY",
+    "OOM",
+    "READONLY",
+    "TRYAGAIN",
+    "UNBLOCKED",
+    "UNKILLABLE",
+    "WRONGPASS",
+    "WRONGTYPE",
+];
+
+/// The code at the start of an error reply (`"WRONGTYPE"`), used as `error.type`; `"ERR"` for
+/// anything that is not a known code.
+pub fn error_code(text: &[u8]) -> &'static str {
     let end = text.iter().position(|&b| b == b' ').unwrap_or(text.len());
     let word = &text[..end];
-    if !word.is_empty()
-        && word
-            .iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
-    {
-        // All ASCII, so this cannot fail.
-        std::str::from_utf8(word).unwrap_or("ERR")
-    } else {
-        "ERR"
-    }
+    KNOWN_CODES
+        .iter()
+        .find(|code| code.as_bytes() == word)
+        .copied()
+        .unwrap_or("ERR")
 }
 
 pub fn classify(text: &[u8]) -> ServerErrorKind {
@@ -201,5 +229,14 @@ mod tests {
         assert_eq!(error_code(b"ERR x"), "ERR");
         assert_eq!(error_code(b"lowercase thing"), "ERR");
         assert_eq!(error_code(b"NOPERM"), "NOPERM");
+        assert_eq!(
+            error_code(b"TOPSECRET42 boom"),
+            "ERR",
+            "unknown words never leak"
+        );
+        assert!(
+            KNOWN_CODES.windows(2).all(|w| w[0] < w[1]),
+            "keep the list sorted"
+        );
     }
 }

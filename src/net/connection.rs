@@ -72,6 +72,17 @@ impl ConnectSettings {
     }
 }
 
+/// `timeout`, shortened to what is left before `deadline` (at least 1 ms: 0 would mean "none").
+fn until(timeout: Option<Duration>, deadline: Option<Instant>) -> Option<Duration> {
+    let Some(deadline) = deadline else {
+        return timeout;
+    };
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    Some(timeout.map_or(left, |t| t.min(left)))
+}
+
 pub struct Connection {
     stream: Stream,
     proto: Protocol,
@@ -86,18 +97,26 @@ impl Connection {
     /// Connects, runs the TLS and Redis handshakes, and returns a ready connection. Errors
     /// never count as "sent": no caller's request has been written yet.
     pub fn connect(settings: &ConnectSettings) -> Result<Connection> {
-        Self::open(settings).map_err(|e| e.sent(false))
+        Self::connect_by(settings, None)
     }
 
-    fn open(settings: &ConnectSettings) -> Result<Connection> {
+    /// [`Connection::connect`] for a command that must finish by `deadline`: connecting, the TLS
+    /// handshake and the Redis handshake each wait no longer than the time left, and the ready
+    /// connection then has the configured timeouts.
+    pub fn connect_by(settings: &ConnectSettings, deadline: Option<Instant>) -> Result<Connection> {
+        Self::open(settings, deadline).map_err(|e| e.sent(false))
+    }
+
+    fn open(settings: &ConnectSettings, deadline: Option<Instant>) -> Result<Connection> {
         let address = settings.address.clone();
         let socket = Socket::connect(
             &settings.endpoint,
-            settings.connect_timeout,
+            until(settings.connect_timeout, deadline),
             settings.keepalive,
         )?;
+        let read_timeout = until(settings.read_timeout, deadline);
         socket
-            .set_timeouts(settings.read_timeout, settings.write_timeout)
+            .set_timeouts(read_timeout, until(settings.write_timeout, deadline))
             .map_err(|e| io_error(&e, "set timeouts on", &address))?;
         let mut stream = match &settings.tls {
             None => Stream::Plain(socket),
@@ -116,10 +135,17 @@ impl Connection {
             address,
             resp3: false,
             broken: false,
-            read_timeout: settings.read_timeout,
+            read_timeout,
             created: Instant::now(),
         };
         conn.handshake(&settings.handshake)?;
+        if deadline.is_some() {
+            conn.stream
+                .socket()
+                .set_timeouts(settings.read_timeout, settings.write_timeout)
+                .map_err(|e| io_error(&e, "set timeouts on", &settings.address))?;
+            conn.read_timeout = settings.read_timeout;
+        }
         Ok(conn)
     }
 
@@ -164,6 +190,11 @@ impl Connection {
 
     pub fn created(&self) -> Instant {
         self.created
+    }
+
+    /// The socket's file descriptor (to interrupt a blocking read from another thread).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.socket().raw_fd()
     }
 
     /// Marks the connection for closing: the pool drops it instead of lending it again.

@@ -39,6 +39,11 @@ impl Socket {
         socket.map_err(|e| e.context(format!("connect to {address}")))
     }
 
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.inner.as_raw_fd()
+    }
+
     pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(read)?;
         self.inner.set_write_timeout(write)

@@ -1,5 +1,6 @@
 //! A fault-injecting TCP proxy for the cases a real server cannot produce on demand: added
-//! latency, a stalled stream, a stream cut after N bytes, and connections reset (RST).
+//! latency, a stalled stream (at once or after N bytes), a stream cut after N bytes, and
+//! connections reset (RST).
 //!
 //! Every accepted connection gets two pump threads (client -> server, server -> client) that
 //! consult the shared fault settings before forwarding each chunk. Sockets use short read
@@ -24,9 +25,13 @@ struct Faults {
     stalled: AtomicBool,
     /// Server-to-client bytes still allowed before every connection is cut; `usize::MAX`: no cut.
     cut_budget: AtomicUsize,
+    /// Server-to-client bytes still allowed before the proxy stalls; `usize::MAX`: none.
+    stall_budget: AtomicUsize,
     /// Bumped to reset every connection open at that moment.
     reset_generation: AtomicU64,
     stop: AtomicBool,
+    /// Bytes read from clients so far (forwarded, or held by a delay or stall).
+    client_bytes: AtomicUsize,
     open: AtomicUsize,
     accepted: AtomicUsize,
 }
@@ -48,6 +53,7 @@ impl FaultProxy {
         let address = listener.local_addr().expect("local address");
         let faults = Arc::new(Faults {
             cut_budget: AtomicUsize::new(usize::MAX),
+            stall_budget: AtomicUsize::new(usize::MAX),
             ..Faults::default()
         });
         let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
@@ -77,9 +83,16 @@ impl FaultProxy {
         self.faults.delay_ms.store(delay.as_millis() as u64, SeqCst);
     }
 
-    /// Stops forwarding in both directions until [`FaultProxy::resume`].
+    /// Stops forwarding in both directions until [`FaultProxy::resume`]. What clients send
+    /// meanwhile is taken in and held (it shows in [`FaultProxy::client_bytes`]), then forwarded.
     pub fn stall(&self) {
         self.faults.stalled.store(true, SeqCst);
+    }
+
+    /// Whether the proxy is stalled now (by [`FaultProxy::stall`] or a reached
+    /// [`FaultProxy::stall_after`]).
+    pub fn is_stalled(&self) -> bool {
+        self.faults.stalled.load(SeqCst)
     }
 
     pub fn resume(&self) {
@@ -92,6 +105,12 @@ impl FaultProxy {
         self.faults.cut_budget.store(bytes, SeqCst);
     }
 
+    /// After `bytes` more bytes from server to client, stalls like [`FaultProxy::stall`] (the
+    /// client sees a reply stop mid-way and hang) until [`FaultProxy::resume`].
+    pub fn stall_after(&self, bytes: usize) {
+        self.faults.stall_budget.store(bytes, SeqCst);
+    }
+
     /// Resets (RST) every connection open now; new ones work normally.
     pub fn reset_all(&self) {
         self.faults.reset_generation.fetch_add(1, SeqCst);
@@ -102,11 +121,18 @@ impl FaultProxy {
         self.faults.delay_ms.store(0, SeqCst);
         self.faults.stalled.store(false, SeqCst);
         self.faults.cut_budget.store(usize::MAX, SeqCst);
+        self.faults.stall_budget.store(usize::MAX, SeqCst);
     }
 
     /// Connections currently open through the proxy.
     pub fn open_connections(&self) -> usize {
         self.faults.open.load(SeqCst)
+    }
+
+    /// Bytes received from clients so far, including bytes still held by a delay: shows that
+    /// a request has left the client.
+    pub fn client_bytes(&self) -> usize {
+        self.faults.client_bytes.load(SeqCst)
     }
 
     /// Connections accepted so far.
@@ -195,6 +221,8 @@ fn pump(
     closed: &AtomicBool,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut held = Vec::new();
+    let mut client_closed = false;
     let end = |how: &str, from: &TcpStream, to: &TcpStream| {
         closed.store(true, SeqCst);
         if how == "reset" {
@@ -214,8 +242,31 @@ fn pump(
             return end("reset", &from, &to);
         }
         if faults.stalled.load(SeqCst) {
-            std::thread::sleep(POLL);
+            if to_client || client_closed {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            // What clients send during a stall is taken in (so `client_bytes` shows it) and
+            // held until the stall ends; a close is passed on after the held bytes.
+            match from.read(&mut buf) {
+                Ok(0) => client_closed = true,
+                Ok(n) => {
+                    faults.client_bytes.fetch_add(n, SeqCst);
+                    held.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return end("close", &from, &to),
+            }
             continue;
+        }
+        if !held.is_empty() {
+            if to.write_all(&held).is_err() {
+                return end("close", &from, &to);
+            }
+            held.clear();
+        }
+        if client_closed {
+            return end("close", &from, &to);
         }
         let n = match from.read(&mut buf) {
             Ok(0) => return end("close", &from, &to),
@@ -223,6 +274,9 @@ fn pump(
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => return end("close", &from, &to),
         };
+        if !to_client {
+            faults.client_bytes.fetch_add(n, SeqCst);
+        }
         let delay = faults.delay_ms.load(SeqCst);
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));
@@ -240,6 +294,23 @@ fn pump(
                 faults.cut_budget.store(budget - allowed, SeqCst);
                 cut = allowed < n || budget - allowed == 0;
                 chunk = &chunk[..allowed];
+            }
+        }
+        if to_client {
+            let budget = faults.stall_budget.load(SeqCst);
+            if budget != usize::MAX && budget < chunk.len() {
+                // Forward what the budget allows, stall, and forward the rest once resumed.
+                faults.stall_budget.store(usize::MAX, SeqCst);
+                faults.stalled.store(true, SeqCst);
+                if to.write_all(&chunk[..budget]).is_err() {
+                    return end("close", &from, &to);
+                }
+                chunk = &chunk[budget..];
+                while faults.stalled.load(SeqCst) && !faults.stop.load(SeqCst) {
+                    std::thread::sleep(POLL);
+                }
+            } else if budget != usize::MAX {
+                faults.stall_budget.store(budget - chunk.len(), SeqCst);
             }
         }
         if !chunk.is_empty() && to.write_all(chunk).is_err() {

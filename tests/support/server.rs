@@ -81,7 +81,7 @@ impl RedisServerBuilder {
                 .stderr(output)
                 .spawn()
                 .expect("start redis-server (is it installed?)");
-            match wait_ready(&mut child, &dir) {
+            match wait_ready(&mut child, &dir, 0) {
                 Ready::Yes => {
                     return RedisServer {
                         child,
@@ -248,6 +248,54 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server (SIGKILL, if it still runs) and starts a new `redis-server` on the same
+    /// port, in the same directory, with the same configuration; returns once it answers. The
+    /// data set starts empty (nothing is saved). Clients see a real restart: their connections
+    /// are closed, connects are refused while it is down, and the same address works again.
+    pub fn restart(&mut self) {
+        self.reap();
+        self.start_again();
+    }
+
+    /// Starts `redis-server` again on the same port after [`RedisServer::kill`] and waits until
+    /// it answers. A port briefly held by someone else is tried again until the start deadline.
+    pub fn start_again(&mut self) {
+        assert!(self.exited, "the server is still running");
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let log_from =
+                fs::read_to_string(self.dir.join("redis.log")).map_or(0, |log| log.len());
+            let output = fs::File::create(self.dir.join("redis.out")).expect("create redis.out");
+            let mut child = Command::new("redis-server")
+                .arg(self.dir.join("redis.conf"))
+                .stdin(Stdio::null())
+                .stdout(output.try_clone().expect("clone file handle"))
+                .stderr(output)
+                .spawn()
+                .expect("start redis-server");
+            match wait_ready(&mut child, &self.dir, log_from) {
+                Ready::Yes => {
+                    self.child = child;
+                    self.exited = false;
+                    return;
+                }
+                Ready::PortTaken if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ready::PortTaken => panic!(
+                    "port {} stayed taken for {START_DEADLINE:?}:\n{}",
+                    self.port,
+                    self.log()
+                ),
+                Ready::Failed(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("redis-server failed to start again: {why}\n{}", self.log());
+                }
+            }
+        }
+    }
+
     /// Runs `redis-cli` over the Unix socket (authenticated as the default user when the server
     /// has a password) and returns its output, trimmed. Panics when redis-cli fails.
     #[track_caller]
@@ -291,12 +339,18 @@ impl Drop for RedisServer {
     }
 }
 
-/// Polls until the server answers on its Unix socket, exits, or the deadline passes.
-fn wait_ready(child: &mut Child, dir: &Path) -> Ready {
+/// Polls until the server answers on its Unix socket, exits, or the deadline passes. Only the
+/// log written after byte `log_from` of redis.log is searched for a port conflict.
+fn wait_ready(child: &mut Child, dir: &Path, log_from: usize) -> Ready {
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return if read_log(dir).contains("Address already in use") {
+            let log = read_log(dir);
+            return if log
+                .get(log_from..)
+                .unwrap_or(&log)
+                .contains("Address already in use")
+            {
                 Ready::PortTaken
             } else {
                 Ready::Failed(format!("exited at startup with {status}"))

@@ -1,0 +1,74 @@
+# Builds libbrisk with cargo and exposes it to CMake as IMPORTED targets:
+#
+#   brisk::brisk          the shared library (libbrisk.so.X.Y.Z, soname libbrisk.so.X)
+#   brisk::brisk_static   the static library (libbrisk.a) with the native libraries it needs
+#
+# cargo builds into ${BRISK_CARGO_TARGET_DIR} (inside the CMake build tree, so a CMake build
+# never fights with `cargo test` over ./target). The results are then staged in
+# ${BRISK_STAGE_DIR} under their installed names (libbrisk.so.X.Y.Z, libbrisk.so.X and
+# libbrisk.so symlinks, libbrisk.a): programs linked in the build tree find libbrisk.so.X
+# there through their build RPATH, exactly as they will find it once installed.
+#
+# The cargo step always runs (cargo itself decides, in well under a second, whether anything
+# changed); the staged copies are only touched when their content changes, so nothing relinks
+# needlessly.
+
+find_program(CARGO_EXECUTABLE cargo
+  HINTS "$ENV{CARGO_HOME}/bin" "$ENV{HOME}/.cargo/bin"
+  DOC "cargo, to build the Rust library")
+if(NOT CARGO_EXECUTABLE)
+  message(FATAL_ERROR "brisk: cargo not found. Install a Rust toolchain (https://rustup.rs) or "
+                      "pass -DCARGO_EXECUTABLE=/path/to/cargo.")
+endif()
+
+set(BRISK_CARGO_TARGET_DIR "${CMAKE_BINARY_DIR}/cargo" CACHE PATH
+  "cargo --target-dir for the CMake build (kept apart from ./target)")
+set(BRISK_CARGO_FLAGS "--locked" CACHE STRING
+  "Extra flags for `cargo build` (a ;-list), e.g. --offline")
+set(BRISK_STAGE_DIR "${CMAKE_BINARY_DIR}/lib")
+
+# What `cargo rustc --release --lib -- --print native-static-libs` prints on Linux
+# ("-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"), less -lc which every C link has anyway.
+# Whoever links libbrisk.a needs these; brisk.pc's Libs.private and brisk::brisk_static carry
+# them. Re-check them when dependencies change (the `install` test links a static consumer).
+set(BRISK_STATIC_NATIVE_LIBS gcc_s util rt pthread m dl)
+
+set(_cargo_out "${BRISK_CARGO_TARGET_DIR}/release")
+set(BRISK_SHARED_FILE "libbrisk.so.${BRISK_VERSION}")
+set(BRISK_SONAME "libbrisk.so.${BRISK_SOVERSION}")
+
+add_custom_target(brisk_cargo ALL
+  COMMAND "${CARGO_EXECUTABLE}" build --release --lib
+          --manifest-path "${PROJECT_SOURCE_DIR}/Cargo.toml"
+          --target-dir "${BRISK_CARGO_TARGET_DIR}" ${BRISK_CARGO_FLAGS}
+  COMMAND "${CMAKE_COMMAND}" -E copy_if_different
+          "${_cargo_out}/libbrisk.so" "${BRISK_STAGE_DIR}/${BRISK_SHARED_FILE}"
+  COMMAND "${CMAKE_COMMAND}" -E copy_if_different
+          "${_cargo_out}/libbrisk.a" "${BRISK_STAGE_DIR}/libbrisk.a"
+  BYPRODUCTS
+    "${_cargo_out}/libbrisk.so" "${_cargo_out}/libbrisk.a"
+    "${BRISK_STAGE_DIR}/${BRISK_SHARED_FILE}" "${BRISK_STAGE_DIR}/libbrisk.a"
+  WORKING_DIRECTORY "${PROJECT_SOURCE_DIR}"
+  USES_TERMINAL
+  COMMENT "cargo build --release: libbrisk.so and libbrisk.a"
+  VERBATIM)
+
+# The symlinks never change (only what they point to does): make them once.
+file(MAKE_DIRECTORY "${BRISK_STAGE_DIR}")
+file(CREATE_LINK "${BRISK_SHARED_FILE}" "${BRISK_STAGE_DIR}/${BRISK_SONAME}" SYMBOLIC)
+file(CREATE_LINK "${BRISK_SONAME}" "${BRISK_STAGE_DIR}/libbrisk.so" SYMBOLIC)
+
+add_library(brisk::brisk SHARED IMPORTED GLOBAL)
+set_target_properties(brisk::brisk PROPERTIES
+  IMPORTED_LOCATION "${BRISK_STAGE_DIR}/${BRISK_SHARED_FILE}"
+  IMPORTED_SONAME "${BRISK_SONAME}"
+  INTERFACE_INCLUDE_DIRECTORIES "${PROJECT_SOURCE_DIR}/include")
+add_dependencies(brisk::brisk brisk_cargo)
+
+add_library(brisk::brisk_static STATIC IMPORTED GLOBAL)
+set_target_properties(brisk::brisk_static PROPERTIES
+  IMPORTED_LOCATION "${BRISK_STAGE_DIR}/libbrisk.a"
+  IMPORTED_LINK_INTERFACE_LANGUAGES C
+  INTERFACE_LINK_LIBRARIES "${BRISK_STATIC_NATIVE_LIBS}"
+  INTERFACE_INCLUDE_DIRECTORIES "${PROJECT_SOURCE_DIR}/include")
+add_dependencies(brisk::brisk_static brisk_cargo)

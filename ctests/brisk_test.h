@@ -1,0 +1,265 @@
+/*
+ * brisk_test.h: the tiny assert header shared by the C tests.
+ *
+ *   CHECK(cond)                    records a failure (file:line and the condition), goes on
+ *   REQUIRE(cond)                  the same, then stops the whole test program
+ *   CHECK_STATUS(call, expected)   runs `call` (a brisk_status expression) once; on a mismatch
+ *                                  prints both status names and brisk_last_error_message()
+ *   CHECK_OK(call)                 CHECK_STATUS(call, BRISK_OK)
+ *   REQUIRE_OK(call)               CHECK_OK, stopping on failure
+ *   CHECK_STR_CONTAINS(s, needle)  s is non-NULL and contains needle
+ *   CHECK_REPLY_STR(reply, text)   a STRING/STATUS/... reply whose bytes equal text
+ *   bt_init(argc, argv)            first thing in main
+ *   RUN(fn)                        runs `static void fn(void)` as a named case
+ *   RUN_KNOWN_ISSUE(fn)            a case that shows a library bug (see below)
+ *   bt_finish()                    prints the summary; its value is main's exit status
+ *
+ * Servers come from the CTest fixture: `ctests/servers.sh start $BRISK_TEST_DIR` writes
+ * $BRISK_TEST_DIR/servers.env (KEY=VALUE lines); bt_env("STANDALONE_PORT") reads it.
+ * bt_key() makes a key name unique to this process, so tests can run in parallel against the
+ * shared servers.
+ */
+#ifndef BRISK_TEST_H
+#define BRISK_TEST_H
+
+#if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 200809L
+#undef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <brisk.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int bt_failures = 0;      /* failed checks in the whole program */
+static int bt_case_failures = 0; /* failed checks in the running case */
+static const char *bt_case = "";
+
+static inline void bt_fail(const char *file, int line, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s:%d: FAILED in %s: ", file, line, bt_case);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+  bt_failures++;
+  bt_case_failures++;
+}
+
+#define CHECK(cond)                                        \
+  do {                                                     \
+    if (!(cond)) bt_fail(__FILE__, __LINE__, "%s", #cond); \
+  } while (0)
+
+#define REQUIRE(cond)                                                 \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      bt_fail(__FILE__, __LINE__, "%s (required; stopping)", #cond); \
+      exit(1);                                                        \
+    }                                                                 \
+  } while (0)
+
+/* Evaluates `call` once; returns whether it matched, so callers can skip what depends on it. */
+static inline int bt_check_status(const char *file, int line, const char *expr, brisk_status got,
+                                  brisk_status expected) {
+  if (got == expected) return 1;
+  bt_fail(file, line, "%s: expected %s, got %s (%u): \"%s\"", expr, brisk_status_name(expected),
+          brisk_status_name(got), (unsigned)got, brisk_last_error_message());
+  return 0;
+}
+
+#define CHECK_STATUS(call, expected) \
+  bt_check_status(__FILE__, __LINE__, #call, (call), (expected))
+#define CHECK_OK(call) bt_check_status(__FILE__, __LINE__, #call, (call), BRISK_OK)
+#define REQUIRE_OK(call)                                         \
+  do {                                                           \
+    if (!bt_check_status(__FILE__, __LINE__, #call, (call), BRISK_OK)) exit(1); \
+  } while (0)
+
+#define CHECK_STR_CONTAINS(s, needle)                                                       \
+  do {                                                                                      \
+    const char *bt_s_ = (s);                                                                \
+    const char *bt_n_ = (needle);                                                           \
+    if (bt_s_ == NULL || strstr(bt_s_, bt_n_) == NULL)                                      \
+      bt_fail(__FILE__, __LINE__, "%s = \"%s\" does not contain \"%s\"", #s,                \
+              bt_s_ ? bt_s_ : "(null)", bt_n_);                                             \
+  } while (0)
+
+#define CHECK_STR_LACKS(s, needle)                                                          \
+  do {                                                                                      \
+    const char *bt_s_ = (s);                                                                \
+    const char *bt_n_ = (needle);                                                           \
+    if (bt_s_ == NULL || strstr(bt_s_, bt_n_) != NULL)                                      \
+      bt_fail(__FILE__, __LINE__, "%s = \"%s\" contains \"%s\" (must not)", #s,             \
+              bt_s_ ? bt_s_ : "(null)", bt_n_);                                             \
+  } while (0)
+
+/* The reply's text (STRING, STATUS, ERROR, VERBATIM, BIGNUM, DOUBLE) equals `text`. */
+static inline int bt_reply_is(const brisk_reply *r, const char *text) {
+  size_t len = 0;
+  const char *s = brisk_reply_string(r, &len);
+  return s != NULL && len == strlen(text) && memcmp(s, text, len) == 0;
+}
+
+#define CHECK_REPLY_STR(reply, text)                                                          \
+  do {                                                                                        \
+    const brisk_reply *bt_r_ = (reply);                                                       \
+    const char *bt_t_ = (text);                                                               \
+    if (!bt_reply_is(bt_r_, bt_t_)) {                                                         \
+      const char *bt_got_ = brisk_reply_string(bt_r_, NULL);                                  \
+      bt_fail(__FILE__, __LINE__, "%s: expected \"%s\", got type %u \"%s\"", #reply, bt_t_,   \
+              (unsigned)brisk_reply_type_of(bt_r_), bt_got_ ? bt_got_ : "(null)");            \
+    }                                                                                         \
+  } while (0)
+
+/*
+ * Known library issues. A case that shows a bug in the library (which this suite must not
+ * paper over, and whose fix belongs to src/) is run with RUN_KNOWN_ISSUE instead of RUN. Such
+ * cases only run when the program gets `--known-issues` (and then only they run); CTest
+ * registers that as a separate test `c_<area>_known_issues`, labelled known_issue, with
+ * WILL_FAIL: it passes while the bug reproduces and fails once the library is fixed, as a
+ * reminder to turn the case into a plain RUN.
+ */
+static int bt_known_issues_mode = 0;
+static int bt_ran = 0;
+
+static inline void bt_init(int argc, char **argv) {
+  int i;
+  for (i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--known-issues") == 0) bt_known_issues_mode = 1;
+  setvbuf(stdout, NULL, _IONBF, 0);
+}
+
+#define BT_RUN_CASE(fn, known)                                                 \
+  do {                                                                         \
+    if (bt_known_issues_mode == (known)) {                                     \
+      bt_case = #fn;                                                           \
+      bt_case_failures = 0;                                                    \
+      bt_ran++;                                                                \
+      fprintf(stderr, "[ RUN  ] %s%s\n", #fn, (known) ? " (known library issue)" : ""); \
+      fn();                                                                    \
+      fprintf(stderr, "[ %s ] %s\n", bt_case_failures ? "FAIL" : " OK ", #fn); \
+    }                                                                          \
+  } while (0)
+
+#define RUN(fn) BT_RUN_CASE(fn, 0)
+#define RUN_KNOWN_ISSUE(fn) BT_RUN_CASE(fn, 1)
+
+static inline int bt_finish(void) {
+  if (bt_known_issues_mode) {
+    if (bt_failures) {
+      fprintf(stderr, "%d check(s) failed: the known library issue(s) above still reproduce\n",
+              bt_failures);
+      return 1;
+    }
+    fprintf(stderr, "%d known-issue case(s) now PASS: the library was fixed; turn them into "
+                    "plain RUN cases\n", bt_ran);
+    return 0;
+  }
+  if (bt_failures) {
+    fprintf(stderr, "%d check(s) failed\n", bt_failures);
+    return 1;
+  }
+  fprintf(stderr, "all checks passed (%d cases)\n", bt_ran);
+  return 0;
+}
+
+/* Milliseconds on a monotonic clock, for deadlines and elapsed-time bounds. */
+static inline int64_t bt_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the fixture's servers.env ---------------------------------------------------------- */
+
+#define BT_ENV_MAX 32
+static char bt_env_keys[BT_ENV_MAX][64];
+static char bt_env_values[BT_ENV_MAX][512];
+static int bt_env_count = -1;
+
+static inline void bt_env_load(void) {
+  const char *dir = getenv("BRISK_TEST_DIR");
+  char path[1024];
+  char line[640];
+  FILE *f;
+  bt_env_count = 0;
+  if (dir == NULL || *dir == '\0') {
+    fprintf(stderr, "BRISK_TEST_DIR is not set: run this test through ctest (it starts the "
+                    "servers) or start them with `ctests/servers.sh start DIR`\n");
+    exit(1);
+  }
+  snprintf(path, sizeof path, "%s/servers.env", dir);
+  f = fopen(path, "r");
+  if (f == NULL) {
+    fprintf(stderr, "cannot open %s: are the fixture servers running?\n", path);
+    exit(1);
+  }
+  while (fgets(line, sizeof line, f) != NULL && bt_env_count < BT_ENV_MAX) {
+    char *eq = strchr(line, '=');
+    size_t n;
+    if (eq == NULL) continue;
+    *eq = '\0';
+    n = strcspn(eq + 1, "\r\n");
+    eq[1 + n] = '\0';
+    snprintf(bt_env_keys[bt_env_count], sizeof bt_env_keys[0], "%.63s", line);
+    snprintf(bt_env_values[bt_env_count], sizeof bt_env_values[0], "%.511s", eq + 1);
+    bt_env_count++;
+  }
+  fclose(f);
+}
+
+/* A value from servers.env; stops the program when it is missing. */
+static inline const char *bt_env(const char *key) {
+  int i;
+  if (bt_env_count < 0) bt_env_load();
+  for (i = 0; i < bt_env_count; i++)
+    if (strcmp(bt_env_keys[i], key) == 0) return bt_env_values[i];
+  fprintf(stderr, "servers.env has no %s\n", key);
+  exit(1);
+}
+
+static inline uint16_t bt_env_port(const char *key) {
+  return (uint16_t)atoi(bt_env(key));
+}
+
+/* ---- keys and commands ---------------------------------------------------------------- */
+
+/* "ct:<prefix>:<pid>:<name>" in a static ring of buffers (valid for the next 15 calls). */
+static inline const char *bt_key(const char *prefix, const char *name) {
+  static char ring[16][160];
+  static int next = 0;
+  char *buf = ring[next++ % 16];
+  snprintf(buf, sizeof ring[0], "ct:%s:%ld:%s", prefix, (long)getpid(), name);
+  return buf;
+}
+
+/* Runs a command given as NUL-terminated words (NULL-terminated list); returns the status. */
+static inline brisk_status bt_cmdv(brisk_client *c, brisk_reply **reply, const char *const *words) {
+  size_t argc = 0;
+  while (words[argc] != NULL) argc++;
+  return brisk_command(c, argc, words, NULL, reply);
+}
+
+#define BT_CMD(client, reply, ...) \
+  bt_cmdv((client), (reply), (const char *const[]){__VA_ARGS__, NULL})
+
+/* A client for the fixture's standalone server over TCP with the given protocol (2 or 3). */
+static inline brisk_client *bt_client_tcp(uint32_t protocol) {
+  brisk_config *cfg = brisk_config_new();
+  brisk_client *c = NULL;
+  REQUIRE(cfg != NULL);
+  REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", bt_env_port("STANDALONE_PORT")));
+  REQUIRE_OK(brisk_config_set_protocol(cfg, protocol));
+  REQUIRE_OK(brisk_client_new(cfg, &c));
+  brisk_config_free(cfg);
+  return c;
+}
+
+#endif /* BRISK_TEST_H */

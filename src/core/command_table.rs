@@ -1,0 +1,387 @@
+//! What the server says about its commands (`COMMAND`): which only read, and where their keys
+//! are (key specs, Redis 7; the first/last/step triple on older servers). With no table, a
+//! built-in fallback covers the common commands.
+//!
+//! Keys decide the cluster slot a command goes to; "read-only" decides whether a command whose
+//! request was sent may be replayed.
+
+use super::commands::builtin_read_only;
+use crate::resp::{Args, Node};
+use std::collections::HashMap;
+
+/// Where a command's keys start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Begin {
+    /// At this argument index.
+    Index(i64),
+    /// After `keyword`, searched from `start_from` (negative: backwards from the end).
+    Keyword { keyword: Vec<u8>, start_from: i64 },
+}
+
+/// How many keys follow, and how they are spaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Find {
+    /// Keys from the start to `last_key` (relative; negative: from the end of argv), every
+    /// `step`; with `last_key` -1 and `limit` > 1, only the first 1/limit of what remains.
+    Range {
+        last_key: i64,
+        step: i64,
+        limit: i64,
+    },
+    /// The number of keys is the argument at `num_index` (relative to the start); the first key
+    /// is at `first` (relative), every `step`.
+    KeyNum {
+        num_index: i64,
+        first: i64,
+        step: i64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KeySpec {
+    begin: Begin,
+    find: Find,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct CommandInfo {
+    read_only: bool,
+    /// Key specs when the server gives them; else the legacy triple as one range spec; `None`
+    /// when neither describes the keys (movable keys on a server without key specs).
+    keys: Option<Vec<KeySpec>>,
+}
+
+#[derive(Debug, Default)]
+pub struct CommandTable {
+    /// By lower-case name, and `container|sub` for subcommands.
+    commands: HashMap<Vec<u8>, CommandInfo>,
+}
+
+fn int(node: Option<&Node>) -> Option<i64> {
+    node.and_then(|n| n.as_integer().or_else(|| n.as_str()?.parse().ok()))
+}
+
+fn parse_key_spec(spec: &Node) -> Option<KeySpec> {
+    let begin = spec.get("begin_search")?;
+    let begin_spec = begin.get("spec")?;
+    let begin = match begin.get("type")?.as_str()? {
+        "index" => Begin::Index(int(begin_spec.get("index"))?),
+        "keyword" => Begin::Keyword {
+            keyword: begin_spec.get("keyword")?.as_bytes()?.to_ascii_uppercase(),
+            start_from: int(begin_spec.get("startfrom"))?,
+        },
+        _ => return None,
+    };
+    let find = spec.get("find_keys")?;
+    let find_spec = find.get("spec")?;
+    let find = match find.get("type")?.as_str()? {
+        "range" => Find::Range {
+            last_key: int(find_spec.get("lastkey"))?,
+            step: int(find_spec.get("keystep"))?.max(1),
+            limit: int(find_spec.get("limit"))?,
+        },
+        "keynum" => Find::KeyNum {
+            num_index: int(find_spec.get("keynumidx"))?,
+            first: int(find_spec.get("firstkey"))?,
+            step: int(find_spec.get("keystep"))?.max(1),
+        },
+        _ => return None,
+    };
+    Some(KeySpec { begin, find })
+}
+
+impl CommandTable {
+    /// Builds the table from the reply to `COMMAND` (RESP2 or RESP3).
+    pub fn from_command_reply(reply: &Node) -> CommandTable {
+        let mut table = CommandTable::default();
+        for entry in reply.children() {
+            table.add_entry(entry);
+        }
+        table
+    }
+
+    fn add_entry(&mut self, entry: &Node) {
+        let fields = entry.children();
+        let Some(name) = fields.first().and_then(Node::as_bytes) else {
+            return;
+        };
+        let flags = fields.get(2).map(Node::children).unwrap_or_default();
+        let has_flag = |flag: &[u8]| flags.iter().any(|f| f.as_bytes() == Some(flag));
+        let mut info = CommandInfo {
+            read_only: has_flag(b"readonly"),
+            keys: None,
+        };
+        // Redis 7 key specs (field 8). Specs of type "unknown" (SORT's STORE key, say) cannot
+        // be followed and are skipped: routing needs one key, and the server rejects a command
+        // whose other keys are in another slot.
+        let specs: Vec<KeySpec> = fields
+            .get(8)
+            .map(|specs| specs.children().iter().filter_map(parse_key_spec).collect())
+            .unwrap_or_default();
+        match specs {
+            specs if !specs.is_empty() => info.keys = Some(specs),
+            _ if has_flag(b"movablekeys") => {}
+            _ => {
+                let (first, last, step) =
+                    (int(fields.get(3)), int(fields.get(4)), int(fields.get(5)));
+                if let (Some(first), Some(last), Some(step)) = (first, last, step) {
+                    let range = KeySpec {
+                        begin: Begin::Index(first),
+                        find: Find::Range {
+                            last_key: if last < 0 { last } else { last - first },
+                            step: step.max(1),
+                            limit: 0,
+                        },
+                    };
+                    info.keys = Some(if first > 0 { vec![range] } else { Vec::new() });
+                }
+            }
+        }
+        self.commands.insert(name.to_ascii_lowercase(), info);
+        // Redis 7 lists subcommands as full entries in field 9.
+        if let Some(subcommands) = fields.get(9) {
+            for sub in subcommands.children() {
+                self.add_entry(sub);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    /// The entry for `args`: its subcommand's when it has one, else the command's. Names are
+    /// lower-cased in a stack buffer: no allocation.
+    fn info(&self, args: &Args<'_>) -> Option<&CommandInfo> {
+        let mut buffer = [0u8; 64];
+        let name = args.name();
+        let lower = buffer.get_mut(..name.len())?;
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        if args.len() >= 2 {
+            let sub = args.get(1);
+            let end = name.len() + 1 + sub.len();
+            if let Some(rest) = buffer.get_mut(name.len()..end) {
+                rest[0] = b'|';
+                rest[1..].copy_from_slice(sub);
+                rest[1..].make_ascii_lowercase();
+                if let Some(info) = self.commands.get(&buffer[..end]) {
+                    return Some(info);
+                }
+            }
+        }
+        self.commands.get(&buffer[..name.len()])
+    }
+
+    /// Whether the command (with its subcommand, for containers) only reads.
+    pub fn is_read_only(&self, args: &Args<'_>) -> bool {
+        self.info(args).is_some_and(|i| i.read_only)
+    }
+
+    /// The argument positions of the command's keys; `None` when the table does not know it.
+    pub fn key_positions(&self, args: &Args<'_>) -> Option<Vec<usize>> {
+        let specs = self.info(args)?.keys.as_ref()?;
+        let mut positions = Vec::new();
+        for spec in specs {
+            positions.extend(apply_spec(spec, args));
+        }
+        positions.sort_unstable();
+        positions.dedup();
+        Some(positions)
+    }
+}
+
+fn apply_spec(spec: &KeySpec, args: &Args<'_>) -> Vec<usize> {
+    let argc = args.len() as i64;
+    let start = match &spec.begin {
+        Begin::Index(i) => *i,
+        Begin::Keyword {
+            keyword,
+            start_from,
+        } => {
+            let found = if *start_from >= 0 {
+                (*start_from..argc).find(|&i| args.get(i as usize).eq_ignore_ascii_case(keyword))
+            } else {
+                (1..=argc + start_from)
+                    .rev()
+                    .find(|&i| args.get(i as usize).eq_ignore_ascii_case(keyword))
+            };
+            match found {
+                Some(i) => i + 1,
+                None => return Vec::new(),
+            }
+        }
+    };
+    if start < 1 || start >= argc {
+        return Vec::new();
+    }
+    let (last, step) = match spec.find {
+        Find::Range {
+            last_key,
+            step,
+            limit,
+        } => {
+            let last = if last_key >= 0 {
+                start + last_key
+            } else if last_key == -1 && limit > 1 {
+                start + (argc - start) / limit - 1
+            } else {
+                argc + last_key
+            };
+            (last, step)
+        }
+        Find::KeyNum {
+            num_index,
+            first,
+            step,
+        } => {
+            let Some(count) = args
+                .iter()
+                .nth((start + num_index) as usize)
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<i64>().ok())
+            else {
+                return Vec::new();
+            };
+            let first = start + first;
+            return (0..count.max(0))
+                .map(|k| first + k * step)
+                .take_while(|&i| i < argc)
+                .map(|i| i as usize)
+                .collect();
+        }
+    };
+    (start..=last.min(argc - 1))
+        .step_by(step as usize)
+        .map(|i| i as usize)
+        .collect()
+}
+
+/// Key positions for when there is no server table: the common shapes, and "the first argument"
+/// for everything else that has arguments.
+pub fn builtin_key_positions(args: &Args<'_>) -> Vec<usize> {
+    let argc = args.len();
+    let name = args.name();
+    let is = |names: &[&str]| {
+        names
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    };
+    if argc < 2
+        || is(&[
+            "PING",
+            "ECHO",
+            "INFO",
+            "TIME",
+            "DBSIZE",
+            "FLUSHALL",
+            "FLUSHDB",
+            "CONFIG",
+            "CLIENT",
+            "CLUSTER",
+            "COMMAND",
+            "SCRIPT",
+            "FUNCTION",
+            "PUBLISH",
+            "KEYS",
+            "SCAN",
+            "RANDOMKEY",
+            "LASTSAVE",
+            "SAVE",
+            "BGSAVE",
+            "WAIT",
+            "WAITAOF",
+            "MEMORY",
+            "LATENCY",
+            "SLOWLOG",
+            "ACL",
+            "DEBUG",
+            "HELLO",
+            "AUTH",
+            "SELECT",
+            "MULTI",
+            "EXEC",
+            "DISCARD",
+            "UNWATCH",
+            "READONLY",
+            "READWRITE",
+            "ASKING",
+            "QUIT",
+            "RESET",
+            "LOLWUT",
+            "SWAPDB",
+        ])
+    {
+        return Vec::new();
+    }
+    if is(&[
+        "MGET",
+        "DEL",
+        "EXISTS",
+        "UNLINK",
+        "TOUCH",
+        "WATCH",
+        "SINTER",
+        "SUNION",
+        "SDIFF",
+        "PFCOUNT",
+        "PFMERGE",
+        "SINTERSTORE",
+        "SUNIONSTORE",
+        "SDIFFSTORE",
+    ]) {
+        return (1..argc).collect();
+    }
+    if is(&["MSET", "MSETNX"]) {
+        return (1..argc).step_by(2).collect();
+    }
+    if is(&["BLPOP", "BRPOP", "BZPOPMIN", "BZPOPMAX"]) {
+        return (1..argc - 1).collect();
+    }
+    if is(&[
+        "EVAL",
+        "EVALSHA",
+        "EVAL_RO",
+        "EVALSHA_RO",
+        "FCALL",
+        "FCALL_RO",
+    ]) {
+        let count = std::str::from_utf8(args.get(2))
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok());
+        return match count {
+            Some(n) if argc > 2 => (3..(3 + n).min(argc)).collect(),
+            _ => Vec::new(),
+        };
+    }
+    if is(&["XREAD", "XREADGROUP"]) {
+        let Some(streams) = (1..argc).find(|&i| args.get(i).eq_ignore_ascii_case(b"STREAMS"))
+        else {
+            return Vec::new();
+        };
+        let count = (argc - streams - 1) / 2;
+        return (streams + 1..streams + 1 + count).collect();
+    }
+    vec![1]
+}
+
+/// Whether `args` only reads, by the server's table when there is one, else the built-in list.
+pub fn read_only(table: Option<&CommandTable>, args: &Args<'_>) -> bool {
+    match table {
+        Some(table) => table.is_read_only(args),
+        None => builtin_read_only(args.name()),
+    }
+}
+
+/// The positions of `args`'s keys, by the server's table when it knows the command.
+pub fn key_positions(table: Option<&CommandTable>, args: &Args<'_>) -> Vec<usize> {
+    table
+        .and_then(|t| t.key_positions(args))
+        .unwrap_or_else(|| builtin_key_positions(args))
+}
+
+#[cfg(test)]
+mod tests;

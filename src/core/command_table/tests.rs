@@ -1,0 +1,118 @@
+use super::*;
+use crate::resp::{Decoder, Reply};
+use bytes::BytesMut;
+
+/// The reply to `COMMAND` from redis-server 7.0.15 (RESP3), captured once.
+const REDIS_7_COMMAND: &[u8] = include_bytes!("redis-7.0-command.resp3");
+
+fn table() -> CommandTable {
+    let mut buf = BytesMut::from(REDIS_7_COMMAND);
+    let reply: Reply = Decoder::default().decode(&mut buf).unwrap().unwrap();
+    CommandTable::from_command_reply(&reply)
+}
+
+fn positions(table: &CommandTable, words: &[&str]) -> Option<Vec<usize>> {
+    let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+    table.key_positions(&Args::from_slices(&args))
+}
+
+fn read_only(table: &CommandTable, words: &[&str]) -> bool {
+    let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+    table.is_read_only(&Args::from_slices(&args))
+}
+
+#[test]
+fn read_only_flags_come_from_the_server() {
+    let t = table();
+    assert!(t.len() > 200, "{} commands", t.len());
+    assert!(read_only(&t, &["GET", "k"]));
+    assert!(read_only(&t, &["get", "k"]));
+    assert!(read_only(&t, &["OBJECT", "ENCODING", "k"]));
+    assert!(read_only(&t, &["XRANGE", "s", "-", "+"]));
+    assert!(!read_only(&t, &["SET", "k", "v"]));
+    assert!(!read_only(&t, &["INCR", "k"]));
+    assert!(!read_only(&t, &["CONFIG", "SET", "x", "y"]));
+    assert!(!read_only(&t, &["NOSUCHCOMMAND"]));
+}
+
+#[test]
+fn key_specs_find_keys_where_each_command_keeps_them() {
+    let t = table();
+    assert_eq!(positions(&t, &["GET", "k"]), Some(vec![1]));
+    assert_eq!(
+        positions(&t, &["MSET", "a", "1", "b", "2"]),
+        Some(vec![1, 3])
+    );
+    assert_eq!(positions(&t, &["MGET", "a", "b", "c"]), Some(vec![1, 2, 3]));
+    assert_eq!(
+        positions(&t, &["EVAL", "return 1", "2", "k1", "k2", "arg"]),
+        Some(vec![3, 4])
+    );
+    assert_eq!(
+        positions(&t, &["EVAL", "return 1", "0", "arg"]),
+        Some(vec![])
+    );
+    assert_eq!(
+        positions(
+            &t,
+            &["XREAD", "COUNT", "1", "STREAMS", "s1", "s2", "0", "0"]
+        ),
+        Some(vec![4, 5])
+    );
+    assert_eq!(
+        positions(&t, &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s1", ">"]),
+        Some(vec![5])
+    );
+    assert_eq!(
+        positions(&t, &["ZUNIONSTORE", "dest", "2", "a", "b"]),
+        Some(vec![1, 3, 4])
+    );
+    assert_eq!(positions(&t, &["BLPOP", "a", "b", "0"]), Some(vec![1, 2]));
+    assert_eq!(positions(&t, &["OBJECT", "ENCODING", "k"]), Some(vec![2]));
+    assert_eq!(positions(&t, &["PING"]), Some(vec![]));
+    // SORT's STORE key has an "unknown" spec: only the source key is found.
+    assert_eq!(
+        positions(&t, &["SORT", "src", "STORE", "dst"]),
+        Some(vec![1])
+    );
+    assert_eq!(positions(&t, &["NOSUCHCOMMAND", "x"]), None);
+    // Malformed counts find no keys rather than panicking.
+    assert_eq!(positions(&t, &["EVAL", "s", "many", "k"]), Some(vec![]));
+    assert_eq!(positions(&t, &["EVAL", "s", "99", "k"]), Some(vec![3]));
+    assert_eq!(positions(&t, &["XREAD", "STREAMS"]), Some(vec![]));
+}
+
+#[test]
+fn legacy_triple_without_key_specs() {
+    // A Redis 6 style entry: no key specs, first/last/step = 1/-1/2.
+    let wire = b"*1\r\n*6\r\n$4\r\nmset\r\n:-3\r\n*1\r\n+write\r\n:1\r\n:-1\r\n:2\r\n";
+    let mut buf = BytesMut::from(&wire[..]);
+    let reply = Decoder::default().decode(&mut buf).unwrap().unwrap();
+    let t = CommandTable::from_command_reply(&reply);
+    assert_eq!(
+        positions(&t, &["MSET", "a", "1", "b", "2"]),
+        Some(vec![1, 3])
+    );
+    // Movable keys without specs: unknown, so the built-in fallback decides.
+    let wire = b"*1\r\n*6\r\n$4\r\neval\r\n:-3\r\n*1\r\n+movablekeys\r\n:0\r\n:0\r\n:0\r\n";
+    let mut buf = BytesMut::from(&wire[..]);
+    let reply = Decoder::default().decode(&mut buf).unwrap().unwrap();
+    let t = CommandTable::from_command_reply(&reply);
+    assert_eq!(positions(&t, &["EVAL", "s", "1", "k"]), None);
+}
+
+#[test]
+fn builtin_fallback_covers_the_common_shapes() {
+    let p = |words: &[&str]| {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        builtin_key_positions(&Args::from_slices(&args))
+    };
+    assert_eq!(p(&["GET", "k"]), vec![1]);
+    assert_eq!(p(&["MSET", "a", "1", "b", "2"]), vec![1, 3]);
+    assert_eq!(p(&["DEL", "a", "b"]), vec![1, 2]);
+    assert_eq!(p(&["EVALSHA", "sha", "1", "k", "arg"]), vec![3]);
+    assert_eq!(p(&["XREAD", "STREAMS", "a", "b", "0", "0"]), vec![2, 3]);
+    assert_eq!(p(&["BLPOP", "a", "b", "5"]), vec![1, 2]);
+    assert_eq!(p(&["PING"]), Vec::<usize>::new());
+    assert_eq!(p(&["INFO", "server"]), Vec::<usize>::new());
+}

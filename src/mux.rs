@@ -1,0 +1,488 @@
+//! The async driver: one multiplexed connection per node, onto which concurrent requests are
+//! pipelined automatically.
+//!
+//! A mux is a tokio task that owns a request channel. Its writer takes every request waiting in
+//! the channel, writes them in one go and records them, in order, as in flight; its reader
+//! decodes replies and completes the in-flight requests front to back. So N callers issuing
+//! commands at once share one connection and (nearly) one round trip, like ioredis's or
+//! Lettuce's auto-pipelining.
+//!
+//! Every request is completed exactly once:
+//! - with its reply (error replies included; the caller classifies them);
+//! - with the connection's failure (CONNECTION, TIMEOUT, PROTOCOL, TLS; `sent` set) when the
+//!   connection dies after the request was written;
+//! - with the connect failure (`sent` unset) when no connection could be opened for it;
+//! - with CLOSED when the client closes.
+//!
+//! A request taken from the channel but not yet written when its connection dies is carried over
+//! to the next connection, untouched. The mux reconnects lazily, when the next request arrives;
+//! backoff between attempts is the caller's retry policy, not the mux's.
+
+use crate::core::protocol::Protocol;
+use crate::core::{Error, Result, Status};
+use crate::events::{Event, EventKind, Observer};
+use crate::net::ConnectSettings;
+use crate::net::async_connect::{self, AsyncStream};
+use crate::net::errors::{closed_by_peer, io_error};
+use crate::resp::{Args, Reply, encode_command};
+use crate::stats::Stat;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{Notify, mpsc, watch};
+
+/// Receives a request's outcome, exactly once, on a brisk runtime thread.
+pub(crate) type Completion = Box<dyn FnOnce(Result<Reply>) + Send>;
+
+pub(crate) struct Request {
+    pub encoded: Bytes,
+    pub done: Completion,
+    /// The command deadline: past it the request completes with TIMEOUT even if its reply is
+    /// still to come (the reply is then dropped when it arrives).
+    pub deadline: Option<Instant>,
+}
+
+impl Request {
+    fn fail(self, error: Error) {
+        (self.done)(Err(error));
+    }
+}
+
+/// Settings a mux needs beyond how to connect.
+#[derive(Clone)]
+pub(crate) struct MuxSettings {
+    pub read_timeout: Option<Duration>,
+    pub health_check_interval: Option<Duration>,
+}
+
+/// The handle to a mux task; dropping every handle ends the task once it has drained.
+pub(crate) struct Mux {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+/// Most bytes gathered into one write before writing.
+const MAX_BATCH: usize = 256 * 1024;
+/// How often the reader looks for expired deadlines while it waits.
+const TICK: Duration = Duration::from_millis(50);
+
+impl Mux {
+    pub fn spawn(
+        settings: Arc<ConnectSettings>,
+        config: MuxSettings,
+        observer: Arc<Observer>,
+        closed: watch::Receiver<bool>,
+    ) -> Mux {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = Task {
+            settings,
+            config,
+            observer,
+            closed,
+            rx,
+        };
+        if !crate::runtime::spawn(task.run()) {
+            // No runtime (the process is out of threads): the receiver is gone, so `send`
+            // fails every request at once instead of leaving it hanging.
+        }
+        Mux { tx }
+    }
+
+    /// Queues a request; it is completed exactly once whatever happens.
+    pub fn send(&self, request: Request) {
+        if let Err(mpsc::error::SendError(request)) = self.tx.send(request) {
+            request.fail(Error::new(
+                Status::Closed,
+                "the async runtime is not running (could not start its threads)",
+            ));
+        }
+    }
+}
+
+fn closed_error() -> Error {
+    Error::new(
+        Status::Closed,
+        "the client was closed before the reply arrived",
+    )
+}
+
+struct InFlight {
+    /// `None` once the request was completed early (deadline); its reply is then dropped.
+    done: Option<Completion>,
+    deadline: Option<Instant>,
+}
+
+/// What the reader and the writer of one connection share.
+#[derive(Default)]
+struct Line {
+    queue: VecDeque<InFlight>,
+    /// Set (with the reason) when the connection died; nothing more may be queued.
+    dead: Option<Error>,
+    /// When bytes last arrived or the oldest request was written: the read timeout runs from
+    /// the later of the two.
+    progress: Option<Instant>,
+}
+
+type SharedLine = Arc<Mutex<Line>>;
+
+fn lock(line: &SharedLine) -> std::sync::MutexGuard<'_, Line> {
+    line.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks the line dead (if it is not already) and fails everything in flight.
+fn kill(line: &SharedLine, error: Error) {
+    let doomed = {
+        let mut line = lock(line);
+        if line.dead.is_some() {
+            return;
+        }
+        line.dead = Some(error.clone());
+        std::mem::take(&mut line.queue)
+    };
+    for entry in doomed {
+        if let Some(done) = entry.done {
+            done(Err(error.clone().sent(true)));
+        }
+    }
+}
+
+struct Task {
+    settings: Arc<ConnectSettings>,
+    config: MuxSettings,
+    observer: Arc<Observer>,
+    closed: watch::Receiver<bool>,
+    rx: mpsc::UnboundedReceiver<Request>,
+}
+
+impl Task {
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    fn event(&self, kind: EventKind, status: Status, duration: Duration) {
+        if self.observer.enabled() {
+            self.observer.emit(&Event {
+                kind,
+                status,
+                command: b"",
+                duration,
+                attempt: 1,
+                address: &self.settings.address_c,
+                error_type: (status != Status::Ok).then(|| status.name()),
+                batch_size: 1,
+                db: self.observer.db(),
+            });
+        }
+    }
+
+    async fn run(mut self) {
+        let mut held: VecDeque<Request> = VecDeque::new();
+        loop {
+            let first = match held.pop_front() {
+                Some(request) => request,
+                None => match self.rx.recv().await {
+                    Some(request) => request,
+                    // Every handle is gone: the client was dropped.
+                    None => return,
+                },
+            };
+            if self.is_closed() {
+                first.fail(closed_error());
+                for request in held.drain(..) {
+                    request.fail(closed_error());
+                }
+                continue;
+            }
+            let started = Instant::now();
+            match async_connect::connect(&self.settings).await {
+                Ok((stream, proto)) => {
+                    self.observer.stats.bump(Stat::Connects);
+                    self.event(EventKind::Connect, Status::Ok, started.elapsed());
+                    held.push_front(first);
+                    held = self.serve(stream, proto, held).await;
+                }
+                Err(error) => {
+                    self.event(EventKind::Connect, error.status(), started.elapsed());
+                    // Everyone waiting would meet the same failure now; their retry policies
+                    // decide when to come back.
+                    first.fail(error.clone());
+                    for request in held.drain(..) {
+                        request.fail(error.clone());
+                    }
+                    while let Ok(request) = self.rx.try_recv() {
+                        request.fail(error.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one connection until it dies or the client closes. Returns the requests that were
+    /// taken from the channel but never written, for the next connection.
+    async fn serve(
+        &mut self,
+        stream: AsyncStream,
+        proto: Protocol,
+        mut held: VecDeque<Request>,
+    ) -> VecDeque<Request> {
+        let (reader, mut writer) = tokio::io::split(stream);
+        let line: SharedLine = Arc::default();
+        let reader_done = Arc::new(Notify::new());
+        let reader_task = {
+            let reader = Reader {
+                line: line.clone(),
+                address: self.settings.address.clone(),
+                read_timeout: self.config.read_timeout,
+                proto,
+                half: reader,
+            };
+            let done = reader_done.clone();
+            tokio::spawn(async move {
+                reader.run().await;
+                done.notify_one();
+            })
+        };
+        let mut buffer = BytesMut::new();
+        let mut last_used = Instant::now();
+        loop {
+            let request = match held.pop_front() {
+                Some(request) => request,
+                None => tokio::select! {
+                    request = self.rx.recv() => match request {
+                        Some(request) => request,
+                        None => break,
+                    },
+                    _ = reader_done.notified() => break,
+                    _ = self.closed.changed() => break,
+                },
+            };
+            if self.is_closed() {
+                held.push_front(request);
+                break;
+            }
+            let idle_too_long = self
+                .config
+                .health_check_interval
+                .is_some_and(|interval| last_used.elapsed() >= interval);
+            if idle_too_long && !self.health_check(&line, &mut writer).await {
+                held.push_front(request);
+                break;
+            }
+            // Gather everything already waiting into one write.
+            let mut batch = vec![request];
+            buffer.clear();
+            buffer.extend_from_slice(&batch[0].encoded);
+            while buffer.len() < MAX_BATCH {
+                match held
+                    .pop_front()
+                    .map(Ok)
+                    .unwrap_or_else(|| self.rx.try_recv())
+                {
+                    Ok(request) => {
+                        buffer.extend_from_slice(&request.encoded);
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            {
+                let mut state = lock(&line);
+                if state.dead.is_some() {
+                    // Not written: all of them go to the next connection.
+                    drop(state);
+                    for request in batch.into_iter().rev() {
+                        held.push_front(request);
+                    }
+                    break;
+                }
+                if state.queue.is_empty() {
+                    state.progress = Some(Instant::now());
+                }
+                for request in batch {
+                    state.queue.push_back(InFlight {
+                        done: Some(request.done),
+                        deadline: request.deadline,
+                    });
+                }
+            }
+            let written = async {
+                writer.write_all(&buffer).await?;
+                writer.flush().await
+            };
+            if let Err(e) = written.await {
+                kill(&line, io_error(&e, "write to", &self.settings.address));
+                break;
+            }
+            last_used = Instant::now();
+        }
+        reader_task.abort();
+        let reason = if self.is_closed() {
+            closed_error()
+        } else {
+            closed_by_peer(&self.settings.address)
+        };
+        kill(&line, reason);
+        if self.is_closed() {
+            for request in held.drain(..) {
+                request.fail(closed_error());
+            }
+        }
+        let status = lock(&line).dead.as_ref().map_or(Status::Ok, Error::status);
+        let status = if status == Status::Closed {
+            Status::Ok
+        } else {
+            status
+        };
+        self.event(EventKind::Disconnect, status, Duration::ZERO);
+        held
+    }
+
+    /// PINGs the connection before reuse after an idle spell; false when it is dead.
+    async fn health_check(&self, line: &SharedLine, writer: &mut WriteHalf<AsyncStream>) -> bool {
+        let started = Instant::now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut ping = BytesMut::new();
+        encode_command(&mut ping, &Args::from_slices(&[b"PING"]));
+        {
+            let mut state = lock(line);
+            if state.dead.is_some() {
+                return false;
+            }
+            state.progress = Some(Instant::now());
+            state.queue.push_back(InFlight {
+                done: Some(Box::new(move |result| {
+                    let _ = tx.send(result);
+                })),
+                deadline: None,
+            });
+        }
+        let written = async {
+            writer.write_all(&ping).await?;
+            writer.flush().await
+        };
+        let healthy = written.await.is_ok() && matches!(rx.await, Ok(Ok(_)));
+        self.observer.stats.bump(Stat::HealthChecks);
+        if !healthy {
+            self.observer.stats.bump(Stat::HealthCheckFailures);
+            kill(line, Error::new(Status::Connection, "health check failed"));
+        }
+        let status = if healthy {
+            Status::Ok
+        } else {
+            Status::Connection
+        };
+        self.event(EventKind::HealthCheck, status, started.elapsed());
+        healthy
+    }
+}
+
+/// The reading side of a connection: decodes replies and completes requests in order, and
+/// enforces the read timeout and the command deadlines.
+struct Reader {
+    line: SharedLine,
+    address: Arc<str>,
+    read_timeout: Option<Duration>,
+    proto: Protocol,
+    half: ReadHalf<AsyncStream>,
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Tick,
+}
+
+impl Reader {
+    async fn run(mut self) {
+        loop {
+            loop {
+                match self.proto.next_reply() {
+                    Ok(Some(reply)) => {
+                        if let Err(e) = self.complete(reply) {
+                            return kill(&self.line, e);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return kill(
+                            &self.line,
+                            e.context(format!("reading from {}", self.address)),
+                        );
+                    }
+                }
+            }
+            let wake = tokio::select! {
+                read = self.half.read_buf(self.proto.input_buffer()) => Wake::Read(read),
+                _ = tokio::time::sleep(TICK) => Wake::Tick,
+            };
+            match wake {
+                Wake::Read(Ok(0)) => return kill(&self.line, closed_by_peer(&self.address)),
+                Wake::Read(Ok(_)) => lock(&self.line).progress = Some(Instant::now()),
+                Wake::Read(Err(e)) => {
+                    return kill(&self.line, io_error(&e, "read from", &self.address));
+                }
+                Wake::Tick => {
+                    if let Err(e) = self.expire() {
+                        return kill(&self.line, e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a reply to the oldest request in flight.
+    fn complete(&self, reply: Reply) -> Result<()> {
+        let entry = lock(&self.line).queue.pop_front();
+        match entry {
+            Some(InFlight {
+                done: Some(done), ..
+            }) => done(Ok(reply)),
+            // Completed early (deadline): its reply is dropped.
+            Some(InFlight { done: None, .. }) => {}
+            None => {
+                return Err(Error::new(
+                    Status::Protocol,
+                    format!("{} sent a reply nobody asked for", self.address),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails requests past their deadline; an error when the read timeout has run out.
+    fn expire(&self) -> Result<()> {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut line = lock(&self.line);
+            if line.queue.is_empty() {
+                return Ok(());
+            }
+            if let (Some(timeout), Some(progress)) = (self.read_timeout, line.progress) {
+                if now.duration_since(progress) >= timeout {
+                    return Err(Error::new(
+                        Status::Timeout,
+                        format!(
+                            "read from {}: timed out (read timeout {} ms)",
+                            self.address,
+                            timeout.as_millis()
+                        ),
+                    ));
+                }
+            }
+            for entry in line.queue.iter_mut() {
+                if entry.deadline.is_some_and(|d| d <= now) {
+                    if let Some(done) = entry.done.take() {
+                        expired.push(done);
+                    }
+                }
+            }
+        }
+        for done in expired {
+            done(Err(
+                Error::new(Status::Timeout, "command deadline reached").sent(true)
+            ));
+        }
+        Ok(())
+    }
+}
