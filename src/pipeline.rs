@@ -4,7 +4,7 @@
 use crate::client::{Shared, check_args};
 use crate::core::{Error, Result, Status};
 use crate::execute::{Executor, Job};
-use crate::resp::{Args, Reply, ReplyKind, encode_command};
+use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
 use bytes::BytesMut;
 use std::sync::Arc;
 
@@ -12,8 +12,6 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     encoded: BytesMut,
     count: usize,
-    /// Every command appended so far only reads (so the batch may be replayed).
-    read_only: bool,
     transaction: bool,
 }
 
@@ -26,7 +24,6 @@ impl Pipeline {
             shared,
             encoded: BytesMut::new(),
             count: 0,
-            read_only: true,
             transaction,
         }
     }
@@ -45,7 +42,6 @@ impl Pipeline {
         check_args(args, false)?;
         encode_command(&mut self.encoded, args);
         self.count += 1;
-        self.read_only = self.read_only && self.shared.executor.is_read_only(args);
         Ok(())
     }
 
@@ -56,7 +52,7 @@ impl Pipeline {
     /// is empty afterwards, whatever the outcome.
     pub fn exec(&mut self) -> Result<Reply> {
         let count = std::mem::replace(&mut self.count, 0);
-        let read_only = std::mem::replace(&mut self.read_only, true);
+        let transaction = self.transaction;
         if count == 0 {
             return Ok(Reply::aggregate(ReplyKind::Array, Vec::new()));
         }
@@ -67,7 +63,17 @@ impl Pipeline {
             framed.extend_from_slice(EXEC);
             self.encoded = framed;
         }
-        let is_read_only = move |_: &Executor| read_only;
+        // Asked only when a sent batch failed, so the commands are looked up then, from their
+        // encoding, rather than one table lookup per append.
+        let encoded = &self.encoded;
+        let is_read_only = move |executor: &Executor| {
+            let commands = if transaction {
+                &encoded[MULTI.len()..encoded.len() - EXEC.len()]
+            } else {
+                &encoded[..]
+            };
+            all_encoded(commands, |args| executor.is_read_only(args))
+        };
         let job = Job {
             name: if self.transaction {
                 b"MULTI"
@@ -79,8 +85,6 @@ impl Pipeline {
             read_only: &is_read_only,
         };
         let pool = self.shared.route(None);
-        let encoded = &self.encoded;
-        let transaction = self.transaction;
         let result = self.shared.executor.run(pool, &job, |conn| {
             if transaction {
                 conn.pipeline(encoded, count + 2)

@@ -83,7 +83,12 @@ fn until(timeout: Option<Duration>, deadline: Option<Instant>) -> Option<Duratio
     Some(timeout.map_or(left, |t| t.min(left)))
 }
 
-pub struct Connection {
+/// A connection is moved a lot (into and out of the pool, through `Result`s): it is one
+/// pointer, its state boxed once when it is opened.
+pub struct Connection(Box<State>);
+
+#[doc(hidden)]
+pub struct State {
     stream: Stream,
     proto: Protocol,
     address: Arc<str>,
@@ -91,6 +96,19 @@ pub struct Connection {
     broken: bool,
     read_timeout: Option<Duration>,
     created: Instant,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
 }
 
 impl Connection {
@@ -129,7 +147,7 @@ impl Connection {
         stream
             .finish_handshake()
             .map_err(|e| io_error(&e, "TLS handshake with", &address))?;
-        let mut conn = Connection {
+        let mut conn = Connection(Box::new(State {
             stream,
             proto: Protocol::new(settings.limits),
             address,
@@ -137,7 +155,7 @@ impl Connection {
             broken: false,
             read_timeout,
             created: Instant::now(),
-        };
+        }));
         conn.handshake(&settings.handshake)?;
         if deadline.is_some() {
             conn.stream
@@ -257,7 +275,8 @@ impl Connection {
     fn flush(&mut self) -> Result<()> {
         let mut written_any = false;
         while !self.proto.output().is_empty() {
-            match self.stream.write(self.proto.output()) {
+            let state = &mut *self.0;
+            match state.stream.write(state.proto.output()) {
                 Ok(0) => {
                     self.broken = true;
                     return Err(closed_by_peer(&self.address).sent(written_any));
@@ -286,7 +305,8 @@ impl Connection {
                         .context(format!("reading from {}", self.address)));
                 }
             }
-            match self.stream.read_into(self.proto.input_buffer()) {
+            let state = &mut *self.0;
+            match state.stream.read_into(state.proto.input_buffer()) {
                 Ok(0) => {
                     self.broken = true;
                     return Err(closed_by_peer(&self.address).sent(true));
