@@ -146,7 +146,7 @@ unsafe fn write_decimal(p: *mut u8, n: usize) -> *mut u8 {
 /// batch), until `f` returns false; returns whether it never did. Bytes that are not such
 /// commands end the walk with false.
 pub fn all_encoded(encoded: &[u8], mut f: impl FnMut(&Args<'_>) -> bool) -> bool {
-    fn number<'a>(rest: &mut &'a [u8], marker: u8) -> Option<usize> {
+    fn number(rest: &mut &[u8], marker: u8) -> Option<usize> {
         let (&first, tail) = rest.split_first()?;
         if first != marker {
             return None;
