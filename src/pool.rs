@@ -107,10 +107,12 @@ enum Retire {
 const PING: [&[u8]; 1] = [b"PING"];
 
 /// A connection given back less than this long ago is lent again without the non-blocking peek
-/// for a server-side close. The peek is a system call, a third of a round trip's worth for a
-/// command issued right after the previous one; and a close landing in so short a window is
-/// no likelier than one landing between the peek and the write, which no check can see. Either
-/// way such a close is a failed attempt, handled by the retry rules like any lost connection.
+/// for a server-side close. The peek is a system call: with it a command back to back with the
+/// previous one costs three (peek, write, read) instead of two. A close landing in so short a
+/// window is as much a matter of luck as one landing between the peek and the write, which no
+/// check can see; either way the command's attempt fails like on any lost connection and the
+/// retry rules decide. Connections idle longer (the ones servers, proxies and load balancers
+/// close) are still peeked every time.
 pub const STALE_CHECK_AFTER: Duration = Duration::from_millis(1);
 
 impl Pool {
