@@ -5,7 +5,8 @@
  *   bench callgrind-sync|callgrind-pipeline|callgrind-lrange brisk|hiredis N --host H --port P
  *
  * The first form runs every workload through brisk and through hiredis, alternating the two
- * clients (brisk, hiredis, brisk, hiredis, ... `--repeats` times), and runs redis-benchmark in
+ * clients (brisk then hiredis on even repeats, hiredis then brisk on odd ones, `--repeats`
+ * times), and runs redis-benchmark in
  * the same mode as the ceiling. It prints a Markdown table on stdout (progress on stderr).
  * The ratio columns are the median of the per-repeat ratios (each repeat pairs runs made
  * seconds apart, which cancels most drift of a shared VM).
@@ -46,8 +47,8 @@
 static const char *g_host = "127.0.0.1";
 static int g_port = 6379;
 static bool g_quick = false;
-static int g_repeats = 7;
-static double g_duration = 0.5; /* seconds per measurement */
+static int g_repeats = 11;
+static double g_duration = 0.3; /* seconds per measurement */
 static int g_heap_conns = 1000;
 static const char *g_redis_benchmark = "redis-benchmark";
 static const char *g_only = NULL; /* comma-separated workload names, NULL = all */
@@ -806,8 +807,14 @@ static void run_all(void) {
     struct row *cpu = row_new("sync SET+GET, client CPU per command", US, true);
     for (int i = 0; i < R; i++) {
       double bl, hl, cl = NAN;
-      double b = wl_sync(BRISK, &bl), bc = g_cpu_us_per_op;
-      double h = wl_sync(HIREDIS, &hl), hc = g_cpu_us_per_op;
+      double b, bc, h, hc;
+      if (i % 2 == 0) {
+        b = wl_sync(BRISK, &bl), bc = g_cpu_us_per_op;
+        h = wl_sync(HIREDIS, &hl), hc = g_cpu_us_per_op;
+      } else {
+        h = wl_sync(HIREDIS, &hl), hc = g_cpu_us_per_op;
+        b = wl_sync(BRISK, &bl), bc = g_cpu_us_per_op;
+      }
       double c = rb_set_get("-c 1 -P 1", rb_count(h, 0.5), &cl), cc = g_rb_cpu_us_per_op;
       row_add(ops, b, h, c);
       row_add(lat, bl, hl, cl);
@@ -825,8 +832,14 @@ static void run_all(void) {
       struct row *cpu = row_new(get ? "pipelined GET, client CPU per command"
                                     : "pipelined SET, client CPU per command", US, true);
       for (int i = 0; i < R; i++) {
-        double b = wl_pipeline(BRISK, get), bc = g_cpu_us_per_op;
-        double h = wl_pipeline(HIREDIS, get), hc = g_cpu_us_per_op;
+        double b, bc, h, hc;
+        if (i % 2 == 0) {
+          b = wl_pipeline(BRISK, get), bc = g_cpu_us_per_op;
+          h = wl_pipeline(HIREDIS, get), hc = g_cpu_us_per_op;
+        } else {
+          h = wl_pipeline(HIREDIS, get), hc = g_cpu_us_per_op;
+          b = wl_pipeline(BRISK, get), bc = g_cpu_us_per_op;
+        }
         double c = rb_one(get ? "-c 1 -P 100 -t get -d 16 -n %ld" : "-c 1 -P 100 -t set -d 16 -n %ld",
                           rb_count(h, 1));
         double cc = g_rb_cpu_us_per_op;
@@ -848,7 +861,14 @@ static void run_all(void) {
       char mode[32];
       snprintf(mode, sizeof mode, "-c %d -P 1", counts[t]);
       for (int i = 0; i < R; i++) {
-        double b = wl_threads(BRISK, counts[t]), h = wl_threads(HIREDIS, counts[t]);
+        double b, h;
+        if (i % 2 == 0) {
+          b = wl_threads(BRISK, counts[t]);
+          h = wl_threads(HIREDIS, counts[t]);
+        } else {
+          h = wl_threads(HIREDIS, counts[t]);
+          b = wl_threads(BRISK, counts[t]);
+        }
         double c = rb_set_get(mode, rb_count(h, 0.5), NULL);
         row_add(row, b, h, c);
         progress(row->name, i, b, h, c, OPS);
@@ -860,8 +880,14 @@ static void run_all(void) {
     struct row *row = row_new("LRANGE 1,000 x 16 B (replies/s)", OPS, false);
     struct row *cpu = row_new("LRANGE 1,000 x 16 B, client CPU per reply", US, true);
     for (int i = 0; i < R; i++) {
-      double b = wl_lrange(BRISK), bc = g_cpu_us_per_op;
-      double h = wl_lrange(HIREDIS), hc = g_cpu_us_per_op;
+      double b, bc, h, hc;
+      if (i % 2 == 0) {
+        b = wl_lrange(BRISK), bc = g_cpu_us_per_op;
+        h = wl_lrange(HIREDIS), hc = g_cpu_us_per_op;
+      } else {
+        h = wl_lrange(HIREDIS), hc = g_cpu_us_per_op;
+        b = wl_lrange(BRISK), bc = g_cpu_us_per_op;
+      }
       double c = rb_one("-c 1 -n %ld lrange bench:list 0 -1", rb_count(h, 1));
       double cc = g_rb_cpu_us_per_op;
       row_add(row, b, h, c);
