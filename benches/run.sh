@@ -14,7 +14,8 @@
 #                  lrange,async,heap, --heap-conns N (see benches/bench.c)
 #
 # Environment: BRISK_LIB_DIR=dir uses an already built libbrisk.so there instead of running
-# cargo; BRISK_BENCH_DIR=dir puts the build and profile files there (default build-bench/).
+# cargo; BRISK_BENCH_DIR=dir puts the build and profile files there (default build-bench/);
+# BRISK_BENCH_TIMEOUT=seconds bounds each program run (default 1800, 300 with --quick).
 # Installs missing Debian packages (redis-server, redis-tools, libhiredis-dev, valgrind, strace,
 # gcc, python3) with apt-get. Only loopback is used; the server is removed on any exit.
 set -euo pipefail
@@ -30,7 +31,7 @@ for arg in "$@"; do
   case "$arg" in
     --quick) quick=1; bench_args+=(--quick) ;;
     --no-profile) profile=0 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) bench_args+=("$arg") ;;
   esac
 done
@@ -97,6 +98,9 @@ start_server() {
 
 ensure_packages
 
+bench_timeout=${BRISK_BENCH_TIMEOUT:-1800}
+[ "$quick" = 1 ] && bench_timeout=${BRISK_BENCH_TIMEOUT:-300}
+
 # Enough descriptors for 1,000 connections (client side) and the server's maxclients.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 4200 ]; then
@@ -139,7 +143,8 @@ say "benchmark"
     "hiredis $(dpkg-query -W -f='${Version}' libhiredis-dev 2>/dev/null || echo '?')," \
     "brisk $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
   echo
-  "$OUT/bench" --host 127.0.0.1 --port "$PORT" "${bench_args[@]}"
+  # A bound, so that a client that never answers fails the run instead of hanging it.
+  timeout -k 10 "$bench_timeout" "$OUT/bench" --host 127.0.0.1 --port "$PORT" "${bench_args[@]}"
 } | tee "$OUT/results.md"
 
 if [ "$profile" = 1 ]; then
@@ -160,11 +165,11 @@ if [ "$profile" = 1 ]; then
       say "callgrind and strace of the $mode loop ($small and $large iterations)"
       for client in brisk hiredis; do
         for n in $small $large; do
-          valgrind --tool=callgrind --callgrind-out-file="$PROF/callgrind.$mode.$client.$n.out" \
+          timeout -k 10 "$bench_timeout" valgrind --tool=callgrind --callgrind-out-file="$PROF/callgrind.$mode.$client.$n.out" \
             "$OUT/bench" "callgrind-$mode" "$client" "$n" --host 127.0.0.1 --port "$PORT" \
             2>"$PROF/callgrind.$mode.$client.$n.log"
           if command -v strace >/dev/null; then
-            strace -f -c -o "$PROF/strace.$mode.$client.$n.txt" \
+            timeout -k 10 "$bench_timeout" strace -f -c -o "$PROF/strace.$mode.$client.$n.txt" \
               "$OUT/bench" "callgrind-$mode" "$client" "$n" --host 127.0.0.1 --port "$PORT"
           fi
         done
