@@ -91,6 +91,9 @@ static double cpu_seconds(int who) {
   return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* p99 latency (us) of redis-benchmark's last SET/GET run; per test of its last run. */
+static double g_rb_p99_us = NAN, g_rb_p99[8];
+
 /* Client CPU per operation (us) of the last workload run; redis-benchmark's of the last run. */
 static double g_cpu_us_per_op, g_rb_cpu_s, g_rb_cpu_us_per_op = NAN;
 
@@ -141,9 +144,11 @@ static void lat_push(uint64_t ns) {
   }
   g_lat[g_lat_len++] = ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
 }
+static double g_lat_p99_us = NAN; /* of the last sync run, next to lat_p50_us's answer */
 static double lat_p50_us(void) {
   if (g_lat_len == 0) return NAN;
   qsort(g_lat, g_lat_len, sizeof *g_lat, cmp_u32);
+  g_lat_p99_us = g_lat[g_lat_len - 1 - g_lat_len / 100] / 1000.0;
   return g_lat[g_lat_len / 2] / 1000.0;
 }
 
@@ -607,16 +612,17 @@ static int rb_run(const char *args, double *rps, double *p50, int max) {
   while (fgets(line, sizeof line, f) && n < max) {
     /* "SET","28571.43","0.032","0.016","0.031",... */
     if (strncmp(line, "\"test\"", 6) == 0 || line[0] != '"') continue;
-    double field[5];
+    double field[6];
     int nf = 0;
     char *p = line;
-    while (nf < 5 && (p = strstr(p, "\",\"")) != NULL) {
+    while (nf < 6 && (p = strstr(p, "\",\"")) != NULL) {
       p += 3;
       field[nf++] = strtod(p, NULL);
     }
     if (nf < 4) continue;
     rps[n] = field[0];
     p50[n] = field[3] * 1000.0;
+    g_rb_p99[n] = nf >= 6 ? field[5] * 1000.0 : NAN;
     n++;
   }
   pclose(f);
@@ -630,8 +636,10 @@ static double rb_set_get(const char *mode, long n, double *p50_us) {
   char args[256];
   snprintf(args, sizeof args, "%s -t set,get -d %d -n %ld", mode, VALUE_LEN, n);
   g_rb_cpu_us_per_op = NAN;
+  g_rb_p99_us = NAN;
   if (rb_run(args, rps, p50, 2) != 2) return NAN;
   if (p50_us) *p50_us = (p50[0] + p50[1]) / 2;
+  g_rb_p99_us = (g_rb_p99[0] + g_rb_p99[1]) / 2;
   g_rb_cpu_us_per_op = g_rb_cpu_s * 1e6 / (2.0 * n);
   return 2 / (1 / rps[0] + 1 / rps[1]);
 }
@@ -804,23 +812,27 @@ static void run_all(void) {
     fprintf(stderr, "sync SET+GET, one client\n");
     struct row *ops = row_new("sync SET+GET, 1 client (ops/s)", OPS, false);
     struct row *lat = row_new("sync SET+GET, p50 latency", US, true);
+    struct row *p99 = row_new("sync SET+GET, p99 latency", US, true);
     struct row *cpu = row_new("sync SET+GET, client CPU per command", US, true);
     for (int i = 0; i < R; i++) {
       double bl, hl, cl = NAN;
-      double b, bc, h, hc;
+      double b, bc, b99, h, hc, h99;
       if (i % 2 == 0) {
-        b = wl_sync(BRISK, &bl), bc = g_cpu_us_per_op;
-        h = wl_sync(HIREDIS, &hl), hc = g_cpu_us_per_op;
+        b = wl_sync(BRISK, &bl), bc = g_cpu_us_per_op, b99 = g_lat_p99_us;
+        h = wl_sync(HIREDIS, &hl), hc = g_cpu_us_per_op, h99 = g_lat_p99_us;
       } else {
-        h = wl_sync(HIREDIS, &hl), hc = g_cpu_us_per_op;
-        b = wl_sync(BRISK, &bl), bc = g_cpu_us_per_op;
+        h = wl_sync(HIREDIS, &hl), hc = g_cpu_us_per_op, h99 = g_lat_p99_us;
+        b = wl_sync(BRISK, &bl), bc = g_cpu_us_per_op, b99 = g_lat_p99_us;
       }
       double c = rb_set_get("-c 1 -P 1", rb_count(h, 0.5), &cl), cc = g_rb_cpu_us_per_op;
+      double c99 = g_rb_p99_us;
       row_add(ops, b, h, c);
       row_add(lat, bl, hl, cl);
+      row_add(p99, b99, h99, c99);
       row_add(cpu, bc, hc, cc);
       progress(ops->name, i, b, h, c, OPS);
       progress(lat->name, i, bl, hl, cl, US);
+      progress(p99->name, i, b99, h99, c99, US);
       progress(cpu->name, i, bc, hc, cc, US);
     }
   }
