@@ -4,8 +4,7 @@
 //! opened on demand up to the pool size; beyond that a caller waits up to the max wait and then
 //! gets POOL_EXHAUSTED with the numbers that explain why. Before a borrowed connection carries a
 //! request it is checked: past its idle timeout or max lifetime it is closed; a non-blocking peek
-//! that sees EOF or stray bytes means the server dropped it (skipped for a connection given back
-//! less than a millisecond ago, see [`STALE_CHECK_AFTER`]); idle longer than the health-check
+//! that sees EOF or stray bytes means the server dropped it; idle longer than the health-check
 //! interval it is PINGed. A connection that fails any check is replaced silently, so none of
 //! this ever surfaces as an error when a fresh connection works. A broken connection is never
 //! put back. `maintain`, run periodically in the background, closes expired idle connections and
@@ -105,15 +104,6 @@ enum Retire {
 }
 
 const PING: [&[u8]; 1] = [b"PING"];
-
-/// A connection given back less than this long ago is lent again without the non-blocking peek
-/// for a server-side close. The peek is a system call: with it a command back to back with the
-/// previous one costs three (peek, write, read) instead of two. A close landing in so short a
-/// window is as much a matter of luck as one landing between the peek and the write, which no
-/// check can see; either way the command's attempt fails like on any lost connection and the
-/// retry rules decide. Connections idle longer (the ones servers, proxies and load balancers
-/// close) are still peeked every time.
-pub const STALE_CHECK_AFTER: Duration = Duration::from_millis(1);
 
 impl Pool {
     pub fn new(settings: ConnectSettings, config: PoolSettings, observer: Arc<Observer>) -> Pool {
@@ -270,7 +260,7 @@ impl Pool {
             self.retire(conn, Retire::Closed);
             return None;
         }
-        if now - since >= STALE_CHECK_AFTER && conn.is_stale() {
+        if conn.is_stale() {
             self.retire(conn, Retire::Lost);
             return None;
         }
