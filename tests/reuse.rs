@@ -24,7 +24,9 @@ fn integer(reply: &Reply) -> i64 {
     reply.as_integer().expect("an integer")
 }
 
-fn recording_client(server: &RedisServer) -> (Client, Arc<Mutex<Vec<(EventKind, bool)>>>) {
+type Seen = Arc<Mutex<Vec<(EventKind, bool)>>>;
+
+fn recording_client(server: &RedisServer) -> (Client, Seen) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let mut config: Config = server.config();
