@@ -6,10 +6,10 @@
 //! request it is checked: past its idle timeout or max lifetime it is closed; a non-blocking peek
 //! that sees EOF or stray bytes means the server dropped it (a TCP connection given back less
 //! than a millisecond ago skips the peek: a close is then recognised from the failed request,
-//! see `Connection::stale_on_reuse`); idle longer than the health-check interval it is PINGed. A connection that fails any check is replaced silently, so none of
-//! this ever surfaces as an error when a fresh connection works. A broken connection is never
-//! put back. `maintain`, run periodically in the background, closes expired idle connections and
-//! keeps `min_idle` open.
+//! see `Connection::stale_on_reuse`); idle longer than the health-check interval it is PINGed.
+//! A connection that fails any check is replaced silently, so none of this ever surfaces as an
+//! error when a fresh connection works. A broken connection is never put back. `maintain`, run
+//! periodically in the background, closes expired idle connections and keeps `min_idle` open.
 
 use crate::config::{Config, limit};
 use crate::core::{Error, Result, Status};
