@@ -175,12 +175,19 @@ impl Executor {
         deadline: Option<Instant>,
         work: &mut impl FnMut(&mut Connection) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = pool.get(deadline)?;
-        let result = self
-            .ensure_command_table(&mut conn)
-            .and_then(|()| self.with_timeouts(pool, &mut conn, job, deadline, work));
-        pool.put(conn);
-        result
+        loop {
+            let mut conn = pool.get(deadline)?;
+            let result = self
+                .ensure_command_table(&mut conn)
+                .and_then(|()| self.with_timeouts(pool, &mut conn, job, deadline, work));
+            // Closed by the server before the request arrived (lent without the pool's peek):
+            // replaced as the peek would have, not a failed attempt.
+            let replace = result.is_err() && conn.stale_on_reuse();
+            pool.put(conn);
+            if !replace {
+                return result;
+            }
+        }
     }
 
     fn deadline(&self, started: Option<Instant>) -> Option<Instant> {

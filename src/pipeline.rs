@@ -6,7 +6,7 @@ use crate::cluster::batch::{self, Entry};
 use crate::cluster::keys;
 use crate::core::{Error, Result, Status};
 use crate::execute::{Executor, Job};
-use crate::resp::{Args, Reply, ReplyKind, encode_command};
+use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
 use bytes::BytesMut;
 use std::sync::Arc;
 
@@ -16,8 +16,6 @@ pub struct Pipeline {
     count: usize,
     /// In cluster mode, where each command goes.
     entries: Vec<Entry>,
-    /// Every command appended so far only reads (so the batch may be replayed).
-    read_only: bool,
     transaction: bool,
 }
 
@@ -31,7 +29,6 @@ impl Pipeline {
             encoded: BytesMut::new(),
             count: 0,
             entries: Vec::new(),
-            read_only: true,
             transaction,
         }
     }
@@ -48,21 +45,20 @@ impl Pipeline {
     /// MULTI, ...) are refused: the connection goes back to the pool afterwards.
     pub fn append(&mut self, args: &Args<'_>) -> Result<()> {
         check_args(args, false)?;
-        let read_only = self.shared.executor.is_read_only(args);
         if self.shared.cluster().is_some() {
-            let slot = keys::single_slot(self.shared.executor.command_table(), args)?;
+            let executor = &self.shared.executor;
+            let slot = keys::single_slot(executor.command_table(), args)?;
             let start = self.encoded.len();
             encode_command(&mut self.encoded, args);
             self.entries.push(Entry {
                 range: start..self.encoded.len(),
                 slot,
-                read_only,
+                read_only: executor.is_read_only(args),
             });
         } else {
             encode_command(&mut self.encoded, args);
         }
         self.count += 1;
-        self.read_only = self.read_only && read_only;
         Ok(())
     }
 
@@ -73,7 +69,7 @@ impl Pipeline {
     /// is empty afterwards, whatever the outcome.
     pub fn exec(&mut self) -> Result<Reply> {
         let count = std::mem::replace(&mut self.count, 0);
-        let read_only = std::mem::replace(&mut self.read_only, true);
+        let transaction = self.transaction;
         let entries = std::mem::take(&mut self.entries);
         if count == 0 {
             return Ok(Reply::aggregate(ReplyKind::Array, Vec::new()));
@@ -114,7 +110,17 @@ impl Pipeline {
             framed.extend_from_slice(EXEC);
             self.encoded = framed;
         }
-        let is_read_only = move |_: &Executor| read_only;
+        // Asked only when a sent batch failed, so the commands are looked up then, from their
+        // encoding, rather than one table lookup per append.
+        let encoded = &self.encoded;
+        let is_read_only = move |executor: &Executor| {
+            let commands = if transaction {
+                &encoded[MULTI.len()..encoded.len() - EXEC.len()]
+            } else {
+                &encoded[..]
+            };
+            all_encoded(commands, |args| executor.is_read_only(args))
+        };
         let job = Job {
             name: if self.transaction {
                 b"MULTI"
@@ -125,8 +131,6 @@ impl Pipeline {
             blocking: None,
             read_only: &is_read_only,
         };
-        let encoded = &self.encoded;
-        let transaction = self.transaction;
         let result = shared.executor.run(&pool, &job, |conn| {
             if transaction {
                 conn.pipeline(encoded, count + 2)

@@ -4,11 +4,12 @@
 //! opened on demand up to the pool size; beyond that a caller waits up to the max wait and then
 //! gets POOL_EXHAUSTED with the numbers that explain why. Before a borrowed connection carries a
 //! request it is checked: past its idle timeout or max lifetime it is closed; a non-blocking peek
-//! that sees EOF or stray bytes means the server dropped it; idle longer than the health-check
-//! interval it is PINGed. A connection that fails any check is replaced silently, so none of
-//! this ever surfaces as an error when a fresh connection works. A broken connection is never
-//! put back. `maintain`, run periodically in the background, closes expired idle connections and
-//! keeps `min_idle` open.
+//! that sees EOF or stray bytes means the server dropped it (a TCP connection given back less
+//! than a millisecond ago skips the peek: a close is then recognised from the failed request,
+//! see `Connection::stale_on_reuse`); idle longer than the health-check interval it is PINGed.
+//! A connection that fails any check is replaced silently, so none of this ever surfaces as an
+//! error when a fresh connection works. A broken connection is never put back. `maintain`, run
+//! periodically in the background, closes expired idle connections and keeps `min_idle` open.
 
 use crate::config::{Config, limit};
 use crate::core::{Error, Result, Status};
@@ -104,6 +105,10 @@ enum Retire {
 }
 
 const PING: [&[u8]; 1] = [b"PING"];
+
+/// Connections given back less than this long ago skip the peek for a server-side close (see
+/// `check_idle`); longer idle ones, which servers, proxies and load balancers close, are peeked.
+pub const STALE_CHECK_AFTER: Duration = Duration::from_millis(1);
 
 impl Pool {
     pub fn new(settings: ConnectSettings, config: PoolSettings, observer: Arc<Observer>) -> Pool {
@@ -260,7 +265,12 @@ impl Pool {
             self.retire(conn, Retire::Closed);
             return None;
         }
-        if conn.is_stale() {
+        // A connection back moments ago is lent without the peek (a system call per command):
+        // if the server closed it in between, the request fails untouched and the connection
+        // says so (`Connection::stale_on_reuse`), and the executor takes another, as here.
+        let recent = now - since < STALE_CHECK_AFTER && conn.can_skip_peek();
+        conn.set_unchecked(recent);
+        if !recent && conn.is_stale() {
             self.retire(conn, Retire::Lost);
             return None;
         }

@@ -13,8 +13,11 @@ use bytes::BytesMut;
 /// Receives out-of-band push frames. Runs on the thread that reads the connection.
 pub type PushHandler = Box<dyn FnMut(Reply) + Send + Sync>;
 
-/// Read at least this much per read call (grows when a large bulk is known to be coming).
-const READ_CHUNK: usize = 16 * 1024;
+/// Room offered to the first read on a connection. Small, so that an idle connection holds
+/// little memory (a pool may keep thousands); it doubles each time a read fills it, up to
+/// [`MAX_READ_CHUNK`], and a large bulk known to be coming reserves its size at once.
+const MIN_READ_CHUNK: usize = 512;
+const MAX_READ_CHUNK: usize = 64 * 1024;
 
 pub struct Protocol {
     decoder: Decoder,
@@ -22,6 +25,8 @@ pub struct Protocol {
     output: BytesMut,
     on_push: Option<PushHandler>,
     pushes_dropped: u64,
+    /// Room to offer the next read (see [`MIN_READ_CHUNK`]); 0 before the first read.
+    read_chunk: usize,
 }
 
 impl Default for Protocol {
@@ -38,6 +43,7 @@ impl Protocol {
             output: BytesMut::new(),
             on_push: None,
             pushes_dropped: 0,
+            read_chunk: 0,
         }
     }
 
@@ -81,8 +87,15 @@ impl Protocol {
 
     /// The buffer to read into, with room for at least one more read.
     pub fn input_buffer(&mut self) -> &mut BytesMut {
+        if self.read_chunk == 0 {
+            self.read_chunk = MIN_READ_CHUNK;
+        } else if self.input.len() == self.input.capacity() && self.read_chunk < MAX_READ_CHUNK {
+            // The last read filled all the room it had (decoding only removes whole replies, so
+            // a full buffer stays full): offer more next time, fewer reads per large reply.
+            self.read_chunk *= 2;
+        }
         let wanted = self.decoder.needed().saturating_sub(self.input.len());
-        self.input.reserve(wanted.max(READ_CHUNK));
+        self.input.reserve(wanted.max(self.read_chunk));
         &mut self.input
     }
 

@@ -84,7 +84,12 @@ fn until(timeout: Option<Duration>, deadline: Option<Instant>) -> Option<Duratio
     Some(timeout.map_or(left, |t| t.min(left)))
 }
 
-pub struct Connection {
+/// A connection is moved a lot (into and out of the pool, through `Result`s): it is one
+/// pointer, its state boxed once when it is opened.
+pub struct Connection(Box<State>);
+
+#[doc(hidden)]
+pub struct State {
     stream: Stream,
     proto: Protocol,
     address: Arc<str>,
@@ -92,6 +97,33 @@ pub struct Connection {
     broken: bool,
     read_timeout: Option<Duration>,
     created: Instant,
+    /// Bytes written to the socket so far.
+    wire_sent: u64,
+    /// `bytes_acked - wire_sent` once everything sent has been acknowledged (after the
+    /// handshake): how to tell from the socket whether the peer took any byte of a request.
+    /// `None` where the socket cannot tell (TLS, Unix sockets, other systems).
+    acked_offset: Option<u64>,
+    /// Lent by the pool without the idle peek (it came back moments ago).
+    unchecked: bool,
+    /// A peek found the server had closed it (or sent something unasked for): it counts as
+    /// broken from then on, so that whoever gives it back has it closed, not lent again.
+    stale: std::cell::Cell<bool>,
+    /// The last request failed on a connection the server had closed before any byte of it
+    /// arrived: nothing was applied, and the pool's peek would have caught it had it looked.
+    stale_on_reuse: bool,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
 }
 
 impl Connection {
@@ -130,7 +162,7 @@ impl Connection {
         stream
             .finish_handshake()
             .map_err(|e| io_error(&e, "TLS handshake with", &address))?;
-        let mut conn = Connection {
+        let mut conn = Connection(Box::new(State {
             stream,
             proto: Protocol::new(settings.limits),
             address,
@@ -138,8 +170,19 @@ impl Connection {
             broken: false,
             read_timeout,
             created: Instant::now(),
-        };
+            wire_sent: 0,
+            acked_offset: None,
+            unchecked: false,
+            stale: std::cell::Cell::new(false),
+            stale_on_reuse: false,
+        }));
         conn.handshake(&settings.handshake)?;
+        if let Stream::Plain(socket) = &conn.stream {
+            // Every handshake reply has been read, so the server has acknowledged every byte.
+            conn.acked_offset = socket
+                .bytes_acked()
+                .and_then(|acked| acked.checked_sub(conn.wire_sent));
+        }
         if deadline.is_some() {
             conn.stream
                 .socket()
@@ -186,7 +229,7 @@ impl Connection {
     }
 
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.broken || self.stale.get()
     }
 
     pub fn created(&self) -> Instant {
@@ -205,15 +248,40 @@ impl Connection {
 
     /// Whether the server closed this (idle) connection or sent something unasked for.
     pub fn is_stale(&self) -> bool {
-        self.broken || self.stream.is_stale()
+        let stale = self.is_broken() || self.stream.is_stale();
+        self.stale.set(stale);
+        stale
+    }
+
+    /// Whether the pool may lend this connection without peeking at it first: a request that
+    /// then fails because the server had closed the connection is recognised afterwards (see
+    /// [`Connection::stale_on_reuse`]).
+    pub fn can_skip_peek(&self) -> bool {
+        self.acked_offset.is_some()
+    }
+
+    /// Set by the pool when it lends the connection: whether it skipped the peek.
+    pub fn set_unchecked(&mut self, unchecked: bool) {
+        self.unchecked = unchecked;
+    }
+
+    /// The last request failed only because the server had closed this connection before any
+    /// byte of the request reached it (the connection was lent without the idle peek): nothing
+    /// was applied, and the caller should take another connection as if the peek had found it.
+    pub fn stale_on_reuse(&self) -> bool {
+        self.stale_on_reuse
     }
 
     /// Sends one command and reads its reply. An error reply becomes `Err` with the server's
     /// text; the connection stays usable after it.
     pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
+        let sent_before = self.wire_sent;
         self.proto.queue(args);
-        self.flush()?;
-        let reply = self.read_reply()?;
+        let reply = self
+            .flush()
+            .and_then(|()| self.read_reply())
+            .map_err(|e| self.check_reuse(e, sent_before))?;
+        self.unchecked = false;
         if reply.kind() == ReplyKind::Error {
             return Err(Error::from_reply(reply.as_bytes().unwrap_or_default()));
         }
@@ -222,13 +290,44 @@ impl Connection {
 
     /// Sends already encoded commands and reads `count` replies, error replies included.
     pub fn pipeline(&mut self, encoded: &[u8], count: usize) -> Result<Vec<Reply>> {
+        let sent_before = self.wire_sent;
         self.proto.queue_encoded(encoded);
-        self.flush()?;
-        let mut replies = Vec::with_capacity(count);
-        for _ in 0..count {
-            replies.push(self.read_reply()?);
-        }
+        let replies = self
+            .flush()
+            .and_then(|()| {
+                let mut replies = Vec::with_capacity(count);
+                for _ in 0..count {
+                    replies.push(self.read_reply()?);
+                }
+                Ok(replies)
+            })
+            .map_err(|e| self.check_reuse(e, sent_before))?;
+        self.unchecked = false;
         Ok(replies)
+    }
+
+    /// A request failed. On a connection lent without the peek, a connection failure before
+    /// any reply byte, with not one byte of the request acknowledged by the server's kernel,
+    /// means the server had closed the connection before the request came: it was never read,
+    /// so it is marked as not sent, and the connection as stale (see `stale_on_reuse`).
+    fn check_reuse(&mut self, error: Error, sent_before: u64) -> Error {
+        if !std::mem::take(&mut self.unchecked)
+            || !self.broken
+            || error.status() != crate::core::Status::Connection
+            || self.proto.mid_reply()
+        {
+            return error;
+        }
+        let Some(offset) = self.acked_offset else {
+            return error;
+        };
+        match self.stream.socket().bytes_acked() {
+            Some(acked) if acked.saturating_sub(offset) <= sent_before => {
+                self.stale_on_reuse = true;
+                error.sent(false)
+            }
+            _ => error,
+        }
     }
 
     /// Changes the read timeout for the next reads (blocking commands need a longer one).
@@ -258,13 +357,15 @@ impl Connection {
     fn flush(&mut self) -> Result<()> {
         let mut written_any = false;
         while !self.proto.output().is_empty() {
-            match self.stream.write(self.proto.output()) {
+            let state = &mut *self.0;
+            match state.stream.write(state.proto.output()) {
                 Ok(0) => {
                     self.broken = true;
                     return Err(closed_by_peer(&self.address).sent(written_any));
                 }
                 Ok(n) => {
                     written_any = true;
+                    self.wire_sent += n as u64;
                     self.proto.consume_output(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -287,7 +388,8 @@ impl Connection {
                         .context(format!("reading from {}", self.address)));
                 }
             }
-            match self.stream.read_into(self.proto.input_buffer()) {
+            let state = &mut *self.0;
+            match state.stream.read_into(state.proto.input_buffer()) {
                 Ok(0) => {
                     self.broken = true;
                     return Err(closed_by_peer(&self.address).sent(true));

@@ -67,6 +67,14 @@ impl Socket {
         self.inner.send_with_flags(data, SEND_FLAGS)
     }
 
+    /// How many bytes sent on this TCP connection the peer has acknowledged (Linux's
+    /// `tcpi_bytes_acked`, which may count the SYN too); `None` for other sockets and systems.
+    /// The peer's kernel acknowledges data only while its socket is open: bytes that reach a
+    /// socket the server has closed are answered with a reset instead, unacknowledged.
+    pub fn bytes_acked(&self) -> Option<u64> {
+        tcp_bytes_acked(self.raw_fd())
+    }
+
     /// True when the peer has closed the connection or sent something unasked for (an idle
     /// connection has nothing to read): such a connection must not carry a new request.
     pub fn is_stale(&self) -> bool {
@@ -79,6 +87,32 @@ impl Socket {
             Err(e) => e.kind() != io::ErrorKind::WouldBlock,
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn tcp_bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
+    // `struct tcp_info` up to `tcpi_bytes_acked` (Linux 4.1 and later): 8 bytes of u8 fields,
+    // 24 u32 fields, then `tcpi_pacing_rate`, `tcpi_max_pacing_rate`, `tcpi_bytes_acked`.
+    const BYTES_ACKED: usize = 8 + 24 * 4 + 2 * 8;
+    let mut info = [0u64; BYTES_ACKED / 8 + 1];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes; the kernel writes at most that and says how
+    // many it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize >= BYTES_ACKED + 8).then_some(info[BYTES_ACKED / 8])
+}
+
+#[cfg(not(target_os = "linux"))]
+fn tcp_bytes_acked(_fd: std::os::fd::RawFd) -> Option<u64> {
+    None
 }
 
 fn connect_tcp(

@@ -248,6 +248,12 @@ impl Decoder {
             return Ok(Step::Incomplete);
         }
         let type_byte = buf[self.pos];
+        if type_byte == b'$' {
+            // The common case first: a length line and the whole payload are already here.
+            if let Some(step) = self.complete_bulk(buf)? {
+                return Ok(step);
+            }
+        }
         // Checked before waiting for the line: no later byte can make an unknown type valid, and
         // a peer that is not speaking RESP should fail now, not after a read timeout.
         if !b"+-:$*_#,(!=%~>|.".contains(&type_byte) {
@@ -382,6 +388,45 @@ impl Decoder {
         };
         self.pos = after_line;
         Ok(Step::Value(node))
+    }
+
+    /// A bulk string (`$len\r\npayload\r\n`, at `self.pos`) whose bytes have all arrived,
+    /// decoded without the general line scan; `None` leaves anything else (a null, a streamed
+    /// string, a malformed or incomplete one) to the general path, which also reports errors.
+    #[inline]
+    fn complete_bulk(&mut self, buf: &mut BytesMut) -> Result<Option<Step>, ProtocolError> {
+        let digits_start = self.pos + 1;
+        let mut len: usize = 0;
+        let mut i = digits_start;
+        // At most 12 digits: far beyond any bulk limit, and no overflow.
+        while let Some(&b) = buf.get(i) {
+            if !b.is_ascii_digit() || i - digits_start == 12 {
+                break;
+            }
+            len = len * 10 + usize::from(b - b'0');
+            i += 1;
+        }
+        if i == digits_start || buf.get(i..i + 2) != Some(b"\r\n") || len > self.limits.max_bulk_len
+        {
+            return Ok(None);
+        }
+        let start = i + 2;
+        let end = start + len;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return err("bulk string not terminated by CRLF");
+        }
+        buf[end] = 0;
+        self.needed = 0;
+        self.pos = end + 2;
+        Ok(Some(Step::Value(Node::text_at(
+            ReplyKind::String,
+            start,
+            len,
+            0,
+        ))))
     }
 
     /// Reads one `;len` chunk of a streamed string, moving its payload down to follow the

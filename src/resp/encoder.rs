@@ -1,6 +1,6 @@
 //! Encoding commands as RESP arrays of bulk strings (what every Redis command is on the wire).
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 /// The arguments of one command, borrowed from wherever the caller keeps them.
 ///
@@ -83,20 +83,101 @@ impl<'a> Args<'a> {
 }
 
 /// Appends `*N\r\n` then `$len\r\narg\r\n` for each argument.
+///
+/// This runs once per command on every path, so it reserves once and then writes straight into
+/// the spare capacity, instead of a bounds-checked `put` per piece.
 pub fn encode_command(out: &mut BytesMut, args: &Args<'_>) {
-    let mut fmt = itoa::Buffer::new();
-    let total: usize = args.iter().map(|a| a.len() + 16).sum::<usize>() + 16;
+    // Per argument: '$', at most 20 digits, two CRLFs; the header: '*', 20 digits, CRLF.
+    const ARG_OVERHEAD: usize = 1 + 20 + 4;
+    const HEADER: usize = 1 + 20 + 2;
+    let total: usize = args.iter().map(|a| a.len() + ARG_OVERHEAD).sum::<usize>() + HEADER;
     out.reserve(total);
-    out.put_u8(b'*');
-    out.put_slice(fmt.format(args.len()).as_bytes());
-    out.put_slice(b"\r\n");
-    for arg in args.iter() {
-        out.put_u8(b'$');
-        out.put_slice(fmt.format(arg.len()).as_bytes());
-        out.put_slice(b"\r\n");
-        out.put_slice(arg);
-        out.put_slice(b"\r\n");
+    let start = out.len();
+    let spare = out.spare_capacity_mut();
+    debug_assert!(spare.len() >= total);
+    // SAFETY: `spare` has room for `total` bytes, which bounds everything written below (each
+    // length has at most 20 digits); the written prefix is initialised before `set_len`.
+    unsafe {
+        let base = spare.as_mut_ptr().cast::<u8>();
+        let mut p = base;
+        *p = b'*';
+        p = write_decimal(p.add(1), args.len());
+        for arg in args.iter() {
+            *p = b'$';
+            p = write_decimal(p.add(1), arg.len());
+            std::ptr::copy_nonoverlapping(arg.as_ptr(), p, arg.len());
+            p = p.add(arg.len());
+            *p = b'\r';
+            *p.add(1) = b'\n';
+            p = p.add(2);
+        }
+        out.set_len(start + p.offset_from(base) as usize);
     }
+}
+
+/// Writes `n` in decimal and a CRLF at `p`; returns the position after them.
+///
+/// # Safety
+/// `p` must be valid for 22 bytes of writes.
+#[inline]
+unsafe fn write_decimal(p: *mut u8, n: usize) -> *mut u8 {
+    // SAFETY: per the contract; at most 20 digits and 2 bytes of CRLF.
+    unsafe {
+        let digits = if n < 10 {
+            *p = b'0' + n as u8;
+            1
+        } else if n < 100 {
+            *p = b'0' + (n / 10) as u8;
+            *p.add(1) = b'0' + (n % 10) as u8;
+            2
+        } else {
+            let mut fmt = itoa::Buffer::new();
+            let s = fmt.format(n).as_bytes();
+            std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+            s.len()
+        };
+        *p.add(digits) = b'\r';
+        *p.add(digits + 1) = b'\n';
+        p.add(digits + 2)
+    }
+}
+
+/// Calls `f` with each command of `encoded`, bytes made by [`encode_command`] (a pipeline's
+/// batch), until `f` returns false; returns whether it never did. Bytes that are not such
+/// commands end the walk with false.
+pub fn all_encoded(encoded: &[u8], mut f: impl FnMut(&Args<'_>) -> bool) -> bool {
+    fn number(rest: &mut &[u8], marker: u8) -> Option<usize> {
+        let (&first, tail) = rest.split_first()?;
+        if first != marker {
+            return None;
+        }
+        let end = tail.iter().position(|&b| b == b'\r')?;
+        let n = std::str::from_utf8(&tail[..end]).ok()?.parse().ok()?;
+        *rest = tail.get(end + 2..)?;
+        Some(n)
+    }
+    let mut rest = encoded;
+    let mut argv: Vec<&[u8]> = Vec::new();
+    while !rest.is_empty() {
+        let Some(count) = number(&mut rest, b'*') else {
+            return false;
+        };
+        argv.clear();
+        for _ in 0..count {
+            let Some(len) = number(&mut rest, b'$') else {
+                return false;
+            };
+            let Some(arg) = rest.get(..len) else {
+                return false;
+            };
+            argv.push(arg);
+            rest = rest.get(len + 2..).unwrap_or_default();
+        }
+        if !f(&Args::from_slices(&argv)) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Encodes a command given as owned arguments (handshakes, internal commands).
@@ -115,6 +196,45 @@ mod tests {
         let args: [&[u8]; 3] = [b"SET", b"k\0\r\n", b""];
         encode_command(&mut out, &Args::from_slices(&args));
         assert_eq!(&out[..], b"*3\r\n$3\r\nSET\r\n$4\r\nk\0\r\n\r\n$0\r\n\r\n");
+    }
+
+    #[test]
+    fn encoded_commands_are_walked_back() {
+        let mut out = BytesMut::new();
+        let a: [&[u8]; 2] = [b"GET", b"k\r\n"];
+        let b: [&[u8]; 3] = [b"SET", b"k", &[b'v'; 300]];
+        encode_command(&mut out, &Args::from_slices(&a));
+        encode_command(&mut out, &Args::from_slices(&b));
+        let mut seen = Vec::new();
+        assert!(all_encoded(&out, |args| {
+            seen.push(args.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+            true
+        }));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0], [b"GET".to_vec(), b"k\r\n".to_vec()]);
+        assert_eq!(seen[1][2].len(), 300);
+        assert!(!all_encoded(&out, |args| args.name() == b"GET"));
+        assert!(!all_encoded(b"*1\r\n$9\r\nGET", |_| true));
+        assert!(all_encoded(b"", |_| false));
+    }
+
+    #[test]
+    fn lengths_of_every_width() {
+        for len in [0usize, 1, 9, 10, 99, 100, 999, 1000, 12345, 100_000] {
+            let arg = vec![b'x'; len];
+            let args: [&[u8]; 1] = [&arg];
+            let mut out = BytesMut::new();
+            encode_command(&mut out, &Args::from_slices(&args));
+            let mut expected = format!("*1\r\n${len}\r\n").into_bytes();
+            expected.extend_from_slice(&arg);
+            expected.extend_from_slice(b"\r\n");
+            assert_eq!(&out[..], &expected[..]);
+        }
+        let many: Vec<&[u8]> = vec![b"a"; 123];
+        let mut out = BytesMut::from(&b"prefix"[..]);
+        encode_command(&mut out, &Args::from_slices(&many));
+        assert!(out.starts_with(b"prefix*123\r\n$1\r\na\r\n"));
+        assert_eq!(out.len(), 6 + 6 + 123 * 7);
     }
 
     #[test]

@@ -6,5 +6,5 @@ pub mod encoder;
 pub mod reply;
 
 pub use decoder::{Decoder, Limits, ProtocolError};
-pub use encoder::{Args, encode_command, encode_owned};
+pub use encoder::{Args, all_encoded, encode_command, encode_owned};
 pub use reply::{Node, Reply, ReplyKind};
