@@ -763,6 +763,7 @@ static void recovers_from_the_one_seed_left_when_every_other_node_moved(void) {
   }
   /* Every node but the first comes back on a new port, one after the other; the client's seeds
      and its slot map now name five dead addresses. */
+  t0 = bt_now_ms();
   for (i = 1; i < NODES; i++) move_node_to_new_port(i);
   deadline = bt_now_ms() + scaled(90000);
   while (!cluster_settled_everywhere()) {
@@ -773,8 +774,9 @@ static void recovers_from_the_one_seed_left_when_every_other_node_moved(void) {
     }
     sleep_ms(100);
   }
-  fprintf(stderr, "  cluster settled on ports %u %u %u %u %u %u\n", node_port[0], node_port[1],
-          node_port[2], node_port[3], node_port[4], node_port[5]);
+  fprintf(stderr, "  cluster settled on ports %u %u %u %u %u %u, %lld ms after the first kill\n",
+          node_port[0], node_port[1], node_port[2], node_port[3], node_port[4], node_port[5],
+          (long long)(bt_now_ms() - t0));
   /* The client must reach every shard again through the one seed that did not move. */
   t0 = bt_now_ms();
   deadline = t0 + scaled(30000);
