@@ -5,6 +5,12 @@
  *   - 10,000 keys written across slots through one client and read back (GET and split MGET),
  *     spread over all three primaries; a split MGET keeps its order; a cross-slot SUNION is
  *     refused with INVALID_ARGUMENT naming CROSSSLOT;
+ *   - a slot (300 keys under one hash tag) migrated to another primary (SETSLOT IMPORTING /
+ *     MIGRATING, MIGRATE ... KEYS in batches, SETSLOT NODE) while a thread GETs them: no error
+ *     and no wrong value surfaces, BRISK_STAT_REDIRECTS grows, every key is readable after;
+ *   - a new client seeded with all six nodes, then five of them killed and restarted on new
+ *     ports (same nodes.conf): once the cluster settled, SETs on every shard succeed again within
+ *     30 s through the one seed left, with at least two topology refreshes;
  *   - a manual CLUSTER FAILOVER under a running write loop (SET + INCR in a thread): no error
  *     surfaces, every acknowledged SET is there, the counter equals the acknowledged INCRs;
  *   - a primary killed with SIGKILL under the same loop: its replica is promoted, INCRs on the
@@ -479,6 +485,347 @@ static void cross_slot_command_is_refused(void) {
   brisk_reply_free(r);
 }
 
+/* ---- slot migration under load ------------------------------------------------------------ */
+
+#define MIG_KEYS 300
+
+struct reader {
+  pthread_t thread;
+  atomic_int stop;
+  atomic_llong reads;
+  long long errors, wrong;
+  char first_error[240];
+};
+
+static void *reader_main(void *arg) {
+  struct reader *rd = arg;
+  long long n = 0;
+  char key[64], val[32];
+  while (!atomic_load(&rd->stop)) {
+    brisk_reply *r = NULL;
+    int i = (int)(n % MIG_KEYS);
+    brisk_status st;
+    snprintf(key, sizeof key, "{mig}:%d", i);
+    snprintf(val, sizeof val, "%d", i);
+    st = BT_CMD(client, &r, "GET", key);
+    if (st != BRISK_OK) {
+      if (rd->errors++ == 0)
+        snprintf(rd->first_error, sizeof rd->first_error, "GET %s: %s: %s", key,
+                 brisk_status_name(st), brisk_last_error_message());
+    } else if (!bt_reply_is(r, val)) {
+      if (rd->wrong++ == 0 && rd->errors == 0)
+        snprintf(rd->first_error, sizeof rd->first_error, "GET %s: reply type %u, not \"%s\"",
+                 key, (unsigned)brisk_reply_type_of(r), val);
+    }
+    brisk_reply_free(r);
+    n++;
+    atomic_store(&rd->reads, n);
+  }
+  return NULL;
+}
+
+/* Waits until the reader made `more` more GETs; returns whether it did before the deadline. */
+static int wait_reads(struct reader *rd, long long more, int64_t ms) {
+  long long target = atomic_load(&rd->reads) + more;
+  int64_t deadline = bt_now_ms() + scaled(ms);
+  while (atomic_load(&rd->reads) < target) {
+    if (bt_now_ms() > deadline) return 0;
+    sleep_ms(1);
+  }
+  return 1;
+}
+
+/* Node `i`'s CLUSTER MYID (40 hex characters), into `id`. */
+static void node_id(int i, char id[41]) {
+  char *out = cli(node_port[i], "CLUSTER MYID");
+  size_t n = strspn(out, "0123456789abcdef");
+  if (n != 40) {
+    bt_fail(__FILE__, __LINE__, "CLUSTER MYID on port %u: %s", (unsigned)node_port[i], out);
+    free(out);
+    exit(1);
+  }
+  memcpy(id, out, 40);
+  id[40] = '\0';
+  free(out);
+}
+
+/*
+ * Moves `slot` from primary `from` to primary `to` the way redis-cli --cluster reshard does:
+ * SETSLOT IMPORTING on the target, MIGRATING on the source, MIGRATE ... KEYS in batches of
+ * `batch` (waiting for `reads_between` more reads of `rd` after each batch, so the reader really
+ * runs into the half-migrated slot), then SETSLOT NODE on the target, the source and every other
+ * primary. Returns the number of MIGRATE batches.
+ */
+static int migrate_slot(long slot, int from, int to, int batch, struct reader *rd,
+                        long long reads_between) {
+  char from_id[41], to_id[41], args[4096];
+  char *out;
+  int batches = 0, i;
+  int64_t deadline = bt_now_ms() + scaled(60000);
+  node_id(from, from_id);
+  node_id(to, to_id);
+  snprintf(args, sizeof args, "CLUSTER SETSLOT %ld IMPORTING %s", slot, from_id);
+  out = cli(node_port[to], args);
+  CHECK_STR_CONTAINS(out, "OK");
+  free(out);
+  snprintf(args, sizeof args, "CLUSTER SETSLOT %ld MIGRATING %s", slot, to_id);
+  out = cli(node_port[from], args);
+  CHECK_STR_CONTAINS(out, "OK");
+  free(out);
+  for (;;) {
+    char *keys, *save = NULL, *line;
+    size_t off;
+    int n = 0;
+    snprintf(args, sizeof args, "CLUSTER GETKEYSINSLOT %ld %d", slot, batch);
+    keys = cli(node_port[from], args);
+    off = (size_t)snprintf(args, sizeof args, "MIGRATE 127.0.0.1 %u '' 0 5000 KEYS",
+                           (unsigned)node_port[to]);
+    for (line = strtok_r(keys, "\r\n", &save); line != NULL; line = strtok_r(NULL, "\r\n", &save)) {
+      if (line[0] == '\0') continue;
+      REQUIRE(strchr(line, '\'') == NULL && off + strlen(line) + 4 < sizeof args);
+      off += (size_t)snprintf(args + off, sizeof args - off, " '%s'", line);
+      n++;
+    }
+    free(keys);
+    if (n == 0) break;
+    out = cli(node_port[from], args);
+    if (strstr(out, "OK") == NULL) {
+      bt_fail(__FILE__, __LINE__, "MIGRATE failed: %s", out);
+      free(out);
+      break;
+    }
+    free(out);
+    batches++;
+    if (rd != NULL && !wait_reads(rd, reads_between, 10000))
+      bt_fail(__FILE__, __LINE__, "the reader made no progress after MIGRATE batch %d", batches);
+    if (bt_now_ms() > deadline) {
+      bt_fail(__FILE__, __LINE__, "the slot did not empty within the deadline");
+      break;
+    }
+  }
+  /* The target first, then the source, then the other primaries (as redis-cli does). */
+  snprintf(args, sizeof args, "CLUSTER SETSLOT %ld NODE %s", slot, to_id);
+  out = cli(node_port[to], args);
+  CHECK_STR_CONTAINS(out, "OK");
+  free(out);
+  out = cli(node_port[from], args);
+  CHECK_STR_CONTAINS(out, "OK");
+  free(out);
+  for (i = 0; i < NODES; i++) {
+    if (i == to || i == from || !is_primary(i)) continue;
+    out = cli(node_port[i], args);
+    CHECK_STR_CONTAINS(out, "OK");
+    free(out);
+  }
+  return batches;
+}
+
+static void slot_migration_under_load_follows_ask_without_errors(void) {
+  long slot = key_slot("{mig}");
+  int from, to = -1, i, batches;
+  struct reader rd;
+  uint64_t redirects_before, redirects;
+  int64_t t0 = bt_now_ms(), deadline;
+  int bad = 0;
+  char key[64], val[32];
+  for (i = 0; i < MIG_KEYS; i++) {
+    snprintf(key, sizeof key, "{mig}:%d", i);
+    snprintf(val, sizeof val, "%d", i);
+    REQUIRE_OK(BT_CMD(client, NULL, "SET", key, val));
+  }
+  from = primary_of_slot(0, slot);
+  REQUIRE(from >= 0);
+  for (i = 0; i < NODES && to < 0; i++)
+    if (i != from && is_primary(i)) to = i;
+  REQUIRE(to >= 0);
+  fprintf(stderr, "  slot %ld: moving %d keys from port %u to port %u\n", slot, MIG_KEYS,
+          (unsigned)node_port[from], (unsigned)node_port[to]);
+  redirects_before = brisk_client_stat(client, BRISK_STAT_REDIRECTS);
+
+  memset(&rd, 0, sizeof rd);
+  atomic_init(&rd.stop, 0);
+  atomic_init(&rd.reads, 0);
+  REQUIRE(pthread_create(&rd.thread, NULL, reader_main, &rd) == 0);
+  CHECK(wait_reads(&rd, under_valgrind ? 50 : 300, 10000));
+  batches = migrate_slot(slot, from, to, 25, &rd, under_valgrind ? 10 : 50);
+  /* Reads go on after the move, until they are served by the new owner (MOVED). */
+  CHECK(wait_reads(&rd, under_valgrind ? 100 : 1000, 10000));
+  atomic_store(&rd.stop, 1);
+  pthread_join(rd.thread, NULL);
+  redirects = brisk_client_stat(client, BRISK_STAT_REDIRECTS) - redirects_before;
+
+  if (rd.errors || rd.wrong)
+    bt_fail(__FILE__, __LINE__, "%lld errors and %lld wrong values in %lld reads; first: %s",
+            rd.errors, rd.wrong, (long long)atomic_load(&rd.reads), rd.first_error);
+  CHECK(rd.errors == 0);
+  CHECK(rd.wrong == 0);
+  CHECK(redirects > 0);
+  CHECK(brisk_client_stat(client, BRISK_STAT_REDIRECTS) > 0);
+  /* Every node agrees on the new owner; every key is readable through brisk. */
+  deadline = bt_now_ms() + scaled(20000);
+  for (;;) {
+    int agree = 1;
+    for (i = 0; i < NODES; i++)
+      if (primary_of_slot(i, slot) != to) agree = 0;
+    if (agree) break;
+    if (bt_now_ms() > deadline) {
+      bt_fail(__FILE__, __LINE__, "the nodes do not agree that slot %ld moved", slot);
+      describe_cluster();
+      break;
+    }
+    sleep_ms(50);
+  }
+  for (i = 0; i < MIG_KEYS; i++) {
+    brisk_reply *r = NULL;
+    snprintf(key, sizeof key, "{mig}:%d", i);
+    snprintf(val, sizeof val, "%d", i);
+    if ((BT_CMD(client, &r, "GET", key) != BRISK_OK || !bt_reply_is(r, val)) && bad++ < 5)
+      bt_fail(__FILE__, __LINE__, "GET %s after the move: %s", key, brisk_last_error_message());
+    brisk_reply_free(r);
+  }
+  CHECK(bad == 0);
+  {
+    char *out;
+    snprintf(key, sizeof key, "CLUSTER COUNTKEYSINSLOT %ld", slot);
+    out = cli(node_port[to], key);
+    CHECK(strtol(out, NULL, 10) == MIG_KEYS);
+    free(out);
+  }
+  fprintf(stderr,
+          "  slot migration: %d MIGRATE batches, %lld reads, %lld errors, %llu redirects, "
+          "%lld ms\n",
+          batches, (long long)atomic_load(&rd.reads), rd.errors, (unsigned long long)redirects,
+          (long long)(bt_now_ms() - t0));
+}
+
+/* ---- seeds moved ------------------------------------------------------------------------ */
+
+/* Every port node `from`'s CLUSTER NODES names is a port of a live node of ours. */
+static int nodes_list_only_live_ports(int from) {
+  char *out = cli(node_port[from], "CLUSTER NODES");
+  char *save = NULL, *line;
+  int ok = 1, lines = 0;
+  for (line = strtok_r(out, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+    char *sp = strchr(line, ' '), *colon;
+    int i;
+    if (sp == NULL) continue;
+    colon = strchr(sp + 1, ':');
+    if (colon == NULL) {
+      ok = 0;
+      break;
+    }
+    lines++;
+    i = index_of_port((unsigned)atoi(colon + 1));
+    if (i < 0 || !alive(i)) ok = 0;
+  }
+  free(out);
+  return ok && lines == NODES;
+}
+
+static int cluster_settled_everywhere(void) {
+  int i;
+  for (i = 0; i < NODES; i++)
+    if (!alive(i) || !nodes_list_only_live_ports(i)) return 0;
+  return cluster_healthy();
+}
+
+/* Kills node `i` and starts it again on new ports (client and bus), same dir and nodes.conf. */
+static void move_node_to_new_port(int i) {
+  int64_t deadline;
+  uint16_t old = node_port[i];
+  int attempt;
+  kill_node(i, SIGKILL);
+  for (attempt = 0;; attempt++) {
+    node_port[i] = free_port();
+    node_pid[i] = spawn_node(i, node_port[i], free_port());
+    deadline = bt_now_ms() + 20000;
+    while (alive(i) && !cli_has(node_port[i], "PING", "PONG") && bt_now_ms() <= deadline)
+      sleep_ms(20);
+    if (alive(i) && bt_now_ms() <= deadline) break;
+    kill_node(i, SIGKILL);
+    REQUIRE(attempt < 3); /* a port taken in between; anything else is fatal */
+  }
+  fprintf(stderr, "  node %d moved from port %u to port %u\n", i, (unsigned)old,
+          (unsigned)node_port[i]);
+}
+
+static void recovers_from_the_one_seed_left_when_every_other_node_moved(void) {
+  int n = 200, i, rounds = 0, bad = 0;
+  brisk_client *c = cluster_client(); /* seeded with all six current ports */
+  char key[64], val[32];
+  int64_t t0, deadline, recovered_after = -1;
+  brisk_status last_st = BRISK_OK;
+  char last_err[240] = "";
+  for (i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "seed:%d", i);
+    snprintf(val, sizeof val, "%d", i);
+    REQUIRE_OK(BT_CMD(c, NULL, "SET", key, val));
+  }
+  /* Every node but the first comes back on a new port, one after the other; the client's seeds
+     and its slot map now name five dead addresses. */
+  t0 = bt_now_ms();
+  for (i = 1; i < NODES; i++) move_node_to_new_port(i);
+  deadline = bt_now_ms() + scaled(90000);
+  while (!cluster_settled_everywhere()) {
+    if (bt_now_ms() > deadline) {
+      describe_cluster();
+      bt_fail(__FILE__, __LINE__, "the cluster did not settle on the new ports");
+      exit(1);
+    }
+    sleep_ms(100);
+  }
+  fprintf(stderr, "  cluster settled on ports %u %u %u %u %u %u, %lld ms after the first kill\n",
+          node_port[0], node_port[1], node_port[2], node_port[3], node_port[4], node_port[5],
+          (long long)(bt_now_ms() - t0));
+  /* The client must reach every shard again through the one seed that did not move. */
+  t0 = bt_now_ms();
+  deadline = t0 + scaled(30000);
+  for (;;) {
+    int failed = 0;
+    rounds++;
+    for (i = 0; i < n; i++) {
+      brisk_status st;
+      snprintf(key, sizeof key, "seed:%d", i);
+      st = BT_CMD(c, NULL, "SET", key, "again");
+      if (st != BRISK_OK) {
+        failed++;
+        last_st = st;
+        snprintf(last_err, sizeof last_err, "SET %s: %s", key, brisk_last_error_message());
+      }
+    }
+    if (failed == 0) {
+      recovered_after = bt_now_ms() - t0;
+      break;
+    }
+    if (bt_now_ms() > deadline) break;
+    sleep_ms(100);
+  }
+  if (recovered_after < 0)
+    bt_fail(__FILE__, __LINE__, "the client did not recover within %lld ms; last error %s: %s",
+            (long long)scaled(30000), brisk_status_name(last_st), last_err);
+  CHECK(recovered_after >= 0);
+  for (i = 0; i < n; i++) {
+    brisk_reply *r = NULL;
+    snprintf(key, sizeof key, "seed:%d", i);
+    if ((BT_CMD(c, &r, "GET", key) != BRISK_OK || !bt_reply_is(r, "again")) && bad++ < 5)
+      bt_fail(__FILE__, __LINE__, "GET %s: %s", key, brisk_last_error_message());
+    brisk_reply_free(r);
+  }
+  CHECK(bad == 0);
+  CHECK(brisk_client_stat(c, BRISK_STAT_TOPOLOGY_REFRESHES) >= 2);
+  fprintf(stderr,
+          "  seeds moved: SETs on all shards succeeded %lld ms after the cluster settled (%d "
+          "rounds); topology refreshes %llu, reconnects %llu, errors %llu\n",
+          (long long)recovered_after, rounds,
+          (unsigned long long)brisk_client_stat(c, BRISK_STAT_TOPOLOGY_REFRESHES),
+          (unsigned long long)brisk_client_stat(c, BRISK_STAT_RECONNECTS),
+          (unsigned long long)brisk_client_stat(c, BRISK_STAT_ERRORS));
+  brisk_client_free(c);
+  /* The shared client's seeds are stale too; the cases after this one start from a fresh one. */
+  brisk_client_free(client);
+  client = cluster_client();
+}
+
 /* ---- the write loop ----------------------------------------------------------------------- */
 
 struct err_rec {
@@ -811,6 +1158,8 @@ int main(int argc, char **argv) {
   RUN(keys_across_slots_are_written_and_read_back);
   RUN(split_mget_keeps_order_and_nils);
   RUN(cross_slot_command_is_refused);
+  RUN(slot_migration_under_load_follows_ask_without_errors);
+  RUN(recovers_from_the_one_seed_left_when_every_other_node_moved);
   RUN(manual_failover_under_load_loses_nothing);
   RUN(killed_primary_recovers_and_never_double_applies);
   RUN(clusterdown_reply_is_reported_as_cluster_down);
