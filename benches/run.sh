@@ -36,27 +36,14 @@ for arg in "$@"; do
   esac
 done
 
+# install_missing, free_port: the project's script library.
+source "$ROOT/scripts/lib.sh"
 say() { printf '\n==> %s\n' "$*" >&2; }
 
-ensure_packages() {
+bench_packages() {
   local wanted=(redis-server redis-tools libhiredis-dev gcc python3)
   [ "$profile" = 1 ] && wanted+=(valgrind strace)
-  local missing=() p
-  for p in "${wanted[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing: ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  fi
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  install_missing "${wanted[@]}"
 }
 
 SERVER_PID=
@@ -96,7 +83,7 @@ start_server() {
   return 1
 }
 
-ensure_packages
+bench_packages
 
 bench_timeout=${BRISK_BENCH_TIMEOUT:-1800}
 [ "$quick" = 1 ] && bench_timeout=${BRISK_BENCH_TIMEOUT:-300}

@@ -5,20 +5,26 @@ BUILD_DIR=${BRISK_BUILD_DIR:-$BRISK_ROOT/build}
 
 say() { printf '\n==> %s\n' "$*"; }
 
-# Installs the Debian packages brisk's build and tests need, when any is missing.
-ensure_packages() {
-  local wanted=(redis-server redis-tools cmake pkg-config valgrind openssl python3 python3-pytest gcc make libhiredis-dev)
-  local missing=()
-  for p in "${wanted[@]}"; do
+# Installs those of the given Debian packages that are missing (apt-get, with sudo when not root).
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    say "installing: ${missing[*]}"
+    say "installing: ${missing[*]}" >&2
     local sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
   fi
+}
+
+# Installs the Debian packages brisk's build and tests need, when any is missing.
+ensure_packages() {
+  install_missing redis-server redis-tools cmake pkg-config valgrind openssl python3 \
+    python3-pytest gcc make libhiredis-dev
   if ! command -v cargo >/dev/null; then
     echo "cargo not found: brisk needs a Rust toolchain (1.85 or newer), e.g. from https://rustup.rs" >&2
     exit 1
