@@ -297,16 +297,37 @@ static inline brisk_status bt_cmdv(brisk_client *c, brisk_reply **reply, const c
 #define BT_CMD(client, reply, ...) \
   bt_cmdv((client), (reply), (const char *const[]){__VA_ARGS__, NULL})
 
+/* A client made from `cfg`, which it frees. */
+static inline brisk_client *bt_client_from(brisk_config *cfg) {
+  brisk_client *c = NULL;
+  REQUIRE_OK(brisk_client_new(cfg, &c));
+  REQUIRE(c != NULL);
+  brisk_config_free(cfg);
+  return c;
+}
+
 /* A client for the fixture's standalone server over TCP with the given protocol (2 or 3). */
 static inline brisk_client *bt_client_tcp(uint32_t protocol) {
   brisk_config *cfg = brisk_config_new();
-  brisk_client *c = NULL;
   REQUIRE(cfg != NULL);
   REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", bt_env_port("STANDALONE_PORT")));
   REQUIRE_OK(brisk_config_set_protocol(cfg, protocol));
-  REQUIRE_OK(brisk_client_new(cfg, &c));
-  brisk_config_free(cfg);
-  return c;
+  return bt_client_from(cfg);
+}
+
+/* The server's normal clients (CLIENT LIST TYPE normal, the asking connection included);
+ * -1 when the command fails. */
+static inline long long bt_normal_clients(brisk_client *c) {
+  brisk_reply *r = NULL;
+  long long lines = -1;
+  if (BT_CMD(c, &r, "CLIENT", "LIST", "TYPE", "normal") == BRISK_OK) {
+    const char *s = brisk_reply_string(r, NULL);
+    lines = 0;
+    for (; s && *s; s++)
+      if (*s == '\n') lines++;
+  }
+  brisk_reply_free(r);
+  return lines;
 }
 
 #endif /* BRISK_TEST_H */

@@ -39,21 +39,13 @@ static int64_t bound(int64_t ms) { return bt_under_valgrind() ? ms * 5 : ms; }
       bt_fail(__FILE__, __LINE__, "%s == %s: %llu != %llu", #a, #b, bt_a_, bt_b_);          \
   } while (0)
 
-static brisk_client *client_from(brisk_config *cfg) {
-  brisk_client *c = NULL;
-  REQUIRE_OK(brisk_client_new(cfg, &c));
-  REQUIRE(c != NULL);
-  brisk_config_free(cfg);
-  return c;
-}
-
 /* A client of the private server with this read timeout. */
 static brisk_client *srv_client(uint32_t read_timeout_ms) {
   brisk_config *cfg = brisk_config_new();
   REQUIRE(cfg != NULL);
   REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", srv.port));
   REQUIRE_OK(brisk_config_set_read_timeout_ms(cfg, read_timeout_ms));
-  return client_from(cfg);
+  return bt_client_from(cfg);
 }
 
 /* ---- a tracker: what every callback of a batch did ---------------------------------------- */
@@ -400,20 +392,6 @@ static long long get_counter(brisk_client *c, const char *key) {
   return v;
 }
 
-/* The server's normal clients (CLIENT LIST TYPE normal, the asking connection included). */
-static long long normal_clients(brisk_client *c) {
-  brisk_reply *r = NULL;
-  long long lines = -1;
-  if (BT_CMD(c, &r, "CLIENT", "LIST", "TYPE", "normal") == BRISK_OK) {
-    const char *s = brisk_reply_string(r, NULL);
-    lines = 0;
-    for (; s && *s; s++)
-      if (*s == '\n') lines++;
-  }
-  brisk_reply_free(r);
-  return lines;
-}
-
 static void stalled_server_times_out_every_callback(void) {
   size_t n = bt_under_valgrind() ? 500 : 2000, i;
   brisk_config *cfg = brisk_config_new();
@@ -427,7 +405,7 @@ static void stalled_server_times_out_every_callback(void) {
   REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", srv.port));
   REQUIRE_OK(brisk_config_set_read_timeout_ms(cfg, 300));
   REQUIRE_OK(brisk_config_set_connect_timeout_ms(cfg, 500));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   tracker_init(&t, n, n);
   warm_up(c);
   REQUIRE_OK(BT_CMD(c, NULL, "DEL", "async:stall"));
@@ -462,7 +440,7 @@ static void stalled_server_times_out_every_callback(void) {
    * connection but the one asking, then the counter is final. */
   maybe = atomic_load(&t.incr_maybe_applied);
   CHECK(maybe >= 1);
-  BT_WAIT_UNTIL(held, normal_clients(c) == 1, bound(10000));
+  BT_WAIT_UNTIL(held, bt_normal_clients(c) == 1, bound(10000));
   CHECK(held);
   counter = get_counter(c, "async:stall");
   fprintf(stderr, "  %ld INCRs reported as maybe applied, %lld applied\n", maybe, counter);
@@ -611,7 +589,7 @@ static void client_free_ends_retry_backoffs(void) {
   REQUIRE_OK(brisk_retry_new(BRISK_BACKOFF_CONSTANT, 5000, 5000, 10, &retry));
   REQUIRE_OK(brisk_config_set_retry(cfg, retry));
   brisk_retry_free(retry);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   tracker_init(&t, n, n);
   warm_up(c);
   bt_server_kill(&srv);

@@ -18,19 +18,11 @@ static brisk_config *tcp_config(void) {
 }
 
 /* Builds a client from cfg, then frees cfg. */
-static brisk_client *client_from(brisk_config *cfg) {
-  brisk_client *c = NULL;
-  REQUIRE_OK(brisk_client_new(cfg, &c));
-  REQUIRE(c != NULL);
-  brisk_config_free(cfg);
-  return c;
-}
-
 static brisk_client *client_from_url(const char *url) {
   brisk_config *cfg = brisk_config_new();
   REQUIRE(cfg != NULL);
   REQUIRE_OK(brisk_config_set_url(cfg, url));
-  return client_from(cfg);
+  return bt_client_from(cfg);
 }
 
 /* CLIENT INFO of the connection the command ran on, copied into buf ("" on failure). */
@@ -59,7 +51,7 @@ static long long client_id(brisk_client *c) {
 }
 
 static void tcp_by_address(void) {
-  brisk_client *c = client_from(tcp_config());
+  brisk_client *c = bt_client_from(tcp_config());
   brisk_reply *r = NULL;
   const char *key = bt_key(PREFIX, "tcp");
   CHECK_OK(brisk_ping(c));
@@ -101,7 +93,7 @@ static void unix_socket(void) {
   brisk_client *c;
   REQUIRE(cfg != NULL);
   CHECK_OK(brisk_config_set_unix_path(cfg, bt_env("UNIX_SOCKET")));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(brisk_ping(c));
   client_info(c, info, sizeof info);
   CHECK_STR_CONTAINS(info, "flags=U"); /* a Unix-socket client */
@@ -123,7 +115,7 @@ static void acl_user(void) {
   brisk_client *c;
   CHECK_OK(brisk_config_set_username(cfg, "app"));
   CHECK_OK(brisk_config_set_password(cfg, "app-secret"));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(BT_CMD(c, &r, "ACL", "WHOAMI"));
   CHECK_REPLY_STR(r, "app");
   brisk_reply_free(r);
@@ -143,7 +135,7 @@ static void acl_user(void) {
   CHECK_OK(brisk_config_set_protocol(cfg, 2));
   CHECK_OK(brisk_config_set_username(cfg, "app"));
   CHECK_OK(brisk_config_set_password(cfg, "app-secret"));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(BT_CMD(c, &r, "ACL", "WHOAMI"));
   CHECK_REPLY_STR(r, "app");
   brisk_reply_free(r);
@@ -161,7 +153,7 @@ static void wrong_password(void) {
     CHECK_OK(brisk_config_set_protocol(cfg, protocols[i]));
     CHECK_OK(brisk_config_set_username(cfg, "app"));
     CHECK_OK(brisk_config_set_password(cfg, "Wr0ngPassw0rd"));
-    c = client_from(cfg); /* nothing is sent yet */
+    c = bt_client_from(cfg); /* nothing is sent yet */
     CHECK_STATUS(brisk_command(c, 1, (const char *const[]){"PING"}, NULL, &r), BRISK_ERR_AUTH);
     CHECK(r == NULL);
     msg = brisk_last_error_message();
@@ -192,7 +184,7 @@ static void limited_user_cannot_set(void) {
   const char *key = bt_key(PREFIX, "limited");
   CHECK_OK(brisk_config_set_username(cfg, "limited"));
   CHECK_OK(brisk_config_set_password(cfg, "limited-secret"));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_STATUS(BT_CMD(c, &r, "SET", key, "x"), BRISK_ERR_AUTH);
   CHECK(r == NULL);
   CHECK_STR_CONTAINS(brisk_last_error_message(), "NOPERM");
@@ -214,12 +206,12 @@ static void db_selection(void) {
   brisk_client *db0;
   const char *key = bt_key(PREFIX, "db");
   CHECK_OK(brisk_config_set_db(cfg, 5));
-  db5 = client_from(cfg);
+  db5 = bt_client_from(cfg);
   client_info(db5, info, sizeof info);
   CHECK_STR_CONTAINS(info, " db=5 ");
   CHECK_OK(BT_CMD(db5, NULL, "SET", key, "in-db-5"));
 
-  db0 = client_from(tcp_config());
+  db0 = bt_client_from(tcp_config());
   client_info(db0, info, sizeof info);
   CHECK_STR_CONTAINS(info, " db=0 ");
   CHECK_OK(BT_CMD(db0, &r, "GET", key));
@@ -236,7 +228,7 @@ static void db_selection(void) {
   cfg = tcp_config();
   CHECK_OK(brisk_config_set_protocol(cfg, 2));
   CHECK_OK(brisk_config_set_db(cfg, 9));
-  db5 = client_from(cfg);
+  db5 = bt_client_from(cfg);
   client_info(db5, info, sizeof info);
   CHECK_STR_CONTAINS(info, " db=9 ");
   brisk_client_free(db5);
@@ -244,7 +236,7 @@ static void db_selection(void) {
   /* A db the server does not have fails at the first command. */
   cfg = tcp_config();
   CHECK_OK(brisk_config_set_db(cfg, 999));
-  db5 = client_from(cfg);
+  db5 = bt_client_from(cfg);
   CHECK_STATUS(brisk_ping(db5), BRISK_ERR_SERVER);
   CHECK_STR_CONTAINS(brisk_last_error_message(), "DB index is out of range");
   brisk_client_free(db5);
@@ -259,7 +251,7 @@ static void client_name(void) {
     brisk_client *c;
     CHECK_OK(brisk_config_set_protocol(cfg, protocols[i]));
     CHECK_OK(brisk_config_set_client_name(cfg, "brisk-ctest-conn"));
-    c = client_from(cfg);
+    c = bt_client_from(cfg);
     CHECK_OK(BT_CMD(c, &r, "CLIENT", "GETNAME"));
     CHECK_REPLY_STR(r, "brisk-ctest-conn");
     brisk_reply_free(r);
@@ -268,7 +260,7 @@ static void client_name(void) {
   /* Without a name: nil. */
   {
     brisk_reply *r = NULL;
-    brisk_client *c = client_from(tcp_config());
+    brisk_client *c = bt_client_from(tcp_config());
     CHECK_OK(BT_CMD(c, &r, "CLIENT", "GETNAME"));
     CHECK(brisk_reply_type_of(r) == BRISK_REPLY_NIL);
     brisk_reply_free(r);
@@ -281,19 +273,19 @@ static void resp2_and_resp3(void) {
   brisk_config *cfg = tcp_config();
   brisk_client *c;
   CHECK_OK(brisk_config_set_protocol(cfg, 2));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   client_info(c, info, sizeof info);
   CHECK_STR_CONTAINS(info, " resp=2");
   brisk_client_free(c);
 
-  c = client_from(tcp_config()); /* default: RESP3 */
+  c = bt_client_from(tcp_config()); /* default: RESP3 */
   client_info(c, info, sizeof info);
   CHECK_STR_CONTAINS(info, " resp=3");
   brisk_client_free(c);
 
   cfg = tcp_config();
   CHECK_OK(brisk_config_set_protocol(cfg, 3));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   client_info(c, info, sizeof info);
   CHECK_STR_CONTAINS(info, " resp=3");
   brisk_client_free(c);
@@ -306,7 +298,7 @@ static void closed_port_is_connection_error(void) {
   REQUIRE(cfg != NULL);
   CHECK_OK(brisk_config_set_address(cfg, "127.0.0.1", bt_env_port("CLOSED_PORT")));
   CHECK_OK(brisk_config_set_connect_timeout_ms(cfg, 2000));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_STATUS(brisk_command(c, 1, (const char *const[]){"PING"}, NULL, &r),
                BRISK_ERR_CONNECTION);
   CHECK(r == NULL);
@@ -319,7 +311,7 @@ static void closed_port_is_connection_error(void) {
   cfg = brisk_config_new();
   REQUIRE(cfg != NULL);
   CHECK_OK(brisk_config_set_unix_path(cfg, "/nonexistent/brisk-ctest.sock"));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_STATUS(brisk_ping(c), BRISK_ERR_CONNECTION);
   brisk_client_free(c);
 }
@@ -339,7 +331,7 @@ static void silent_server_times_out(void) {
     CHECK_OK(brisk_config_set_protocol(cfg, protocols[i]));
     if (protocols[i] == 2) /* so that RESP2 has a handshake to wait for too */
       CHECK_OK(brisk_config_set_client_name(cfg, "silent"));
-    c = client_from(cfg);
+    c = bt_client_from(cfg);
     started = bt_now_ms();
     st = BT_CMD(c, NULL, "GET", "k");
     elapsed = bt_now_ms() - started;
@@ -363,8 +355,8 @@ static void reconnects_after_client_kill(void) {
   brisk_client *killer;
   const char *key = bt_key(PREFIX, "kill");
   CHECK_OK(brisk_config_set_pool_size(cfg, 1)); /* one connection: the one we kill */
-  victim = client_from(cfg);
-  killer = client_from(tcp_config());
+  victim = bt_client_from(cfg);
+  killer = bt_client_from(tcp_config());
 
   CHECK_OK(BT_CMD(victim, NULL, "SET", key, "before"));
   before = client_id(victim);
@@ -402,7 +394,7 @@ static void pooled_path_rejects_connection_state(void) {
   };
   static const size_t argcs[] = {1, 1, 1, 2, 1, 2, 2, 2, 2, 2, 1, 3, 3, 1, 2};
   size_t i;
-  brisk_client *c = client_from(tcp_config());
+  brisk_client *c = bt_client_from(tcp_config());
   for (i = 0; i < sizeof argcs / sizeof argcs[0]; i++) {
     brisk_reply *r = (brisk_reply *)&c;
     brisk_status st = brisk_command(c, argcs[i], rejected[i], NULL, &r);
@@ -423,7 +415,7 @@ static void pooled_path_rejects_connection_state(void) {
 static void bad_arguments(void) {
   const char *argv[] = {"SET", NULL, "v"};
   const char *ping[] = {"PING"};
-  brisk_client *c = client_from(tcp_config());
+  brisk_client *c = bt_client_from(tcp_config());
   brisk_reply *r = (brisk_reply *)&c;
   CHECK_STATUS(brisk_command(c, 0, ping, NULL, &r), BRISK_ERR_INVALID_ARGUMENT);
   CHECK_STR_CONTAINS(brisk_last_error_message(), "argc");
@@ -442,7 +434,7 @@ static void bad_arguments(void) {
 
 static void server_errors_map_to_statuses(void) {
   brisk_reply *r = (brisk_reply *)&r;
-  brisk_client *c = client_from(tcp_config());
+  brisk_client *c = bt_client_from(tcp_config());
   const char *key = bt_key(PREFIX, "errors");
   CHECK_OK(BT_CMD(c, NULL, "SET", key, "text"));
   CHECK_STATUS(BT_CMD(c, &r, "LPUSH", key, "x"), BRISK_ERR_SERVER);
@@ -466,7 +458,7 @@ static void failed_setter_leaves_config_unchanged(void) {
   snprintf(url, sizeof url, "redis://127.0.0.1:%s/4?bogus=1", bt_env("CLOSED_PORT"));
   CHECK_STATUS(brisk_config_set_url(cfg, url), BRISK_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(brisk_config_set_address(cfg, "", 1), BRISK_ERR_INVALID_ARGUMENT);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(brisk_ping(c)); /* still the standalone server, not the closed port */
   {
     char info[1024];
@@ -483,7 +475,7 @@ static void pool_exhausted(void) {
   int64_t started, elapsed;
   CHECK_OK(brisk_config_set_pool_size(cfg, 1));
   CHECK_OK(brisk_config_set_pool_max_wait_ms(cfg, 200));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   REQUIRE_OK(brisk_session_new(c, &s)); /* holds the only connection */
   started = bt_now_ms();
   CHECK_STATUS(brisk_ping(c), BRISK_ERR_POOL_EXHAUSTED);
@@ -527,7 +519,7 @@ static void one_client_many_threads(void) {
   const char *key = bt_key(PREFIX, "threads");
   int i;
   CHECK_OK(brisk_config_set_pool_size(cfg, 2)); /* fewer connections than threads */
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(BT_CMD(c, NULL, "DEL", key));
   for (i = 0; i < THREADS; i++) {
     workers[i].client = c;

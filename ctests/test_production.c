@@ -67,14 +67,6 @@ static brisk_config *srv_url_config(const char *suffix) {
   return cfg;
 }
 
-static brisk_client *client_from(brisk_config *cfg) {
-  brisk_client *c = NULL;
-  REQUIRE_OK(brisk_client_new(cfg, &c));
-  REQUIRE(c != NULL);
-  brisk_config_free(cfg);
-  return c;
-}
-
 static brisk_retry *constant_retry(uint32_t delay_ms, uint32_t retries) {
   brisk_retry *r = NULL;
   REQUIRE_OK(brisk_retry_new(BRISK_BACKOFF_CONSTANT, delay_ms, delay_ms, retries, &r));
@@ -93,7 +85,7 @@ static brisk_client *admin_client(void) {
   brisk_config *cfg = srv_config();
   REQUIRE_OK(brisk_config_set_pool_size(cfg, 1));
   set_constant_retry(cfg, 50, 40);
-  return client_from(cfg);
+  return bt_client_from(cfg);
 }
 
 /* The integer value of `key` (0 when missing, -1 on failure). */
@@ -125,17 +117,8 @@ static long long cmdstat_calls(brisk_client *admin, const char *command) {
 
 /* Normal clients the server has, the admin's own connection not counted (CLIENT LIST). */
 static long long server_clients(brisk_client *admin) {
-  brisk_reply *r = NULL;
-  long long lines = -1;
-  if (BT_CMD(admin, &r, "CLIENT", "LIST", "TYPE", "normal") == BRISK_OK) {
-    const char *s = brisk_reply_string(r, NULL);
-    lines = 0;
-    for (; s && *s; s++)
-      if (*s == '\n') lines++;
-    lines -= 1;
-  }
-  brisk_reply_free(r);
-  return lines;
+  long long all = bt_normal_clients(admin);
+  return all < 0 ? -1 : all - 1;
 }
 
 /* CLIENT KILL TYPE normal from the admin connection (which the server skips): the count. */
@@ -461,7 +444,7 @@ static void thirty_two_threads_share_one_client_of_eight_connections(void) {
   int64_t started, took;
   int i;
   REQUIRE_OK(brisk_config_set_pool_size(cfg, POOL_SIZE));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(BT_CMD(admin, NULL, "DEL", "load:counter"));
   long long incr_calls_before = cmdstat_calls(admin, "incr");
 
@@ -558,7 +541,7 @@ static void connections_killed_between_commands_are_replaced(void) {
   int round;
   REQUIRE_OK(brisk_config_set_pool_size(cfg, 4));
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   for (round = 0; round < 3; round++) {
     kill_worker w[4];
     char round_key[64];
@@ -621,7 +604,7 @@ static void connections_killed_under_read_load_never_fail_a_read(void) {
   long long kills = 0, k;
   int i, held, ok = 1;
   REQUIRE_OK(brisk_config_set_pool_size(cfg, 4));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   REQUIRE_OK(BT_CMD(c, NULL, "SET", "rk", "v"));
   atomic_init(&stop, 0);
   atomic_init(&reads, 0);
@@ -713,7 +696,7 @@ static void server_restarted_on_the_same_port(void) {
   REQUIRE_OK(brisk_config_set_connect_timeout_ms(cfg, 1000));
   REQUIRE_OK(brisk_config_set_read_timeout_ms(cfg, 1000));
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   REQUIRE_OK(BT_CMD(c, NULL, "SET", "before", "1"));
 
   /* Down, and back once the client has been seen retrying: the command issued during the
@@ -777,7 +760,7 @@ static void server_restarted_on_the_same_port(void) {
   /* Down for longer than the retry budget: CONNECTION, naming the attempts. */
   cfg = srv_config();
   set_constant_retry(cfg, 50, 4);
-  c2 = client_from(cfg);
+  c2 = bt_client_from(cfg);
   CHECK_OK(brisk_ping(c2));
   bt_server_kill(&srv);
   {
@@ -806,7 +789,7 @@ static void reads_on_a_stalled_server_time_out_and_are_retried(void) {
   REQUIRE_OK(brisk_config_set_read_timeout_ms(cfg, 300));
   set_constant_retry(cfg, 20, 5);
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   REQUIRE_OK(BT_CMD(c, NULL, "SET", "k", "v"));
   rec_clear();
 
@@ -916,7 +899,7 @@ static void safe_mode_never_replays_an_incr_that_timed_out_after_sending(void) {
   REQUIRE_OK(brisk_config_set_read_timeout_ms(cfg, 300));
   set_constant_retry(cfg, 50, 3);
   REQUIRE_OK(brisk_config_set_retry_writes(cfg, BRISK_RETRY_WRITES_SAFE));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   REQUIRE_OK(brisk_ping(c));
   value = incr_loop_under_stalls(c, "safe:n", 3, &l);
   succeeded = atomic_load(&l.succeeded);
@@ -944,7 +927,7 @@ static void always_mode_replays_an_incr_that_timed_out_after_sending(void) {
   set_constant_retry(cfg, 50, 3);
   REQUIRE_OK(brisk_config_set_retry_writes(cfg, BRISK_RETRY_WRITES_ALWAYS));
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   REQUIRE_OK(brisk_ping(c));
   value = incr_loop_under_stalls(c, "always:n", 3, &l);
   succeeded = atomic_load(&l.succeeded);
@@ -1001,7 +984,7 @@ static void one_incr_across_a_stall_safe_versus_always(void) {
   /* ALWAYS: the caller sees one success, the server applied it twice. */
   REQUIRE_OK(brisk_config_set_retry_writes(cfg, BRISK_RETRY_WRITES_ALWAYS));
   install_recorder(cfg);
-  always = client_from(cfg);
+  always = bt_client_from(cfg);
   REQUIRE_OK(brisk_ping(always));
   incr_across_one_stall(always, "one:always", &j);
   if (!CHECK_STATUS(j.status, BRISK_OK)) fprintf(stderr, "  INCR: %s\n", j.message);
@@ -1049,7 +1032,7 @@ static void pool_exhausted_after_the_max_wait(void) {
   size_t n;
   int i;
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   REQUIRE_OK(brisk_session_new(c, &s));
   CHECK_OK(brisk_session_command(s, 1, (const char *const[]){"PING"}, NULL, &r));
   brisk_reply_free(r);
@@ -1125,7 +1108,7 @@ static void an_idle_connection_is_pinged_before_the_next_command(void) {
   /* An interval far above the gap between two commands, even on a loaded machine. */
   REQUIRE_OK(brisk_config_set_health_check_interval_ms(cfg, 500));
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(BT_CMD(c, NULL, "SET", "k", "v"));
   CHECK_OK(BT_CMD(c, NULL, "GET", "k"));
   CHECK_EQ_U(stat_of(c, BRISK_STAT_HEALTH_CHECKS), 0); /* used within the interval */
@@ -1165,7 +1148,7 @@ static void an_idle_connection_killed_is_replaced(void) {
   brisk_client *c;
   brisk_reply *r = NULL;
   REQUIRE_OK(brisk_config_set_health_check_interval_ms(cfg, 200));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(BT_CMD(c, NULL, "SET", "k", "v"));
   wait_server_clients(admin, 1);
   CHECK_EQ_U(kill_normal_clients(admin), 1);
@@ -1196,7 +1179,7 @@ static void a_health_check_that_times_out_replaces_the_connection(void) {
   REQUIRE_OK(brisk_config_set_health_check_interval_ms(cfg, 200));
   REQUIRE_OK(brisk_config_set_read_timeout_ms(cfg, 300));
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(BT_CMD(c, NULL, "SET", "k", "v"));
   rec_clear();
   bt_sleep_ms(350); /* idle beyond the interval */
@@ -1239,7 +1222,7 @@ static void blpop_waits_for_its_own_timeout_not_the_read_timeout(void) {
   int64_t started, took;
   size_t n;
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   REQUIRE_OK(brisk_ping(c));
   started = bt_now_ms();
   if (CHECK_OK(BT_CMD(c, &r, "BLPOP", "empty", "2")))
@@ -1293,7 +1276,7 @@ static void command_events_describe_the_work_and_never_carry_values(void) {
   };
   const size_t n_expected = sizeof expected / sizeof expected[0];
   install_recorder(cfg);
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   snprintf(address, sizeof address, "127.0.0.1:%u", (unsigned)srv.port);
 
   CHECK_OK(BT_CMD(c, NULL, "SET", secret_key, SECRET));

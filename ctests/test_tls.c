@@ -13,14 +13,6 @@ static brisk_config *tls_config(void) {
   return cfg;
 }
 
-static brisk_client *client_from(brisk_config *cfg) {
-  brisk_client *c = NULL;
-  REQUIRE_OK(brisk_client_new(cfg, &c));
-  REQUIRE(c != NULL);
-  brisk_config_free(cfg);
-  return c;
-}
-
 /* A few commands over one client: a round trip, and pooled reuse of the TLS connection. */
 static void exercise(brisk_client *c, const char *name) {
   brisk_reply *r = NULL;
@@ -41,7 +33,7 @@ static void with_ca_file(void) {
   brisk_config *cfg = tls_config();
   brisk_client *c;
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   exercise(c, "ca");
   brisk_client_free(c);
 
@@ -49,7 +41,7 @@ static void with_ca_file(void) {
   cfg = tls_config();
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
   CHECK_OK(brisk_config_set_protocol(cfg, 2));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   exercise(c, "ca-resp2");
   brisk_client_free(c);
 }
@@ -67,7 +59,7 @@ static void large_value_over_tls(void) {
   REQUIRE(value != NULL);
   for (i = 0; i < size; i++) value[i] = (char)(i * 31 + 7);
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   {
     const char *argv[] = {"SET", key, value};
     const size_t lens[] = {3, strlen(key), size};
@@ -92,10 +84,10 @@ static void reconnects_after_client_kill(void) {
   char id_text[32];
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
   CHECK_OK(brisk_config_set_pool_size(cfg, 1));
-  victim = client_from(cfg);
+  victim = bt_client_from(cfg);
   cfg = tls_config();
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
-  killer = client_from(cfg);
+  killer = bt_client_from(cfg);
   REQUIRE_OK(BT_CMD(victim, &r, "CLIENT", "ID"));
   id = (long long)brisk_reply_integer(r);
   brisk_reply_free(r);
@@ -131,7 +123,7 @@ static void insecure_skip_verify(void) {
   brisk_client *c;
   char url[160];
   CHECK_OK(brisk_config_set_tls_insecure_skip_verify(cfg, true));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   exercise(c, "insecure");
   brisk_client_free(c);
 
@@ -139,7 +131,7 @@ static void insecure_skip_verify(void) {
   cfg = tls_config();
   CHECK_OK(brisk_config_set_tls_insecure_skip_verify(cfg, true));
   CHECK_OK(brisk_config_set_tls_server_name(cfg, "wrong.example"));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(brisk_ping(c));
   brisk_client_free(c);
 
@@ -149,7 +141,7 @@ static void insecure_skip_verify(void) {
   snprintf(url, sizeof url, "rediss://127.0.0.1:%s?tls_insecure_skip_verify=true",
            bt_env("TLS_PORT"));
   CHECK_OK(brisk_config_set_url(cfg, url));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(brisk_ping(c));
   brisk_client_free(c);
 }
@@ -160,14 +152,14 @@ static void server_name(void) {
   /* The certificate names localhost (DNS) and 127.0.0.1 (IP). */
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
   CHECK_OK(brisk_config_set_tls_server_name(cfg, "localhost"));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(brisk_ping(c));
   brisk_client_free(c);
 
   cfg = tls_config();
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
   CHECK_OK(brisk_config_set_tls_server_name(cfg, "wrong.example"));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_STATUS(brisk_ping(c), BRISK_ERR_TLS);
   CHECK(strlen(brisk_last_error_message()) > 0);
   brisk_client_free(c);
@@ -178,7 +170,7 @@ static void client_certificate(void) {
   brisk_client *c;
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
   CHECK_OK(brisk_config_set_tls_client_cert(cfg, bt_env("CLIENT_CERT"), bt_env("CLIENT_KEY")));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   exercise(c, "client-cert");
   brisk_client_free(c);
 
@@ -210,7 +202,7 @@ static void rediss_url(void) {
   snprintf(url, sizeof url, "rediss://127.0.0.1:%s/2?client_name=brisk-tls", bt_env("TLS_PORT"));
   CHECK_OK(brisk_config_set_url(cfg, url));
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   exercise(c, "rediss");
   {
     brisk_reply *r = NULL;
@@ -226,7 +218,7 @@ static void rediss_url(void) {
   snprintf(url, sizeof url, "rediss://localhost:%s", bt_env("TLS_PORT"));
   CHECK_OK(brisk_config_set_url(cfg, url));
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   CHECK_OK(brisk_ping(c));
   brisk_client_free(c);
 
@@ -235,7 +227,7 @@ static void rediss_url(void) {
   REQUIRE(cfg != NULL);
   snprintf(url, sizeof url, "redis://127.0.0.1:%s?read_timeout=1000", bt_env("TLS_PORT"));
   CHECK_OK(brisk_config_set_url(cfg, url));
-  c = client_from(cfg);
+  c = bt_client_from(cfg);
   {
     brisk_status st = brisk_ping(c);
     CHECK(st == BRISK_ERR_CONNECTION || st == BRISK_ERR_TIMEOUT || st == BRISK_ERR_PROTOCOL);
