@@ -7,7 +7,6 @@
 //! when that failed in a way a new attempt may fix.
 
 use crate::async_client::{self, AsyncState, Callback};
-use crate::cluster::keys::{self, Placement};
 use crate::cluster::{Cluster, batch};
 use crate::config::{Config, Mode, limit};
 use crate::core::commands::{ConnectionUse, blocking_timeout, connection_use};
@@ -18,7 +17,7 @@ use crate::execute::{Executor, Job};
 use crate::net::ConnectSettings;
 use crate::pipeline::Pipeline;
 use crate::pool::{Pool, PoolSettings};
-use crate::resp::{Args, Reply, ReplyKind, encode_command};
+use crate::resp::{Args, Reply, encode_command};
 use crate::session::Session;
 use crate::stats::Stat;
 use bytes::BytesMut;
@@ -44,7 +43,7 @@ impl Shared {
         check_args(args, false)?;
         let pool = match &self.backend {
             Backend::Standalone(pool) => pool,
-            Backend::Cluster(cluster) => return self.cluster_command(cluster, args),
+            Backend::Cluster(cluster) => return batch::command(cluster, &self.executor, args),
         };
         let read_only = read_only_args(args);
         let job = Job {
@@ -54,59 +53,6 @@ impl Shared {
             read_only: &read_only,
         };
         self.executor.run(pool, &job, |conn| conn.command(args))
-    }
-
-    /// A command on a cluster: to the node owning its keys, split by slot when its keys span
-    /// slots and it can be (MGET, MSET, DEL, ...), refused (CROSSSLOT) when it cannot.
-    fn cluster_command(&self, cluster: &Arc<Cluster>, args: &Args<'_>) -> Result<Reply> {
-        let table = self.executor.command_table();
-        let slot = match keys::placement(table, args) {
-            Placement::Anywhere => None,
-            Placement::Slot(slot) => Some(slot),
-            Placement::Spread => {
-                let split = keys::split(args).ok_or_else(|| keys::cross_slot(args.name()))?;
-                let mut encoded = BytesMut::new();
-                let mut entries = Vec::with_capacity(split.parts.len());
-                for part in &split.parts {
-                    let words: Vec<&[u8]> = part.iter().map(Vec::as_slice).collect();
-                    let part_args = Args::from_slices(&words);
-                    let start = encoded.len();
-                    encode_command(&mut encoded, &part_args);
-                    entries.push(batch::Entry {
-                        range: start..encoded.len(),
-                        slot: Some(crate::core::cluster::key_slot(part_args.get(1))),
-                        read_only: self.executor.is_read_only(&part_args),
-                    });
-                }
-                let work = batch::Work {
-                    name: args.name(),
-                    encoded: &encoded,
-                    entries: &entries,
-                    blocking: None,
-                };
-                return split.merge(batch::run(cluster, &self.executor, &work)?);
-            }
-        };
-        let mut encoded = BytesMut::new();
-        encode_command(&mut encoded, args);
-        let entries = [batch::Entry {
-            range: 0..encoded.len(),
-            slot,
-            read_only: self.executor.is_read_only(args),
-        }];
-        let work = batch::Work {
-            name: args.name(),
-            encoded: &encoded,
-            entries: &entries,
-            blocking: blocking_timeout(args),
-        };
-        let reply = batch::run(cluster, &self.executor, &work)?
-            .pop()
-            .expect("one reply per command");
-        if reply.kind() == ReplyKind::Error {
-            return Err(Error::from_reply(reply.as_bytes().unwrap_or_default()));
-        }
-        Ok(reply)
     }
 
     /// The pool of a node for commands that must stay on one connection (a transaction, a

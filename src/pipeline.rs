@@ -48,13 +48,9 @@ impl Pipeline {
         if self.shared.cluster().is_some() {
             let executor = &self.shared.executor;
             let slot = keys::single_slot(executor.command_table(), args)?;
-            let start = self.encoded.len();
-            encode_command(&mut self.encoded, args);
-            self.entries.push(Entry {
-                range: start..self.encoded.len(),
-                slot,
-                read_only: executor.is_read_only(args),
-            });
+            let read_only = executor.is_read_only(args);
+            let entry = Entry::encode(&mut self.encoded, args, slot, read_only);
+            self.entries.push(entry);
         } else {
             encode_command(&mut self.encoded, args);
         }

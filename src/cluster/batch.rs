@@ -17,14 +17,17 @@
 //!   been applied (retry_writes SAFE), which is reported instead.
 
 use super::Cluster;
-use crate::core::cluster::NodeAddress;
-use crate::core::commands::Blocking;
+use super::keys::{self, Placement};
+use crate::core::cluster::{NodeAddress, key_slot};
+use crate::core::commands::{Blocking, blocking_timeout};
 use crate::core::retry::RetryWrites;
-use crate::core::server_error::ServerErrorKind;
+use crate::core::server_error::{self, ServerErrorKind};
 use crate::core::{Error, Result, Status};
 use crate::execute::{Executor, Job};
-use crate::resp::{Reply, ReplyKind};
+use crate::resp::{Args, Reply, ReplyKind, encode_command};
 use crate::stats::Stat;
+use bytes::BytesMut;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -39,6 +42,24 @@ pub(crate) struct Entry {
     pub range: Range<usize>,
     pub slot: Option<u16>,
     pub read_only: bool,
+}
+
+impl Entry {
+    /// Appends `args` to `encoded` and describes it.
+    pub fn encode(
+        encoded: &mut BytesMut,
+        args: &Args<'_>,
+        slot: Option<u16>,
+        read_only: bool,
+    ) -> Entry {
+        let start = encoded.len();
+        encode_command(encoded, args);
+        Entry {
+            range: start..encoded.len(),
+            slot,
+            read_only,
+        }
+    }
 }
 
 /// What the caller runs.
@@ -66,6 +87,61 @@ struct Pending {
 enum GroupOutcome {
     Replies(Vec<Reply>),
     Failed(Error),
+}
+
+/// One command on a cluster: to the node owning its keys, split by slot when its keys span
+/// slots and it can be (MGET, MSET, DEL, ...), refused (CROSSSLOT) when it cannot. An error
+/// reply is `Err` with the mapped status, as on the standalone path.
+pub(crate) fn command(
+    cluster: &Arc<Cluster>,
+    executor: &Executor,
+    args: &Args<'_>,
+) -> Result<Reply> {
+    let mut encoded = BytesMut::new();
+    let slot = match keys::placement(executor.command_table(), args) {
+        Placement::Anywhere => None,
+        Placement::Slot(slot) => Some(slot),
+        Placement::Spread => {
+            let split = keys::split(args).ok_or_else(|| keys::cross_slot(args.name()))?;
+            let entries: Vec<Entry> = split
+                .parts
+                .iter()
+                .map(|part| {
+                    let words: Vec<&[u8]> = part.iter().map(Vec::as_slice).collect();
+                    let part_args = Args::from_slices(&words);
+                    let slot = key_slot(part_args.get(1));
+                    let read_only = executor.is_read_only(&part_args);
+                    Entry::encode(&mut encoded, &part_args, Some(slot), read_only)
+                })
+                .collect();
+            let work = Work {
+                name: args.name(),
+                encoded: &encoded,
+                entries: &entries,
+                blocking: None,
+            };
+            return split.merge(run(cluster, executor, &work)?);
+        }
+    };
+    let entries = [Entry::encode(
+        &mut encoded,
+        args,
+        slot,
+        executor.is_read_only(args),
+    )];
+    let work = Work {
+        name: args.name(),
+        encoded: &encoded,
+        entries: &entries,
+        blocking: blocking_timeout(args),
+    };
+    let reply = run(cluster, executor, &work)?
+        .pop()
+        .expect("one reply per command");
+    if reply.kind() == ReplyKind::Error {
+        return Err(Error::from_reply(reply.as_bytes().unwrap_or_default()));
+    }
+    Ok(reply)
 }
 
 /// Runs `work` to the end and returns one reply per entry, in order (error replies as ERROR
@@ -128,21 +204,8 @@ pub(crate) fn run(
                                     continue;
                                 }
                                 executor.observer.stats.bump(Stat::Redirects);
-                                let mut next = Pending { ask: None, ..p };
-                                match kind {
-                                    ServerErrorKind::Moved { slot, address } => {
-                                        if let Some(to) = NodeAddress::parse(&address) {
-                                            cluster.moved(slot, &to);
-                                        }
-                                    }
-                                    ServerErrorKind::Ask { address, .. } => {
-                                        next.ask = NodeAddress::parse(&address);
-                                    }
-                                    ServerErrorKind::TryAgain => pause = true,
-                                    _ => refresh = true,
-                                }
-                                pending.push(next);
                                 replies[p.index] = Some(reply);
+                                pending.push(follow(cluster, kind, p, &mut refresh, &mut pause));
                             }
                         }
                     }
@@ -226,6 +289,29 @@ pub(crate) fn run(
     }
 }
 
+/// Where a command answered with `kind` goes next; notes whether the round needs a topology
+/// refresh (CLUSTERDOWN, READONLY) or a pause (TRYAGAIN) first.
+fn follow(
+    cluster: &Arc<Cluster>,
+    kind: ServerErrorKind,
+    p: Pending,
+    refresh: &mut bool,
+    pause: &mut bool,
+) -> Pending {
+    let mut next = Pending { ask: None, ..p };
+    match kind {
+        ServerErrorKind::Moved { slot, address } => {
+            if let Some(to) = NodeAddress::parse(&address) {
+                cluster.moved(slot, &to);
+            }
+        }
+        ServerErrorKind::Ask { address, .. } => next.ask = NodeAddress::parse(&address),
+        ServerErrorKind::TryAgain => *pause = true,
+        _ => *refresh = true,
+    }
+    next
+}
+
 fn finish(replies: Vec<Option<Reply>>) -> Vec<Reply> {
     replies
         .into_iter()
@@ -238,13 +324,12 @@ fn redirection(reply: &Reply) -> Option<ServerErrorKind> {
     if reply.kind() != ReplyKind::Error {
         return None;
     }
-    let error = Error::from_reply(reply.as_bytes().unwrap_or_default());
-    match error.server_kind()? {
+    match server_error::classify(reply.as_bytes().unwrap_or_default()) {
         kind @ (ServerErrorKind::Moved { .. }
         | ServerErrorKind::Ask { .. }
         | ServerErrorKind::TryAgain
         | ServerErrorKind::ClusterDown
-        | ServerErrorKind::ReadOnly) => Some(kind.clone()),
+        | ServerErrorKind::ReadOnly) => Some(kind),
         _ => None,
     }
 }
@@ -288,16 +373,26 @@ fn run_group(
     work: &Work<'_>,
     group: &[Pending],
 ) -> GroupOutcome {
-    let mut encoded = Vec::new();
-    let mut sent = 0;
-    for p in group {
-        if p.ask.is_some() {
-            encoded.extend_from_slice(ASKING);
-            sent += 1;
+    // The whole batch, in order and without ASKING (a single command, or a pipeline whose
+    // commands all go to one node), is sent from the caller's buffer as it is.
+    let whole = group.len() == work.entries.len()
+        && group
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.index == i && p.ask.is_none());
+    let encoded: Cow<'_, [u8]> = if whole {
+        Cow::Borrowed(work.encoded)
+    } else {
+        let mut encoded = Vec::new();
+        for p in group {
+            if p.ask.is_some() {
+                encoded.extend_from_slice(ASKING);
+            }
+            encoded.extend_from_slice(&work.encoded[work.entries[p.index].range.clone()]);
         }
-        encoded.extend_from_slice(&work.encoded[work.entries[p.index].range.clone()]);
-        sent += 1;
-    }
+        Cow::Owned(encoded)
+    };
+    let sent = group.len() + group.iter().filter(|p| p.ask.is_some()).count();
     let read_only = group.iter().all(|p| work.entries[p.index].read_only);
     let is_read_only = move |_: &Executor| read_only;
     let job = Job {
