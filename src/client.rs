@@ -6,7 +6,8 @@
 //! calling thread, give the connection back (or close it if it broke), and retry by the rules
 //! when that failed in a way a new attempt may fix.
 
-use crate::async_client::{self, AsyncState, Callback};
+use crate::async_client::{self, AsyncState, Callback, ClusterRoute};
+use crate::cluster::keys::{self, Placement};
 use crate::cluster::{Cluster, batch};
 use crate::config::{Config, Mode, limit};
 use crate::core::commands::{ConnectionUse, blocking_timeout, connection_use};
@@ -61,16 +62,6 @@ impl Shared {
         match &self.backend {
             Backend::Standalone(pool) => Ok(pool.clone()),
             Backend::Cluster(cluster) => cluster.pool(&cluster.node_for(slot, false, true)?.0),
-        }
-    }
-
-    /// The pool of the one server, which the async multiplexer connects to; in a cluster, the
-    /// first seed's (cluster clients run async commands on the blocking path instead, see
-    /// [`Client::command_async`], so this only names the cluster there).
-    pub(crate) fn route(&self, _args: Option<&Args<'_>>) -> &Pool {
-        match &self.backend {
-            Backend::Standalone(pool) => pool,
-            Backend::Cluster(cluster) => cluster.first_seed_pool(),
         }
     }
 
@@ -218,14 +209,25 @@ impl Client {
     /// On `Err` (bad arguments, a closed client) the callback is never called.
     pub fn command_async(&self, args: &Args<'_>, callback: Callback) -> Result<()> {
         check_args(args, false)?;
-        // Cluster routing runs on the blocking path for now, on a runtime thread.
-        if blocking_timeout(args).is_some() || self.shared.cluster().is_some() {
+        let executor = &self.shared.executor;
+        // A blocking command would hold up every command pipelined behind it, and a command
+        // whose keys span slots is split and merged: both run on the blocking path, on a thread
+        // of their own.
+        let placement = self
+            .shared
+            .cluster()
+            .is_some()
+            .then(|| keys::placement(executor.command_table(), args));
+        if blocking_timeout(args).is_some() || matches!(placement, Some(Placement::Spread)) {
             let owned = args.iter().map(<[u8]>::to_vec).collect();
             return async_client::start_blocking(&self.shared, owned, callback);
         }
+        let route = placement.map(|placement| match placement {
+            Placement::Slot(slot) => ClusterRoute::new(Some(slot)),
+            _ => ClusterRoute::new(None),
+        });
         let mut encoded = BytesMut::new();
         encode_command(&mut encoded, args);
-        let executor = &self.shared.executor;
         let started = Instant::now();
         let job = async_client::Job {
             encoded: encoded.freeze(),
@@ -235,6 +237,7 @@ impl Client {
             deadline: executor.command_deadline().map(|d| started + d),
             attempt: 0,
             previous_delay: executor.rules().policy.base_ms,
+            route,
             callback,
         };
         async_client::start(&self.shared, job)

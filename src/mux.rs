@@ -48,6 +48,9 @@ pub(crate) struct Request {
     /// The command deadline: past it the request completes with TIMEOUT even if its reply is
     /// still to come (the reply is then dropped when it arrives).
     pub deadline: Option<Instant>,
+    /// Replies to commands sent ahead of the request's own in `encoded` (a cluster's `ASKING`),
+    /// dropped before its reply.
+    pub skip_replies: u8,
 }
 
 impl Request {
@@ -149,6 +152,7 @@ struct InFlight {
     /// `None` once the request was completed early (deadline); its reply is then dropped.
     done: Option<Completion>,
     deadline: Option<Instant>,
+    skip_replies: u8,
 }
 
 /// What the reader and the writer of one connection share.
@@ -398,6 +402,7 @@ impl Task {
                     state.queue.push_back(InFlight {
                         done: Some(request.done),
                         deadline: request.deadline,
+                        skip_replies: request.skip_replies,
                     });
                 }
             }
@@ -466,6 +471,7 @@ impl Task {
                     let _ = tx.send(result);
                 })),
                 deadline: None,
+                skip_replies: 0,
             });
         }
         let address = &self.settings.address;
@@ -598,7 +604,16 @@ impl Reader {
 
     /// Hands a reply to the oldest request in flight.
     fn complete(&self, reply: Reply) -> Result<()> {
-        let entry = lock(&self.line).queue.pop_front();
+        let entry = {
+            let mut line = lock(&self.line);
+            match line.queue.front_mut() {
+                Some(front) if front.skip_replies > 0 => {
+                    front.skip_replies -= 1;
+                    return Ok(());
+                }
+                _ => line.queue.pop_front(),
+            }
+        };
         match entry {
             Some(InFlight {
                 done: Some(done), ..

@@ -1316,6 +1316,56 @@ fn a_blocking_command_does_not_hold_up_other_async_commands() {
 }
 
 #[test]
+fn many_blocking_commands_each_wait_without_starving_the_others() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!("{}?pool_size=40&read_timeout=300", server.url()),
+        Retry::default(),
+    );
+    // More BLPOP 0s than the runtime has blocking threads (8): every one reaches the server.
+    let n = 20;
+    let waiting = Batch::new(n);
+    for i in 0..n {
+        c.send(&waiting, i, &["BLPOP", &format!("queue:{i}"), "0"]);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || server
+            .cli(&["INFO", "clients"])
+            .contains(&format!("blocked_clients:{n}"))),
+        "{}",
+        server.cli(&["INFO", "clients"])
+    );
+    // One more, with a timeout, is not queued behind them.
+    let started = Instant::now();
+    let o = c.call(&["BLPOP", "empty", "0.5"]);
+    assert_eq!(ok_value(&o), Value::Nil);
+    assert_between(o.at - started, 400, 5_000, "BLPOP's 0.5 s");
+    // Half are woken by pushes; the client is freed with the other half still blocked, which
+    // completes them with CLOSED instead of waiting for pushes that never come.
+    for i in 0..n / 2 {
+        assert_eq!(int(&c.call(&["RPUSH", &format!("queue:{i}"), "job"])), 1);
+    }
+    assert!(waiting.wait_for(n / 2, Duration::from_secs(10)));
+    let took = c.free();
+    assert!(took < Duration::from_secs(5), "free took {took:?}");
+    let outcomes = waiting.exactly_once(0..n);
+    for (i, o) in outcomes.iter().enumerate() {
+        if i < n / 2 {
+            assert_eq!(
+                ok_value(o),
+                Value::Array(vec![
+                    Value::Text(format!("queue:{i}")),
+                    Value::Text("job".into())
+                ])
+            );
+        } else {
+            failed(o, BRISK_ERR_CLOSED);
+        }
+    }
+    all_on_runtime_threads(&outcomes);
+}
+
+#[test]
 fn blpop_timeout_is_its_own_not_the_read_timeout() {
     let server = RedisServer::start();
     let c = CClient::new(

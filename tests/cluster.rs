@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-use support::{RedisCluster, append, cmd, expect_err, ok, session_cmd, text, wait_until};
+use support::{
+    RedisCluster, append, call_async, cmd, expect_err, ok, pump_async, session_cmd, text,
+    wait_until,
+};
 
 fn client(cluster: &RedisCluster) -> Client {
     Client::new(&cluster.config()).expect("Client::new")
@@ -137,6 +140,67 @@ fn routes_keys_splits_multi_key_commands_and_pipelines_across_nodes() {
     assert_eq!(text(&ok(&c, &["PING"])), "PONG");
     assert!(c.stat(Stat::TopologyRefreshes) >= 1);
     assert!(c.stat(Stat::PoolOpen) >= 3, "one pool per primary at least");
+}
+
+#[test]
+fn async_commands_go_to_their_nodes_pipelined_on_one_connection_each() {
+    let cluster = RedisCluster::start();
+    let c = client(&cluster);
+    let never = AtomicBool::new(false);
+    let mut failures = Vec::new();
+    let mut check =
+        |what: &str, i: u64, outcome: brisk::Result<brisk::Reply>, want: String| match outcome {
+            Ok(r) if text(&r) == want => {}
+            Ok(r) => failures.push(format!("{what} {i}: {:?}", r.kind())),
+            Err(e) => failures.push(format!("{what} {i}: {:?} {}", e.status(), e.message())),
+        };
+    let set = |i: u64| vec!["SET".into(), format!("akey:{i}"), i.to_string()];
+    pump_async(&c, 500, 10_000, &never, set, |i, o| {
+        check("SET", i, o, "OK".into())
+    });
+    let get = |i: u64| vec!["GET".into(), format!("akey:{i}")];
+    pump_async(&c, 500, 10_000, &never, get, |i, o| {
+        check("GET", i, o, i.to_string())
+    });
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+
+    let per_primary: Vec<i64> = (0..6)
+        .filter(|&i| cluster.is_primary(i))
+        .map(|i| cluster.nodes[i].cli(&["DBSIZE"]).parse().unwrap())
+        .collect();
+    assert_eq!(per_primary.iter().sum::<i64>(), 10_000, "{per_primary:?}");
+    assert!(per_primary.iter().all(|&n| n > 2000), "{per_primary:?}");
+    // Routed by the slot map from the start: no MOVED. One multiplexed connection per primary
+    // (and the seed's pooled connection that read the topology), not one per command in flight.
+    assert_eq!(c.stat(Stat::Redirects), 0);
+    let connects = c.stat(Stat::Connects);
+    assert!(
+        connects <= 5,
+        "{connects} connections for 20,000 async commands"
+    );
+
+    // Keys over several slots are split and merged; what cannot be split is refused.
+    let mut mget = vec!["MGET"];
+    let keys: Vec<String> = (0..50).map(|i| format!("akey:{i}")).collect();
+    mget.extend(keys.iter().map(String::as_str));
+    let values = call_async(&c, &mget).unwrap().into_elements();
+    assert_eq!(
+        values.iter().map(text).collect::<Vec<_>>(),
+        (0..50).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    let e = expect_err(
+        call_async(&c, &["SUNION", "a", "b"]),
+        Status::InvalidArgument,
+    );
+    assert!(e.message().contains("CROSSSLOT"), "{}", e.message());
+    // Error replies keep their status; keyless commands go to some primary.
+    let e = expect_err(call_async(&c, &["LPUSH", "akey:1", "x"]), Status::Server);
+    assert!(e.message().starts_with("WRONGTYPE"), "{}", e.message());
+    assert_eq!(text(&call_async(&c, &["PING"]).unwrap()), "PONG");
 }
 
 #[test]
@@ -283,6 +347,42 @@ impl Writer {
         Writer { stop, handle }
     }
 
+    /// The same load through the async API, `window` commands in flight: SETs of fresh keys
+    /// and INCRs of `counter`, alternating.
+    fn start_async(client: Arc<Client>, counter: &str, window: usize) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = counter.to_owned();
+        let flag = stop.clone();
+        let handle =
+            thread::spawn(move || {
+                let mut log = WriterLog::default();
+                let key = |i: u64| format!("wa:{}", i / 2);
+                let next = |i: u64| match i % 2 {
+                    0 => vec!["SET".into(), key(i), "x".into()],
+                    _ => vec!["INCR".into(), counter.clone()],
+                };
+                pump_async(&client, window, u64::MAX, &flag, next, |i, outcome| match (
+                    outcome,
+                    i % 2,
+                ) {
+                    (Ok(_), 0) => {
+                        log.acknowledged_sets.push(key(i));
+                        log.successes.push(Instant::now());
+                    }
+                    (Ok(_), _) => log.acknowledged_incrs += 1,
+                    (Err(e), kind) => {
+                        if kind == 1 && e.message().contains("may have been applied") {
+                            log.uncertain_incrs += 1;
+                        }
+                        log.errors
+                            .push((Instant::now(), e.status(), e.message().to_owned()));
+                    }
+                });
+                log
+            });
+        Writer { stop, handle }
+    }
+
     fn finish(self) -> WriterLog {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("writer thread")
@@ -305,10 +405,14 @@ fn missing_sets(client: &Client, log: &WriterLog) -> usize {
 fn manual_failover_under_load_loses_nothing_and_surfaces_no_error() {
     let cluster = RedisCluster::start();
     let c = Arc::new(client(&cluster));
-    let counter = "{counter}:failover";
-    let primary = cluster.primary_of_slot(0, slot(counter));
+    // Both counters live in one slot, so one primary fails over under both loads.
+    let counters = ["{counter}:failover", "{counter}:failover-async"];
+    let primary = cluster.primary_of_slot(0, slot(counters[0]));
     let replica = cluster.replica_of(primary);
-    let writer = Writer::start(c.clone(), counter);
+    let writers = [
+        Writer::start(c.clone(), counters[0]),
+        Writer::start_async(c.clone(), counters[1], 20),
+    ];
     assert!(wait_until(Duration::from_secs(10), || c
         .stat(Stat::Commands)
         > 200));
@@ -324,24 +428,29 @@ fn manual_failover_under_load_loses_nothing_and_surfaces_no_error() {
     assert!(wait_until(Duration::from_secs(10), || c
         .stat(Stat::Commands)
         > commands + 500));
-    let log = writer.finish();
+    let logs = writers.map(Writer::finish);
 
-    assert!(
-        log.errors.is_empty(),
-        "errors surfaced during a manual failover: {:?}",
-        &log.errors[..log.errors.len().min(5)]
-    );
-    assert_eq!(
-        missing_sets(&c, &log),
-        0,
-        "every acknowledged write is there"
-    );
-    let value = text(&ok(&c, &["GET", counter])).parse::<i64>().unwrap();
-    assert_eq!(value, log.acknowledged_incrs);
+    for ((log, counter), api) in logs.iter().zip(counters).zip(["blocking", "async"]) {
+        assert!(
+            log.errors.is_empty(),
+            "{api}: errors surfaced during a manual failover: {:?}",
+            &log.errors[..log.errors.len().min(5)]
+        );
+        assert_eq!(
+            missing_sets(&c, log),
+            0,
+            "{api}: every acknowledged write is there"
+        );
+        let value = text(&ok(&c, &["GET", counter])).parse::<i64>().unwrap();
+        assert_eq!(value, log.acknowledged_incrs, "{api}: counter");
+        eprintln!(
+            "manual failover, {api} API: {} SETs and {} INCRs acknowledged, 0 errors",
+            log.acknowledged_sets.len(),
+            log.acknowledged_incrs,
+        );
+    }
     eprintln!(
-        "manual failover: {} SETs and {} INCRs acknowledged, 0 errors, {} redirects, {} refreshes",
-        log.acknowledged_sets.len(),
-        log.acknowledged_incrs,
+        "manual failover: {} redirects, {} refreshes",
         c.stat(Stat::Redirects),
         c.stat(Stat::TopologyRefreshes)
     );
@@ -351,11 +460,13 @@ fn manual_failover_under_load_loses_nothing_and_surfaces_no_error() {
 fn killed_primary_recovers_within_seconds_and_never_double_applies() {
     let mut cluster = RedisCluster::start();
     let c = Arc::new(client(&cluster));
-    let counter = "{counter}:kill";
-    let primary = cluster.primary_of_slot(0, slot(counter));
+    let counters = ["{counter}:kill", "{counter}:kill-async"];
+    let primary = cluster.primary_of_slot(0, slot(counters[0]));
     let replica = cluster.replica_of(primary);
-    let survivor = (0..6).find(|&i| i != primary && i != replica).unwrap();
-    let writer = Writer::start(c.clone(), counter);
+    let writers = [
+        Writer::start(c.clone(), counters[0]),
+        Writer::start_async(c.clone(), counters[1], 20),
+    ];
     assert!(wait_until(Duration::from_secs(10), || c
         .stat(Stat::Commands)
         > 200));
@@ -371,49 +482,52 @@ fn killed_primary_recovers_within_seconds_and_never_double_applies() {
     assert!(wait_until(Duration::from_secs(20), || c
         .stat(Stat::Commands)
         > commands + 500));
-    let log = writer.finish();
+    let logs = writers.map(Writer::finish);
 
-    let resumed = log
-        .successes
-        .iter()
-        .find(|&&t| t > promoted)
-        .map(|t| t.duration_since(promoted));
-    let resumed = resumed.expect("writes resumed after the promotion");
-    assert!(
-        resumed < Duration::from_secs(10),
-        "writes resumed {resumed:?} after the promotion"
-    );
-    for (at, status, message) in &log.errors {
+    for ((log, counter), api) in logs.iter().zip(counters).zip(["blocking", "async"]) {
+        let resumed = log
+            .successes
+            .iter()
+            .find(|&&t| t > promoted)
+            .map(|t| t.duration_since(promoted));
+        let resumed =
+            resumed.unwrap_or_else(|| panic!("{api}: writes resumed after the promotion"));
         assert!(
-            matches!(
-                status,
-                Status::Connection | Status::Timeout | Status::ClusterDown
-            ),
-            "unexpected error {status:?}: {message}"
+            resumed < Duration::from_secs(10),
+            "{api}: writes resumed {resumed:?} after the promotion"
         );
-        assert!(*at >= killed, "an error before the kill: {message}");
+        for (at, status, message) in &log.errors {
+            assert!(
+                matches!(
+                    status,
+                    Status::Connection | Status::Timeout | Status::ClusterDown
+                ),
+                "{api}: unexpected error {status:?}: {message}"
+            );
+            assert!(*at >= killed, "{api}: an error before the kill: {message}");
+        }
+        let value = text(&ok(&c, &["GET", counter])).parse::<i64>().unwrap();
+        // SAFE mode: the counter is at most what was acknowledged plus what was reported as
+        // possibly applied; it may be less by what asynchronous replication lost in the kill.
+        assert!(
+            value <= log.acknowledged_incrs + log.uncertain_incrs,
+            "{api}: INCR applied twice: {value} > {} + {}",
+            log.acknowledged_incrs,
+            log.uncertain_incrs
+        );
+        let lost_incrs = log.acknowledged_incrs - value.min(log.acknowledged_incrs);
+        let lost_sets = missing_sets(&c, log);
+        eprintln!(
+            "primary killed, {api} API: writes resumed {resumed:?} after the promotion ({:?} \
+             after the kill); {} errors ({} may have been applied); acknowledged but lost to \
+             async replication: {lost_sets} of {} SETs, {lost_incrs} of {} INCRs; counter {value}",
+            promoted.duration_since(killed),
+            log.errors.len(),
+            log.uncertain_incrs,
+            log.acknowledged_sets.len(),
+            log.acknowledged_incrs
+        );
     }
-    let value = text(&ok(&c, &["GET", counter])).parse::<i64>().unwrap();
-    // SAFE mode: the counter is at most what was acknowledged plus what was reported as
-    // possibly applied; it may be less by what asynchronous replication lost in the kill.
-    assert!(
-        value <= log.acknowledged_incrs + log.uncertain_incrs,
-        "INCR applied twice: {value} > {} + {}",
-        log.acknowledged_incrs,
-        log.uncertain_incrs
-    );
-    let lost_incrs = log.acknowledged_incrs - value.min(log.acknowledged_incrs);
-    let lost_sets = missing_sets(&c, &log);
-    eprintln!(
-        "primary killed: writes resumed {resumed:?} after the promotion ({:?} after the kill); \
-         {} errors; acknowledged but lost to async replication: {lost_sets} of {} SETs, \
-         {lost_incrs} of {} INCRs; counter {value}",
-        promoted.duration_since(killed),
-        log.errors.len(),
-        log.acknowledged_sets.len(),
-        log.acknowledged_incrs
-    );
-    let _ = survivor;
 }
 
 #[test]
@@ -452,10 +566,28 @@ fn slot_migration_under_load_follows_ask_without_errors() {
             reads
         })
     };
+    // The same through the async API, 20 GETs in flight.
+    let async_reader = {
+        let (c, stop, errors) = (c.clone(), stop.clone(), errors.clone());
+        thread::spawn(move || {
+            let next = |i: u64| vec!["GET".into(), format!("{tag}:{}", i % 300)];
+            pump_async(&c, 20, u64::MAX, &stop, next, |i, outcome| match outcome {
+                Ok(r) => assert_eq!(text(&r), (i % 300).to_string()),
+                Err(e) => {
+                    *errors
+                        .lock()
+                        .unwrap()
+                        .entry(format!("async: {}", e.message()))
+                        .or_default() += 1
+                }
+            })
+        })
+    };
     migrate_slot(&cluster, s, from, to);
     let redirects = c.stat(Stat::Redirects);
     stop.store(true, Ordering::Relaxed);
     let reads = reader.join().unwrap();
+    let async_reads = async_reader.join().unwrap();
     assert!(
         errors.lock().unwrap().is_empty(),
         "{:?}",
@@ -467,7 +599,11 @@ fn slot_migration_under_load_follows_ask_without_errors() {
             i.to_string()
         );
     }
-    eprintln!("slot migration: {reads} reads, {redirects} redirects, no errors");
+    assert!(redirects > 0, "the migration was seen");
+    eprintln!(
+        "slot migration: {reads} blocking and {async_reads} async reads, {redirects} redirects, \
+         no errors"
+    );
 }
 
 #[test]

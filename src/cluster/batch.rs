@@ -71,7 +71,7 @@ pub(crate) struct Work<'a> {
     pub blocking: Option<Blocking>,
 }
 
-const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+pub(crate) const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
 /// Where one command goes next.
 #[derive(Clone)]
@@ -205,16 +205,16 @@ pub(crate) fn run(
                                 }
                                 executor.observer.stats.bump(Stat::Redirects);
                                 replies[p.index] = Some(reply);
-                                pending.push(follow(cluster, kind, p, &mut refresh, &mut pause));
+                                let next = follow(cluster, kind);
+                                refresh |= next.refresh;
+                                pause |= next.pause;
+                                pending.push(Pending { ask: next.ask, ..p });
                             }
                         }
                     }
                 }
                 GroupOutcome::Failed(error) => {
-                    let cluster_error = matches!(
-                        error.status(),
-                        Status::Connection | Status::Timeout | Status::ClusterDown
-                    );
+                    let cluster_error = is_node_failure(&error);
                     if cluster_error {
                         refresh = true;
                         if error.status() != Status::ClusterDown {
@@ -249,19 +249,11 @@ pub(crate) fn run(
         let out_of_time = |pause: Duration| deadline.is_some_and(|d| Instant::now() + pause >= d);
         if let Some(error) = cycle_failure {
             cycle += 1;
-            let pause = Duration::from_millis(250 * u64::from(cycle)).min(Duration::from_secs(1));
+            let pause = cycle_pause(cycle);
             let late = out_of_time(pause);
             if cycle >= cluster.error_retry_attempts || late {
                 cluster.queue_refresh();
-                return Err(error.detail(format!(
-                    "after {cycle} cluster attempt{}{}",
-                    if cycle == 1 { "" } else { "s" },
-                    if late {
-                        "; command deadline reached"
-                    } else {
-                        ""
-                    }
-                )));
+                return Err(cycles_exhausted(error, cycle, late));
             }
             executor.observer.stats.bump(Stat::Retries);
             std::thread::sleep(pause);
@@ -271,8 +263,7 @@ pub(crate) fn run(
         }
         redirects += 1;
         if pause {
-            let pause =
-                Duration::from_millis(10 * u64::from(redirects)).min(Duration::from_millis(200));
+            let pause = tryagain_pause(redirects);
             if out_of_time(pause) {
                 return Ok(finish(replies));
             }
@@ -289,16 +280,23 @@ pub(crate) fn run(
     }
 }
 
-/// Where a command answered with `kind` goes next; notes whether the round needs a topology
-/// refresh (CLUSTERDOWN, READONLY) or a pause (TRYAGAIN) first.
-fn follow(
-    cluster: &Arc<Cluster>,
-    kind: ServerErrorKind,
-    p: Pending,
-    refresh: &mut bool,
-    pause: &mut bool,
-) -> Pending {
-    let mut next = Pending { ask: None, ..p };
+/// What following a cluster answer takes.
+pub(crate) struct Follow {
+    /// After ASK: the node the command alone goes to next, preceded by `ASKING`.
+    pub ask: Option<NodeAddress>,
+    /// CLUSTERDOWN, READONLY: the topology is read again first.
+    pub refresh: bool,
+    /// TRYAGAIN: a short pause first ([`tryagain_pause`]).
+    pub pause: bool,
+}
+
+/// Acts on a cluster answer (a MOVED updates the slot map) and says how the command goes on.
+pub(crate) fn follow(cluster: &Arc<Cluster>, kind: ServerErrorKind) -> Follow {
+    let mut next = Follow {
+        ask: None,
+        refresh: false,
+        pause: false,
+    };
     match kind {
         ServerErrorKind::Moved { slot, address } => {
             if let Some(to) = NodeAddress::parse(&address) {
@@ -306,10 +304,42 @@ fn follow(
             }
         }
         ServerErrorKind::Ask { address, .. } => next.ask = NodeAddress::parse(&address),
-        ServerErrorKind::TryAgain => *pause = true,
-        _ => *refresh = true,
+        ServerErrorKind::TryAgain => next.pause = true,
+        _ => next.refresh = true,
     }
     next
+}
+
+/// The pause before redirect round `redirects` after a TRYAGAIN.
+pub(crate) fn tryagain_pause(redirects: u32) -> Duration {
+    Duration::from_millis(10 * u64::from(redirects)).min(Duration::from_millis(200))
+}
+
+/// The pause before whole-cluster attempt `cycle` + 1, which gives a failover time to finish.
+pub(crate) fn cycle_pause(cycle: u32) -> Duration {
+    Duration::from_millis(250 * u64::from(cycle)).min(Duration::from_secs(1))
+}
+
+/// The error of the last whole-cluster attempt, saying how many were made.
+pub(crate) fn cycles_exhausted(error: Error, cycle: u32, late: bool) -> Error {
+    error.detail(format!(
+        "after {cycle} cluster attempt{}{}",
+        if cycle == 1 { "" } else { "s" },
+        if late {
+            "; command deadline reached"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// Whether a node failure ends the attempt (the command goes to the cluster again after a
+/// refresh) rather than the command.
+pub(crate) fn is_node_failure(error: &Error) -> bool {
+    matches!(
+        error.status(),
+        Status::Connection | Status::Timeout | Status::ClusterDown
+    )
 }
 
 fn finish(replies: Vec<Option<Reply>>) -> Vec<Reply> {
@@ -320,7 +350,7 @@ fn finish(replies: Vec<Option<Reply>>) -> Vec<Reply> {
 }
 
 /// The cluster answer a reply carries, if it is one this module acts on.
-fn redirection(reply: &Reply) -> Option<ServerErrorKind> {
+pub(crate) fn redirection(reply: &Reply) -> Option<ServerErrorKind> {
     if reply.kind() != ReplyKind::Error {
         return None;
     }

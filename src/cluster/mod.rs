@@ -177,6 +177,33 @@ impl Cluster {
         if topology.slots.shards().is_empty() {
             topology = self.refresh(topology.generation)?;
         }
+        let node = self.pick(&topology, slot, read_only, primary_only)?;
+        Ok((node, topology.generation))
+    }
+
+    /// [`Cluster::node_for`] by the map known now, without reading the topology (which blocks):
+    /// `None` when no map is known yet.
+    pub fn known_node_for(
+        &self,
+        slot: Option<u16>,
+        read_only: bool,
+        primary_only: bool,
+    ) -> Result<Option<(NodeAddress, u64)>> {
+        let topology = self.topology();
+        if topology.slots.shards().is_empty() {
+            return Ok(None);
+        }
+        let node = self.pick(&topology, slot, read_only, primary_only)?;
+        Ok(Some((node, topology.generation)))
+    }
+
+    fn pick(
+        &self,
+        topology: &Topology,
+        slot: Option<u16>,
+        read_only: bool,
+        primary_only: bool,
+    ) -> Result<NodeAddress> {
         let shards = topology.slots.shards();
         let shard = match slot {
             Some(slot) => match topology.slots.shard(slot) {
@@ -200,7 +227,7 @@ impl Cluster {
             }
             _ => &shard.primary,
         };
-        Ok((node.clone(), topology.generation))
+        Ok(node.clone())
     }
 
     /// After `MOVED slot node`: the slot belongs to `node` from now on, and the rest of the map

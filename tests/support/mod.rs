@@ -136,3 +136,65 @@ pub fn client_info_field(info: &str, field: &str) -> String {
         .unwrap_or_else(|| panic!("no {field}= in CLIENT INFO: {info}"))
         .to_owned()
 }
+
+/// Keeps up to `window` async commands in flight on `client` until `stop` is set (or `limit`
+/// commands were started), then waits for the rest. `next(i)` makes command `i`; `seen(i,
+/// outcome)` receives each outcome on the calling thread. Panics if a callback is called twice
+/// or not within 60 s.
+pub fn pump_async(
+    client: &Client,
+    window: usize,
+    limit: u64,
+    stop: &std::sync::atomic::AtomicBool,
+    mut next: impl FnMut(u64) -> Vec<String>,
+    mut seen: impl FnMut(u64, Result<Reply>),
+) -> u64 {
+    use std::sync::atomic::Ordering;
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<Reply>)>();
+    let mut started = 0u64;
+    let mut done = std::collections::HashSet::new();
+    loop {
+        while started - (done.len() as u64) < window as u64
+            && started < limit
+            && !stop.load(Ordering::Relaxed)
+        {
+            let args = next(started);
+            let words: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            let tx = tx.clone();
+            let i = started;
+            client
+                .command_async(
+                    &Args::from_slices(&words),
+                    Box::new(move |outcome| {
+                        let _ = tx.send((i, outcome));
+                    }),
+                )
+                .unwrap_or_else(|e| panic!("command_async refused {args:?}: {}", e.message()));
+            started += 1;
+        }
+        if done.len() as u64 == started && (started == limit || stop.load(Ordering::Relaxed)) {
+            return started;
+        }
+        let (i, outcome) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{} callbacks never came", started - done.len() as u64));
+        assert!(done.insert(i), "callback {i} called twice");
+        seen(i, outcome);
+    }
+}
+
+/// One async command, waited for.
+pub fn call_async(client: &Client, args: &[&str]) -> Result<Reply> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut outcome = None;
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    pump_async(
+        client,
+        1,
+        1,
+        &never,
+        |_| args.clone(),
+        |_, o| outcome = Some(o),
+    );
+    outcome.expect("one outcome")
+}
