@@ -11,6 +11,13 @@
  * The ratio columns are the median of the per-repeat ratios (each repeat pairs runs made
  * seconds apart, which cancels most drift of a shared VM).
  *
+ * The pipeline workload also runs a third client, a bare socket (see bare_open): the same
+ * batches of the same commands on the same keys, encoded once at setup, one send() per batch,
+ * and a scan that only counts the replies. No client library can do less work per batch, so its
+ * rate is the ceiling for this workload on this machine (server and kernel); it is printed in a
+ * second table, "Pipelined ceiling on the same workload". The three clients run in rotating
+ * order (brisk, hiredis, bare; then hiredis, bare, brisk; then bare, brisk, hiredis; ...).
+ *
  * The second form is a callgrind/strace target: it connects, warms up, then runs N iterations
  * of one loop on one client and exits (see profile_target). benches/run.sh runs callgrind-sync
  * with two values of N and subtracts, so connection setup and teardown cancel out.
@@ -28,6 +35,9 @@
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdarg.h>
@@ -38,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -247,7 +259,7 @@ static void hi_warm(redisContext *c) {
 /* ------------------------------------------------------------------------------------------ */
 /* Workloads. Each returns ops (or replies) per second; clients are set up before the clock.  */
 
-enum lib { BRISK = 0, HIREDIS = 1 };
+enum lib { BRISK = 0, HIREDIS = 1, BARE = 2 /* pipeline workload only */ };
 
 /* Sync SET then GET on one client; every command timed for the p50. */
 static double wl_sync(enum lib lib, double *p50_us) {
@@ -343,6 +355,148 @@ static void hi_pipe_batch(redisContext *c, bool get, int *k) {
   }
 }
 
+/* The bare socket: the floor under any client on the pipeline workload. A blocking TCP socket
+   (TCP_NODELAY, like brisk and hiredis) that sends each batch's RESP bytes, encoded once at
+   setup, with one send(), then recv()s until it has counted PIPE_BATCH complete replies: "+OK\r\n"
+   for SET, "$16\r\n" + 16 bytes + "\r\n" for GET, anything else is fatal. Nothing is encoded,
+   allocated or built per batch. Batch b holds keys b * PIPE_BATCH .. b * PIPE_BATCH + 99, so
+   running the batches 0, 1, ..., BARE_NBATCH - 1, 0, ... rotates the keys exactly as the k of
+   brisk_pipe_batch and hi_pipe_batch does. A 5 s send and receive timeout turns a short read
+   or a silent server into an error instead of a hang. */
+#define BARE_NBATCH (NKEYS / PIPE_BATCH)
+_Static_assert(NKEYS % PIPE_BATCH == 0, "the bare socket's batches must tile the keys");
+#define BARE_CMD_MAX 64 /* bytes of one encoded SET (55) or GET (32), rounded up */
+#define BARE_TIMEOUT_S 5
+static char g_bare_out[2][BARE_NBATCH][PIPE_BATCH * BARE_CMD_MAX]; /* [get][batch] */
+static size_t g_bare_out_len[2][BARE_NBATCH];
+static char g_bare_in[64 * 1024];
+static bool g_bare_encoded;
+
+/* RESP encoding of one command (an array of bulk strings) at out; returns its length. */
+static size_t resp_encode(char *out, size_t room, int argc, const char *const *argv,
+                          const size_t *len) {
+  size_t n = (size_t)snprintf(out, room, "*%d\r\n", argc);
+  for (int i = 0; i < argc; i++) {
+    n += (size_t)snprintf(out + n, room - n, "$%zu\r\n", len[i]);
+    if (n + len[i] + 2 > room) die("bare socket: encoded command too long");
+    memcpy(out + n, argv[i], len[i]);
+    memcpy(out + n + len[i], "\r\n", 2);
+    n += len[i] + 2;
+  }
+  return n;
+}
+
+static void bare_encode(void) {
+  if (g_bare_encoded) return;
+  for (int get = 0; get < 2; get++) {
+    const char *argv[3] = {get ? "GET" : "SET", NULL, VALUE};
+    const size_t len[3] = {3, KEY_LEN, VALUE_LEN};
+    for (int b = 0; b < BARE_NBATCH; b++) {
+      size_t n = 0;
+      for (int i = 0; i < PIPE_BATCH; i++) {
+        argv[1] = g_keys[b * PIPE_BATCH + i];
+        n += resp_encode(g_bare_out[get][b] + n, sizeof g_bare_out[get][b] - n, get ? 2 : 3, argv,
+                         len);
+      }
+      g_bare_out_len[get][b] = n;
+    }
+  }
+  g_bare_encoded = true;
+}
+
+static int bare_open(void) {
+  char port[16];
+  snprintf(port, sizeof port, "%d", g_port);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+  int rc = getaddrinfo(g_host, port, &hints, &res);
+  if (rc != 0) die("bare socket: %s:%s: %s", g_host, port, gai_strerror(rc));
+  int fd = -1, err = 0;
+  for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      err = errno;
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(res);
+  if (fd < 0) die("bare socket: connect to %s:%s: %s", g_host, port, strerror(err));
+  int one = 1;
+  struct timeval tv = {.tv_sec = BARE_TIMEOUT_S};
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
+    die("bare socket: setsockopt: %s", strerror(errno));
+  return fd;
+}
+
+/* A reply the scan did not expect, shown escaped, and the end of the run. */
+static void bare_unexpected(bool get, int index, const char *p, size_t n) {
+  char shown[128];
+  size_t m = 0;
+  for (size_t i = 0; i < n && i < 24 && m + 5 < sizeof shown; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if (ch == '\r') m += (size_t)snprintf(shown + m, sizeof shown - m, "\\r");
+    else if (ch == '\n') m += (size_t)snprintf(shown + m, sizeof shown - m, "\\n");
+    else if (ch < 0x20 || ch >= 0x7f) m += (size_t)snprintf(shown + m, sizeof shown - m, "\\x%02x", ch);
+    else shown[m++] = (char)ch;
+  }
+  shown[m] = 0;
+  die("bare socket %s: unexpected reply %d of %d: \"%s%s\" (expected %s)", get ? "GET" : "SET",
+      index + 1, PIPE_BATCH, shown, n > 24 ? "..." : "",
+      get ? "\"$16\\r\\n\" + 16 bytes + \"\\r\\n\"" : "\"+OK\\r\\n\"");
+}
+
+/* Sends batch b of SETs (get = false) or GETs and counts its PIPE_BATCH replies. */
+static void bare_batch(int fd, bool get, int b) {
+  const char *out = g_bare_out[get][b];
+  size_t len = g_bare_out_len[get][b], off = 0;
+  while (off < len) { /* one send() unless the kernel takes less */
+    ssize_t n = send(fd, out + off, len - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      die("bare socket: send blocked for %d s", BARE_TIMEOUT_S);
+    if (n < 0) die("bare socket: send: %s", strerror(errno));
+    off += (size_t)n;
+  }
+  /* SET: "+OK\r\n"; GET: "$16\r\n" + VALUE_LEN bytes + "\r\n". */
+  const char *head = get ? "$16\r\n" : "+OK\r\n";
+  const size_t head_len = 5, reply_len = get ? head_len + VALUE_LEN + 2 : head_len;
+  size_t have = 0, pos = 0;
+  int count = 0;
+  while (count < PIPE_BATCH) {
+    if (have == sizeof g_bare_in) die("bare socket: receive buffer full");
+    ssize_t n = recv(fd, g_bare_in + have, sizeof g_bare_in - have, 0);
+    if (n == 0)
+      die("bare socket: server closed the connection after %d of %d replies", count, PIPE_BATCH);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      die("bare socket: short read, %d of %d replies (%zu bytes) after %d s", count, PIPE_BATCH,
+          have, BARE_TIMEOUT_S);
+    if (n < 0) die("bare socket: recv: %s", strerror(errno));
+    have += (size_t)n;
+    for (; count < PIPE_BATCH && have - pos >= reply_len; count++, pos += reply_len) {
+      const char *r = g_bare_in + pos;
+      if (memcmp(r, head, head_len) != 0 ||
+          (get && memcmp(r + head_len + VALUE_LEN, "\r\n", 2) != 0))
+        bare_unexpected(get, count, r, have - pos);
+    }
+    /* The start of an incomplete reply is checked too, so that an error reply fails at once
+       rather than after the timeout. */
+    size_t part = have - pos;
+    if (count < PIPE_BATCH && part > 0 &&
+        memcmp(g_bare_in + pos, head, part < head_len ? part : head_len) != 0)
+      bare_unexpected(get, count, g_bare_in + pos, part);
+  }
+  if (have != pos)
+    die("bare socket %s: %zu unexpected bytes after reply %d of %d", get ? "GET" : "SET",
+        have - pos, PIPE_BATCH, PIPE_BATCH);
+}
+
 /* Pipelined SET (get = false) or GET in batches of PIPE_BATCH. */
 static double wl_pipeline(enum lib lib, bool get) {
   uint64_t ops = 0, start, t;
@@ -364,6 +518,23 @@ static double wl_pipeline(enum lib lib, bool get) {
     cpu = cpu_seconds(RUSAGE_SELF) - cpu;
     brisk_pipeline_free(p);
     brisk_client_free(c);
+  } else if (lib == BARE) {
+    bare_encode();
+    int fd = bare_open();
+    bare_batch(fd, false, 0); /* warm-up, untimed: one batch of each kind */
+    bare_batch(fd, true, 0);
+    int b = 0; /* batch b covers keys b * PIPE_BATCH.., the same rotation as k below */
+    cpu = cpu_seconds(RUSAGE_SELF);
+    start = now_ns();
+    uint64_t end = start + dur_ns();
+    do {
+      bare_batch(fd, get, b);
+      if (++b == BARE_NBATCH) b = 0;
+      ops += PIPE_BATCH;
+      t = now_ns();
+    } while (t < end);
+    cpu = cpu_seconds(RUSAGE_SELF) - cpu;
+    close(fd);
   } else {
     redisContext *c = hi_open();
     hi_warm(c);
@@ -732,6 +903,70 @@ static void loadavg(char *out, size_t size) {
   }
 }
 
+/* The second table: the bare socket against hiredis and brisk on the pipeline workload. */
+struct ceil_row {
+  char name[96];
+  enum unit unit;
+  double s[64], h[64], b[64]; /* per repeat: bare socket, hiredis, brisk */
+  int n;
+};
+
+static struct ceil_row g_ceil[4];
+static int g_nceil;
+
+static struct ceil_row *ceil_row_new(const char *name, enum unit unit) {
+  if (g_nceil == (int)(sizeof g_ceil / sizeof g_ceil[0])) die("too many ceiling rows");
+  struct ceil_row *r = &g_ceil[g_nceil++];
+  memset(r, 0, sizeof *r);
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->unit = unit;
+  return r;
+}
+
+static void ceil_row_add(struct ceil_row *r, double s, double h, double b) {
+  if (r->n == 64) return;
+  r->s[r->n] = s;
+  r->h[r->n] = h;
+  r->b[r->n] = b;
+  r->n++;
+}
+
+static void print_ceiling_table(void) {
+  if (g_nceil == 0) return;
+  printf("\nPipelined ceiling on the same workload\n\n");
+  printf("| workload | bare socket | hiredis | bare/hiredis | brisk | brisk/bare |\n");
+  printf("|---|---:|---:|---:|---:|---:|\n");
+  /* Throughput rows first, then the CPU-per-command rows. */
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < g_nceil; i++) {
+      struct ceil_row *r = &g_ceil[i];
+      if ((r->unit == OPS) != (pass == 0)) continue;
+      char s[32], h[32], b[32], sh[32] = "-", bs[32] = "-";
+      fmt(s, sizeof s, median(r->s, r->n), r->unit);
+      fmt(h, sizeof h, median(r->h, r->n), r->unit);
+      fmt(b, sizeof b, median(r->b, r->n), r->unit);
+      double x = ratio_median(r->s, r->h, r->n), y = ratio_median(r->b, r->s, r->n);
+      if (isfinite(x)) snprintf(sh, sizeof sh, "%.2fx", x);
+      if (isfinite(y)) snprintf(bs, sizeof bs, "%.2fx", y);
+      printf("| %s | %s | %s | %s | %s | %s |\n", r->name, s, h, sh, b, bs);
+    }
+  }
+  printf("\nThe bare socket sends the same batches (the same %d SETs or GETs on the same keys, in "
+         "the same rotation), encoded once at setup, with one send() per batch, and only counts "
+         "the replies: no encoding, no reply objects, no allocation. Its rate is what the server "
+         "and the kernel allow, so bare/hiredis is the most any client can gain over hiredis on "
+         "this machine for this workload, and brisk/bare is the share of that ceiling brisk "
+         "reaches. The three clients run in rotating order, the same duration each; ratios are "
+         "medians of per-repeat ratios (for CPU per command, lower is better).\n",
+         PIPE_BATCH);
+}
+
+static void progress_bare(const char *name, int rep, double s, enum unit unit) {
+  char ss[32];
+  fmt(ss, sizeof ss, s, unit);
+  fprintf(stderr, "  %-34s #%d  bare socket %s\n", name, rep + 1, ss);
+}
+
 static char g_load_start[64];
 
 static void print_table(void) {
@@ -758,6 +993,7 @@ static void print_table(void) {
          "figures are medians, ratios are medians of per-repeat ratios (for latency, CPU and heap, "
          "lower is better; for the rest, higher is better). Load average before: %s, after: %s.\n",
          g_repeats, g_duration, g_load_start, load_end);
+  print_ceiling_table();
 }
 
 static void progress(const char *name, int rep, double b, double h, double c, enum unit unit) {
@@ -843,22 +1079,30 @@ static void run_all(void) {
                                 OPS, false);
       struct row *cpu = row_new(get ? "pipelined GET, client CPU per command"
                                     : "pipelined SET, client CPU per command", US, true);
+      struct ceil_row *crow = ceil_row_new(row->name, OPS);
+      struct ceil_row *ccpu = ceil_row_new(cpu->name, US);
       for (int i = 0; i < R; i++) {
-        double b, bc, h, hc;
-        if (i % 2 == 0) {
-          b = wl_pipeline(BRISK, get), bc = g_cpu_us_per_op;
-          h = wl_pipeline(HIREDIS, get), hc = g_cpu_us_per_op;
-        } else {
-          h = wl_pipeline(HIREDIS, get), hc = g_cpu_us_per_op;
-          b = wl_pipeline(BRISK, get), bc = g_cpu_us_per_op;
+        /* The three clients in rotating order: brisk, hiredis, bare on repeat 0; hiredis, bare,
+           brisk on repeat 1; bare, brisk, hiredis on repeat 2; ... */
+        double b = NAN, bc = NAN, h = NAN, hc = NAN, s = NAN, sc = NAN;
+        for (int j = 0; j < 3; j++) {
+          switch ((i + j) % 3) {
+          case 0: b = wl_pipeline(BRISK, get), bc = g_cpu_us_per_op; break;
+          case 1: h = wl_pipeline(HIREDIS, get), hc = g_cpu_us_per_op; break;
+          default: s = wl_pipeline(BARE, get), sc = g_cpu_us_per_op; break;
+          }
         }
         double c = rb_one(get ? "-c 1 -P 100 -t get -d 16 -n %ld" : "-c 1 -P 100 -t set -d 16 -n %ld",
                           rb_count(h, 1));
         double cc = g_rb_cpu_us_per_op;
         row_add(row, b, h, c);
         row_add(cpu, bc, hc, cc);
+        ceil_row_add(crow, s, h, b);
+        ceil_row_add(ccpu, sc, hc, bc);
         progress(row->name, i, b, h, c, OPS);
+        progress_bare(row->name, i, s, OPS);
         progress(cpu->name, i, bc, hc, cc, US);
+        progress_bare(cpu->name, i, sc, US);
       }
     }
   }
