@@ -129,11 +129,10 @@ impl Pipeline {
         };
         let result = shared.executor.run(&pool, &job, |conn| {
             if transaction {
-                conn.pipeline(encoded, count + 2)
+                conn.pipeline_array(encoded, count + 2)
                     .and_then(transaction_result)
             } else {
-                conn.pipeline(encoded, count)
-                    .map(|replies| Reply::aggregate(ReplyKind::Array, replies))
+                conn.pipeline_array(encoded, count)
             }
         });
         // Keep the allocation for the next round.
@@ -142,18 +141,27 @@ impl Pipeline {
     }
 }
 
-/// MULTI's reply, one QUEUED (or error) per command, then EXEC's reply.
-fn transaction_result(mut replies: Vec<Reply>) -> Result<Reply> {
-    let exec = replies.pop().expect("EXEC reply");
-    if replies[0].kind() == ReplyKind::Error {
-        return Err(Error::from_reply(replies[0].as_bytes().unwrap_or_default()).context("MULTI"));
+/// MULTI's reply, one QUEUED (or error) per command, then EXEC's reply, as one array.
+fn transaction_result(all: Reply) -> Result<Reply> {
+    let replies = all.children();
+    let (Some(multi), Some(exec)) = (replies.first(), replies.last()) else {
+        return Err(Error::new(
+            Status::Protocol,
+            "a transaction without replies",
+        ));
+    };
+    if multi.kind() == ReplyKind::Error {
+        return Err(Error::from_reply(multi.as_bytes().unwrap_or_default()).context("MULTI"));
     }
     match exec.kind() {
-        ReplyKind::Array => Ok(exec),
+        ReplyKind::Array => {
+            let last = replies.len() - 1;
+            Ok(all.into_element(last).expect("EXEC's reply is the last"))
+        }
         ReplyKind::Nil => Err(watch_aborted()),
         ReplyKind::Error => {
             let mut error = Error::from_reply(exec.as_bytes().unwrap_or_default());
-            if let Some((i, queued)) = replies
+            if let Some((i, queued)) = replies[..replies.len() - 1]
                 .iter()
                 .enumerate()
                 .skip(1)

@@ -7,8 +7,8 @@
 //! between or after replies; they never come out of `next_reply` but go to the push handler.
 
 use super::error::Error;
-use crate::resp::{Args, Decoder, Limits, Reply, ReplyKind, encode_command, encode_owned};
-use bytes::BytesMut;
+use crate::resp::{Args, Decoder, Limits, Node, Reply, ReplyKind, encode_command, encode_owned};
+use bytes::{Bytes, BytesMut};
 
 /// Receives out-of-band push frames. Runs on the thread that reads the connection.
 pub type PushHandler = Box<dyn FnMut(Reply) + Send + Sync>;
@@ -27,6 +27,18 @@ pub struct Protocol {
     pushes_dropped: u64,
     /// Room to offer the next read (see [`MIN_READ_CHUNK`]); 0 before the first read.
     read_chunk: usize,
+    /// The replies of the pipeline being read with [`Protocol::next_in_batch`].
+    batch: Batch,
+}
+
+/// A pipeline's replies, decoded in place and split off the input buffer a read's worth at a
+/// time instead of one reply at a time.
+#[derive(Default)]
+struct Batch {
+    roots: Vec<Node>,
+    buffers: Vec<Bytes>,
+    /// Roots from here on still hold offsets into the input buffer.
+    unsealed: usize,
 }
 
 impl Default for Protocol {
@@ -44,6 +56,7 @@ impl Protocol {
             on_push: None,
             pushes_dropped: 0,
             read_chunk: 0,
+            batch: Batch::default(),
         }
     }
 
@@ -87,6 +100,9 @@ impl Protocol {
 
     /// The buffer to read into, with room for at least one more read.
     pub fn input_buffer(&mut self) -> &mut BytesMut {
+        // Batched replies leave with the bytes read so far, so the buffer does not grow by a
+        // whole pipeline's replies.
+        self.seal_batch();
         if self.read_chunk == 0 {
             self.read_chunk = MIN_READ_CHUNK;
         } else if self.input.len() == self.input.capacity() && self.read_chunk < MAX_READ_CHUNK {
@@ -123,6 +139,71 @@ impl Protocol {
     }
 }
 
+impl Protocol {
+    /// Makes room for the `count` replies a pipeline is about to read with
+    /// [`Protocol::next_in_batch`].
+    pub fn expect_batch(&mut self, count: usize) {
+        self.batch.roots.reserve_exact(count);
+    }
+
+    /// Decodes the next reply of a pipeline into the batch that [`Protocol::take_batch`]
+    /// returns; false when more bytes are needed. Push frames go to the push handler, as with
+    /// [`Protocol::next_reply`].
+    pub fn next_in_batch(&mut self) -> Result<bool, Error> {
+        loop {
+            let Some(root) = self.decoder.decode_batched(&mut self.input)? else {
+                return Ok(false);
+            };
+            if root.kind() != ReplyKind::Push {
+                self.batch.roots.push(root);
+                return Ok(true);
+            }
+            // A push leaves at once with the replies before it: the handler gets it as a reply
+            // of its own.
+            self.seal_batch();
+            let buffer = self.batch.buffers.last().cloned();
+            let mut push = root;
+            match (self.on_push.as_mut(), buffer) {
+                (Some(handler), Some(buffer)) => {
+                    // SAFETY: the push's offsets lie within the batch just split off, `buffer`.
+                    unsafe {
+                        push.rebase(buffer.as_ptr());
+                        handler(Reply::from_buffer(push, buffer));
+                    }
+                }
+                _ => self.pushes_dropped += 1,
+            }
+        }
+    }
+
+    /// The pipeline's replies decoded by [`Protocol::next_in_batch`], as one array. Called
+    /// right after the last of them was decoded (nothing of a next reply consumed yet).
+    pub fn take_batch(&mut self) -> Reply {
+        self.seal_batch();
+        let mut batch = std::mem::take(&mut self.batch);
+        // Only a reply consumed after the last batched one could keep them unsealed, and none
+        // is decoded before this is called; should one be, its offsets must not escape.
+        debug_assert_eq!(batch.unsealed, batch.roots.len());
+        batch.roots.truncate(batch.unsealed);
+        // SAFETY: every root kept was rebased onto the buffer split off with it.
+        unsafe { Reply::from_batch(ReplyKind::Array, batch.roots, batch.buffers) }
+    }
+
+    /// Splits the batched replies off the input buffer and points their strings into it.
+    fn seal_batch(&mut self) {
+        let Some(bytes) = self.decoder.split_batch(&mut self.input) else {
+            return;
+        };
+        for root in &mut self.batch.roots[self.batch.unsealed..] {
+            // SAFETY: the roots decoded since the last seal hold offsets into exactly these
+            // bytes (the decoder checked each string and its NUL lie within them).
+            unsafe { root.rebase(bytes.as_ptr()) };
+        }
+        self.batch.unsealed = self.batch.roots.len();
+        self.batch.buffers.push(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +224,53 @@ mod tests {
         assert_eq!(p.next_reply().unwrap().unwrap().as_integer(), Some(5));
         assert!(p.next_reply().unwrap().is_none());
         assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    /// A pipeline's replies read in every chunk size come out of the batch exactly as the
+    /// per-reply path decodes them, C strings included, with pushes routed out of band.
+    #[test]
+    fn batched_replies_match_replies_decoded_one_by_one() {
+        let stream: &[u8] = b"+OK\r\n$5\r\nhello\r\n:42\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n\
+            *3\r\n$1\r\na\r\n%1\r\n+k\r\n$0\r\n\r\n_\r\n-ERR bad\r\n$-1\r\n$?\r\n;3\r\nabc\r\n;2\r\nde\r\n;0\r\n\
+            ,1.5\r\n";
+        let mut one_by_one = Protocol::default();
+        one_by_one.input_buffer().extend_from_slice(stream);
+        let mut expected = Vec::new();
+        while let Some(reply) = one_by_one.next_reply().unwrap() {
+            expected.push(format!("{reply:?}"));
+        }
+        assert_eq!(expected.len(), 8);
+        for chunk in [1, 2, 3, 7, 16, stream.len()] {
+            let pushes = Arc::new(Mutex::new(Vec::new()));
+            let sink = pushes.clone();
+            let mut p = Protocol::default();
+            p.set_push_handler(Some(Box::new(move |r: Reply| {
+                sink.lock().unwrap().push(format!("{r:?}"));
+            })));
+            let mut decoded = 0;
+            for piece in stream.chunks(chunk) {
+                p.input_buffer().extend_from_slice(piece);
+                while decoded < expected.len() && p.next_in_batch().unwrap() {
+                    decoded += 1;
+                }
+            }
+            assert_eq!(decoded, expected.len(), "chunk {chunk}");
+            let batch = p.take_batch();
+            let got: Vec<String> = batch.children().iter().map(|n| format!("{n:?}")).collect();
+            assert_eq!(got, expected, "chunk {chunk}");
+            assert_eq!(pushes.lock().unwrap().len(), 1, "chunk {chunk}");
+            // Strings are C strings in place.
+            let hello = &batch.children()[1];
+            // SAFETY: as_c_ptr promises a NUL after the payload.
+            assert_eq!(unsafe { *hello.as_c_ptr().add(5) }, 0);
+            assert!(!p.mid_reply());
+            // The connection goes on with single replies after a batch.
+            p.input_buffer().extend_from_slice(b":7\r\n");
+            assert_eq!(p.next_reply().unwrap().unwrap().as_integer(), Some(7));
+            // And elements live on after the array is split up.
+            let parts = batch.into_elements();
+            assert_eq!(parts[1].as_str(), Some("hello"));
+        }
     }
 
     #[test]

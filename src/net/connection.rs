@@ -290,17 +290,32 @@ impl Connection {
 
     /// Sends already encoded commands and reads `count` replies, error replies included.
     pub fn pipeline(&mut self, encoded: &[u8], count: usize) -> Result<Vec<Reply>> {
+        self.pipeline_array(encoded, count)
+            .map(Reply::into_elements)
+    }
+
+    /// Like [`Connection::pipeline`], with the replies as one array whose strings stay in the
+    /// buffers they were read into (split off once per read, not once per reply): no work per
+    /// reply beyond decoding it.
+    pub fn pipeline_array(&mut self, encoded: &[u8], count: usize) -> Result<Reply> {
         let sent_before = self.wire_sent;
         self.proto.queue_encoded(encoded);
+        self.proto.expect_batch(count);
+        let mut decoded = 0;
         let replies = self
             .flush()
             .and_then(|()| {
-                let mut replies = Vec::with_capacity(count);
-                for _ in 0..count {
-                    replies.push(self.read_reply()?);
-                }
-                Ok(replies)
+                self.read_until(|proto| {
+                    while decoded < count {
+                        if !proto.next_in_batch()? {
+                            return Ok(false);
+                        }
+                        decoded += 1;
+                    }
+                    Ok(true)
+                })
             })
+            .map(|()| self.proto.take_batch())
             .map_err(|e| self.check_reuse(e, sent_before))?;
         self.unchecked = false;
         Ok(replies)
@@ -377,10 +392,21 @@ impl Connection {
 
     /// Reads until one reply (not a push) is complete.
     fn read_reply(&mut self) -> Result<Reply> {
+        let mut reply = None;
+        self.read_until(|proto| {
+            reply = proto.next_reply()?;
+            Ok(reply.is_some())
+        })?;
+        Ok(reply.expect("read_until returns once a reply is there"))
+    }
+
+    /// Reads until `decoded` (which decodes from the bytes read so far) says it has what it
+    /// waits for.
+    fn read_until(&mut self, mut decoded: impl FnMut(&mut Protocol) -> Result<bool>) -> Result<()> {
         loop {
-            match self.proto.next_reply() {
-                Ok(Some(reply)) => return Ok(reply),
-                Ok(None) => {}
+            match decoded(&mut self.proto) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
                 Err(e) => {
                     self.broken = true;
                     return Err(e

@@ -83,8 +83,11 @@ const MAX_PREALLOC: usize = 1024;
 
 pub struct Decoder {
     limits: Limits,
-    /// Bytes of the current (incomplete) reply already consumed.
+    /// Bytes of the buffer already consumed: the current (incomplete) reply's, after those of
+    /// the replies decoded by [`Decoder::decode_batched`] and not split off yet.
     pos: usize,
+    /// Where the replies decoded by [`Decoder::decode_batched`] end (0: none waiting).
+    batch_end: usize,
     stack: Vec<Open>,
     streamed: Option<Streamed>,
     /// `(line start, scanned up to)` for the line being waited for.
@@ -105,6 +108,7 @@ impl Decoder {
         Decoder {
             limits,
             pos: 0,
+            batch_end: 0,
             stack: Vec::new(),
             streamed: None,
             line_scan: (usize::MAX, 0),
@@ -117,7 +121,8 @@ impl Decoder {
         self.needed
     }
 
-    /// True when part of a reply has been consumed but the reply is not complete.
+    /// True when reply bytes have been consumed and not split off yet: part of a reply, or
+    /// batched replies.
     pub fn in_progress(&self) -> bool {
         self.pos > 0
     }
@@ -126,6 +131,56 @@ impl Decoder {
     /// `Ok(None)` means more bytes are needed; call again after appending them. After an error
     /// the stream is unusable and the connection must be closed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
+        debug_assert_eq!(self.batch_end, 0, "split the batch first");
+        match self.decode_root(buf)? {
+            Some(root) => Ok(Some(self.finish(buf, root))),
+            None => Ok(None),
+        }
+    }
+
+    /// Decodes the next complete reply like [`Decoder::decode`], but leaves its bytes in `buf`
+    /// after those of the replies batched before it, and returns its root with its strings still
+    /// as offsets into `buf`. [`Decoder::split_batch`] splits them all off at once and rebases
+    /// them: a pipeline pays for one split per read instead of one per reply.
+    pub fn decode_batched(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
+        let Some(root) = self.decode_root(buf)? else {
+            return Ok(None);
+        };
+        self.batch_end = self.pos;
+        self.line_scan = (usize::MAX, 0);
+        self.needed = 0;
+        Ok(Some(root))
+    }
+
+    /// Splits off the bytes of the batched replies, unless part of the next reply has been
+    /// consumed already (its nodes hold offsets into `buf`, which must not move under them; the
+    /// batch is then split later). The caller rebases the batched roots onto the bytes.
+    pub fn split_batch(&mut self, buf: &mut BytesMut) -> Option<bytes::Bytes> {
+        if self.batch_end == 0 || self.pos != self.batch_end {
+            return None;
+        }
+        let bytes = buf.split_to(self.batch_end).freeze();
+        self.needed = self.needed.saturating_sub(self.batch_end);
+        self.pos = 0;
+        self.batch_end = 0;
+        self.line_scan = (usize::MAX, 0);
+        Some(bytes)
+    }
+
+    /// The next complete reply's root, its strings as offsets into `buf`.
+    fn decode_root(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
+        // The common replies first, without the general machinery: a whole bulk or status
+        // string at the top level.
+        if self.stack.is_empty() && self.streamed.is_none() {
+            let simple = match buf.get(self.pos) {
+                Some(b'$') => self.complete_bulk(buf)?,
+                Some(b'+') => self.complete_status(buf),
+                _ => None,
+            };
+            if simple.is_some() {
+                return Ok(simple);
+            }
+        }
         loop {
             let mut node = match self.step(buf)? {
                 Step::Incomplete => return Ok(None),
@@ -151,7 +206,7 @@ impl Decoder {
             // Attach the value to the aggregates it completes, innermost first.
             loop {
                 let Some(top) = self.stack.last_mut() else {
-                    return Ok(Some(self.finish(buf, node)));
+                    return Ok(Some(node));
                 };
                 top.children.push(node);
                 match &mut top.remaining {
@@ -250,8 +305,8 @@ impl Decoder {
         let type_byte = buf[self.pos];
         if type_byte == b'$' {
             // The common case first: a length line and the whole payload are already here.
-            if let Some(step) = self.complete_bulk(buf)? {
-                return Ok(step);
+            if let Some(node) = self.complete_bulk(buf)? {
+                return Ok(Step::Value(node));
             }
         }
         // Checked before waiting for the line: no later byte can make an unknown type valid, and
@@ -394,7 +449,7 @@ impl Decoder {
     /// decoded without the general line scan; `None` leaves anything else (a null, a streamed
     /// string, a malformed or incomplete one) to the general path, which also reports errors.
     #[inline]
-    fn complete_bulk(&mut self, buf: &mut BytesMut) -> Result<Option<Step>, ProtocolError> {
+    fn complete_bulk(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
         let digits_start = self.pos + 1;
         let mut len: usize = 0;
         let mut i = digits_start;
@@ -421,12 +476,28 @@ impl Decoder {
         buf[end] = 0;
         self.needed = 0;
         self.pos = end + 2;
-        Ok(Some(Step::Value(Node::text_at(
-            ReplyKind::String,
-            start,
-            len,
-            0,
-        ))))
+        Ok(Some(Node::text_at(ReplyKind::String, start, len, 0)))
+    }
+
+    /// A short status line (`+OK\r\n`, at `self.pos`) whose bytes have all arrived. Anything
+    /// else (a long or incomplete line, a CR or LF out of place) is left to the general path,
+    /// which also reports errors.
+    #[inline]
+    fn complete_status(&mut self, buf: &mut BytesMut) -> Option<Node> {
+        const SHORT: usize = 64;
+        let start = self.pos + 1;
+        let rest = buf.get(start..)?;
+        let cr = rest
+            .iter()
+            .take(SHORT)
+            .position(|&b| b == b'\r' || b == b'\n')?;
+        if rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') || cr > self.limits.max_line_len {
+            return None;
+        }
+        buf[start + cr] = 0;
+        self.needed = 0;
+        self.pos = start + cr + 2;
+        Some(Node::text_at(ReplyKind::Status, start, cr, 0))
     }
 
     /// Reads one `;len` chunk of a streamed string, moving its payload down to follow the

@@ -59,15 +59,7 @@ impl<'a> Args<'a> {
             Inner::Raw { argv, lens, count } => {
                 assert!(i < count, "argument index out of range");
                 // SAFETY: the constructor's contract covers every index below `count`.
-                unsafe {
-                    let p = *argv.add(i);
-                    let len = if lens.is_null() {
-                        libc::strlen(p.cast())
-                    } else {
-                        *lens.add(i)
-                    };
-                    std::slice::from_raw_parts(p, len)
-                }
+                unsafe { raw_arg(argv, lens, i) }
             }
         }
     }
@@ -82,15 +74,50 @@ impl<'a> Args<'a> {
     }
 }
 
+/// Argument `i` of a C `argv`/`argvlen` pair.
+///
+/// # Safety
+/// As [`Args::from_raw`] requires, for an `i` below its `count`.
+#[inline(always)]
+unsafe fn raw_arg<'a>(argv: *const *const u8, lens: *const usize, i: usize) -> &'a [u8] {
+    // SAFETY: per the contract.
+    unsafe {
+        let p = *argv.add(i);
+        let len = if lens.is_null() {
+            libc::strlen(p.cast())
+        } else {
+            *lens.add(i)
+        };
+        std::slice::from_raw_parts(p, len)
+    }
+}
+
 /// Appends `*N\r\n` then `$len\r\narg\r\n` for each argument.
 ///
 /// This runs once per command on every path, so it reserves once and then writes straight into
-/// the spare capacity, instead of a bounds-checked `put` per piece.
+/// the spare capacity, instead of a bounds-checked `put` per piece; and it looks at how the
+/// arguments are held once, not once per argument.
 pub fn encode_command(out: &mut BytesMut, args: &Args<'_>) {
+    match args.inner {
+        Inner::Slices(slices) => encode_parts(out, slices.len(), || slices.iter().copied()),
+        Inner::Raw { argv, lens, count } => encode_parts(out, count, || {
+            // SAFETY: `Args::from_raw`'s contract covers every index below `count`.
+            (0..count).map(move |i| unsafe { raw_arg(argv, lens, i) })
+        }),
+    }
+}
+
+/// [`encode_command`] of the `count` arguments that `parts` walks (twice: sizing, writing).
+#[inline(always)]
+fn encode_parts<'a, I: Iterator<Item = &'a [u8]>>(
+    out: &mut BytesMut,
+    count: usize,
+    parts: impl Fn() -> I,
+) {
     // Per argument: '$', at most 20 digits, two CRLFs; the header: '*', 20 digits, CRLF.
     const ARG_OVERHEAD: usize = 1 + 20 + 4;
     const HEADER: usize = 1 + 20 + 2;
-    let total: usize = args.iter().map(|a| a.len() + ARG_OVERHEAD).sum::<usize>() + HEADER;
+    let total: usize = parts().map(|a| a.len() + ARG_OVERHEAD).sum::<usize>() + HEADER;
     out.reserve(total);
     let start = out.len();
     let spare = out.spare_capacity_mut();
@@ -101,8 +128,8 @@ pub fn encode_command(out: &mut BytesMut, args: &Args<'_>) {
         let base = spare.as_mut_ptr().cast::<u8>();
         let mut p = base;
         *p = b'*';
-        p = write_decimal(p.add(1), args.len());
-        for arg in args.iter() {
+        p = write_decimal(p.add(1), count);
+        for arg in parts() {
             *p = b'$';
             p = write_decimal(p.add(1), arg.len());
             std::ptr::copy_nonoverlapping(arg.as_ptr(), p, arg.len());

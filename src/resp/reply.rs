@@ -299,21 +299,55 @@ impl Reply {
         }
     }
 
+    /// An aggregate of replies decoded in place (a pipeline's), whose strings point into
+    /// `buffers`.
+    ///
+    /// # Safety
+    /// Every string pointer in `roots` must point into one of `buffers`.
+    pub(crate) unsafe fn from_batch(
+        kind: ReplyKind,
+        roots: Vec<Node>,
+        mut buffers: Vec<Bytes>,
+    ) -> Reply {
+        let buffers = match buffers.len() {
+            0 => Buffers::None,
+            1 => Buffers::One(buffers.pop().expect("one buffer")),
+            _ => Buffers::Many(buffers),
+        };
+        Reply {
+            root: Node::aggregate(kind, roots),
+            buffers,
+        }
+    }
+
+    /// Element `i` of an aggregate as a reply of its own (keeping the buffers it points into);
+    /// `None` when out of range.
+    pub fn into_element(self, i: usize) -> Option<Reply> {
+        let Reply { root, buffers } = self;
+        let mut children = root.children.into_vec();
+        if i >= children.len() {
+            return None;
+        }
+        Some(Reply {
+            root: children.swap_remove(i),
+            buffers,
+        })
+    }
+
     /// Splits an aggregate into one reply per element (EXEC's array into per-command results).
     pub fn into_elements(self) -> Vec<Reply> {
         let Reply { root, buffers } = self;
-        let shared: Vec<Bytes> = match buffers {
-            Buffers::None => Vec::new(),
-            Buffers::One(b) => vec![b],
-            Buffers::Many(bs) => bs,
-        };
         root.children
             .into_vec()
             .into_iter()
             .map(|node| Reply {
                 root: node,
                 // Cloning a `Bytes` only bumps a reference count.
-                buffers: Buffers::Many(shared.clone()),
+                buffers: match &buffers {
+                    Buffers::None => Buffers::None,
+                    Buffers::One(b) => Buffers::One(b.clone()),
+                    Buffers::Many(bs) => Buffers::Many(bs.clone()),
+                },
             })
             .collect()
     }
