@@ -5,9 +5,15 @@ use super::server_error::{self, ServerErrorKind};
 use super::status::Status;
 use crate::resp::ProtocolError;
 
+///
+/// Boxed: every `Result` on the hot paths carries one, and a pointer-sized error keeps those
+/// results small (an error is rare; the allocation is paid only then).
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Error {
+#[error("{}", .0.message)]
+pub struct Error(Box<Inner>);
+
+#[derive(Clone, Debug)]
+struct Inner {
     status: Status,
     message: String,
     /// Whether any byte of the request was written: if so the server may have applied it, and a
@@ -20,12 +26,12 @@ pub struct Error {
 impl Error {
     pub fn new(status: Status, message: impl Into<String>) -> Error {
         debug_assert!(status != Status::Ok, "an error with status OK");
-        Error {
+        Error(Box::new(Inner {
             status,
             message: message.into(),
             sent: false,
             server_kind: None,
-        }
+        }))
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Error {
@@ -35,53 +41,53 @@ impl Error {
     /// An error reply from the server; the message is the server's own text.
     pub fn from_reply(text: &[u8]) -> Error {
         let kind = server_error::classify(text);
-        Error {
+        Error(Box::new(Inner {
             status: kind.status(),
             message: String::from_utf8_lossy(text).into_owned(),
             sent: true,
             server_kind: Some(kind),
-        }
+        }))
     }
 
     pub fn status(&self) -> Status {
-        self.status
+        self.0.status
     }
 
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     pub fn is_sent(&self) -> bool {
-        self.sent
+        self.0.sent
     }
 
     pub fn server_kind(&self) -> Option<&ServerErrorKind> {
-        self.server_kind.as_ref()
+        self.0.server_kind.as_ref()
     }
 
     /// `error.type` for telemetry: the server's error code, or the status name.
     pub fn error_type(&self) -> &str {
-        match self.server_kind {
-            Some(_) => server_error::error_code(self.message.as_bytes()),
-            None => self.status.name(),
+        match self.0.server_kind {
+            Some(_) => server_error::error_code(self.0.message.as_bytes()),
+            None => self.0.status.name(),
         }
     }
 
     /// Records whether the request had been (partly) written when this error happened.
     pub fn sent(mut self, sent: bool) -> Error {
-        self.sent = sent;
+        self.0.sent = sent;
         self
     }
 
     /// Prepends context ("connecting to 127.0.0.1:6379: ...").
     pub fn context(mut self, context: impl std::fmt::Display) -> Error {
-        self.message = format!("{context}: {}", self.message);
+        self.0.message = format!("{context}: {}", self.0.message);
         self
     }
 
     /// Appends detail ("... (after 3 attempts)").
     pub fn detail(mut self, detail: impl std::fmt::Display) -> Error {
-        self.message = format!("{} ({detail})", self.message);
+        self.0.message = format!("{} ({detail})", self.0.message);
         self
     }
 }
