@@ -151,19 +151,18 @@ impl Protocol {
     /// [`Protocol::next_reply`].
     pub fn next_in_batch(&mut self) -> Result<bool, Error> {
         loop {
-            let Some(root) = self.decoder.decode_batched(&mut self.input)? else {
+            let roots = &mut self.batch.roots;
+            if !self.decoder.decode_batched(&mut self.input, roots)? {
                 return Ok(false);
-            };
-            if root.kind() != ReplyKind::Push {
-                self.batch.roots.push(root);
+            }
+            if roots.last().is_some_and(|root| root.kind() != ReplyKind::Push) {
                 return Ok(true);
             }
             // A push leaves at once with the replies before it: the handler gets it as a reply
             // of its own.
+            let mut push = roots.pop().expect("the push just decoded");
             self.seal_batch();
-            let buffer = self.batch.buffers.last().cloned();
-            let mut push = root;
-            match (self.on_push.as_mut(), buffer) {
+            match (self.on_push.as_mut(), self.batch.buffers.last().cloned()) {
                 (Some(handler), Some(buffer)) => {
                     // SAFETY: the push's offsets lie within the batch just split off, `buffer`.
                     unsafe {

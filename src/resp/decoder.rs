@@ -139,17 +139,27 @@ impl Decoder {
     }
 
     /// Decodes the next complete reply like [`Decoder::decode`], but leaves its bytes in `buf`
-    /// after those of the replies batched before it, and returns its root with its strings still
-    /// as offsets into `buf`. [`Decoder::split_batch`] splits them all off at once and rebases
-    /// them: a pipeline pays for one split per read instead of one per reply.
-    pub fn decode_batched(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
-        let Some(root) = self.decode_root(buf)? else {
-            return Ok(None);
+    /// after those of the replies batched before it, and appends its root to `out` with its
+    /// strings still as offsets into `buf`; false when more bytes are needed.
+    /// [`Decoder::split_batch`] splits them all off at once, for the caller to rebase: a
+    /// pipeline pays for one split per read instead of one per reply.
+    pub fn decode_batched(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut Vec<Node>,
+    ) -> Result<bool, ProtocolError> {
+        let root = match self.simple(buf)? {
+            Some(root) => root,
+            None => match self.decode_general(buf)? {
+                Some(root) => root,
+                None => return Ok(false),
+            },
         };
+        out.push(root);
         self.batch_end = self.pos;
         self.line_scan = (usize::MAX, 0);
         self.needed = 0;
-        Ok(Some(root))
+        Ok(true)
     }
 
     /// Splits off the bytes of the batched replies, unless part of the next reply has been
@@ -169,18 +179,28 @@ impl Decoder {
 
     /// The next complete reply's root, its strings as offsets into `buf`.
     fn decode_root(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
-        // The common replies first, without the general machinery: a whole bulk or status
-        // string at the top level.
-        if self.stack.is_empty() && self.streamed.is_none() {
-            let simple = match buf.get(self.pos) {
-                Some(b'$') => self.complete_bulk(buf)?,
-                Some(b'+') => self.complete_status(buf),
-                _ => None,
-            };
-            if simple.is_some() {
-                return Ok(simple);
-            }
+        match self.simple(buf)? {
+            Some(root) => Ok(Some(root)),
+            None => self.decode_general(buf),
         }
+    }
+
+    /// The common replies, without the general machinery: a whole bulk or status string at the
+    /// top level. `None` leaves everything else to [`Decoder::decode_general`].
+    #[inline(always)]
+    fn simple(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
+        if !self.stack.is_empty() || self.streamed.is_some() {
+            return Ok(None);
+        }
+        match buf.get(self.pos) {
+            Some(b'$') => self.complete_bulk(buf),
+            Some(b'+') => Ok(self.complete_status(buf)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Any reply, in as many calls as its bytes take to arrive.
+    fn decode_general(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
         loop {
             let mut node = match self.step(buf)? {
                 Step::Incomplete => return Ok(None),
