@@ -8,6 +8,17 @@
  *   - a slot (300 keys under one hash tag) migrated to another primary (SETSLOT IMPORTING /
  *     MIGRATING, MIGRATE ... KEYS in batches, SETSLOT NODE) while a thread GETs them: no error
  *     and no wrong value surfaces, BRISK_STAT_REDIRECTS grows, every key is readable after;
+ *   - the same with another slot under a window of 20 async GETs (brisk_command_async), each
+ *     callback starting the next: the async path follows ASK and MOVED, no error, no wrong value;
+ *   - 10,000 async SETs (300 in flight) then 10,000 async GETs (all at once) on a fresh client:
+ *     every callback exactly once, off the caller's thread, with the right value; the keys
+ *     landed on all three primaries (DBSIZE), with no redirect and at most 5 connections (one
+ *     multiplexed connection per primary and the topology read); an async MGET over 50 keys in
+ *     several slots keeps their order; an async SUNION across slots gets INVALID_ARGUMENT naming
+ *     CROSSSLOT in its callback; WRONGTYPE comes back as BRISK_ERR_SERVER with the server's text;
+ *   - brisk_client_free right after starting 4,000 async commands over all slots (some of them
+ *     split MGETs, on threads of their own), on a fresh client and on one with its node
+ *     connections up: it returns after every callback ran exactly once, with OK or CLOSED;
  *   - a new client seeded with all six nodes, then five of them killed and restarted on new
  *     ports (same nodes.conf): once the cluster settled, SETs on every shard succeed again within
  *     30 s through the one seed left, with at least two topology refreshes;
@@ -328,7 +339,7 @@ static long key_slot(const char *key) {
   char args[200];
   char *out;
   long slot;
-  snprintf(args, sizeof args, "CLUSTER KEYSLOT '%s'", key);
+  snprintf(args, sizeof args, "CLUSTER KEYSLOT '%.180s'", key);
   out = cli(node_port[0], args);
   slot = strtol(out, NULL, 10);
   free(out);
@@ -696,6 +707,583 @@ static void slot_migration_under_load_follows_ask_without_errors(void) {
           "%lld ms\n",
           batches, (long long)atomic_load(&rd.reads), rd.errors, (unsigned long long)redirects,
           (long long)(bt_now_ms() - t0));
+}
+
+/* ---- async commands ------------------------------------------------------------------------ */
+
+static pthread_t caller_thread; /* main's thread: no callback may run on it */
+
+/* One command of a batch: what its callback must see. */
+struct acall {
+  struct abatch *b;
+  size_t index;
+  char want[32]; /* the reply's text on OK; "" for any reply */
+};
+
+/* What every callback of a batch of async commands did. */
+struct abatch {
+  size_t n, cap;
+  struct acall *calls;
+  atomic_int *count; /* per command: callbacks received */
+  atomic_long done, ok, closed, failed, wrong, on_caller_thread;
+  atomic_int first_taken;
+  char first_bad[300];
+};
+
+static void abatch_init(struct abatch *b, size_t cap) {
+  size_t i;
+  memset(b, 0, sizeof *b);
+  b->cap = cap;
+  b->calls = calloc(cap, sizeof *b->calls);
+  b->count = calloc(cap, sizeof *b->count);
+  REQUIRE(b->calls != NULL && b->count != NULL);
+  for (i = 0; i < cap; i++) atomic_init(&b->count[i], 0);
+  atomic_init(&b->done, 0);
+  atomic_init(&b->ok, 0);
+  atomic_init(&b->closed, 0);
+  atomic_init(&b->failed, 0);
+  atomic_init(&b->wrong, 0);
+  atomic_init(&b->on_caller_thread, 0);
+  atomic_init(&b->first_taken, 0);
+}
+
+static void abatch_free(struct abatch *b) {
+  free(b->calls);
+  free((void *)b->count);
+}
+
+static void abatch_note(struct abatch *b, const struct acall *a, const char *what,
+                        const char *detail) {
+  if (atomic_exchange(&b->first_taken, 1) == 0)
+    snprintf(b->first_bad, sizeof b->first_bad, "command %zu: %s: %s", a->index, what,
+             detail ? detail : "(null)");
+}
+
+static void abatch_on_reply(void *userdata, brisk_status status, const char *message,
+                            brisk_reply *reply) {
+  struct acall *a = userdata;
+  struct abatch *b = a->b;
+  if (pthread_equal(pthread_self(), caller_thread)) atomic_fetch_add(&b->on_caller_thread, 1);
+  atomic_fetch_add(&b->count[a->index], 1);
+  if (status == BRISK_OK) {
+    atomic_fetch_add(&b->ok, 1);
+    if (reply == NULL || (a->want[0] != '\0' && !bt_reply_is(reply, a->want))) {
+      const char *got = brisk_reply_string(reply, NULL);
+      atomic_fetch_add(&b->wrong, 1);
+      abatch_note(b, a, a->want, got ? got : "(not a string)");
+    }
+  } else if (status == BRISK_ERR_CLOSED) {
+    atomic_fetch_add(&b->closed, 1);
+  } else {
+    atomic_fetch_add(&b->failed, 1);
+    abatch_note(b, a, brisk_status_name(status), message);
+  }
+  brisk_reply_free(reply); /* the callback owns it */
+  atomic_fetch_add(&b->done, 1);
+}
+
+/* Starts one command of the batch, whose OK reply must read `want` ("" for any). */
+static brisk_status abatch_start(struct abatch *b, brisk_client *c, const char *want,
+                                 const char *const *words) {
+  struct acall *a;
+  size_t argc = 0;
+  brisk_status st;
+  REQUIRE(b->n < b->cap);
+  while (words[argc] != NULL) argc++;
+  a = &b->calls[b->n];
+  a->b = b;
+  a->index = b->n;
+  snprintf(a->want, sizeof a->want, "%.31s", want); /* values here are short */
+  st = brisk_command_async(c, argc, words, NULL, abatch_on_reply, a);
+  if (st == BRISK_OK) b->n++;
+  return st;
+}
+
+#define ABATCH_START(b, c, want, ...) \
+  abatch_start((b), (c), (want), (const char *const[]){__VA_ARGS__, NULL})
+
+/* Waits (deadline) until at most `in_flight` commands of the batch are still out. */
+static int abatch_wait(struct abatch *b, size_t in_flight, int64_t ms) {
+  int held;
+  BT_WAIT_UNTIL(held, b->n - (size_t)atomic_load(&b->done) <= in_flight, scaled(ms));
+  return held;
+}
+
+/* Every command started got exactly one callback, none on the caller's thread. */
+static void abatch_check_once(struct abatch *b, const char *what) {
+  size_t i, zero = 0, more = 0;
+  for (i = 0; i < b->n; i++) {
+    int k = atomic_load(&b->count[i]);
+    if (k == 0) zero++;
+    if (k > 1) more++;
+  }
+  if (zero || more || (size_t)atomic_load(&b->done) != b->n)
+    bt_fail(__FILE__, __LINE__, "%s: of %zu commands, %zu got no callback, %zu more than one",
+            what, b->n, zero, more);
+  if (atomic_load(&b->on_caller_thread) != 0)
+    bt_fail(__FILE__, __LINE__, "%s: %ld callbacks ran on the caller's thread", what,
+            atomic_load(&b->on_caller_thread));
+}
+
+/* The outcome of one async command, kept for the caller (who frees the reply). */
+struct aone {
+  atomic_int calls;
+  brisk_status status;
+  char message[300];
+  brisk_reply *reply;
+  int on_caller_thread;
+};
+
+static void aone_on_reply(void *userdata, brisk_status status, const char *message,
+                          brisk_reply *reply) {
+  struct aone *o = userdata;
+  o->status = status;
+  snprintf(o->message, sizeof o->message, "%s", message ? message : "(null)");
+  o->reply = reply;
+  o->on_caller_thread = pthread_equal(pthread_self(), caller_thread);
+  atomic_fetch_add(&o->calls, 1); /* last: publishes the fields above */
+}
+
+/* Runs one async command and waits for its callback (deadline). Returns the status of the
+   brisk_command_async call itself; on OK, `o` holds the callback's outcome. */
+static brisk_status aone_run(struct aone *o, brisk_client *c, size_t argc,
+                             const char *const *argv) {
+  brisk_status st;
+  int held;
+  memset(o, 0, sizeof *o);
+  atomic_init(&o->calls, 0);
+  st = brisk_command_async(c, argc, argv, NULL, aone_on_reply, o);
+  if (st != BRISK_OK) return st;
+  BT_WAIT_UNTIL(held, atomic_load(&o->calls) > 0, scaled(20000));
+  REQUIRE(held); /* the callback never came */
+  CHECK(!o->on_caller_thread);
+  return st;
+}
+
+static long dbsize(int i) {
+  char *out = cli(node_port[i], "DBSIZE");
+  long size = strtol(out, NULL, 10);
+  free(out);
+  return size;
+}
+
+/* ---- 1. async commands routed by slot, pipelined ------------------------------------------ */
+
+/*
+ * SETs with at most 300 in flight, then every GET at once, on a fresh client: each lands on the
+ * primary of its slot straight from the slot map (no redirect), over one multiplexed
+ * connection per primary (plus the connection that read the topology).
+ */
+static void async_commands_route_by_slot(void) {
+  size_t n = under_valgrind ? 1000 : 10000, i;
+  brisk_client *c = cluster_client();
+  struct abatch b;
+  struct aone o;
+  long before[NODES];
+  long total = 0;
+  int primaries = 0;
+  uint64_t connects, redirects;
+  int64_t t0 = bt_now_ms(), t_set, t_get;
+  char key[64], val[64];
+
+  for (i = 0; i < NODES; i++) before[i] = is_primary(i) ? dbsize((int)i) : -1;
+
+  abatch_init(&b, n);
+  for (i = 0; i < n; i++) {
+    if (b.n - (size_t)atomic_load(&b.done) >= 300 && !abatch_wait(&b, 299, 30000)) {
+      bt_fail(__FILE__, __LINE__, "SETs: no callback within the deadline (%zu started, %ld done)",
+              b.n, atomic_load(&b.done));
+      break;
+    }
+    snprintf(key, sizeof key, "ak:%zu", i);
+    snprintf(val, sizeof val, "av%zu", i);
+    CHECK_OK(ABATCH_START(&b, c, "OK", "SET", key, val));
+  }
+  CHECK(abatch_wait(&b, 0, 60000));
+  t_set = bt_now_ms() - t0;
+  abatch_check_once(&b, "SET");
+  CHECK(b.n == n);
+  CHECK(atomic_load(&b.ok) == (long)n);
+  if (atomic_load(&b.failed) || atomic_load(&b.wrong) || atomic_load(&b.closed))
+    bt_fail(__FILE__, __LINE__, "SETs: %ld failed, %ld wrong, %ld closed; first: %s",
+            atomic_load(&b.failed), atomic_load(&b.wrong), atomic_load(&b.closed), b.first_bad);
+  abatch_free(&b);
+
+  /* Every GET at once. */
+  t0 = bt_now_ms();
+  abatch_init(&b, n);
+  for (i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "ak:%zu", i);
+    snprintf(val, sizeof val, "av%zu", i);
+    CHECK_OK(ABATCH_START(&b, c, val, "GET", key));
+  }
+  CHECK(abatch_wait(&b, 0, 60000));
+  t_get = bt_now_ms() - t0;
+  abatch_check_once(&b, "GET");
+  CHECK(b.n == n);
+  CHECK(atomic_load(&b.ok) == (long)n);
+  if (atomic_load(&b.failed) || atomic_load(&b.wrong) || atomic_load(&b.closed))
+    bt_fail(__FILE__, __LINE__, "GETs: %ld failed, %ld wrong, %ld closed; first: %s",
+            atomic_load(&b.failed), atomic_load(&b.wrong), atomic_load(&b.closed), b.first_bad);
+  abatch_free(&b);
+
+  /* The keys landed on all three primaries (nothing else writes now), and nowhere twice. */
+  for (i = 0; i < NODES; i++) {
+    long delta;
+    if (before[i] < 0) continue;
+    CHECK(is_primary((int)i));
+    delta = dbsize((int)i) - before[i];
+    primaries++;
+    total += delta;
+    fprintf(stderr, "  primary port %u: %ld new keys\n", (unsigned)node_port[i], delta);
+    CHECK(delta > (long)n / 10);
+  }
+  CHECK(primaries == 3);
+  CHECK(total == (long)n);
+  /* Routed by the slot map from the start (no MOVED), over one connection per primary and
+     the one that read the topology: not one per command in flight. */
+  redirects = brisk_client_stat(c, BRISK_STAT_REDIRECTS);
+  connects = brisk_client_stat(c, BRISK_STAT_CONNECTS);
+  CHECK(redirects == 0);
+  if (connects > 5)
+    bt_fail(__FILE__, __LINE__, "%llu connections for %zu async commands (want <= 5)",
+            (unsigned long long)connects, 2 * n);
+
+  /* MGET over 50 keys in several slots: split, merged, in the order of the keys. */
+  {
+    const char *argv[51];
+    char keys[50][32];
+    long s0 = -1;
+    int distinct = 0, j;
+    argv[0] = "MGET";
+    for (j = 0; j < 50; j++) {
+      snprintf(keys[j], sizeof keys[j], "ak:%d", j);
+      argv[1 + j] = keys[j];
+    }
+    for (j = 0; j < 5; j++) {
+      long s = key_slot(keys[j]);
+      if (j == 0) s0 = s;
+      else if (s != s0) distinct++;
+    }
+    CHECK(distinct > 0);
+    if (CHECK_OK(aone_run(&o, c, 51, argv))) {
+      if (o.status != BRISK_OK) {
+        bt_fail(__FILE__, __LINE__, "async MGET of 50 keys: %s: %s",
+                brisk_status_name(o.status), o.message);
+      } else if (brisk_reply_type_of(o.reply) != BRISK_REPLY_ARRAY ||
+                 brisk_reply_length(o.reply) != 50) {
+        bt_fail(__FILE__, __LINE__, "async MGET of 50 keys: reply type %u, length %zu",
+                (unsigned)brisk_reply_type_of(o.reply), brisk_reply_length(o.reply));
+      } else {
+        int bad = 0;
+        for (j = 0; j < 50; j++) {
+          snprintf(val, sizeof val, "av%d", j);
+          if (!bt_reply_is(brisk_reply_element(o.reply, (size_t)j), val) && bad++ < 3)
+            bt_fail(__FILE__, __LINE__, "async MGET element %d is not \"%s\"", j, val);
+        }
+        CHECK(bad == 0);
+      }
+      brisk_reply_free(o.reply);
+    }
+  }
+
+  /* A command that cannot be split is refused, naming CROSSSLOT: through its callback (the
+     contract allows the call itself to refuse it too; either way, INVALID_ARGUMENT). */
+  {
+    brisk_status st;
+    CHECK(key_slot("a") != key_slot("b"));
+    st = aone_run(&o, c, 3, (const char *const[]){"SUNION", "a", "b"});
+    if (st == BRISK_OK) {
+      fprintf(stderr, "  async SUNION a b: callback %s: %s\n", brisk_status_name(o.status),
+              o.message);
+      CHECK(o.status == BRISK_ERR_INVALID_ARGUMENT);
+      CHECK_STR_CONTAINS(o.message, "CROSSSLOT");
+      CHECK(o.reply == NULL);
+      brisk_reply_free(o.reply);
+    } else {
+      fprintf(stderr, "  async SUNION a b: the call returned %s: %s\n", brisk_status_name(st),
+              brisk_last_error_message());
+      CHECK(st == BRISK_ERR_INVALID_ARGUMENT);
+      CHECK_STR_CONTAINS(brisk_last_error_message(), "CROSSSLOT");
+    }
+  }
+
+  /* An error reply keeps its status and the server's text. */
+  if (CHECK_OK(aone_run(&o, c, 3, (const char *const[]){"LPUSH", "ak:1", "x"}))) {
+    CHECK(o.status == BRISK_ERR_SERVER);
+    CHECK_STR_CONTAINS(o.message, "WRONGTYPE");
+    CHECK(o.reply == NULL);
+    brisk_reply_free(o.reply);
+  }
+  /* A keyless command goes to some primary. */
+  if (CHECK_OK(aone_run(&o, c, 1, (const char *const[]){"PING"}))) {
+    CHECK(o.status == BRISK_OK);
+    CHECK_REPLY_STR(o.reply, "PONG");
+    brisk_reply_free(o.reply);
+  }
+  fprintf(stderr,
+          "  %zu async SETs in %lld ms (300 in flight), %zu GETs in %lld ms (all at once); "
+          "redirects %llu, connects %llu\n",
+          n, (long long)t_set, n, (long long)t_get, (unsigned long long)redirects,
+          (unsigned long long)connects);
+  brisk_client_free(c);
+}
+
+/* ---- 2. async reads during a slot migration ----------------------------------------------- */
+
+#define AREAD_WINDOW 20
+
+/* A window of async GETs, each callback starting the next one until told to stop. */
+struct areader {
+  struct reader base; /* base.reads: GETs completed (what migrate_slot and wait_reads watch) */
+  brisk_client *c;
+  atomic_int stop;
+  atomic_long next;      /* the next key index */
+  atomic_int in_flight;
+  atomic_long errors, wrong, on_caller_thread;
+  atomic_int first_taken;
+  char first_error[300];
+};
+
+struct aget {
+  struct areader *ar;
+  long i;
+};
+
+static void areader_note(struct areader *ar, const char *fmt, ...) {
+  va_list ap;
+  if (atomic_exchange(&ar->first_taken, 1) != 0) return;
+  va_start(ap, fmt);
+  vsnprintf(ar->first_error, sizeof ar->first_error, fmt, ap);
+  va_end(ap);
+}
+
+static void areader_on_reply(void *userdata, brisk_status status, const char *message,
+                             brisk_reply *reply);
+
+static void areader_issue(struct areader *ar) {
+  struct aget *g = malloc(sizeof *g);
+  char key[64];
+  brisk_status st;
+  REQUIRE(g != NULL);
+  g->ar = ar;
+  g->i = atomic_fetch_add(&ar->next, 1) % MIG_KEYS;
+  snprintf(key, sizeof key, "{amig}:%ld", g->i);
+  atomic_fetch_add(&ar->in_flight, 1);
+  st = brisk_command_async(ar->c, 2, (const char *const[]){"GET", key}, NULL, areader_on_reply,
+                           g);
+  if (st != BRISK_OK) {
+    atomic_fetch_add(&ar->errors, 1);
+    areader_note(ar, "starting GET %s: %s: %s", key, brisk_status_name(st),
+                 brisk_last_error_message());
+    free(g);
+    atomic_fetch_sub(&ar->in_flight, 1);
+  }
+}
+
+static void areader_on_reply(void *userdata, brisk_status status, const char *message,
+                             brisk_reply *reply) {
+  struct aget *g = userdata;
+  struct areader *ar = g->ar;
+  char val[32];
+  if (pthread_equal(pthread_self(), caller_thread)) atomic_fetch_add(&ar->on_caller_thread, 1);
+  snprintf(val, sizeof val, "%ld", g->i);
+  if (status != BRISK_OK) {
+    atomic_fetch_add(&ar->errors, 1);
+    areader_note(ar, "GET {amig}:%ld: %s: %s", g->i, brisk_status_name(status),
+                 message ? message : "(null)");
+  } else if (!bt_reply_is(reply, val)) {
+    atomic_fetch_add(&ar->wrong, 1);
+    areader_note(ar, "GET {amig}:%ld: reply type %u, not \"%s\"", g->i,
+                 (unsigned)brisk_reply_type_of(reply), val);
+  }
+  brisk_reply_free(reply);
+  free(g);
+  atomic_fetch_add(&ar->base.reads, 1);
+  /* The next one before this one leaves the window, so the window only drains on stop. */
+  if (!atomic_load(&ar->stop)) areader_issue(ar);
+  atomic_fetch_sub(&ar->in_flight, 1);
+}
+
+/*
+ * 300 keys under one hash tag moved to another primary (IMPORTING/MIGRATING, MIGRATE in
+ * batches of 25, SETSLOT NODE) while a window of 20 async GETs on a fresh client reads them:
+ * the async path follows ASK and MOVED, so no error and no wrong value surfaces.
+ */
+static void async_reads_follow_slot_migration(void) {
+  long slot = key_slot("{amig}");
+  int from, to = -1, i, batches, held, bad = 0;
+  struct areader ar;
+  brisk_client *c = cluster_client();
+  uint64_t redirects;
+  int64_t t0 = bt_now_ms(), deadline;
+  char key[64], val[32];
+  REQUIRE(slot != key_slot("{mig}"));
+  for (i = 0; i < MIG_KEYS; i++) {
+    snprintf(key, sizeof key, "{amig}:%d", i);
+    snprintf(val, sizeof val, "%d", i);
+    REQUIRE_OK(BT_CMD(client, NULL, "SET", key, val));
+  }
+  from = primary_of_slot(0, slot);
+  REQUIRE(from >= 0);
+  for (i = 0; i < NODES && to < 0; i++)
+    if (i != from && is_primary(i)) to = i;
+  REQUIRE(to >= 0);
+  fprintf(stderr, "  slot %ld: moving %d keys from port %u to port %u under async GETs\n", slot,
+          MIG_KEYS, (unsigned)node_port[from], (unsigned)node_port[to]);
+
+  memset(&ar, 0, sizeof ar);
+  atomic_init(&ar.base.stop, 0);
+  atomic_init(&ar.base.reads, 0);
+  ar.c = c;
+  atomic_init(&ar.stop, 0);
+  atomic_init(&ar.next, 0);
+  atomic_init(&ar.in_flight, 0);
+  atomic_init(&ar.errors, 0);
+  atomic_init(&ar.wrong, 0);
+  atomic_init(&ar.on_caller_thread, 0);
+  atomic_init(&ar.first_taken, 0);
+  for (i = 0; i < AREAD_WINDOW; i++) areader_issue(&ar);
+  CHECK(wait_reads(&ar.base, under_valgrind ? 50 : 300, 10000));
+  batches = migrate_slot(slot, from, to, 25, &ar.base, under_valgrind ? 10 : 50);
+  /* Reads go on after the move, until they are served by the new owner (MOVED). */
+  CHECK(wait_reads(&ar.base, under_valgrind ? 100 : 1000, 10000));
+  atomic_store(&ar.stop, 1);
+  BT_WAIT_UNTIL(held, atomic_load(&ar.in_flight) == 0, scaled(20000));
+  REQUIRE(held); /* the window did not drain: a callback is missing */
+  redirects = brisk_client_stat(c, BRISK_STAT_REDIRECTS);
+
+  if (atomic_load(&ar.errors) || atomic_load(&ar.wrong))
+    bt_fail(__FILE__, __LINE__, "%ld errors and %ld wrong values in %lld async reads; first: %s",
+            atomic_load(&ar.errors), atomic_load(&ar.wrong),
+            (long long)atomic_load(&ar.base.reads), ar.first_error);
+  CHECK(atomic_load(&ar.errors) == 0);
+  CHECK(atomic_load(&ar.wrong) == 0);
+  CHECK(atomic_load(&ar.on_caller_thread) == 0);
+  CHECK(atomic_load(&ar.base.reads) == atomic_load(&ar.next)); /* every GET called back once */
+  CHECK(redirects > 0);
+  deadline = bt_now_ms() + scaled(20000);
+  for (;;) {
+    int agree = 1;
+    for (i = 0; i < NODES; i++)
+      if (primary_of_slot(i, slot) != to) agree = 0;
+    if (agree) break;
+    if (bt_now_ms() > deadline) {
+      bt_fail(__FILE__, __LINE__, "the nodes do not agree that slot %ld moved", slot);
+      describe_cluster();
+      break;
+    }
+    sleep_ms(50);
+  }
+  for (i = 0; i < MIG_KEYS; i++) {
+    brisk_reply *r = NULL;
+    snprintf(key, sizeof key, "{amig}:%d", i);
+    snprintf(val, sizeof val, "%d", i);
+    if ((BT_CMD(client, &r, "GET", key) != BRISK_OK || !bt_reply_is(r, val)) && bad++ < 5)
+      bt_fail(__FILE__, __LINE__, "GET %s after the move: %s", key, brisk_last_error_message());
+    brisk_reply_free(r);
+  }
+  CHECK(bad == 0);
+  {
+    char *out;
+    snprintf(key, sizeof key, "CLUSTER COUNTKEYSINSLOT %ld", slot);
+    out = cli(node_port[to], key);
+    CHECK(strtol(out, NULL, 10) == MIG_KEYS);
+    free(out);
+  }
+  fprintf(stderr,
+          "  async slot migration: %d MIGRATE batches, %lld async reads (%d in flight), %ld "
+          "errors, %llu redirects, %lld ms\n",
+          batches, (long long)atomic_load(&ar.base.reads), AREAD_WINDOW,
+          atomic_load(&ar.errors), (unsigned long long)redirects,
+          (long long)(bt_now_ms() - t0));
+  brisk_client_free(c);
+}
+
+/* ---- 3. brisk_client_free with async commands in flight on every node ----------------------- */
+
+struct afreer {
+  brisk_client *c;
+  struct abatch *b;
+  atomic_int returned;
+  long done_when_returned;
+  pthread_t thread;
+};
+
+static void *afreer_run(void *arg) {
+  struct afreer *f = arg;
+  brisk_client_free(f->c);
+  f->done_when_returned = atomic_load(&f->b->done);
+  atomic_store(&f->returned, 1);
+  return NULL;
+}
+
+/* Starts `n` commands over all slots (SETs, with every 50th a MGET of three keys in different
+   slots, which runs on a thread of its own), frees the client at once (on another thread, with
+   a deadline), and checks that free returned only after every callback ran, once. */
+static void free_with_commands_in_flight(brisk_client *c, size_t n, const char *prefix) {
+  struct abatch b;
+  struct afreer f;
+  size_t i;
+  int held;
+  char key[64], k2[64], k3[64];
+  abatch_init(&b, n);
+  for (i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "%s:%zu", prefix, i);
+    if (i % 50 == 49) {
+      snprintf(k2, sizeof k2, "%s:%zu", prefix, i + 1);
+      snprintf(k3, sizeof k3, "%s:%zu", prefix, i + 2);
+      CHECK_OK(ABATCH_START(&b, c, "", "MGET", key, k2, k3));
+    } else {
+      CHECK_OK(ABATCH_START(&b, c, "OK", "SET", key, "x"));
+    }
+  }
+  f.c = c;
+  f.b = &b;
+  f.done_when_returned = -1;
+  atomic_init(&f.returned, 0);
+  REQUIRE(pthread_create(&f.thread, NULL, afreer_run, &f) == 0);
+  BT_WAIT_UNTIL(held, atomic_load(&f.returned), scaled(30000));
+  REQUIRE(held); /* brisk_client_free hung */
+  pthread_join(f.thread, NULL);
+  fprintf(stderr, "  %s: %zu commands started, freed: %ld OK, %ld CLOSED, %ld other\n", prefix,
+          b.n, atomic_load(&b.ok), atomic_load(&b.closed), atomic_load(&b.failed));
+  CHECK(b.n == n);
+  if (f.done_when_returned != (long)b.n)
+    bt_fail(__FILE__, __LINE__, "brisk_client_free returned with %ld of %zu callbacks done",
+            f.done_when_returned, b.n);
+  abatch_check_once(&b, prefix);
+  CHECK(atomic_load(&b.ok) + atomic_load(&b.closed) == (long)b.n);
+  if (atomic_load(&b.failed) || atomic_load(&b.wrong))
+    bt_fail(__FILE__, __LINE__, "%ld failed (not CLOSED), %ld wrong; first: %s",
+            atomic_load(&b.failed), atomic_load(&b.wrong), b.first_bad);
+  abatch_free(&b);
+}
+
+static void async_client_freed_mid_stream_on_cluster(void) {
+  size_t n = under_valgrind ? 1000 : 4000;
+  brisk_client *c;
+  struct abatch warm;
+  /* A client that has not sent anything yet: its node connections are still being made. */
+  free_with_commands_in_flight(cluster_client(), n, "afree-cold");
+  /* One whose connection to every primary is up. */
+  c = cluster_client();
+  {
+    size_t i;
+    char key[64];
+    abatch_init(&warm, 300);
+    for (i = 0; i < 300; i++) {
+      snprintf(key, sizeof key, "afree-warm:%zu", i);
+      CHECK_OK(ABATCH_START(&warm, c, "OK", "SET", key, "w"));
+    }
+    CHECK(abatch_wait(&warm, 0, 20000));
+    abatch_check_once(&warm, "warm-up");
+    CHECK(atomic_load(&warm.ok) == 300);
+    abatch_free(&warm);
+  }
+  free_with_commands_in_flight(c, n, "afree-warm");
+  /* The cluster serves the shared client as before. */
+  CHECK_OK(BT_CMD(client, NULL, "SET", "afree:after", "1"));
 }
 
 /* ---- seeds moved ------------------------------------------------------------------------ */
@@ -1152,6 +1740,7 @@ int main(int argc, char **argv) {
   under_valgrind = (env != NULL && *env != '\0' && strcmp(env, "0") != 0) ||
                    (preload != NULL && strstr(preload, "vgpreload") != NULL);
   signal(SIGPIPE, SIG_IGN);
+  caller_thread = pthread_self();
   start_cluster();
   client = cluster_client();
 
@@ -1159,6 +1748,11 @@ int main(int argc, char **argv) {
   RUN(split_mget_keeps_order_and_nils);
   RUN(cross_slot_command_is_refused);
   RUN(slot_migration_under_load_follows_ask_without_errors);
+  RUN(async_reads_follow_slot_migration);
+  /* After the migrations: its "ak:" keys may share a slot with "{mig}" and would be counted in
+     that slot's COUNTKEYSINSLOT. */
+  RUN(async_commands_route_by_slot);
+  RUN(async_client_freed_mid_stream_on_cluster);
   RUN(recovers_from_the_one_seed_left_when_every_other_node_moved);
   RUN(manual_failover_under_load_loses_nothing);
   RUN(killed_primary_recovers_and_never_double_applies);
