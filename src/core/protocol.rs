@@ -155,7 +155,10 @@ impl Protocol {
             if !self.decoder.decode_batched(&mut self.input, roots)? {
                 return Ok(false);
             }
-            if roots.last().is_some_and(|root| root.kind() != ReplyKind::Push) {
+            if roots
+                .last()
+                .is_some_and(|root| root.kind() != ReplyKind::Push)
+            {
                 return Ok(true);
             }
             // A push leaves at once with the replies before it: the handler gets it as a reply
