@@ -468,7 +468,7 @@ impl Decoder {
     /// A bulk string (`$len\r\npayload\r\n`, at `self.pos`) whose bytes have all arrived,
     /// decoded without the general line scan; `None` leaves anything else (a null, a streamed
     /// string, a malformed or incomplete one) to the general path, which also reports errors.
-    #[inline]
+    #[inline(always)]
     fn complete_bulk(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
         let digits_start = self.pos + 1;
         let mut len: usize = 0;
