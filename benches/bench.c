@@ -849,14 +849,20 @@ struct row {
 static struct row g_rows[MAX_ROWS];
 static int g_nrows;
 
-static struct row *row_new(const char *name, enum unit unit, bool lower_is_better) {
-  if (g_nrows == MAX_ROWS) die("too many rows");
-  struct row *r = &g_rows[g_nrows++];
+/* A new row at the end of `rows` (holding *n of max). */
+static struct row *row_in(struct row *rows, int *n, int max, const char *name, enum unit unit,
+                          bool lower_is_better) {
+  if (*n == max) die("too many rows");
+  struct row *r = &rows[(*n)++];
   memset(r, 0, sizeof *r);
   snprintf(r->name, sizeof r->name, "%s", name);
   r->unit = unit;
   r->lower_is_better = lower_is_better;
   return r;
+}
+
+static struct row *row_new(const char *name, enum unit unit, bool lower_is_better) {
+  return row_in(g_rows, &g_nrows, MAX_ROWS, name, unit, lower_is_better);
 }
 
 static void row_add(struct row *r, double b, double h, double c) {
@@ -903,32 +909,14 @@ static void loadavg(char *out, size_t size) {
   }
 }
 
-/* The second table: the bare socket against hiredis and brisk on the pipeline workload. */
-struct ceil_row {
-  char name[96];
-  enum unit unit;
-  double s[64], h[64], b[64]; /* per repeat: bare socket, hiredis, brisk */
-  int n;
-};
-
-static struct ceil_row g_ceil[4];
+/* The second table: the bare socket against hiredis and brisk on the pipeline workload, as rows
+   whose ceiling column (c) holds the bare socket's figures. */
+static struct row g_ceil[4];
 static int g_nceil;
 
-static struct ceil_row *ceil_row_new(const char *name, enum unit unit) {
-  if (g_nceil == (int)(sizeof g_ceil / sizeof g_ceil[0])) die("too many ceiling rows");
-  struct ceil_row *r = &g_ceil[g_nceil++];
-  memset(r, 0, sizeof *r);
-  snprintf(r->name, sizeof r->name, "%s", name);
-  r->unit = unit;
-  return r;
-}
-
-static void ceil_row_add(struct ceil_row *r, double s, double h, double b) {
-  if (r->n == 64) return;
-  r->s[r->n] = s;
-  r->h[r->n] = h;
-  r->b[r->n] = b;
-  r->n++;
+static struct row *ceil_row_new(const char *name, enum unit unit) {
+  return row_in(g_ceil, &g_nceil, (int)(sizeof g_ceil / sizeof g_ceil[0]), name, unit,
+                unit != OPS);
 }
 
 static void print_ceiling_table(void) {
@@ -939,13 +927,13 @@ static void print_ceiling_table(void) {
   /* Throughput rows first, then the CPU-per-command rows. */
   for (int pass = 0; pass < 2; pass++) {
     for (int i = 0; i < g_nceil; i++) {
-      struct ceil_row *r = &g_ceil[i];
+      struct row *r = &g_ceil[i];
       if ((r->unit == OPS) != (pass == 0)) continue;
       char s[32], h[32], b[32], sh[32] = "-", bs[32] = "-";
-      fmt(s, sizeof s, median(r->s, r->n), r->unit);
+      fmt(s, sizeof s, median(r->c, r->n), r->unit);
       fmt(h, sizeof h, median(r->h, r->n), r->unit);
       fmt(b, sizeof b, median(r->b, r->n), r->unit);
-      double x = ratio_median(r->s, r->h, r->n), y = ratio_median(r->b, r->s, r->n);
+      double x = ratio_median(r->c, r->h, r->n), y = ratio_median(r->b, r->c, r->n);
       if (isfinite(x)) snprintf(sh, sizeof sh, "%.2fx", x);
       if (isfinite(y)) snprintf(bs, sizeof bs, "%.2fx", y);
       printf("| %s | %s | %s | %s | %s | %s |\n", r->name, s, h, sh, b, bs);
@@ -1079,8 +1067,8 @@ static void run_all(void) {
                                 OPS, false);
       struct row *cpu = row_new(get ? "pipelined GET, client CPU per command"
                                     : "pipelined SET, client CPU per command", US, true);
-      struct ceil_row *crow = ceil_row_new(row->name, OPS);
-      struct ceil_row *ccpu = ceil_row_new(cpu->name, US);
+      struct row *crow = ceil_row_new(row->name, OPS);
+      struct row *ccpu = ceil_row_new(cpu->name, US);
       for (int i = 0; i < R; i++) {
         /* The three clients in rotating order: brisk, hiredis, bare on repeat 0; hiredis, bare,
            brisk on repeat 1; bare, brisk, hiredis on repeat 2; ... */
@@ -1097,8 +1085,8 @@ static void run_all(void) {
         double cc = g_rb_cpu_us_per_op;
         row_add(row, b, h, c);
         row_add(cpu, bc, hc, cc);
-        ceil_row_add(crow, s, h, b);
-        ceil_row_add(ccpu, sc, hc, bc);
+        row_add(crow, b, h, s);
+        row_add(ccpu, bc, hc, sc);
         progress(row->name, i, b, h, c, OPS);
         progress_bare(row->name, i, s, OPS);
         progress(cpu->name, i, bc, hc, cc, US);

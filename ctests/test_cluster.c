@@ -631,24 +631,67 @@ static int migrate_slot(long slot, int from, int to, int batch, struct reader *r
   return batches;
 }
 
-static void slot_migration_under_load_follows_ask_without_errors(void) {
-  long slot = key_slot("{mig}");
-  int from, to = -1, i, batches;
-  struct reader rd;
-  uint64_t redirects_before, redirects;
-  int64_t t0 = bt_now_ms(), deadline;
-  int bad = 0;
+/* Writes MIG_KEYS keys "<tag>:<i>" = i (all in `slot`) and picks the primary that holds the slot
+   (*from) and another primary to move it to (*to). */
+static void prepare_migration(const char *tag, long slot, int *from, int *to) {
   char key[64], val[32];
+  int i;
   for (i = 0; i < MIG_KEYS; i++) {
-    snprintf(key, sizeof key, "{mig}:%d", i);
+    snprintf(key, sizeof key, "%s:%d", tag, i);
     snprintf(val, sizeof val, "%d", i);
     REQUIRE_OK(BT_CMD(client, NULL, "SET", key, val));
   }
-  from = primary_of_slot(0, slot);
-  REQUIRE(from >= 0);
-  for (i = 0; i < NODES && to < 0; i++)
-    if (i != from && is_primary(i)) to = i;
-  REQUIRE(to >= 0);
+  *from = primary_of_slot(0, slot);
+  *to = -1;
+  REQUIRE(*from >= 0);
+  for (i = 0; i < NODES && *to < 0; i++)
+    if (i != *from && is_primary(i)) *to = i;
+  REQUIRE(*to >= 0);
+}
+
+/* After a migration: every node agrees that node `to` owns `slot`, every key of
+   prepare_migration(tag) reads back its value through brisk, and `to` holds all of them. */
+static void check_slot_moved(const char *tag, long slot, int to) {
+  char key[64], val[32];
+  int i, bad = 0;
+  int64_t deadline = bt_now_ms() + scaled(20000);
+  for (;;) {
+    int agree = 1;
+    for (i = 0; i < NODES; i++)
+      if (primary_of_slot(i, slot) != to) agree = 0;
+    if (agree) break;
+    if (bt_now_ms() > deadline) {
+      bt_fail(__FILE__, __LINE__, "the nodes do not agree that slot %ld moved", slot);
+      describe_cluster();
+      break;
+    }
+    sleep_ms(50);
+  }
+  for (i = 0; i < MIG_KEYS; i++) {
+    brisk_reply *r = NULL;
+    snprintf(key, sizeof key, "%s:%d", tag, i);
+    snprintf(val, sizeof val, "%d", i);
+    if ((BT_CMD(client, &r, "GET", key) != BRISK_OK || !bt_reply_is(r, val)) && bad++ < 5)
+      bt_fail(__FILE__, __LINE__, "GET %s after the move: %s", key, brisk_last_error_message());
+    brisk_reply_free(r);
+  }
+  CHECK(bad == 0);
+  {
+    char *out;
+    snprintf(key, sizeof key, "CLUSTER COUNTKEYSINSLOT %ld", slot);
+    out = cli(node_port[to], key);
+    CHECK(strtol(out, NULL, 10) == MIG_KEYS);
+    free(out);
+  }
+}
+
+static void slot_migration_under_load_follows_ask_without_errors(void) {
+  long slot = key_slot("{mig}");
+  int from, to, batches;
+  struct reader rd;
+  uint64_t redirects_before, redirects;
+  int64_t t0 = bt_now_ms();
+  prepare_migration("{mig}", slot, &from, &to);
   fprintf(stderr, "  slot %ld: moving %d keys from port %u to port %u\n", slot, MIG_KEYS,
           (unsigned)node_port[from], (unsigned)node_port[to]);
   redirects_before = brisk_client_stat(client, BRISK_STAT_REDIRECTS);
@@ -673,35 +716,7 @@ static void slot_migration_under_load_follows_ask_without_errors(void) {
   CHECK(redirects > 0);
   CHECK(brisk_client_stat(client, BRISK_STAT_REDIRECTS) > 0);
   /* Every node agrees on the new owner; every key is readable through brisk. */
-  deadline = bt_now_ms() + scaled(20000);
-  for (;;) {
-    int agree = 1;
-    for (i = 0; i < NODES; i++)
-      if (primary_of_slot(i, slot) != to) agree = 0;
-    if (agree) break;
-    if (bt_now_ms() > deadline) {
-      bt_fail(__FILE__, __LINE__, "the nodes do not agree that slot %ld moved", slot);
-      describe_cluster();
-      break;
-    }
-    sleep_ms(50);
-  }
-  for (i = 0; i < MIG_KEYS; i++) {
-    brisk_reply *r = NULL;
-    snprintf(key, sizeof key, "{mig}:%d", i);
-    snprintf(val, sizeof val, "%d", i);
-    if ((BT_CMD(client, &r, "GET", key) != BRISK_OK || !bt_reply_is(r, val)) && bad++ < 5)
-      bt_fail(__FILE__, __LINE__, "GET %s after the move: %s", key, brisk_last_error_message());
-    brisk_reply_free(r);
-  }
-  CHECK(bad == 0);
-  {
-    char *out;
-    snprintf(key, sizeof key, "CLUSTER COUNTKEYSINSLOT %ld", slot);
-    out = cli(node_port[to], key);
-    CHECK(strtol(out, NULL, 10) == MIG_KEYS);
-    free(out);
-  }
+  check_slot_moved("{mig}", slot, to);
   fprintf(stderr,
           "  slot migration: %d MIGRATE batches, %lld reads, %lld errors, %llu redirects, "
           "%lld ms\n",
@@ -1112,23 +1127,13 @@ static void areader_on_reply(void *userdata, brisk_status status, const char *me
  */
 static void async_reads_follow_slot_migration(void) {
   long slot = key_slot("{amig}");
-  int from, to = -1, i, batches, held, bad = 0;
+  int from, to, i, batches, held;
   struct areader ar;
   brisk_client *c = cluster_client();
   uint64_t redirects;
-  int64_t t0 = bt_now_ms(), deadline;
-  char key[64], val[32];
+  int64_t t0 = bt_now_ms();
   REQUIRE(slot != key_slot("{mig}"));
-  for (i = 0; i < MIG_KEYS; i++) {
-    snprintf(key, sizeof key, "{amig}:%d", i);
-    snprintf(val, sizeof val, "%d", i);
-    REQUIRE_OK(BT_CMD(client, NULL, "SET", key, val));
-  }
-  from = primary_of_slot(0, slot);
-  REQUIRE(from >= 0);
-  for (i = 0; i < NODES && to < 0; i++)
-    if (i != from && is_primary(i)) to = i;
-  REQUIRE(to >= 0);
+  prepare_migration("{amig}", slot, &from, &to);
   fprintf(stderr, "  slot %ld: moving %d keys from port %u to port %u under async GETs\n", slot,
           MIG_KEYS, (unsigned)node_port[from], (unsigned)node_port[to]);
 
@@ -1162,35 +1167,7 @@ static void async_reads_follow_slot_migration(void) {
   CHECK(atomic_load(&ar.on_caller_thread) == 0);
   CHECK(atomic_load(&ar.base.reads) == atomic_load(&ar.next)); /* every GET called back once */
   CHECK(redirects > 0);
-  deadline = bt_now_ms() + scaled(20000);
-  for (;;) {
-    int agree = 1;
-    for (i = 0; i < NODES; i++)
-      if (primary_of_slot(i, slot) != to) agree = 0;
-    if (agree) break;
-    if (bt_now_ms() > deadline) {
-      bt_fail(__FILE__, __LINE__, "the nodes do not agree that slot %ld moved", slot);
-      describe_cluster();
-      break;
-    }
-    sleep_ms(50);
-  }
-  for (i = 0; i < MIG_KEYS; i++) {
-    brisk_reply *r = NULL;
-    snprintf(key, sizeof key, "{amig}:%d", i);
-    snprintf(val, sizeof val, "%d", i);
-    if ((BT_CMD(client, &r, "GET", key) != BRISK_OK || !bt_reply_is(r, val)) && bad++ < 5)
-      bt_fail(__FILE__, __LINE__, "GET %s after the move: %s", key, brisk_last_error_message());
-    brisk_reply_free(r);
-  }
-  CHECK(bad == 0);
-  {
-    char *out;
-    snprintf(key, sizeof key, "CLUSTER COUNTKEYSINSLOT %ld", slot);
-    out = cli(node_port[to], key);
-    CHECK(strtol(out, NULL, 10) == MIG_KEYS);
-    free(out);
-  }
+  check_slot_moved("{amig}", slot, to);
   fprintf(stderr,
           "  async slot migration: %d MIGRATE batches, %lld async reads (%d in flight), %ld "
           "errors, %llu redirects, %lld ms\n",

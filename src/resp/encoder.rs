@@ -153,20 +153,8 @@ unsafe fn copy_arg(arg: &[u8], p: *mut u8) {
     // SAFETY: every read lies within `arg`, every write within `p..p + len`.
     unsafe {
         match len {
-            8..=16 => {
-                p.cast::<u64>()
-                    .write_unaligned(src.cast::<u64>().read_unaligned());
-                p.add(len - 8)
-                    .cast::<u64>()
-                    .write_unaligned(src.add(len - 8).cast::<u64>().read_unaligned());
-            }
-            4..=7 => {
-                p.cast::<u32>()
-                    .write_unaligned(src.cast::<u32>().read_unaligned());
-                p.add(len - 4)
-                    .cast::<u32>()
-                    .write_unaligned(src.add(len - 4).cast::<u32>().read_unaligned());
-            }
+            8..=16 => copy_two_words::<u64>(src, p, len),
+            4..=7 => copy_two_words::<u32>(src, p, len),
             1..=3 => {
                 *p = *src;
                 *p.add(len / 2) = *src.add(len / 2);
@@ -175,6 +163,24 @@ unsafe fn copy_arg(arg: &[u8], p: *mut u8) {
             0 => {}
             _ => std::ptr::copy_nonoverlapping(src, p, len),
         }
+    }
+}
+
+/// Copies `len` bytes, from one to two words `W` long, as a word at the start and a word ending
+/// at the end (overlapping in the middle).
+///
+/// # Safety
+/// `size_of::<W>() <= len <= 2 * size_of::<W>()`; `src` readable and `p` writable for `len` bytes.
+#[inline(always)]
+unsafe fn copy_two_words<W: Copy>(src: *const u8, p: *mut u8, len: usize) {
+    let last = len - std::mem::size_of::<W>();
+    // SAFETY: per the contract, both words lie within the `len` bytes.
+    unsafe {
+        p.cast::<W>()
+            .write_unaligned(src.cast::<W>().read_unaligned());
+        p.add(last)
+            .cast::<W>()
+            .write_unaligned(src.add(last).cast::<W>().read_unaligned());
     }
 }
 
