@@ -5,6 +5,7 @@
 #include "brisk_test.h"
 
 #include <limits.h>
+#include <pthread.h>
 
 static void version_matches_header(void) {
   char from_macros[32];
@@ -124,6 +125,54 @@ static void last_error_message_lifecycle(void) {
   brisk_config_free(cfg);
 }
 
+/* The message is per thread: one thread's failure neither shows on nor is cleared by another
+   thread's calls, and each thread's own successful call clears its own. */
+struct error_thread {
+  brisk_config *cfg;
+  int fail;    /* 1: fail a call; 0: make a successful one */
+  char seen[128]; /* the thread's message after its call */
+};
+
+static void *error_thread_main(void *arg) {
+  struct error_thread *t = arg;
+  if (t->fail)
+    (void)brisk_config_set_protocol(t->cfg, 9);
+  else
+    (void)brisk_config_set_db(t->cfg, 1);
+  snprintf(t->seen, sizeof t->seen, "%s", brisk_last_error_message());
+  return NULL;
+}
+
+static void run_error_thread(struct error_thread *t) {
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, error_thread_main, t) == 0);
+  REQUIRE(pthread_join(th, NULL) == 0);
+}
+
+static void last_error_message_is_per_thread(void) {
+  brisk_config *cfg = brisk_config_new();
+  struct error_thread failing = {cfg, 1, ""}, succeeding = {cfg, 0, ""};
+  REQUIRE(cfg != NULL);
+
+  CHECK_STATUS(brisk_config_set_url(cfg, "nonsense"), BRISK_ERR_INVALID_ARGUMENT);
+  /* Another thread's success leaves this thread's message; its own message is empty. */
+  run_error_thread(&succeeding);
+  CHECK(strcmp(succeeding.seen, "") == 0);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "url");
+  /* Another thread's failure is its own. */
+  run_error_thread(&failing);
+  CHECK_STR_CONTAINS(failing.seen, "protocol");
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "url");
+  /* This thread's success clears this thread's message. */
+  CHECK_OK(brisk_config_set_db(cfg, 2));
+  CHECK(strcmp(brisk_last_error_message(), "") == 0);
+  /* And a thread that failed then succeeds sees its own message cleared. */
+  run_error_thread(&failing);
+  CHECK_STR_CONTAINS(failing.seen, "protocol");
+  CHECK(strcmp(brisk_last_error_message(), "") == 0);
+  brisk_config_free(cfg);
+}
+
 int main(int argc, char **argv) {
   bt_init(argc, argv);
   RUN(version_matches_header);
@@ -133,5 +182,6 @@ int main(int argc, char **argv) {
   RUN(retryable_statuses);
   RUN(unknown_numbers_are_handled);
   RUN(last_error_message_lifecycle);
+  RUN(last_error_message_is_per_thread);
   return bt_finish();
 }

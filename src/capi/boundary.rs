@@ -9,6 +9,7 @@ use crate::core::{Error, Status};
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Ties an opaque C type to the Rust type its pointers really point to.
 ///
@@ -84,16 +85,31 @@ thread_local! {
     static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
 }
 
+/// How many threads hold a last-error message. Every call clears its thread's message, and a
+/// thread-local access is a call into the dynamic loader in a shared library; while no thread
+/// holds one (a program whose calls succeed), the clear is this one load instead. A thread
+/// always sees its own increment, so it never skips clearing a message of its own.
+static THREADS_WITH_AN_ERROR: AtomicUsize = AtomicUsize::new(0);
+
 fn set_last_error(message: &str) {
     // An interior NUL would truncate the C string; show it instead.
     let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = Some(text));
+    LAST_ERROR.with(|slot| {
+        if slot.borrow_mut().replace(text).is_none() {
+            THREADS_WITH_AN_ERROR.fetch_add(1, Relaxed);
+        }
+    });
 }
 
 fn clear_last_error() {
+    if THREADS_WITH_AN_ERROR.load(Relaxed) == 0 {
+        return;
+    }
     LAST_ERROR.with(|slot| {
         if let Ok(mut slot) = slot.try_borrow_mut() {
-            *slot = None;
+            if slot.take().is_some() {
+                THREADS_WITH_AN_ERROR.fetch_sub(1, Relaxed);
+            }
         }
     });
 }
