@@ -332,10 +332,7 @@ fn follow_redirection(
     shared.executor.observer.stats.bump(Stat::Redirects);
     let next = batch::follow(cluster, kind);
     route.ask = next.ask;
-    let pause = match next.pause {
-        true => batch::tryagain_pause(route.redirects),
-        false => Duration::ZERO,
-    };
+    let pause = batch::redirect_pause(route.redirects, next.pause);
     if job.deadline.is_some_and(|d| Instant::now() + pause >= d) {
         return None;
     }

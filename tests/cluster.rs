@@ -606,6 +606,69 @@ fn slot_migration_under_load_follows_ask_without_errors() {
     );
 }
 
+/// A multi-key command meeting a slot half migrated gets TRYAGAIN: the blocking and the async
+/// path both pause and send it again, and succeed once the migration is done (MOVED).
+#[test]
+fn tryagain_mid_migration_is_waited_out() {
+    let cluster = RedisCluster::start();
+    let c = Arc::new(client(&cluster));
+    let s = slot("try");
+    ok(&c, &["SET", "{try}:a", "1"]);
+    ok(&c, &["SET", "{try}:b", "2"]);
+    let from = cluster.primary_of_slot(0, s);
+    let to = (0..6)
+        .find(|&i| i != from && cluster.is_primary(i))
+        .expect("another primary");
+    let id = |i: usize| cluster.nodes[i].cli(&["CLUSTER", "MYID"]);
+    let (from_id, to_id, slot_arg) = (id(from), id(to), s.to_string());
+    cluster.nodes[to].cli(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id]);
+    cluster.nodes[from].cli(&["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id]);
+    let port = cluster.nodes[to].port().to_string();
+    let migrate = |key: &str| {
+        cluster.nodes[from].cli(&["MIGRATE", "127.0.0.1", &port, key, "0", "5000"]);
+    };
+    // One key moved, one not: a command on both is answered TRYAGAIN by either node.
+    migrate("{try}:a");
+
+    let blocking = {
+        let c = c.clone();
+        thread::spawn(move || cmd(&c, &["MGET", "{try}:a", "{try}:b"]))
+    };
+    let asynchronous = {
+        let c = c.clone();
+        thread::spawn(move || call_async(&c, &["MGET", "{try}:a", "{try}:b"]))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || c.stat(Stat::Redirects) >= 2),
+        "both commands met TRYAGAIN"
+    );
+    migrate("{try}:b");
+    // The new owner first, then the old one (as `redis-cli --cluster` does), then the rest.
+    let others = (0..6).filter(|&i| i != to && i != from && cluster.is_primary(i));
+    for i in [to, from].into_iter().chain(others) {
+        cluster.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+    }
+    for (api, outcome) in [
+        ("blocking", blocking.join().unwrap()),
+        ("async", asynchronous.join().unwrap()),
+    ] {
+        let values = outcome
+            .unwrap_or_else(|e| panic!("{api}: {:?} {}", e.status(), e.message()))
+            .into_elements();
+        assert_eq!(
+            values.iter().map(text).collect::<Vec<_>>(),
+            ["1", "2"],
+            "{api}"
+        );
+    }
+    let errorstats = cluster.nodes[from].cli(&["INFO", "errorstats"]);
+    assert!(
+        errorstats.contains("errorstat_TRYAGAIN:count="),
+        "the old owner answered TRYAGAIN: {errorstats}"
+    );
+    eprintln!("TRYAGAIN: {} redirects followed", c.stat(Stat::Redirects));
+}
+
 #[test]
 fn configuration_is_checked() {
     let mut cfg = brisk::Config::default();

@@ -7,7 +7,8 @@
 //! still carry a cluster answer in a reply, which this module acts on:
 //! - `MOVED slot node`: the slot map is updated (a refresh queued) and the command goes there;
 //! - `ASK slot node`: the command alone goes there, preceded by `ASKING`;
-//! - `TRYAGAIN` (a migrating multi-key command): a short pause, then again;
+//! - `TRYAGAIN` (a migrating multi-key command): a short pause, then again (and from the third
+//!   round on, every redirection pauses: see [`redirect_pause`]);
 //! - `CLUSTERDOWN`, `READONLY` (a write that reached a demoted primary): the topology is read
 //!   again, then again.
 //!   At most [`MAX_REDIRECTS`] such rounds per command.
@@ -262,8 +263,8 @@ pub(crate) fn run(
             continue;
         }
         redirects += 1;
-        if pause {
-            let pause = tryagain_pause(redirects);
+        let pause = redirect_pause(redirects, pause);
+        if !pause.is_zero() {
             if out_of_time(pause) {
                 return Ok(finish(replies));
             }
@@ -286,7 +287,7 @@ pub(crate) struct Follow {
     pub ask: Option<NodeAddress>,
     /// CLUSTERDOWN, READONLY: the topology is read again first.
     pub refresh: bool,
-    /// TRYAGAIN: a short pause first ([`tryagain_pause`]).
+    /// TRYAGAIN: a short pause first, whatever the round ([`redirect_pause`]).
     pub pause: bool,
 }
 
@@ -310,10 +311,20 @@ pub(crate) fn follow(cluster: &Arc<Cluster>, kind: ServerErrorKind) -> Follow {
     next
 }
 
-/// The pause before redirect round `redirects` after a TRYAGAIN.
-pub(crate) fn tryagain_pause(redirects: u32) -> Duration {
+/// The pause before redirect round `redirects` (1-based). The first rounds go at once (a MOVED
+/// or ASK is answered by sending the command where it says); later ones, and any after a
+/// TRYAGAIN, wait 10 ms per round (at most 200 ms): a slot half migrated, or nodes that disagree
+/// about its owner for a moment (MOVED back and forth while `SETSLOT NODE` reaches each of
+/// them), needs time to settle, and rounds spent at once would all meet the same answer.
+pub(crate) fn redirect_pause(redirects: u32, tryagain: bool) -> Duration {
+    if !tryagain && redirects < IMMEDIATE_REDIRECTS {
+        return Duration::ZERO;
+    }
     Duration::from_millis(10 * u64::from(redirects)).min(Duration::from_millis(200))
 }
+
+/// Redirect rounds that go without a pause unless the answer was TRYAGAIN.
+const IMMEDIATE_REDIRECTS: u32 = 3;
 
 /// The pause before whole-cluster attempt `cycle` + 1, which gives a failover time to finish.
 pub(crate) fn cycle_pause(cycle: u32) -> Duration {
