@@ -52,6 +52,7 @@ impl Shared {
             batch_size: 1,
             blocking: blocking_timeout(args),
             read_only: &read_only,
+            recorded: true,
         };
         self.executor.run(pool, &job, |conn| conn.command(args))
     }

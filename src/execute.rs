@@ -26,6 +26,9 @@ pub(crate) struct Job<'a> {
     pub blocking: Option<Blocking>,
     /// Whether running the job twice is harmless; asked only when a sent request failed.
     pub read_only: &'a dyn Fn(&Executor) -> bool,
+    /// Whether the outcome is counted and reported here (`false`: the job is one node's part
+    /// of a cluster command, which is counted once, when all its parts are done).
+    pub recorded: bool,
 }
 
 pub(crate) struct Executor {
@@ -240,14 +243,16 @@ impl Executor {
             let attempt_started = self.observer.enabled().then(Instant::now);
             let error = match self.attempt(pool, job, deadline, &mut work) {
                 Ok(value) => {
-                    self.record(
-                        pool.address_c(),
-                        job.name,
-                        job.batch_size,
-                        started,
-                        attempt + 1,
-                        None,
-                    );
+                    if job.recorded {
+                        self.record(
+                            pool.address_c(),
+                            job.name,
+                            job.batch_size,
+                            started,
+                            attempt + 1,
+                            None,
+                        );
+                    }
                     return Ok(value);
                 }
                 Err(e) => e,
@@ -271,14 +276,16 @@ impl Executor {
             let out_of_time = deadline.is_some_and(|d| Instant::now() + delay >= d);
             if verdict != Verdict::Retry || out_of_time {
                 let error = explain(error, verdict, attempt + 1, out_of_time);
-                self.record(
-                    pool.address_c(),
-                    job.name,
-                    job.batch_size,
-                    started,
-                    attempt + 1,
-                    Some(&error),
-                );
+                if job.recorded {
+                    self.record(
+                        pool.address_c(),
+                        job.name,
+                        job.batch_size,
+                        started,
+                        attempt + 1,
+                        Some(&error),
+                    );
+                }
                 return Err(error);
             }
             self.observer.stats.bump(Stat::Retries);

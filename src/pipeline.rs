@@ -126,6 +126,7 @@ impl Pipeline {
             batch_size: u32::try_from(count).unwrap_or(u32::MAX),
             blocking: None,
             read_only: &is_read_only,
+            recorded: true,
         };
         let result = shared.executor.run(&pool, &job, |conn| {
             if transaction {

@@ -130,6 +130,7 @@ impl Session {
             batch_size: 1,
             blocking: blocking_timeout(args),
             read_only: &never_read_only,
+            recorded: true,
         };
         let result = shared
             .executor

@@ -84,6 +84,12 @@ fn routes_keys_splits_multi_key_commands_and_pipelines_across_nodes() {
     del.extend(keys.iter().take(20).map(String::as_str));
     assert_eq!(ok(&c, &del).node().as_integer(), Some(20));
 
+    // An error reply is an error, counted once, as on a standalone client.
+    let (commands, errors) = (c.stat(Stat::Commands), c.stat(Stat::Errors));
+    expect_err(cmd(&c, &["LPUSH", "key:1", "x"]), Status::Server);
+    assert_eq!(c.stat(Stat::Commands) - commands, 1);
+    assert_eq!(c.stat(Stat::Errors) - errors, 1);
+
     // Commands that cannot be split are refused before anything is sent.
     let e = expect_err(cmd(&c, &["SUNION", "a", "b"]), Status::InvalidArgument);
     assert!(e.message().contains("CROSSSLOT"), "{}", e.message());
@@ -630,6 +636,7 @@ fn tryagain_mid_migration_is_waited_out() {
     // One key moved, one not: a command on both is answered TRYAGAIN by either node.
     migrate("{try}:a");
 
+    let (commands, errors) = (c.stat(Stat::Commands), c.stat(Stat::Errors));
     let blocking = {
         let c = c.clone();
         thread::spawn(move || cmd(&c, &["MGET", "{try}:a", "{try}:b"]))
@@ -661,6 +668,9 @@ fn tryagain_mid_migration_is_waited_out() {
             "{api}"
         );
     }
+    // Each command counts once, however many rounds it took, and neither as an error.
+    assert_eq!(c.stat(Stat::Commands) - commands, 2);
+    assert_eq!(c.stat(Stat::Errors) - errors, 0);
     let errorstats = cluster.nodes[from].cli(&["INFO", "errorstats"]);
     assert!(
         errorstats.contains("errorstat_TRYAGAIN:count="),

@@ -121,7 +121,12 @@ pub(crate) fn command(
                 entries: &entries,
                 blocking: None,
             };
-            return split.merge(run(cluster, executor, &work)?);
+            let started = Instant::now();
+            let mut trace = Trace::default();
+            let result = run_rounds(cluster, executor, &work, started, &mut trace)
+                .and_then(|parts| split.merge(parts));
+            trace.record(cluster, executor, &work, 1, started, result.as_ref().err());
+            return result;
         }
     };
     let entries = [Entry::encode(
@@ -136,23 +141,87 @@ pub(crate) fn command(
         entries: &entries,
         blocking: blocking_timeout(args),
     };
-    let reply = run(cluster, executor, &work)?
-        .pop()
-        .expect("one reply per command");
-    if reply.kind() == ReplyKind::Error {
-        return Err(Error::from_reply(reply.as_bytes().unwrap_or_default()));
-    }
-    Ok(reply)
+    let started = Instant::now();
+    let mut trace = Trace::default();
+    let result =
+        run_rounds(cluster, executor, &work, started, &mut trace).and_then(|mut replies| {
+            let reply = replies.pop().expect("one reply per command");
+            match reply.kind() {
+                ReplyKind::Error => Err(Error::from_reply(reply.as_bytes().unwrap_or_default())),
+                _ => Ok(reply),
+            }
+        });
+    trace.record(cluster, executor, &work, 1, started, result.as_ref().err());
+    result
 }
 
-/// Runs `work` to the end and returns one reply per entry, in order (error replies as ERROR
-/// elements), or the failure that stopped it.
+/// Runs a pipeline's `work` to the end and returns one reply per entry, in order (error
+/// replies as ERROR elements), or the failure that stopped it; counted and reported once.
 pub(crate) fn run(
     cluster: &Arc<Cluster>,
     executor: &Executor,
     work: &Work<'_>,
 ) -> Result<Vec<Reply>> {
     let started = Instant::now();
+    let mut trace = Trace::default();
+    let result = run_rounds(cluster, executor, work, started, &mut trace);
+    let size = u32::try_from(work.entries.len()).unwrap_or(u32::MAX);
+    trace.record(
+        cluster,
+        executor,
+        work,
+        size,
+        started,
+        result.as_ref().err(),
+    );
+    result
+}
+
+/// Where a cluster command went, for the one COMMAND event and count it makes.
+#[derive(Default)]
+struct Trace {
+    /// The node the first command went to last.
+    node: Option<NodeAddress>,
+    /// Rounds: attempts on the cluster, redirections followed.
+    rounds: u32,
+}
+
+impl Trace {
+    /// Counts the command (or pipeline of `size`) once, whatever it took, and reports it with
+    /// the address of the node that answered it (its first command, for a pipeline).
+    fn record(
+        &self,
+        cluster: &Arc<Cluster>,
+        executor: &Executor,
+        work: &Work<'_>,
+        size: u32,
+        started: Instant,
+        error: Option<&Error>,
+    ) {
+        let pool = self.node.as_ref().and_then(|node| cluster.pool(node).ok());
+        let address = match &pool {
+            Some(pool) => pool.address_c(),
+            None => cluster.first_seed_pool().address_c(),
+        };
+        executor.record(
+            address,
+            work.name,
+            size,
+            Some(started),
+            self.rounds.max(1),
+            error,
+        );
+    }
+}
+
+/// [`run`] without the counting: the rounds of node groups, redirections and cluster attempts.
+fn run_rounds(
+    cluster: &Arc<Cluster>,
+    executor: &Executor,
+    work: &Work<'_>,
+    started: Instant,
+    trace: &mut Trace,
+) -> Result<Vec<Reply>> {
     let deadline = executor.command_deadline().map(|d| started + d);
     let mut replies: Vec<Option<Reply>> = (0..work.entries.len()).map(|_| None).collect();
     let mut pending: Vec<Pending> = (0..work.entries.len())
@@ -188,6 +257,10 @@ pub(crate) fn run(
             groups.entry(node).or_default().push(p);
         }
         pending.extend(unroutable);
+        trace.rounds += 1;
+        if let Some((node, _)) = groups.iter().find(|(_, g)| g.iter().any(|p| p.index == 0)) {
+            trace.node = Some(node.clone());
+        }
         let outcomes = run_groups(cluster, executor, work, &groups);
 
         let mut refresh = false;
@@ -441,6 +514,8 @@ fn run_group(
         batch_size: u32::try_from(group.len()).unwrap_or(u32::MAX),
         blocking: work.blocking,
         read_only: &is_read_only,
+        // Counted once for the whole cluster command, by `run`.
+        recorded: false,
     };
     match executor.run(pool, &job, |conn| conn.pipeline(&encoded, sent)) {
         Ok(replies) => {
