@@ -9,7 +9,7 @@ use brisk::config::ReadFrom;
 use brisk::stats::Stat;
 use brisk::{Client, Status};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -304,6 +304,8 @@ fn migrate_slot(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
 /// client acknowledged and every error.
 struct Writer {
     stop: Arc<AtomicBool>,
+    /// Acknowledged SETs so far, to wait on while the writer runs.
+    acknowledged: Arc<AtomicU64>,
     handle: thread::JoinHandle<WriterLog>,
 }
 
@@ -320,8 +322,9 @@ struct WriterLog {
 impl Writer {
     fn start(client: Arc<Client>, counter: &str) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicU64::new(0));
         let counter = counter.to_owned();
-        let flag = stop.clone();
+        let (flag, count) = (stop.clone(), acknowledged.clone());
         let handle = thread::spawn(move || {
             let mut log = WriterLog::default();
             let mut i = 0u64;
@@ -332,6 +335,7 @@ impl Writer {
                     Ok(_) => {
                         log.acknowledged_sets.push(key);
                         log.successes.push(Instant::now());
+                        count.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => log
                         .errors
@@ -350,15 +354,20 @@ impl Writer {
             }
             log
         });
-        Writer { stop, handle }
+        Writer {
+            stop,
+            acknowledged,
+            handle,
+        }
     }
 
     /// The same load through the async API, `window` commands in flight: SETs of fresh keys
     /// and INCRs of `counter`, alternating.
     fn start_async(client: Arc<Client>, counter: &str, window: usize) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicU64::new(0));
         let counter = counter.to_owned();
-        let flag = stop.clone();
+        let (flag, count) = (stop.clone(), acknowledged.clone());
         let handle =
             thread::spawn(move || {
                 let mut log = WriterLog::default();
@@ -374,6 +383,7 @@ impl Writer {
                     (Ok(_), 0) => {
                         log.acknowledged_sets.push(key(i));
                         log.successes.push(Instant::now());
+                        count.fetch_add(1, Ordering::Relaxed);
                     }
                     (Ok(_), _) => log.acknowledged_incrs += 1,
                     (Err(e), kind) => {
@@ -386,7 +396,19 @@ impl Writer {
                 });
                 log
             });
-        Writer { stop, handle }
+        Writer {
+            stop,
+            acknowledged,
+            handle,
+        }
+    }
+
+    /// Waits until this writer has had `n` more SETs acknowledged.
+    fn wait_for_more(&self, n: u64, timeout: Duration) -> bool {
+        let from = self.acknowledged.load(Ordering::Relaxed);
+        wait_until(timeout, || {
+            self.acknowledged.load(Ordering::Relaxed) >= from + n
+        })
     }
 
     fn finish(self) -> WriterLog {
@@ -419,9 +441,12 @@ fn manual_failover_under_load_loses_nothing_and_surfaces_no_error() {
         Writer::start(c.clone(), counters[0]),
         Writer::start_async(c.clone(), counters[1], 20),
     ];
-    assert!(wait_until(Duration::from_secs(10), || c
-        .stat(Stat::Commands)
-        > 200));
+    for w in &writers {
+        assert!(
+            w.wait_for_more(100, Duration::from_secs(10)),
+            "the writers run"
+        );
+    }
 
     cluster.nodes[replica].cli(&["CLUSTER", "FAILOVER"]);
     assert!(
@@ -430,10 +455,12 @@ fn manual_failover_under_load_loses_nothing_and_surfaces_no_error() {
         "the replica took over:\n{}",
         cluster.describe()
     );
-    let commands = c.stat(Stat::Commands);
-    assert!(wait_until(Duration::from_secs(10), || c
-        .stat(Stat::Commands)
-        > commands + 500));
+    for (w, api) in writers.iter().zip(["blocking", "async"]) {
+        assert!(
+            w.wait_for_more(250, Duration::from_secs(10)),
+            "{api}: writes go on after the failover"
+        );
+    }
     let logs = writers.map(Writer::finish);
 
     for ((log, counter), api) in logs.iter().zip(counters).zip(["blocking", "async"]) {
@@ -473,9 +500,12 @@ fn killed_primary_recovers_within_seconds_and_never_double_applies() {
         Writer::start(c.clone(), counters[0]),
         Writer::start_async(c.clone(), counters[1], 20),
     ];
-    assert!(wait_until(Duration::from_secs(10), || c
-        .stat(Stat::Commands)
-        > 200));
+    for w in &writers {
+        assert!(
+            w.wait_for_more(100, Duration::from_secs(10)),
+            "the writers run"
+        );
+    }
 
     let killed = Instant::now();
     cluster.nodes[primary].kill();
@@ -484,10 +514,13 @@ fn killed_primary_recovers_within_seconds_and_never_double_applies() {
         "the replica was promoted"
     );
     let promoted = Instant::now();
-    let commands = c.stat(Stat::Commands);
-    assert!(wait_until(Duration::from_secs(20), || c
-        .stat(Stat::Commands)
-        > commands + 500));
+    // Each writer, whatever the other does, gets writes through again.
+    for (w, api) in writers.iter().zip(["blocking", "async"]) {
+        assert!(
+            w.wait_for_more(250, Duration::from_secs(20)),
+            "{api}: writes resumed after the promotion"
+        );
+    }
     let logs = writers.map(Writer::finish);
 
     for ((log, counter), api) in logs.iter().zip(counters).zip(["blocking", "async"]) {
