@@ -143,6 +143,9 @@ impl Protocol {
     /// Makes room for the `count` replies a pipeline is about to read with
     /// [`Protocol::next_in_batch`].
     pub fn expect_batch(&mut self, count: usize) {
+        // A connection whose pipeline failed midway is broken and never read again, so a new
+        // batch always starts empty.
+        debug_assert!(self.batch.roots.is_empty() && self.batch.buffers.is_empty());
         self.batch.roots.reserve_exact(count);
     }
 
