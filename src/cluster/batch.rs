@@ -121,12 +121,7 @@ pub(crate) fn command(
                 entries: &entries,
                 blocking: None,
             };
-            let started = Instant::now();
-            let mut trace = Trace::default();
-            let result = run_rounds(cluster, executor, &work, started, &mut trace)
-                .and_then(|parts| split.merge(parts));
-            trace.record(cluster, executor, &work, 1, started, result.as_ref().err());
-            return result;
+            return run_counted(cluster, executor, &work, 1, |parts| split.merge(parts));
         }
     };
     let entries = [Entry::encode(
@@ -141,18 +136,13 @@ pub(crate) fn command(
         entries: &entries,
         blocking: blocking_timeout(args),
     };
-    let started = Instant::now();
-    let mut trace = Trace::default();
-    let result =
-        run_rounds(cluster, executor, &work, started, &mut trace).and_then(|mut replies| {
-            let reply = replies.pop().expect("one reply per command");
-            match reply.kind() {
-                ReplyKind::Error => Err(Error::from_reply(reply.as_bytes().unwrap_or_default())),
-                _ => Ok(reply),
-            }
-        });
-    trace.record(cluster, executor, &work, 1, started, result.as_ref().err());
-    result
+    run_counted(cluster, executor, &work, 1, |mut replies| {
+        let reply = replies.pop().expect("one reply per command");
+        match reply.kind() {
+            ReplyKind::Error => Err(Error::from_reply(reply.as_bytes().unwrap_or_default())),
+            _ => Ok(reply),
+        }
+    })
 }
 
 /// Runs a pipeline's `work` to the end and returns one reply per entry, in order (error
@@ -162,10 +152,22 @@ pub(crate) fn run(
     executor: &Executor,
     work: &Work<'_>,
 ) -> Result<Vec<Reply>> {
+    let size = u32::try_from(work.entries.len()).unwrap_or(u32::MAX);
+    run_counted(cluster, executor, work, size, Ok)
+}
+
+/// Runs `work` and makes the caller's result of its replies with `finish`; the outcome is
+/// counted and reported once (as `size` commands), whatever rounds it took.
+fn run_counted<T>(
+    cluster: &Arc<Cluster>,
+    executor: &Executor,
+    work: &Work<'_>,
+    size: u32,
+    finish: impl FnOnce(Vec<Reply>) -> Result<T>,
+) -> Result<T> {
     let started = Instant::now();
     let mut trace = Trace::default();
-    let result = run_rounds(cluster, executor, work, started, &mut trace);
-    let size = u32::try_from(work.entries.len()).unwrap_or(u32::MAX);
+    let result = run_rounds(cluster, executor, work, started, &mut trace).and_then(finish);
     trace.record(
         cluster,
         executor,
