@@ -909,6 +909,19 @@ static void loadavg(char *out, size_t size) {
   }
 }
 
+/* Prints "| name | x | y | x/y | z | brisk/ceiling |" from a row's per-repeat figures: medians,
+   and ratios as medians of per-repeat ratios. */
+static void print_row(const struct row *r, const double *x, const double *y, const double *z) {
+  char sx[32], sy[32], sz[32], xy[32] = "-", bc[32] = "-";
+  fmt(sx, sizeof sx, median(x, r->n), r->unit);
+  fmt(sy, sizeof sy, median(y, r->n), r->unit);
+  fmt(sz, sizeof sz, median(z, r->n), r->unit);
+  double a = ratio_median(x, y, r->n), b = ratio_median(r->b, r->c, r->n);
+  if (isfinite(a)) snprintf(xy, sizeof xy, "%.2fx", a);
+  if (isfinite(b)) snprintf(bc, sizeof bc, "%.2fx", b);
+  printf("| %s | %s | %s | %s | %s | %s |\n", r->name, sx, sy, xy, sz, bc);
+}
+
 /* The second table: the bare socket against hiredis and brisk on the pipeline workload, as rows
    whose ceiling column (c) holds the bare socket's figures. */
 static struct row g_ceil[4];
@@ -929,14 +942,7 @@ static void print_ceiling_table(void) {
     for (int i = 0; i < g_nceil; i++) {
       struct row *r = &g_ceil[i];
       if ((r->unit == OPS) != (pass == 0)) continue;
-      char s[32], h[32], b[32], sh[32] = "-", bs[32] = "-";
-      fmt(s, sizeof s, median(r->c, r->n), r->unit);
-      fmt(h, sizeof h, median(r->h, r->n), r->unit);
-      fmt(b, sizeof b, median(r->b, r->n), r->unit);
-      double x = ratio_median(r->c, r->h, r->n), y = ratio_median(r->b, r->c, r->n);
-      if (isfinite(x)) snprintf(sh, sizeof sh, "%.2fx", x);
-      if (isfinite(y)) snprintf(bs, sizeof bs, "%.2fx", y);
-      printf("| %s | %s | %s | %s | %s | %s |\n", r->name, s, h, sh, b, bs);
+      print_row(r, r->c, r->h, r->b); /* bare, hiredis, bare/hiredis, brisk, brisk/bare */
     }
   }
   printf("\nThe bare socket sends the same batches (the same %d SETs or GETs on the same keys, in "
@@ -966,14 +972,7 @@ static void print_table(void) {
       printf("| %s | %s | | | | |\n", r->name, r->note);
       continue;
     }
-    char b[32], h[32], c[32], bh[32] = "-", bc[32] = "-";
-    fmt(b, sizeof b, median(r->b, r->n), r->unit);
-    fmt(h, sizeof h, median(r->h, r->n), r->unit);
-    fmt(c, sizeof c, median(r->c, r->n), r->unit);
-    double x = ratio_median(r->b, r->h, r->n), y = ratio_median(r->b, r->c, r->n);
-    if (isfinite(x)) snprintf(bh, sizeof bh, "%.2fx", x);
-    if (isfinite(y)) snprintf(bc, sizeof bc, "%.2fx", y);
-    printf("| %s | %s | %s | %s | %s | %s |\n", r->name, b, h, bh, c, bc);
+    print_row(r, r->b, r->h, r->c); /* brisk, hiredis, brisk/hiredis, ceiling, brisk/ceiling */
   }
   char load_end[64];
   loadavg(load_end, sizeof load_end);

@@ -217,14 +217,7 @@ impl Executor {
                 self.observer.stats.bump(Stat::Timeouts);
             }
         }
-        self.record(
-            pool.address_c(),
-            job.name,
-            job.batch_size,
-            started,
-            1,
-            result.as_ref().err(),
-        );
+        self.record_job(pool, job, started, 1, result.as_ref().err());
         result
     }
 
@@ -243,16 +236,7 @@ impl Executor {
             let attempt_started = self.observer.enabled().then(Instant::now);
             let error = match self.attempt(pool, job, deadline, &mut work) {
                 Ok(value) => {
-                    if job.recorded {
-                        self.record(
-                            pool.address_c(),
-                            job.name,
-                            job.batch_size,
-                            started,
-                            attempt + 1,
-                            None,
-                        );
-                    }
+                    self.record_job(pool, job, started, attempt + 1, None);
                     return Ok(value);
                 }
                 Err(e) => e,
@@ -276,16 +260,7 @@ impl Executor {
             let out_of_time = deadline.is_some_and(|d| Instant::now() + delay >= d);
             if verdict != Verdict::Retry || out_of_time {
                 let error = explain(error, verdict, attempt + 1, out_of_time);
-                if job.recorded {
-                    self.record(
-                        pool.address_c(),
-                        job.name,
-                        job.batch_size,
-                        started,
-                        attempt + 1,
-                        Some(&error),
-                    );
-                }
+                self.record_job(pool, job, started, attempt + 1, Some(&error));
                 return Err(error);
             }
             self.observer.stats.bump(Stat::Retries);
@@ -305,6 +280,21 @@ impl Executor {
             std::thread::sleep(delay);
             previous_delay = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
             attempt += 1;
+        }
+    }
+
+    /// [`Executor::record`] for `job` on `pool`, unless its caller counts it (`job.recorded`).
+    fn record_job(
+        &self,
+        pool: &Pool,
+        job: &Job<'_>,
+        started: Option<Instant>,
+        attempts: u32,
+        error: Option<&Error>,
+    ) {
+        if job.recorded {
+            let address = pool.address_c();
+            self.record(address, job.name, job.batch_size, started, attempts, error);
         }
     }
 

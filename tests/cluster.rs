@@ -319,39 +319,49 @@ struct WriterLog {
     successes: Vec<Instant>,
 }
 
+impl WriterLog {
+    /// Records how the SET of `key` ended; `acknowledged` counts the successes for waiters.
+    fn set(&mut self, key: String, outcome: brisk::Result<brisk::Reply>, acknowledged: &AtomicU64) {
+        match outcome {
+            Ok(_) => {
+                self.acknowledged_sets.push(key);
+                self.successes.push(Instant::now());
+                acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.error(&e),
+        }
+    }
+
+    /// Records how an INCR of the counter ended.
+    fn incr(&mut self, outcome: brisk::Result<brisk::Reply>) {
+        match outcome {
+            Ok(_) => self.acknowledged_incrs += 1,
+            Err(e) => {
+                if e.message().contains("may have been applied") {
+                    self.uncertain_incrs += 1;
+                }
+                self.error(&e);
+            }
+        }
+    }
+
+    fn error(&mut self, e: &brisk::Error) {
+        self.errors
+            .push((Instant::now(), e.status(), e.message().to_owned()));
+    }
+}
+
 impl Writer {
-    fn start(client: Arc<Client>, counter: &str) -> Writer {
+    /// Starts a thread that runs `load(log, acknowledged, stop)` until stopped.
+    fn spawn(
+        load: impl FnOnce(&mut WriterLog, &AtomicU64, &AtomicBool) + Send + 'static,
+    ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(AtomicU64::new(0));
-        let counter = counter.to_owned();
         let (flag, count) = (stop.clone(), acknowledged.clone());
         let handle = thread::spawn(move || {
             let mut log = WriterLog::default();
-            let mut i = 0u64;
-            while !flag.load(Ordering::Relaxed) {
-                let key = format!("w:{i}");
-                i += 1;
-                match cmd(&client, &["SET", &key, "x"]) {
-                    Ok(_) => {
-                        log.acknowledged_sets.push(key);
-                        log.successes.push(Instant::now());
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => log
-                        .errors
-                        .push((Instant::now(), e.status(), e.message().to_owned())),
-                }
-                match cmd(&client, &["INCR", &counter]) {
-                    Ok(_) => log.acknowledged_incrs += 1,
-                    Err(e) => {
-                        if e.message().contains("may have been applied") {
-                            log.uncertain_incrs += 1;
-                        }
-                        log.errors
-                            .push((Instant::now(), e.status(), e.message().to_owned()));
-                    }
-                }
-            }
+            load(&mut log, &count, &flag);
             log
         });
         Writer {
@@ -361,46 +371,37 @@ impl Writer {
         }
     }
 
+    /// SETs of fresh keys and INCRs of `counter`, one after the other, as fast as they go.
+    fn start(client: Arc<Client>, counter: &str) -> Writer {
+        let counter = counter.to_owned();
+        Writer::spawn(move |log, acknowledged, stop| {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("w:{i}");
+                i += 1;
+                log.set(key.clone(), cmd(&client, &["SET", &key, "x"]), acknowledged);
+                log.incr(cmd(&client, &["INCR", &counter]));
+            }
+        })
+    }
+
     /// The same load through the async API, `window` commands in flight: SETs of fresh keys
     /// and INCRs of `counter`, alternating.
     fn start_async(client: Arc<Client>, counter: &str, window: usize) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acknowledged = Arc::new(AtomicU64::new(0));
         let counter = counter.to_owned();
-        let (flag, count) = (stop.clone(), acknowledged.clone());
-        let handle =
-            thread::spawn(move || {
-                let mut log = WriterLog::default();
-                let key = |i: u64| format!("wa:{}", i / 2);
-                let next = |i: u64| match i % 2 {
-                    0 => vec!["SET".into(), key(i), "x".into()],
-                    _ => vec!["INCR".into(), counter.clone()],
-                };
-                pump_async(&client, window, u64::MAX, &flag, next, |i, outcome| match (
-                    outcome,
-                    i % 2,
-                ) {
-                    (Ok(_), 0) => {
-                        log.acknowledged_sets.push(key(i));
-                        log.successes.push(Instant::now());
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    (Ok(_), _) => log.acknowledged_incrs += 1,
-                    (Err(e), kind) => {
-                        if kind == 1 && e.message().contains("may have been applied") {
-                            log.uncertain_incrs += 1;
-                        }
-                        log.errors
-                            .push((Instant::now(), e.status(), e.message().to_owned()));
-                    }
-                });
-                log
+        Writer::spawn(move |log, acknowledged, stop| {
+            let key = |i: u64| format!("wa:{}", i / 2);
+            let next = |i: u64| match i % 2 {
+                0 => vec!["SET".into(), key(i), "x".into()],
+                _ => vec!["INCR".into(), counter.clone()],
+            };
+            pump_async(&client, window, u64::MAX, stop, next, |i, outcome| {
+                match i % 2 {
+                    0 => log.set(key(i), outcome, acknowledged),
+                    _ => log.incr(outcome),
+                }
             });
-        Writer {
-            stop,
-            acknowledged,
-            handle,
-        }
+        })
     }
 
     /// Waits until this writer has had `n` more SETs acknowledged.
