@@ -203,6 +203,11 @@ impl Decoder {
 
     /// Any reply, in as many calls as its bytes take to arrive.
     fn decode_general(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
+        // Every step needs a byte past `pos`: a driver looking before it has read anything (a
+        // blocking command's first look) is told so at once.
+        if buf.len() <= self.pos {
+            return Ok(None);
+        }
         loop {
             let mut node = match self.step(buf)? {
                 Step::Incomplete => return Ok(None),
