@@ -1,5 +1,7 @@
-//! The one tokio runtime brisk starts, lazily, for background work (pool maintenance now; the
-//! async API and cluster/Sentinel watchers later). Its threads are named `brisk-runtime`.
+//! The one tokio runtime brisk starts, lazily, for background work: the async API's multiplexed
+//! connections, retry backoffs and callbacks, pool maintenance, and cluster topology reads (on
+//! its blocking threads, at most 8; async blocking commands such as BLPOP get threads of their
+//! own instead, see `async_client::start_blocking`). Its threads are named `brisk-runtime`.
 //!
 //! tokio's threads do not survive `fork()`: a program that forks must create its clients after
 //! the fork.
