@@ -81,12 +81,11 @@ impl Cluster {
         let pool_settings = PoolSettings::from_config(config);
         // Made here (not at the first connect) so that a bad TLS setting fails brisk_client_new.
         let first_pool = Arc::new(node_pool(
-            config,
-            first,
+            ConnectSettings::new(config, endpoint(first))?,
             read_from,
             &pool_settings,
             &observer,
-        )?);
+        ));
         let pools = HashMap::from([(first.clone(), first_pool.clone())]);
         Ok(Cluster {
             first_seed_pool: first_pool,
@@ -143,13 +142,18 @@ impl Cluster {
         if let Some(pool) = pools.get(node) {
             return Ok(pool.clone());
         }
+        // Runs on a runtime worker for async commands: nothing here may block (the TLS
+        // configuration is the first seed's, not read from disk again).
+        let settings = self
+            .first_seed_pool
+            .connect_settings()
+            .for_endpoint(&self.config, endpoint(node))?;
         let pool = Arc::new(node_pool(
-            &self.config,
-            node,
+            settings,
             self.read_from,
             &self.pool_settings,
             &self.observer,
-        )?);
+        ));
         pools.insert(node.clone(), pool.clone());
         Ok(pool)
     }
@@ -423,15 +427,13 @@ impl Cluster {
 /// on a primary), so a replica serves reads and a primary demoted by a failover answers writes
 /// with MOVED.
 fn node_pool(
-    config: &Config,
-    node: &NodeAddress,
+    mut settings: ConnectSettings,
     read_from: ReadFrom,
     pool_settings: &PoolSettings,
     observer: &Arc<Observer>,
-) -> Result<Pool> {
-    let mut settings = ConnectSettings::new(config, endpoint(node))?;
+) -> Pool {
     settings.handshake.readonly = read_from != ReadFrom::Primary;
-    Ok(Pool::new(settings, pool_settings.clone(), observer.clone()))
+    Pool::new(settings, pool_settings.clone(), observer.clone())
 }
 
 fn endpoint(node: &NodeAddress) -> Endpoint {

@@ -37,17 +37,35 @@ pub struct ConnectSettings {
 
 impl ConnectSettings {
     pub fn new(cfg: &Config, endpoint: Endpoint) -> Result<ConnectSettings> {
-        let tls = if cfg.tls.enabled {
-            let host = match &endpoint {
-                Endpoint::Tcp { host, .. } => host.as_str(),
-                Endpoint::Unix(_) => "localhost",
-            };
-            Some((
-                tls::client_config(&cfg.tls)?,
-                tls::server_name(&cfg.tls, host)?,
-            ))
-        } else {
-            None
+        let tls = match cfg.tls.enabled {
+            true => Some(tls::client_config(&cfg.tls)?),
+            false => None,
+        };
+        ConnectSettings::with_tls(cfg, endpoint, tls)
+    }
+
+    /// The same settings for another node of the same deployment (a cluster node learnt from
+    /// the topology): the TLS configuration, whose certificates were read from disk once, is
+    /// shared rather than built again.
+    pub fn for_endpoint(&self, cfg: &Config, endpoint: Endpoint) -> Result<ConnectSettings> {
+        let tls = self.tls.as_ref().map(|(config, _)| config.clone());
+        ConnectSettings::with_tls(cfg, endpoint, tls)
+    }
+
+    fn with_tls(
+        cfg: &Config,
+        endpoint: Endpoint,
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<ConnectSettings> {
+        let tls = match tls_config {
+            Some(config) => {
+                let host = match &endpoint {
+                    Endpoint::Tcp { host, .. } => host.as_str(),
+                    Endpoint::Unix(_) => "localhost",
+                };
+                Some((config, tls::server_name(&cfg.tls, host)?))
+            }
+            None => None,
         };
         let address = endpoint.address();
         Ok(ConnectSettings {
@@ -425,5 +443,38 @@ impl Connection {
                 Err(e) => return Err(self.fail(&e, "read from").sent(true)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(host: &str, port: u16) -> Endpoint {
+        Endpoint::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// A cluster node's settings share the seed's TLS configuration (no certificate read per
+    /// node) but name their own server and address.
+    #[test]
+    fn settings_for_another_node_share_the_tls_configuration() {
+        let mut cfg = Config::default();
+        cfg.tls.enabled = true;
+        cfg.tls.insecure_skip_verify = true;
+        let seed = ConnectSettings::new(&cfg, tcp("seed.example", 7000)).unwrap();
+        let node = seed.for_endpoint(&cfg, tcp("node2.example", 7001)).unwrap();
+        let (seed_tls, seed_name) = seed.tls.as_ref().unwrap();
+        let (node_tls, node_name) = node.tls.as_ref().unwrap();
+        assert!(Arc::ptr_eq(seed_tls, node_tls));
+        assert_eq!(seed_name.to_str(), "seed.example");
+        assert_eq!(node_name.to_str(), "node2.example");
+        assert_eq!(&*node.address, "node2.example:7001");
+
+        cfg.tls.enabled = false;
+        let plain = ConnectSettings::new(&cfg, tcp("seed.example", 7000)).unwrap();
+        assert!(plain.for_endpoint(&cfg, tcp("n", 1)).unwrap().tls.is_none());
     }
 }
