@@ -36,7 +36,10 @@ pub struct Protocol {
 #[derive(Default)]
 struct Batch {
     roots: Vec<Node>,
+    /// The pieces split off the input buffer: piece `k` holds the strings of the roots up to
+    /// `ends[k]` (from `ends[k - 1]`).
     buffers: Vec<Bytes>,
+    ends: Vec<usize>,
     /// Roots from here on still hold offsets into the input buffer.
     unsealed: usize,
 }
@@ -184,14 +187,37 @@ impl Protocol {
     /// The pipeline's replies decoded by [`Protocol::next_in_batch`], as one array. Called
     /// right after the last of them was decoded (nothing of a next reply consumed yet).
     pub fn take_batch(&mut self) -> Reply {
+        let batch = self.finish_batch();
+        // SAFETY: every root was rebased onto the buffer split off with it.
+        unsafe { Reply::from_batch(ReplyKind::Array, batch.roots, batch.buffers) }
+    }
+
+    /// [`Protocol::take_batch`] as one reply per command, each keeping only the piece of the
+    /// read buffer its own strings are in (a cluster batch hands its replies out one by one).
+    pub fn take_batch_replies(&mut self) -> Vec<Reply> {
+        let batch = self.finish_batch();
+        let mut replies = Vec::with_capacity(batch.roots.len());
+        let mut roots = batch.roots.into_iter();
+        let mut start = 0;
+        for (buffer, &end) in batch.buffers.iter().zip(&batch.ends) {
+            for root in roots.by_ref().take(end - start) {
+                // SAFETY: the roots up to `end` were rebased onto `buffer` when it was split off.
+                replies.push(unsafe { Reply::from_buffer(root, buffer.clone()) });
+            }
+            start = end;
+        }
+        replies
+    }
+
+    /// Seals what is left and hands the batch over, leaving an empty one.
+    fn finish_batch(&mut self) -> Batch {
         self.seal_batch();
         let mut batch = std::mem::take(&mut self.batch);
         // Only a reply consumed after the last batched one could keep them unsealed, and none
         // is decoded before this is called; should one be, its offsets must not escape.
         debug_assert_eq!(batch.unsealed, batch.roots.len());
         batch.roots.truncate(batch.unsealed);
-        // SAFETY: every root kept was rebased onto the buffer split off with it.
-        unsafe { Reply::from_batch(ReplyKind::Array, batch.roots, batch.buffers) }
+        batch
     }
 
     /// Splits the batched replies off the input buffer and points their strings into it.
@@ -206,6 +232,7 @@ impl Protocol {
         }
         self.batch.unsealed = self.batch.roots.len();
         self.batch.buffers.push(bytes);
+        self.batch.ends.push(self.batch.unsealed);
     }
 }
 
@@ -275,6 +302,18 @@ mod tests {
             // And elements live on after the array is split up.
             let parts = batch.into_elements();
             assert_eq!(parts[1].as_str(), Some("hello"));
+            // One reply per command, each with its own piece of the buffer: the same replies.
+            let mut q = Protocol::default();
+            let mut decoded = 0;
+            for piece in stream.chunks(chunk) {
+                q.input_buffer().extend_from_slice(piece);
+                while decoded < expected.len() && q.next_in_batch().unwrap() {
+                    decoded += 1;
+                }
+            }
+            let replies: Vec<String> =
+                q.take_batch_replies().iter().map(|r| format!("{r:?}")).collect();
+            assert_eq!(replies, expected, "chunk {chunk}, one by one");
         }
     }
 

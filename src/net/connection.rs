@@ -308,14 +308,23 @@ impl Connection {
 
     /// Sends already encoded commands and reads `count` replies, error replies included.
     pub fn pipeline(&mut self, encoded: &[u8], count: usize) -> Result<Vec<Reply>> {
-        self.pipeline_array(encoded, count)
-            .map(Reply::into_elements)
+        self.pipeline_then(encoded, count, Protocol::take_batch_replies)
     }
 
     /// Like [`Connection::pipeline`], with the replies as one array whose strings stay in the
     /// buffers they were read into (split off once per read, not once per reply): no work per
     /// reply beyond decoding it.
     pub fn pipeline_array(&mut self, encoded: &[u8], count: usize) -> Result<Reply> {
+        self.pipeline_then(encoded, count, Protocol::take_batch)
+    }
+
+    /// Sends `encoded`, decodes `count` replies in place and hands them over with `take`.
+    fn pipeline_then<T>(
+        &mut self,
+        encoded: &[u8],
+        count: usize,
+        take: impl FnOnce(&mut Protocol) -> T,
+    ) -> Result<T> {
         let sent_before = self.wire_sent;
         self.proto.queue_encoded(encoded);
         self.proto.expect_batch(count);
@@ -333,7 +342,7 @@ impl Connection {
                     Ok(true)
                 })
             })
-            .map(|()| self.proto.take_batch())
+            .map(|()| take(&mut self.proto))
             .map_err(|e| self.check_reuse(e, sent_before))?;
         self.unchecked = false;
         Ok(replies)

@@ -11,6 +11,7 @@
 //! never outlive the bytes it points to.
 
 use bytes::Bytes;
+use std::sync::Arc;
 use std::fmt;
 
 /// The type of a reply node. The numbers are the C API's `brisk_reply_type` values.
@@ -219,11 +220,12 @@ impl fmt::Debug for Node {
     }
 }
 
-/// The buffers a reply's strings point into.
+/// The buffers a reply's strings point into. A list is shared, so that splitting an aggregate
+/// into its elements costs one reference count per element, not a copy of the list.
 enum Buffers {
     None,
     One(Bytes),
-    Many(Vec<Bytes>),
+    Many(Arc<[Bytes]>),
 }
 
 /// A top-level reply: its root node and the buffers that keep every string in the tree alive.
@@ -290,12 +292,12 @@ impl Reply {
             match item.buffers {
                 Buffers::None => {}
                 Buffers::One(b) => buffers.push(b),
-                Buffers::Many(bs) => buffers.extend(bs),
+                Buffers::Many(bs) => buffers.extend(bs.iter().cloned()),
             }
         }
         Reply {
             root: Node::aggregate(kind, nodes),
-            buffers: Buffers::Many(buffers),
+            buffers: Buffers::Many(buffers.into()),
         }
     }
 
@@ -312,7 +314,7 @@ impl Reply {
         let buffers = match buffers.len() {
             0 => Buffers::None,
             1 => Buffers::One(buffers.pop().expect("one buffer")),
-            _ => Buffers::Many(buffers),
+            _ => Buffers::Many(buffers.into()),
         };
         Reply {
             root: Node::aggregate(kind, roots),
