@@ -135,9 +135,8 @@ pub(crate) struct ClusterRoute {
     primary_only: bool,
     redirects: u32,
     cycles: u32,
-    /// The node of the latest attempt, and the topology generation it was routed by.
+    /// The node of the latest attempt.
     node: Option<(NodeAddress, Arc<Pool>)>,
-    generation: u64,
 }
 
 impl ClusterRoute {
@@ -149,7 +148,6 @@ impl ClusterRoute {
             redirects: 0,
             cycles: 0,
             node: None,
-            generation: 0,
         }
     }
 }
@@ -198,15 +196,12 @@ fn send(shared: &Arc<Shared>, mux: &Mux, job: Job, encoded: Bytes, skip_replies:
 fn dispatch_to_node(shared: &Arc<Shared>, cluster: &Arc<Cluster>, mut job: Job) {
     let route = job.route.as_mut().expect("a cluster command has a route");
     let target = match &route.ask {
-        Some(node) => Ok(Some((node.clone(), route.generation))),
+        Some(node) => Ok(Some(node.clone())),
         None => cluster.known_node_for(route.slot, job.read_only, route.primary_only),
     };
-    let (node, generation) = match target {
-        Ok(Some(target)) => target,
-        Ok(None) => {
-            let seen = cluster.topology().generation;
-            return later(shared.clone(), job, Duration::ZERO, Some(seen));
-        }
+    let node = match target {
+        Ok(Some(node)) => node,
+        Ok(None) => return later(shared.clone(), job, Duration::ZERO, true),
         // A slot without a primary (a failover in progress) waits like a failed node.
         Err(e) if e.status() == Status::ClusterDown => {
             return cluster_attempt_failed(shared, job, e);
@@ -228,7 +223,6 @@ fn dispatch_to_node(shared: &Arc<Shared>, cluster: &Arc<Cluster>, mut job: Job) 
         None => (job.encoded.clone(), 0),
     };
     route.node = Some((node, pool));
-    route.generation = generation;
     send(shared, &mux, job, encoded, skip_replies);
 }
 
@@ -309,18 +303,18 @@ fn settle(shared: Arc<Shared>, mut job: Job, result: Result<Reply>) {
     }
     job.attempt += 1;
     job.previous_delay = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
-    later(shared, job, delay, None);
+    later(shared, job, delay, false);
 }
 
 /// A cluster answer (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY) in `reply`: acts on it as the
-/// blocking path does and returns when to send the command again (after a pause, after reading
-/// the topology seen at generation N), unless the redirection rounds have run out (the answer is
-/// then the caller's).
+/// blocking path does and returns when to send the command again (after a pause, and whether
+/// after reading the topology), unless the redirection rounds have run out (the answer is then
+/// the caller's).
 fn follow_redirection(
     shared: &Arc<Shared>,
     job: &mut Job,
     reply: &Reply,
-) -> Option<(Duration, Option<u64>)> {
+) -> Option<(Duration, bool)> {
     let (Some(cluster), Some(route)) = (shared.cluster(), job.route.as_mut()) else {
         return None;
     };
@@ -336,7 +330,7 @@ fn follow_redirection(
     if job.deadline.is_some_and(|d| Instant::now() + pause >= d) {
         return None;
     }
-    Some((pause, next.refresh.then_some(route.generation)))
+    Some((pause, next.refresh))
 }
 
 /// A cluster node failed this attempt (CONNECTION, TIMEOUT): it leaves the startup nodes, and
@@ -376,44 +370,66 @@ fn cluster_attempt_failed(shared: &Arc<Shared>, mut job: Job, error: Error) {
     shared.executor.observer.stats.bump(Stat::Retries);
     route.ask = None;
     route.primary_only = true;
-    let seen = route.generation;
-    later(shared.clone(), job, pause, Some(seen));
+    later(shared.clone(), job, pause, true);
 }
 
-/// Sends `job` again after `delay` (and, given the generation of the slot map it was routed by,
-/// after reading the topology on a blocking thread). The client closing meanwhile completes it
-/// with CLOSED.
-fn later(shared: Arc<Shared>, job: Job, delay: Duration, refresh: Option<u64>) {
-    if delay.is_zero() && refresh.is_none() {
+/// Sends `job` again after `delay` and, with `refresh`, once the cluster's topology has been read
+/// again (one read on a blocking thread, shared by every command waiting for it). The client
+/// closing meanwhile completes it with CLOSED, the command deadline with TIMEOUT.
+fn later(shared: Arc<Shared>, job: Job, delay: Duration, refresh: bool) {
+    if delay.is_zero() && !refresh {
         return dispatch(&shared, job);
     }
+    if !crate::runtime::is_running() {
+        let error = Error::new(
+            Status::Internal,
+            "the async runtime is not running (could not start its threads)",
+        );
+        return finish(&shared, job, Err(error));
+    }
     let mut closed = shared.async_state.closed.subscribe();
+    let deadline = job.deadline;
     crate::runtime::spawn(async move {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+        let wait = async {
+            tokio::time::sleep(delay).await;
+            match (refresh, shared.cluster()) {
+                (true, Some(cluster)) => cluster.fresh_topology().await,
+                _ => Ok(()),
+            }
+        };
+        let expiry = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let refreshed = tokio::select! {
+            refreshed = wait => refreshed,
             _ = closed.wait_for(|closed| *closed) => {
-                let error = Error::new(Status::Closed, "the client was closed during a retry backoff");
+                let error = Error::new(Status::Closed, "the client was closed before the command was sent again");
                 return finish(&shared, job, Err(error));
             }
-        }
-        if let (Some(seen), Some(cluster)) = (refresh, shared.cluster().cloned()) {
-            let read = tokio::task::spawn_blocking(move || cluster.refresh(seen)).await;
-            let unknown = shared
-                .cluster()
-                .is_some_and(|c| c.topology().slots.shards().is_empty());
-            // With no map at all the command cannot be routed: a failed read ends this attempt.
-            // With an old one it is routed by that, and fails in turn if the map is wrong.
-            if unknown {
-                let error = match read {
-                    Ok(Err(e)) => e,
-                    _ => Error::new(Status::Connection, "the cluster topology could not be read"),
-                };
-                return cluster_attempt_failed(&shared, job, error);
+            _ = expiry => {
+                shared.executor.observer.stats.bump(Stat::Timeouts);
+                let error = Error::new(Status::Timeout, "command deadline reached before the command could be sent again");
+                return finish(&shared, job, Err(error));
             }
+        };
+        // With no map at all the command cannot be routed: a failed read ends this attempt.
+        // With an old one it is routed by that, and fails in turn if the map is wrong.
+        let unknown = shared
+            .cluster()
+            .is_some_and(|c| c.topology().slots.shards().is_empty());
+        if unknown {
+            let error = refreshed.err().unwrap_or_else(|| {
+                Error::new(Status::Connection, "the cluster topology could not be read")
+            });
+            return cluster_attempt_failed(&shared, job, error);
         }
         dispatch(&shared, job);
     });
 }
+
 /// Counts the outcome, reports it, and runs the caller's callback.
 pub(crate) fn finish(shared: &Shared, job: Job, result: Result<Reply>) {
     shared.executor.record(
@@ -496,6 +512,8 @@ pub(crate) fn start_blocking(
     let spawned = std::thread::Builder::new()
         .name("brisk-runtime".into())
         .spawn(move || {
+            // A brisk thread like the runtime's: see `runtime::enter`.
+            let _runtime = crate::runtime::enter();
             let slices: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             let result = worker.command(&crate::resp::Args::from_slices(&slices));
             run_callback(callback, result);

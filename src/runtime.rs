@@ -44,3 +44,15 @@ pub fn spawn_blocking(work: impl FnOnce() + Send + 'static) -> bool {
         None => false,
     }
 }
+
+/// Makes the calling thread count as one of the runtime's for as long as the guard lives: the
+/// threads brisk starts for blocking commands run callbacks, and a callback that frees its
+/// client must find `close` not waiting for that very callback (see `AsyncState::close`).
+pub fn enter() -> Option<tokio::runtime::EnterGuard<'static>> {
+    RUNTIME.as_ref().map(Runtime::enter)
+}
+
+/// Whether the runtime is there (it could not be started when the process is out of threads).
+pub fn is_running() -> bool {
+    RUNTIME.is_some()
+}

@@ -1365,6 +1365,48 @@ fn many_blocking_commands_each_wait_without_starving_the_others() {
     all_on_runtime_threads(&outcomes);
 }
 
+/// Freeing the client from a blocking command's callback (which the header forbids, but which
+/// must not hang): `brisk_client_free` returns instead of waiting for the callback it runs in.
+#[test]
+fn a_blocking_commands_callback_that_frees_the_client_does_not_hang() {
+    static FREED: AtomicBool = AtomicBool::new(false);
+    unsafe extern "C" fn free_client(
+        userdata: *mut c_void,
+        _status: brisk_status,
+        _message: *const c_char,
+        reply: *mut brisk_reply,
+    ) {
+        // SAFETY: userdata is the client, which nothing else uses any more.
+        unsafe {
+            brisk_reply_free(reply);
+            brisk_client_free(userdata.cast());
+        }
+        FREED.store(true, SeqCst);
+    }
+    let server = RedisServer::start();
+    let c = CClient::new(&server.url(), Retry::default());
+    let client = std::mem::replace(&mut { c }.ptr, std::ptr::null_mut());
+    let args: [&[u8]; 3] = [b"BLPOP", b"nothing", b"0.1"];
+    let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr().cast()).collect();
+    let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
+    // SAFETY: the client is live; the callback takes it over.
+    let rc = unsafe {
+        brisk_command_async(
+            client,
+            3,
+            argv.as_ptr(),
+            lens.as_ptr(),
+            Some(free_client),
+            client.cast(),
+        )
+    };
+    assert_eq!(rc, BRISK_OK);
+    assert!(
+        wait_until(Duration::from_secs(10), || FREED.load(SeqCst)),
+        "the callback's brisk_client_free returned"
+    );
+}
+
 #[test]
 fn blpop_timeout_is_its_own_not_the_read_timeout() {
     let server = RedisServer::start();

@@ -19,7 +19,11 @@ use support::{
 };
 
 fn client(cluster: &RedisCluster) -> Client {
-    Client::new(&cluster.config()).expect("Client::new")
+    client_from(&cluster.config())
+}
+
+fn client_from(cfg: &brisk::Config) -> Client {
+    Client::new(cfg).expect("Client::new")
 }
 
 fn slot(key: &str) -> u16 {
@@ -711,6 +715,63 @@ fn tryagain_mid_migration_is_waited_out() {
         "the old owner answered TRYAGAIN: {errorstats}"
     );
     eprintln!("TRYAGAIN: {} redirects followed", c.stat(Stat::Redirects));
+}
+
+/// No node answers: async commands waiting for the topology share its reads (one at a time, on
+/// one blocking thread) instead of queueing a read each, so they all fail within the cluster
+/// attempts' pauses, freeing the client does not wait for queued reads, and the runtime's
+/// blocking threads stay free for everyone else.
+#[test]
+fn async_commands_share_topology_reads_when_no_node_answers() {
+    let nobody = support::closed_port();
+    let mut cfg = brisk::Config::default();
+    cfg.set_mode(brisk::config::Mode::Cluster);
+    cfg.add_node("127.0.0.1", nobody.port()).unwrap();
+    let server = support::RedisServer::start();
+    let bystander = Client::new(&server.config()).unwrap();
+
+    let c = client_from(&cfg);
+    let started = Instant::now();
+    let never = AtomicBool::new(false);
+    let mut failures = Vec::new();
+    let get = |i: u64| vec!["GET".into(), format!("k{i}")];
+    pump_async(&c, 200, 200, &never, get, |_, outcome| {
+        failures.push(outcome.expect_err("no node answers"))
+    });
+    let took = started.elapsed();
+    assert_eq!(failures.len(), 200);
+    for e in &failures {
+        assert_eq!(e.status(), Status::Connection, "{}", e.message());
+    }
+    assert!(
+        took < Duration::from_secs(10),
+        "200 commands failed after {took:?}"
+    );
+
+    // Commands still waiting for reads when the client is freed: free does not wait for them.
+    let c = client_from(&cfg);
+    for i in 0..200 {
+        let key = format!("k{i}");
+        let args: [&[u8]; 2] = [b"GET", key.as_bytes()];
+        c.command_async(&brisk::Args::from_slices(&args), Box::new(|_| {}))
+            .unwrap();
+    }
+    // Meanwhile a client of another server is not held up by them.
+    let ping = Instant::now();
+    assert_eq!(text(&call_async(&bystander, &["PING"]).unwrap()), "PONG");
+    assert!(
+        ping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        ping.elapsed()
+    );
+    let freeing = Instant::now();
+    drop(c);
+    assert!(
+        freeing.elapsed() < Duration::from_secs(3),
+        "free took {:?}",
+        freeing.elapsed()
+    );
+    eprintln!("no node answers: 200 async commands failed in {took:?}");
 }
 
 #[test]

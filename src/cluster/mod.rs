@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// The slot map as of one refresh (or MOVED), with a generation number: callers remember the
 /// generation they routed with, so that only the first of many who saw a stale map refreshes it.
@@ -55,6 +56,10 @@ pub(crate) struct Cluster {
     refreshing: Mutex<Option<Instant>>,
     generations: AtomicU64,
     background_refresh_queued: AtomicBool,
+    /// Background topology reads finished (successful or not), for async commands waiting for
+    /// one; and how the last one failed, if it did.
+    background_refreshes: watch::Sender<u64>,
+    last_background_failure: Mutex<Option<Error>>,
     closed: AtomicBool,
 }
 
@@ -105,6 +110,8 @@ impl Cluster {
             refreshing: Mutex::new(None),
             generations: AtomicU64::new(0),
             background_refresh_queued: AtomicBool::new(false),
+            background_refreshes: watch::channel(0).0,
+            last_background_failure: Mutex::new(None),
             closed: AtomicBool::new(false),
         })
     }
@@ -192,13 +199,13 @@ impl Cluster {
         slot: Option<u16>,
         read_only: bool,
         primary_only: bool,
-    ) -> Result<Option<(NodeAddress, u64)>> {
+    ) -> Result<Option<NodeAddress>> {
         let topology = self.topology();
         if topology.slots.shards().is_empty() {
             return Ok(None);
         }
-        let node = self.pick(&topology, slot, read_only, primary_only)?;
-        Ok(Some((node, topology.generation)))
+        self.pick(&topology, slot, read_only, primary_only)
+            .map(Some)
     }
 
     fn pick(
@@ -254,19 +261,52 @@ impl Cluster {
         self.queue_refresh();
     }
 
-    /// Refreshes the topology on a runtime thread, unless one is queued already.
-    pub fn queue_refresh(self: &Arc<Self>) {
+    /// Refreshes the topology on a runtime thread, unless one is queued already. False when no
+    /// thread could be started for it.
+    pub fn queue_refresh(self: &Arc<Self>) -> bool {
         if self.background_refresh_queued.swap(true, Relaxed) {
-            return;
+            return true;
         }
         let cluster = self.clone();
         let generation = self.topology().generation;
         let queued = crate::runtime::spawn_blocking(move || {
-            let _ = cluster.refresh(generation);
+            let failure = cluster.refresh(generation).err();
+            *cluster
+                .last_background_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = failure;
+            // Cleared before the count moves: whoever sees the new count and asks again gets a
+            // new read, not a "queued already" for this finished one.
             cluster.background_refresh_queued.store(false, Relaxed);
+            cluster.background_refreshes.send_modify(|n| *n += 1);
         });
         if !queued {
             self.background_refresh_queued.store(false, Relaxed);
+        }
+        queued
+    }
+
+    /// Waits (without blocking a thread) until a background topology read that starts after
+    /// this call has finished; its failure, if it failed. Many callers share one read.
+    pub async fn fresh_topology(self: &Arc<Self>) -> Result<()> {
+        let mut finished = self.background_refreshes.subscribe();
+        let seen = *finished.borrow_and_update();
+        if !self.queue_refresh() {
+            return Err(Error::new(
+                Status::Internal,
+                "the async runtime is not running (could not start its threads)",
+            ));
+        }
+        // The sender lives as long as the cluster, which the caller holds.
+        let _ = finished.wait_for(|n| *n > seen).await;
+        match self
+            .last_background_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            Some(failure) => Err(failure),
+            None => Ok(()),
         }
     }
 
@@ -285,6 +325,9 @@ impl Cluster {
     /// first answer that assigns slots.
     pub fn refresh(&self, seen: u64) -> Result<Arc<Topology>> {
         let mut last = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_closed() {
+            return Err(crate::pool::closed());
+        }
         let current = self.topology();
         if current.generation != seen && !current.slots.shards().is_empty() {
             return Ok(current);

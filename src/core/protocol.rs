@@ -311,8 +311,11 @@ mod tests {
                     decoded += 1;
                 }
             }
-            let replies: Vec<String> =
-                q.take_batch_replies().iter().map(|r| format!("{r:?}")).collect();
+            let replies: Vec<String> = q
+                .take_batch_replies()
+                .iter()
+                .map(|r| format!("{r:?}"))
+                .collect();
             assert_eq!(replies, expected, "chunk {chunk}, one by one");
         }
     }

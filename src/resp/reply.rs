@@ -11,8 +11,8 @@
 //! never outlive the bytes it points to.
 
 use bytes::Bytes;
-use std::sync::Arc;
 use std::fmt;
+use std::sync::Arc;
 
 /// The type of a reply node. The numbers are the C API's `brisk_reply_type` values.
 #[repr(u8)]
