@@ -81,8 +81,20 @@ pub(crate) unsafe fn try_str<'a>(ptr: *const c_char, arg: &str) -> Result<&'a st
         .map_err(|_| Error::invalid_argument(format!("{arg}: not valid UTF-8")))
 }
 
+/// A thread's last-error message; a thread that ends holding one gives up its place in
+/// [`THREADS_WITH_AN_ERROR`].
+struct LastError(RefCell<Option<CString>>);
+
+impl Drop for LastError {
+    fn drop(&mut self) {
+        if self.0.get_mut().is_some() {
+            THREADS_WITH_AN_ERROR.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
 thread_local! {
-    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+    static LAST_ERROR: LastError = const { LastError(RefCell::new(None)) };
 }
 
 /// How many threads hold a last-error message. Every call clears its thread's message, and a
@@ -95,7 +107,7 @@ fn set_last_error(message: &str) {
     // An interior NUL would truncate the C string; show it instead.
     let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
     LAST_ERROR.with(|slot| {
-        if slot.borrow_mut().replace(text).is_none() {
+        if slot.0.borrow_mut().replace(text).is_none() {
             THREADS_WITH_AN_ERROR.fetch_add(1, Relaxed);
         }
     });
@@ -106,7 +118,7 @@ fn clear_last_error() {
         return;
     }
     LAST_ERROR.with(|slot| {
-        if let Ok(mut slot) = slot.try_borrow_mut() {
+        if let Ok(mut slot) = slot.0.try_borrow_mut() {
             if slot.take().is_some() {
                 THREADS_WITH_AN_ERROR.fetch_sub(1, Relaxed);
             }
@@ -117,7 +129,7 @@ fn clear_last_error() {
 /// The calling thread's last error message, "" when there is none. Valid until the next call
 /// that sets or clears it on this thread.
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|slot| match &*slot.borrow() {
+    LAST_ERROR.with(|slot| match &*slot.0.borrow() {
         Some(text) => text.as_ptr(),
         None => c"".as_ptr(),
     })
