@@ -149,6 +149,7 @@ impl Protocol {
         // A connection whose pipeline failed midway is broken and never read again, so a new
         // batch always starts empty.
         debug_assert!(self.batch.roots.is_empty() && self.batch.buffers.is_empty());
+        debug_assert!(self.batch.ends.is_empty() && self.batch.unsealed == 0);
         self.batch.roots.reserve_exact(count);
     }
 
@@ -187,37 +188,45 @@ impl Protocol {
     /// The pipeline's replies decoded by [`Protocol::next_in_batch`], as one array. Called
     /// right after the last of them was decoded (nothing of a next reply consumed yet).
     pub fn take_batch(&mut self) -> Reply {
-        let batch = self.finish_batch();
+        let (roots, buffers) = self.finish_batch();
         // SAFETY: every root was rebased onto the buffer split off with it.
-        unsafe { Reply::from_batch(ReplyKind::Array, batch.roots, batch.buffers) }
+        unsafe { Reply::from_batch(ReplyKind::Array, roots, buffers) }
     }
 
     /// [`Protocol::take_batch`] as one reply per command, each keeping only the piece of the
     /// read buffer its own strings are in (a cluster batch hands its replies out one by one).
     pub fn take_batch_replies(&mut self) -> Vec<Reply> {
-        let batch = self.finish_batch();
-        let mut replies = Vec::with_capacity(batch.roots.len());
-        let mut roots = batch.roots.into_iter();
+        self.seal_batch();
+        let ends = std::mem::take(&mut self.batch.ends);
+        let (roots, buffers) = self.finish_batch();
+        let mut replies = Vec::with_capacity(roots.len());
+        let mut roots = roots.into_iter();
         let mut start = 0;
-        for (buffer, &end) in batch.buffers.iter().zip(&batch.ends) {
+        for (buffer, &end) in buffers.iter().zip(&ends) {
             for root in roots.by_ref().take(end - start) {
                 // SAFETY: the roots up to `end` were rebased onto `buffer` when it was split off.
                 replies.push(unsafe { Reply::from_buffer(root, buffer.clone()) });
             }
             start = end;
         }
+        self.batch.ends = ends;
+        self.batch.ends.clear();
         replies
     }
 
-    /// Seals what is left and hands the batch over, leaving an empty one.
-    fn finish_batch(&mut self) -> Batch {
+    /// Seals what is left and hands the roots and buffers over; the batch is empty afterwards
+    /// (its bookkeeping keeps its allocation for the next one).
+    fn finish_batch(&mut self) -> (Vec<Node>, Vec<Bytes>) {
         self.seal_batch();
-        let mut batch = std::mem::take(&mut self.batch);
+        let batch = &mut self.batch;
+        let mut roots = std::mem::take(&mut batch.roots);
         // Only a reply consumed after the last batched one could keep them unsealed, and none
         // is decoded before this is called; should one be, its offsets must not escape.
-        debug_assert_eq!(batch.unsealed, batch.roots.len());
-        batch.roots.truncate(batch.unsealed);
-        batch
+        debug_assert_eq!(batch.unsealed, roots.len());
+        roots.truncate(batch.unsealed);
+        batch.unsealed = 0;
+        batch.ends.clear();
+        (roots, std::mem::take(&mut batch.buffers))
     }
 
     /// Splits the batched replies off the input buffer and points their strings into it.
