@@ -7,8 +7,9 @@
 //! slot map known at the time, and the cluster's answers and node failures are followed by the
 //! blocking path's rules (`cluster::batch`): MOVED, ASK (the command sent again behind `ASKING`),
 //! TRYAGAIN, CLUSTERDOWN and READONLY within the redirection rounds, a failed node ending a
-//! whole-cluster attempt. Pauses are timers and topology reads run on the runtime's blocking
-//! threads, so neither the caller's thread nor a runtime worker ever waits for them.
+//! whole-cluster attempt. Pauses are timers, and a topology read is one background read shared
+//! by every command waiting for it (`Cluster::fresh_topology`), so neither the caller's thread
+//! nor a runtime worker ever blocks on them.
 //!
 //! Blocking commands (BLPOP, XREAD BLOCK, ...) would stall every request pipelined behind them
 //! on a shared connection, and a command whose keys span slots is split and merged: these run
