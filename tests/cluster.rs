@@ -422,6 +422,32 @@ impl Writer {
     }
 }
 
+/// The two writers of the fault tests: through the blocking API and the async one.
+const WRITER_APIS: [&str; 2] = ["blocking", "async"];
+
+/// A blocking and an async writer (20 in flight) on `client`, each INCRing its own counter;
+/// returns once both have writes acknowledged.
+fn start_writers(client: &Arc<Client>, counters: [&str; 2]) -> [Writer; 2] {
+    let writers = [
+        Writer::start(client.clone(), counters[0]),
+        Writer::start_async(client.clone(), counters[1], 20),
+    ];
+    for w in &writers {
+        assert!(
+            w.wait_for_more(100, Duration::from_secs(10)),
+            "the writers run"
+        );
+    }
+    writers
+}
+
+/// Waits until each writer, whatever the other does, has 250 more SETs acknowledged.
+fn wait_for_writers(writers: &[Writer; 2], timeout: Duration, what: &str) {
+    for (w, api) in writers.iter().zip(WRITER_APIS) {
+        assert!(w.wait_for_more(250, timeout), "{api}: {what}");
+    }
+}
+
 /// Checks that every acknowledged SET is there; returns how many are missing.
 fn missing_sets(client: &Client, log: &WriterLog) -> usize {
     let mut missing = 0;
@@ -442,16 +468,7 @@ fn manual_failover_under_load_loses_nothing_and_surfaces_no_error() {
     let counters = ["{counter}:failover", "{counter}:failover-async"];
     let primary = cluster.primary_of_slot(0, slot(counters[0]));
     let replica = cluster.replica_of(primary);
-    let writers = [
-        Writer::start(c.clone(), counters[0]),
-        Writer::start_async(c.clone(), counters[1], 20),
-    ];
-    for w in &writers {
-        assert!(
-            w.wait_for_more(100, Duration::from_secs(10)),
-            "the writers run"
-        );
-    }
+    let writers = start_writers(&c, counters);
 
     cluster.nodes[replica].cli(&["CLUSTER", "FAILOVER"]);
     assert!(
@@ -460,15 +477,14 @@ fn manual_failover_under_load_loses_nothing_and_surfaces_no_error() {
         "the replica took over:\n{}",
         cluster.describe()
     );
-    for (w, api) in writers.iter().zip(["blocking", "async"]) {
-        assert!(
-            w.wait_for_more(250, Duration::from_secs(10)),
-            "{api}: writes go on after the failover"
-        );
-    }
+    wait_for_writers(
+        &writers,
+        Duration::from_secs(10),
+        "writes go on after the failover",
+    );
     let logs = writers.map(Writer::finish);
 
-    for ((log, counter), api) in logs.iter().zip(counters).zip(["blocking", "async"]) {
+    for ((log, counter), api) in logs.iter().zip(counters).zip(WRITER_APIS) {
         assert!(
             log.errors.is_empty(),
             "{api}: errors surfaced during a manual failover: {:?}",
@@ -501,16 +517,7 @@ fn killed_primary_recovers_within_seconds_and_never_double_applies() {
     let counters = ["{counter}:kill", "{counter}:kill-async"];
     let primary = cluster.primary_of_slot(0, slot(counters[0]));
     let replica = cluster.replica_of(primary);
-    let writers = [
-        Writer::start(c.clone(), counters[0]),
-        Writer::start_async(c.clone(), counters[1], 20),
-    ];
-    for w in &writers {
-        assert!(
-            w.wait_for_more(100, Duration::from_secs(10)),
-            "the writers run"
-        );
-    }
+    let writers = start_writers(&c, counters);
 
     let killed = Instant::now();
     cluster.nodes[primary].kill();
@@ -519,16 +526,14 @@ fn killed_primary_recovers_within_seconds_and_never_double_applies() {
         "the replica was promoted"
     );
     let promoted = Instant::now();
-    // Each writer, whatever the other does, gets writes through again.
-    for (w, api) in writers.iter().zip(["blocking", "async"]) {
-        assert!(
-            w.wait_for_more(250, Duration::from_secs(20)),
-            "{api}: writes resumed after the promotion"
-        );
-    }
+    wait_for_writers(
+        &writers,
+        Duration::from_secs(20),
+        "writes resumed after the promotion",
+    );
     let logs = writers.map(Writer::finish);
 
-    for ((log, counter), api) in logs.iter().zip(counters).zip(["blocking", "async"]) {
+    for ((log, counter), api) in logs.iter().zip(counters).zip(WRITER_APIS) {
         let resumed = log
             .successes
             .iter()
