@@ -261,56 +261,58 @@ static void hi_warm(redisContext *c) {
 
 enum lib { BRISK = 0, HIREDIS = 1, BARE = 2 /* pipeline workload only */ };
 
+/* A client's SET or GET of key k (void * so that one timed loop serves both libraries; the
+   indirect call is a nanosecond against a round trip of tens of microseconds). */
+typedef void (*key_op)(void *client, int k);
+static void brisk_set_op(void *c, int k) { brisk_set(c, k); }
+static void brisk_get_op(void *c, int k) { brisk_get(c, k); }
+static void hi_set_op(void *c, int k) { hi_set(c, k); }
+static void hi_get_op(void *c, int k) { hi_get(c, k); }
+
+/* SET then GET in turn for one measurement duration, every command timed for the p50; returns
+   the commands run, with the process CPU seconds and the wall time they took. */
+static uint64_t sync_loop(void *c, key_op set, key_op get, double *cpu, uint64_t *elapsed_ns) {
+  uint64_t ops = 0, start, end, t, prev;
+  int k = 0;
+  *cpu = cpu_seconds(RUSAGE_SELF);
+  start = prev = now_ns();
+  end = start + dur_ns();
+  do {
+    set(c, k);
+    t = now_ns();
+    lat_push(t - prev);
+    prev = t;
+    get(c, k);
+    t = now_ns();
+    lat_push(t - prev);
+    prev = t;
+    ops += 2;
+    if (++k == NKEYS) k = 0;
+  } while (t < end);
+  *cpu = cpu_seconds(RUSAGE_SELF) - *cpu;
+  *elapsed_ns = t - start;
+  return ops;
+}
+
 /* Sync SET then GET on one client; every command timed for the p50. */
 static double wl_sync(enum lib lib, double *p50_us) {
   lat_reset();
-  uint64_t ops = 0, start, end, t, prev;
+  uint64_t ops, elapsed;
   double cpu;
-  int k = 0;
   if (lib == BRISK) {
     brisk_client *c = brisk_open(0, 0);
     brisk_warm(c);
-    cpu = cpu_seconds(RUSAGE_SELF);
-    start = prev = now_ns();
-    end = start + dur_ns();
-    do {
-      brisk_set(c, k);
-      t = now_ns();
-      lat_push(t - prev);
-      prev = t;
-      brisk_get(c, k);
-      t = now_ns();
-      lat_push(t - prev);
-      prev = t;
-      ops += 2;
-      if (++k == NKEYS) k = 0;
-    } while (t < end);
-    cpu = cpu_seconds(RUSAGE_SELF) - cpu;
+    ops = sync_loop(c, brisk_set_op, brisk_get_op, &cpu, &elapsed);
     brisk_client_free(c);
   } else {
     redisContext *c = hi_open();
     hi_warm(c);
-    cpu = cpu_seconds(RUSAGE_SELF);
-    start = prev = now_ns();
-    end = start + dur_ns();
-    do {
-      hi_set(c, k);
-      t = now_ns();
-      lat_push(t - prev);
-      prev = t;
-      hi_get(c, k);
-      t = now_ns();
-      lat_push(t - prev);
-      prev = t;
-      ops += 2;
-      if (++k == NKEYS) k = 0;
-    } while (t < end);
-    cpu = cpu_seconds(RUSAGE_SELF) - cpu;
+    ops = sync_loop(c, hi_set_op, hi_get_op, &cpu, &elapsed);
     redisFree(c);
   }
   *p50_us = lat_p50_us();
   g_cpu_us_per_op = cpu * 1e6 / ops;
-  return ops / ((t - start) / 1e9);
+  return ops / (elapsed / 1e9);
 }
 
 /* One batch of PIPE_BATCH SETs (get = false) or GETs; every reply is looked at. */
@@ -497,60 +499,70 @@ static void bare_batch(int fd, bool get, int b) {
         have - pos, PIPE_BATCH, PIPE_BATCH);
 }
 
+/* Each client's pipeline state, keys rotating through g_keys the same way (the bare socket's
+   batch b covers keys b * PIPE_BATCH..). */
+struct brisk_pipe { brisk_pipeline *p; int k; };
+struct hi_pipe { redisContext *c; int k; };
+struct bare_pipe { int fd; int b; };
+static void brisk_pipe_op(void *s, bool get) {
+  struct brisk_pipe *st = s;
+  brisk_pipe_batch(st->p, get, &st->k);
+}
+static void hi_pipe_op(void *s, bool get) {
+  struct hi_pipe *st = s;
+  hi_pipe_batch(st->c, get, &st->k);
+}
+static void bare_pipe_op(void *s, bool get) {
+  struct bare_pipe *st = s;
+  bare_batch(st->fd, get, st->b);
+  if (++st->b == BARE_NBATCH) st->b = 0;
+}
+
+/* Batches for one measurement duration; returns the commands run, with the process CPU seconds
+   and the wall time they took. */
+static uint64_t pipe_loop(void *state, void (*batch)(void *, bool), bool get, double *cpu,
+                          uint64_t *elapsed_ns) {
+  uint64_t ops = 0, start, t;
+  *cpu = cpu_seconds(RUSAGE_SELF);
+  start = now_ns();
+  uint64_t end = start + dur_ns();
+  do {
+    batch(state, get);
+    ops += PIPE_BATCH;
+    t = now_ns();
+  } while (t < end);
+  *cpu = cpu_seconds(RUSAGE_SELF) - *cpu;
+  *elapsed_ns = t - start;
+  return ops;
+}
+
 /* Pipelined SET (get = false) or GET in batches of PIPE_BATCH. */
 static double wl_pipeline(enum lib lib, bool get) {
-  uint64_t ops = 0, start, t;
-  int k = 0;
+  uint64_t ops, elapsed;
   double cpu;
   if (lib == BRISK) {
     brisk_client *c = brisk_open(0, 0);
     brisk_warm(c);
-    brisk_pipeline *p = NULL;
-    brisk_check(brisk_pipeline_new(c, &p), "pipeline_new");
-    cpu = cpu_seconds(RUSAGE_SELF);
-    start = now_ns();
-    uint64_t end = start + dur_ns();
-    do {
-      brisk_pipe_batch(p, get, &k);
-      ops += PIPE_BATCH;
-      t = now_ns();
-    } while (t < end);
-    cpu = cpu_seconds(RUSAGE_SELF) - cpu;
-    brisk_pipeline_free(p);
+    struct brisk_pipe state = {.k = 0};
+    brisk_check(brisk_pipeline_new(c, &state.p), "pipeline_new");
+    ops = pipe_loop(&state, brisk_pipe_op, get, &cpu, &elapsed);
+    brisk_pipeline_free(state.p);
     brisk_client_free(c);
   } else if (lib == BARE) {
     bare_encode();
-    int fd = bare_open();
-    bare_batch(fd, false, 0); /* warm-up, untimed: one batch of each kind */
-    bare_batch(fd, true, 0);
-    int b = 0; /* batch b covers keys b * PIPE_BATCH.., the same rotation as k below */
-    cpu = cpu_seconds(RUSAGE_SELF);
-    start = now_ns();
-    uint64_t end = start + dur_ns();
-    do {
-      bare_batch(fd, get, b);
-      if (++b == BARE_NBATCH) b = 0;
-      ops += PIPE_BATCH;
-      t = now_ns();
-    } while (t < end);
-    cpu = cpu_seconds(RUSAGE_SELF) - cpu;
-    close(fd);
+    struct bare_pipe state = {.fd = bare_open(), .b = 0};
+    bare_batch(state.fd, false, 0); /* warm-up, untimed: one batch of each kind */
+    bare_batch(state.fd, true, 0);
+    ops = pipe_loop(&state, bare_pipe_op, get, &cpu, &elapsed);
+    close(state.fd);
   } else {
-    redisContext *c = hi_open();
-    hi_warm(c);
-    cpu = cpu_seconds(RUSAGE_SELF);
-    start = now_ns();
-    uint64_t end = start + dur_ns();
-    do {
-      hi_pipe_batch(c, get, &k);
-      ops += PIPE_BATCH;
-      t = now_ns();
-    } while (t < end);
-    cpu = cpu_seconds(RUSAGE_SELF) - cpu;
-    redisFree(c);
+    struct hi_pipe state = {.c = hi_open(), .k = 0};
+    hi_warm(state.c);
+    ops = pipe_loop(&state, hi_pipe_op, get, &cpu, &elapsed);
+    redisFree(state.c);
   }
   g_cpu_us_per_op = cpu * 1e6 / ops;
-  return ops / ((t - start) / 1e9);
+  return ops / (elapsed / 1e9);
 }
 
 /* T threads doing sync SET/GET: sharing one brisk client, or one hiredis context each. */

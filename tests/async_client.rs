@@ -249,6 +249,16 @@ struct Retry {
     always: bool,
 }
 
+impl Retry {
+    /// `retries` retries `delay_ms` apart; writes replayed too when `always` (ALWAYS mode).
+    fn constant(delay_ms: u32, retries: u32, always: bool) -> Retry {
+        Retry {
+            constant: Some((delay_ms, retries)),
+            always,
+        }
+    }
+}
+
 /// A `brisk_client` made and used through the C API.
 struct CClient {
     ptr: *mut brisk_client,
@@ -670,10 +680,7 @@ fn server_killed_mid_stream_every_callback_once() {
     let mut server = RedisServer::start();
     let c = CClient::new(
         &format!("{}?read_timeout=1000&connect_timeout=1000", server.url()),
-        Retry {
-            constant: Some((20, 3)),
-            always: false,
-        },
+        Retry::constant(20, 3, false),
     );
     assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
 
@@ -869,10 +876,7 @@ fn client_freed_during_retry_backoffs() {
     server.kill();
     let c = CClient::new(
         &format!("{url}?connect_timeout=1000"),
-        Retry {
-            constant: Some((1000, 5)),
-            always: false,
-        },
+        Retry::constant(1000, 5, false),
     );
     let batch = Batch::new(100);
     for i in 0..100 {
@@ -936,10 +940,7 @@ fn reads_on_a_stalled_server_are_retried_and_succeed() {
     let server = RedisServer::start();
     let c = CClient::new(
         &format!("{}?read_timeout=300", server.url()),
-        Retry {
-            constant: Some((20, 5)),
-            always: false,
-        },
+        Retry::constant(20, 5, false),
     );
     assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
 
@@ -980,13 +981,7 @@ fn one_incr_across_a_stall_safe_versus_always() {
     let url = format!("{}?read_timeout=300", server.url());
 
     // SAFE: reported, not replayed, and the server did apply it exactly once.
-    let safe = CClient::new(
-        &url,
-        Retry {
-            constant: Some((20, 3)),
-            always: false,
-        },
-    );
+    let safe = CClient::new(&url, Retry::constant(20, 3, false));
     assert_eq!(text(&safe.call(&["PING"])), "PONG");
     let o = incr_across_one_stall(&server, &safe, "one:safe");
     let message = failed(&o, BRISK_ERR_TIMEOUT);
@@ -1000,13 +995,7 @@ fn one_incr_across_a_stall_safe_versus_always() {
     );
 
     // ALWAYS: the caller sees one success, the server applied it twice.
-    let always = CClient::new(
-        &url,
-        Retry {
-            constant: Some((20, 3)),
-            always: true,
-        },
-    );
+    let always = CClient::new(&url, Retry::constant(20, 3, true));
     assert_eq!(text(&always.call(&["PING"])), "PONG");
     let o = incr_across_one_stall(&server, &always, "one:always");
     assert!((1..=2).contains(&int(&o)), "{o:?}");
@@ -1086,10 +1075,7 @@ fn safe_mode_never_replays_incrs_that_timed_out_after_sending() {
     let server = RedisServer::start();
     let c = CClient::new(
         &format!("{}?read_timeout=300", server.url()),
-        Retry {
-            constant: Some((50, 3)),
-            always: false,
-        },
+        Retry::constant(50, 3, false),
     );
     let (outcomes, value) = incr_stream_under_stalls(&server, &c, "safe:n", 3);
     let succeeded = outcomes.iter().filter(|o| o.status == BRISK_OK).count() as i64;
@@ -1126,10 +1112,7 @@ fn always_mode_replays_incrs_that_timed_out_after_sending() {
     let server = RedisServer::start();
     let c = CClient::new(
         &format!("{}?read_timeout=300", server.url()),
-        Retry {
-            constant: Some((50, 3)),
-            always: true,
-        },
+        Retry::constant(50, 3, true),
     );
     let (outcomes, value) = incr_stream_under_stalls(&server, &c, "always:n", 3);
     let succeeded = outcomes.iter().filter(|o| o.status == BRISK_OK).count() as i64;
@@ -1217,13 +1200,7 @@ fn proxy_reset_with_requests_in_flight() {
     const N: usize = 2_000;
     let server = RedisServer::start();
     let proxy = proxy_for(&server);
-    let c = CClient::new(
-        &proxy.url(),
-        Retry {
-            constant: Some((20, 3)),
-            always: false,
-        },
-    );
+    let c = CClient::new(&proxy.url(), Retry::constant(20, 3, false));
     assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
 
     // The requests are held by the proxy's delay when every connection is reset: reads are
@@ -1459,10 +1436,7 @@ fn command_deadline_bounds_async_commands() {
     // Retries on, a long read timeout: only the 400 ms deadline can end these commands early.
     let c = CClient::new(
         &format!("{}?read_timeout=10000&command_deadline=400", server.url()),
-        Retry {
-            constant: Some((20, 10)),
-            always: true,
-        },
+        Retry::constant(20, 10, true),
     );
     assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
 
