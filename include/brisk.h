@@ -775,6 +775,16 @@ brisk_status brisk_config_set_tcp_keepalive(brisk_config *cfg,
                                             uint32_t probes);
 
 /**
+ * A bound on one whole command in ms, every attempt and backoff included (default 0: none).
+ * A command past it fails with TIMEOUT; reads are cut short to stay within it.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_command_deadline_ms(brisk_config *cfg,
+                                                  uint32_t ms);
+
+/**
  * Most connections the client opens (default 10 x CPU count). 0 is INVALID_ARGUMENT.
  *
  * # Safety
@@ -794,6 +804,47 @@ brisk_status brisk_config_set_pool_size(brisk_config *cfg,
  */
 brisk_status brisk_config_set_pool_max_wait_ms(brisk_config *cfg,
                                                uint32_t ms);
+
+/**
+ * Connections kept open and idle by background maintenance (default 0), opened as soon as the
+ * client is created. Must not exceed the pool size (checked by `brisk_client_new()`).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pool_min_idle(brisk_config *cfg,
+                                            uint32_t min_idle);
+
+/**
+ * An idle connection unused for this long is closed (default 1800000 ms; 0: never).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pool_idle_timeout_ms(brisk_config *cfg,
+                                                   uint32_t ms);
+
+/**
+ * A connection older than this is closed when next returned or found idle (default 0: no
+ * limit). Useful behind load balancers and for rotating credentials.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pool_max_lifetime_ms(brisk_config *cfg,
+                                                   uint32_t ms);
+
+/**
+ * Health checks: a connection idle for longer than `ms` is PINGed before it carries a command;
+ * if that PING fails with a connection or timeout error the connection is replaced and the
+ * command goes to a fresh one, so a dead idle connection never surfaces as an error. Counted in
+ * `BRISK_STAT_HEALTH_CHECKS` / `_FAILURES`. Default 0 (off).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_health_check_interval_ms(brisk_config *cfg,
+                                                       uint32_t ms);
 
 /**
  * Turns TLS on or off (`rediss://` turns it on).
@@ -843,57 +894,6 @@ brisk_status brisk_config_set_tls_server_name(brisk_config *cfg,
  */
 brisk_status brisk_config_set_tls_insecure_skip_verify(brisk_config *cfg,
                                                        bool skip);
-
-/**
- * A bound on one whole command in ms, every attempt and backoff included (default 0: none).
- * A command past it fails with TIMEOUT; reads are cut short to stay within it.
- *
- * # Safety
- * `cfg` is NULL or a live config.
- */
-brisk_status brisk_config_set_command_deadline_ms(brisk_config *cfg,
-                                                  uint32_t ms);
-
-/**
- * Connections kept open and idle by background maintenance (default 0), opened as soon as the
- * client is created. Must not exceed the pool size (checked by `brisk_client_new()`).
- *
- * # Safety
- * `cfg` is NULL or a live config.
- */
-brisk_status brisk_config_set_pool_min_idle(brisk_config *cfg,
-                                            uint32_t min_idle);
-
-/**
- * An idle connection unused for this long is closed (default 1800000 ms; 0: never).
- *
- * # Safety
- * `cfg` is NULL or a live config.
- */
-brisk_status brisk_config_set_pool_idle_timeout_ms(brisk_config *cfg,
-                                                   uint32_t ms);
-
-/**
- * A connection older than this is closed when next returned or found idle (default 0: no
- * limit). Useful behind load balancers and for rotating credentials.
- *
- * # Safety
- * `cfg` is NULL or a live config.
- */
-brisk_status brisk_config_set_pool_max_lifetime_ms(brisk_config *cfg,
-                                                   uint32_t ms);
-
-/**
- * Health checks: a connection idle for longer than `ms` is PINGed before it carries a command;
- * if that PING fails with a connection or timeout error the connection is replaced and the
- * command goes to a fresh one, so a dead idle connection never surfaces as an error. Counted in
- * `BRISK_STAT_HEALTH_CHECKS` / `_FAILURES`. Default 0 (off).
- *
- * # Safety
- * `cfg` is NULL or a live config.
- */
-brisk_status brisk_config_set_health_check_interval_ms(brisk_config *cfg,
-                                                       uint32_t ms);
 
 /**
  * Uses `retry` (copied) as the retry policy. Without it a config retries 3 times with full

@@ -67,6 +67,11 @@ fn null_argument(arg: &str, type_name: &str) -> Error {
     Error::invalid_argument(format!("{arg}: NULL {type_name} pointer"))
 }
 
+/// The error for a number from C that is not one of its type's constants.
+pub(crate) fn unknown_value(arg: &str, type_name: &str, value: u32) -> Error {
+    Error::invalid_argument(format!("{arg}: unknown {type_name} value {value}"))
+}
+
 /// Reads a required C string argument as UTF-8.
 ///
 /// # Safety
@@ -79,6 +84,21 @@ pub(crate) unsafe fn try_str<'a>(ptr: *const c_char, arg: &str) -> Result<&'a st
     unsafe { CStr::from_ptr(ptr) }
         .to_str()
         .map_err(|_| Error::invalid_argument(format!("{arg}: not valid UTF-8")))
+}
+
+/// Reads an optional C string argument as UTF-8: NULL is `None`.
+///
+/// # Safety
+/// As [`try_str`].
+pub(crate) unsafe fn try_optional_str<'a>(
+    ptr: *const c_char,
+    arg: &str,
+) -> Result<Option<&'a str>, Error> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: per this function's contract.
+    unsafe { try_str(ptr, arg) }.map(Some)
 }
 
 /// A thread's last-error message; a thread that ends holding one gives up its place in

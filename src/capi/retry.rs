@@ -2,7 +2,7 @@
 
 #![allow(non_camel_case_types)]
 
-use super::boundary::{Handle, free_handle, guard_out, guard_value, into_handle};
+use super::boundary::{Handle, free_handle, guard_out, guard_value, into_handle, unknown_value};
 use super::status::brisk_status;
 use crate::core::Error;
 use crate::core::retry::{Backoff, RetryPolicy};
@@ -55,9 +55,8 @@ pub unsafe extern "C" fn brisk_retry_new(
     // SAFETY: per this function's contract.
     unsafe {
         guard_out(out, "out", || {
-            let backoff = Backoff::from_u32(backoff).ok_or_else(|| {
-                Error::invalid_argument(format!("backoff: unknown brisk_backoff value {backoff}"))
-            })?;
+            let backoff = Backoff::from_u32(backoff)
+                .ok_or_else(|| unknown_value("backoff", "brisk_backoff", backoff))?;
             if cap_ms < base_ms && backoff != Backoff::None {
                 return Err(Error::invalid_argument(format!(
                     "cap_ms ({cap_ms}) is below base_ms ({base_ms})"

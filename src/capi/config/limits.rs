@@ -1,0 +1,78 @@
+//! Bounds on time and size: timeouts, TCP keepalive, command deadline (reply size limits too).
+
+use super::{brisk_config, set, update};
+use crate::capi::status::brisk_status;
+
+/// Connect timeout in ms (default 5000; 0 waits forever). Covers TCP connect and, per address,
+/// name resolution results; the TLS and Redis handshakes use the read and write timeouts.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_connect_timeout_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { set(cfg, |c| c.set_connect_timeout_ms(ms)) }
+}
+
+/// Read timeout in ms (default 5000; 0 waits forever): how long one read may wait for the
+/// server. A command that times out fails with TIMEOUT and its connection is closed, so no half
+/// read reply is left behind. Blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) extend it by
+/// their own timeout.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_read_timeout_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { set(cfg, |c| c.set_read_timeout_ms(ms)) }
+}
+
+/// Write timeout in ms (default 5000; 0 waits forever).
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_write_timeout_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { set(cfg, |c| c.set_write_timeout_ms(ms)) }
+}
+
+/// TCP keepalive: first probe after `idle_s` idle seconds, then every `interval_s`, giving up
+/// after `probes`. Default 30 s / 5 s / 3. `idle_s` = 0 turns keepalive off; otherwise
+/// `interval_s` and `probes` must be at least 1.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_tcp_keepalive(
+    cfg: *mut brisk_config,
+    idle_s: u32,
+    interval_s: u32,
+    probes: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { update(cfg, |c| c.set_keepalive(idle_s, interval_s, probes)) }
+}
+
+/// A bound on one whole command in ms, every attempt and backoff included (default 0: none).
+/// A command past it fails with TIMEOUT; reads are cut short to stay within it.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_command_deadline_ms(
+    cfg: *mut brisk_config,
+    ms: u32,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { set(cfg, |c| c.command_deadline_ms = ms) }
+}
