@@ -73,10 +73,38 @@ pub extern "C" fn brisk_version() -> *const c_char {
 /// that is not a status. Static storage; never free it. Does not touch the last-error message.
 #[unsafe(no_mangle)]
 pub extern "C" fn brisk_status_name(status: brisk_status) -> *const c_char {
-    match Status::from_u32(status) {
-        Some(s) => s.c_name().as_ptr(),
+    match STATUS_NAMES.get(status as usize) {
+        Some(name) => name.as_ptr().cast(),
         None => c"BRISK_ERR_UNKNOWN".as_ptr(),
     }
+}
+
+/// Room for the longest status name and its NUL.
+const NAME_CAPACITY: usize = 32;
+
+/// `Status::name` of every status, NUL-terminated, indexed by number like `Status::from_u32`:
+/// built at compile time from the one list of names, so `brisk_status_name` hands out static
+/// strings without allocating.
+static STATUS_NAMES: [[u8; NAME_CAPACITY]; Status::ALL.len()] = nul_terminated_names();
+
+const fn nul_terminated_names() -> [[u8; NAME_CAPACITY]; Status::ALL.len()] {
+    let mut table = [[0; NAME_CAPACITY]; Status::ALL.len()];
+    let mut i = 0;
+    while i < Status::ALL.len() {
+        let name = Status::ALL[i].name().as_bytes();
+        assert!(
+            name.len() < NAME_CAPACITY,
+            "a status name outgrew NAME_CAPACITY"
+        );
+        let mut j = 0;
+        while j < name.len() {
+            assert!(name[j] != 0, "a status name contains NUL");
+            table[i][j] = name[j];
+            j += 1;
+        }
+        i += 1;
+    }
+    table
 }
 
 /// The category of a status (`BRISK_CATEGORY_GENERIC` for an unknown number).

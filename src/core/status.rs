@@ -2,8 +2,6 @@
 //!
 //! The numbers are the C API's `brisk_status` values: explicit, stable, never reused.
 
-use std::ffi::CStr;
-
 /// The outcome of an operation. `Ok` is only ever seen at the C boundary; Rust code uses
 /// `Result<T, Error>` and an [`Error`](super::Error) never carries `Ok`.
 #[repr(u32)]
@@ -66,30 +64,24 @@ impl Status {
     }
 
     /// The C constant's name, e.g. `"BRISK_ERR_TIMEOUT"`.
-    pub fn name(self) -> &'static str {
-        // The names are ASCII literals, so this never falls back.
-        self.c_name().to_str().unwrap_or("BRISK_ERR_UNKNOWN")
-    }
-
-    /// [`Status::name`] as a C string with static storage.
-    pub fn c_name(self) -> &'static CStr {
+    pub const fn name(self) -> &'static str {
         match self {
-            Status::Ok => c"BRISK_OK",
-            Status::InvalidArgument => c"BRISK_ERR_INVALID_ARGUMENT",
-            Status::Connection => c"BRISK_ERR_CONNECTION",
-            Status::Timeout => c"BRISK_ERR_TIMEOUT",
-            Status::Auth => c"BRISK_ERR_AUTH",
-            Status::Server => c"BRISK_ERR_SERVER",
-            Status::BusyLoading => c"BRISK_ERR_BUSY_LOADING",
-            Status::ClusterDown => c"BRISK_ERR_CLUSTER_DOWN",
-            Status::ReadOnly => c"BRISK_ERR_READONLY",
-            Status::Watch => c"BRISK_ERR_WATCH",
-            Status::PoolExhausted => c"BRISK_ERR_POOL_EXHAUSTED",
-            Status::Protocol => c"BRISK_ERR_PROTOCOL",
-            Status::Tls => c"BRISK_ERR_TLS",
-            Status::Sentinel => c"BRISK_ERR_SENTINEL",
-            Status::Closed => c"BRISK_ERR_CLOSED",
-            Status::Internal => c"BRISK_ERR_INTERNAL",
+            Status::Ok => "BRISK_OK",
+            Status::InvalidArgument => "BRISK_ERR_INVALID_ARGUMENT",
+            Status::Connection => "BRISK_ERR_CONNECTION",
+            Status::Timeout => "BRISK_ERR_TIMEOUT",
+            Status::Auth => "BRISK_ERR_AUTH",
+            Status::Server => "BRISK_ERR_SERVER",
+            Status::BusyLoading => "BRISK_ERR_BUSY_LOADING",
+            Status::ClusterDown => "BRISK_ERR_CLUSTER_DOWN",
+            Status::ReadOnly => "BRISK_ERR_READONLY",
+            Status::Watch => "BRISK_ERR_WATCH",
+            Status::PoolExhausted => "BRISK_ERR_POOL_EXHAUSTED",
+            Status::Protocol => "BRISK_ERR_PROTOCOL",
+            Status::Tls => "BRISK_ERR_TLS",
+            Status::Sentinel => "BRISK_ERR_SENTINEL",
+            Status::Closed => "BRISK_ERR_CLOSED",
+            Status::Internal => "BRISK_ERR_INTERNAL",
         }
     }
 
