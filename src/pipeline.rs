@@ -1,21 +1,30 @@
 //! Pipelines and transactions: commands encoded as they are appended, sent in one write, and
 //! their replies read back in order.
+//!
+//! On a topology that routes by key (a cluster) each command's key is noted as it is appended:
+//! a pipeline may then span nodes (`exec::batch`), a transaction must stay on one slot.
 
-use crate::client::{Shared, check_args};
-use crate::cluster::batch::{self, Entry};
-use crate::cluster::keys;
-use crate::core::{Error, Result, Status};
-use crate::execute::{Executor, Job};
+use crate::core::cluster::keys::cross_slot;
+use crate::core::commands::check_args;
+use crate::core::transaction::transaction_result;
+use crate::core::{Error, Result};
+use crate::exec::Shared;
+use crate::exec::batch::{self, Entry};
+use crate::exec::blocking::{self, Request, needs_time};
+use crate::exec::record::Report;
 use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
+use crate::route::{Key, Placement};
 use bytes::BytesMut;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub struct Pipeline {
     shared: Arc<Shared>,
     encoded: BytesMut,
     count: usize,
-    /// In cluster mode, where each command goes.
+    /// Where each command goes, when the topology routes by key.
     entries: Vec<Entry>,
+    routes_by_key: bool,
     transaction: bool,
 }
 
@@ -25,6 +34,7 @@ const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 impl Pipeline {
     pub(crate) fn new(shared: Arc<Shared>, transaction: bool) -> Pipeline {
         Pipeline {
+            routes_by_key: shared.route.routes_by_key(),
             shared,
             encoded: BytesMut::new(),
             count: 0,
@@ -45,11 +55,14 @@ impl Pipeline {
     /// MULTI, ...) are refused: the connection goes back to the pool afterwards.
     pub fn append(&mut self, args: &Args<'_>) -> Result<()> {
         check_args(args, false)?;
-        if self.shared.cluster().is_some() {
-            let executor = &self.shared.executor;
-            let slot = keys::single_slot(executor.command_table(), args)?;
-            let read_only = executor.is_read_only(args);
-            let entry = Entry::encode(&mut self.encoded, args, slot, read_only);
+        if self.routes_by_key {
+            let shared = &self.shared;
+            let key = match shared.route.placement(shared.command_table(), args) {
+                Placement::One(key) => key,
+                Placement::Spread => return Err(cross_slot(args.name())),
+            };
+            let read_only = shared.is_read_only(args);
+            let entry = Entry::encode(&mut self.encoded, args, key, read_only);
             self.entries.push(entry);
         } else {
             encode_command(&mut self.encoded, args);
@@ -65,41 +78,38 @@ impl Pipeline {
     /// is empty afterwards, whatever the outcome.
     pub fn exec(&mut self) -> Result<Reply> {
         let count = std::mem::replace(&mut self.count, 0);
-        let transaction = self.transaction;
         let entries = std::mem::take(&mut self.entries);
-        if count == 0 {
-            return Ok(Reply::aggregate(ReplyKind::Array, Vec::new()));
-        }
-        let shared = self.shared.clone();
-        if let (Some(cluster), false) = (shared.cluster(), self.transaction) {
-            let work = batch::Work {
-                name: b"PIPELINE",
-                encoded: &self.encoded,
-                entries: &entries,
-                blocking: None,
-            };
-            let result = batch::run(cluster, &shared.executor, &work);
-            self.encoded.clear();
-            return result.map(|replies| Reply::aggregate(ReplyKind::Array, replies));
-        }
-        // A transaction runs on one node: in a cluster, the one owning all of its keys.
-        let mut slots = entries.iter().filter_map(|e| e.slot);
+        let result = match count {
+            0 => Ok(Reply::aggregate(ReplyKind::Array, Vec::new())),
+            _ if self.routes_by_key && !self.transaction => {
+                let work = batch::Work {
+                    name: b"PIPELINE",
+                    encoded: &self.encoded,
+                    entries: &entries,
+                };
+                batch::run(&self.shared, &work)
+                    .map(|replies| Reply::aggregate(ReplyKind::Array, replies))
+            }
+            _ => self.exec_on_one_node(count, &entries),
+        };
+        // Keep the allocation for the next round.
+        self.encoded.clear();
+        result
+    }
+
+    /// A pipeline on a topology with one node per command set, or a transaction: one request
+    /// to one node (in a cluster, the one owning all of the transaction's keys).
+    fn exec_on_one_node(&mut self, count: usize, entries: &[Entry]) -> Result<Reply> {
+        let mut slots = entries.iter().filter_map(|e| e.key.slot);
         let slot = slots.next();
         if slots.any(|s| Some(s) != slot) {
-            self.encoded.clear();
             return Err(Error::invalid_argument(
                 "CROSSSLOT: a transaction in cluster mode runs on one node, so all its keys \
                  must hash to one slot; use a hash tag ({user1}:a, {user1}:b)",
             ));
         }
-        let pool = match shared.pinned_pool(slot) {
-            Ok(pool) => pool,
-            Err(e) => {
-                self.encoded.clear();
-                return Err(e);
-            }
-        };
-        if self.transaction {
+        let transaction = self.transaction;
+        if transaction {
             let mut framed = BytesMut::with_capacity(self.encoded.len() + MULTI.len() + EXEC.len());
             framed.extend_from_slice(MULTI);
             framed.extend_from_slice(&self.encoded);
@@ -109,84 +119,33 @@ impl Pipeline {
         // Asked only when a sent batch failed, so the commands are looked up then, from their
         // encoding, rather than one table lookup per append.
         let encoded = &self.encoded;
-        let is_read_only = move |executor: &Executor| {
-            let commands = if transaction {
-                &encoded[MULTI.len()..encoded.len() - EXEC.len()]
-            } else {
-                &encoded[..]
+        let is_read_only = move |shared: &Shared| {
+            let commands = match transaction {
+                true => &encoded[MULTI.len()..encoded.len() - EXEC.len()],
+                false => &encoded[..],
             };
-            all_encoded(commands, |args| executor.is_read_only(args))
+            all_encoded(commands, |args| shared.is_read_only(args))
         };
-        let job = Job {
-            name: if self.transaction {
-                b"MULTI"
-            } else {
-                b"PIPELINE"
+        let request = Request {
+            report: Report {
+                name: if transaction { b"MULTI" } else { b"PIPELINE" },
+                batch_size: u32::try_from(count).unwrap_or(u32::MAX),
+                started: needs_time(&self.shared).then(Instant::now),
             },
-            batch_size: u32::try_from(count).unwrap_or(u32::MAX),
+            key: Key {
+                slot,
+                replica_ok: false,
+            },
             blocking: None,
+            script: false,
             read_only: &is_read_only,
-            recorded: true,
+            follows_redirects: false,
         };
-        let result = shared.executor.run(&pool, &job, |conn| {
-            if transaction {
-                conn.pipeline_array(encoded, count + 2)
-                    .and_then(transaction_result)
-            } else {
-                conn.pipeline_array(encoded, count)
-            }
-        });
-        // Keep the allocation for the next round.
-        self.encoded.clear();
-        result
+        blocking::run(&self.shared, &request, |conn| match transaction {
+            true => conn
+                .pipeline_array(encoded, count + 2)
+                .and_then(transaction_result),
+            false => conn.pipeline_array(encoded, count),
+        })
     }
-}
-
-/// MULTI's reply, one QUEUED (or error) per command, then EXEC's reply, as one array.
-fn transaction_result(all: Reply) -> Result<Reply> {
-    let replies = all.children();
-    let (Some(multi), Some(exec)) = (replies.first(), replies.last()) else {
-        return Err(Error::new(
-            Status::Protocol,
-            "a transaction without replies",
-        ));
-    };
-    if multi.kind() == ReplyKind::Error {
-        return Err(Error::from_reply(multi.as_bytes().unwrap_or_default()).context("MULTI"));
-    }
-    match exec.kind() {
-        ReplyKind::Array => {
-            let last = replies.len() - 1;
-            Ok(all.into_element(last).expect("EXEC's reply is the last"))
-        }
-        ReplyKind::Nil => Err(watch_aborted()),
-        ReplyKind::Error => {
-            let mut error = Error::from_reply(exec.as_bytes().unwrap_or_default());
-            if let Some((i, queued)) = replies[..replies.len() - 1]
-                .iter()
-                .enumerate()
-                .skip(1)
-                .find(|(_, r)| r.kind() == ReplyKind::Error)
-            {
-                error = error.detail(format!(
-                    "command {} was rejected: {}",
-                    i,
-                    queued.as_str().unwrap_or("?")
-                ));
-            }
-            Err(error)
-        }
-        other => Err(Error::new(
-            Status::Protocol,
-            format!("EXEC answered with a {other:?} instead of an array"),
-        )),
-    }
-}
-
-/// EXEC answered nil: a WATCHed key changed and nothing was applied.
-pub(crate) fn watch_aborted() -> Error {
-    Error::new(
-        Status::Watch,
-        "transaction aborted: a WATCHed key changed (EXEC returned nil), nothing was applied",
-    )
 }

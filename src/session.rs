@@ -7,22 +7,26 @@
 //! a connection whose state the session changed in other ways (SELECT, AUTH, CLIENT SETNAME,
 //! ...) is closed rather than returned.
 
-use crate::client::{Shared, check_args};
-use crate::cluster::keys;
-use crate::core::commands::{ConnectionUse, blocking_timeout, connection_use, is_exec};
+use crate::core::cluster::keys::cross_slot;
+use crate::core::commands::{
+    ConnectionUse, blocking_timeout, check_args, connection_use, is_exec, is_script,
+};
+use crate::core::transaction::watch_aborted;
 use crate::core::{Error, Result, Status};
-use crate::execute::{Executor, Job};
+use crate::exec::Shared;
+use crate::exec::blocking::{self, Request};
+use crate::exec::record::Report;
 use crate::net::Connection;
-use crate::pipeline::watch_aborted;
-use crate::pool::Pool;
+use crate::node::Node;
 use crate::resp::{Args, Reply};
+use crate::route::{Key, Placement};
 use std::sync::Arc;
 
 pub struct Session {
     shared: Arc<Shared>,
-    /// The node's pool. In a cluster it is chosen by the first command (the primary of its
-    /// slot), and the session stays on that node and slot.
-    pool: Option<Arc<Pool>>,
+    /// The node. On a topology that routes by key (a cluster) it is chosen by the first
+    /// command (the primary of its slot), and the session stays on that node and slot.
+    node: Option<Arc<Node>>,
     slot: Option<u16>,
     conn: Option<Connection>,
     /// The transaction state open on the connection.
@@ -70,16 +74,16 @@ impl Transaction {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>) -> Result<Session> {
-        let (pool, conn) = if shared.cluster().is_some() {
+        let (node, conn) = if shared.route.routes_by_key() {
             (None, None)
         } else {
-            let pool = shared.pinned_pool(None)?;
-            let conn = pool.get(None)?;
-            (Some(pool), Some(conn))
+            let node = shared.route.pinned(None)?.to_arc();
+            let conn = node.pool().get(None)?;
+            (Some(node), Some(conn))
         };
         Ok(Session {
             shared,
-            pool,
+            node,
             slot: None,
             conn,
             transaction: Transaction::default(),
@@ -97,9 +101,10 @@ impl Session {
     pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, true)?;
         let shared = self.shared.clone();
-        let pool = self.pin(args)?;
+        let node = self.pin(args)?;
+        let pool = node.pool();
         if pool.is_closed() {
-            return Err(crate::pool::closed());
+            return Err(Shared::closed_error());
         }
         // Like a pooled command, a session checks (with a non-blocking peek) that the server has
         // not closed its connection before writing to it.
@@ -109,7 +114,7 @@ impl Session {
                 pool.put(old);
             }
             if shared.is_closed() {
-                return Err(crate::pool::closed());
+                return Err(Shared::closed_error());
             }
             self.conn = Some(pool.get(None)?);
         }
@@ -124,17 +129,21 @@ impl Session {
             }
         }
         let conn = self.conn.as_mut().expect("a connection was just ensured");
-        let never_read_only = |_: &Executor| false;
-        let job = Job {
-            name,
-            batch_size: 1,
+        let request = Request {
+            report: Report {
+                name,
+                batch_size: 1,
+                started: None,
+            },
+            key: Key::default(),
             blocking: blocking_timeout(args),
-            read_only: &never_read_only,
-            recorded: true,
+            script: is_script(name),
+            read_only: &|_| false,
+            follows_redirects: false,
         };
-        let result = shared
-            .executor
-            .run_pinned(&pool, conn, &job, |conn| conn.command(args));
+        let result = blocking::run_pinned(&shared, &node, conn, &request, |conn| {
+            conn.command(args)
+        });
         let broken = conn.is_broken();
         let subcommand = (args.len() > 1).then(|| args.get(1));
         if connection_use(name, subcommand) == ConnectionUse::ConnectionState {
@@ -154,47 +163,51 @@ impl Session {
         }
     }
 
-    /// The pool this command runs on. In a cluster the first command picks the node (the
-    /// primary of its slot, any primary when it has no keys); later commands must belong to the
-    /// same slot (or, after keyless ones, to a slot of that node), since a session's WATCH and
-    /// MULTI only mean something on one node.
-    fn pin(&mut self, args: &Args<'_>) -> Result<Arc<Pool>> {
-        let Some(cluster) = self.shared.cluster() else {
+    /// The node this command runs on. On a topology that routes by key the first command picks
+    /// the node (the primary of its slot, any primary when it has no keys); later commands must
+    /// belong to the same slot (or, after keyless ones, to a slot of that node), since a
+    /// session's WATCH and MULTI only mean something on one node.
+    fn pin(&mut self, args: &Args<'_>) -> Result<Arc<Node>> {
+        let shared = &self.shared;
+        if !shared.route.routes_by_key() {
             return Ok(self
-                .pool
+                .node
                 .clone()
-                .expect("a standalone session has its pool"));
+                .expect("a session on one node has it from the start"));
+        }
+        let slot = match shared.route.placement(shared.command_table(), args) {
+            Placement::One(key) => key.slot,
+            Placement::Spread => return Err(cross_slot(args.name())),
         };
-        let slot = keys::single_slot(self.shared.executor.command_table(), args)?;
-        let pool = match (&self.pool, slot, self.slot) {
-            (None, _, _) => self.shared.pinned_pool(slot)?,
-            (Some(pool), Some(s), Some(pinned)) if s != pinned => {
+        let node = match (&self.node, slot, self.slot) {
+            (None, _, _) => shared.route.pinned(slot)?.to_arc(),
+            (Some(node), Some(s), Some(pinned)) if s != pinned => {
                 return Err(Error::invalid_argument(format!(
                     "a session in cluster mode stays on one slot: {} uses slot {s}, the \
                      session slot {pinned}; use a hash tag to keep the keys together",
                     String::from_utf8_lossy(args.name()).to_ascii_uppercase()
                 )));
             }
-            (Some(pool), Some(s), None) => {
-                let owner = cluster.pool(&cluster.node_for(Some(s), false, true)?.0)?;
-                if !Arc::ptr_eq(pool, &owner) {
+            (Some(node), Some(s), None) => {
+                let owner = shared.route.pinned(Some(s))?.to_arc();
+                if !Arc::ptr_eq(node, &owner) {
                     return Err(Error::invalid_argument(format!(
                         "a session in cluster mode stays on one node: slot {s} of {} is served \
                          by {}, the session's node is {}",
                         String::from_utf8_lossy(args.name()).to_ascii_uppercase(),
                         owner.address(),
-                        pool.address()
+                        node.address()
                     )));
                 }
-                pool.clone()
+                node.clone()
             }
-            (Some(pool), _, _) => pool.clone(),
+            (Some(node), _, _) => node.clone(),
         };
         if self.slot.is_none() {
             self.slot = slot;
         }
-        self.pool = Some(pool.clone());
-        Ok(pool)
+        self.node = Some(node.clone());
+        Ok(node)
     }
 
     /// The connection is gone, and with it everything the session set on it; an open
@@ -222,8 +235,8 @@ impl Drop for Session {
             const RESET: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n*1\r\n$7\r\nUNWATCH\r\n";
             let _ = conn.pipeline(RESET, 2);
         }
-        if let Some(pool) = &self.pool {
-            pool.put(conn);
+        if let Some(node) = &self.node {
+            node.pool().put(conn);
         }
     }
 }

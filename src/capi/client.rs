@@ -10,7 +10,7 @@ use super::reply::{brisk_reply, reply_handle};
 use super::status::brisk_status;
 use crate::client::Client;
 use crate::core::{Error, Status};
-use crate::stats::Stat;
+use crate::telemetry::stats::Stat;
 use std::ffi::c_char;
 use std::ffi::{CString, c_void};
 

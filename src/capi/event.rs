@@ -4,7 +4,7 @@
 
 use super::boundary::guard_value;
 use super::status::brisk_status;
-use crate::events::{Event, EventHandler};
+use crate::telemetry::events::{Event, EventHandler};
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ pub mod url;
 
 pub use crate::core::retry::RetrySettings;
 use crate::core::{Error, Result, Status};
-use crate::events::HandlerSlot;
+use crate::telemetry::events::HandlerSlot;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;

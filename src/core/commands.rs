@@ -1,6 +1,7 @@
 //! What brisk needs to know about a command: how it may use a pooled connection, whether it
 //! blocks on the server and for how long, and whether it only reads (which decides retries).
 
+use super::error::{Error, Result};
 use crate::resp::Args;
 
 /// How a command may be used, given that `brisk_command` borrows a pooled connection for one
@@ -80,6 +81,41 @@ pub fn connection_use(name: &[u8], subcommand: Option<&[u8]>) -> ConnectionUse {
         return ConnectionUse::ConnectionState;
     }
     ConnectionUse::Plain
+}
+
+/// Rejects empty commands and commands that cannot run on a borrowed connection (with
+/// `allow_connection_state`, a session's, those that change the connection's state pass).
+pub fn check_args(args: &Args<'_>, allow_connection_state: bool) -> Result<()> {
+    if args.is_empty() {
+        return Err(Error::invalid_argument(
+            "argc: a command needs at least its name",
+        ));
+    }
+    let name = args.name();
+    let subcommand = (args.len() > 1).then(|| args.get(1));
+    let shown = || String::from_utf8_lossy(name).to_ascii_uppercase();
+    match connection_use(name, subcommand) {
+        ConnectionUse::Plain => Ok(()),
+        ConnectionUse::ConnectionState if allow_connection_state => Ok(()),
+        ConnectionUse::ConnectionState => Err(Error::invalid_argument(format!(
+            "{} changes the state of the connection it runs on, which a pooled command must not do: \
+             use a session (brisk_session_new), a transaction (brisk_transaction_new) or the config",
+            shown()
+        ))),
+        ConnectionUse::Streaming => Err(Error::invalid_argument(format!(
+            "{} turns the connection into a message stream; it cannot be sent as a command",
+            shown()
+        ))),
+    }
+}
+
+/// True for the commands that run a script (EVAL, EVALSHA, FCALL and their read-only forms):
+/// a script answers with the error of the command inside it that failed, possibly after writing.
+pub fn is_script(name: &[u8]) -> bool {
+    (4..=10).contains(&name.len())
+        && ["EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"]
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
 }
 
 /// True for EXEC, whose nil reply means a WATCHed key changed.

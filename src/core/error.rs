@@ -1,7 +1,7 @@
 //! The error every fallible brisk operation returns: a [`Status`], a message for humans, and
 //! the facts the retry logic needs.
 
-use super::server_error::{self, ServerErrorKind};
+use super::server_error::{self, Refusal, ServerErrorKind};
 use super::status::Status;
 use crate::resp::ProtocolError;
 
@@ -21,6 +21,8 @@ struct Inner {
     sent: bool,
     /// For error replies: what the reply means (redirects, LOADING, ...).
     server_kind: Option<ServerErrorKind>,
+    /// For error replies: whether the reply proves the command was refused before it ran.
+    refusal: Refusal,
 }
 
 impl Error {
@@ -31,6 +33,7 @@ impl Error {
             message: message.into(),
             sent: false,
             server_kind: None,
+            refusal: Refusal::No,
         }))
     }
 
@@ -46,6 +49,7 @@ impl Error {
             message: String::from_utf8_lossy(text).into_owned(),
             sent: true,
             server_kind: Some(kind),
+            refusal: server_error::refusal(text),
         }))
     }
 
@@ -57,8 +61,21 @@ impl Error {
         &self.0.message
     }
 
+    /// Whether any byte of the request was written.
     pub fn is_sent(&self) -> bool {
         self.0.sent
+    }
+
+    /// Whether the command may have been applied: its request was written and the answer does
+    /// not prove a refusal (LOADING, MOVED, ...: see [`server_error::refusal`]). `script`: the
+    /// command was EVAL, EVALSHA or FCALL, for which fewer answers prove anything.
+    pub fn may_have_been_applied(&self, script: bool) -> bool {
+        self.0.sent
+            && match self.0.refusal {
+                Refusal::No => true,
+                Refusal::Always => false,
+                Refusal::UnlessScript => script,
+            }
     }
 
     pub fn server_kind(&self) -> Option<&ServerErrorKind> {
@@ -112,6 +129,13 @@ mod tests {
         assert_eq!(e.error_type(), "WRONGTYPE");
         assert!(e.message().starts_with("WRONGTYPE Operation"));
         assert!(e.is_sent());
+        assert!(e.may_have_been_applied(false));
+        let refused = Error::from_reply(b"LOADING Redis is loading the dataset in memory");
+        assert!(refused.is_sent() && !refused.may_have_been_applied(true));
+        let read_only = Error::from_reply(b"READONLY You can't write against a read only replica.");
+        assert!(!read_only.may_have_been_applied(false));
+        assert!(read_only.may_have_been_applied(true), "a script may have written first");
+        assert!(Error::new(Status::Timeout, "x").sent(true).may_have_been_applied(false));
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! `AUTH` / `CLIENT SETNAME` / `SELECT`, and the connection speaks RESP2. Protocol 2 starts
 //! with the legacy plan, which is empty (no round trip at all) when there is nothing to set.
 
-use super::error::Error;
+use super::error::{Error, Result};
+use super::protocol::Protocol;
 use super::server_error::ServerErrorKind;
-use crate::resp::{Node, ReplyKind};
+use crate::resp::{Node, Reply, ReplyKind};
 
 /// What the handshake needs from the configuration.
 #[derive(Clone, Debug, Default)]
@@ -137,10 +138,77 @@ impl Params {
     }
 }
 
+/// A handshake in progress on one connection: the plan above, run. Both drivers (blocking and
+/// async) move bytes for it and do what [`Handshake::poll`] says; the stages, the fallback to
+/// the legacy plan and the judging of the replies happen here, once.
+pub struct Handshake<'p> {
+    params: &'p Params,
+    stage: Stage,
+    /// Commands of the current stage sent and awaiting their replies (0: the stage is not
+    /// queued yet).
+    sent: usize,
+    replies: Vec<Reply>,
+}
+
+/// What a driver does next for a [`Handshake`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Write what the protocol has queued, then poll again.
+    Write,
+    /// Read more bytes into the protocol's input buffer, then poll again.
+    Read,
+    /// The connection is ready; `resp3` says which protocol it speaks.
+    Ready { resp3: bool },
+}
+
+impl<'p> Handshake<'p> {
+    pub fn new(params: &'p Params) -> Handshake<'p> {
+        Handshake {
+            params,
+            stage: params.first_stage(),
+            sent: 0,
+            replies: Vec::new(),
+        }
+    }
+
+    /// Advances on what `proto` has read so far and says what the driver does next. An error is
+    /// the handshake's failure (never "sent": no caller's request has been written).
+    pub fn poll(&mut self, proto: &mut Protocol) -> Result<Step> {
+        loop {
+            if self.sent == 0 {
+                let commands = self.params.commands(self.stage);
+                if commands.is_empty() {
+                    return Ok(Step::Ready { resp3: false });
+                }
+                for command in &commands {
+                    proto.queue_owned(command);
+                }
+                self.sent = commands.len();
+                return Ok(Step::Write);
+            }
+            while self.replies.len() < self.sent {
+                match proto.next_reply()? {
+                    Some(reply) => self.replies.push(reply),
+                    None => return Ok(Step::Read),
+                }
+            }
+            let replies = std::mem::take(&mut self.replies);
+            let nodes: Vec<&Node> = replies.iter().map(|r| r.node()).collect();
+            match self.params.check(self.stage, &nodes) {
+                Outcome::Ready { resp3 } => return Ok(Step::Ready { resp3 }),
+                Outcome::Fallback => {
+                    self.stage = Stage::Legacy;
+                    self.sent = 0;
+                }
+                Outcome::Failed(e) => return Err(e),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::Reply;
 
     fn words(cmd: &Command) -> Vec<String> {
         cmd.iter()
@@ -260,5 +328,51 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The runner on bytes: a server without HELLO gets the legacy plan after its error, and the
+    /// replies may arrive in any pieces.
+    #[test]
+    fn the_runner_falls_back_and_reads_in_pieces() {
+        let p = params();
+        let mut proto = Protocol::default();
+        let mut hs = Handshake::new(&p);
+        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write);
+        assert!(proto.output().starts_with(b"*7\r\n$5\r\nHELLO"));
+        let n = proto.output().len();
+        proto.consume_output(n);
+        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Read);
+        for piece in [&b"-ERR unknown command 'HE"[..], b"LLO'\r\n-NOAUTH x\r"] {
+            proto.input_buffer().extend_from_slice(piece);
+            assert_eq!(hs.poll(&mut proto).unwrap(), Step::Read);
+        }
+        proto.input_buffer().extend_from_slice(b"\n");
+        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write, "legacy plan queued");
+        assert!(proto.output().starts_with(b"*3\r\n$4\r\nAUTH"));
+        let n = proto.output().len();
+        proto.consume_output(n);
+        proto
+            .input_buffer()
+            .extend_from_slice(b"+OK\r\n+OK\r\n+OK\r\n");
+        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Ready { resp3: false });
+
+        let bare = Params {
+            protocol: 2,
+            ..Params::default()
+        };
+        let mut hs = Handshake::new(&bare);
+        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Ready { resp3: false });
+        assert!(proto.output().is_empty(), "nothing to send, no round trip");
+
+        let mut hs = Handshake::new(&p);
+        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write);
+        let n = proto.output().len();
+        proto.consume_output(n);
+        proto
+            .input_buffer()
+            .extend_from_slice(b"-WRONGPASS nope\r\n-NOAUTH x\r\n");
+        let e = hs.poll(&mut proto).unwrap_err();
+        assert_eq!(e.status(), crate::core::Status::Auth);
+        assert!(!e.is_sent());
     }
 }

@@ -1,7 +1,8 @@
 //! Pure logic shared by every driver: statuses and errors, error-reply classification, the
-//! connection handshake as data, and the per-connection protocol state. Nothing here opens a
-//! socket or reads the clock.
+//! attempt engine, the connection handshake as data, the per-connection protocol state, and
+//! Redis Cluster's slots and keys. Nothing here opens a socket or reads the clock.
 
+pub mod attempt;
 pub mod cluster;
 pub mod command_table;
 pub mod commands;
@@ -11,6 +12,7 @@ pub mod protocol;
 pub mod retry;
 pub mod server_error;
 pub mod status;
+pub mod transaction;
 
 pub use error::{Error, Result};
 pub use status::{Category, Status};

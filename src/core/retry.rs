@@ -175,6 +175,8 @@ pub struct CommandNature {
     pub read_only: bool,
     /// It blocks on the server (BLPOP, XREAD BLOCK, WAIT, ...): never replayed once sent.
     pub blocking: bool,
+    /// A script (EVAL, EVALSHA, FCALL): fewer error replies prove it did not run.
+    pub script: bool,
 }
 
 /// Why a failed attempt is not retried.
@@ -244,7 +246,7 @@ impl RetryRules {
         if !self.retries(error.status()) {
             return Verdict::NotRetryable;
         }
-        if error.is_sent() {
+        if error.may_have_been_applied(nature.script) {
             if nature.blocking {
                 return Verdict::BlockingSent;
             }
@@ -388,7 +390,7 @@ mod tests {
         };
         let blocking = CommandNature {
             blocking: true,
-            read_only: false,
+            ..Default::default()
         };
         assert_eq!(rules.verdict(&before, 0, write), Verdict::Retry);
         assert_eq!(rules.verdict(&after, 0, write), Verdict::MayHaveBeenApplied);
@@ -397,6 +399,22 @@ mod tests {
         assert_eq!(rules.verdict(&after, 0, blocking), Verdict::BlockingSent);
         let server = Error::from_reply(b"WRONGTYPE x");
         assert_eq!(rules.verdict(&server, 0, read), Verdict::NotRetryable);
+        // A refusal proves the write did not run: retried, blocking or not.
+        let loading = Error::from_reply(b"LOADING Redis is loading the dataset in memory");
+        assert_eq!(rules.verdict(&loading, 0, write), Verdict::Retry);
+        assert_eq!(rules.verdict(&loading, 0, blocking), Verdict::Retry);
+        assert_eq!(rules.verdict(&loading, 3, write), Verdict::Exhausted);
+        let readonly = Error::from_reply(b"READONLY You can't write against a read only replica.");
+        assert_eq!(rules.verdict(&readonly, 0, write), Verdict::Retry);
+        let script = CommandNature {
+            script: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            rules.verdict(&readonly, 0, script),
+            Verdict::MayHaveBeenApplied,
+            "a script may have written before its READONLY"
+        );
 
         let always = RetrySettings {
             writes: RetryWrites::Always,

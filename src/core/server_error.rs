@@ -57,6 +57,7 @@ const KNOWN_CODES: &[&str] = &[
     "NOTBUSY",
     "OOM",
     "READONLY",
+    "REDIRECT",
     "TRYAGAIN",
     "UNBLOCKED",
     "UNKILLABLE",
@@ -110,6 +111,38 @@ fn classify_err_text(text: &[u8]) -> ServerErrorKind {
         ServerErrorKind::Auth
     } else {
         ServerErrorKind::Other
+    }
+}
+
+/// Whether an error reply proves that the command was refused before it ran, so that nothing of
+/// it was applied (and a write may be sent again even under retry_writes SAFE).
+///
+/// Checked against the server's source (Valkey 8.0.1, the same in Redis 7.0): `processCommand`
+/// rejects with these codes before calling the command, and the cluster redirection
+/// (`getNodeByQuery`) discards a transaction before answering. A script, though, answers with
+/// the code of the command inside it that failed, possibly after its own writes: only the
+/// codes a script cannot meet once it has run ([`Refusal::Always`]) prove anything for EVAL,
+/// EVALSHA and FCALL; READONLY, MISCONF, NOREPLICAS and OOM can come from a `redis.call` after a
+/// PUBLISH or a write (OOM: a write before the failing one), so they only count for other
+/// commands. A script that forges an error reply (`redis.error_reply("LOADING")`) after writing
+/// defeats any client; brisk assumes scripts do not. Module commands are treated as plain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The command may have run (or partly run).
+    No,
+    /// Refused before it ran, for any command.
+    Always,
+    /// Refused before it ran, unless the command is a script.
+    UnlessScript,
+}
+
+/// The [`Refusal`] an error reply's code proves.
+pub fn refusal(text: &[u8]) -> Refusal {
+    match error_code(text) {
+        "LOADING" | "MASTERDOWN" | "MOVED" | "ASK" | "CROSSSLOT" | "TRYAGAIN" | "CLUSTERDOWN"
+        | "REDIRECT" | "BUSY" | "NOAUTH" | "NOPERM" | "NOSCRIPT" | "EXECABORT" => Refusal::Always,
+        "READONLY" | "MISCONF" | "NOREPLICAS" | "OOM" | "UNBLOCKED" => Refusal::UnlessScript,
+        _ => Refusal::No,
     }
 }
 
@@ -221,6 +254,18 @@ mod tests {
             classify(b"NOPROTO unsupported protocol version"),
             ServerErrorKind::NoHello
         );
+    }
+
+    #[test]
+    fn refusals_are_told_apart_from_errors_raised_while_running() {
+        assert_eq!(refusal(b"LOADING Redis is loading"), Refusal::Always);
+        assert_eq!(refusal(b"MOVED 1 127.0.0.1:7000"), Refusal::Always);
+        assert_eq!(refusal(b"BUSY Redis is busy running a script"), Refusal::Always);
+        assert_eq!(refusal(b"READONLY You can't write"), Refusal::UnlessScript);
+        assert_eq!(refusal(b"OOM command not allowed"), Refusal::UnlessScript);
+        assert_eq!(refusal(b"WRONGTYPE Operation"), Refusal::No);
+        assert_eq!(refusal(b"ERR unknown command"), Refusal::No);
+        assert_eq!(refusal(b"loading lowercase"), Refusal::No);
     }
 
     #[test]

@@ -1,18 +1,27 @@
 //! The blocking connection driver: one connection, I/O on the calling thread.
 //!
-//! It moves bytes between a [`Stream`] and the pure [`Protocol`] state and runs the handshake
-//! plan from `core::handshake`. Any I/O failure, timeout or protocol error marks the connection
+//! It moves bytes between a [`Stream`] and the pure [`Protocol`] state, runs the handshake
+//! (`core::handshake::Handshake` says what to write and read), and hands RESP3 push frames to
+//! the client's push router. Any I/O failure, timeout or protocol error marks the connection
 //! broken: a reply may be half read, so it must never carry another request.
+//!
+//! Time bounds are points in time, not per-read timeouts: a request's replies must all arrive
+//! within the read timeout from when the request was sent (longer for a blocking command) and
+//! before the command deadline, however the peer trickles its bytes. The socket's own timeout
+//! bounds the first read (so the common one-read reply costs no clock and no system call);
+//! before every further read the time left is checked and the socket timeout shortened to it.
 
 use super::errors::{closed_by_peer, io_error};
 use super::socket::Socket;
 use super::stream::Stream;
 use super::tls;
 use crate::config::{self, Config, Endpoint, Keepalive};
-use crate::core::handshake::{self, Outcome};
+use super::push::{PushOrigin, PushRouter};
+use super::socket::Interrupter;
+use crate::core::handshake::{self, Handshake, Step};
 use crate::core::protocol::Protocol;
-use crate::core::{Error, Result};
-use crate::resp::{Args, Limits, Node, Reply, ReplyKind};
+use crate::core::{Error, Result, Status};
+use crate::resp::{Args, Limits, Reply, ReplyKind};
 use rustls::pki_types::ServerName;
 use std::ffi::CString;
 use std::io;
@@ -33,6 +42,8 @@ pub struct ConnectSettings {
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     pub handshake: handshake::Params,
     pub limits: Limits,
+    /// Where push frames go (the client's router); none: they are dropped.
+    pub pushes: Option<Arc<PushRouter>>,
 }
 
 impl ConnectSettings {
@@ -49,7 +60,9 @@ impl ConnectSettings {
     /// shared rather than built again.
     pub fn for_endpoint(&self, cfg: &Config, endpoint: Endpoint) -> Result<ConnectSettings> {
         let tls = self.tls.as_ref().map(|(config, _)| config.clone());
-        ConnectSettings::with_tls(cfg, endpoint, tls)
+        let mut settings = ConnectSettings::with_tls(cfg, endpoint, tls)?;
+        settings.pushes = self.pushes.clone();
+        Ok(settings)
     }
 
     fn with_tls(
@@ -87,19 +100,28 @@ impl ConnectSettings {
                 readonly: false,
             },
             limits: Limits::default(),
+            pushes: None,
         })
     }
 }
 
 /// `timeout`, shortened to what is left before `deadline` (at least 1 ms: 0 would mean "none").
-fn until(timeout: Option<Duration>, deadline: Option<Instant>) -> Option<Duration> {
+fn until(timeout: Option<Duration>, deadline: Option<Instant>, now: Instant) -> Option<Duration> {
     let Some(deadline) = deadline else {
         return timeout;
     };
     let left = deadline
-        .saturating_duration_since(Instant::now())
+        .saturating_duration_since(now)
         .max(Duration::from_millis(1));
     Some(timeout.map_or(left, |t| t.min(left)))
+}
+
+/// The earlier of two optional points in time.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// A connection is moved a lot (into and out of the pool, through `Result`s): it is one
@@ -113,7 +135,13 @@ pub struct State {
     address: Arc<str>,
     resp3: bool,
     broken: bool,
+    /// The socket's read timeout now.
     read_timeout: Option<Duration>,
+    /// The configured read timeout, which the socket is set back to after a request that needed
+    /// another.
+    default_read_timeout: Option<Duration>,
+    /// The bounds of the request under way (see the module documentation).
+    bounds: Bounds,
     created: Instant,
     /// Bytes written to the socket so far.
     wire_sent: u64,
@@ -129,6 +157,27 @@ pub struct State {
     /// The last request failed on a connection the server had closed before any byte of it
     /// arrived: nothing was applied, and the pool's peek would have caught it had it looked.
     stale_on_reuse: bool,
+    /// Told when the connection closes (what a server tracks for it ends with it).
+    pushes: Option<(Arc<PushRouter>, PushOrigin)>,
+}
+
+/// When the replies to the request under way must have arrived.
+#[derive(Clone, Copy)]
+struct Bounds {
+    /// When the request was sent (or the connection lent for it, moments before).
+    started: Option<Instant>,
+    /// How long its replies may take from then; `None`: no limit (a blocking command waiting
+    /// for ever).
+    budget: Option<Duration>,
+    /// The command deadline.
+    deadline: Option<Instant>,
+}
+
+impl Bounds {
+    fn limit(&self) -> Option<Instant> {
+        let by_budget = self.started.zip(self.budget).map(|(s, b)| s + b);
+        earliest(by_budget, self.deadline)
+    }
 }
 
 impl std::ops::Deref for Connection {
@@ -141,6 +190,14 @@ impl std::ops::Deref for Connection {
 impl std::ops::DerefMut for Connection {
     fn deref_mut(&mut self) -> &mut State {
         &mut self.0
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        if let Some((router, origin)) = &self.pushes {
+            router.connection_closed(origin);
+        }
     }
 }
 
@@ -160,39 +217,53 @@ impl Connection {
 
     fn open(settings: &ConnectSettings, deadline: Option<Instant>) -> Result<Connection> {
         let address = settings.address.clone();
+        let started = Instant::now();
         let socket = Socket::connect(
             &settings.endpoint,
-            until(settings.connect_timeout, deadline),
+            until(settings.connect_timeout, deadline, started),
             settings.keepalive,
         )?;
-        let read_timeout = until(settings.read_timeout, deadline);
+        let read_timeout = until(settings.read_timeout, deadline, started);
         socket
-            .set_timeouts(read_timeout, until(settings.write_timeout, deadline))
+            .set_timeouts(read_timeout, until(settings.write_timeout, deadline, started))
             .map_err(|e| io_error(&e, "set timeouts on", &address))?;
         let mut stream = match &settings.tls {
             None => Stream::Plain(socket),
             Some((config, name)) => {
                 let tls = rustls::ClientConnection::new(config.clone(), name.clone())
-                    .map_err(|e| Error::new(crate::core::Status::Tls, format!("TLS setup: {e}")))?;
+                    .map_err(|e| Error::new(Status::Tls, format!("TLS setup: {e}")))?;
                 Stream::Tls(Box::new(rustls::StreamOwned::new(tls, socket)))
             }
         };
         stream
             .finish_handshake()
             .map_err(|e| io_error(&e, "TLS handshake with", &address))?;
+        let mut proto = Protocol::new(settings.limits);
+        let pushes = settings.pushes.as_ref().map(|router| {
+            let origin = router.origin(address.clone());
+            proto.set_push_handler(Some(router.handler(origin.clone())));
+            (router.clone(), origin)
+        });
         let mut conn = Connection(Box::new(State {
             stream,
-            proto: Protocol::new(settings.limits),
+            proto,
             address,
             resp3: false,
             broken: false,
             read_timeout,
-            created: Instant::now(),
+            default_read_timeout: settings.read_timeout,
+            bounds: Bounds {
+                started: Some(Instant::now()),
+                budget: settings.read_timeout,
+                deadline,
+            },
+            created: started,
             wire_sent: 0,
             acked_offset: None,
             unchecked: false,
             stale: std::cell::Cell::new(false),
             stale_on_reuse: false,
+            pushes,
         }));
         conn.handshake(&settings.handshake)?;
         if let Stream::Plain(socket) = &conn.stream {
@@ -201,39 +272,37 @@ impl Connection {
                 .bytes_acked()
                 .and_then(|acked| acked.checked_sub(conn.wire_sent));
         }
-        if deadline.is_some() {
+        if deadline.is_some() || conn.read_timeout != settings.read_timeout {
             conn.stream
                 .socket()
                 .set_timeouts(settings.read_timeout, settings.write_timeout)
                 .map_err(|e| io_error(&e, "set timeouts on", &settings.address))?;
             conn.read_timeout = settings.read_timeout;
         }
+        // The first request's read timeout runs from now, unless the pool lends it later.
+        conn.reset_bounds(Some(Instant::now()));
         Ok(conn)
     }
 
+    /// Runs the handshake plan: writes and reads as `core::handshake` says.
     fn handshake(&mut self, params: &handshake::Params) -> Result<()> {
-        let mut stage = params.first_stage();
+        let mut handshake = Handshake::new(params);
+        let mut reads = 0;
         loop {
-            let commands = params.commands(stage);
-            if commands.is_empty() {
-                self.resp3 = false;
-                return Ok(());
-            }
-            for command in &commands {
-                self.proto.queue_owned(command);
-            }
-            let replies: Vec<Reply> = self
-                .flush()
-                .and_then(|()| (0..commands.len()).map(|_| self.read_reply()).collect())
-                .map_err(|e| e.context("handshake"))?;
-            let nodes: Vec<&Node> = replies.iter().map(|r| r.node()).collect();
-            match params.check(stage, &nodes) {
-                Outcome::Ready { resp3 } => {
+            let step = handshake
+                .poll(&mut self.proto)
+                .map_err(|e| e.context("handshake"));
+            match step? {
+                Step::Write => self.flush().map_err(|e| e.context("handshake"))?,
+                Step::Read => {
+                    self.read_more(reads)
+                        .map_err(|e| e.sent(false).context("handshake"))?;
+                    reads += 1;
+                }
+                Step::Ready { resp3 } => {
                     self.resp3 = resp3;
                     return Ok(());
                 }
-                Outcome::Fallback => stage = handshake::Stage::Legacy,
-                Outcome::Failed(e) => return Err(e),
             }
         }
     }
@@ -254,9 +323,9 @@ impl Connection {
         self.created
     }
 
-    /// The socket's file descriptor (to interrupt a blocking read from another thread).
-    pub fn raw_fd(&self) -> std::os::fd::RawFd {
-        self.stream.socket().raw_fd()
+    /// A handle another thread can use to interrupt a read blocked on this connection.
+    pub fn interrupter(&self) -> io::Result<Interrupter> {
+        self.stream.socket().interrupter()
     }
 
     /// Marks the connection for closing: the pool drops it instead of lending it again.
@@ -278,9 +347,30 @@ impl Connection {
         self.acked_offset.is_some()
     }
 
-    /// Set by the pool when it lends the connection: whether it skipped the peek.
-    pub fn set_unchecked(&mut self, unchecked: bool) {
+    /// Set by the pool when it lends the connection at `now`: whether it skipped the peek.
+    /// The next request's read timeout runs from `now` (moments before it is sent).
+    pub fn lend(&mut self, unchecked: bool, now: Instant) {
         self.unchecked = unchecked;
+        self.bounds.started = Some(now);
+    }
+
+    /// Bounds the next request other than by the configured read timeout from when the
+    /// connection was lent: `budget` for its replies from `started` (a blocking command's
+    /// wait plus the read timeout; `None` for no limit), and the command `deadline`. The socket
+    /// timeout of the first read is set to match (a system call, only when it changes).
+    pub fn bound_request(
+        &mut self,
+        started: Instant,
+        budget: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        self.bounds = Bounds {
+            started: Some(started),
+            budget,
+            deadline,
+        };
+        let first_read = until(budget, deadline, started);
+        self.set_read_timeout(first_read)
     }
 
     /// The last request failed only because the server had closed this connection before any
@@ -299,7 +389,7 @@ impl Connection {
             .flush()
             .and_then(|()| self.read_reply())
             .map_err(|e| self.check_reuse(e, sent_before))?;
-        self.unchecked = false;
+        self.end_request()?;
         if reply.kind() == ReplyKind::Error {
             return Err(Error::from_reply(reply.as_bytes().unwrap_or_default()));
         }
@@ -344,8 +434,30 @@ impl Connection {
             })
             .map(|()| take(&mut self.proto))
             .map_err(|e| self.check_reuse(e, sent_before))?;
-        self.unchecked = false;
+        self.end_request()?;
         Ok(replies)
+    }
+
+    /// The configured bounds: the read timeout from `started` (set again when the connection is
+    /// lent), no deadline.
+    fn reset_bounds(&mut self, started: Option<Instant>) {
+        self.bounds = Bounds {
+            started,
+            budget: self.default_read_timeout,
+            deadline: None,
+        };
+    }
+
+    /// A request is over: the next one starts from the configured bounds. A socket timeout
+    /// changed for this one is set back (or the connection closed, if even that fails).
+    fn end_request(&mut self) -> Result<()> {
+        self.unchecked = false;
+        self.reset_bounds(None);
+        if self.read_timeout != self.default_read_timeout {
+            let default = self.default_read_timeout;
+            self.set_read_timeout(default)?;
+        }
+        Ok(())
     }
 
     /// A request failed. On a connection lent without the peek, a connection failure before
@@ -355,7 +467,7 @@ impl Connection {
     fn check_reuse(&mut self, error: Error, sent_before: u64) -> Error {
         if !std::mem::take(&mut self.unchecked)
             || !self.broken
-            || error.status() != crate::core::Status::Connection
+            || error.status() != Status::Connection
             || self.proto.mid_reply()
         {
             return error;
@@ -372,8 +484,8 @@ impl Connection {
         }
     }
 
-    /// Changes the read timeout for the next reads (blocking commands need a longer one).
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+    /// Sets the socket's read timeout (a system call, only when it changes).
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         if timeout != self.read_timeout {
             self.stream
                 .socket()
@@ -388,7 +500,7 @@ impl Connection {
         self.broken = true;
         let error = io_error(e, op, &self.address);
         match (error.status(), self.read_timeout) {
-            (crate::core::Status::Timeout, Some(t)) if op.starts_with("read") => {
+            (Status::Timeout, Some(t)) if op.starts_with("read") => {
                 error.detail(format!("read timeout {} ms", t.as_millis()))
             }
             _ => error,
@@ -399,6 +511,11 @@ impl Connection {
     fn flush(&mut self) -> Result<()> {
         let mut written_any = false;
         while !self.proto.output().is_empty() {
+            if written_any {
+                // A peer taking the request slowly must not stretch the command past its
+                // deadline (the write timeout bounds each send).
+                self.check_deadline("write to").map_err(|e| e.sent(true))?;
+            }
             let state = &mut *self.0;
             match state.stream.write(state.proto.output()) {
                 Ok(0) => {
@@ -417,6 +534,20 @@ impl Connection {
         Ok(())
     }
 
+    /// A TIMEOUT (and the connection broken) when the command deadline has passed.
+    fn check_deadline(&mut self, op: &str) -> Result<()> {
+        match self.bounds.deadline {
+            Some(deadline) if Instant::now() >= deadline => {
+                self.broken = true;
+                Err(Error::new(
+                    Status::Timeout,
+                    format!("{op} {}: command deadline reached", self.address),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Reads until one reply (not a push) is complete.
     fn read_reply(&mut self) -> Result<Reply> {
         let mut reply = None;
@@ -430,6 +561,7 @@ impl Connection {
     /// Reads until `decoded` (which decodes from the bytes read so far) says it has what it
     /// waits for.
     fn read_until(&mut self, mut decoded: impl FnMut(&mut Protocol) -> Result<bool>) -> Result<()> {
+        let mut reads = 0;
         loop {
             match decoded(&mut self.proto) {
                 Ok(true) => return Ok(()),
@@ -441,17 +573,60 @@ impl Connection {
                         .context(format!("reading from {}", self.address)));
                 }
             }
+            self.read_more(reads).map_err(|e| e.sent(true))?;
+            reads += 1;
+        }
+    }
+
+    /// Reads what the socket has into the protocol's input buffer, waiting no longer than the
+    /// request's bounds allow. `reads`: reads made for this request so far (the first is
+    /// bounded by the socket's timeout alone).
+    fn read_more(&mut self, reads: u32) -> Result<()> {
+        if reads > 0 {
+            self.shorten_read_timeout()?;
+        }
+        loop {
             let state = &mut *self.0;
             match state.stream.read_into(state.proto.input_buffer()) {
                 Ok(0) => {
                     self.broken = true;
-                    return Err(closed_by_peer(&self.address).sent(true));
+                    return Err(closed_by_peer(&self.address));
                 }
-                Ok(_) => {}
+                Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.fail(&e, "read from").sent(true)),
+                Err(e) => return Err(self.fail(&e, "read from")),
             }
         }
+    }
+
+    /// Before a read after the first: TIMEOUT when the request's time is up, else the socket's
+    /// timeout shortened to the time left (when it is a quarter or more too long, so a reply
+    /// read in many pieces shortens it a few times, not before every read).
+    fn shorten_read_timeout(&mut self) -> Result<()> {
+        let Some(limit) = self.bounds.limit() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now >= limit {
+            self.broken = true;
+            let why = match (self.bounds.deadline, self.bounds.budget) {
+                (Some(deadline), _) if deadline <= limit => "command deadline reached".to_owned(),
+                (_, Some(budget)) => format!(
+                    "the reply did not arrive within the read timeout ({} ms from the request)",
+                    budget.as_millis()
+                ),
+                _ => "timed out".to_owned(),
+            };
+            return Err(Error::new(
+                Status::Timeout,
+                format!("read from {}: {why}", self.address),
+            ));
+        }
+        let left = (limit - now).max(Duration::from_millis(1));
+        if self.read_timeout.is_none_or(|t| t > left + left / 4) {
+            self.set_read_timeout(Some(left))?;
+        }
+        Ok(())
     }
 }
 

@@ -44,6 +44,11 @@ impl Socket {
         self.inner.as_raw_fd()
     }
 
+    /// A handle that another thread can use to wake a read blocked on this socket.
+    pub fn interrupter(&self) -> io::Result<Interrupter> {
+        Ok(Interrupter(self.inner.try_clone()?))
+    }
+
     pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(read)?;
         self.inner.set_write_timeout(write)
@@ -89,25 +94,36 @@ impl Socket {
     }
 }
 
+/// Wakes a thread blocked on a socket from another thread (closing a client interrupts the
+/// blocking commands it runs, BLPOP with no timeout among them) by shutting the socket down.
+/// It holds a duplicate of the descriptor, so it stays valid whatever happens to the
+/// connection meanwhile: the shutdown then reaches a socket nobody reads any more, harmlessly.
+pub struct Interrupter(RawSocket);
+
+impl Interrupter {
+    pub fn interrupt(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn tcp_bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
-    // `struct tcp_info` up to `tcpi_bytes_acked` (Linux 4.1 and later): 8 bytes of u8 fields,
-    // 24 u32 fields, then `tcpi_pacing_rate`, `tcpi_max_pacing_rate`, `tcpi_bytes_acked`.
-    const BYTES_ACKED: usize = 8 + 24 * 4 + 2 * 8;
-    let mut info = [0u64; BYTES_ACKED / 8 + 1];
+    // SAFETY: `tcp_info` is plain integers, for which all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
     // SAFETY: `info` is writable for `len` bytes; the kernel writes at most that and says how
-    // many it wrote.
+    // many it wrote (older kernels write less: the field is then missing).
     let rc = unsafe {
         libc::getsockopt(
             fd,
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
+            (&mut info as *mut libc::tcp_info).cast(),
             &mut len,
         )
     };
-    (rc == 0 && len as usize >= BYTES_ACKED + 8).then_some(info[BYTES_ACKED / 8])
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
+    (rc == 0 && len as usize >= needed).then_some(info.tcpi_bytes_acked)
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -3,7 +3,7 @@
 use super::{brisk_config, set};
 use crate::capi::event::{brisk_event_fn, handler};
 use crate::capi::status::brisk_status;
-use crate::events::HandlerSlot;
+use crate::telemetry::events::HandlerSlot;
 use std::ffi::c_void;
 
 /// Installs an event callback (NULL `fn` removes it). It is called synchronously on the thread

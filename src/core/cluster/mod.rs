@@ -1,6 +1,8 @@
 //! Redis Cluster, the pure parts: which slot a key hashes to, and the slot map read from
 //! `CLUSTER SHARDS` (Redis 7+) or `CLUSTER SLOTS` (older servers).
 
+pub mod keys;
+
 use super::error::{Error, Result};
 use super::status::Status;
 use crate::resp::{Node, ReplyKind};

@@ -8,7 +8,7 @@
 //! branch.
 
 use crate::core::Status;
-use crate::stats::Stats;
+use super::stats::Stats;
 use std::ffi::CStr;
 use std::fmt;
 use std::sync::Arc;

@@ -13,12 +13,12 @@
 
 use crate::config::{Config, limit};
 use crate::core::{Error, Result, Status};
-use crate::events::{Event, EventKind, Observer};
+use crate::net::socket::Interrupter;
 use crate::net::{ConnectSettings, Connection};
 use crate::resp::Args;
-use crate::stats::Stat;
+use crate::telemetry::events::{Event, EventKind, Observer};
+use crate::telemetry::stats::Stat;
 use std::ffi::CStr;
-use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -78,9 +78,10 @@ struct State {
     /// Open connections, idle or borrowed, plus those being opened.
     open: usize,
     waiting: usize,
-    /// Sockets of connections running a blocking command (which may wait forever): closing the
-    /// pool shuts them down so those commands return.
-    blocking: Vec<RawFd>,
+    /// Connections running a blocking command (which may wait forever), by ticket: closing the
+    /// pool interrupts them so those commands return.
+    blocking: Vec<(u64, Interrupter)>,
+    next_ticket: u64,
     /// Connections lost (not closed on purpose) not yet replaced: the next connects count as
     /// reconnects.
     lost: usize,
@@ -137,6 +138,10 @@ impl Pool {
 
     pub fn settings(&self) -> &PoolSettings {
         &self.config
+    }
+
+    pub fn observer(&self) -> &Arc<Observer> {
+        &self.observer
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -269,7 +274,7 @@ impl Pool {
         // if the server closed it in between, the request fails untouched and the connection
         // says so (`Connection::stale_on_reuse`), and the executor takes another, as here.
         let recent = now - since < STALE_CHECK_AFTER && conn.can_skip_peek();
-        conn.set_unchecked(recent);
+        conn.lend(recent, now);
         if !recent && conn.is_stale() {
             self.retire(conn, Retire::Lost);
             return None;
@@ -298,25 +303,12 @@ impl Pool {
     /// no longer than the command's deadline, if that is closer than the read timeout.
     fn health_check(&self, conn: &mut Connection, deadline: Option<Instant>) -> bool {
         let started = Instant::now();
-        let default_timeout = self.settings.read_timeout;
-        let timeout = deadline.map(|d| {
-            let left = d
-                .saturating_duration_since(started)
-                .max(Duration::from_millis(1));
-            default_timeout.map_or(left, |t| t.min(left))
-        });
-        let result = match timeout.filter(|&t| Some(t) != default_timeout) {
-            None => conn.command(&Args::from_slices(&PING)),
-            Some(shorter) => {
-                let result = conn
-                    .set_read_timeout(Some(shorter))
-                    .and_then(|()| conn.command(&Args::from_slices(&PING)));
-                // Back to the default, or close the connection if even that fails.
-                if !conn.is_broken() && conn.set_read_timeout(default_timeout).is_err() {
-                    conn.discard();
-                }
-                result
-            }
+        let ping = Args::from_slices(&PING);
+        let result = match deadline {
+            None => conn.command(&ping),
+            Some(_) => conn
+                .bound_request(started, self.settings.read_timeout, deadline)
+                .and_then(|()| conn.command(&ping)),
         };
         self.observer.stats.bump(Stat::HealthChecks);
         let status = result.as_ref().err().map_or(Status::Ok, Error::status);
@@ -446,20 +438,24 @@ impl Pool {
         }
     }
 
-    /// Registers a borrowed connection that is about to run a blocking command; false when the
-    /// pool is already closed.
-    pub fn track_blocking(&self, conn: &Connection) -> bool {
+    /// Registers a borrowed connection that is about to run a blocking command, so that closing
+    /// the pool interrupts it; the ticket unregisters it. CLOSED when the pool is closed already.
+    pub fn track_blocking(&self, conn: &Connection) -> Result<u64> {
+        let interrupter = conn
+            .interrupter()
+            .map_err(|e| crate::net::errors::io_error(&e, "prepare", conn.address()))?;
         let mut state = self.lock();
         if state.closed {
-            return false;
+            return Err(closed());
         }
-        state.blocking.push(conn.raw_fd());
-        true
+        state.next_ticket += 1;
+        let ticket = state.next_ticket;
+        state.blocking.push((ticket, interrupter));
+        Ok(ticket)
     }
 
-    pub fn untrack_blocking(&self, conn: &Connection) {
-        let fd = conn.raw_fd();
-        self.lock().blocking.retain(|&f| f != fd);
+    pub fn untrack_blocking(&self, ticket: u64) {
+        self.lock().blocking.retain(|(t, _)| *t != ticket);
     }
 
     /// Closes the idle connections, interrupts blocking commands, and fails every later `get`
@@ -468,10 +464,8 @@ impl Pool {
         let idle = {
             let mut state = self.lock();
             state.closed = true;
-            for &fd in &state.blocking {
-                // SAFETY: a tracked fd belongs to a live connection: it is untracked (under this
-                // lock) before its connection can be dropped. shutdown() only wakes its reader.
-                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            for (_, interrupter) in &state.blocking {
+                interrupter.interrupt();
             }
             std::mem::take(&mut state.idle)
         };

@@ -1,57 +1,61 @@
-//! Redis Cluster: the topology (slot map and one pool per node) and how it is kept current.
+//! Redis Cluster: the topology (slot map and one node per cluster node) and how it is kept
+//! current.
 //!
-//! The pure parts (slot hashing, parsing `CLUSTER SHARDS`/`CLUSTER SLOTS`, the slot map) live
-//! in `core::cluster`; this module owns the live state around them. Commands are run by
-//! [`batch`], which groups them by node, follows redirections and starts new whole-cluster
-//! attempts after node failures; [`keys`] says which slot a command belongs to and splits the
-//! multi-key commands whose keys span slots.
+//! The pure parts (slot hashing, parsing `CLUSTER SHARDS`/`CLUSTER SLOTS`, the slot map, which
+//! slot a command's keys are in and how spread multi-key commands split) live in
+//! `core::cluster`; this module owns the live state around them and answers the routing seam's
+//! questions ([`Topology`]). The drivers (`exec/`) run commands by those answers: a batch over
+//! several nodes is grouped by node (`exec::batch`), MOVED/ASK/TRYAGAIN/CLUSTERDOWN/READONLY and
+//! node failures are followed by the attempt engine's rules (`core::attempt`).
 //!
 //! The topology is read lazily (on the first command), again on demand after MOVED, READONLY,
 //! CLUSTERDOWN and node failures (throttled: callers that saw the same map share one refresh),
 //! and periodically in the background. Seed nodes are never forgotten: when every node learnt
 //! from the cluster failed, refreshes go back to them, names resolved again.
 
-pub(crate) mod batch;
-pub(crate) mod keys;
-
+use super::{Key, Placement, RefreshTicket, Topology};
 use crate::config::{Config, Endpoint, ReadFrom};
+use crate::core::attempt::{Redirect, Target};
+use crate::core::cluster::keys;
 use crate::core::cluster::{NodeAddress, SlotMap, parse_shards, parse_slots};
+use crate::core::command_table::{self, CommandTable};
 use crate::core::server_error::ServerErrorKind;
 use crate::core::{Error, Result, Status};
-use crate::events::{Event, EventKind, Observer};
 use crate::net::ConnectSettings;
-use crate::pool::{Pool, PoolSettings};
+use crate::node::{Node, NodeContext, NodeRef};
 use crate::resp::{Args, Reply};
-use crate::stats::Stat;
+use crate::telemetry::events::{Event, EventKind};
+use crate::telemetry::stats::Stat;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The slot map as of one refresh (or MOVED), with a generation number: callers remember the
 /// generation they routed with, so that only the first of many who saw a stale map refreshes it.
-pub(crate) struct Topology {
+pub(crate) struct SlotTopology {
     pub slots: SlotMap,
     pub generation: u64,
 }
 
 pub(crate) struct Cluster {
+    /// This cluster, for the background work it starts.
+    this: Weak<Cluster>,
     /// How every node connection is made (the address differs per node).
     config: Config,
-    pool_settings: PoolSettings,
-    observer: Arc<Observer>,
-    pub read_from: ReadFrom,
-    pub error_retry_attempts: u32,
+    nodes_context: NodeContext,
+    read_from: ReadFrom,
+    error_retry_attempts: u32,
     refresh_interval: Option<Duration>,
     seeds: Vec<NodeAddress>,
     /// Nodes a refresh asks, most trusted first: seeds and every node learnt from the cluster,
     /// minus nodes that failed since. Never empty for long: it falls back to the seeds.
     startup: Mutex<Vec<NodeAddress>>,
-    topology: RwLock<Arc<Topology>>,
-    pools: RwLock<HashMap<NodeAddress, Arc<Pool>>>,
-    /// The first seed's pool, which names the cluster where one address is wanted.
-    first_seed_pool: Arc<Pool>,
+    topology: RwLock<Arc<SlotTopology>>,
+    nodes: RwLock<HashMap<NodeAddress, Arc<Node>>>,
+    /// The first seed, which names the cluster where one address is wanted.
+    first_seed: Arc<Node>,
     /// Held while a refresh runs; the time of the last one.
     refreshing: Mutex<Option<Instant>>,
     generations: AtomicU64,
@@ -59,7 +63,7 @@ pub(crate) struct Cluster {
     /// Background topology reads finished (successful or not), for async commands waiting for
     /// one; and how the last one failed, if it did.
     background_refreshes: watch::Sender<u64>,
-    last_background_failure: Mutex<Option<Error>>,
+    last_background_failure: Arc<Mutex<Option<Error>>>,
     closed: AtomicBool,
 }
 
@@ -68,7 +72,8 @@ pub(crate) struct Cluster {
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
 
 impl Cluster {
-    pub fn new(config: &Config, observer: Arc<Observer>) -> Result<Cluster> {
+    /// The cluster of `config`'s seed nodes.
+    pub fn new(config: &Config, nodes_context: NodeContext) -> Result<Arc<Cluster>> {
         let seeds: Vec<NodeAddress> = config
             .nodes
             .iter()
@@ -83,48 +88,44 @@ impl Cluster {
             ));
         };
         let read_from = config.cluster.read_from;
-        let pool_settings = PoolSettings::from_config(config);
-        // Made here (not at the first connect) so that a bad TLS setting fails brisk_client_new.
-        let first_pool = Arc::new(node_pool(
-            ConnectSettings::new(config, endpoint(first))?,
-            read_from,
-            &pool_settings,
-            &observer,
-        ));
-        let pools = HashMap::from([(first.clone(), first_pool.clone())]);
-        Ok(Cluster {
-            first_seed_pool: first_pool,
+        // Made here (not at the first connect) so that a bad TLS setting fails brisk_client_new;
+        // every other node shares its TLS configuration.
+        let settings = ConnectSettings::new(config, endpoint(first))?;
+        let first_node = Arc::new(node(settings, read_from, &nodes_context));
+        let nodes = HashMap::from([(first.clone(), first_node.clone())]);
+        Ok(Arc::new_cyclic(|this| Cluster {
+            this: this.clone(),
+            first_seed: first_node,
             config: config.clone(),
-            pool_settings,
-            observer,
+            nodes_context,
             read_from,
             error_retry_attempts: config.cluster.error_retry_attempts.max(1),
             refresh_interval: crate::config::limit(config.cluster.refresh_interval_ms),
             startup: Mutex::new(seeds.clone()),
             seeds,
-            topology: RwLock::new(Arc::new(Topology {
+            topology: RwLock::new(Arc::new(SlotTopology {
                 slots: SlotMap::empty(),
                 generation: 0,
             })),
-            pools: RwLock::new(pools),
+            nodes: RwLock::new(nodes),
             refreshing: Mutex::new(None),
             generations: AtomicU64::new(0),
             background_refresh_queued: AtomicBool::new(false),
             background_refreshes: watch::channel(0).0,
-            last_background_failure: Mutex::new(None),
+            last_background_failure: Arc::default(),
             closed: AtomicBool::new(false),
-        })
+        }))
     }
 
-    pub fn topology(&self) -> Arc<Topology> {
+    pub fn topology(&self) -> Arc<SlotTopology> {
         self.topology
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    fn install(&self, slots: SlotMap) -> Arc<Topology> {
-        let next = Arc::new(Topology {
+    fn install(&self, slots: SlotMap) -> Arc<SlotTopology> {
+        let next = Arc::new(SlotTopology {
             slots,
             generation: self.generations.fetch_add(1, Relaxed) + 1,
         });
@@ -132,87 +133,58 @@ impl Cluster {
         next
     }
 
-    /// The pool of `node`, created on first use with the client's settings.
-    pub fn pool(&self, node: &NodeAddress) -> Result<Arc<Pool>> {
+    /// The node at `address`, created on first use with the client's settings.
+    pub fn node_at(&self, address: &NodeAddress) -> Result<Arc<Node>> {
         if self.is_closed() {
-            return Err(crate::pool::closed());
+            return Err(crate::node::pool::closed());
         }
-        if let Some(pool) = self
-            .pools
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(node)
-        {
-            return Ok(pool.clone());
+        if let Some(node) = self.read_nodes().get(address) {
+            return Ok(node.clone());
         }
-        let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(pool) = pools.get(node) {
-            return Ok(pool.clone());
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(node) = nodes.get(address) {
+            return Ok(node.clone());
         }
         // Runs on a runtime worker for async commands: nothing here may block (the TLS
         // configuration is the first seed's, not read from disk again).
         let settings = self
-            .first_seed_pool
+            .first_seed
+            .pool()
             .connect_settings()
-            .for_endpoint(&self.config, endpoint(node))?;
-        let pool = Arc::new(node_pool(
-            settings,
-            self.read_from,
-            &self.pool_settings,
-            &self.observer,
-        ));
-        pools.insert(node.clone(), pool.clone());
-        Ok(pool)
+            .for_endpoint(&self.config, endpoint(address))?;
+        let node = Arc::new(node(settings, self.read_from, &self.nodes_context));
+        nodes.insert(address.clone(), node.clone());
+        Ok(node)
     }
 
-    pub fn first_seed_pool(&self) -> &Pool {
-        &self.first_seed_pool
+    fn read_nodes(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeAddress, Arc<Node>>> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every pool made so far.
-    pub fn pools(&self) -> Vec<Arc<Pool>> {
-        let pools = self.pools.read().unwrap_or_else(|p| p.into_inner());
-        pools.values().cloned().collect()
+    /// The address of a node of this cluster.
+    fn address_of(&self, node: &Node) -> Option<NodeAddress> {
+        self.read_nodes()
+            .iter()
+            .find(|(_, n)| std::ptr::eq(Arc::as_ptr(n), node))
+            .map(|(address, _)| address.clone())
     }
 
     /// The node a command for `slot` goes to: the slot's primary, or (for a read, as
     /// `read_from` says, unless `primary_only`) one of its replicas. A keyless command (`None`)
     /// goes to any primary. Reads the topology first if none is known yet.
-    pub fn node_for(
-        &self,
-        slot: Option<u16>,
-        read_only: bool,
-        primary_only: bool,
-    ) -> Result<(NodeAddress, u64)> {
+    fn node_for(&self, slot: Option<u16>, replica_ok: bool, primary_only: bool) -> Result<NodeAddress> {
         let mut topology = self.topology();
         if topology.slots.shards().is_empty() {
-            topology = self.refresh(topology.generation)?;
+            topology = self.refresh_from(topology.generation)?;
         }
-        let node = self.pick(&topology, slot, read_only, primary_only)?;
-        Ok((node, topology.generation))
-    }
-
-    /// [`Cluster::node_for`] by the map known now, without reading the topology (which blocks):
-    /// `None` when no map is known yet.
-    pub fn known_node_for(
-        &self,
-        slot: Option<u16>,
-        read_only: bool,
-        primary_only: bool,
-    ) -> Result<Option<NodeAddress>> {
-        let topology = self.topology();
-        if topology.slots.shards().is_empty() {
-            return Ok(None);
-        }
-        self.pick(&topology, slot, read_only, primary_only)
-            .map(Some)
+        self.pick(&topology, slot, replica_ok, primary_only)
     }
 
     fn pick(
         &self,
-        topology: &Topology,
+        topology: &SlotTopology,
         slot: Option<u16>,
-        read_only: bool,
+        replica_ok: bool,
         primary_only: bool,
     ) -> Result<NodeAddress> {
         let shards = topology.slots.shards();
@@ -228,7 +200,7 @@ impl Cluster {
             },
             None => &shards[fastrand::usize(..shards.len())],
         };
-        let node = match (read_only && !primary_only, self.read_from) {
+        let node = match (replica_ok && !primary_only, self.read_from) {
             (true, ReadFrom::ReplicaPreferred) if !shard.replicas.is_empty() => {
                 &shard.replicas[fastrand::usize(..shard.replicas.len())]
             }
@@ -243,7 +215,7 @@ impl Cluster {
 
     /// After `MOVED slot node`: the slot belongs to `node` from now on, and the rest of the map
     /// is probably stale too, so a refresh is queued in the background.
-    pub fn moved(self: &Arc<Self>, slot: u16, node: &NodeAddress) {
+    fn slot_moved(&self, slot: u16, node: &NodeAddress) {
         {
             let mut current = self.topology.write().unwrap_or_else(|p| p.into_inner());
             if current
@@ -253,24 +225,26 @@ impl Cluster {
             {
                 return;
             }
-            *current = Arc::new(Topology {
+            *current = Arc::new(SlotTopology {
                 slots: current.slots.moved(slot, node),
                 generation: self.generations.fetch_add(1, Relaxed) + 1,
             });
         }
-        self.queue_refresh();
+        self.queue_background_refresh();
     }
 
     /// Refreshes the topology on a runtime thread, unless one is queued already. False when no
     /// thread could be started for it.
-    pub fn queue_refresh(self: &Arc<Self>) -> bool {
+    fn queue_background_refresh(&self) -> bool {
+        let Some(cluster) = self.this.upgrade() else {
+            return false;
+        };
         if self.background_refresh_queued.swap(true, Relaxed) {
             return true;
         }
-        let cluster = self.clone();
         let generation = self.topology().generation;
         let queued = crate::runtime::spawn_blocking(move || {
-            let failure = cluster.refresh(generation).err();
+            let failure = cluster.refresh_from(generation).err();
             *cluster
                 .last_background_failure
                 .lock()
@@ -286,33 +260,9 @@ impl Cluster {
         queued
     }
 
-    /// Waits (without blocking a thread) until a background topology read that starts after
-    /// this call has finished; its failure, if it failed. Many callers share one read.
-    pub async fn fresh_topology(self: &Arc<Self>) -> Result<()> {
-        let mut finished = self.background_refreshes.subscribe();
-        let seen = *finished.borrow_and_update();
-        if !self.queue_refresh() {
-            return Err(Error::new(
-                Status::Internal,
-                "the async runtime is not running (could not start its threads)",
-            ));
-        }
-        // The sender lives as long as the cluster, which the caller holds.
-        let _ = finished.wait_for(|n| *n > seen).await;
-        match self
-            .last_background_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            Some(failure) => Err(failure),
-            None => Ok(()),
-        }
-    }
-
     /// A node failed (CONNECTION, TIMEOUT, CLUSTERDOWN): it is no longer asked for the topology
     /// until a refresh names it again. The seeds come back when nothing else is left.
-    pub fn node_failed(&self, node: &NodeAddress) {
+    fn forget_startup_node(&self, node: &NodeAddress) {
         let mut startup = self.startup.lock().unwrap_or_else(|p| p.into_inner());
         startup.retain(|n| n != node);
         if startup.is_empty() {
@@ -323,10 +273,10 @@ impl Cluster {
     /// Re-reads the topology unless it changed since generation `seen` (then the caller routes
     /// with the newer one). Asks the startup nodes, then the seeds, one at a time, and takes the
     /// first answer that assigns slots.
-    pub fn refresh(&self, seen: u64) -> Result<Arc<Topology>> {
+    fn refresh_from(&self, seen: u64) -> Result<Arc<SlotTopology>> {
         let mut last = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_closed() {
-            return Err(crate::pool::closed());
+            return Err(crate::node::pool::closed());
         }
         let current = self.topology();
         if current.generation != seen && !current.slots.shards().is_empty() {
@@ -352,7 +302,7 @@ impl Cluster {
         let mut failures = Vec::new();
         for node in &candidates {
             if self.is_closed() {
-                return Err(crate::pool::closed());
+                return Err(crate::node::pool::closed());
             }
             match self.read_topology(node) {
                 Ok(slots) => {
@@ -365,9 +315,10 @@ impl Cluster {
                             }
                         }
                     }
-                    self.observer.stats.bump(Stat::TopologyRefreshes);
-                    let address = self.pool(node)?;
-                    self.observer.emit(&Event {
+                    let observer = &self.nodes_context.observer;
+                    observer.stats.bump(Stat::TopologyRefreshes);
+                    let address = self.node_at(node)?;
+                    observer.emit(&Event {
                         kind: EventKind::Topology,
                         status: Status::Ok,
                         command: b"CLUSTER",
@@ -384,7 +335,7 @@ impl Cluster {
                     // Only a node that did not answer leaves the startup list; one that answered
                     // with a map we cannot use yet (mid-failover) may be right a moment later.
                     if matches!(e.status(), Status::Connection | Status::Timeout) {
-                        self.node_failed(node);
+                        self.forget_startup_node(node);
                     }
                     failures.push(format!("{node}: {}", e.message()));
                 }
@@ -401,9 +352,11 @@ impl Cluster {
 
     /// `CLUSTER SHARDS` from `node` (Redis 7+), else `CLUSTER SLOTS`.
     fn read_topology(&self, node: &NodeAddress) -> Result<SlotMap> {
-        let pool = self.pool(node)?;
+        let node_handle = self.node_at(node)?;
+        let pool = node_handle.pool();
         let deadline = self
-            .pool_settings
+            .nodes_context
+            .pool
             .max_wait
             .map(|wait| Instant::now() + wait);
         let mut conn = pool.get(deadline)?;
@@ -429,24 +382,131 @@ impl Cluster {
         Ok(slots)
     }
 
-    /// Background upkeep: each pool's, and the periodic topology refresh.
-    pub fn maintain(&self) {
-        for pool in self.pools() {
-            pool.maintain();
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+}
+
+impl Topology for Cluster {
+    fn placement(&self, table: Option<&CommandTable>, args: &Args<'_>) -> Placement {
+        let slot = match keys::placement(table, args) {
+            keys::Placement::Anywhere => None,
+            keys::Placement::Slot(slot) => Some(slot),
+            keys::Placement::Spread => return Placement::Spread,
+        };
+        // Only a client that reads from replicas needs to know whether the command reads.
+        let replica_ok =
+            self.read_from != ReadFrom::Primary && command_table::read_only(table, args);
+        Placement::One(Key { slot, replica_ok })
+    }
+
+    fn routes_by_key(&self) -> bool {
+        true
+    }
+
+    fn node(&self, key: Key, target: &Target) -> Result<Option<NodeRef<'_>>> {
+        let address = match &target.ask {
+            Some(address) => address.clone(),
+            None => {
+                let topology = self.topology();
+                if topology.slots.shards().is_empty() {
+                    return Ok(None);
+                }
+                self.pick(&topology, key.slot, key.replica_ok, target.primary_only)?
+            }
+        };
+        self.node_at(&address).map(|node| Some(NodeRef::Shared(node)))
+    }
+
+    fn pinned(&self, slot: Option<u16>) -> Result<NodeRef<'_>> {
+        let address = self.node_for(slot, false, true)?;
+        self.node_at(&address).map(NodeRef::Shared)
+    }
+
+    fn generation(&self) -> u64 {
+        self.topology().generation
+    }
+
+    fn refresh(&self, seen: u64) -> Result<()> {
+        self.refresh_from(seen).map(drop)
+    }
+
+    fn queue_refresh(&self) {
+        self.queue_background_refresh();
+    }
+
+    fn refresh_ticket(&self) -> Option<Result<RefreshTicket>> {
+        let mut finished = self.background_refreshes.subscribe();
+        let seen = *finished.borrow_and_update();
+        if !self.queue_background_refresh() {
+            return Some(Err(Error::new(
+                Status::Internal,
+                "the async runtime is not running (could not start its threads)",
+            )));
+        }
+        Some(Ok(RefreshTicket::new(
+            finished,
+            seen,
+            self.last_background_failure.clone(),
+        )))
+    }
+
+    fn redirect(&self, kind: &ServerErrorKind) -> Option<Redirect> {
+        Some(match kind {
+            ServerErrorKind::Moved { slot, address } => Redirect::Moved {
+                slot: *slot,
+                node: NodeAddress::parse(address)?,
+            },
+            ServerErrorKind::Ask { address, .. } => Redirect::Ask(NodeAddress::parse(address)?),
+            ServerErrorKind::TryAgain => Redirect::TryAgain,
+            ServerErrorKind::ClusterDown | ServerErrorKind::ReadOnly => Redirect::Refresh,
+            _ => return None,
+        })
+    }
+
+    fn moved(&self, slot: u16, node: &NodeAddress) {
+        self.slot_moved(slot, node);
+    }
+
+    fn node_failed(&self, node: &Node) {
+        if let Some(address) = self.address_of(node) {
+            self.forget_startup_node(&address);
+        }
+    }
+
+    fn topology_attempts(&self) -> u32 {
+        self.error_retry_attempts
+    }
+
+    fn retries_per_node_by_default(&self) -> bool {
+        false
+    }
+
+    fn nodes(&self) -> Vec<Arc<Node>> {
+        self.read_nodes().values().cloned().collect()
+    }
+
+    fn home(&self) -> &Node {
+        &self.first_seed
+    }
+
+    /// Each pool's upkeep, and the periodic topology refresh.
+    fn maintain(&self) {
+        for node in self.nodes() {
+            node.pool().maintain();
         }
         let due = self.refresh_interval.is_some_and(|interval| {
             let last = *self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
             last.is_none_or(|t| t.elapsed() >= interval)
         });
         if due {
-            let _ = self.refresh(self.topology().generation);
+            let _ = self.refresh_from(self.topology().generation);
         }
     }
 
-    /// How often [`Cluster::maintain`] should run, if ever.
-    pub fn maintenance_period(&self) -> Option<Duration> {
+    fn maintenance_period(&self) -> Option<Duration> {
         [
-            self.pool_settings.maintenance_period(),
+            self.nodes_context.pool.maintenance_period(),
             self.refresh_interval,
         ]
         .into_iter()
@@ -454,29 +514,24 @@ impl Cluster {
         .min()
     }
 
-    pub fn close(&self) {
+    fn close(&self) {
         self.closed.store(true, Relaxed);
-        for pool in self.pools() {
-            pool.close();
+        for node in self.nodes() {
+            node.close();
         }
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Relaxed)
+    fn is_closed(&self) -> bool {
+        Cluster::is_closed(self)
     }
 }
 
-/// A node's pool. With `read_from` other than PRIMARY its connections send READONLY (harmless
+/// A cluster node. With `read_from` other than PRIMARY its connections send READONLY (harmless
 /// on a primary), so a replica serves reads and a primary demoted by a failover answers writes
 /// with MOVED.
-fn node_pool(
-    mut settings: ConnectSettings,
-    read_from: ReadFrom,
-    pool_settings: &PoolSettings,
-    observer: &Arc<Observer>,
-) -> Pool {
+fn node(mut settings: ConnectSettings, read_from: ReadFrom, ctx: &NodeContext) -> Node {
     settings.handshake.readonly = read_from != ReadFrom::Primary;
-    Pool::new(settings, pool_settings.clone(), observer.clone())
+    Node::new(settings, ctx)
 }
 
 fn endpoint(node: &NodeAddress) -> Endpoint {

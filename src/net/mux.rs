@@ -26,12 +26,12 @@
 
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
-use crate::events::{Event, EventKind, Observer};
+use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::net::ConnectSettings;
 use crate::net::async_connect::{self, AsyncStream};
 use crate::net::errors::{closed_by_peer, io_error};
 use crate::resp::{Args, Reply, encode_command};
-use crate::stats::Stat;
+use crate::telemetry::stats::Stat;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -30,15 +30,7 @@ pub(crate) fn placement(table: Option<&CommandTable>, args: &Args<'_>) -> Placem
     slot.map_or(Placement::Anywhere, Placement::Slot)
 }
 
-/// The slot of a command that must run on one node, or INVALID_ARGUMENT naming CROSSSLOT.
-pub(crate) fn single_slot(table: Option<&CommandTable>, args: &Args<'_>) -> Result<Option<u16>> {
-    match placement(table, args) {
-        Placement::Anywhere => Ok(None),
-        Placement::Slot(slot) => Ok(Some(slot)),
-        Placement::Spread => Err(cross_slot(args.name())),
-    }
-}
-
+/// INVALID_ARGUMENT naming CROSSSLOT, for a command whose keys no single node serves.
 pub(crate) fn cross_slot(name: &[u8]) -> Error {
     Error::invalid_argument(format!(
         "CROSSSLOT: the keys of {} hash to different slots, so no single cluster node can run \
@@ -159,9 +151,9 @@ mod tests {
             placement(None, &Args::from_slices(&spread)),
             Placement::Spread
         );
-        let e = single_slot(None, &Args::from_slices(&spread)).unwrap_err();
+        let e = cross_slot(b"mget");
         assert_eq!(e.status(), crate::core::Status::InvalidArgument);
-        assert!(e.message().starts_with("CROSSSLOT"));
+        assert!(e.message().starts_with("CROSSSLOT: the keys of MGET"));
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! Running commands: the drivers of the attempt engine (`core::attempt`) over the route
+//! (`route/`) and its nodes (`node/`).
+//!
+//! - [`blocking`]: one request to one node (a command, a pipeline, a transaction), on the
+//!   calling thread with a pooled connection; also a session's commands on its own connection.
+//! - [`batch`]: a batch whose commands live on several nodes (a cluster pipeline, a split MGET),
+//!   grouped by node, the groups in parallel.
+//! - [`async_command`]: `brisk_command_async`, on the node's multiplexed connection.
+//! - [`record`]: counting and reporting what finished.
+//!
+//! [`Shared`] is what a client, its pipelines and sessions and its background work share.
+
+pub(crate) mod async_command;
+pub(crate) mod batch;
+pub(crate) mod blocking;
+pub(crate) mod record;
+
+use crate::config::{Config, limit};
+use crate::core::attempt::Rules;
+use crate::core::commands::check_args;
+use crate::core::command_table::{self, CommandTable};
+use crate::core::retry::RetryPolicy;
+use crate::core::{Error, Result};
+use crate::net::Connection;
+use crate::net::push::PushRouter;
+use crate::node::NodeContext;
+use crate::node::pool::PoolSettings;
+use crate::resp::{Args, Reply};
+use crate::route::{self, Placement, Topology};
+use crate::telemetry::events::Observer;
+use crate::telemetry::stats::Stat;
+use async_command::AsyncState;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+/// State shared by a client, the pipelines and sessions made from it, and its background work.
+pub(crate) struct Shared {
+    pub route: Arc<dyn Topology>,
+    pub rules: Rules,
+    /// The configured read timeout (a blocking command's own wait is added to it).
+    pub read_timeout: Option<Duration>,
+    pub observer: Arc<Observer>,
+    pub pushes: Arc<PushRouter>,
+    pub async_state: AsyncState,
+    commands: CommandTableCell,
+}
+
+impl Shared {
+    pub fn new(config: &Config) -> Result<Arc<Shared>> {
+        config.validate()?;
+        let observer = Arc::new(Observer::new(config.events.0.clone(), config.db));
+        let pushes = Arc::new(PushRouter::default());
+        let async_state = AsyncState::default();
+        let nodes = NodeContext {
+            pool: PoolSettings::from_config(config),
+            observer: observer.clone(),
+            closed: async_state.closed_signal(),
+            pushes: pushes.clone(),
+        };
+        let route = route::new(config, nodes)?;
+        let mut retry = config.retry.resolve();
+        if !route.retries_per_node_by_default() && !config.retry.is_explicit() {
+            retry.policy = RetryPolicy::NEVER;
+        }
+        let rules = Rules {
+            retry,
+            command_deadline: limit(config.command_deadline_ms),
+            topology_attempts: route.topology_attempts(),
+        };
+        let shared = Arc::new(Shared {
+            route,
+            rules,
+            read_timeout: limit(config.read_timeout_ms),
+            observer,
+            pushes,
+            async_state,
+            commands: CommandTableCell::default(),
+        });
+        start_maintenance(&shared);
+        Ok(shared)
+    }
+
+    /// Whether `args` only reads: from the server's table when fetched, else the built-in one.
+    pub fn is_read_only(&self, args: &Args<'_>) -> bool {
+        command_table::read_only(self.command_table(), args)
+    }
+
+    /// The server's command table, once fetched (and if the server gave it).
+    pub fn command_table(&self) -> Option<&CommandTable> {
+        self.commands.table.get().and_then(Option::as_ref)
+    }
+
+    /// Fetches the server's command table on `conn` if nobody has yet: one round trip, once
+    /// per client. A connection failure leaves it for a later connection and is returned (as
+    /// not sent: the caller's request has not been written): the connection may hold part of
+    /// the COMMAND reply, so it must not carry the caller's request.
+    pub fn ensure_command_table(&self, conn: &mut Connection) -> Result<()> {
+        let cell = &self.commands;
+        if cell.table.get().is_some() || cell.fetching.swap(true, Relaxed) {
+            return Ok(());
+        }
+        let command: [&[u8]; 1] = [b"COMMAND"];
+        match conn.command(&Args::from_slices(&command)) {
+            Ok(reply) => {
+                let _ = cell.table.set(Some(CommandTable::from_command_reply(&reply)));
+            }
+            Err(_) if !conn.is_broken() => {
+                let _ = cell.table.set(None);
+            }
+            Err(e) => {
+                cell.fetching.store(false, Relaxed);
+                return Err(e.sent(false).context("fetching the command table"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A counter, or a gauge summed over the nodes.
+    pub fn stat(&self, stat: Stat) -> u64 {
+        let nodes = || self.route.nodes().into_iter();
+        match stat {
+            Stat::PoolOpen => nodes().map(|n| n.pool().open_connections() as u64).sum(),
+            Stat::PoolIdle => nodes().map(|n| n.pool().idle_connections() as u64).sum(),
+            other => self.observer.stats.get(other),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.route.is_closed()
+    }
+
+    /// Closes every pool and the async side (see [`AsyncState::close`]).
+    pub fn close(&self) {
+        self.route.close();
+        self.async_state.close(&*self.route);
+    }
+
+    /// CLOSED, for work started on a closed client.
+    pub fn closed_error() -> Error {
+        crate::node::pool::closed()
+    }
+}
+
+/// Runs one command and returns its reply, retrying by the client's rules (an error reply is
+/// `Err` with the server's text and the mapped status). A command whose keys span nodes is
+/// split and put back together, or refused.
+pub(crate) fn command(shared: &Shared, args: &Args<'_>) -> Result<Reply> {
+    check_args(args, false)?;
+    match shared.route.placement(shared.command_table(), args) {
+        Placement::One(key) => blocking::command(shared, args, key),
+        Placement::Spread => batch::spread_command(shared, args),
+    }
+}
+
+/// The server's command table, fetched on the first connection used.
+#[derive(Default)]
+struct CommandTableCell {
+    /// `None` inside when the server would not give it (an ACL user without COMMAND, say).
+    table: OnceLock<Option<CommandTable>>,
+    fetching: AtomicBool,
+}
+
+/// Starts the background task that maintains the client's pools (and a cluster's topology)
+/// while the client lives.
+fn start_maintenance(shared: &Arc<Shared>) {
+    let Some(period) = shared.route.maintenance_period() else {
+        return;
+    };
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    crate::runtime::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            if shared.is_closed() {
+                return;
+            }
+            // Opening connections blocks; keep it off the runtime's worker.
+            let _ = tokio::task::spawn_blocking(move || shared.route.maintain()).await;
+        }
+    });
+}
