@@ -4,10 +4,10 @@
 use super::connection::ConnectSettings;
 use super::errors::{closed_by_peer, io_error};
 use crate::config::Endpoint;
-use crate::core::handshake::{Outcome, Stage};
+use super::push::AttachedConnection;
+use crate::core::handshake::{Handshake, Step};
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
-use crate::resp::{Node, Reply};
 use socket2::{SockRef, TcpKeepalive};
 use std::future::Future;
 use std::io;
@@ -146,13 +146,21 @@ async fn open_tcp(settings: &ConnectSettings, host: &str, port: u16) -> Result<T
     Err(last)
 }
 
+/// A connection opened for the async driver.
+pub struct AsyncConnection {
+    pub stream: AsyncStream,
+    pub proto: Protocol,
+    /// Keeps the connection known to the push router (until the driver lets go of it).
+    pub pushes: Option<AttachedConnection>,
+}
+
 /// Connects, runs the TLS and Redis handshakes, and returns the stream with its protocol state.
 /// Errors never count as "sent": no caller's request has been written yet.
-pub async fn connect(settings: &ConnectSettings) -> Result<(AsyncStream, Protocol)> {
+pub async fn connect(settings: &ConnectSettings) -> Result<AsyncConnection> {
     open(settings).await.map_err(|e| e.sent(false))
 }
 
-async fn open(settings: &ConnectSettings) -> Result<(AsyncStream, Protocol)> {
+async fn open(settings: &ConnectSettings) -> Result<AsyncConnection> {
     let address = &settings.address;
     let connecting = format!("connect to {address}");
     let stream = within(settings.connect_timeout, &connecting, async {
@@ -179,47 +187,51 @@ async fn open(settings: &ConnectSettings) -> Result<(AsyncStream, Protocol)> {
     .await?;
     let mut stream = stream;
     let mut proto = Protocol::new(settings.limits);
+    let pushes = settings
+        .pushes
+        .as_ref()
+        .map(|router| router.attach(address.clone(), &mut proto));
     handshake(settings, &mut stream, &mut proto)
         .await
         .map_err(|e| e.context("handshake"))?;
-    Ok((stream, proto))
+    Ok(AsyncConnection {
+        stream,
+        proto,
+        pushes,
+    })
 }
 
+/// Runs the handshake plan: writes and reads as `core::handshake` says. Its replies must all
+/// arrive within the read timeout from its start, however the peer trickles them.
 async fn handshake(
     settings: &ConnectSettings,
     stream: &mut AsyncStream,
     proto: &mut Protocol,
 ) -> Result<()> {
-    let params = &settings.handshake;
-    let mut stage = params.first_stage();
+    let address = &settings.address;
+    let mut handshake = Handshake::new(&settings.handshake);
+    let read_by = settings
+        .read_timeout
+        .map(|t| tokio::time::Instant::now() + t);
     loop {
-        let commands = params.commands(stage);
-        if commands.is_empty() {
-            return Ok(());
-        }
-        for command in &commands {
-            proto.queue_owned(command);
-        }
-        within(
-            settings.write_timeout,
-            "write",
-            write_all(stream, proto, &settings.address),
-        )
-        .await?;
-        let mut replies = Vec::with_capacity(commands.len());
-        for _ in 0..commands.len() {
-            let reply = within(
-                settings.read_timeout,
-                "read",
-                read_reply(stream, proto, &settings.address),
-            );
-            replies.push(reply.await?);
-        }
-        let nodes: Vec<&Node> = replies.iter().map(|r| r.node()).collect();
-        match params.check(stage, &nodes) {
-            Outcome::Ready { .. } => return Ok(()),
-            Outcome::Fallback => stage = Stage::Legacy,
-            Outcome::Failed(e) => return Err(e),
+        match handshake.poll(proto)? {
+            Step::Write => {
+                let write = write_all(stream, proto, address);
+                within(settings.write_timeout, "write", write).await?;
+            }
+            Step::Read => {
+                let read = read_some(stream, proto, address);
+                match read_by {
+                    None => read.await?,
+                    Some(at) => tokio::time::timeout_at(at, read).await.unwrap_or_else(|_| {
+                        Err(Error::new(
+                            Status::Timeout,
+                            format!("read from {address}: timed out"),
+                        ))
+                    })?,
+                }
+            }
+            Step::Ready { .. } => return Ok(()),
         }
     }
 }
@@ -242,20 +254,15 @@ pub async fn write_all(
     Ok(())
 }
 
-/// Reads until `proto` has a complete reply.
-pub async fn read_reply(
+/// Reads what the stream has into `proto`'s input buffer.
+async fn read_some(
     stream: &mut (impl AsyncRead + Unpin),
     proto: &mut Protocol,
     address: &str,
-) -> Result<Reply> {
-    loop {
-        if let Some(reply) = proto.next_reply()? {
-            return Ok(reply);
-        }
-        match stream.read_buf(proto.input_buffer()).await {
-            Ok(0) => return Err(closed_by_peer(address)),
-            Ok(_) => {}
-            Err(e) => return Err(io_error(&e, "read from", address)),
-        }
+) -> Result<()> {
+    match stream.read_buf(proto.input_buffer()).await {
+        Ok(0) => Err(closed_by_peer(address)),
+        Ok(_) => Ok(()),
+        Err(e) => Err(io_error(&e, "read from", address)),
     }
 }

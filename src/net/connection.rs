@@ -16,7 +16,7 @@ use super::socket::Socket;
 use super::stream::Stream;
 use super::tls;
 use crate::config::{self, Config, Endpoint, Keepalive};
-use super::push::{PushOrigin, PushRouter};
+use super::push::{AttachedConnection, PushRouter};
 use super::socket::Interrupter;
 use crate::core::handshake::{self, Handshake, Step};
 use crate::core::protocol::Protocol;
@@ -157,8 +157,9 @@ pub struct State {
     /// The last request failed on a connection the server had closed before any byte of it
     /// arrived: nothing was applied, and the pool's peek would have caught it had it looked.
     stale_on_reuse: bool,
-    /// Told when the connection closes (what a server tracks for it ends with it).
-    pushes: Option<(Arc<PushRouter>, PushOrigin)>,
+    /// Its pushes go to the client's router, which hears when it closes (what a server tracks
+    /// for a connection ends with it).
+    _pushes: Option<AttachedConnection>,
 }
 
 /// When the replies to the request under way must have arrived.
@@ -190,14 +191,6 @@ impl std::ops::Deref for Connection {
 impl std::ops::DerefMut for Connection {
     fn deref_mut(&mut self) -> &mut State {
         &mut self.0
-    }
-}
-
-impl Drop for State {
-    fn drop(&mut self) {
-        if let Some((router, origin)) = &self.pushes {
-            router.connection_closed(origin);
-        }
     }
 }
 
@@ -239,11 +232,10 @@ impl Connection {
             .finish_handshake()
             .map_err(|e| io_error(&e, "TLS handshake with", &address))?;
         let mut proto = Protocol::new(settings.limits);
-        let pushes = settings.pushes.as_ref().map(|router| {
-            let origin = router.origin(address.clone());
-            proto.set_push_handler(Some(router.handler(origin.clone())));
-            (router.clone(), origin)
-        });
+        let pushes = settings
+            .pushes
+            .as_ref()
+            .map(|router| router.attach(address.clone(), &mut proto));
         let mut conn = Connection(Box::new(State {
             stream,
             proto,
@@ -263,7 +255,7 @@ impl Connection {
             unchecked: false,
             stale: std::cell::Cell::new(false),
             stale_on_reuse: false,
-            pushes,
+            _pushes: pushes,
         }));
         conn.handshake(&settings.handshake)?;
         if let Stream::Plain(socket) = &conn.stream {

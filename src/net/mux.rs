@@ -28,7 +28,7 @@ use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
 use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::net::ConnectSettings;
-use crate::net::async_connect::{self, AsyncStream};
+use crate::net::async_connect::{self, AsyncConnection, AsyncStream};
 use crate::net::errors::{closed_by_peer, io_error};
 use crate::resp::{Args, Reply, encode_command};
 use crate::telemetry::stats::Stat;
@@ -153,6 +153,9 @@ struct InFlight {
     done: Option<Completion>,
     deadline: Option<Instant>,
     skip_replies: u8,
+    /// When it was written: its reply must arrive within the read timeout from then, however
+    /// the peer trickles its bytes (or floods push frames).
+    written: Instant,
 }
 
 /// What the reader and the writer of one connection share.
@@ -161,9 +164,6 @@ struct Line {
     queue: VecDeque<InFlight>,
     /// Set (with the reason) when the connection died; nothing more may be queued.
     dead: Option<Error>,
-    /// When bytes last arrived or the oldest request was written: the read timeout runs from
-    /// the later of the two.
-    progress: Option<Instant>,
 }
 
 type SharedLine = Arc<Mutex<Line>>;
@@ -250,13 +250,13 @@ impl Task {
                 continue;
             };
             match connected {
-                Ok((stream, proto)) => {
+                Ok(connection) => {
                     self.observer.stats.bump(Stat::Connects);
                     if std::mem::take(&mut lost) {
                         self.observer.stats.bump(Stat::Reconnects);
                     }
                     self.event(EventKind::Connect, Status::Ok, started.elapsed());
-                    (held, lost) = self.serve(stream, proto, held).await;
+                    (held, lost) = self.serve(connection, held).await;
                 }
                 Err(error) => {
                     self.event(EventKind::Connect, error.status(), started.elapsed());
@@ -282,7 +282,7 @@ impl Task {
     async fn connect(
         &mut self,
         waiting: &mut VecDeque<Request>,
-    ) -> Option<Result<(AsyncStream, Protocol)>> {
+    ) -> Option<Result<AsyncConnection>> {
         let connecting = async_connect::connect(&self.settings);
         tokio::pin!(connecting);
         let mut channel_open = true;
@@ -309,10 +309,15 @@ impl Task {
     /// connection was lost (rather than closed with the client).
     async fn serve(
         &mut self,
-        stream: AsyncStream,
-        proto: Protocol,
+        connection: AsyncConnection,
         mut held: VecDeque<Request>,
     ) -> (VecDeque<Request>, bool) {
+        // `_pushes` lives until the connection is let go of (the push router hears of it).
+        let AsyncConnection {
+            stream,
+            proto,
+            pushes: _pushes,
+        } = connection;
         // Kept open by the stream's halves until this returns.
         let fd = stream.raw_fd();
         let (reader, mut writer) = tokio::io::split(stream);
@@ -395,14 +400,13 @@ impl Task {
                     }
                     break;
                 }
-                if state.queue.is_empty() {
-                    state.progress = Some(Instant::now());
-                }
+                let written = Instant::now();
                 for request in batch {
                     state.queue.push_back(InFlight {
                         done: Some(request.done),
                         deadline: request.deadline,
                         skip_replies: request.skip_replies,
+                        written,
                     });
                 }
             }
@@ -465,13 +469,13 @@ impl Task {
             if state.dead.is_some() {
                 return false;
             }
-            state.progress = Some(Instant::now());
             state.queue.push_back(InFlight {
                 done: Some(Box::new(move |result| {
                     let _ = tx.send(result);
                 })),
                 deadline: None,
                 skip_replies: 0,
+                written: Instant::now(),
             });
         }
         let address = &self.settings.address;
@@ -566,6 +570,10 @@ enum Wake {
 
 impl Reader {
     async fn run(mut self) {
+        // A steady tick, not a sleep started afresh after each read: a peer that sends a byte
+        // (or a push frame) more often than the tick must not keep the bounds from being checked.
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             loop {
                 match self.proto.next_reply() {
@@ -585,11 +593,11 @@ impl Reader {
             }
             let wake = tokio::select! {
                 read = self.half.read_buf(self.proto.input_buffer()) => Wake::Read(read),
-                _ = tokio::time::sleep(TICK) => Wake::Tick,
+                _ = tick.tick() => Wake::Tick,
             };
             match wake {
                 Wake::Read(Ok(0)) => return kill(&self.line, closed_by_peer(&self.address)),
-                Wake::Read(Ok(_)) => lock(&self.line).progress = Some(Instant::now()),
+                Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(e)) => {
                     return kill(&self.line, io_error(&e, "read from", &self.address));
                 }
@@ -636,15 +644,16 @@ impl Reader {
         let mut expired = Vec::new();
         {
             let mut line = lock(&self.line);
-            if line.queue.is_empty() {
+            let Some(oldest) = line.queue.front() else {
                 return Ok(());
-            }
-            if let (Some(timeout), Some(progress)) = (self.read_timeout, line.progress) {
-                if now.duration_since(progress) >= timeout {
+            };
+            if let Some(timeout) = self.read_timeout {
+                if now.duration_since(oldest.written) >= timeout {
                     return Err(Error::new(
                         Status::Timeout,
                         format!(
-                            "read from {}: timed out (read timeout {} ms)",
+                            "read from {}: the reply did not arrive within the read timeout \
+                             ({} ms from the request)",
                             self.address,
                             timeout.as_millis()
                         ),

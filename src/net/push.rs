@@ -12,6 +12,7 @@
 //! connection closes, since what a server tracks for a connection (client-side caching) ends
 //! with it.
 
+use crate::core::protocol::Protocol;
 use crate::resp::Reply;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock, Weak};
@@ -91,14 +92,6 @@ impl PushRouter {
         }
     }
 
-    /// The origin for a new connection to `address`.
-    pub fn origin(&self, address: Arc<str>) -> PushOrigin {
-        PushOrigin {
-            address,
-            connection: self.next_connection.fetch_add(1, Relaxed),
-        }
-    }
-
     /// Hands a push frame to the consumers of its kind.
     pub fn route(&self, origin: &PushOrigin, frame: &Reply) {
         let kind = frame
@@ -131,10 +124,42 @@ impl PushRouter {
         self.unclaimed.load(Relaxed)
     }
 
-    /// The push handler for one connection's protocol state.
-    pub fn handler(self: &Arc<Self>, origin: PushOrigin) -> crate::core::protocol::PushHandler {
+    /// Routes the push frames of a new connection to `address` (its protocol state `proto`)
+    /// here. The guard tells the consumers when the connection closes: the driver keeps it as
+    /// long as the connection.
+    pub fn attach(self: &Arc<Self>, address: Arc<str>, proto: &mut Protocol) -> AttachedConnection {
+        let origin = PushOrigin {
+            address,
+            connection: self.next_connection.fetch_add(1, Relaxed),
+        };
         let router = self.clone();
-        Box::new(move |frame: Reply| router.route(&origin, &frame))
+        let from = origin.clone();
+        proto.set_push_handler(Some(Box::new(move |frame: Reply| {
+            router.route(&from, &frame)
+        })));
+        AttachedConnection {
+            router: self.clone(),
+            origin,
+        }
+    }
+}
+
+/// A connection whose pushes go to a router; dropping it (when the connection closes) tells the
+/// router's consumers.
+pub struct AttachedConnection {
+    router: Arc<PushRouter>,
+    origin: PushOrigin,
+}
+
+impl AttachedConnection {
+    pub fn origin(&self) -> &PushOrigin {
+        &self.origin
+    }
+}
+
+impl Drop for AttachedConnection {
+    fn drop(&mut self) {
+        self.router.connection_closed(&self.origin);
     }
 }
 
@@ -171,20 +196,29 @@ mod tests {
         let subscriber = Arc::new(Log::default());
         let cache_reg = router.register(&[b"invalidate"], cache.clone());
         let _sub_reg = router.register(&[b"message", b"pmessage"], subscriber.clone());
-        let origin = router.origin("127.0.0.1:6379".into());
-        router.route(&origin, &push("invalidate"));
-        router.route(&origin, &push("MESSAGE"));
-        router.route(&origin, &push("pmessage"));
-        router.route(&origin, &push("tracking-redir-broken"));
+        let mut proto = Protocol::default();
+        let attached = router.attach("127.0.0.1:6379".into(), &mut proto);
+        // Frames as a server sends them, around a reply: only the reply comes out.
+        proto.input_buffer().extend_from_slice(
+            b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n+OK\r\n>3\r\n$7\r\nMESSAGE\r\n$1\r\nc\r\n$1\r\nm\r\n\
+              >4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$1\r\nc\r\n$1\r\nm\r\n>1\r\n$21\r\ntracking-redir-broken\r\n:1\r\n",
+        );
+        assert_eq!(proto.next_reply().unwrap().unwrap().as_str(), Some("OK"));
+        assert_eq!(proto.next_reply().unwrap().unwrap().as_integer(), Some(1));
         assert_eq!(router.unclaimed(), 1);
-        router.connection_closed(&origin);
+        assert_eq!(attached.origin().connection, 0);
+        drop(attached);
         assert_eq!(
             *cache.0.lock().unwrap(),
             ["127.0.0.1:6379#0 invalidate", "closed #0"]
         );
         assert_eq!(subscriber.0.lock().unwrap().len(), 3);
         drop(cache_reg);
-        router.route(&router.origin("x".into()), &push("invalidate"));
+        let other = PushOrigin {
+            address: "x".into(),
+            connection: 1,
+        };
+        router.route(&other, &push("invalidate"));
         assert_eq!(cache.0.lock().unwrap().len(), 2, "unregistered");
         assert_eq!(router.unclaimed(), 2);
     }
