@@ -9,15 +9,18 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// A listener on a free loopback port running `serve` for every accepted connection on its own
-/// thread, until dropped.
-struct Listener {
-    addr: SocketAddr,
+/// thread, until dropped. `serve` must return soon after the flag it gets is set: `Drop` joins
+/// every connection thread.
+pub(super) struct Listener {
+    pub(super) addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Listener {
-    fn start(serve: impl Fn(TcpStream, &AtomicBool) + Send + Sync + 'static) -> Listener {
+    pub(super) fn start(
+        serve: impl Fn(TcpStream, &AtomicBool) + Send + Sync + 'static,
+    ) -> Listener {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
         let stop = Arc::new(AtomicBool::new(false));

@@ -7,6 +7,9 @@
 //!   a password, ACL users, extra config lines and TLS (certificates made with `openssl`).
 //! - [`SilentServer`], [`ScriptedServer`], [`ClosedPort`]: a listener that never answers, one
 //!   that answers every request with fixed bytes, and a port nothing listens on.
+//! - [`HostilePeer`]: a RESP server that answers the handshake, then misbehaves on purpose
+//!   (trickles, push floods, memory bombs, refusals, garbage); [`timed_call`] measures a command
+//!   through the blocking or the async path.
 //!
 //! - [`RedisCluster`]: six `redis-server`s made into a 3-primary/3-replica cluster.
 //!
@@ -17,12 +20,14 @@
 
 mod cluster;
 mod fake;
+mod hostile;
 mod proxy;
 mod server;
 mod tls;
 
 pub use cluster::{NodeInfo, RedisCluster};
 pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_port};
+pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
 pub use proxy::FaultProxy;
 pub use server::{RedisServer, RedisServerBuilder};
 pub use tls::TlsFiles;
