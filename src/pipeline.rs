@@ -137,7 +137,6 @@ impl Pipeline {
                 replica_ok: false,
             },
             blocking: None,
-            script: false,
             read_only: &is_read_only,
             follows_redirects: false,
         };

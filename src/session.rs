@@ -8,9 +8,7 @@
 //! ...) is closed rather than returned.
 
 use crate::core::cluster::keys::cross_slot;
-use crate::core::commands::{
-    ConnectionUse, blocking_timeout, check_args, connection_use, is_exec, is_script,
-};
+use crate::core::commands::{ConnectionUse, blocking_timeout, check_args, connection_use, is_exec};
 use crate::core::transaction::watch_aborted;
 use crate::core::{Error, Result, Status};
 use crate::exec::Shared;
@@ -137,13 +135,11 @@ impl Session {
             },
             key: Key::default(),
             blocking: blocking_timeout(args),
-            script: is_script(name),
             read_only: &|_| false,
             follows_redirects: false,
         };
-        let result = blocking::run_pinned(&shared, &node, conn, &request, |conn| {
-            conn.command(args)
-        });
+        let result =
+            blocking::run_pinned(&shared, &node, conn, &request, |conn| conn.command(args));
         let broken = conn.is_broken();
         let subcommand = (args.len() > 1).then(|| args.get(1));
         if connection_use(name, subcommand) == ConnectionUse::ConnectionState {

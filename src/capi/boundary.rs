@@ -211,31 +211,3 @@ pub(crate) unsafe fn guard_out<T>(
 pub(crate) fn guard_value<R>(fallback: R, body: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
 }
-
-/// The arguments of a command from C, checked: `argv` non-null with `argc` non-null entries.
-///
-/// # Safety
-/// `argv` must point to `argc` pointers, each to `argvlen[i]` readable bytes (or to a NUL-terminated
-/// string when `argvlen` is NULL), alive for `'a`.
-pub(crate) unsafe fn command_args<'a>(
-    argc: usize,
-    argv: *const *const c_char,
-    argvlen: *const usize,
-) -> Result<crate::resp::Args<'a>, Error> {
-    if argc == 0 {
-        return Err(Error::invalid_argument(
-            "argc: a command needs at least its name",
-        ));
-    }
-    if argv.is_null() {
-        return Err(Error::invalid_argument("argv: NULL"));
-    }
-    for i in 0..argc {
-        // SAFETY: argv holds argc pointers per the contract.
-        if unsafe { (*argv.add(i)).is_null() } {
-            return Err(Error::invalid_argument(format!("argv[{i}]: NULL")));
-        }
-    }
-    // SAFETY: every entry checked non-null; lengths per the contract.
-    Ok(unsafe { crate::resp::Args::from_raw(argv.cast(), argvlen, argc) })
-}

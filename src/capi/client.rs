@@ -2,9 +2,8 @@
 
 #![allow(non_camel_case_types)]
 
-use super::boundary::{
-    Handle, command_args, free_handle, guard, guard_out, guard_value, into_handle, try_ref,
-};
+use super::args::{ArgLengths, command_args};
+use super::boundary::{Handle, free_handle, guard, guard_out, guard_value, into_handle, try_ref};
 use super::config::brisk_config;
 use super::reply::{brisk_reply, reply_handle};
 use super::status::brisk_status;
@@ -85,7 +84,7 @@ pub unsafe extern "C" fn brisk_command(
     unsafe {
         reply_handle(reply, || {
             let client = try_ref(client, "client")?;
-            client.command(&command_args(argc, argv, argvlen)?)
+            client.command(&command_args(argc, argv, argvlen, &mut ArgLengths::new())?)
         })
     }
 }
@@ -149,8 +148,9 @@ pub unsafe extern "C" fn brisk_command_async(
         // SAFETY: per this function's contract.
         let client = unsafe { try_ref(client, "client") }?;
         let callback = r#fn.ok_or_else(|| Error::invalid_argument("fn: NULL callback"))?;
+        let mut lengths = ArgLengths::new();
         // SAFETY: per this function's contract.
-        let args = unsafe { command_args(argc, argv, argvlen) }?;
+        let args = unsafe { command_args(argc, argv, argvlen, &mut lengths) }?;
         let userdata = UserData(userdata);
         client.command_async(
             &args,

@@ -1,6 +1,8 @@
 //! The C ABI. Each C type has its own module; `boundary` holds the plumbing they share
-//! (handle casts, NULL checks, the panic guard and the thread-local error message).
+//! (handle casts, NULL checks, the panic guard and the thread-local error message), `args`
+//! turns C's argv into `resp::Args`.
 
+mod args;
 mod boundary;
 pub mod client;
 pub mod config;

@@ -2,8 +2,9 @@
 
 #![allow(non_camel_case_types)]
 
+use super::args::{ArgLengths, command_args};
 use super::boundary::{
-    Handle, command_args, free_handle, guard, guard_out, guard_value, into_handle, try_mut, try_ref,
+    Handle, free_handle, guard, guard_out, guard_value, into_handle, try_mut, try_ref,
 };
 use super::client::brisk_client;
 use super::reply::{brisk_reply, reply_handle};
@@ -75,7 +76,9 @@ pub unsafe extern "C" fn brisk_pipeline_append(
     argvlen: *const usize,
 ) -> brisk_status {
     // SAFETY: per this function's contract.
-    guard(|| unsafe { try_mut(p, "p")?.append(&command_args(argc, argv, argvlen)?) })
+    guard(|| unsafe {
+        try_mut(p, "p")?.append(&command_args(argc, argv, argvlen, &mut ArgLengths::new())?)
+    })
 }
 
 /// Sends every appended command in one round trip. On `BRISK_OK`, `*replies` is an ARRAY with

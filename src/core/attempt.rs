@@ -235,8 +235,8 @@ impl Attempt {
         }
         if rules.topology_attempts > 1 && is_node_failure(error) {
             let node_failed = error.status() != Status::ClusterDown;
-            let replayable = !facts.blocking
-                && (nature.read_only || rules.retry.writes == RetryWrites::Always);
+            let replayable =
+                !facts.blocking && (nature.read_only || rules.retry.writes == RetryWrites::Always);
             if !applied || replayable {
                 return Judgement::NewTopologyAttempt { node_failed };
             }
@@ -253,8 +253,8 @@ impl Attempt {
 
     /// Adds a judged failure to `round` (keeping the first of each kind).
     pub fn note(judgement: &Judgement, error: Error, round: &mut Round) {
-        if let Judgement::NewTopologyAttempt { node_failed } | Judgement::Final { node_failed, .. } =
-            judgement
+        if let Judgement::NewTopologyAttempt { node_failed }
+        | Judgement::Final { node_failed, .. } = judgement
         {
             round.node_failed |= *node_failed;
         }

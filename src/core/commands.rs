@@ -113,9 +113,16 @@ pub fn check_args(args: &Args<'_>, allow_connection_state: bool) -> Result<()> {
 /// a script answers with the error of the command inside it that failed, possibly after writing.
 pub fn is_script(name: &[u8]) -> bool {
     (4..=10).contains(&name.len())
-        && ["EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"]
-            .iter()
-            .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+        && [
+            "EVAL",
+            "EVALSHA",
+            "EVAL_RO",
+            "EVALSHA_RO",
+            "FCALL",
+            "FCALL_RO",
+        ]
+        .iter()
+        .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
 }
 
 /// True for EXEC, whose nil reply means a WATCHed key changed.

@@ -134,8 +134,15 @@ mod tests {
         assert!(refused.is_sent() && !refused.may_have_been_applied(true));
         let read_only = Error::from_reply(b"READONLY You can't write against a read only replica.");
         assert!(!read_only.may_have_been_applied(false));
-        assert!(read_only.may_have_been_applied(true), "a script may have written first");
-        assert!(Error::new(Status::Timeout, "x").sent(true).may_have_been_applied(false));
+        assert!(
+            read_only.may_have_been_applied(true),
+            "a script may have written first"
+        );
+        assert!(
+            Error::new(Status::Timeout, "x")
+                .sent(true)
+                .may_have_been_applied(false)
+        );
     }
 
     #[test]

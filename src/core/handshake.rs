@@ -347,7 +347,11 @@ mod tests {
             assert_eq!(hs.poll(&mut proto).unwrap(), Step::Read);
         }
         proto.input_buffer().extend_from_slice(b"\n");
-        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write, "legacy plan queued");
+        assert_eq!(
+            hs.poll(&mut proto).unwrap(),
+            Step::Write,
+            "legacy plan queued"
+        );
         assert!(proto.output().starts_with(b"*3\r\n$4\r\nAUTH"));
         let n = proto.output().len();
         proto.consume_output(n);

@@ -260,7 +260,10 @@ mod tests {
     fn refusals_are_told_apart_from_errors_raised_while_running() {
         assert_eq!(refusal(b"LOADING Redis is loading"), Refusal::Always);
         assert_eq!(refusal(b"MOVED 1 127.0.0.1:7000"), Refusal::Always);
-        assert_eq!(refusal(b"BUSY Redis is busy running a script"), Refusal::Always);
+        assert_eq!(
+            refusal(b"BUSY Redis is busy running a script"),
+            Refusal::Always
+        );
         assert_eq!(refusal(b"READONLY You can't write"), Refusal::UnlessScript);
         assert_eq!(refusal(b"OOM command not allowed"), Refusal::UnlessScript);
         assert_eq!(refusal(b"WRONGTYPE Operation"), Refusal::No);

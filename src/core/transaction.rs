@@ -81,9 +81,15 @@ mod tests {
         let watched = transaction_result(all(Reply::nil(), queued())).unwrap_err();
         assert_eq!(watched.status(), Status::Watch);
         let rejected = vec![text(ReplyKind::Error, "ERR wrong number of arguments")];
-        let aborted = all(text(ReplyKind::Error, "EXECABORT Transaction discarded"), rejected);
+        let aborted = all(
+            text(ReplyKind::Error, "EXECABORT Transaction discarded"),
+            rejected,
+        );
         let e = transaction_result(aborted).unwrap_err();
         assert_eq!(e.status(), Status::Server);
-        assert!(e.message().contains("command 1 was rejected: ERR wrong number"));
+        assert!(
+            e.message()
+                .contains("command 1 was rejected: ERR wrong number")
+        );
     }
 }

@@ -323,7 +323,12 @@ fn finish(shared: &Shared, job: Job, result: Result<Reply>) {
         Ok(_) => job.attempt.rounds() + 1,
         Err(_) => job.attempt.rounds().max(1),
     };
-    shared.record(&job.report(), address_of(shared, &job), tries, result.as_ref().err());
+    shared.record(
+        &job.report(),
+        address_of(shared, &job),
+        tries,
+        result.as_ref().err(),
+    );
     run_callback(job.callback, result);
     shared.async_state.end();
 }

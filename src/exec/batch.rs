@@ -163,7 +163,15 @@ fn rounds(
                 // No node serves the slot now (a failover in progress): like a failed node.
                 Err(error) => {
                     let request = group_request(report, entry.read_only);
-                    blocking::judge(shared, attempt, &mut p.target, error, &request, None, &mut round);
+                    blocking::judge(
+                        shared,
+                        attempt,
+                        &mut p.target,
+                        error,
+                        &request,
+                        None,
+                        &mut round,
+                    );
                     next.push(p);
                 }
             }
@@ -247,7 +255,6 @@ fn group_request<'a>(report: &Report<'a>, read_only: bool) -> Request<'a> {
         report: *report,
         key: Key::default(),
         blocking: None,
-        script: false,
         read_only: if read_only { &|_| true } else { &|_| false },
         follows_redirects: false,
     }

@@ -10,7 +10,7 @@
 use super::Shared;
 use super::record::Report;
 use crate::core::attempt::{Attempt, Facts, Judgement, Next, Redirect, Round, Target};
-use crate::core::commands::Blocking;
+use crate::core::commands::{Blocking, is_script};
 use crate::core::{Error, Result, Status};
 use crate::net::Connection;
 use crate::node::pool::Pool;
@@ -27,8 +27,6 @@ pub(crate) struct Request<'a> {
     pub key: Key,
     /// A blocking command's own wait on the server (BLPOP ... 5), added to the read timeout.
     pub blocking: Option<Blocking>,
-    /// It is EVAL, EVALSHA or FCALL (fewer error replies prove it did not run).
-    pub script: bool,
     /// Whether running it twice is harmless; asked only when a request that may have been
     /// applied failed.
     pub read_only: &'a dyn Fn(&Shared) -> bool,
@@ -37,10 +35,11 @@ pub(crate) struct Request<'a> {
 }
 
 impl Request<'_> {
+    /// Asked only after a failure (a script is recognised by its name).
     fn facts(&self) -> Facts {
         Facts {
             blocking: self.blocking.is_some(),
-            script: self.script,
+            script: is_script(self.report.name),
         }
     }
 }
@@ -55,69 +54,112 @@ pub(crate) fn run<T>(
     request: &Request<'_>,
     mut work: impl FnMut(&mut Connection) -> Result<T>,
 ) -> Result<T> {
-    let rules = &shared.rules;
     let route = &*shared.route;
-    let mut attempt = Attempt::new(rules, request.report.started);
+    let mut attempt = Attempt::new(&shared.rules, request.report.started);
     let mut target = Target::default();
     loop {
         let generation = route.generation();
         let try_started = shared.observer.enabled().then(Instant::now);
-        let node = node_for(route, request.key, &target);
-        let result = match &node {
-            Ok(node) => try_on(
-                shared,
-                node,
-                request.blocking,
-                attempt.deadline(),
-                target.ask.is_some(),
-                &mut work,
-            ),
-            Err(e) => Err(e.clone()),
+        let (node, result) = match node_for(route, request.key, &target) {
+            Ok(node) => {
+                let deadline = attempt.deadline();
+                let asking = target.ask.is_some();
+                let result = try_on(shared, &node, request.blocking, deadline, asking, &mut work);
+                (Some(node), result)
+            }
+            Err(e) => (None, Err(e)),
         };
-        let node = node.ok();
-        let address = node.as_deref().unwrap_or(route.home()).address_c();
-        let error = match result {
+        let node = node.as_deref();
+        match result {
             Ok(value) => {
+                let address = node.unwrap_or_else(|| route.home()).address_c();
                 shared.record(&request.report, address, attempt.rounds() + 1, None);
                 return Ok(value);
             }
-            Err(error) => error,
-        };
-        let mut round = Round::default();
-        let mut standing = None;
-        match follow(shared, &attempt, &mut target, &error, request, &mut round) {
-            true => standing = Some(error),
-            false => judge(shared, &attempt, &mut target, error, request, node.as_deref(), &mut round),
-        }
-        match attempt.after_round(rules, round, Instant::now(), fastrand::u64(..)) {
-            Next::Again {
-                at,
-                refresh,
-                retried,
-            } => {
-                if let Some(retried) = &retried {
-                    shared.record_retry(&request.report, address, attempt.rounds(), retried, try_started);
+            Err(error) => {
+                let failure = Failure {
+                    node,
+                    generation,
+                    try_started,
+                };
+                if let Some(error) =
+                    after_failure(shared, request, &mut attempt, &mut target, error, failure)
+                {
+                    return Err(error);
                 }
-                pause(at);
-                if refresh {
-                    // A failed read leaves the current map; the next try finds out.
-                    let _ = route.refresh(generation);
-                }
-            }
-            Next::Done | Next::Stand => {
-                let error = standing.expect("only a followed answer can stand");
-                shared.record(&request.report, address, attempt.rounds(), Some(&error));
-                return Err(error);
-            }
-            Next::Fail { error, refresh } => {
-                if refresh {
-                    route.queue_refresh();
-                }
-                shared.record(&request.report, address, attempt.rounds(), Some(&error));
-                return Err(error);
             }
         }
     }
+}
+
+/// Where and when a try failed.
+struct Failure<'a> {
+    node: Option<&'a Node>,
+    /// The topology the try was routed by.
+    generation: u64,
+    try_started: Option<Instant>,
+}
+
+/// What follows a failed try (or a topology answer): waits and reads the topology as the engine
+/// says and returns `None` to go again, or the final error (counted and reported).
+#[inline(never)]
+fn after_failure(
+    shared: &Shared,
+    request: &Request<'_>,
+    attempt: &mut Attempt,
+    target: &mut Target,
+    error: Error,
+    failure: Failure<'_>,
+) -> Option<Error> {
+    let route = &*shared.route;
+    let address = failure.node.unwrap_or_else(|| route.home()).address_c();
+    let mut round = Round::default();
+    let mut standing = None;
+    match follow(shared, attempt, target, &error, request, &mut round) {
+        true => standing = Some(error),
+        false => judge(
+            shared,
+            attempt,
+            target,
+            error,
+            request,
+            failure.node,
+            &mut round,
+        ),
+    }
+    let error = match attempt.after_round(&shared.rules, round, Instant::now(), fastrand::u64(..)) {
+        Next::Again {
+            at,
+            refresh,
+            retried,
+        } => {
+            if let Some(retried) = &retried {
+                let tries = attempt.rounds();
+                shared.record_retry(
+                    &request.report,
+                    address,
+                    tries,
+                    retried,
+                    failure.try_started,
+                );
+            }
+            pause(at);
+            if refresh {
+                // A failed read leaves the current map; the next try finds out.
+                let _ = route.refresh(failure.generation);
+            }
+            return None;
+        }
+        Next::Done | Next::Stand => standing.expect("only a followed answer can stand"),
+        Next::Fail { error, refresh } => {
+            if refresh {
+                route.queue_refresh();
+            }
+            error
+        }
+    };
+    shared.record(&request.report, address, attempt.rounds(), Some(&error));
+    Some(error)
 }
 
 /// A topology answer in a single command's error reply: notes it in `round` and points the
@@ -307,7 +349,14 @@ pub(crate) fn run_pinned<T>(
     let deadline = shared.rules.command_deadline.map(|d| started + d);
     // A session's connection is not lent per command: its read timeout runs from now.
     conn.lend(false, started);
-    let result = bounded(shared, node.pool(), conn, request.blocking, deadline, &mut work);
+    let result = bounded(
+        shared,
+        node.pool(),
+        conn,
+        request.blocking,
+        deadline,
+        &mut work,
+    );
     if let Err(e) = &result {
         shared.count_failure(e);
     }
@@ -331,7 +380,6 @@ pub(crate) fn command(shared: &Shared, args: &Args<'_>, key: Key) -> Result<crat
         },
         key,
         blocking: crate::core::commands::blocking_timeout(args),
-        script: crate::core::commands::is_script(name),
         read_only: &read_only,
         follows_redirects: true,
     };

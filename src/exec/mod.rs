@@ -17,8 +17,8 @@ pub(crate) mod record;
 
 use crate::config::{Config, limit};
 use crate::core::attempt::Rules;
-use crate::core::commands::check_args;
 use crate::core::command_table::{self, CommandTable};
+use crate::core::commands::check_args;
 use crate::core::retry::RetryPolicy;
 use crate::core::{Error, Result};
 use crate::net::Connection;
@@ -103,7 +103,9 @@ impl Shared {
         let command: [&[u8]; 1] = [b"COMMAND"];
         match conn.command(&Args::from_slices(&command)) {
             Ok(reply) => {
-                let _ = cell.table.set(Some(CommandTable::from_command_reply(&reply)));
+                let _ = cell
+                    .table
+                    .set(Some(CommandTable::from_command_reply(&reply)));
             }
             Err(_) if !conn.is_broken() => {
                 let _ = cell.table.set(None);

@@ -21,13 +21,33 @@ pub(crate) struct Report<'a> {
 impl Shared {
     /// Counts a finished command (or batch) and reports it to the event handler, with the
     /// address of the node that answered it and the tries it took.
-    pub fn record(&self, report: &Report<'_>, address: &CStr, attempts: u32, error: Option<&Error>) {
+    #[inline]
+    pub fn record(
+        &self,
+        report: &Report<'_>,
+        address: &CStr,
+        attempts: u32,
+        error: Option<&Error>,
+    ) {
         let stats = &self.observer.stats;
         stats.add(Stat::Commands, u64::from(report.batch_size));
         if error.is_some() {
             stats.bump(Stat::Errors);
         }
-        if let (true, Some(started)) = (self.observer.enabled(), report.started) {
+        if self.observer.enabled() {
+            self.emit_command(report, address, attempts, error);
+        }
+    }
+
+    #[cold]
+    fn emit_command(
+        &self,
+        report: &Report<'_>,
+        address: &CStr,
+        attempts: u32,
+        error: Option<&Error>,
+    ) {
+        if let Some(started) = report.started {
             self.observer.emit(&Event {
                 kind: EventKind::Command,
                 status: error.map_or(Status::Ok, Error::status),

@@ -3,8 +3,8 @@
 
 use super::connection::ConnectSettings;
 use super::errors::{closed_by_peer, io_error};
-use crate::config::Endpoint;
 use super::push::AttachedConnection;
+use crate::config::Endpoint;
 use crate::core::handshake::{Handshake, Step};
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
@@ -223,12 +223,14 @@ async fn handshake(
                 let read = read_some(stream, proto, address);
                 match read_by {
                     None => read.await?,
-                    Some(at) => tokio::time::timeout_at(at, read).await.unwrap_or_else(|_| {
-                        Err(Error::new(
-                            Status::Timeout,
-                            format!("read from {address}: timed out"),
-                        ))
-                    })?,
+                    Some(at) => tokio::time::timeout_at(at, read)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::new(
+                                Status::Timeout,
+                                format!("read from {address}: timed out"),
+                            ))
+                        })?,
                 }
             }
             Step::Ready { .. } => return Ok(()),

@@ -12,12 +12,12 @@
 //! before every further read the time left is checked and the socket timeout shortened to it.
 
 use super::errors::{closed_by_peer, io_error};
+use super::push::{AttachedConnection, PushRouter};
+use super::socket::Interrupter;
 use super::socket::Socket;
 use super::stream::Stream;
 use super::tls;
 use crate::config::{self, Config, Endpoint, Keepalive};
-use super::push::{AttachedConnection, PushRouter};
-use super::socket::Interrupter;
 use crate::core::handshake::{self, Handshake, Step};
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
@@ -142,6 +142,9 @@ pub struct State {
     default_read_timeout: Option<Duration>,
     /// The bounds of the request under way (see the module documentation).
     bounds: Bounds,
+    /// The bounds or the socket's read timeout differ from the configured ones (set back when
+    /// the request ends).
+    bounds_changed: bool,
     created: Instant,
     /// Bytes written to the socket so far.
     wire_sent: u64,
@@ -218,7 +221,10 @@ impl Connection {
         )?;
         let read_timeout = until(settings.read_timeout, deadline, started);
         socket
-            .set_timeouts(read_timeout, until(settings.write_timeout, deadline, started))
+            .set_timeouts(
+                read_timeout,
+                until(settings.write_timeout, deadline, started),
+            )
             .map_err(|e| io_error(&e, "set timeouts on", &address))?;
         let mut stream = match &settings.tls {
             None => Stream::Plain(socket),
@@ -249,6 +255,7 @@ impl Connection {
                 budget: settings.read_timeout,
                 deadline,
             },
+            bounds_changed: false,
             created: started,
             wire_sent: 0,
             acked_offset: None,
@@ -287,7 +294,11 @@ impl Connection {
             match step? {
                 Step::Write => self.flush().map_err(|e| e.context("handshake"))?,
                 Step::Read => {
-                    self.read_more(reads)
+                    if reads > 0 {
+                        self.shorten_read_timeout()
+                            .map_err(|e| e.context("handshake"))?;
+                    }
+                    self.read_once()
                         .map_err(|e| e.sent(false).context("handshake"))?;
                     reads += 1;
                 }
@@ -340,7 +351,9 @@ impl Connection {
     }
 
     /// Set by the pool when it lends the connection at `now`: whether it skipped the peek.
-    /// The next request's read timeout runs from `now` (moments before it is sent).
+    /// The next requests' read timeout runs from `now` (moments before the first is sent; a
+    /// second request on the same loan, rare, counts from there too).
+    #[inline]
     pub fn lend(&mut self, unchecked: bool, now: Instant) {
         self.unchecked = unchecked;
         self.bounds.started = Some(now);
@@ -361,6 +374,7 @@ impl Connection {
             budget,
             deadline,
         };
+        self.bounds_changed = true;
         let first_read = until(budget, deadline, started);
         self.set_read_timeout(first_read)
     }
@@ -440,16 +454,24 @@ impl Connection {
         };
     }
 
-    /// A request is over: the next one starts from the configured bounds. A socket timeout
-    /// changed for this one is set back (or the connection closed, if even that fails).
+    /// A request is over: the next one starts from the configured bounds.
+    #[inline]
     fn end_request(&mut self) -> Result<()> {
         self.unchecked = false;
-        self.reset_bounds(None);
-        if self.read_timeout != self.default_read_timeout {
-            let default = self.default_read_timeout;
-            self.set_read_timeout(default)?;
+        if self.bounds_changed {
+            self.restore_bounds()?;
         }
         Ok(())
+    }
+
+    /// Back to the configured bounds after a request that needed others; a socket timeout
+    /// changed for it is set back (or the connection closed, if even that fails).
+    #[cold]
+    fn restore_bounds(&mut self) -> Result<()> {
+        self.bounds_changed = false;
+        self.reset_bounds(self.bounds.started);
+        let default = self.default_read_timeout;
+        self.set_read_timeout(default)
     }
 
     /// A request failed. On a connection lent without the peek, a connection failure before
@@ -553,7 +575,7 @@ impl Connection {
     /// Reads until `decoded` (which decodes from the bytes read so far) says it has what it
     /// waits for.
     fn read_until(&mut self, mut decoded: impl FnMut(&mut Protocol) -> Result<bool>) -> Result<()> {
-        let mut reads = 0;
+        let mut first = true;
         loop {
             match decoded(&mut self.proto) {
                 Ok(true) => return Ok(()),
@@ -565,18 +587,19 @@ impl Connection {
                         .context(format!("reading from {}", self.address)));
                 }
             }
-            self.read_more(reads).map_err(|e| e.sent(true))?;
-            reads += 1;
+            // The first read is bounded by the socket's timeout alone; later ones by what is
+            // left of the request's time.
+            if !first {
+                self.shorten_read_timeout().map_err(|e| e.sent(true))?;
+            }
+            first = false;
+            self.read_once().map_err(|e| e.sent(true))?;
         }
     }
 
-    /// Reads what the socket has into the protocol's input buffer, waiting no longer than the
-    /// request's bounds allow. `reads`: reads made for this request so far (the first is
-    /// bounded by the socket's timeout alone).
-    fn read_more(&mut self, reads: u32) -> Result<()> {
-        if reads > 0 {
-            self.shorten_read_timeout()?;
-        }
+    /// Reads what the socket has into the protocol's input buffer.
+    #[inline]
+    fn read_once(&mut self) -> Result<()> {
         loop {
             let state = &mut *self.0;
             match state.stream.read_into(state.proto.input_buffer()) {
@@ -594,11 +617,17 @@ impl Connection {
     /// Before a read after the first: TIMEOUT when the request's time is up, else the socket's
     /// timeout shortened to the time left (when it is a quarter or more too long, so a reply
     /// read in many pieces shortens it a few times, not before every read).
+    #[inline(never)]
     fn shorten_read_timeout(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if self.bounds.started.is_none() {
+            // A second request on one borrow (after the command table was fetched, say): its
+            // start was not timed, so its time runs from its first read's end, a little late.
+            self.bounds.started = Some(now);
+        }
         let Some(limit) = self.bounds.limit() else {
             return Ok(());
         };
-        let now = Instant::now();
         if now >= limit {
             self.broken = true;
             let why = match (self.bounds.deadline, self.bounds.budget) {
@@ -616,6 +645,7 @@ impl Connection {
         }
         let left = (limit - now).max(Duration::from_millis(1));
         if self.read_timeout.is_none_or(|t| t > left + left / 4) {
+            self.bounds_changed = true;
             self.set_read_timeout(Some(left))?;
         }
         Ok(())

@@ -26,11 +26,11 @@
 
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
-use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::net::ConnectSettings;
 use crate::net::async_connect::{self, AsyncConnection, AsyncStream};
 use crate::net::errors::{closed_by_peer, io_error};
 use crate::resp::{Args, Reply, encode_command};
+use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::telemetry::stats::Stat;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -553,6 +553,10 @@ async fn write_bounded(
     writer.flush().await
 }
 
+fn deadline_reached() -> Error {
+    Error::new(Status::Timeout, "command deadline reached").sent(true)
+}
+
 /// The reading side of a connection: decodes replies and completes requests in order, and
 /// enforces the read timeout and the command deadlines.
 struct Reader {
@@ -667,11 +671,26 @@ impl Reader {
                     }
                 }
             }
+            // The oldest request was given up and its reply is arriving (an endless or trickled
+            // reply): everything behind it would wait for that reply to end, so the connection
+            // goes. A reply that has not started (a slow server) is waited for and dropped.
+            let abandoned = line.queue.front().is_some_and(|e| e.done.is_none());
+            if abandoned && self.proto.mid_reply() {
+                drop(line);
+                for done in expired {
+                    done(Err(deadline_reached()));
+                }
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!(
+                        "read from {}: a reply past its command deadline was still arriving",
+                        self.address
+                    ),
+                ));
+            }
         }
         for done in expired {
-            done(Err(
-                Error::new(Status::Timeout, "command deadline reached").sent(true)
-            ));
+            done(Err(deadline_reached()));
         }
         Ok(())
     }

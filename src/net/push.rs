@@ -175,10 +175,16 @@ mod tests {
     impl PushConsumer for Log {
         fn push(&self, origin: &PushOrigin, frame: &Reply) {
             let kind = frame.children()[0].as_str().unwrap_or("?").to_owned();
-            self.0.lock().unwrap().push(format!("{}#{} {kind}", origin.address, origin.connection));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}#{} {kind}", origin.address, origin.connection));
         }
         fn connection_closed(&self, origin: &PushOrigin) {
-            self.0.lock().unwrap().push(format!("closed #{}", origin.connection));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("closed #{}", origin.connection));
         }
     }
 

@@ -6,8 +6,8 @@
 
 pub(crate) mod pool;
 
-use crate::net::mux::{Mux, MuxSettings};
 use crate::net::ConnectSettings;
+use crate::net::mux::{Mux, MuxSettings};
 use crate::net::push::PushRouter;
 use crate::telemetry::events::Observer;
 use pool::{Pool, PoolSettings};

@@ -29,12 +29,12 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// Arguments held by C: `count` pointers in `argv`, lengths in `lens` (or NUL-terminated
-    /// strings when `lens` is null).
+    /// Arguments held as arrays of pointers and lengths (C's `argv`/`argvlen`): `count`
+    /// pointers in `argv`, their lengths in `lens`.
     ///
     /// # Safety
-    /// `argv` must point to `count` non-null pointers, each valid for `lens[i]` bytes (or up to
-    /// and including a NUL when `lens` is null), all living and unchanged for `'a`.
+    /// `argv` and `lens` must each point to `count` values, each pointer non-null and valid for
+    /// its length in bytes, all living and unchanged for `'a`.
     pub unsafe fn from_raw(argv: *const *const u8, lens: *const usize, count: usize) -> Args<'a> {
         Args {
             inner: Inner::Raw { argv, lens, count },
@@ -74,22 +74,14 @@ impl<'a> Args<'a> {
     }
 }
 
-/// Argument `i` of a C `argv`/`argvlen` pair.
+/// Argument `i` of an `argv`/`lens` pair.
 ///
 /// # Safety
 /// As [`Args::from_raw`] requires, for an `i` below its `count`.
 #[inline(always)]
 unsafe fn raw_arg<'a>(argv: *const *const u8, lens: *const usize, i: usize) -> &'a [u8] {
     // SAFETY: per the contract.
-    unsafe {
-        let p = *argv.add(i);
-        let len = if lens.is_null() {
-            libc::strlen(p.cast())
-        } else {
-            *lens.add(i)
-        };
-        std::slice::from_raw_parts(p, len)
-    }
+    unsafe { std::slice::from_raw_parts(*argv.add(i), *lens.add(i)) }
 }
 
 /// Appends `*N\r\n` then `$len\r\narg\r\n` for each argument.
@@ -322,13 +314,10 @@ mod tests {
     }
 
     #[test]
-    fn raw_arguments_with_and_without_lengths() {
+    fn raw_arguments_with_lengths() {
         let a = c"GET";
         let b = c"key";
         let argv = [a.as_ptr().cast::<u8>(), b.as_ptr().cast::<u8>()];
-        // SAFETY: two valid NUL-terminated strings.
-        let args = unsafe { Args::from_raw(argv.as_ptr(), std::ptr::null(), 2) };
-        assert_eq!(args.get(1), b"key");
         let lens = [3usize, 2];
         // SAFETY: lengths within the strings.
         let args = unsafe { Args::from_raw(argv.as_ptr(), lens.as_ptr(), 2) };

@@ -172,7 +172,12 @@ impl Cluster {
     /// The node a command for `slot` goes to: the slot's primary, or (for a read, as
     /// `read_from` says, unless `primary_only`) one of its replicas. A keyless command (`None`)
     /// goes to any primary. Reads the topology first if none is known yet.
-    fn node_for(&self, slot: Option<u16>, replica_ok: bool, primary_only: bool) -> Result<NodeAddress> {
+    fn node_for(
+        &self,
+        slot: Option<u16>,
+        replica_ok: bool,
+        primary_only: bool,
+    ) -> Result<NodeAddress> {
         let mut topology = self.topology();
         if topology.slots.shards().is_empty() {
             topology = self.refresh_from(topology.generation)?;
@@ -415,7 +420,8 @@ impl Topology for Cluster {
                 self.pick(&topology, key.slot, key.replica_ok, target.primary_only)?
             }
         };
-        self.node_at(&address).map(|node| Some(NodeRef::Shared(node)))
+        self.node_at(&address)
+            .map(|node| Some(NodeRef::Shared(node)))
     }
 
     fn pinned(&self, slot: Option<u16>) -> Result<NodeRef<'_>> {

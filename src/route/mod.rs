@@ -148,7 +148,11 @@ pub(crate) struct RefreshTicket {
 }
 
 impl RefreshTicket {
-    pub fn new(finished: watch::Receiver<u64>, seen: u64, failure: Arc<Mutex<Option<Error>>>) -> Self {
+    pub fn new(
+        finished: watch::Receiver<u64>,
+        seen: u64,
+        failure: Arc<Mutex<Option<Error>>>,
+    ) -> Self {
         RefreshTicket {
             finished,
             seen,
@@ -163,7 +167,12 @@ impl RefreshTicket {
         if self.finished.wait_for(|n| *n > seen).await.is_err() {
             return Err(Error::new(Status::Closed, "the client was closed"));
         }
-        match self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             Some(failure) => Err(failure),
             None => Ok(()),
         }

@@ -7,8 +7,8 @@
 //! synchronously on the thread that did the work. With no handler installed, emitting costs a
 //! branch.
 
-use crate::core::Status;
 use super::stats::Stats;
+use crate::core::Status;
 use std::ffi::CStr;
 use std::fmt;
 use std::sync::Arc;

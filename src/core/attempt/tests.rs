@@ -50,7 +50,10 @@ fn constant(base_ms: u32, retries: u32) -> RetryPolicy {
 }
 
 fn refused() -> Error {
-    Error::new(Status::Connection, "connect to 127.0.0.1:1: connection refused")
+    Error::new(
+        Status::Connection,
+        "connect to 127.0.0.1:1: connection refused",
+    )
 }
 
 fn lost_after_sending() -> Error {
@@ -87,7 +90,10 @@ fn fail(
         },
     };
     Attempt::note(&judgement, error, &mut round);
-    (shown, attempt.after_round(rules, round, clock.now, u64::MAX))
+    (
+        shown,
+        attempt.after_round(rules, round, clock.now, u64::MAX),
+    )
 }
 
 fn again_at(next: &Next) -> Option<Instant> {
@@ -114,13 +120,24 @@ fn retries_wait_their_backoff_then_give_up_saying_how_many_tries() {
         assert_eq!(judgement, Judgement::Retry);
         let at = again_at(&next);
         assert_eq!(clock.ms(at.unwrap()), 100);
-        assert!(matches!(next, Next::Again { refresh: false, retried: Some(_), .. }));
+        assert!(matches!(
+            next,
+            Next::Again {
+                refresh: false,
+                retried: Some(_),
+                ..
+            }
+        ));
         clock.advance_to(at);
     }
     let (_, next) = fail(&mut attempt, &rules, &clock, refused(), WRITE, false);
     let error = failed_with(next);
     assert_eq!(error.status(), Status::Connection);
-    assert!(error.message().ends_with("(after 3 attempts)"), "{}", error.message());
+    assert!(
+        error.message().ends_with("(after 3 attempts)"),
+        "{}",
+        error.message()
+    );
     assert_eq!(attempt.rounds(), 3);
 }
 
@@ -149,7 +166,14 @@ fn a_sent_write_is_never_replayed_in_safe_mode_but_a_read_is() {
     let rules = rules(constant(10, 3), 1, None);
     let clock = Clock::new();
     let mut attempt = Attempt::new(&rules, None);
-    let (judgement, next) = fail(&mut attempt, &rules, &clock, lost_after_sending(), WRITE, false);
+    let (judgement, next) = fail(
+        &mut attempt,
+        &rules,
+        &clock,
+        lost_after_sending(),
+        WRITE,
+        false,
+    );
     assert!(matches!(
         judgement,
         Judgement::Final {
@@ -159,10 +183,21 @@ fn a_sent_write_is_never_replayed_in_safe_mode_but_a_read_is() {
     ));
     let error = failed_with(next);
     assert_eq!(error.status(), Status::Timeout);
-    assert!(error.message().contains("this write may have been applied; not retried"));
+    assert!(
+        error
+            .message()
+            .contains("this write may have been applied; not retried")
+    );
 
     let mut attempt = Attempt::new(&rules, None);
-    let (judgement, _) = fail(&mut attempt, &rules, &clock, lost_after_sending(), WRITE, true);
+    let (judgement, _) = fail(
+        &mut attempt,
+        &rules,
+        &clock,
+        lost_after_sending(),
+        WRITE,
+        true,
+    );
     assert_eq!(judgement, Judgement::Retry, "a read is replayed");
 
     let always = Rules {
@@ -175,7 +210,14 @@ fn a_sent_write_is_never_replayed_in_safe_mode_but_a_read_is() {
         ..rules.clone()
     };
     let mut attempt = Attempt::new(&always, None);
-    let (judgement, _) = fail(&mut attempt, &always, &clock, lost_after_sending(), WRITE, false);
+    let (judgement, _) = fail(
+        &mut attempt,
+        &always,
+        &clock,
+        lost_after_sending(),
+        WRITE,
+        false,
+    );
     assert_eq!(judgement, Judgement::Retry, "ALWAYS replays writes");
 
     // read_only is asked only when the request may have been applied.
@@ -209,7 +251,10 @@ fn a_refusal_is_retried_even_for_a_write_and_explained_when_retries_run_out() {
     };
     let readonly = Error::from_reply(b"READONLY You can't write against a read only replica.");
     let attempt = Attempt::new(&rules, None);
-    assert_eq!(attempt.judge(&rules, &readonly, WRITE, || false), Judgement::Retry);
+    assert_eq!(
+        attempt.judge(&rules, &readonly, WRITE, || false),
+        Judgement::Retry
+    );
     assert!(matches!(
         attempt.judge(&rules, &readonly, script, || false),
         Judgement::Final {
@@ -228,8 +273,22 @@ fn blocking_commands_and_a_closed_client_are_not_retried() {
         script: false,
     };
     let mut attempt = Attempt::new(&rules, None);
-    let error = failed_with(fail(&mut attempt, &rules, &clock, lost_after_sending(), blocking, true).1);
-    assert!(error.message().contains("a blocking command is not replayed once sent"));
+    let error = failed_with(
+        fail(
+            &mut attempt,
+            &rules,
+            &clock,
+            lost_after_sending(),
+            blocking,
+            true,
+        )
+        .1,
+    );
+    assert!(
+        error
+            .message()
+            .contains("a blocking command is not replayed once sent")
+    );
     let mut attempt = Attempt::new(&rules, None);
     assert_eq!(
         fail(&mut attempt, &rules, &clock, refused(), blocking, false).0,
@@ -265,7 +324,9 @@ fn no_wait_ends_after_the_command_deadline() {
     let error = failed_with(fail(&mut attempt, &rules, &clock, refused(), WRITE, false).1);
     assert_eq!(error.status(), Status::Connection);
     assert!(
-        error.message().ends_with("(after 4 attempts; command deadline reached)"),
+        error
+            .message()
+            .ends_with("(after 4 attempts; command deadline reached)"),
         "{}",
         error.message()
     );
@@ -294,7 +355,10 @@ fn cluster_attempts_walked_step_by_step() {
         // The third failure of the cycle ends it.
         let (judgement, next) = fail(&mut attempt, &rules, &clock, refused(), WRITE, false);
         if cycle < 3 {
-            assert_eq!(judgement, Judgement::NewTopologyAttempt { node_failed: true });
+            assert_eq!(
+                judgement,
+                Judgement::NewTopologyAttempt { node_failed: true }
+            );
             target.primary_only = true;
             match &next {
                 Next::Again {
@@ -323,7 +387,14 @@ fn a_cluster_write_lost_after_sending_is_final_and_the_node_suspect() {
     let rules = rules(RetryPolicy::NEVER, 3, None);
     let clock = Clock::new();
     let mut attempt = Attempt::new(&rules, None);
-    let (judgement, next) = fail(&mut attempt, &rules, &clock, lost_after_sending(), WRITE, false);
+    let (judgement, next) = fail(
+        &mut attempt,
+        &rules,
+        &clock,
+        lost_after_sending(),
+        WRITE,
+        false,
+    );
     assert_eq!(
         judgement,
         Judgement::Final {
@@ -340,12 +411,25 @@ fn a_cluster_write_lost_after_sending_is_final_and_the_node_suspect() {
     }
     // A read lost the same way starts a new cluster attempt.
     let mut attempt = Attempt::new(&rules, None);
-    let (judgement, _) = fail(&mut attempt, &rules, &clock, lost_after_sending(), WRITE, true);
-    assert_eq!(judgement, Judgement::NewTopologyAttempt { node_failed: true });
+    let (judgement, _) = fail(
+        &mut attempt,
+        &rules,
+        &clock,
+        lost_after_sending(),
+        WRITE,
+        true,
+    );
+    assert_eq!(
+        judgement,
+        Judgement::NewTopologyAttempt { node_failed: true }
+    );
     // No node for the slot: a new cluster attempt, the node not blamed.
     let unroutable = Error::new(Status::ClusterDown, "slot 7 is not served by any node");
     let (judgement, _) = fail(&mut attempt, &rules, &clock, unroutable, WRITE, false);
-    assert_eq!(judgement, Judgement::NewTopologyAttempt { node_failed: false });
+    assert_eq!(
+        judgement,
+        Judgement::NewTopologyAttempt { node_failed: false }
+    );
 }
 
 #[test]
@@ -377,7 +461,13 @@ fn redirect_of(text: &[u8]) -> Redirect {
 }
 
 /// Follows one topology answer for one command, as a driver does.
-fn redirected(attempt: &mut Attempt, rules: &Rules, clock: &Clock, target: &mut Target, text: &[u8]) -> Next {
+fn redirected(
+    attempt: &mut Attempt,
+    rules: &Rules,
+    clock: &Clock,
+    target: &mut Target,
+    text: &[u8],
+) -> Next {
     assert!(attempt.may_follow());
     let mut round = Round::default();
     target.follow(&redirect_of(text), &mut round.follow);
@@ -390,15 +480,40 @@ fn redirections_are_followed_at_once_then_with_growing_pauses_up_to_the_limit() 
     let mut clock = Clock::new();
     let mut attempt = Attempt::new(&rules, None);
     let mut target = Target::default();
-    let next = redirected(&mut attempt, &rules, &clock, &mut target, b"ASK 1 127.0.0.1:7001");
-    assert!(matches!(next, Next::Again { at: None, refresh: false, retried: None }));
+    let next = redirected(
+        &mut attempt,
+        &rules,
+        &clock,
+        &mut target,
+        b"ASK 1 127.0.0.1:7001",
+    );
+    assert!(matches!(
+        next,
+        Next::Again {
+            at: None,
+            refresh: false,
+            retried: None
+        }
+    ));
     assert_eq!(target.ask, NodeAddress::parse("127.0.0.1:7001"));
-    let next = redirected(&mut attempt, &rules, &clock, &mut target, b"MOVED 1 127.0.0.1:7002");
+    let next = redirected(
+        &mut attempt,
+        &rules,
+        &clock,
+        &mut target,
+        b"MOVED 1 127.0.0.1:7002",
+    );
     assert!(matches!(next, Next::Again { at: None, .. }));
     assert_eq!(target.ask, None, "MOVED goes by the slot map");
     let mut pauses = Vec::new();
     while attempt.may_follow() {
-        let next = redirected(&mut attempt, &rules, &clock, &mut target, b"MOVED 1 127.0.0.1:7002");
+        let next = redirected(
+            &mut attempt,
+            &rules,
+            &clock,
+            &mut target,
+            b"MOVED 1 127.0.0.1:7002",
+        );
         let at = again_at(&next);
         pauses.push(at.map_or(0, |at| clock.ms(at)));
         clock.advance_to(at);
@@ -415,10 +530,29 @@ fn tryagain_pauses_at_once_and_clusterdown_reads_the_topology() {
     let mut clock = Clock::new();
     let mut attempt = Attempt::new(&rules, Some(clock.now));
     let mut target = Target::default();
-    let next = redirected(&mut attempt, &rules, &clock, &mut target, b"TRYAGAIN Multiple keys request during rehashing of slot");
+    let next = redirected(
+        &mut attempt,
+        &rules,
+        &clock,
+        &mut target,
+        b"TRYAGAIN Multiple keys request during rehashing of slot",
+    );
     assert_eq!(again_at(&next).map(|at| clock.ms(at)), Some(10));
-    let next = redirected(&mut attempt, &rules, &clock, &mut target, b"CLUSTERDOWN The cluster is down");
-    assert!(matches!(next, Next::Again { at: None, refresh: true, .. }));
+    let next = redirected(
+        &mut attempt,
+        &rules,
+        &clock,
+        &mut target,
+        b"CLUSTERDOWN The cluster is down",
+    );
+    assert!(matches!(
+        next,
+        Next::Again {
+            at: None,
+            refresh: true,
+            ..
+        }
+    ));
     // A pause that would end after the deadline: the answer stands.
     clock.now += Duration::from_millis(995);
     let next = redirected(&mut attempt, &rules, &clock, &mut target, b"TRYAGAIN again");

@@ -1,0 +1,101 @@
+//! A command's arguments as C passes them (`argc`, `argv`, `argvlen`), checked and viewed as
+//! `resp::Args` without copying.
+
+use crate::core::Error;
+use crate::resp::Args;
+use std::ffi::{CStr, c_char};
+use std::mem::MaybeUninit;
+
+/// Lengths measured for arguments passed as NUL-terminated strings (`argvlen` NULL): on the
+/// stack for the usual few, on the heap beyond.
+pub(crate) struct ArgLengths {
+    /// Written before it is read, and only when `argvlen` is NULL: most commands come with
+    /// their lengths and should not pay for initialising room they never use.
+    inline: [MaybeUninit<usize>; INLINE],
+    heap: Vec<usize>,
+}
+
+const INLINE: usize = 8;
+
+impl ArgLengths {
+    #[inline]
+    pub fn new() -> ArgLengths {
+        ArgLengths {
+            inline: [const { MaybeUninit::uninit() }; INLINE],
+            heap: Vec::new(),
+        }
+    }
+}
+
+/// The arguments of a command from C, checked: `argv` non-null with `argc` non-null entries.
+/// When `argvlen` is NULL every argument is a NUL-terminated string, measured once into
+/// `lengths`.
+///
+/// # Safety
+/// `argv` must point to `argc` pointers, each to `argvlen[i]` readable bytes (or to a NUL-terminated
+/// string when `argvlen` is NULL), alive for `'a`.
+pub(crate) unsafe fn command_args<'a>(
+    argc: usize,
+    argv: *const *const c_char,
+    argvlen: *const usize,
+    lengths: &'a mut ArgLengths,
+) -> Result<Args<'a>, Error> {
+    if argc == 0 {
+        return Err(Error::invalid_argument(
+            "argc: a command needs at least its name",
+        ));
+    }
+    if argv.is_null() {
+        return Err(Error::invalid_argument("argv: NULL"));
+    }
+    for i in 0..argc {
+        // SAFETY: argv holds argc pointers per the contract.
+        if unsafe { (*argv.add(i)).is_null() } {
+            return Err(Error::invalid_argument(format!("argv[{i}]: NULL")));
+        }
+    }
+    // SAFETY (for each length): argv[i] was checked non-null; NUL-terminated per the contract.
+    let length = |i: usize| unsafe { CStr::from_ptr(*argv.add(i)) }.count_bytes();
+    let lens = if !argvlen.is_null() {
+        argvlen
+    } else if argc <= INLINE {
+        for (i, slot) in lengths.inline[..argc].iter_mut().enumerate() {
+            slot.write(length(i));
+        }
+        // The first `argc` entries were just written.
+        lengths.inline.as_ptr().cast::<usize>()
+    } else {
+        lengths.heap.extend((0..argc).map(length));
+        lengths.heap.as_ptr()
+    };
+    // SAFETY: every entry checked non-null; `lens` holds `argc` lengths (the caller's, or
+    // measured into `lengths`, which outlives the view).
+    Ok(unsafe { Args::from_raw(argv.cast(), lens, argc) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_terminated_arguments_are_measured_once_on_the_stack_or_the_heap() {
+        let words: Vec<std::ffi::CString> = (0..20)
+            .map(|i| std::ffi::CString::new(format!("w{i}")).unwrap())
+            .collect();
+        let argv: Vec<*const c_char> = words.iter().map(|w| w.as_ptr()).collect();
+        for argc in [1, 8, 9, 20] {
+            let mut lengths = ArgLengths::new();
+            // SAFETY: `argc` NUL-terminated strings.
+            let args = unsafe { command_args(argc, argv.as_ptr(), std::ptr::null(), &mut lengths) }
+                .unwrap();
+            let got: Vec<&[u8]> = args.iter().collect();
+            let want: Vec<&[u8]> = words[..argc].iter().map(|w| w.as_bytes()).collect();
+            assert_eq!(got, want);
+        }
+        let mut lengths = ArgLengths::new();
+        let null: [*const c_char; 1] = [std::ptr::null()];
+        // SAFETY: the entry is NULL, which is checked.
+        let result = unsafe { command_args(1, null.as_ptr(), std::ptr::null(), &mut lengths) };
+        assert_eq!(result.err().unwrap().message(), "argv[0]: NULL");
+    }
+}
