@@ -33,7 +33,8 @@ ensure_packages() {
 
 # Makes a Valkey server available for a second test pass. Sets VALKEY_SERVER and VALKEY_CLI (paths
 # to valkey-server and valkey-cli) and returns 0; returns 1 with the reason in VALKEY_MISSING when
-# there is no Valkey to be had, 2 when its source is there but does not build.
+# there is no Valkey to be had, 2 when its source does not build (or BRISK_VALKEY_SOURCE names
+# no file).
 # Uses valkey-server and valkey-cli from PATH when both are there; otherwise builds them (with TLS)
 # from a source tarball, $BRISK_VALKEY_SOURCE or the newest ../shared/servers/valkey-*.tar.gz
 # beside the repository, into a cache outside it ($BRISK_VALKEY_CACHE, default
@@ -55,38 +56,48 @@ ensure_valkey() {
       return 1
     fi
   elif [ ! -f "$tarball" ]; then
-    VALKEY_MISSING="BRISK_VALKEY_SOURCE=$tarball: no such file"
-    return 1
+    echo "BRISK_VALKEY_SOURCE=$tarball: no such file" >&2
+    return 2
   fi
-  local name sum cache
+  local name sum cache lock status=0
   name=$(basename "$tarball" .tar.gz)
   sum=$(sha256sum "$tarball" | cut -d' ' -f1)
   cache=${BRISK_VALKEY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/brisk}/$name
+  mkdir -p "$(dirname "$cache")" || return 2
+  # One build at a time: parallel test runs on one machine share the cache.
+  exec {lock}>"$cache.lock" && flock "$lock" || return 2
   if [ ! -x "$cache/bin/valkey-server" ] || [ ! -x "$cache/bin/valkey-cli" ] ||
     [ "$(cat "$cache/source.sha256" 2>/dev/null)" != "$sum" ]; then
-    install_missing gcc make pkg-config libssl-dev
-    say "building $name from $tarball into $cache (once: later runs reuse it)" >&2
-    local work started=$SECONDS
-    mkdir -p "$(dirname "$cache")" &&
-      work=$(mktemp -d "$(dirname "$cache")/$name.build.XXXXXX") || return 2
-    if ! tar xzf "$tarball" -C "$work" ||
-      ! make -C "$work/$name" -j "$(nproc)" BUILD_TLS=yes >"$work/build.log" 2>&1; then
-      tail -n 30 "$work/build.log" >&2 2>/dev/null
-      echo "building $name failed (log above; the tree is kept in $work)" >&2
-      return 2
-    fi
-    # Only the finished binaries go into the cache, moved in at once, so that an interrupted
-    # build never leaves a half-filled cache behind.
-    if ! { mkdir -p "$work/out/bin" &&
-      cp "$work/$name/src/valkey-server" "$work/$name/src/valkey-cli" "$work/out/bin/" &&
-      echo "$sum" >"$work/out/source.sha256" && rm -rf "$cache" && mv "$work/out" "$cache"; }; then
-      echo "could not put the $name build into $cache" >&2
-      return 2
-    fi
-    rm -rf "$work"
-    echo "built $name in $((SECONDS - started)) s" >&2
+    build_valkey "$tarball" "$name" "$sum" "$cache" || status=2
   fi
+  exec {lock}>&-
+  [ "$status" -eq 0 ] || return "$status"
   VALKEY_SERVER=$cache/bin/valkey-server VALKEY_CLI=$cache/bin/valkey-cli
+}
+
+# build_valkey <tarball> <name> <sha256> <cache dir>: builds valkey-server and valkey-cli (with
+# TLS) in a scratch directory beside the cache and moves only the binaries into the cache, at once,
+# so that an interrupted build never leaves a half-filled cache behind. Hold the cache's lock.
+build_valkey() {
+  local tarball=$1 name=$2 sum=$3 cache=$4 work started=$SECONDS
+  install_missing gcc make pkg-config libssl-dev
+  say "building $name from $tarball into $cache (once: later runs reuse it)" >&2
+  rm -rf "$cache".build.* # what an earlier failed or interrupted build left
+  work=$(mktemp -d "$cache.build.XXXXXX") || return 1
+  if ! tar xzf "$tarball" -C "$work" ||
+    ! make -C "$work/$name" -j "$(nproc)" BUILD_TLS=yes >"$work/build.log" 2>&1; then
+    tail -n 30 "$work/build.log" >&2 2>/dev/null
+    echo "building $name failed (log above; the tree is kept in $work)" >&2
+    return 1
+  fi
+  if ! { mkdir -p "$work/out/bin" &&
+    cp "$work/$name/src/valkey-server" "$work/$name/src/valkey-cli" "$work/out/bin/" &&
+    echo "$sum" >"$work/out/source.sha256" && rm -rf "$cache" && mv "$work/out" "$cache"; }; then
+    echo "could not put the $name build into $cache" >&2
+    return 1
+  fi
+  rm -rf "$work"
+  echo "built $name in $((SECONDS - started)) s" >&2
 }
 
 # Configures and builds the library, examples and C tests with CMake (which runs cargo).
