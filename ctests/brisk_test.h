@@ -18,6 +18,10 @@
  * $BRISK_TEST_DIR/servers.env (KEY=VALUE lines); bt_env("STANDALONE_PORT") reads it.
  * bt_key() makes a key name unique to this process, so tests can run in parallel against the
  * shared servers.
+ *
+ * The server flavour: tests that start servers themselves run bt_server_program()
+ * ($BRISK_TEST_SERVER, default redis-server) and bt_cli_program() ($BRISK_TEST_CLI, default
+ * redis-cli), each a name looked up in PATH or a path, e.g. valkey-server and valkey-cli.
  */
 #ifndef BRISK_TEST_H
 #define BRISK_TEST_H
@@ -223,6 +227,22 @@ static inline int bt_under_valgrind(void) {
 #endif
   return 0;
 }
+
+/* ---- the server flavour ------------------------------------------------------------------ */
+
+/* The value of environment variable `name`, or `fallback` when it is unset or empty. */
+static inline const char *bt_env_or(const char *name, const char *fallback) {
+  const char *value = getenv(name);
+  return value != NULL && *value != '\0' ? value : fallback;
+}
+
+/* The server program tests start: $BRISK_TEST_SERVER (a name in PATH or a path) or redis-server. */
+static inline const char *bt_server_program(void) {
+  return bt_env_or("BRISK_TEST_SERVER", "redis-server");
+}
+
+/* The matching command-line client: $BRISK_TEST_CLI, or redis-cli. */
+static inline const char *bt_cli_program(void) { return bt_env_or("BRISK_TEST_CLI", "redis-cli"); }
 
 /* ---- the fixture's servers.env ---------------------------------------------------------- */
 

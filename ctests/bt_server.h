@@ -1,7 +1,8 @@
 /*
  * bt_server.h: a private redis-server owned by one test program, for the faults the shared
  * fixture server must never see (SIGSTOP, SIGKILL, restarts, CLIENT KILL TYPE normal): other
- * test programs use the fixture server in parallel.
+ * test programs use the fixture server in parallel. The program is bt_server_program():
+ * redis-server, or $BRISK_TEST_SERVER (e.g. a valkey-server).
  *
  *   bt_server_start(&s)     fork/exec `redis-server --port <free> --bind 127.0.0.1 --save ""
  *                           --appendonly no --dir <fresh tmp dir>`, wait (deadline) until it
@@ -145,16 +146,22 @@ out:
   return ok;
 }
 
-/* Where redis-server is, resolved before fork (the child may only call async-signal-safe
- * functions: the parent has brisk's threads). */
-static inline int bt_find_redis_server(char *out, size_t size) {
+/* Where the server program (bt_server_program(): redis-server, or $BRISK_TEST_SERVER) is,
+ * resolved before fork (the child may only call async-signal-safe functions: the parent has
+ * brisk's threads). A program given with a '/' is used as it is, as execvp would. */
+static inline int bt_find_server_program(char *out, size_t size) {
+  const char *program = bt_server_program();
   const char *path = getenv("PATH");
   const char *p;
+  if (strchr(program, '/') != NULL) {
+    snprintf(out, size, "%s", program);
+    return access(out, X_OK) == 0;
+  }
   if (path == NULL || *path == '\0') path = "/usr/local/bin:/usr/bin:/bin";
   p = path;
   while (*p != '\0') {
     size_t n = strcspn(p, ":");
-    snprintf(out, size, "%.*s/redis-server", (int)n, p);
+    snprintf(out, size, "%.*s/%s", (int)n, p, program);
     if (n > 0 && access(out, X_OK) == 0) return 1;
     p += n;
     if (*p == ':') p++;
@@ -167,8 +174,9 @@ static inline int bt_server_start_on(bt_server *s, uint16_t port) {
   char exe[512], port_text[16], log_path[320];
   int attempt;
   bt_server_register(s);
-  if (!bt_find_redis_server(exe, sizeof exe)) {
-    fprintf(stderr, "bt_server: redis-server not found in PATH\n");
+  if (!bt_find_server_program(exe, sizeof exe)) {
+    fprintf(stderr, "bt_server: %s not found (PATH, or $BRISK_TEST_SERVER)\n",
+            bt_server_program());
     return 0;
   }
   if (s->dir[0] == '\0') {
@@ -240,7 +248,7 @@ static inline int bt_server_start_on(bt_server *s, uint16_t port) {
     if (up) return 1;
     bt_server_kill(s);
   }
-  fprintf(stderr, "bt_server: redis-server did not answer PING on port %u; see %s\n",
+  fprintf(stderr, "bt_server: %s did not answer PING on port %u; see %s\n", exe,
           (unsigned)s->port, log_path);
   return 0;
 }

@@ -17,11 +17,16 @@
 # It waits (with a deadline) until each server answers PING, then writes <dir>/servers.env:
 #   STANDALONE_PORT UNIX_SOCKET TLS_PORT CA_FILE CLIENT_CERT CLIENT_KEY CLOSED_PORT SILENT_PORT
 # Every process it starts has its pid in <dir>/*.pid; `stop` kills those (and only those).
+#
+# The servers are $BRISK_TEST_SERVER (a name in PATH or a path, e.g. valkey-server; default
+# redis-server), asked with $BRISK_TEST_CLI (default redis-cli).
 set -euo pipefail
 
 readonly HOST=127.0.0.1
 readonly START_DEADLINE_S=20 # per server, for it to answer PING
 readonly PORT_ATTEMPTS=5     # a free port can be taken by someone else before we bind it
+readonly SERVER=${BRISK_TEST_SERVER:-redis-server}
+readonly CLI=${BRISK_TEST_CLI:-redis-cli}
 
 die() {
   echo "servers.sh: $*" >&2
@@ -58,10 +63,10 @@ EOF
 }
 
 require_tools() {
-  command -v redis-server >/dev/null ||
-    die "redis-server not found: install it (Debian: apt-get install redis-server redis-tools)"
-  command -v redis-cli >/dev/null ||
-    die "redis-cli not found: install it (Debian: apt-get install redis-tools)"
+  command -v "$SERVER" >/dev/null ||
+    die "$SERVER not found: install it (Debian: apt-get install redis-server redis-tools)"
+  command -v "$CLI" >/dev/null ||
+    die "$CLI not found: install it (Debian: apt-get install redis-tools)"
   command -v openssl >/dev/null || die "openssl not found: install it (apt-get install openssl)"
   command -v python3 >/dev/null || die "python3 not found: it is used to find free ports"
   command -v timeout >/dev/null || die "timeout not found: install coreutils"
@@ -85,7 +90,7 @@ kill_pidfile() {
   rm -f "$pidfile"
 }
 
-# Polls until `redis-cli "$@" PING` answers PONG, the process in <pidfile> died, or the deadline.
+# Polls until `$CLI "$@" PING` answers PONG, the process in <pidfile> died, or the deadline.
 # Returns 0 when up, 1 when the process died (e.g. the port was taken), 2 on timeout.
 wait_for_ping() {
   local pidfile=$1
@@ -93,7 +98,7 @@ wait_for_ping() {
   local deadline=$(($(now_ms) + START_DEADLINE_S * 1000)) pid
   while :; do
     # `timeout`: whatever else may hold the port could accept and never answer.
-    if [[ $(timeout 2 redis-cli "$@" PING 2>/dev/null) == PONG ]]; then
+    if [[ $(timeout 2 "$CLI" "$@" PING 2>/dev/null) == PONG ]]; then
       return 0
     fi
     pid=$(cat "$pidfile" 2>/dev/null || true)
@@ -137,8 +142,8 @@ EOF
   ) || die "openssl could not make the test certificates in $dir"
 }
 
-# start_redis <dir> <name> <conf-writer-function> <redis-cli args for PING (port appended)...>
-# Writes <dir>/<name>.conf via the writer (given the port), starts redis-server, waits for PING;
+# start_redis <dir> <name> <conf-writer-function> <$CLI args for PING (port appended)...>
+# Writes <dir>/<name>.conf via the writer (given the port), starts $SERVER, waits for PING;
 # retries with a new port when the server dies at start (port taken meanwhile). Prints the port.
 start_redis() {
   local dir=$1 name=$2 writer=$3
@@ -147,7 +152,7 @@ start_redis() {
   for ((attempt = 1; attempt <= PORT_ATTEMPTS; attempt++)); do
     port=$(free_port)
     "$writer" "$dir" "$port" >"$dir/$name.conf"
-    redis-server "$dir/$name.conf" >>"$dir/$name.log" 2>&1 &
+    "$SERVER" "$dir/$name.conf" >>"$dir/$name.log" 2>&1 &
     echo $! >"$dir/$name.pid"
     status=0
     wait_for_ping "$dir/$name.pid" "$@" -p "$port" || status=$?
@@ -277,7 +282,7 @@ cmd_start() {
 
   local socket
   socket=$(socket_path "$dir")
-  [[ $(timeout 5 redis-cli -s "$socket" PING 2>/dev/null) == PONG ]] ||
+  [[ $(timeout 5 "$CLI" -s "$socket" PING 2>/dev/null) == PONG ]] ||
     die "the standalone server does not answer on $socket"
 
   cat >"$dir/servers.env.tmp" <<EOF
@@ -292,7 +297,7 @@ SILENT_PORT=$silent_port
 EOF
   mv "$dir/servers.env.tmp" "$dir/servers.env"
   trap - EXIT
-  echo "servers.sh: started in $dir:"
+  echo "servers.sh: started $("$SERVER" --version | head -n 1) in $dir:"
   cat "$dir/servers.env"
 }
 

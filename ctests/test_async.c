@@ -871,7 +871,7 @@ int main(int argc, char **argv) {
   bt_init(argc, argv);
   caller_thread = pthread_self();
   REQUIRE(bt_server_start(&srv));
-  fprintf(stderr, "private redis-server on port %u%s\n", (unsigned)srv.port,
+  fprintf(stderr, "private %s on port %u%s\n", bt_server_program(), (unsigned)srv.port,
           bt_under_valgrind() ? " (valgrind: reduced counts)" : "");
   RUN(ten_thousand_in_flight_at_once);
   RUN(four_threads_start_async_commands_at_once);

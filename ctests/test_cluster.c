@@ -77,15 +77,24 @@ static uint16_t free_port(void) {
   return port;
 }
 
+/* The cli program (bt_cli_program(): redis-cli or $BRISK_TEST_CLI) quoted for sh -c. */
+static const char *cli_quoted(void) {
+  static char quoted[600];
+  const char *program = bt_cli_program();
+  REQUIRE(strchr(program, '\'') == NULL && strlen(program) < sizeof quoted - 3);
+  snprintf(quoted, sizeof quoted, "'%s'", program);
+  return quoted;
+}
+
 /* Runs `timeout 10 redis-cli -p PORT <args>`; returns its output (stdout+stderr), malloc'd. */
 static char *cli(uint16_t port, const char *args) {
-  char cmd[1024];
+  char cmd[1700];
   char *buf;
   size_t len = 0, cap = 4096;
   size_t n;
   FILE *f;
-  snprintf(cmd, sizeof cmd, "timeout 10 redis-cli -h 127.0.0.1 -p %u %s 2>&1", (unsigned)port,
-           args);
+  snprintf(cmd, sizeof cmd, "timeout 10 %s -h 127.0.0.1 -p %u %s 2>&1", cli_quoted(),
+           (unsigned)port, args);
   buf = malloc(cap);
   REQUIRE(buf != NULL);
   f = popen(cmd, "r");
@@ -152,6 +161,7 @@ static void stop_cluster(void) {
 
 static pid_t spawn_node(int i, uint16_t port, uint16_t bus_port) {
   char dir[300], log[340], port_s[16], bus_s[16];
+  const char *server = bt_server_program(); /* before fork: getenv is not async-signal-safe */
   pid_t pid;
   snprintf(dir, sizeof dir, "%s/n%d", cluster_dir, i);
   snprintf(log, sizeof log, "%s/redis.log", dir);
@@ -162,7 +172,7 @@ static pid_t spawn_node(int i, uint16_t port, uint16_t bus_port) {
   REQUIRE(pid >= 0);
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port_s,
+    execlp(server, server, "--bind", "127.0.0.1", "--port", port_s,
            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
            "--cluster-node-timeout", "1000", "--cluster-port", bus_s,
            "--cluster-replica-validity-factor", "0", "--cluster-allow-replica-migration", "no",
@@ -219,7 +229,7 @@ static void wait_healthy(void) {
 static int start_cluster_once(void) {
   int i;
   int64_t deadline;
-  char create[1024];
+  char create[1700];
   size_t off;
   int rc;
   for (i = 0; i < NODES; i++) {
@@ -237,7 +247,7 @@ static int start_cluster_once(void) {
       sleep_ms(50);
     }
   }
-  off = (size_t)snprintf(create, sizeof create, "timeout 60 redis-cli --cluster create");
+  off = (size_t)snprintf(create, sizeof create, "timeout 60 %s --cluster create", cli_quoted());
   for (i = 0; i < NODES; i++)
     off += (size_t)snprintf(create + off, sizeof create - off, " 127.0.0.1:%u",
                             (unsigned)node_port[i]);
@@ -246,7 +256,7 @@ static int start_cluster_once(void) {
   rc = system(create);
   if (rc != 0) {
     char cat[400];
-    fprintf(stderr, "redis-cli --cluster create failed (%d):\n", rc);
+    fprintf(stderr, "%s --cluster create failed (%d):\n", bt_cli_program(), rc);
     snprintf(cat, sizeof cat, "cat '%s/create.log' >&2", cluster_dir);
     if (system(cat) != 0) fprintf(stderr, "(no log)\n");
     return 0;

@@ -1348,7 +1348,7 @@ static void command_events_describe_the_work_and_never_carry_values(void) {
 int main(int argc, char **argv) {
   bt_init(argc, argv);
   REQUIRE(bt_server_start(&srv));
-  fprintf(stderr, "private redis-server on port %u%s\n", (unsigned)srv.port,
+  fprintf(stderr, "private %s on port %u%s\n", bt_server_program(), (unsigned)srv.port,
           bt_under_valgrind() ? " (valgrind: reduced load)" : "");
   RUN(thirty_two_threads_share_one_client_of_eight_connections);
   RUN(connections_killed_between_commands_are_replaced);

@@ -31,6 +31,75 @@ ensure_packages() {
   fi
 }
 
+# Makes a Valkey server available for a second test pass. Sets VALKEY_SERVER and VALKEY_CLI (paths
+# to valkey-server and valkey-cli) and returns 0; returns 1 with the reason in VALKEY_MISSING when
+# there is no Valkey to be had, 2 when its source does not build (or BRISK_VALKEY_SOURCE names
+# no file).
+# Uses valkey-server and valkey-cli from PATH when both are there; otherwise builds them (with TLS)
+# from a source tarball, $BRISK_VALKEY_SOURCE or the newest ../shared/servers/valkey-*.tar.gz
+# beside the repository, into a cache outside it ($BRISK_VALKEY_CACHE, default
+# ${XDG_CACHE_HOME:-$HOME/.cache}/brisk/<tarball name>) that later runs reuse while the tarball
+# is the same (its sha256 is kept with the binaries).
+ensure_valkey() {
+  VALKEY_SERVER= VALKEY_CLI= VALKEY_MISSING=
+  if command -v valkey-server >/dev/null && command -v valkey-cli >/dev/null; then
+    VALKEY_SERVER=$(command -v valkey-server) VALKEY_CLI=$(command -v valkey-cli)
+    return 0
+  fi
+  local tarball=${BRISK_VALKEY_SOURCE:-}
+  if [ -z "$tarball" ]; then
+    tarball=$(ls -1 "$BRISK_ROOT"/../shared/servers/valkey-*.tar.gz 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$tarball" ]; then
+      VALKEY_MISSING="no valkey-server and valkey-cli in PATH, and no Valkey source: neither"
+      VALKEY_MISSING+=" BRISK_VALKEY_SOURCE (a valkey-X.Y.Z.tar.gz) nor"
+      VALKEY_MISSING+=" $(cd "$BRISK_ROOT/.." && pwd)/shared/servers/valkey-*.tar.gz"
+      return 1
+    fi
+  elif [ ! -f "$tarball" ]; then
+    echo "BRISK_VALKEY_SOURCE=$tarball: no such file" >&2
+    return 2
+  fi
+  local name sum cache lock status=0
+  name=$(basename "$tarball" .tar.gz)
+  sum=$(sha256sum "$tarball" | cut -d' ' -f1)
+  cache=${BRISK_VALKEY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/brisk}/$name
+  mkdir -p "$(dirname "$cache")" || return 2
+  # One build at a time: parallel test runs on one machine share the cache.
+  exec {lock}>"$cache.lock" && flock "$lock" || return 2
+  if [ ! -x "$cache/bin/valkey-server" ] || [ ! -x "$cache/bin/valkey-cli" ] ||
+    [ "$(cat "$cache/source.sha256" 2>/dev/null)" != "$sum" ]; then
+    build_valkey "$tarball" "$name" "$sum" "$cache" || status=2
+  fi
+  exec {lock}>&-
+  [ "$status" -eq 0 ] || return "$status"
+  VALKEY_SERVER=$cache/bin/valkey-server VALKEY_CLI=$cache/bin/valkey-cli
+}
+
+# build_valkey <tarball> <name> <sha256> <cache dir>: builds valkey-server and valkey-cli (with
+# TLS) in a scratch directory beside the cache and moves only the binaries into the cache, at once,
+# so that an interrupted build never leaves a half-filled cache behind. Hold the cache's lock.
+build_valkey() {
+  local tarball=$1 name=$2 sum=$3 cache=$4 work started=$SECONDS
+  install_missing gcc make pkg-config libssl-dev
+  say "building $name from $tarball into $cache (once: later runs reuse it)" >&2
+  rm -rf "$cache".build.* # what an earlier failed or interrupted build left
+  work=$(mktemp -d "$cache.build.XXXXXX") || return 1
+  if ! tar xzf "$tarball" -C "$work" ||
+    ! make -C "$work/$name" -j "$(nproc)" BUILD_TLS=yes >"$work/build.log" 2>&1; then
+    tail -n 30 "$work/build.log" >&2 2>/dev/null
+    echo "building $name failed (log above; the tree is kept in $work)" >&2
+    return 1
+  fi
+  if ! { mkdir -p "$work/out/bin" &&
+    cp "$work/$name/src/valkey-server" "$work/$name/src/valkey-cli" "$work/out/bin/" &&
+    echo "$sum" >"$work/out/source.sha256" && rm -rf "$cache" && mv "$work/out" "$cache"; }; then
+    echo "could not put the $name build into $cache" >&2
+    return 1
+  fi
+  rm -rf "$work"
+  echo "built $name in $((SECONDS - started)) s" >&2
+}
+
 # Configures and builds the library, examples and C tests with CMake (which runs cargo).
 cmake_build() {
   cmake -S "$BRISK_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null

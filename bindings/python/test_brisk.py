@@ -1,4 +1,7 @@
-"""Smoke tests of the ctypes binding against a throwaway redis-server."""
+"""Smoke tests of the ctypes binding against a throwaway redis-server.
+
+The server program is $BRISK_TEST_SERVER (a name in PATH or a path, e.g. valkey-server) when set.
+"""
 
 import os
 import shutil
@@ -14,13 +17,14 @@ import brisk
 
 @pytest.fixture(scope="module")
 def redis_url():
+    server = os.environ.get("BRISK_TEST_SERVER") or "redis-server"
     workdir = tempfile.mkdtemp()
     for _ in range(5):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
              "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -34,7 +38,7 @@ def redis_url():
         if proc.poll() is None:
             break
     else:
-        pytest.fail("could not start redis-server")
+        pytest.fail(f"could not start {server}")
     yield f"redis://127.0.0.1:{port}"
     proc.kill()
     proc.wait()

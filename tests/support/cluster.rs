@@ -1,9 +1,10 @@
 //! A real Redis Cluster on loopback: 3 primaries and 3 replicas (`redis-cli --cluster create
 //! --cluster-replicas 1`), `cluster-node-timeout` 1000 ms so failovers take about a second or
 //! two. Every node is a [`RedisServer`] with its own port, bus port and directory; dropping the
-//! cluster kills them all.
+//! cluster kills them all. The server and cli programs follow `BRISK_TEST_SERVER` and
+//! `BRISK_TEST_CLI` (see `server.rs`).
 
-use super::server::{RedisServer, free_port};
+use super::server::{RedisServer, cli_program, free_port};
 use super::wait_until;
 use brisk::Config;
 use std::process::Command;
@@ -39,7 +40,7 @@ impl RedisCluster {
                     .start()
             })
             .collect();
-        let mut create = Command::new("redis-cli");
+        let mut create = Command::new(cli_program());
         create.args(["--cluster", "create"]);
         for node in &nodes {
             create.arg(format!("127.0.0.1:{}", node.port()));
@@ -47,10 +48,11 @@ impl RedisCluster {
         let out = create
             .args(["--cluster-replicas", "1", "--cluster-yes"])
             .output()
-            .expect("run redis-cli --cluster create");
+            .unwrap_or_else(|e| panic!("run {} --cluster create: {e}", cli_program()));
         assert!(
             out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
+            "{} --cluster create failed: {}{}",
+            cli_program(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

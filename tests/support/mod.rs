@@ -13,6 +13,10 @@
 //!
 //! - [`RedisCluster`]: six `redis-server`s made into a 3-primary/3-replica cluster.
 //!
+//! The server flavour is chosen by the environment: `BRISK_TEST_SERVER` and `BRISK_TEST_CLI`
+//! (e.g. `valkey-server` and `valkey-cli`, a name in `PATH` or a path) instead of Debian's
+//! `redis-server` and `redis-cli`; `scripts/test` runs the suites once with each.
+//!
 //! Waiting is always polling with a deadline, never a bare sleep.
 
 // Each test crate uses a different part of this module.
@@ -29,7 +33,7 @@ pub use cluster::{NodeInfo, RedisCluster};
 pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_port};
 pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
 pub use proxy::FaultProxy;
-pub use server::{RedisServer, RedisServerBuilder};
+pub use server::{RedisServer, RedisServerBuilder, cli_program, server_program};
 pub use tls::TlsFiles;
 
 use brisk::{Args, Client, Error, Pipeline, Reply, Result, Session, Status};

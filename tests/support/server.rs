@@ -1,5 +1,9 @@
 //! A real `redis-server` process per test.
 //!
+//! The server flavour comes from the environment: `BRISK_TEST_SERVER` names the server program
+//! (a name in `PATH` or a path, e.g. a `valkey-server`) and `BRISK_TEST_CLI` the matching
+//! command-line client; by default they are Debian's `redis-server` and `redis-cli`.
+//!
 //! Each server gets its own temporary directory (config file, log, Unix socket, certificates)
 //! and a free loopback port. The port is found by binding `127.0.0.1:0` and closing the socket,
 //! so another process can take it before redis-server binds it: a server that exits at startup
@@ -26,6 +30,23 @@ use std::time::{Duration, Instant};
 const START_DEADLINE: Duration = Duration::from_secs(10);
 /// Attempts at finding a port redis-server can bind.
 const PORT_ATTEMPTS: usize = 5;
+
+/// The server program tests start: `$BRISK_TEST_SERVER`, or `redis-server`.
+pub fn server_program() -> String {
+    env_or("BRISK_TEST_SERVER", "redis-server")
+}
+
+/// The command-line client that goes with it: `$BRISK_TEST_CLI`, or `redis-cli`.
+pub fn cli_program() -> String {
+    env_or("BRISK_TEST_CLI", "redis-cli")
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
 
 /// Configures a [`RedisServer`] before starting it.
 #[derive(Default)]
@@ -74,13 +95,13 @@ impl RedisServerBuilder {
             let _ = fs::remove_file(dir.join("redis.log"));
             // Config errors go to stderr (the log file is not open yet).
             let output = fs::File::create(dir.join("redis.out")).expect("create redis.out");
-            let mut child = Command::new("redis-server")
+            let mut child = Command::new(server_program())
                 .arg(dir.join("redis.conf"))
                 .stdin(Stdio::null())
                 .stdout(output.try_clone().expect("clone file handle"))
                 .stderr(output)
                 .spawn()
-                .expect("start redis-server (is it installed?)");
+                .unwrap_or_else(|e| panic!("start {} (is it installed?): {e}", server_program()));
             match wait_ready(&mut child, &dir, 0) {
                 Ready::Yes => {
                     return RedisServer {
@@ -99,13 +120,14 @@ impl RedisServerBuilder {
                     let _ = child.wait();
                     let log = read_log(&dir);
                     let _ = fs::remove_dir_all(&dir);
-                    panic!("redis-server failed: {why}\n{log}");
+                    panic!("{} failed: {why}\n{log}", server_program());
                 }
             }
         }
         let _ = fs::remove_dir_all(&dir);
         panic!(
-            "redis-server found no free port in {PORT_ATTEMPTS} attempts; last log:\n{last_log}"
+            "{} found no free port in {PORT_ATTEMPTS} attempts; last log:\n{last_log}",
+            server_program()
         );
     }
 
@@ -266,13 +288,13 @@ impl RedisServer {
             let log_from =
                 fs::read_to_string(self.dir.join("redis.log")).map_or(0, |log| log.len());
             let output = fs::File::create(self.dir.join("redis.out")).expect("create redis.out");
-            let mut child = Command::new("redis-server")
+            let mut child = Command::new(server_program())
                 .arg(self.dir.join("redis.conf"))
                 .stdin(Stdio::null())
                 .stdout(output.try_clone().expect("clone file handle"))
                 .stderr(output)
                 .spawn()
-                .expect("start redis-server");
+                .unwrap_or_else(|e| panic!("start {}: {e}", server_program()));
             match wait_ready(&mut child, &self.dir, log_from) {
                 Ready::Yes => {
                     self.child = child;
@@ -290,7 +312,11 @@ impl RedisServer {
                 Ready::Failed(why) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("redis-server failed to start again: {why}\n{}", self.log());
+                    panic!(
+                        "{} failed to start again: {why}\n{}",
+                        server_program(),
+                        self.log()
+                    );
                 }
             }
         }
@@ -315,19 +341,24 @@ impl RedisServer {
         self.start_again();
     }
 
-    /// Runs `redis-cli` over the Unix socket (authenticated as the default user when the server
-    /// has a password) and returns its output, trimmed. Panics when redis-cli fails.
+    /// Runs `redis-cli` ([`cli_program`]) over the Unix socket (authenticated as the default
+    /// user when the server has a password) and returns its output, trimmed. Panics when it
+    /// fails.
     #[track_caller]
     pub fn cli(&self, args: &[&str]) -> String {
-        let mut command = Command::new("redis-cli");
+        let mut command = Command::new(cli_program());
         command.arg("-s").arg(self.unix_path());
         if let Some(password) = &self.password {
             command.args(["--no-auth-warning", "-a", password]);
         }
-        let out = command.args(args).output().expect("run redis-cli");
+        let out = command
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", cli_program()));
         assert!(
             out.status.success(),
-            "redis-cli {args:?} failed: {}",
+            "{} {args:?} failed: {}",
+            cli_program(),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -347,7 +378,8 @@ impl Drop for RedisServer {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             eprintln!(
-                "--- redis-server log tail ({}) ---",
+                "--- {} log tail ({}) ---",
+                server_program(),
                 self.dir.join("redis.log").display()
             );
             for line in tail.iter().rev() {
