@@ -34,6 +34,7 @@ impl ArgLengths {
 /// # Safety
 /// `argv` must point to `argc` pointers, each to `argvlen[i]` readable bytes (or to a NUL-terminated
 /// string when `argvlen` is NULL), alive for `'a`.
+#[inline]
 pub(crate) unsafe fn command_args<'a>(
     argc: usize,
     argv: *const *const c_char,

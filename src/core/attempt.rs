@@ -164,6 +164,14 @@ pub enum Next {
     },
 }
 
+impl Rules {
+    /// When a command that started at `started` must be over, if ever.
+    #[inline]
+    pub fn deadline(&self, started: Option<Instant>) -> Option<Instant> {
+        self.command_deadline.zip(started).map(|(d, s)| s + d)
+    }
+}
+
 /// The progress of one command (or batch) through its tries.
 #[derive(Clone, Debug)]
 pub struct Attempt {
@@ -184,7 +192,7 @@ impl Attempt {
     /// time (no command deadline, nobody timing it).
     pub fn new(rules: &Rules, started: Option<Instant>) -> Attempt {
         Attempt {
-            deadline: rules.command_deadline.zip(started).map(|(d, s)| s + d),
+            deadline: rules.deadline(started),
             tries: 0,
             previous_delay_ms: rules.retry.policy.base_ms,
             redirects: 0,

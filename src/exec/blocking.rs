@@ -49,14 +49,58 @@ pub(crate) const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
 /// Runs `work` on a connection to the request's node until it succeeds or the attempt engine
 /// says stop; counts and reports the outcome once.
+///
+/// The first try needs none of the engine's state, and most commands need no second: it runs
+/// on its own, and only a failure brings in the engine ([`retry`]).
+#[inline]
 pub(crate) fn run<T>(
     shared: &Shared,
     request: &Request<'_>,
     mut work: impl FnMut(&mut Connection) -> Result<T>,
 ) -> Result<T> {
     let route = &*shared.route;
+    let generation = route.generation();
+    let try_started = shared.observer.enabled().then(Instant::now);
+    let deadline = shared.rules.deadline(request.report.started);
+    let (node, error) = match node_for(route, request.key, &FIRST_TRY) {
+        Ok(node) => match try_on(shared, &node, request.blocking, deadline, false, &mut work) {
+            Ok(value) => {
+                shared.record(&request.report, node.address_c(), 1, None);
+                return Ok(value);
+            }
+            Err(error) => (Some(node), error),
+        },
+        Err(error) => (None, error),
+    };
+    let first = Failure {
+        node: node.as_deref(),
+        generation,
+        try_started,
+    };
+    retry(shared, request, work, error, first)
+}
+
+/// Where the first try of every command goes: where its key says.
+static FIRST_TRY: Target = Target {
+    ask: None,
+    primary_only: false,
+};
+
+/// The tries after a failed first one, as the attempt engine says.
+#[inline(never)]
+fn retry<T>(
+    shared: &Shared,
+    request: &Request<'_>,
+    mut work: impl FnMut(&mut Connection) -> Result<T>,
+    error: Error,
+    first: Failure<'_>,
+) -> Result<T> {
+    let route = &*shared.route;
     let mut attempt = Attempt::new(&shared.rules, request.report.started);
     let mut target = Target::default();
+    if let Some(error) = after_failure(shared, request, &mut attempt, &mut target, error, first) {
+        return Err(error);
+    }
     loop {
         let generation = route.generation();
         let try_started = shared.observer.enabled().then(Instant::now);
@@ -82,9 +126,9 @@ pub(crate) fn run<T>(
                     generation,
                     try_started,
                 };
-                if let Some(error) =
-                    after_failure(shared, request, &mut attempt, &mut target, error, failure)
-                {
+                let outcome =
+                    after_failure(shared, request, &mut attempt, &mut target, error, failure);
+                if let Some(error) = outcome {
                     return Err(error);
                 }
             }

@@ -95,9 +95,18 @@ impl Shared {
     /// per client. A connection failure leaves it for a later connection and is returned (as
     /// not sent: the caller's request has not been written): the connection may hold part of
     /// the COMMAND reply, so it must not carry the caller's request.
+    #[inline]
     pub fn ensure_command_table(&self, conn: &mut Connection) -> Result<()> {
+        if self.commands.table.get().is_some() {
+            return Ok(());
+        }
+        self.fetch_command_table(conn)
+    }
+
+    #[cold]
+    fn fetch_command_table(&self, conn: &mut Connection) -> Result<()> {
         let cell = &self.commands;
-        if cell.table.get().is_some() || cell.fetching.swap(true, Relaxed) {
+        if cell.fetching.swap(true, Relaxed) {
             return Ok(());
         }
         let command: [&[u8]; 1] = [b"COMMAND"];

@@ -598,7 +598,7 @@ impl Connection {
     }
 
     /// Reads what the socket has into the protocol's input buffer.
-    #[inline]
+    #[inline(always)]
     fn read_once(&mut self) -> Result<()> {
         loop {
             let state = &mut *self.0;
