@@ -126,7 +126,7 @@ impl Protocol {
 
     /// The next reply from the bytes read so far, if one is complete. Push frames are handed to
     /// the push handler on the way.
-    #[inline]
+    #[inline(always)]
     pub fn next_reply(&mut self) -> Result<Option<Reply>, Error> {
         loop {
             let Some(reply) = self.decoder.decode(&mut self.input)? else {
