@@ -27,6 +27,29 @@ impl ArgLengths {
     }
 }
 
+impl ArgLengths {
+    /// Measures `argc` NUL-terminated arguments; a pointer to their lengths, valid while
+    /// `self` is.
+    ///
+    /// # Safety
+    /// `argv` must point to `argc` non-null pointers to NUL-terminated strings.
+    #[cold]
+    unsafe fn measure(&mut self, argv: *const *const c_char, argc: usize) -> *const usize {
+        // SAFETY: per the contract.
+        let length = |i: usize| unsafe { CStr::from_ptr(*argv.add(i)) }.count_bytes();
+        if argc <= INLINE {
+            for (i, slot) in self.inline[..argc].iter_mut().enumerate() {
+                slot.write(length(i));
+            }
+            // The first `argc` entries were just written.
+            self.inline.as_ptr().cast::<usize>()
+        } else {
+            self.heap.extend((0..argc).map(length));
+            self.heap.as_ptr()
+        }
+    }
+}
+
 /// The arguments of a command from C, checked: `argv` non-null with `argc` non-null entries.
 /// When `argvlen` is NULL every argument is a NUL-terminated string, measured once into
 /// `lengths`.
@@ -34,7 +57,7 @@ impl ArgLengths {
 /// # Safety
 /// `argv` must point to `argc` pointers, each to `argvlen[i]` readable bytes (or to a NUL-terminated
 /// string when `argvlen` is NULL), alive for `'a`.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn command_args<'a>(
     argc: usize,
     argv: *const *const c_char,
@@ -55,19 +78,10 @@ pub(crate) unsafe fn command_args<'a>(
             return Err(Error::invalid_argument(format!("argv[{i}]: NULL")));
         }
     }
-    // SAFETY (for each length): argv[i] was checked non-null; NUL-terminated per the contract.
-    let length = |i: usize| unsafe { CStr::from_ptr(*argv.add(i)) }.count_bytes();
-    let lens = if !argvlen.is_null() {
-        argvlen
-    } else if argc <= INLINE {
-        for (i, slot) in lengths.inline[..argc].iter_mut().enumerate() {
-            slot.write(length(i));
-        }
-        // The first `argc` entries were just written.
-        lengths.inline.as_ptr().cast::<usize>()
-    } else {
-        lengths.heap.extend((0..argc).map(length));
-        lengths.heap.as_ptr()
+    let lens = match argvlen.is_null() {
+        false => argvlen,
+        // SAFETY: per this function's contract, with every entry checked non-null.
+        true => unsafe { lengths.measure(argv, argc) },
     };
     // SAFETY: every entry checked non-null; `lens` holds `argc` lengths (the caller's, or
     // measured into `lengths`, which outlives the view).
