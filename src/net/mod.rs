@@ -6,6 +6,7 @@ pub mod connection;
 pub mod errors;
 pub(crate) mod mux;
 pub mod push;
+pub mod settings;
 pub mod socket;
 pub mod stream;
 pub mod tls;

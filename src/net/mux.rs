@@ -24,7 +24,8 @@
 //! closing the client interrupts a connect or a blocked write and waits until the mux has let go
 //! of its connection (so no event is reported after `brisk_client_free` returns).
 
-use crate::core::protocol::Protocol;
+mod reader;
+
 use crate::core::{Error, Result, Status};
 use crate::net::ConnectSettings;
 use crate::net::async_connect::{self, AsyncConnection, AsyncStream};
@@ -33,10 +34,11 @@ use crate::resp::{Args, Reply, encode_command};
 use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::telemetry::stats::Stat;
 use bytes::{Bytes, BytesMut};
+use reader::{InFlight, Reader, SharedLine, kill, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{Notify, mpsc, watch};
 
 /// Receives a request's outcome, exactly once, on a brisk runtime thread.
@@ -89,8 +91,6 @@ impl Busy {
 
 /// Most bytes gathered into one write before writing.
 const MAX_BATCH: usize = 256 * 1024;
-/// How often the reader looks for expired deadlines while it waits.
-const TICK: Duration = Duration::from_millis(50);
 
 impl Mux {
     pub fn spawn(
@@ -146,47 +146,6 @@ fn closed_error() -> Error {
         Status::Closed,
         "the client was closed before the reply arrived",
     )
-}
-
-struct InFlight {
-    /// `None` once the request was completed early (deadline); its reply is then dropped.
-    done: Option<Completion>,
-    deadline: Option<Instant>,
-    skip_replies: u8,
-    /// When it was written: its reply must arrive within the read timeout from then, however
-    /// the peer trickles its bytes (or floods push frames).
-    written: Instant,
-}
-
-/// What the reader and the writer of one connection share.
-#[derive(Default)]
-struct Line {
-    queue: VecDeque<InFlight>,
-    /// Set (with the reason) when the connection died; nothing more may be queued.
-    dead: Option<Error>,
-}
-
-type SharedLine = Arc<Mutex<Line>>;
-
-fn lock(line: &SharedLine) -> std::sync::MutexGuard<'_, Line> {
-    line.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Marks the line dead (if it is not already) and fails everything in flight.
-fn kill(line: &SharedLine, error: Error) {
-    let doomed = {
-        let mut line = lock(line);
-        if line.dead.is_some() {
-            return;
-        }
-        line.dead = Some(error.clone());
-        std::mem::take(&mut line.queue)
-    };
-    for entry in doomed {
-        if let Some(done) = entry.done {
-            done(Err(error.clone().sent(true)));
-        }
-    }
 }
 
 struct Task {
@@ -551,147 +510,4 @@ async fn write_bounded(
         buffer = &buffer[written..];
     }
     writer.flush().await
-}
-
-fn deadline_reached() -> Error {
-    Error::new(Status::Timeout, "command deadline reached").sent(true)
-}
-
-/// The reading side of a connection: decodes replies and completes requests in order, and
-/// enforces the read timeout and the command deadlines.
-struct Reader {
-    line: SharedLine,
-    address: Arc<str>,
-    read_timeout: Option<Duration>,
-    proto: Protocol,
-    half: ReadHalf<AsyncStream>,
-}
-
-enum Wake {
-    Read(std::io::Result<usize>),
-    Tick,
-}
-
-impl Reader {
-    async fn run(mut self) {
-        // A steady tick, not a sleep started afresh after each read: a peer that sends a byte
-        // (or a push frame) more often than the tick must not keep the bounds from being checked.
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            loop {
-                match self.proto.next_reply() {
-                    Ok(Some(reply)) => {
-                        if let Err(e) = self.complete(reply) {
-                            return kill(&self.line, e);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        return kill(
-                            &self.line,
-                            e.context(format!("reading from {}", self.address)),
-                        );
-                    }
-                }
-            }
-            let wake = tokio::select! {
-                read = self.half.read_buf(self.proto.input_buffer()) => Wake::Read(read),
-                _ = tick.tick() => Wake::Tick,
-            };
-            match wake {
-                Wake::Read(Ok(0)) => return kill(&self.line, closed_by_peer(&self.address)),
-                Wake::Read(Ok(_)) => {}
-                Wake::Read(Err(e)) => {
-                    return kill(&self.line, io_error(&e, "read from", &self.address));
-                }
-                Wake::Tick => {
-                    if let Err(e) = self.expire() {
-                        return kill(&self.line, e);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Hands a reply to the oldest request in flight.
-    fn complete(&self, reply: Reply) -> Result<()> {
-        let entry = {
-            let mut line = lock(&self.line);
-            match line.queue.front_mut() {
-                Some(front) if front.skip_replies > 0 => {
-                    front.skip_replies -= 1;
-                    return Ok(());
-                }
-                _ => line.queue.pop_front(),
-            }
-        };
-        match entry {
-            Some(InFlight {
-                done: Some(done), ..
-            }) => done(Ok(reply)),
-            // Completed early (deadline): its reply is dropped.
-            Some(InFlight { done: None, .. }) => {}
-            None => {
-                return Err(Error::new(
-                    Status::Protocol,
-                    format!("{} sent a reply nobody asked for", self.address),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Fails requests past their deadline; an error when the read timeout has run out.
-    fn expire(&self) -> Result<()> {
-        let now = Instant::now();
-        let mut expired = Vec::new();
-        {
-            let mut line = lock(&self.line);
-            let Some(oldest) = line.queue.front() else {
-                return Ok(());
-            };
-            if let Some(timeout) = self.read_timeout {
-                if now.duration_since(oldest.written) >= timeout {
-                    return Err(Error::new(
-                        Status::Timeout,
-                        format!(
-                            "read from {}: the reply did not arrive within the read timeout \
-                             ({} ms from the request)",
-                            self.address,
-                            timeout.as_millis()
-                        ),
-                    ));
-                }
-            }
-            for entry in line.queue.iter_mut() {
-                if entry.deadline.is_some_and(|d| d <= now) {
-                    if let Some(done) = entry.done.take() {
-                        expired.push(done);
-                    }
-                }
-            }
-            // The oldest request was given up and its reply is arriving (an endless or trickled
-            // reply): everything behind it would wait for that reply to end, so the connection
-            // goes. A reply that has not started (a slow server) is waited for and dropped.
-            let abandoned = line.queue.front().is_some_and(|e| e.done.is_none());
-            if abandoned && self.proto.mid_reply() {
-                drop(line);
-                for done in expired {
-                    done(Err(deadline_reached()));
-                }
-                return Err(Error::new(
-                    Status::Timeout,
-                    format!(
-                        "read from {}: a reply past its command deadline was still arriving",
-                        self.address
-                    ),
-                ));
-            }
-        }
-        for done in expired {
-            done(Err(deadline_reached()));
-        }
-        Ok(())
-    }
 }

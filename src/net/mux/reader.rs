@@ -1,0 +1,205 @@
+//! The reading side of a mux's connection, and what it shares with the writing side: the
+//! requests in flight, in the order they were written, and the connection's fate.
+//!
+//! The reader decodes replies and completes the requests front to back; a steady tick checks
+//! the bounds (the oldest request's read timeout, every request's deadline) however the peer
+//! sends its bytes.
+
+use super::Completion;
+use crate::core::protocol::Protocol;
+use crate::core::{Error, Result, Status};
+use crate::net::async_connect::AsyncStream;
+use crate::net::errors::{closed_by_peer, io_error};
+use crate::resp::Reply;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, ReadHalf};
+
+/// How often the reader looks for expired deadlines while it waits.
+const TICK: Duration = Duration::from_millis(50);
+
+/// A request written and not yet completed.
+pub(super) struct InFlight {
+    /// `None` once the request was completed early (deadline); its reply is then dropped.
+    pub done: Option<Completion>,
+    pub deadline: Option<Instant>,
+    pub skip_replies: u8,
+    /// When it was written: its reply must arrive within the read timeout from then, however
+    /// the peer trickles its bytes (or floods push frames).
+    pub written: Instant,
+}
+
+/// What the reader and the writer of one connection share.
+#[derive(Default)]
+pub(super) struct Line {
+    pub queue: VecDeque<InFlight>,
+    /// Set (with the reason) when the connection died; nothing more may be queued.
+    pub dead: Option<Error>,
+}
+
+pub(super) type SharedLine = Arc<Mutex<Line>>;
+
+pub(super) fn lock(line: &SharedLine) -> std::sync::MutexGuard<'_, Line> {
+    line.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks the line dead (if it is not already) and fails everything in flight.
+pub(super) fn kill(line: &SharedLine, error: Error) {
+    let doomed = {
+        let mut line = lock(line);
+        if line.dead.is_some() {
+            return;
+        }
+        line.dead = Some(error.clone());
+        std::mem::take(&mut line.queue)
+    };
+    for entry in doomed {
+        if let Some(done) = entry.done {
+            done(Err(error.clone().sent(true)));
+        }
+    }
+}
+
+fn deadline_reached() -> Error {
+    Error::new(Status::Timeout, "command deadline reached").sent(true)
+}
+
+/// The reading side of a connection: decodes replies and completes requests in order, and
+/// enforces the read timeout and the command deadlines.
+pub(super) struct Reader {
+    pub line: SharedLine,
+    pub address: Arc<str>,
+    pub read_timeout: Option<Duration>,
+    pub proto: Protocol,
+    pub half: ReadHalf<AsyncStream>,
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Tick,
+}
+
+impl Reader {
+    pub async fn run(mut self) {
+        // A steady tick, not a sleep started afresh after each read: a peer that sends a byte
+        // (or a push frame) more often than the tick must not keep the bounds from being checked.
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            loop {
+                match self.proto.next_reply() {
+                    Ok(Some(reply)) => {
+                        if let Err(e) = self.complete(reply) {
+                            return kill(&self.line, e);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return kill(
+                            &self.line,
+                            e.context(format!("reading from {}", self.address)),
+                        );
+                    }
+                }
+            }
+            let wake = tokio::select! {
+                read = self.half.read_buf(self.proto.input_buffer()) => Wake::Read(read),
+                _ = tick.tick() => Wake::Tick,
+            };
+            match wake {
+                Wake::Read(Ok(0)) => return kill(&self.line, closed_by_peer(&self.address)),
+                Wake::Read(Ok(_)) => {}
+                Wake::Read(Err(e)) => {
+                    return kill(&self.line, io_error(&e, "read from", &self.address));
+                }
+                Wake::Tick => {
+                    if let Err(e) = self.expire() {
+                        return kill(&self.line, e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a reply to the oldest request in flight.
+    fn complete(&self, reply: Reply) -> Result<()> {
+        let entry = {
+            let mut line = lock(&self.line);
+            match line.queue.front_mut() {
+                Some(front) if front.skip_replies > 0 => {
+                    front.skip_replies -= 1;
+                    return Ok(());
+                }
+                _ => line.queue.pop_front(),
+            }
+        };
+        match entry {
+            Some(InFlight {
+                done: Some(done), ..
+            }) => done(Ok(reply)),
+            // Completed early (deadline): its reply is dropped.
+            Some(InFlight { done: None, .. }) => {}
+            None => {
+                return Err(Error::new(
+                    Status::Protocol,
+                    format!("{} sent a reply nobody asked for", self.address),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails requests past their deadline; an error when the read timeout has run out.
+    fn expire(&self) -> Result<()> {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut line = lock(&self.line);
+            let Some(oldest) = line.queue.front() else {
+                return Ok(());
+            };
+            if let Some(timeout) = self.read_timeout {
+                if now.duration_since(oldest.written) >= timeout {
+                    return Err(Error::new(
+                        Status::Timeout,
+                        format!(
+                            "read from {}: the reply did not arrive within the read timeout \
+                             ({} ms from the request)",
+                            self.address,
+                            timeout.as_millis()
+                        ),
+                    ));
+                }
+            }
+            for entry in line.queue.iter_mut() {
+                if entry.deadline.is_some_and(|d| d <= now) {
+                    if let Some(done) = entry.done.take() {
+                        expired.push(done);
+                    }
+                }
+            }
+            // The oldest request was given up and its reply is arriving (an endless or trickled
+            // reply): everything behind it would wait for that reply to end, so the connection
+            // goes. A reply that has not started (a slow server) is waited for and dropped.
+            let abandoned = line.queue.front().is_some_and(|e| e.done.is_none());
+            if abandoned && self.proto.mid_reply() {
+                drop(line);
+                for done in expired {
+                    done(Err(deadline_reached()));
+                }
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!(
+                        "read from {}: a reply past its command deadline was still arriving",
+                        self.address
+                    ),
+                ));
+            }
+        }
+        for done in expired {
+            done(Err(deadline_reached()));
+        }
+        Ok(())
+    }
+}
