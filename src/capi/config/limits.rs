@@ -17,10 +17,13 @@ pub unsafe extern "C" fn brisk_config_set_connect_timeout_ms(
     unsafe { set(cfg, |c| c.set_connect_timeout_ms(ms)) }
 }
 
-/// Read timeout in ms (default 5000; 0 waits forever): how long one read may wait for the
-/// server. A command that times out fails with TIMEOUT and its connection is closed, so no half
-/// read reply is left behind. Blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) extend it by
-/// their own timeout.
+/// Read timeout in ms (default 5000; 0 waits forever): how long the whole reply to a request
+/// (every reply of a pipeline) may take to arrive, counted from when the request was sent, not
+/// per read, so a server that trickles its bytes or sends push frames instead of the reply
+/// cannot stretch it (as go-redis's ReadTimeout). It bounds the connection handshake's replies
+/// the same way. A command that times out fails with TIMEOUT and its connection is closed, so
+/// no half read reply is left behind. Blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) extend
+/// it by their own timeout.
 ///
 /// # Safety
 /// `cfg` is NULL or a live config.
@@ -63,8 +66,10 @@ pub unsafe extern "C" fn brisk_config_set_tcp_keepalive(
     unsafe { update(cfg, |c| c.set_keepalive(idle_s, interval_s, probes)) }
 }
 
-/// A bound on one whole command in ms, every attempt and backoff included (default 0: none).
-/// A command past it fails with TIMEOUT; reads are cut short to stay within it.
+/// A bound on one whole command in ms, every attempt, read, write, wait for a connection and
+/// backoff included, whatever the server sends (default 0: none). A command past it fails with
+/// TIMEOUT; reads are cut short to stay within it. Async commands are held to it too (checked
+/// every 50 ms).
 ///
 /// # Safety
 /// `cfg` is NULL or a live config.
