@@ -73,7 +73,11 @@ fn invalidations_reach_the_consumer_and_never_a_caller() {
     // connection, ahead of the next reply there.
     ok(&client, &["SET", "tracked", "2"]);
     let pong = session_cmd(&mut session, &["PING"]).unwrap();
-    assert_eq!(pong.as_str(), Some("PONG"), "the push was not taken for PING's reply");
+    assert_eq!(
+        pong.as_str(),
+        Some("PONG"),
+        "the push was not taken for PING's reply"
+    );
     let pushes = recorder.pushes();
     assert_eq!(pushes.len(), 1, "{pushes:?}");
     assert_eq!(pushes[0].1, ["invalidate", "Array"]);
@@ -114,12 +118,19 @@ fn pushes_are_routed(path: Path) {
     let _registration = client.register_push_consumer(&[b"message"], recorder.clone());
     let (result, elapsed) = timed_call(&client, path, &["GET", "k"]);
     let error = result.expect_err("the peer never answers GET");
-    assert_eq!(error.status(), brisk::Status::Timeout, "{}", error.message());
+    assert_eq!(
+        error.status(),
+        brisk::Status::Timeout,
+        "{}",
+        error.message()
+    );
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     let pushes = recorder.pushes();
     assert!(!pushes.is_empty(), "{path:?}: no push reached the consumer");
     assert!(
-        pushes.iter().all(|(_, words)| words == &["message", "news", "x"]),
+        pushes
+            .iter()
+            .all(|(_, words)| words == &["message", "news", "x"]),
         "{pushes:?}"
     );
 }
