@@ -237,12 +237,10 @@ fn failed(shared: Arc<Shared>, mut job: Job, error: Error) {
             refresh,
             retried,
         } => {
-            if let Some(retried) = &retried {
-                let address = address_of(&shared, &job);
-                let report = job.report();
-                let tries = job.attempt.rounds();
-                shared.record_retry(&report, address, tries, retried, Some(job.started));
-            }
+            let address = address_of(&shared, &job);
+            let tries = job.attempt.rounds();
+            let retried = retried.as_ref();
+            shared.record_retry(&job.report(), address, tries, retried, Some(job.started));
             later(shared, job, at, refresh)
         }
         Next::Done | Next::Stand => {

@@ -230,10 +230,9 @@ fn rounds(
                 refresh,
                 retried,
             } => {
-                if let Some(retried) = &retried {
-                    let address = first_node.as_deref().unwrap_or(route.home()).address_c();
-                    shared.record_retry(report, address, attempt.rounds(), retried, try_started);
-                }
+                let address = first_node.as_deref().unwrap_or(route.home()).address_c();
+                let tries = attempt.rounds();
+                shared.record_retry(report, address, tries, retried.as_ref(), try_started);
                 blocking::pause(at);
                 if refresh {
                     let _ = route.refresh(generation);

@@ -177,16 +177,15 @@ fn after_failure(
             refresh,
             retried,
         } => {
-            if let Some(retried) = &retried {
-                let tries = attempt.rounds();
-                shared.record_retry(
-                    &request.report,
-                    address,
-                    tries,
-                    retried,
-                    failure.try_started,
-                );
-            }
+            let tries = attempt.rounds();
+            let retried = retried.as_ref();
+            shared.record_retry(
+                &request.report,
+                address,
+                tries,
+                retried,
+                failure.try_started,
+            );
             pause(at);
             if refresh {
                 // A failed read leaves the current map; the next try finds out.

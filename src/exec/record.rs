@@ -62,15 +62,17 @@ impl Shared {
         }
     }
 
-    /// A failed try that will be made again: counted, and reported with when the try started.
+    /// A failed try that will be made again (the engine's `Next::Again` says which, if any):
+    /// counted, and reported with when the try started.
     pub fn record_retry(
         &self,
         report: &Report<'_>,
         address: &CStr,
         attempt: u32,
-        error: &Error,
+        retried: Option<&Error>,
         try_started: Option<Instant>,
     ) {
+        let Some(error) = retried else { return };
         self.observer.stats.bump(Stat::Retries);
         if let (true, Some(started)) = (self.observer.enabled(), try_started) {
             self.observer.emit(&Event {

@@ -553,14 +553,14 @@ impl Connection {
             let why = match (self.bounds.deadline, self.bounds.budget) {
                 (Some(deadline), _) if deadline <= limit => "command deadline reached".to_owned(),
                 (_, Some(budget)) => format!(
-                    "the reply did not arrive within the read timeout ({} ms from the request)",
+                    "no whole reply within the read timeout, {} ms from the request",
                     budget.as_millis()
                 ),
-                _ => "timed out".to_owned(),
+                _ => "no whole reply in time".to_owned(),
             };
             return Err(Error::new(
                 Status::Timeout,
-                format!("read from {}: {why}", self.address),
+                format!("read from {}: timed out ({why})", self.address),
             ));
         }
         let left = (limit - now).max(Duration::from_millis(1));

@@ -164,8 +164,8 @@ impl Reader {
                     return Err(Error::new(
                         Status::Timeout,
                         format!(
-                            "read from {}: the reply did not arrive within the read timeout \
-                             ({} ms from the request)",
+                            "read from {}: timed out (no whole reply within the read timeout, \
+                             {} ms from the request)",
                             self.address,
                             timeout.as_millis()
                         ),
@@ -191,7 +191,8 @@ impl Reader {
                 return Err(Error::new(
                     Status::Timeout,
                     format!(
-                        "read from {}: a reply past its command deadline was still arriving",
+                        "read from {}: timed out (a reply past its command deadline was still \
+                         arriving)",
                         self.address
                     ),
                 ));
