@@ -14,8 +14,8 @@
 use super::errors::{closed_by_peer, io_error};
 use super::push::AttachedConnection;
 pub use super::settings::ConnectSettings;
-use super::socket::{IdleInput, Interrupter};
 use super::socket::Socket;
+use super::socket::{IdleInput, Interrupter};
 use super::stream::Stream;
 use crate::core::handshake::{self, Handshake, Step};
 use crate::core::protocol::Protocol;
