@@ -1342,3 +1342,5 @@ fn mutated_replies_never_panic() {
         decode_anything(Limits::default(), random_pieces(&mut rng, &input, cuts));
     }
 }
+
+mod split_invariance;
