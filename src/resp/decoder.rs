@@ -358,17 +358,15 @@ impl Decoder {
                     b',' => ReplyKind::Double,
                     _ => ReplyKind::BigNumber,
                 };
-                let num = match kind {
-                    ReplyKind::Double => parse_double(line)?.to_bits(),
-                    ReplyKind::BigNumber => {
-                        check_big_number(line)?;
-                        0
-                    }
-                    _ => 0,
-                };
+                // Checked now; a double's value is parsed again when asked for.
+                match kind {
+                    ReplyKind::Double => _ = parse_double(line)?,
+                    ReplyKind::BigNumber => check_big_number(line)?,
+                    _ => {}
+                }
                 let len = line.len();
                 buf[cr] = 0;
-                Node::text_at(kind, text_start, len, num)
+                Node::text_at(kind, text_start, len)
             }
             b':' => Node::scalar(ReplyKind::Integer, parse_int(line)? as u64),
             b'#' => match line {
@@ -408,8 +406,8 @@ impl Decoder {
                     self.needed = 0;
                     self.pos = end + 2;
                     return Ok(Step::Value(match type_byte {
-                        b'$' => Node::text_at(ReplyKind::String, after_line, len, 0),
-                        b'!' => Node::text_at(ReplyKind::Error, after_line, len, 0),
+                        b'$' => Node::text_at(ReplyKind::String, after_line, len),
+                        b'!' => Node::text_at(ReplyKind::Error, after_line, len),
                         _ => verbatim(buf, after_line, len)?,
                     }));
                 }
@@ -503,7 +501,7 @@ impl Decoder {
         buf[end] = 0;
         self.needed = 0;
         self.pos = end + 2;
-        Ok(Some(Node::text_at(ReplyKind::String, start, len, 0)))
+        Ok(Some(Node::text_at(ReplyKind::String, start, len)))
     }
 
     /// A short status line (`+OK\r\n`, at `self.pos`) whose bytes have all arrived. Anything
@@ -524,7 +522,7 @@ impl Decoder {
         buf[start + cr] = 0;
         self.needed = 0;
         self.pos = start + cr + 2;
-        Some(Node::text_at(ReplyKind::Status, start, cr, 0))
+        Some(Node::text_at(ReplyKind::Status, start, cr))
     }
 
     /// Reads one `;len` chunk of a streamed string, moving its payload down to follow the
@@ -552,7 +550,7 @@ impl Decoder {
                 // The terminator line is at least 4 bytes past the payload, so the NUL fits.
                 buf[start + len] = 0;
                 self.pos = data;
-                return Ok(Step::Value(Node::text_at(ReplyKind::String, start, len, 0)));
+                return Ok(Step::Value(Node::text_at(ReplyKind::String, start, len)));
             }
             if buf.len() < data + len + 2 {
                 self.needed = data + len + 2;
@@ -574,15 +572,8 @@ fn verbatim(buf: &[u8], start: usize, len: usize) -> Result<Node, ProtocolError>
     if len < 4 || buf[start + 3] != b':' {
         return err("verbatim string without a 3-byte format prefix");
     }
-    // The format ("txt", "mkd") is kept in the number slot; the text follows the colon.
-    let format =
-        u64::from(buf[start]) | u64::from(buf[start + 1]) << 8 | u64::from(buf[start + 2]) << 16;
-    Ok(Node::text_at(
-        ReplyKind::Verbatim,
-        start + 4,
-        len - 4,
-        format,
-    ))
+    // The format ("txt", "mkd") stays in the buffer, right before the text (see `Node`).
+    Ok(Node::text_at(ReplyKind::Verbatim, start + 4, len - 4))
 }
 
 /// A RESP integer: optional sign, then decimal digits, fitting in i64.
@@ -615,7 +606,7 @@ pub(crate) fn parse_int(line: &[u8]) -> Result<i64, ProtocolError> {
     Ok(value)
 }
 
-fn parse_double(line: &[u8]) -> Result<f64, ProtocolError> {
+pub(crate) fn parse_double(line: &[u8]) -> Result<f64, ProtocolError> {
     let text = std::str::from_utf8(line).map_err(|_| ProtocolError("malformed double".into()))?;
     match text {
         "inf" | "+inf" => Ok(f64::INFINITY),
