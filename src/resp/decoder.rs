@@ -10,9 +10,15 @@
 //! (`$?` with `;` chunks) are compacted in place the same way: each chunk is moved down to follow
 //! the previous one, so they too end up as one contiguous, NUL-terminated slice.
 //!
-//! Hostile input is bounded by [`Limits`]: nesting depth, element count, bulk length and line
-//! length. Declared element counts never size an allocation beyond what has actually arrived.
-//! RESP3 attributes (`|`) are read and dropped; the value they annotate is returned.
+//! Hostile input is bounded by [`Limits`]: nesting depth, element count, bulk length, line
+//! length, and the memory one reply takes. Declared element counts never size an allocation
+//! beyond what has actually arrived. RESP3 attributes (`|`) are read and dropped; the value they
+//! annotate is returned.
+//!
+//! Whether bytes are accepted never depends on where the network split them: every check is made
+//! at a point fixed by the bytes themselves (a line, a bulk header, an element), the fast paths
+//! accept only what the general path would, and a line still waiting for its end is rejected only
+//! when no ending could make it fit.
 
 use super::reply::{Node, Reply, ReplyKind};
 use bytes::BytesMut;
@@ -28,6 +34,11 @@ pub struct Limits {
     pub max_bulk_len: usize,
     /// A line (simple string, error, number) longer than this is rejected.
     pub max_line_len: usize,
+    /// A reply taking more memory than this is rejected: the bytes it was read from (its strings
+    /// point into them, so the reply keeps them all) plus its nodes (16 bytes per element,
+    /// counted by the capacity allocated for them). Checked as the reply arrives, before the
+    /// memory is taken. The root node, inside the reply itself, is not counted.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +48,8 @@ impl Default for Limits {
             max_elements: 1 << 28,
             max_bulk_len: 512 << 20,
             max_line_len: 16 << 20,
+            // Redis's own proto-max-bulk-len: a reply as large as the largest bulk it may send.
+            max_reply_bytes: 512 << 20,
         }
     }
 }
@@ -48,6 +61,14 @@ pub struct ProtocolError(pub String);
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
     Err(ProtocolError(msg.into()))
+}
+
+#[cold]
+fn over_budget<T>(limits: &Limits) -> Result<T, ProtocolError> {
+    err(format!(
+        "reply larger than max_reply_bytes ({} bytes)",
+        limits.max_reply_bytes
+    ))
 }
 
 /// An aggregate whose elements are still arriving.
@@ -80,6 +101,21 @@ enum Step {
 
 /// Preallocate at most this many children from a declared count; more grow as they arrive.
 const MAX_PREALLOC: usize = 1024;
+/// The first room made for a streamed aggregate's children.
+const MIN_GROWTH: usize = 4;
+const NODE_BYTES: usize = std::mem::size_of::<Node>();
+
+/// How many more children to make room for when `open` is full.
+fn growth(open: &Open) -> usize {
+    let len = open.children.len();
+    match open.remaining {
+        // Doubling, up to the declared count: the last element fills the storage exactly, with
+        // nothing to shrink when the aggregate closes. (`remaining` counts the one arriving.)
+        Some(remaining) => len.max(MIN_GROWTH).min(remaining),
+        // No count declared: by half, so that at most a third of the storage is slack.
+        None => (len / 2).max(MIN_GROWTH),
+    }
+}
 
 pub struct Decoder {
     limits: Limits,
@@ -92,6 +128,12 @@ pub struct Decoder {
     streamed: Option<Streamed>,
     /// `(line start, scanned up to)` for the line being waited for.
     line_scan: (usize, usize),
+    /// The buffer position the current reply's bytes may reach: where the reply starts, plus
+    /// `max_reply_bytes`, less the memory its nodes take so far.
+    budget_end: usize,
+    /// A bulk's length line longer than this many digits is left to the general path (which
+    /// checks it against `max_line_len`); 12 digits are beyond any bulk limit.
+    max_bulk_digits: usize,
     /// Total buffer length the next step needs, when known (a bulk's payload); lets the driver
     /// reserve once instead of growing the buffer read by read.
     needed: usize,
@@ -112,6 +154,8 @@ impl Decoder {
             stack: Vec::new(),
             streamed: None,
             line_scan: (usize::MAX, 0),
+            budget_end: limits.max_reply_bytes,
+            max_bulk_digits: limits.max_line_len.min(12),
             needed: 0,
         }
     }
@@ -159,6 +203,7 @@ impl Decoder {
         };
         out.push(root);
         self.batch_end = self.pos;
+        self.budget_end = self.pos.saturating_add(self.limits.max_reply_bytes);
         self.line_scan = (usize::MAX, 0);
         self.needed = 0;
         Ok(true)
@@ -175,6 +220,7 @@ impl Decoder {
         self.needed = self.needed.saturating_sub(self.batch_end);
         self.pos = 0;
         self.batch_end = 0;
+        self.budget_end = self.limits.max_reply_bytes;
         self.line_scan = (usize::MAX, 0);
         Some(bytes)
     }
@@ -222,7 +268,7 @@ impl Decoder {
                         }
                         if open.attribute {
                             // Dropped like a sized attribute; the value it annotates follows.
-                            self.stack.pop();
+                            self.drop_attribute();
                             continue;
                         }
                         self.close_top()
@@ -235,6 +281,15 @@ impl Decoder {
                 let Some(top) = self.stack.last_mut() else {
                     return Ok(Some(node));
                 };
+                if top.children.len() == top.children.capacity() {
+                    // Room for more, counted against the reply's memory before it is taken.
+                    let more = growth(top);
+                    if self.budget_end.saturating_sub(self.pos) / NODE_BYTES < more {
+                        return over_budget(&self.limits);
+                    }
+                    self.budget_end -= more * NODE_BYTES;
+                    top.children.reserve_exact(more);
+                }
                 top.children.push(node);
                 match &mut top.remaining {
                     Some(n) => {
@@ -261,7 +316,7 @@ impl Decoder {
                 }
                 if top.attribute {
                     // An attribute annotates the value that follows it; we do not keep it.
-                    self.stack.pop();
+                    self.drop_attribute();
                     break;
                 }
                 node = self.close_top();
@@ -271,12 +326,23 @@ impl Decoder {
 
     fn close_top(&mut self) -> Node {
         let open = self.stack.pop().expect("close_top with an open aggregate");
+        // A streamed aggregate's storage shrinks to its elements.
+        self.budget_end += (open.children.capacity() - open.children.len()) * NODE_BYTES;
         Node::aggregate(open.kind, open.children)
+    }
+
+    /// Drops the attribute on top of the stack, giving back the memory it took.
+    fn drop_attribute(&mut self) {
+        let open = self.stack.pop().expect("an attribute on top");
+        debug_assert!(open.attribute);
+        let nested: usize = open.children.iter().map(Node::heap_bytes).sum();
+        self.budget_end += open.children.capacity() * NODE_BYTES + nested;
     }
 
     fn finish(&mut self, buf: &mut BytesMut, mut root: Node) -> Reply {
         let bytes = buf.split_to(self.pos).freeze();
         self.pos = 0;
+        self.budget_end = self.limits.max_reply_bytes;
         self.line_scan = (usize::MAX, 0);
         self.needed = 0;
         // SAFETY: every text offset in `root` was checked to lie (with its NUL) inside the
@@ -299,11 +365,15 @@ impl Decoder {
         match buf[from..].iter().position(|&b| b == b'\n') {
             Some(i) => {
                 let lf = from + i;
+                // Judged as if the LF were still on its way (below) first: a line too long
+                // is too long however it ends, and so whichever part of it arrived first.
+                let before_lf = lf - start;
+                let room = self.limits.max_line_len.saturating_add(1);
+                if before_lf > room || (before_lf == room && buf[lf - 1] != b'\r') {
+                    return err("line longer than the limit");
+                }
                 if lf == start || buf[lf - 1] != b'\r' {
                     return err("line not terminated by CRLF");
-                }
-                if lf - 1 - start > self.limits.max_line_len {
-                    return err("line longer than the limit");
                 }
                 Ok(Some(lf - 1))
             }
@@ -350,6 +420,9 @@ impl Decoder {
         let text_start = self.pos + 1;
         let line = &buf[text_start..cr];
         let after_line = cr + 2;
+        if after_line > self.budget_end {
+            return over_budget(&self.limits);
+        }
         let node = match type_byte {
             b'+' | b'-' | b',' | b'(' => {
                 let kind = match type_byte {
@@ -395,6 +468,10 @@ impl Decoder {
                         return err(format!("bulk of {len} bytes is longer than the limit"));
                     }
                     let end = after_line + len;
+                    // Before waiting for the payload: it will be part of the reply.
+                    if end + 2 > self.budget_end {
+                        return over_budget(&self.limits);
+                    }
                     if buf.len() < end + 2 {
                         self.needed = end + 2;
                         return Ok(Step::Incomplete);
@@ -447,6 +524,10 @@ impl Decoder {
                     return err("aggregates nested deeper than the limit");
                 }
                 let prealloc = count.unwrap_or(0).min(MAX_PREALLOC);
+                if self.budget_end.saturating_sub(self.pos) / NODE_BYTES < prealloc {
+                    return over_budget(&self.limits);
+                }
+                self.budget_end -= prealloc * NODE_BYTES;
                 self.stack.push(Open {
                     kind,
                     remaining: count,
@@ -478,9 +559,10 @@ impl Decoder {
         let digits_start = self.pos + 1;
         let mut len: usize = 0;
         let mut i = digits_start;
-        // At most 12 digits: far beyond any bulk limit, and no overflow.
+        // At most 12 digits (far beyond any bulk limit, and no overflow), and no more than a line
+        // may hold: a longer length line is the general path's to reject.
         while let Some(&b) = buf.get(i) {
-            if !b.is_ascii_digit() || i - digits_start == 12 {
+            if !b.is_ascii_digit() || i - digits_start == self.max_bulk_digits {
                 break;
             }
             len = len * 10 + usize::from(b - b'0');
@@ -492,7 +574,7 @@ impl Decoder {
         }
         let start = i + 2;
         let end = start + len;
-        if buf.len() < end + 2 {
+        if buf.len() < end + 2 || end + 2 > self.budget_end {
             return Ok(None);
         }
         if &buf[end..end + 2] != b"\r\n" {
@@ -516,7 +598,11 @@ impl Decoder {
             .iter()
             .take(SHORT)
             .position(|&b| b == b'\r' || b == b'\n')?;
-        if rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') || cr > self.limits.max_line_len {
+        if rest[cr] != b'\r'
+            || rest.get(cr + 1) != Some(&b'\n')
+            || cr > self.limits.max_line_len
+            || start + cr + 2 > self.budget_end
+        {
             return None;
         }
         buf[start + cr] = 0;
@@ -545,6 +631,9 @@ impl Decoder {
                 return err("streamed string longer than the limit");
             }
             let data = cr + 2;
+            if data + len + if len == 0 { 0 } else { 2 } > self.budget_end {
+                return over_budget(&self.limits);
+            }
             if len == 0 {
                 let Streamed { start, len } = self.streamed.take().expect("in a streamed string");
                 // The terminator line is at least 4 bytes past the payload, so the NUL fits.

@@ -179,6 +179,12 @@ impl Node {
         }
     }
 
+    /// Bytes of memory this node's elements take, theirs included (not the node itself).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let children = self.children();
+        children.iter().map(Node::heap_bytes).sum::<usize>() + std::mem::size_of_val(children)
+    }
+
     #[inline(always)]
     pub fn kind(&self) -> ReplyKind {
         let kind = self.tag as u8;

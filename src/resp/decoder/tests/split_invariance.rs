@@ -233,13 +233,15 @@ fn limits() -> impl Strategy<Value = Limits> {
         either(0..6, d.max_elements),
         either(0..24, d.max_bulk_len),
         prop_oneof![0usize..4, 0usize..24, Just(d.max_line_len)],
+        prop_oneof![0usize..64, 0usize..600, Just(d.max_reply_bytes)],
     )
         .prop_map(
-            |(max_depth, max_elements, max_bulk_len, max_line_len)| Limits {
+            |(max_depth, max_elements, max_bulk_len, max_line_len, max_reply_bytes)| Limits {
                 max_depth,
                 max_elements,
                 max_bulk_len,
                 max_line_len,
+                max_reply_bytes,
             },
         )
 }
@@ -391,15 +393,25 @@ fn check_split_invariance(limits: Limits, input: &[u8], cuts: &[Index]) -> Outco
     whole
 }
 
-proptest! {
-    // A fixed seed: the cases CI runs are the ones that passed here. PROPTEST_CASES=100000
-    // explores further.
-    #![proptest_config(Config {
-        cases: 1000,
-        rng_seed: RngSeed::Fixed(0x5EED_DEC0_DE00_0001),
+/// 1,000 cases from a fixed seed, so that CI runs the cases that passed here;
+/// `PROPTEST_CASES` and `PROPTEST_RNG_SEED` explore further.
+fn config() -> Config {
+    let set = |var| std::env::var_os(var).is_some();
+    let mut config = Config {
         failure_persistence: None,
         ..Config::default()
-    })]
+    };
+    if !set("PROPTEST_CASES") {
+        config.cases = 1000;
+    }
+    if !set("PROPTEST_RNG_SEED") {
+        config.rng_seed = RngSeed::Fixed(0x5EED_DEC0_DE00_0001);
+    }
+    config
+}
+
+proptest! {
+    #![proptest_config(config())]
 
     #[test]
     fn replies_split_anywhere_decode_the_same_under_any_limits(
