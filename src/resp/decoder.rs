@@ -255,6 +255,7 @@ impl Decoder {
             return Ok(None);
         }
         loop {
+            self.push_whole_bulks(buf)?;
             let mut node = match self.step(buf)? {
                 Step::Incomplete => return Ok(None),
                 Step::Opened => continue,
@@ -551,39 +552,57 @@ impl Decoder {
         Ok(Step::Value(node))
     }
 
-    /// A bulk string (`$len\r\npayload\r\n`, at `self.pos`) whose bytes have all arrived,
-    /// decoded without the general line scan; `None` leaves anything else (a null, a streamed
-    /// string, a malformed or incomplete one) to the general path, which also reports errors.
+    /// A bulk string whose bytes have all arrived, at `self.pos` (see [`whole_bulk`]).
     #[inline(always)]
     fn complete_bulk(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
-        let digits_start = self.pos + 1;
-        let mut len: usize = 0;
-        let mut i = digits_start;
-        // At most 12 digits (far beyond any bulk limit, and no overflow), and no more than a line
-        // may hold: a longer length line is the general path's to reject.
-        while let Some(&b) = buf.get(i) {
-            if !b.is_ascii_digit() || i - digits_start == self.max_bulk_digits {
-                break;
-            }
-            len = len * 10 + usize::from(b - b'0');
-            i += 1;
-        }
-        if i == digits_start || buf.get(i..i + 2) != Some(b"\r\n") || len > self.limits.max_bulk_len
-        {
+        let bounds = (
+            self.max_bulk_digits,
+            self.limits.max_bulk_len,
+            self.budget_end,
+        );
+        let Some((node, end)) = whole_bulk(buf, self.pos, bounds)? else {
             return Ok(None);
-        }
-        let start = i + 2;
-        let end = start + len;
-        if buf.len() < end + 2 || end + 2 > self.budget_end {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return err("bulk string not terminated by CRLF");
-        }
-        buf[end] = 0;
+        };
         self.needed = 0;
-        self.pos = end + 2;
-        Ok(Some(Node::text_at(ReplyKind::String, start, len)))
+        self.pos = end;
+        Ok(Some(node))
+    }
+
+    /// The elements of the innermost aggregate that are whole bulks (LRANGE, MGET, HGETALL
+    /// replies), pushed straight in without a general step each. The last element (closing the
+    /// aggregate), growing its storage, and anything else are left to the general loop, which
+    /// takes the same decisions on the same bytes.
+    #[inline(always)]
+    fn push_whole_bulks(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        if self.streamed.is_some() {
+            return Ok(());
+        }
+        let Some(Open {
+            remaining: Some(remaining),
+            children,
+            ..
+        }) = self.stack.last_mut()
+        else {
+            return Ok(());
+        };
+        let bounds = (
+            self.max_bulk_digits,
+            self.limits.max_bulk_len,
+            self.budget_end,
+        );
+        while *remaining > 1
+            && children.len() < children.capacity()
+            && buf.get(self.pos) == Some(&b'$')
+        {
+            let Some((node, end)) = whole_bulk(buf, self.pos, bounds)? else {
+                break;
+            };
+            children.push(node);
+            *remaining -= 1;
+            self.needed = 0;
+            self.pos = end;
+        }
+        Ok(())
     }
 
     /// A short status line (`+OK\r\n`, at `self.pos`) whose bytes have all arrived. Anything
@@ -655,6 +674,47 @@ impl Decoder {
             self.pos = data + len + 2;
         }
     }
+}
+
+/// A bulk string (`$len\r\npayload\r\n`, at `pos`) whose bytes have all arrived, decoded without
+/// the general line scan: its node and where it ends. `None` leaves anything else (a null, a
+/// streamed string, a length line longer than `max_digits`, a bulk longer than `max_len` or
+/// ending past `budget_end`, a malformed or incomplete one) to the general path, which also
+/// reports errors.
+#[inline(always)]
+fn whole_bulk(
+    buf: &mut [u8],
+    pos: usize,
+    (max_digits, max_len, budget_end): (usize, usize, usize),
+) -> Result<Option<(Node, usize)>, ProtocolError> {
+    let digits_start = pos + 1;
+    let mut len: usize = 0;
+    let mut i = digits_start;
+    // At most 12 digits (far beyond any bulk limit, and no overflow), and no more than a line
+    // may hold (`max_digits`): a longer length line is the general path's to reject.
+    while let Some(&b) = buf.get(i) {
+        if !b.is_ascii_digit() || i - digits_start == max_digits {
+            break;
+        }
+        len = len * 10 + usize::from(b - b'0');
+        i += 1;
+    }
+    if i == digits_start || buf.get(i..i + 2) != Some(b"\r\n") || len > max_len {
+        return Ok(None);
+    }
+    let start = i + 2;
+    let end = start + len;
+    if buf.len() < end + 2 || end + 2 > budget_end {
+        return Ok(None);
+    }
+    if &buf[end..end + 2] != b"\r\n" {
+        return err("bulk string not terminated by CRLF");
+    }
+    buf[end] = 0;
+    Ok(Some((
+        Node::text_at(ReplyKind::String, start, len),
+        end + 2,
+    )))
 }
 
 fn verbatim(buf: &[u8], start: usize, len: usize) -> Result<Node, ProtocolError> {
