@@ -32,6 +32,13 @@
 
 
 /**
+ * The default bound on one reply's memory: the largest string Redis stores (512 MiB, its
+ * `proto-max-bulk-len`) and room for its framing and nodes, so no value the server can hold is
+ * refused, and nothing much larger is ever accepted.
+ */
+#define DEFAULT_MAX_REPLY_BYTES ((512 << 20) + (1 << 20))
+
+/**
  * A Redis client: a pool of connections shared by every thread of the program.
  *
  * Created by `brisk_client_new()`, freed (exactly once, after every other thread has stopped
@@ -788,6 +795,19 @@ brisk_status brisk_config_set_tcp_keepalive(brisk_config *cfg,
  */
 brisk_status brisk_config_set_command_deadline_ms(brisk_config *cfg,
                                                   uint32_t ms);
+
+/**
+ * The most memory one reply may take, in bytes (default 513 MiB: the largest string Redis
+ * stores, 512 MiB, with room for its framing; 0: no limit). What counts is the reply's memory
+ * as brisk holds it (its bytes and the nodes of its elements), so a hostile or broken server
+ * streaming an endless aggregate cannot make the process grow without bound. A reply that
+ * would pass it fails with PROTOCOL, naming the limit, and its connection is closed.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_max_reply_bytes(brisk_config *cfg,
+                                              size_t bytes);
 
 /**
  * Most connections the client opens (default 10 x CPU count). 0 is INVALID_ARGUMENT.

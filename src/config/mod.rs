@@ -126,6 +126,8 @@ pub struct Config {
     pub read_timeout_ms: u32,
     pub write_timeout_ms: u32,
     pub command_deadline_ms: u32,
+    /// The most memory one reply may take (0: no limit); see [`DEFAULT_MAX_REPLY_BYTES`].
+    pub max_reply_bytes: usize,
     /// `None`: keepalive off.
     pub keepalive: Option<Keepalive>,
     pub pool: PoolSettings,
@@ -136,6 +138,11 @@ pub struct Config {
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
+
+/// The default bound on one reply's memory: the largest string Redis stores (512 MiB, its
+/// `proto-max-bulk-len`) and room for its framing and nodes, so no value the server can hold is
+/// refused, and nothing much larger is ever accepted.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = (512 << 20) + (1 << 20);
 
 impl Default for Config {
     fn default() -> Self {
@@ -161,6 +168,7 @@ impl Default for Config {
             read_timeout_ms: DEFAULT_TIMEOUT_MS,
             write_timeout_ms: DEFAULT_TIMEOUT_MS,
             command_deadline_ms: 0,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             keepalive: Some(Keepalive {
                 idle_s: 30,
                 interval_s: 5,

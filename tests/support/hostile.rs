@@ -44,6 +44,8 @@ pub enum Behaviour {
     Loading { refusals: u32 },
     /// `$5\r\nhel` then `\x00\xffnot resp\r\n`, then silence.
     Garbage,
+    /// A bulk string header declaring `declared` bytes, then silence.
+    HugeBulk { declared: u64 },
 }
 
 /// Where the behaviour is played.
@@ -405,6 +407,9 @@ impl Conn<'_> {
             Behaviour::Garbage => {
                 let _ =
                     self.send(b"$5\r\nhel") && self.send(b"\x00\xffnot resp\r\n") && self.hold();
+            }
+            Behaviour::HugeBulk { declared } => {
+                let _ = self.send(format!("${declared}\r\n").as_bytes()) && self.hold();
             }
             // Loading answers every command; it has nothing to play.
             Behaviour::Loading { .. } => return Next::Continue,
