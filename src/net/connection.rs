@@ -80,6 +80,9 @@ pub struct State {
     /// The last request failed on a connection the server had closed before any byte of it
     /// arrived: nothing was applied, and the pool's peek would have caught it had it looked.
     stale_on_reuse: bool,
+    /// A read met the end of the stream: the peer closed the connection in order (FIN), which
+    /// also carried its acknowledgements (a reset carries none that the client takes in).
+    closed_in_order: bool,
     /// Its pushes go to the client's router, which hears when it closes (what a server tracks
     /// for a connection ends with it).
     _pushes: Option<AttachedConnection>,
@@ -182,6 +185,7 @@ impl Connection {
             unchecked: false,
             stale: false,
             stale_on_reuse: false,
+            closed_in_order: false,
             _pushes: pushes,
         }));
         conn.handshake(&settings.handshake)?;
@@ -416,13 +420,16 @@ impl Connection {
         self.set_read_timeout(default)
     }
 
-    /// A request failed. On a connection lent without the peek, a connection failure before
-    /// any reply byte, with not one byte of the request acknowledged by the server's kernel,
-    /// means the server had closed the connection before the request came: it was never read,
-    /// so it is marked as not sent, and the connection as stale (see `stale_on_reuse`).
+    /// A request failed. On a connection lent without the peek, an orderly close by the server
+    /// before any reply byte, with not one byte of the request acknowledged by the server's
+    /// kernel, means the server had closed the connection before the request came: it was never
+    /// read, so it is marked as not sent, and the connection as stale (see `stale_on_reuse`).
+    /// A reset proves nothing: it can come from a proxy that forwarded the request to the server
+    /// (which applied it) before the acknowledgement reached us.
     fn check_reuse(&mut self, error: Error, sent_before: u64) -> Error {
         if !std::mem::take(&mut self.unchecked)
             || !self.broken
+            || !self.closed_in_order
             || error.status() != Status::Connection
             || self.proto.mid_reply()
         {
@@ -547,6 +554,7 @@ impl Connection {
             match state.stream.read_into(state.proto.input_buffer()) {
                 Ok(0) => {
                     self.broken = true;
+                    self.closed_in_order = true;
                     return Err(closed_by_peer(&self.address));
                 }
                 Ok(_) => return Ok(()),
