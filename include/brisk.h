@@ -32,13 +32,6 @@
 
 
 /**
- * The default bound on one reply's memory: the largest string Redis stores (512 MiB, its
- * `proto-max-bulk-len`) and room for its framing and nodes, so no value the server can hold is
- * refused, and nothing much larger is ever accepted.
- */
-#define DEFAULT_MAX_REPLY_BYTES ((512 << 20) + (1 << 20))
-
-/**
  * A Redis client: a pool of connections shared by every thread of the program.
  *
  * Created by `brisk_client_new()`, freed (exactly once, after every other thread has stopped
