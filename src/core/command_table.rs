@@ -349,12 +349,14 @@ pub fn builtin_key_positions(args: &Args<'_>) -> Vec<usize> {
         "FCALL",
         "FCALL_RO",
     ]) {
-        let count = std::str::from_utf8(args.get(2))
-            .ok()
-            .and_then(|n| n.parse::<usize>().ok());
+        // The key count is the caller's text: it may be missing (`EVAL script`) or absurd.
+        let count = args
+            .iter()
+            .nth(2)
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
         return match count {
-            Some(n) if argc > 2 => (3..(3 + n).min(argc)).collect(),
-            _ => Vec::new(),
+            Some(n) => (3..n.saturating_add(3).min(argc)).collect(),
+            None => Vec::new(),
         };
     }
     if is(&["XREAD", "XREADGROUP"]) {

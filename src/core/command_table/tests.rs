@@ -116,3 +116,19 @@ fn builtin_fallback_covers_the_common_shapes() {
     assert_eq!(p(&["PING"]), Vec::<usize>::new());
     assert_eq!(p(&["INFO", "server"]), Vec::<usize>::new());
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/command_table.rs): `EVAL script` without its key count
+/// indexed past the arguments, and an absurd count overflowed.
+#[test]
+fn builtin_fallback_survives_a_missing_or_absurd_key_count() {
+    let p = |words: &[&str]| {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        builtin_key_positions(&Args::from_slices(&args))
+    };
+    assert_eq!(p(&["EVAL", "return 1"]), Vec::<usize>::new());
+    assert_eq!(p(&["FCALL", "f"]), Vec::<usize>::new());
+    assert_eq!(
+        p(&["EVAL", "s", &usize::MAX.to_string(), "k1", "k2"]),
+        vec![3, 4]
+    );
+}
