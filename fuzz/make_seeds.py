@@ -138,6 +138,30 @@ SLOTS_WITH_REPLICAS = resp(
     b"%1", b"$8", b"hostname", b"$5", b"node1",
 )
 
+# Inputs that once crashed a target, kept so that every run (scripts/test's short one too) tries
+# them first.
+REGRESSIONS = {
+    # Issue 15 item 4 (fixed on the decoder branch): with max_line_len 0, a bulk whose bytes are
+    # all there was accepted by the fast path, which skips the line-length check; read byte by
+    # byte, the same bulk was rejected. Limits (depth 3, elements 4, bulk 16, line 0), one-byte
+    # reads, batches of 3.
+    ("resp_limits", "regression-bulk-fast-path-line-limit"):
+        bytes([3, 4, 16, 0]) + bytes([0, 0]) + bytes([2]) + resp(b"$4", b"inva"),
+    # EVAL with movable keys and no key specs falls back to the built-in positions, which read
+    # the key count at argument 2 of ["EVAL", "return 1"].
+    ("command_table", "regression-eval-without-key-count"):
+        resp(b"*1", b"*6", b"$4", b"eval", b":-3", b"*1", b"+movablekeys", b":0", b":0", b":0")
+        + command(b"return 1"),
+    # A keynum key spec with first key -5: positions before the name, cast to huge indexes.
+    ("command_table", "regression-keynum-negative-first-key"):
+        resp(b"*1", b"*10", b"$3", b"cmd", b":-2", b"~0", b":0", b":0", b":0", b"~0", b"~0", b"~1",
+             b"%2", b"$12", b"begin_search", b"%2", b"$4", b"type", b"$5", b"index", b"$4", b"spec",
+             b"%1", b"$5", b"index", b":1", b"$9", b"find_keys", b"%2", b"$4", b"type", b"$6",
+             b"keynum", b"$4", b"spec", b"%3", b"$9", b"keynumidx", b":0", b"$8", b"firstkey",
+             b":-5", b"$7", b"keystep", b":1", b"~0")
+        + command(b"3", b"a", b"b"),
+}
+
 
 def write(target, name, data):
     folder = CORPUS / target
@@ -169,6 +193,8 @@ def main():
             if name.startswith(prefix):
                 write(target, name, data)
         write(target, "replicas-and-hostnames", extra)
+    for (target, name), data in REGRESSIONS.items():
+        write(target, name, data)
 
 
 if __name__ == "__main__":
