@@ -13,7 +13,8 @@
 #
 #   --quick        a smoke run (CI): each measurement runs 0.1 s, one repeat, small profile
 #                  runs; the Rust side bench is skipped (it says so) unless --rust is given
-#   --no-profile   skip the callgrind/strace part
+#   --no-profile   skip the callgrind/strace part (with --only, it profiles only the loops of
+#                  the workloads named there)
 #   --rust         run the Rust side bench (the default without --quick)
 #   --no-rust      skip it
 #   anything else  passed to bench: --repeats N, --duration S, --only sync,pipeline,threads,
@@ -39,7 +40,7 @@ profile=1
 rust=
 bench_args=()
 rust_args=() # the options the Rust bench shares with bench.c
-rust_only=
+only_list=
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   arg=${args[i]}
@@ -48,22 +49,22 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     --no-profile) profile=0 ;;
     --rust) rust=1 ;;
     --no-rust) rust=0 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     --repeats|--duration)
       [ $((i + 1)) -lt ${#args[@]} ] || { echo "$arg needs a value" >&2; exit 2; }
       bench_args+=("$arg" "${args[i + 1]}"); rust_args+=("$arg" "${args[i + 1]}"); i=$((i + 1)) ;;
     --only)
       [ $((i + 1)) -lt ${#args[@]} ] || { echo "$arg needs a value" >&2; exit 2; }
-      bench_args+=("$arg" "${args[i + 1]}"); rust_only=${args[i + 1]}; i=$((i + 1)) ;;
+      bench_args+=("$arg" "${args[i + 1]}"); only_list=${args[i + 1]}; i=$((i + 1)) ;;
     *) bench_args+=("$arg") ;;
   esac
 done
 [ -n "$rust" ] || { [ "$quick" = 1 ] && rust=0 || rust=1; }
 # The Rust bench runs the workloads of --only it has (sync, pipeline, lrange, async), or none.
-if [ -n "$rust_only" ]; then
-  rust_list=$(tr ',' '\n' <<<"$rust_only" | grep -xE 'sync|pipeline|lrange|async' | paste -sd, || true)
+if [ -n "$only_list" ]; then
+  rust_list=$(tr ',' '\n' <<<"$only_list" | grep -xE 'sync|pipeline|lrange|async' | paste -sd, || true)
   if [ -z "$rust_list" ]; then
-    rust_skip="--only $rust_only selects none of its workloads (sync, pipeline, lrange, async)"
+    rust_skip="--only $only_list selects none of its workloads (sync, pipeline, lrange, async)"
   else
     rust_args+=(--only "$rust_list")
   fi
@@ -243,7 +244,16 @@ if [ "$profile" = 1 ]; then
     else
       runs=(sync:2000:12000 pipeline:30:180 lrange:40:240 async:2000:12000 async-cb:2000:12000)
     fi
-    for run in "${runs[@]}"; do
+    # With --only, only the loops of the workloads it names (async: async and async-cb).
+    if [ -n "$only_list" ]; then
+      selected=()
+      for run in "${runs[@]}"; do
+        mode=${run%%:*}
+        if [[ ",$only_list," == *",${mode%-cb},"* ]]; then selected+=("$run"); fi
+      done
+      runs=(${selected[@]+"${selected[@]}"})
+    fi
+    for run in ${runs[@]+"${runs[@]}"}; do
       IFS=: read -r mode small large <<<"$run"
       c_clients=(brisk hiredis)
       if [[ $mode == async* ]] && [ -z "$libevent_flags" ]; then
@@ -260,7 +270,7 @@ if [ "$profile" = 1 ]; then
       } | tee -a "$OUT/results.md"
     done
     if [ -n "$RUST_BIN" ]; then
-      for run in "${runs[@]}"; do
+      for run in ${runs[@]+"${runs[@]}"}; do
         IFS=: read -r mode small large <<<"$run"
         say "callgrind and strace of the Rust $mode loop ($small and $large iterations)"
         profile_runs "$RUST_BIN" "$mode" "$small" "$large" brisk-rust redis-rs
