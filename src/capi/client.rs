@@ -152,9 +152,9 @@ pub unsafe extern "C" fn brisk_command_async(
         // SAFETY: per this function's contract.
         let args = unsafe { command_args(argc, argv, argvlen, &mut lengths) }?;
         let userdata = UserData(userdata);
-        client.command_async(
+        client.command_async_with(
             &args,
-            Box::new(move |result| {
+            move |result: crate::core::Result<crate::resp::Reply>| {
                 let userdata = userdata;
                 // SAFETY (both calls): the user's callback, called once with arguments valid
                 // for the call.
@@ -172,7 +172,7 @@ pub unsafe extern "C" fn brisk_command_async(
                         }
                     }
                 }
-            }),
+            },
         )
     })
 }

@@ -33,7 +33,7 @@ use crate::net::errors::{closed_by_peer, io_error};
 use crate::resp::{Args, Reply, encode_command};
 use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::telemetry::stats::Stat;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use reader::{InFlight, Reader, SharedLine, kill, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -41,24 +41,31 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{Notify, mpsc, watch};
 
-/// Receives a request's outcome, exactly once, on a brisk runtime thread.
-pub(crate) type Completion = Box<dyn FnOnce(Result<Reply>) + Send>;
+/// A request the mux carries: what to write, and who hears the outcome. The caller's own
+/// allocation (an async command's whole state, its callback included) travels through the mux
+/// as it is: nothing is allocated per request on the way.
+pub(crate) trait Pending: Send {
+    /// Appends the request's bytes to `out`.
+    fn write_to(&self, out: &mut BytesMut);
 
-pub(crate) struct Request {
-    pub encoded: Bytes,
-    pub done: Completion,
     /// The command deadline: past it the request completes with TIMEOUT even if its reply is
     /// still to come (the reply is then dropped when it arrives).
-    pub deadline: Option<Instant>,
-    /// Replies to commands sent ahead of the request's own in `encoded` (a cluster's `ASKING`),
-    /// dropped before its reply.
-    pub skip_replies: u8,
+    fn deadline(&self) -> Option<Instant>;
+
+    /// Replies to commands written ahead of the request's own (a cluster's `ASKING`), dropped
+    /// before its reply.
+    fn skip_replies(&self) -> u8 {
+        0
+    }
+
+    /// The outcome, exactly once, on a brisk runtime thread.
+    fn complete(self: Box<Self>, result: Result<Reply>);
 }
 
-impl Request {
-    fn fail(self, error: Error) {
-        (self.done)(Err(error));
-    }
+pub(crate) type Request = Box<dyn Pending>;
+
+fn fail(request: Request, error: Error) {
+    request.complete(Err(error));
 }
 
 /// Settings a mux needs beyond how to connect.
@@ -133,10 +140,13 @@ impl Mux {
     /// Queues a request; it is completed exactly once whatever happens.
     pub fn send(&self, request: Request) {
         if let Err(mpsc::error::SendError(request)) = self.tx.send(request) {
-            request.fail(Error::new(
-                Status::Closed,
-                "the async runtime is not running (could not start its threads)",
-            ));
+            fail(
+                request,
+                Error::new(
+                    Status::Closed,
+                    "the async runtime is not running (could not start its threads)",
+                ),
+            );
         }
     }
 }
@@ -192,9 +202,9 @@ impl Task {
                 },
             };
             if self.is_closed() {
-                first.fail(closed_error());
+                fail(first, closed_error());
                 for request in held.drain(..) {
-                    request.fail(closed_error());
+                    fail(request, closed_error());
                 }
                 continue;
             }
@@ -222,10 +232,10 @@ impl Task {
                     // Everyone waiting would meet the same failure now; their retry policies
                     // decide when to come back.
                     for request in held.drain(..) {
-                        request.fail(error.clone());
+                        fail(request, error.clone());
                     }
                     while let Ok(request) = self.rx.try_recv() {
-                        request.fail(error.clone());
+                        fail(request, error.clone());
                     }
                 }
             }
@@ -255,7 +265,7 @@ impl Task {
                 },
                 _ = self.closed.wait_for(|closed| *closed) => {
                     for request in waiting.drain(..) {
-                        request.fail(closed_error());
+                        fail(request, closed_error());
                     }
                     return None;
                 }
@@ -335,7 +345,7 @@ impl Task {
             // Gather everything already waiting into one write.
             let mut batch = vec![request];
             buffer.clear();
-            buffer.extend_from_slice(&batch[0].encoded);
+            batch[0].write_to(&mut buffer);
             while buffer.len() < MAX_BATCH {
                 match held
                     .pop_front()
@@ -343,7 +353,7 @@ impl Task {
                     .unwrap_or_else(|| self.rx.try_recv())
                 {
                     Ok(request) => {
-                        buffer.extend_from_slice(&request.encoded);
+                        request.write_to(&mut buffer);
                         batch.push(request);
                     }
                     Err(_) => break,
@@ -362,9 +372,9 @@ impl Task {
                 let written = Instant::now();
                 for request in batch {
                     state.queue.push_back(InFlight {
-                        done: Some(request.done),
-                        deadline: request.deadline,
-                        skip_replies: request.skip_replies,
+                        deadline: request.deadline(),
+                        skip_replies: request.skip_replies(),
+                        done: Some(request),
                         written,
                     });
                 }
@@ -404,7 +414,7 @@ impl Task {
         kill(&line, reason);
         if self.is_closed() {
             for request in held.drain(..) {
-                request.fail(closed_error());
+                fail(request, closed_error());
             }
         }
         let status = lock(&line).dead.as_ref().map_or(Status::Ok, Error::status);
@@ -429,9 +439,7 @@ impl Task {
                 return false;
             }
             state.queue.push_back(InFlight {
-                done: Some(Box::new(move |result| {
-                    let _ = tx.send(result);
-                })),
+                done: Some(Box::new(HealthCheck(tx))),
                 deadline: None,
                 skip_replies: 0,
                 written: Instant::now(),
@@ -464,9 +472,26 @@ impl Task {
     }
 }
 
+/// A health check's PING in flight: its outcome goes to the check waiting for it.
+struct HealthCheck(tokio::sync::oneshot::Sender<Result<Reply>>);
+
+impl Pending for HealthCheck {
+    fn write_to(&self, _out: &mut BytesMut) {
+        // Written by the health check itself, never batched.
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn complete(self: Box<Self>, result: Result<Reply>) {
+        let _ = self.0.send(result);
+    }
+}
+
 /// Completes when the earliest deadline of `waiting` has passed (never without one).
 fn earliest_deadline(waiting: &VecDeque<Request>) -> impl std::future::Future<Output = ()> {
-    let earliest = waiting.iter().filter_map(|r| r.deadline).min();
+    let earliest = waiting.iter().filter_map(|r| r.deadline()).min();
     async move {
         match earliest {
             Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
@@ -479,11 +504,14 @@ fn earliest_deadline(waiting: &VecDeque<Request>) -> impl std::future::Future<Ou
 fn expire_waiting(waiting: &mut VecDeque<Request>, address: &str) {
     let now = Instant::now();
     for request in std::mem::take(waiting) {
-        if request.deadline.is_some_and(|d| d <= now) {
-            request.fail(Error::new(
-                Status::Timeout,
-                format!("command deadline reached waiting for a connection to {address}"),
-            ));
+        if request.deadline().is_some_and(|d| d <= now) {
+            fail(
+                request,
+                Error::new(
+                    Status::Timeout,
+                    format!("command deadline reached waiting for a connection to {address}"),
+                ),
+            );
         } else {
             waiting.push_back(request);
         }

@@ -5,7 +5,7 @@
 //! the bounds (the oldest request's read timeout, every request's deadline) however the peer
 //! sends its bytes.
 
-use super::Completion;
+use super::Request;
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
 use crate::net::async_connect::AsyncStream;
@@ -22,7 +22,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// A request written and not yet completed.
 pub(super) struct InFlight {
     /// `None` once the request was completed early (deadline); its reply is then dropped.
-    pub done: Option<Completion>,
+    pub done: Option<Request>,
     pub deadline: Option<Instant>,
     pub skip_replies: u8,
     /// When it was written: its reply must arrive within the read timeout from then, however
@@ -56,7 +56,7 @@ pub(super) fn kill(line: &SharedLine, error: Error) {
     };
     for entry in doomed {
         if let Some(done) = entry.done {
-            done(Err(error.clone().sent(true)));
+            done.complete(Err(error.clone().sent(true)));
         }
     }
 }
@@ -137,7 +137,7 @@ impl Reader {
         match entry {
             Some(InFlight {
                 done: Some(done), ..
-            }) => done(Ok(reply)),
+            }) => done.complete(Ok(reply)),
             // Completed early (deadline): its reply is dropped.
             Some(InFlight { done: None, .. }) => {}
             None => {
@@ -186,7 +186,7 @@ impl Reader {
             if abandoned && self.proto.mid_reply() {
                 drop(line);
                 for done in expired {
-                    done(Err(deadline_reached()));
+                    done.complete(Err(deadline_reached()));
                 }
                 return Err(Error::new(
                     Status::Timeout,
@@ -199,7 +199,7 @@ impl Reader {
             }
         }
         for done in expired {
-            done(Err(deadline_reached()));
+            done.complete(Err(deadline_reached()));
         }
         Ok(())
     }
