@@ -134,6 +134,9 @@ impl Reader {
                     if let Err(e) = self.expire() {
                         return kill(&self.line, e);
                     }
+                    if let Some(express) = &self.express {
+                        express.flush_wanted();
+                    }
                 }
             }
         }
