@@ -17,7 +17,9 @@
 //! (e.g. `valkey-server` and `valkey-cli`, a name in `PATH` or a path) instead of Debian's
 //! `redis-server` and `redis-cli`; `scripts/test` runs the suites once with each.
 //!
-//! Waiting is always polling with a deadline, never a bare sleep.
+//! Waiting is always polling with a deadline, never a bare sleep. Time bounds go through
+//! [`assert_between`] and friends (`timing`): their upper bounds widen on a loaded machine, up
+//! to a cap, so a test holds under load and still fails on a hang.
 
 // Each test crate uses a different part of this module.
 #![allow(dead_code, unused_imports)]
@@ -27,6 +29,7 @@ mod fake;
 mod hostile;
 mod proxy;
 mod server;
+mod timing;
 mod tls;
 
 pub use cluster::{NodeInfo, RedisCluster};
@@ -34,10 +37,43 @@ pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_por
 pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
 pub use proxy::FaultProxy;
 pub use server::{RedisServer, RedisServerBuilder, cli_program, server_program};
+pub use timing::{MAX_WIDENING, Widening, assert_at_most, assert_between, timed, within};
 pub use tls::TlsFiles;
 
-use brisk::{Args, Client, Error, Pipeline, Reply, Result, Session, Status};
+use brisk::core::retry::{Backoff, RetryPolicy, RetrySettings};
+use brisk::{Args, Client, Config, Error, Pipeline, Reply, Result, Session, Status};
 use std::time::{Duration, Instant};
+
+/// A client for `config`; panics when it cannot be made.
+pub fn client(config: &Config) -> Client {
+    Client::new(config).expect("Client::new")
+}
+
+/// The default configuration with `url` applied (which may carry options:
+/// `redis://127.0.0.1:6379?read_timeout=300`).
+pub fn config_for(url: &str) -> Config {
+    let mut config = Config::default();
+    config.set_url(url).expect("valid URL");
+    config
+}
+
+/// A client for `url`.
+pub fn client_for(url: &str) -> Client {
+    client(&config_for(url))
+}
+
+/// Retries `retries` times, `delay_ms` apart (writes under the default SAFE rules).
+pub fn constant_retry(delay_ms: u32, retries: u32) -> RetrySettings {
+    RetrySettings {
+        policy: Some(RetryPolicy {
+            backoff: Backoff::Constant,
+            base_ms: delay_ms,
+            cap_ms: delay_ms,
+            retries,
+        }),
+        ..RetrySettings::default()
+    }
+}
 
 /// Runs a command given as text arguments on a pooled connection.
 pub fn cmd(client: &Client, args: &[&str]) -> Result<Reply> {
@@ -104,6 +140,15 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sets its flag when dropped, so that a failing assertion also stops the threads watching it.
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
