@@ -183,6 +183,22 @@ impl Batch {
         self.exactly_once(0..n)
     }
 
+    /// The client was freed (taking `took`) with every command of the batch outstanding:
+    /// `brisk_client_free` returned only after each callback ran, exactly once, with CLOSED,
+    /// and within `high_ms`. Returns the messages.
+    #[track_caller]
+    fn closed_by_free(&self, took: Duration, high_ms: u64) -> Vec<String> {
+        let n = self.slots.len();
+        assert_eq!(self.done(), n, "free returned before every callback ran");
+        let messages = self
+            .exactly_once(0..n)
+            .iter()
+            .map(|o| failed(o, BRISK_ERR_CLOSED))
+            .collect();
+        assert_at_most(took, high_ms, "brisk_client_free");
+        messages
+    }
+
     /// Every slot in `range` was never called.
     #[track_caller]
     fn never_called(&self, range: std::ops::Range<usize>) {
@@ -852,12 +868,9 @@ fn client_freed_with_commands_stuck_in_a_stalled_proxy() {
     assert_eq!(batch.done(), 0);
 
     let took = c.free();
-    assert_eq!(batch.done(), N, "free returned before every callback ran");
-    for o in batch.exactly_once(0..N) {
-        let message = failed(&o, BRISK_ERR_CLOSED);
+    for message in batch.closed_by_free(took, 5000) {
         assert!(message.contains("closed"), "{message}");
     }
-    assert_at_most(took, 5000, "brisk_client_free");
     proxy.heal();
 }
 
@@ -879,11 +892,8 @@ fn client_freed_during_retry_backoffs() {
         c.stat(BRISK_STAT_RETRIES)
     );
     let took = c.free();
-    assert_eq!(batch.done(), 100);
-    for o in batch.exactly_once(0..100) {
-        failed(&o, BRISK_ERR_CLOSED);
-    }
-    assert_at_most(took, 3000, "brisk_client_free, not waiting for the backoff");
+    // Not waiting for the backoff.
+    batch.closed_by_free(took, 3000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1589,7 +1599,8 @@ fn writes_blocked_by_a_stalled_server_still_time_out() {
     let (outcomes, started) = while_stopped(&server, Duration::from_secs(10), || big_writes(&c, N));
     for o in outcomes {
         failed(&o, BRISK_ERR_TIMEOUT);
-        assert_between(o.at - started, 400, 8_000, "a 500 ms read timeout");
+        // Even widened, short of the 5 s default write timeout: the read timeout ended them.
+        assert_between(o.at - started, 400, 2_400, "a 500 ms read timeout");
     }
     // Resumed (the server first works through the megabytes it had taken in, which can take
     // longer than the 500 ms read timeout on a busy machine): PING works again.
@@ -1646,11 +1657,7 @@ fn client_freed_while_its_writes_are_blocked() {
         || c.free(),
     );
     server.sigcont();
-    assert_eq!(batch.done(), N, "free returned before every callback ran");
-    for o in batch.exactly_once(0..N) {
-        failed(&o, BRISK_ERR_CLOSED);
-    }
-    assert_at_most(took, 5000, "brisk_client_free");
+    batch.closed_by_free(took, 5000);
 }
 
 #[test]
@@ -1669,11 +1676,7 @@ fn client_freed_while_its_first_connection_hangs() {
         || c.free(),
     );
     server.sigcont();
-    assert_eq!(batch.done(), 100, "free returned before every callback ran");
-    for o in batch.exactly_once(0..100) {
-        failed(&o, BRISK_ERR_CLOSED);
-    }
-    assert_at_most(took, 5000, "brisk_client_free");
+    batch.closed_by_free(took, 5000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1795,6 +1798,35 @@ fn a_health_check_that_times_out_replaces_the_connection() {
     assert_eq!(seen, expected);
 }
 
+/// The command deadline bounds a command whose connection is being health-checked, as on the
+/// blocking path (production.rs: "the deadline during a health check"): the PING to a stalled
+/// server would otherwise hold it for the whole read timeout (10 s).
+#[test]
+#[ignore = "known gap in src/net/mux.rs: the async health check does not watch command \
+            deadlines (the command waits for the PING's read timeout); run with --ignored"]
+fn command_deadline_bounds_a_command_waiting_for_a_health_check() {
+    let server = RedisServer::start();
+    let c = CClient::new(
+        &format!(
+            "{}?health_check_interval=200&read_timeout=10000&command_deadline=400",
+            server.url()
+        ),
+        Retry::default(),
+    );
+    assert_eq!(text(&c.call(&["SET", "k", "v"])), "OK");
+    let_time_pass(Duration::from_millis(350)); // idle beyond the interval
+    let (outcomes, started) = while_stopped(&server, Duration::from_secs(20), || {
+        c.start_batch(10, |_| &["GET", "k"])
+    });
+    for o in outcomes {
+        let message = failed(&o, BRISK_ERR_TIMEOUT);
+        assert!(message.contains("deadline"), "{message}");
+        assert_between(o.at - started, 350, 3_000, "a 400 ms command deadline");
+    }
+    assert_eq!(c.stat(BRISK_STAT_HEALTH_CHECKS), 1);
+    c.free();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Blocking commands in numbers, and freed while waiting
 
@@ -1851,11 +1883,7 @@ fn client_freed_while_blocking_commands_wait_forever() {
         "no BLPOP reached the server"
     );
     let took = c.free();
-    assert_eq!(pops.done(), N, "free returned before every callback ran");
-    for o in pops.exactly_once(0..N) {
-        failed(&o, BRISK_ERR_CLOSED);
-    }
-    assert_at_most(took, 5000, "brisk_client_free");
+    pops.closed_by_free(took, 5000);
 }
 
 // ---------------------------------------------------------------------------------------------

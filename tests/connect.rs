@@ -430,7 +430,8 @@ fn stopped_server_times_out_and_the_connection_is_discarded() {
     server.sigcont();
     let e = expect_err(result, Status::Timeout);
     assert!(e.is_sent(), "GET was written before the timeout");
-    assert_at_most(took, 3000, "a stopped server (300 ms read timeout)");
+    // One attempt: even widened, short of the 5 s default timeout.
+    assert_at_most(took, 2400, "a stopped server (300 ms read timeout)");
     // The connection may still receive GET a's reply: it must be closed, not pooled.
     assert_eq!(c.stat(brisk::stats::Stat::PoolOpen) as usize, 0);
 
@@ -456,7 +457,8 @@ fn write_timeout_on_a_stopped_server() {
     server.sigcont();
     let e = expect_err(result, Status::Timeout);
     assert!(e.is_sent(), "part of the request was written");
-    assert_at_most(took, 3000, "a blocked write (300 ms write timeout)");
+    // One attempt: even widened, short of the 5 s default timeout.
+    assert_at_most(took, 2400, "a blocked write (300 ms write timeout)");
     assert_eq!(c.stat(brisk::stats::Stat::PoolOpen) as usize, 0);
     // The server got a truncated request on a closed connection and applied nothing.
     assert!(ok(&c, &["GET", "big"]).is_nil());

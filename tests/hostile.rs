@@ -125,6 +125,19 @@ fn expect_success(
     outcome.expect("checked above")
 }
 
+/// The next `GET` succeeds with the peer's `hello`, which it sends only on a connection it has
+/// not misbehaved on.
+#[track_caller]
+fn next_command_is_answered_anew(peer: &HostilePeer, c: &brisk::Client, path: Path, what: &str) {
+    let reply = expect_success(
+        peer,
+        &format!("{what}: the next command"),
+        timed_call(c, path, &["GET", "k"]),
+        DEADLINE_BOUND,
+    );
+    assert_eq!(reply.as_bytes(), Some(&b"hello"[..]), "{what}: {reply:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command deadline bounds the whole command, whatever the peer sends.
 
@@ -186,13 +199,7 @@ fn cut_reply_is_not_waited_for_again(path: Path) {
         TIMEOUT_FLOOR,
         DEADLINE_BOUND,
     );
-    let reply = expect_success(
-        &peer,
-        &format!("{what}: the next command"),
-        timed_call(&c, path, &["GET", "k"]),
-        DEADLINE_BOUND,
-    );
-    assert_eq!(reply.as_bytes(), Some(&b"hello"[..]), "{what}: {reply:?}");
+    next_command_is_answered_anew(&peer, &c, path, &what);
 }
 
 on_both_paths! {
@@ -331,13 +338,7 @@ fn garbage_drops_the_connection(protocol: u32, path: Path) {
         "{what}: the client kept the connection ({})",
         peer_summary(&peer)
     );
-    let reply = expect_success(
-        &peer,
-        &format!("{what}: the next command"),
-        timed_call(&c, path, &["GET", "k"]),
-        DEADLINE_BOUND,
-    );
-    assert_eq!(reply.as_bytes(), Some(&b"hello"[..]), "{what}: {reply:?}");
+    next_command_is_answered_anew(&peer, &c, path, &what);
     assert_eq!(peer.log().connections, 2, "{what}: {}", peer_summary(&peer));
 }
 
