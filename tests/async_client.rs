@@ -495,6 +495,17 @@ fn get_or_incr(i: usize) -> &'static [&'static str] {
     }
 }
 
+/// Every outcome is a TIMEOUT naming the command deadline (400 ms), which ended it after
+/// `started` within `high_ms`.
+#[track_caller]
+fn ended_by_the_400_ms_deadline(outcomes: &[Outcome], started: Instant, high_ms: u64) {
+    for o in outcomes {
+        let message = failed(o, BRISK_ERR_TIMEOUT);
+        assert!(message.contains("deadline"), "{message}");
+        assert_between(o.at - started, 350, high_ms, "a 400 ms command deadline");
+    }
+}
+
 /// Stops `server`, runs `start` (which starts a batch of commands), waits up to `timeout` for
 /// all of their callbacks and resumes the server. Returns the outcomes (each slot called back
 /// exactly once) and when `start` began.
@@ -1404,11 +1415,7 @@ fn command_deadline_bounds_async_commands() {
     let (outcomes, started) = while_stopped(&server, Duration::from_secs(10), || {
         c.start_batch(200, get_or_incr)
     });
-    for o in outcomes {
-        let message = failed(&o, BRISK_ERR_TIMEOUT);
-        assert!(message.contains("deadline"), "{message}");
-        assert_between(o.at - started, 350, 3_000, "a 400 ms command deadline");
-    }
+    ended_by_the_400_ms_deadline(&outcomes, started, 3_000);
     // Resumed: commands work again.
     assert_eq!(text(&c.call(&["GET", "k"])), "v");
     c.free();
@@ -1429,11 +1436,7 @@ fn command_deadline_bounds_a_command_waiting_for_a_connection() {
     let (outcomes, started) = while_stopped(&server, Duration::from_secs(20), || {
         c.start_batch(10, |_| &["GET", "k"])
     });
-    for o in outcomes {
-        let message = failed(&o, BRISK_ERR_TIMEOUT);
-        assert!(message.contains("deadline"), "{message}");
-        assert_between(o.at - started, 350, 3_000, "a 400 ms command deadline");
-    }
+    ended_by_the_400_ms_deadline(&outcomes, started, 3_000);
     c.free();
 
     // The blocking path, for comparison: the same bound.
@@ -1818,11 +1821,7 @@ fn command_deadline_bounds_a_command_waiting_for_a_health_check() {
     let (outcomes, started) = while_stopped(&server, Duration::from_secs(20), || {
         c.start_batch(10, |_| &["GET", "k"])
     });
-    for o in outcomes {
-        let message = failed(&o, BRISK_ERR_TIMEOUT);
-        assert!(message.contains("deadline"), "{message}");
-        assert_between(o.at - started, 350, 3_000, "a 400 ms command deadline");
-    }
+    ended_by_the_400_ms_deadline(&outcomes, started, 3_000);
     assert_eq!(c.stat(BRISK_STAT_HEALTH_CHECKS), 1);
     c.free();
 }
@@ -2070,10 +2069,6 @@ fn command_deadline_bounds_commands_queued_behind_a_blocked_write() {
     );
     assert_eq!(text(&c.call(&["PING"])), "PONG");
     let (outcomes, started) = while_stopped(&server, Duration::from_secs(10), || big_writes(&c, N));
-    for o in outcomes {
-        let message = failed(&o, BRISK_ERR_TIMEOUT);
-        assert!(message.contains("deadline"), "{message}");
-        assert_between(o.at - started, 350, 5_000, "a 400 ms command deadline");
-    }
+    ended_by_the_400_ms_deadline(&outcomes, started, 5_000);
     c.free();
 }
