@@ -7,7 +7,7 @@ use brisk::{Client, Config, Error, Status};
 use support::{
     FullBacklog, RedisServer, ScriptedServer, SilentServer, assert_at_most, assert_between,
     binary_value, client, client_for, client_info_field, closed_port, cmd, config_for, expect_err,
-    ok, ok_bytes, text, timed,
+    ok, ok_bytes, setup_ok, text, timed,
 };
 
 /// `CLIENT INFO` of the connection a pooled command runs on.
@@ -367,7 +367,7 @@ fn tls_timeouts() {
     let mut config = server.config();
     config.set_read_timeout_ms(300);
     let c = client(&config);
-    ok(&c, &["SET", "a", "value-of-a"]);
+    setup_ok(&c, &["SET", "a", "value-of-a"]);
     server.sigstop();
     let (result, took) = timed(|| cmd(&c, &["GET", "a"]));
     server.sigcont();
@@ -420,8 +420,8 @@ fn stopped_server_times_out_and_the_connection_is_discarded() {
     let server = RedisServer::start();
     // No retries: this is about the one connection that timed out mid-reply.
     let c = client_for(&format!("{}?read_timeout=300&max_retries=0", server.url()));
-    ok(&c, &["SET", "a", "value-of-a"]);
-    ok(&c, &["SET", "b", "value-of-b"]);
+    setup_ok(&c, &["SET", "a", "value-of-a"]);
+    setup_ok(&c, &["SET", "b", "value-of-b"]);
     assert_eq!(c.stat(brisk::stats::Stat::PoolOpen) as usize, 1);
     let id = client_info_field(&client_info(&c), "id");
 
@@ -449,7 +449,7 @@ fn write_timeout_on_a_stopped_server() {
         "{}?read_timeout=300&write_timeout=300",
         server.url()
     ));
-    ok(&c, &["PING"]);
+    setup_ok(&c, &["PING"]);
     // More than the loopback socket buffers hold, so the write itself blocks.
     let value = vec![b'x'; 32 * 1024 * 1024];
     server.sigstop();

@@ -81,6 +81,26 @@ pub fn cmd(client: &Client, args: &[&str]) -> Result<Reply> {
     client.command(&Args::from_slices(&args))
 }
 
+/// A setup command on a client whose short timeouts (300 ms, say: the subject of the test) a
+/// loaded machine can outrun before the test has even begun, in the handshake or the command:
+/// tried again (up to 5 attempts) while it times out. Panics on any other failure.
+#[track_caller]
+pub fn setup_ok(client: &Client, args: &[&str]) -> Reply {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match cmd(client, args) {
+            Ok(reply) => return reply,
+            Err(e) if e.status() == Status::Timeout && attempts < 5 => continue,
+            Err(e) => panic!(
+                "{args:?} failed (attempt {attempts}): {:?}: {}",
+                e.status(),
+                e.message()
+            ),
+        }
+    }
+}
+
 /// Runs a command given as text arguments in a session.
 pub fn session_cmd(session: &mut Session, args: &[&str]) -> Result<Reply> {
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
