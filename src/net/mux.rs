@@ -518,7 +518,10 @@ impl Task {
             }
             state.append(Box::new(HealthCheck(tx)));
             state.writing = true;
+            state.checking = true;
         }
+        // Counted when sent ("health-check PINGs sent"): its verdict may take the read timeout.
+        self.observer.stats.bump(Stat::HealthChecks);
         let address = self.settings.address.clone();
         // Only a broken connection fails the check (an error reply is an answer), and the
         // failure is reported with its own status (TIMEOUT, CONNECTION), as the blocking path
@@ -552,7 +555,7 @@ impl Task {
                 }
             }
         };
-        self.observer.stats.bump(Stat::HealthChecks);
+        lock(line).checking = false;
         let healthy = outcome.is_ok();
         let status = outcome.as_ref().err().map_or(Status::Ok, Error::status);
         if let Err(e) = outcome {

@@ -66,7 +66,7 @@ impl Express {
     /// connection died or closed, or wants a health check first).
     pub fn send(&self, request: Request) -> Result<(), Request> {
         let mut line = lock(&self.line);
-        if line.dead.is_some() {
+        if line.dead.is_some() || line.checking {
             return Err(request);
         }
         let idle = line.queue.is_empty() && !line.writing;
