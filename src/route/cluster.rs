@@ -484,6 +484,10 @@ impl Topology for Cluster {
         self.error_retry_attempts
     }
 
+    fn topology_attempt_name(&self) -> &'static str {
+        "cluster attempt"
+    }
+
     fn retries_per_node_by_default(&self) -> bool {
         false
     }

@@ -52,6 +52,8 @@ fn env_or(name: &str, default: &str) -> String {
 #[derive(Default)]
 pub struct RedisServerBuilder {
     lines: Vec<String>,
+    /// Command-line arguments after the config file (`--sentinel`).
+    args: Vec<String>,
     password: Option<String>,
     tls: bool,
     tls_auth_clients: bool,
@@ -61,6 +63,13 @@ impl RedisServerBuilder {
     /// Adds a line to redis.conf, e.g. `user alice on >secret ~* &* +@all`.
     pub fn config(mut self, line: &str) -> Self {
         self.lines.push(line.to_owned());
+        self
+    }
+
+    /// Runs `redis-server redis.conf --sentinel`: a sentinel, whose `sentinel ...` lines come
+    /// from [`RedisServerBuilder::config`].
+    pub fn sentinel(mut self) -> Self {
+        self.args.push("--sentinel".to_owned());
         self
     }
 
@@ -97,6 +106,7 @@ impl RedisServerBuilder {
             let output = fs::File::create(dir.join("redis.out")).expect("create redis.out");
             let mut child = Command::new(server_program())
                 .arg(dir.join("redis.conf"))
+                .args(&self.args)
                 .stdin(Stdio::null())
                 .stdout(output.try_clone().expect("clone file handle"))
                 .stderr(output)
@@ -110,6 +120,7 @@ impl RedisServerBuilder {
                         port,
                         tls,
                         password: self.password,
+                        args: self.args.clone(),
                         exited: false,
                     };
                 }
@@ -171,6 +182,7 @@ pub struct RedisServer {
     port: u16,
     tls: Option<TlsFiles>,
     password: Option<String>,
+    args: Vec<String>,
     exited: bool,
 }
 
@@ -290,6 +302,7 @@ impl RedisServer {
             let output = fs::File::create(self.dir.join("redis.out")).expect("create redis.out");
             let mut child = Command::new(server_program())
                 .arg(self.dir.join("redis.conf"))
+                .args(&self.args)
                 .stdin(Stdio::null())
                 .stdout(output.try_clone().expect("clone file handle"))
                 .stderr(output)
