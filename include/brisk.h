@@ -1015,7 +1015,9 @@ brisk_status brisk_config_set_cluster_error_retry_attempts(brisk_config *cfg,
 
 /**
  * Cluster mode: how often the topology is re-read in the background (default 60000 ms; 0
- * turns the periodic refresh off; redirections and failures still trigger refreshes).
+ * turns the periodic refresh off; redirections and failures still trigger refreshes). Sentinel
+ * mode: how often the master and its replicas are resolved again through the sentinels (the
+ * sentinels' announcements and failures trigger resolutions too).
  *
  * # Safety
  * `cfg` is NULL or a live config.

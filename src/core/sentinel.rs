@@ -159,6 +159,30 @@ pub fn parse_switch_master(payload: &[u8], master_name: &str) -> Option<NodeAddr
     })
 }
 
+/// The channels on which sentinels announce a change of a master's replicas: one found, down,
+/// back, reconfigured to replicate, or reporting another role.
+pub const REPLICA_EVENTS: [&[u8]; 5] = [
+    b"+slave",
+    b"+sdown",
+    b"-sdown",
+    b"+convert-to-slave",
+    b"+role-change",
+];
+
+/// Whether an instance event (`<type> <name> <ip> <port> @ <master> <ip> <port>`, as on the
+/// [`REPLICA_EVENTS`] channels) is about a replica of `master_name`.
+pub fn is_replica_event(payload: &[u8], master_name: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return false;
+    };
+    let mut words = text.split_ascii_whitespace();
+    if words.next() != Some("slave") {
+        return false;
+    }
+    let mut after_at = words.skip_while(|w| *w != "@").skip(1);
+    after_at.next() == Some(master_name)
+}
+
 /// A Pub/Sub message on a subscribed RESP2 connection: `["message", channel, payload]`.
 pub fn parse_message(reply: &Node) -> Option<(&[u8], &[u8])> {
     match reply.children() {

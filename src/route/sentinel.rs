@@ -15,8 +15,9 @@
 //!
 //! What triggers a resolution: a command finding no master known yet, a `READONLY` reply (the
 //! master was demoted: [`Topology::redirect`]), a failed master (the attempt engine's new
-//! topology attempt), and a `+switch-master` announcement from a sentinel ([`hints`]), which is
-//! only a hint: the resolution decides. When the master's address changes its old node is
+//! topology attempt), a `+switch-master` announcement from a sentinel ([`hints`]), which is
+//! only a hint: the resolution decides (when reads go to replicas, the sentinels' replica
+//! events too), and the periodic refresh (`cluster_refresh_interval_ms`, default 60 s). When the master's address changes its old node is
 //! drained (idle connections closed, borrowed ones closed when given back, none lent again) and
 //! a TOPOLOGY event is emitted.
 //!
@@ -96,6 +97,8 @@ pub(crate) struct Sentinel {
     timeout: Option<Duration>,
     read_from: ReadFrom,
     topology_attempts: u32,
+    /// How often the master (and the replicas) are resolved again in the background.
+    refresh_interval: Option<Duration>,
     /// Asked in this order; the one that answered last first. Seeds and learnt ones.
     sentinels: Mutex<Vec<Arc<SentinelNode>>>,
     /// The first seed sentinel, which names the deployment in events before a master is known.
@@ -176,6 +179,7 @@ impl Sentinel {
             timeout,
             read_from: config.cluster.read_from,
             topology_attempts: config.cluster.error_retry_attempts.max(1),
+            refresh_interval: limit(config.cluster.refresh_interval_ms),
             sentinels: Mutex::new(sentinels),
             home,
             view: RwLock::new(Arc::default()),
@@ -766,14 +770,32 @@ impl Topology for Sentinel {
         &self.home
     }
 
+    /// Each pool's upkeep, and the periodic resolution (once a master is known).
     fn maintain(&self) {
         for node in self.data_nodes() {
             node.pool().maintain();
         }
+        let view = self.view();
+        let due = view.master.is_some()
+            && self.refresh_interval.is_some_and(|interval| {
+                let resolving = self.resolving.lock().unwrap_or_else(|p| p.into_inner());
+                resolving
+                    .last_started
+                    .is_none_or(|t| t.elapsed() >= interval)
+            });
+        if due {
+            let _ = self.resolve(view.generation);
+        }
     }
 
     fn maintenance_period(&self) -> Option<Duration> {
-        self.nodes_context.pool.maintenance_period()
+        [
+            self.nodes_context.pool.maintenance_period(),
+            self.refresh_interval,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn close(&self) {

@@ -172,10 +172,16 @@ impl SentinelSetup {
     /// Waits until all three sentinels name a master other than `old`; returns its port and
     /// when the test saw the first and the last sentinel name it.
     pub fn wait_switched(&self, old: u16, timeout: Duration) -> Switch {
+        self.wait_switched_by(&[0, 1, 2], old, timeout)
+    }
+
+    /// [`SentinelSetup::wait_switched`] asking only the sentinels `which` (the others may be
+    /// down).
+    pub fn wait_switched_by(&self, which: &[usize], old: u16, timeout: Duration) -> Switch {
         let mut first = None;
         let mut new = None;
         let agreed = wait_until(timeout, || {
-            let named: Vec<Option<u16>> = (0..3).map(|i| self.master_port_by(i)).collect();
+            let named: Vec<Option<u16>> = which.iter().map(|&i| self.master_port_by(i)).collect();
             if first.is_none() && named.iter().any(|p| p.is_some_and(|p| p != old)) {
                 first = Some(Instant::now());
             }

@@ -92,7 +92,9 @@ pub unsafe extern "C" fn brisk_config_set_cluster_error_retry_attempts(
 }
 
 /// Cluster mode: how often the topology is re-read in the background (default 60000 ms; 0
-/// turns the periodic refresh off; redirections and failures still trigger refreshes).
+/// turns the periodic refresh off; redirections and failures still trigger refreshes). Sentinel
+/// mode: how often the master and its replicas are resolved again through the sentinels (the
+/// sentinels' announcements and failures trigger resolutions too).
 ///
 /// # Safety
 /// `cfg` is NULL or a live config.

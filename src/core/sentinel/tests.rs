@@ -119,3 +119,21 @@ fn switch_master_announcements() {
     let confirmation = decode(b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n");
     assert_eq!(parse_message(confirmation.node()), None);
 }
+
+#[test]
+fn replica_events() {
+    let event = b"slave 127.0.0.1:27002 127.0.0.1 27002 @ mymaster 127.0.0.1 27001";
+    assert!(is_replica_event(event, "mymaster"));
+    assert!(!is_replica_event(event, "other"));
+    // The master's own events, a sentinel's, and garbage are not.
+    assert!(!is_replica_event(
+        b"master mymaster 127.0.0.1 27001",
+        "mymaster"
+    ));
+    assert!(!is_replica_event(
+        b"sentinel 0a1b 127.0.0.1 26379 @ mymaster 127.0.0.1 27001",
+        "mymaster"
+    ));
+    assert!(!is_replica_event(b"slave x y z", "mymaster"));
+    assert!(!is_replica_event(b"\xff", "mymaster"));
+}

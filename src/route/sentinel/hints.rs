@@ -1,8 +1,10 @@
-//! Following `+switch-master` announcements: a subscription on one sentinel at a time, kept by a
-//! task on the runtime, that asks for a resolution when the master of our name moved.
+//! Following the sentinels' announcements: a subscription on one sentinel at a time, kept by a
+//! task on the runtime, that asks for a resolution when the master of our name moved
+//! (`+switch-master`) and, when reads go to replicas, when one of its replicas changed (found,
+//! down, back, reconfigured, reporting another role).
 //!
 //! An announcement is a hint, never the truth: it only makes the topology resolve the master
-//! again (sentinels in order, then ROLE). The subscription speaks RESP2 on a connection of its
+//! again (sentinels in order, then ROLE; the replicas as the sentinel lists them). The subscription speaks RESP2 on a connection of its
 //! own (messages are then ordinary replies), is PINGed when quiet so that a sentinel that went
 //! away unannounced is noticed, and moves to the next sentinel when its sentinel fails. After a
 //! new subscription the master is resolved again, since announcements made while nobody
@@ -11,7 +13,9 @@
 use super::Sentinel;
 use crate::core::Result;
 use crate::core::cluster::NodeAddress;
-use crate::core::sentinel::{SWITCH_MASTER, parse_message, parse_switch_master};
+use crate::core::sentinel::{
+    REPLICA_EVENTS, SWITCH_MASTER, is_replica_event, parse_message, parse_switch_master,
+};
 use crate::core::{Error, Status};
 use crate::net::ConnectSettings;
 use crate::net::async_connect::{self, AsyncConnection, write_all};
@@ -43,7 +47,7 @@ async fn follow(sentinel: Weak<Sentinel>, mut closed: watch::Receiver<bool>) {
     let mut subscribed_before = false;
     loop {
         // Only held while preparing: the task must not keep a dropped client's topology alive.
-        let Some((settings, name, pong_within)) = sentinel.upgrade().and_then(|s| {
+        let Some((settings, name, pong_within, replicas)) = sentinel.upgrade().and_then(|s| {
             if s.is_closed() {
                 return None;
             }
@@ -51,12 +55,13 @@ async fn follow(sentinel: Weak<Sentinel>, mut closed: watch::Receiver<bool>) {
             let address = &list[index % list.len()].address;
             let settings = subscription_settings(&s, address).ok()?;
             let pong_within = s.timeout.unwrap_or_default().max(PONG_WITHIN);
-            Some((settings, s.master_name.clone(), pong_within))
+            let replicas = s.read_from != crate::config::ReadFrom::Primary;
+            Some((settings, s.master_name.clone(), pong_within, replicas))
         }) else {
             return;
         };
         let subscription = async {
-            let mut connection = subscribe(&settings).await?;
+            let mut connection = subscribe(&settings, replicas).await?;
             if std::mem::replace(&mut subscribed_before, true) {
                 if let Some(s) = sentinel.upgrade() {
                     s.queue_resolution();
@@ -86,10 +91,13 @@ fn subscription_settings(sentinel: &Sentinel, address: &NodeAddress) -> Result<C
     Ok(settings)
 }
 
-/// Connects and subscribes to `+switch-master`.
-async fn subscribe(settings: &ConnectSettings) -> Result<AsyncConnection> {
+/// Connects and subscribes to `+switch-master` (and, for `replicas`, to the replica events).
+async fn subscribe(settings: &ConnectSettings, replicas: bool) -> Result<AsyncConnection> {
     let mut connection = async_connect::connect(settings).await?;
-    let subscribe: [&[u8]; 2] = [b"SUBSCRIBE", SWITCH_MASTER];
+    let mut subscribe: Vec<&[u8]> = vec![b"SUBSCRIBE", SWITCH_MASTER];
+    if replicas {
+        subscribe.extend(REPLICA_EVENTS);
+    }
     connection.proto.queue(&Args::from_slices(&subscribe));
     write_all(
         &mut connection.stream,
@@ -121,14 +129,15 @@ async fn listen(
                 // The subscription's confirmation, or a PING's answer.
                 continue;
             };
-            if channel != SWITCH_MASTER {
-                continue;
-            }
-            if let Some(to) = parse_switch_master(payload, name) {
-                let Some(s) = sentinel.upgrade() else {
-                    return Ok(());
-                };
-                s.hint(&to);
+            let Some(s) = sentinel.upgrade() else {
+                return Ok(());
+            };
+            if channel == SWITCH_MASTER {
+                if let Some(to) = parse_switch_master(payload, name) {
+                    s.hint(&to);
+                }
+            } else if is_replica_event(payload, name) {
+                s.queue_resolution();
             }
         }
         tokio::select! {
