@@ -98,9 +98,15 @@ impl Instance {
         self.flags.split(',').any(|f| f == flag)
     }
 
-    /// Whether the sentinel believes the instance is up and connected.
+    /// Whether the sentinel believes the instance is down (subjectively or objectively).
+    pub fn is_down(&self) -> bool {
+        self.flagged("s_down") || self.flagged("o_down")
+    }
+
+    /// Whether the sentinel believes the instance is up and its link to it is connected (a
+    /// sentinel it learnt of moments ago is still `disconnected` until it has linked to it).
     pub fn is_up(&self) -> bool {
-        !(self.flagged("s_down") || self.flagged("o_down") || self.flagged("disconnected"))
+        !(self.is_down() || self.flagged("disconnected"))
     }
 
     /// A replica that may serve reads: up, and saying it is a replica (not a demoted master

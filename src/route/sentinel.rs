@@ -409,7 +409,9 @@ impl Sentinel {
             return;
         };
         let mut sentinels = self.sentinels.lock().unwrap_or_else(|p| p.into_inner());
-        for other in others.into_iter().filter(|s| s.is_up()) {
+        // A sentinel not linked to this one yet is still worth asking; one it believes down is
+        // not.
+        for other in others.into_iter().filter(|s| !s.is_down()) {
             if sentinels.len() >= MAX_SENTINELS {
                 break;
             }

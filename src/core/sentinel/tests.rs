@@ -95,6 +95,8 @@ fn down_or_disconnected_instances_are_not_up() {
     for flags in ["s_down,slave", "o_down,s_down,master", "slave,disconnected"] {
         assert!(!instance(flags).is_up(), "{flags}");
     }
+    assert!(instance("s_down,sentinel").is_down());
+    assert!(!instance("sentinel,disconnected").is_down());
     // Only whole flags count.
     assert!(instance("slave,s_downish").is_up());
 }
