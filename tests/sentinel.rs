@@ -839,6 +839,7 @@ fn sentinel_credentials_are_separate_from_the_data_nodes() {
     let setup = SentinelSetup::start_with(SetupOptions {
         data_password: Some("data-secret".into()),
         sentinel_password: Some("sentinel-secret".into()),
+        ..SetupOptions::default()
     });
     let mut config = setup.config();
     config.password = Some("data-secret".to_owned().into());
@@ -873,6 +874,7 @@ fn sentinel_credentials_are_separate_from_the_data_nodes() {
     let open = SentinelSetup::start_with(SetupOptions {
         data_password: Some("data-secret".into()),
         sentinel_password: None,
+        ..SetupOptions::default()
     });
     let mut config = open.config();
     config.password = Some("data-secret".to_owned().into());
@@ -966,4 +968,47 @@ fn replica_reads_follow_the_replicas_through_a_failover() {
         demoted_at.elapsed().as_millis(),
         client.stat(Stat::TopologyRefreshes)
     );
+}
+
+#[test]
+fn tls_to_the_sentinels_and_the_data_nodes() {
+    let _one = one_at_a_time();
+    let setup = SentinelSetup::start_with(SetupOptions {
+        tls: true,
+        ..SetupOptions::default()
+    });
+    let old = setup.master_port();
+    // Every server listens on TLS only: any answer came over TLS.
+    let mut config = setup.config();
+    let observed = Observed::install(&mut config);
+    let client = Client::new(&config).unwrap();
+    ok(&client, &["SET", "tls:key", "v"]);
+    assert_eq!(setup.node(old).cli(&["GET", "tls:key"]), "v");
+
+    // The announcements come over TLS too: an asked failover is followed at once.
+    setup.failover(0);
+    let switch = setup.wait_switched(old, Duration::from_secs(60));
+    assert!(
+        wait_until(Duration::from_secs(10), || observed
+            .switched_to(switch.port)
+            .is_some()),
+        "the client followed the failover over TLS"
+    );
+    ok(&client, &["SET", "tls:after", "v"]);
+    assert_eq!(setup.node(switch.port).cli(&["GET", "tls:after"]), "v");
+    println!(
+        "TLS: sentinels and data nodes over TLS; the client switched {} ms after the sentinels \
+         agreed",
+        signed_ms(switch.agreed, observed.switched_to(switch.port).unwrap())
+    );
+
+    // A client that does not trust the CA: the sentinels' certificates are refused (TLS, not
+    // CONNECTION: they were reachable).
+    let mut untrusting = setup.config();
+    untrusting.tls.ca_file = Some(setup.tls_files().other_ca_cert.clone());
+    let e = expect_err(
+        cmd(&Client::new(&untrusting).unwrap(), &["PING"]),
+        Status::Tls,
+    );
+    println!("TLS with an unrelated CA: {}", e.message());
 }

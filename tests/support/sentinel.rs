@@ -9,9 +9,11 @@
 //! the other two sentinels and the replica's link is up: a failover can be asked for right away.
 
 use super::server::{RedisServer, RedisServerBuilder};
+use super::tls::{self, TlsFiles};
 use super::wait_until;
 use brisk::Config;
 use brisk::config::Mode;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub const MASTER_NAME: &str = "mymaster";
@@ -23,6 +25,8 @@ pub struct SentinelSetup {
     /// The two data nodes: `data[0]` starts as the master, `data[1]` as its replica.
     pub data: Vec<RedisServer>,
     pub sentinels: Vec<RedisServer>,
+    /// With TLS: the directory of the certificates every server shares, and them.
+    tls: Option<(PathBuf, TlsFiles)>,
 }
 
 /// Options for [`SentinelSetup::start_with`].
@@ -33,6 +37,9 @@ pub struct SetupOptions {
     pub data_password: Option<String>,
     /// `requirepass` on the sentinels.
     pub sentinel_password: Option<String>,
+    /// Every server serves TLS only (one CA for all), replication and the sentinels' links
+    /// included.
+    pub tls: bool,
 }
 
 impl SentinelSetup {
@@ -41,8 +48,23 @@ impl SentinelSetup {
     }
 
     pub fn start_with(options: SetupOptions) -> SentinelSetup {
+        let tls = options.tls.then(|| {
+            let dir = std::env::temp_dir().join(format!(
+                "brisk-sentinel-tls-{}-{}",
+                std::process::id(),
+                NEXT_TLS_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create the certificate directory");
+            let files = tls::generate(&dir);
+            (dir, files)
+        });
+        let with_tls = |builder: RedisServerBuilder| match &tls {
+            Some((_, files)) => builder.tls_with(files).config("tls-replication yes"),
+            None => builder,
+        };
         let data_node = |replica_of: Option<u16>| {
-            let mut builder = RedisServer::builder()
+            let mut builder = with_tls(RedisServer::builder())
                 .config("repl-diskless-sync yes")
                 .config("repl-diskless-sync-delay 0");
             if let Some(password) = &options.data_password {
@@ -59,7 +81,7 @@ impl SentinelSetup {
         let replica = data_node(Some(master.port()));
         let sentinels = (0..3)
             .map(|_| {
-                let mut builder: RedisServerBuilder = RedisServer::builder()
+                let mut builder: RedisServerBuilder = with_tls(RedisServer::builder())
                     .sentinel()
                     .config(&format!(
                         "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2",
@@ -83,6 +105,7 @@ impl SentinelSetup {
         let setup = SentinelSetup {
             data: vec![master, replica],
             sentinels,
+            tls,
         };
         setup.wait_settled();
         setup
@@ -121,7 +144,16 @@ impl SentinelSetup {
             cfg.add_node("127.0.0.1", sentinel.port()).unwrap();
         }
         cfg.set_sentinel_master(MASTER_NAME).unwrap();
+        if let Some((_, files)) = &self.tls {
+            cfg.tls.enabled = true;
+            cfg.tls.ca_file = Some(files.ca_cert.clone());
+        }
         cfg
+    }
+
+    /// The certificates every server uses; panics for a deployment without TLS.
+    pub fn tls_files(&self) -> &TlsFiles {
+        &self.tls.as_ref().expect("a deployment with TLS").1
     }
 
     /// The master's port as sentinel `i` names it.
@@ -233,6 +265,19 @@ impl SentinelSetup {
         out
     }
 }
+
+impl Drop for SentinelSetup {
+    fn drop(&mut self) {
+        // The servers go first (their own drops), then the certificates they used.
+        self.data.clear();
+        self.sentinels.clear();
+        if let Some((dir, _)) = &self.tls {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+static NEXT_TLS_DIR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// When the sentinels switched to a new master.
 pub struct Switch {

@@ -57,6 +57,8 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     tls: bool,
     tls_auth_clients: bool,
+    /// Certificates made elsewhere (shared by several servers), instead of new ones.
+    tls_files: Option<TlsFiles>,
 }
 
 impl RedisServerBuilder {
@@ -85,6 +87,14 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Serves TLS only, with certificates made elsewhere: servers sharing one CA can verify
+    /// each other (replication, sentinels).
+    pub fn tls_with(mut self, files: &TlsFiles) -> Self {
+        self.tls = true;
+        self.tls_files = Some(files.clone());
+        self
+    }
+
     /// TLS that also requires a client certificate signed by the test CA.
     pub fn tls_require_client_cert(mut self) -> Self {
         self.tls = true;
@@ -95,7 +105,11 @@ impl RedisServerBuilder {
     /// Starts the server and waits until it answers. Panics (with the server log) on failure.
     pub fn start(self) -> RedisServer {
         let dir = fresh_dir();
-        let tls = self.tls.then(|| tls::generate(&dir));
+        let tls = self.tls.then(|| {
+            self.tls_files
+                .clone()
+                .unwrap_or_else(|| tls::generate(&dir))
+        });
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
