@@ -1012,3 +1012,50 @@ fn tls_to_the_sentinels_and_the_data_nodes() {
     );
     println!("TLS with an unrelated CA: {}", e.message());
 }
+
+#[test]
+fn a_sentinel_the_node_contradicts_is_asked_last_and_the_rounds_are_bounded() {
+    let setup = SentinelSetup::start();
+    let master = setup.master_port();
+    let replica = setup.other(master).port();
+    // A stale "sentinel" first in the list: it names the replica as the master (a scripted
+    // peer answering everything, the handshake included, with that address).
+    let port = replica.to_string();
+    let answer = format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{port}\r\n", port.len());
+    let stale = ScriptedServer::replying(answer.as_bytes());
+    let mut config = setup.config();
+    config
+        .nodes
+        .insert(0, ("127.0.0.1".to_owned(), stale.port()));
+    let client = Client::new(&config).unwrap();
+    let started = Instant::now();
+    ok(&client, &["SET", "stale:key", "v"]);
+    let took = started.elapsed();
+    assert_eq!(setup.node(master).cli(&["GET", "stale:key"]), "v");
+    println!(
+        "stale sentinel first: its answer contradicted by ROLE, the next round asked the others \
+         first; resolved in {} ms",
+        took.as_millis()
+    );
+
+    // With only the stale one: a bounded number of rounds, then CONNECTION saying why.
+    let mut only_stale = Config::default();
+    only_stale.set_mode(Mode::Sentinel);
+    only_stale.set_sentinel_master(MASTER_NAME).unwrap();
+    only_stale.add_node("127.0.0.1", stale.port()).unwrap();
+    let client = Client::new(&only_stale).unwrap();
+    let started = Instant::now();
+    let e = expect_err(cmd(&client, &["SET", "stale:key", "v"]), Status::Connection);
+    let took = started.elapsed();
+    assert!(
+        e.message().contains("says it is a replica"),
+        "{}",
+        e.message()
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    println!(
+        "only a stale sentinel: {} ms: {}",
+        took.as_millis(),
+        e.message()
+    );
+}

@@ -247,10 +247,13 @@ impl Sentinel {
     }
 
     /// Asks the sentinels for the master and checks it with ROLE, again (after a pause) while
-    /// they disagree, at most [`RESOLUTION_ROUNDS`] times.
+    /// they disagree, at most [`RESOLUTION_ROUNDS`] times. A sentinel whose answer the node
+    /// contradicted is asked after the others in the next rounds (it may not have heard of a
+    /// failover yet); the one whose answer holds moves to the front of the list.
     fn resolve_now(&self) -> Result<Arc<View>> {
         let started = Instant::now();
         let mut disagreement = None;
+        let mut doubted: Vec<Arc<SentinelNode>> = Vec::new();
         for round in 0..RESOLUTION_ROUNDS {
             if round > 0 {
                 std::thread::sleep(Duration::from_millis(100 * u64::from(round)));
@@ -258,10 +261,13 @@ impl Sentinel {
             if self.is_closed() {
                 return Err(Self::closed_error());
             }
-            let (sentinel, master) = self.ask_sentinels()?;
+            let (sentinel, master) = self.ask_sentinels(&doubted)?;
             let node = self.node_for_master(&master)?;
             let error = match self.role_of(&node) {
-                Ok(Role::Master) => return Ok(self.install(&sentinel, master, node)),
+                Ok(Role::Master) => {
+                    self.to_front(&sentinel);
+                    return Ok(self.install(&sentinel, master, node));
+                }
                 Ok(role) => Error::new(
                     Status::Connection,
                     format!(
@@ -284,25 +290,34 @@ impl Sentinel {
                 Err(e) => return Err(e.context(format!("checking the ROLE of master {master}"))),
             };
             disagreement = Some(error);
+            doubted.push(sentinel);
         }
         let error = disagreement.expect("at least one round");
         Err(error.detail(format!(
-            "{RESOLUTION_ROUNDS} resolutions over {} ms",
+            "asked and checked {RESOLUTION_ROUNDS} times over {} ms",
             started.elapsed().as_millis()
         )))
     }
 
-    /// Asks the sentinels in order where the master is; the first that knows moves to the front
-    /// of the list. CONNECTION when none answered, SENTINEL when those that answered do not know
-    /// the name.
-    fn ask_sentinels(&self) -> Result<(Arc<SentinelNode>, NodeAddress)> {
+    /// Asks the sentinels in order (those in `doubted` last) where the master is, and returns
+    /// the first answer. CONNECTION when none answered, SENTINEL when those that answered do not
+    /// know the name.
+    fn ask_sentinels(
+        &self,
+        doubted: &[Arc<SentinelNode>],
+    ) -> Result<(Arc<SentinelNode>, NodeAddress)> {
         let name = self.master_name.as_bytes();
         let question: [&[u8]; 3] = [b"SENTINEL", b"get-master-addr-by-name", name];
         let mut unknown = Vec::new();
         let mut failures = Vec::new();
         // The status of a failure other than an unreachable sentinel (refused credentials...).
         let mut other = None;
-        for sentinel in self.sentinel_list() {
+        let is_doubted = |s: &Arc<SentinelNode>| doubted.iter().any(|d| Arc::ptr_eq(d, s));
+        let (trusted, suspect): (Vec<_>, Vec<_>) = self
+            .sentinel_list()
+            .into_iter()
+            .partition(|s| !is_doubted(s));
+        for sentinel in trusted.into_iter().chain(suspect) {
             if self.is_closed() {
                 return Err(Self::closed_error());
             }
@@ -310,10 +325,7 @@ impl Sentinel {
                 .ask(&sentinel.node, &question)
                 .and_then(|reply| parse_master_address(reply.node()));
             match answer {
-                Ok(Some(master)) => {
-                    self.to_front(&sentinel);
-                    return Ok((sentinel, master));
-                }
+                Ok(Some(master)) => return Ok((sentinel, master)),
                 Ok(None) => unknown.push(sentinel.address.to_string()),
                 Err(e) => {
                     if !matches!(e.status(), Status::Connection | Status::Timeout) {
@@ -597,12 +609,20 @@ impl Sentinel {
         hints::start(self.this.clone(), self.nodes_context.closed.clone());
     }
 
-    /// A sentinel announced that the master moved to `to`: resolve again (unless it is there
-    /// already), in the background.
-    fn hint(&self, to: &NodeAddress) {
+    /// The sentinel at `from` announced that the master moved to `to`: resolve again (unless
+    /// it is there already), in the background, asking that sentinel first (the others may not
+    /// have heard yet).
+    fn hint(&self, from: &NodeAddress, to: &NodeAddress) {
         let view = self.view();
         if view.master.as_ref().is_some_and(|(a, _)| a == to) {
             return;
+        }
+        let announcer = self
+            .sentinel_list()
+            .into_iter()
+            .find(|s| s.address == *from);
+        if let Some(announcer) = announcer {
+            self.to_front(&announcer);
         }
         self.queue_resolution();
     }

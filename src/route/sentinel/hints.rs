@@ -47,17 +47,25 @@ async fn follow(sentinel: Weak<Sentinel>, mut closed: watch::Receiver<bool>) {
     let mut subscribed_before = false;
     loop {
         // Only held while preparing: the task must not keep a dropped client's topology alive.
-        let Some((settings, name, pong_within, replicas)) = sentinel.upgrade().and_then(|s| {
-            if s.is_closed() {
-                return None;
-            }
-            let list = s.sentinel_list();
-            let address = &list[index % list.len()].address;
-            let settings = subscription_settings(&s, address).ok()?;
-            let pong_within = s.timeout.unwrap_or_default().max(PONG_WITHIN);
-            let replicas = s.read_from != crate::config::ReadFrom::Primary;
-            Some((settings, s.master_name.clone(), pong_within, replicas))
-        }) else {
+        let Some((address, settings, name, pong_within, replicas)) =
+            sentinel.upgrade().and_then(|s| {
+                if s.is_closed() {
+                    return None;
+                }
+                let list = s.sentinel_list();
+                let address = list[index % list.len()].address.clone();
+                let settings = subscription_settings(&s, &address).ok()?;
+                let pong_within = s.timeout.unwrap_or_default().max(PONG_WITHIN);
+                let replicas = s.read_from != crate::config::ReadFrom::Primary;
+                Some((
+                    address,
+                    settings,
+                    s.master_name.clone(),
+                    pong_within,
+                    replicas,
+                ))
+            })
+        else {
             return;
         };
         let subscription = async {
@@ -67,7 +75,15 @@ async fn follow(sentinel: Weak<Sentinel>, mut closed: watch::Receiver<bool>) {
                     s.queue_resolution();
                 }
             }
-            listen(&mut connection, &settings, &name, pong_within, &sentinel).await
+            listen(
+                &mut connection,
+                &address,
+                &settings,
+                &name,
+                pong_within,
+                &sentinel,
+            )
+            .await
         };
         tokio::select! {
             _ = subscription => {}
@@ -112,6 +128,7 @@ async fn subscribe(settings: &ConnectSettings, replicas: bool) -> Result<AsyncCo
 /// `name` is handed to the topology.
 async fn listen(
     connection: &mut AsyncConnection,
+    from: &NodeAddress,
     settings: &ConnectSettings,
     name: &str,
     pong_within: Duration,
@@ -134,7 +151,7 @@ async fn listen(
             };
             if channel == SWITCH_MASTER {
                 if let Some(to) = parse_switch_master(payload, name) {
-                    s.hint(&to);
+                    s.hint(from, &to);
                 }
             } else if is_replica_event(payload, name) {
                 s.queue_resolution();
