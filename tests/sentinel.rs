@@ -504,13 +504,14 @@ fn an_asked_failover_moves_every_writer_to_the_new_master_within_seconds() {
         (asked, first_new),
     );
     // The async writer's in-flight requests may finish on the old master a moment after the
-    // switch: its window closes a second later.
+    // switch (and its acknowledgements are recorded when the writer thread gets to them): its
+    // window closes a little later.
     check_writes(
         "async writer",
         &pumping,
         new_node,
         "a",
-        (asked, switched + Duration::from_secs(1)),
+        (asked, switched + Duration::from_secs(3)),
     );
     for (at, status, message) in blocking.errors.iter().chain(&pumping.errors) {
         assert!(
@@ -557,11 +558,12 @@ fn a_demoted_master_that_still_says_master_gets_no_write_after_the_switch() {
         command_calls(old_node, "set"),
         command_calls(old_node, "incr"),
     );
-    // Two seconds of writes (at least a thousand), while the old node would still take them.
+    // Two seconds of writes (at least a hundred), while the old node would still take them
+    // (the sentinels reconfigure it some 8 s after the switch).
     let checked = Instant::now();
     let written_before = writer.acknowledged.load(Ordering::Relaxed);
     assert!(
-        writer.wait_for_more(1000, Duration::from_secs(30)),
+        writer.wait_for_more(100, Duration::from_secs(5)),
         "writes go on"
     );
     while checked.elapsed() < Duration::from_secs(2) {
@@ -683,7 +685,7 @@ fn a_killed_master_is_replaced_and_writes_resume_within_seconds() {
             log,
             new_node,
             prefix,
-            (killed - Duration::from_secs(1), resumed),
+            (killed - Duration::from_secs(2), resumed),
         );
     }
     println!(
