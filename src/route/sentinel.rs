@@ -4,22 +4,22 @@
 //! The nodes of the config are the sentinels. The master is resolved lazily (on the first
 //! command) and again whenever something says it may have moved:
 //! - the sentinels are asked in order, each with a short timeout (`sentinel.timeout_ms`), for
-//!   `SENTINEL get-master-addr-by-name`; the one that answers moves to the front of the list;
+//!   `SENTINEL get-master-addr-by-name`;
 //! - the node named must say `master` to `ROLE` itself (over the pooled connection that will
 //!   carry commands). A sentinel that has not heard of a failover yet names the old master, and a
 //!   demoted master says `master` for seconds after the sentinels switched: when the two
-//!   disagree the resolution waits briefly and starts again, a bounded number of times;
-//! - the other sentinels are learnt from the one that answered (`SENTINEL sentinels`), so that
-//!   the seed list is not the only hope, and the replicas too (`SENTINEL replicas`) when reads
-//!   may go to them.
+//!   disagree the resolution waits briefly and starts again, the contradicted sentinel asked
+//!   last, a bounded number of times. The sentinel whose answer holds moves to the front;
+//! - the other sentinels are learnt from it (`SENTINEL sentinels`), so that the seed list is
+//!   not the only hope, and the replicas too (`SENTINEL replicas`) when reads may go to them.
 //!
 //! What triggers a resolution: a command finding no master known yet, a `READONLY` reply (the
 //! master was demoted: [`Topology::redirect`]), a failed master (the attempt engine's new
-//! topology attempt), a `+switch-master` announcement from a sentinel ([`hints`]), which is
-//! only a hint: the resolution decides (when reads go to replicas, the sentinels' replica
-//! events too), and the periodic refresh (`cluster_refresh_interval_ms`, default 60 s). When the master's address changes its old node is
-//! drained (idle connections closed, borrowed ones closed when given back, none lent again) and
-//! a TOPOLOGY event is emitted.
+//! topology attempt), a `+switch-master` announcement from a sentinel ([`hints`]; only a hint:
+//! the resolution decides; with replica reads, the sentinels' replica events too), and the
+//! periodic refresh (`cluster_refresh_interval_ms`, default 60 s). When the master's address
+//! changes its old node is drained (idle connections closed, borrowed ones closed when given
+//! back, none lent again) and a TOPOLOGY event is emitted.
 //!
 //! Commands that fail during a switch follow the client's retry rules: each topology attempt
 //! (`cluster_error_retry_attempts`, default 3) resolves the master again, and a write that may
@@ -48,8 +48,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-/// Resolutions (sentinel answer + ROLE) one read of the topology makes before giving up when
-/// the sentinel and the node disagree (or the node does not answer).
+/// Rounds (a sentinel's answer, then ROLE) one resolution makes before giving up while the
+/// sentinel and the node disagree (or the node does not answer).
 const RESOLUTION_ROUNDS: u32 = 3;
 
 /// A resolution attempted less than this long after the previous one waits (a storm of failing
@@ -99,7 +99,7 @@ pub(crate) struct Sentinel {
     topology_attempts: u32,
     /// How often the master (and the replicas) are resolved again in the background.
     refresh_interval: Option<Duration>,
-    /// Asked in this order; the one that answered last first. Seeds and learnt ones.
+    /// Asked in this order; the one whose answer last held first. Seeds and learnt ones.
     sentinels: Mutex<Vec<Arc<SentinelNode>>>,
     /// The first seed sentinel, which names the deployment in events before a master is known.
     home: Arc<Node>,
