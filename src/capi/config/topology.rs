@@ -16,8 +16,9 @@ pub const BRISK_MODE_STANDALONE: brisk_mode = 0;
 pub const BRISK_MODE_CLUSTER: brisk_mode = 1;
 /// Redis Sentinel: the nodes from `brisk_config_add_node` (or a `redis+sentinel://` URL) are
 /// sentinels, and `brisk_config_set_sentinel_master` names the master they watch. The client
-/// asks the sentinels (in order, each within the sentinel timeout; the one that answers moves to
-/// the front) where the master is, checks with `ROLE` that the node says it is the master, and
+/// asks the sentinels (in order, each within the sentinel timeout; the one whose answer holds
+/// moves to the front) where the master is, checks with `ROLE` that the node says it is the
+/// master (asking again, a bounded number of times, while they disagree), and
 /// sends commands there; it learns the other sentinels from the one that answered. It resolves
 /// the master again when a command finds the master gone, when the master answers `READONLY`
 /// (it was demoted), and when a sentinel announces `+switch-master` (taken as a hint, checked
