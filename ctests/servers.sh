@@ -20,6 +20,8 @@
 #
 # The servers are $BRISK_TEST_SERVER (a name in PATH or a path, e.g. valkey-server; default
 # redis-server), asked with $BRISK_TEST_CLI (default redis-cli).
+#
+# Sourced (by sentinel.sh), it only defines its functions.
 set -euo pipefail
 
 readonly HOST=127.0.0.1
@@ -143,8 +145,9 @@ EOF
 }
 
 # start_redis <dir> <name> <conf-writer-function> <$CLI args for PING (port appended)...>
-# Writes <dir>/<name>.conf via the writer (given the port), starts $SERVER, waits for PING;
-# retries with a new port when the server dies at start (port taken meanwhile). Prints the port.
+# Writes <dir>/<name>.conf via the writer (given the port), starts $SERVER (with the arguments
+# in the array SERVER_ARGS, if set, after the config file), waits for PING; retries with a new
+# port when the server dies at start (port taken meanwhile). Prints the port.
 start_redis() {
   local dir=$1 name=$2 writer=$3
   shift 3
@@ -152,7 +155,7 @@ start_redis() {
   for ((attempt = 1; attempt <= PORT_ATTEMPTS; attempt++)); do
     port=$(free_port)
     "$writer" "$dir" "$port" >"$dir/$name.conf"
-    "$SERVER" "$dir/$name.conf" >>"$dir/$name.log" 2>&1 &
+    "$SERVER" "$dir/$name.conf" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} >>"$dir/$name.log" 2>&1 &
     echo $! >"$dir/$name.pid"
     status=0
     wait_for_ping "$dir/$name.pid" "$@" -p "$port" || status=$?
@@ -315,9 +318,11 @@ cmd_stop() {
   rm -rf "$dir"
 }
 
-(($# == 2)) || usage
-case $1 in
-  start) cmd_start "$2" ;;
-  stop) cmd_stop "$2" ;;
-  *) usage ;;
-esac
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  (($# == 2)) || usage
+  case $1 in
+    start) cmd_start "$2" ;;
+    stop) cmd_stop "$2" ;;
+    *) usage ;;
+  esac
+fi

@@ -281,7 +281,23 @@ typedef uint32_t brisk_category;
 #define BRISK_MODE_CLUSTER 1
 
 /**
- * Sentinel (not available yet: `brisk_client_new` refuses it with INVALID_ARGUMENT).
+ * Redis Sentinel: the nodes from `brisk_config_add_node` (or a `redis+sentinel://` URL) are
+ * sentinels, and `brisk_config_set_sentinel_master` names the master they watch. The client
+ * asks the sentinels (in order, each within the sentinel timeout; the one whose answer holds
+ * moves to the front) where the master is, checks with `ROLE` that the node says it is the
+ * master (asking again, a bounded number of times, while they disagree), and
+ * sends commands there; it learns the other sentinels from the one that answered. It resolves
+ * the master again when a command finds the master gone, when the master answers `READONLY`
+ * (it was demoted), and when a sentinel announces `+switch-master` (taken as a hint, checked
+ * the same way). On a switch the old master's pooled connections are closed (none is used
+ * again), a `BRISK_EVENT_TOPOLOGY` event is emitted and `BRISK_STAT_TOPOLOGY_REFRESHES` counts
+ * each resolution. Commands failing during a switch follow the retry rules: each of the
+ * `cluster_error_retry_attempts` (default 3) resolves the master again, per-node retries are
+ * off unless a retry policy is set, and a write that may have been applied is not replayed
+ * (SAFE). Errors: no sentinel reachable is CONNECTION (the message names each sentinel tried
+ * and why), sentinels that answer but do not know the name SENTINEL; `brisk_client_new`
+ * refuses a Sentinel config without nodes or without a master name (INVALID_ARGUMENT).
+ * Async commands, pipelines, transactions and sessions all follow the master.
  */
 #define BRISK_MODE_SENTINEL 2
 
@@ -653,6 +669,11 @@ void brisk_config_free(brisk_config *cfg);
  * `pool_idle_timeout`, `pool_max_lifetime`, `health_check_interval` (all ms), `client_name`,
  * `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`.
  * Settings the URL does not mention keep their values.
+ * `redis+cluster://host:port,host:port[/db]` gives cluster seed nodes;
+ * `redis+sentinel://[user[:password]@]host[:port],host[:port]/master_name[/db]` gives
+ * sentinels (port 26379 when omitted) and the master's name, the credentials being the data
+ * nodes' (the sentinels' own are the options `sentinel_username`, `sentinel_password`; also
+ * `sentinel_timeout`, ms); `rediss+cluster://` and `rediss+sentinel://` use TLS everywhere.
  * Returns `BRISK_ERR_INVALID_ARGUMENT` naming the part at fault (never echoing a password)
  * for a malformed URL, an unknown option or a bad value.
  *
@@ -996,6 +1017,9 @@ brisk_status brisk_config_add_node(brisk_config *cfg,
  * CONNECTION, TIMEOUT or CLUSTER_DOWN error the failed node is dropped from the startup
  * nodes, the topology is re-read from the others and the command starts a new cycle of
  * per-node retries (the per-node `retry` defaults to none in cluster mode). 0 is taken as 1.
+ * Sentinel mode uses the same number: each attempt after a CONNECTION or TIMEOUT error
+ * resolves the master again through the sentinels (per-node retries default to none there
+ * too).
  *
  * # Safety
  * `cfg` is NULL or a live config.
@@ -1005,7 +1029,9 @@ brisk_status brisk_config_set_cluster_error_retry_attempts(brisk_config *cfg,
 
 /**
  * Cluster mode: how often the topology is re-read in the background (default 60000 ms; 0
- * turns the periodic refresh off; redirections and failures still trigger refreshes).
+ * turns the periodic refresh off; redirections and failures still trigger refreshes). Sentinel
+ * mode: how often the master and its replicas are resolved again through the sentinels (the
+ * sentinels' announcements and failures trigger resolutions too).
  *
  * # Safety
  * `cfg` is NULL or a live config.
@@ -1014,14 +1040,54 @@ brisk_status brisk_config_set_cluster_refresh_interval_ms(brisk_config *cfg,
                                                           uint32_t ms);
 
 /**
- * Cluster mode: where read-only commands go (see `brisk_read_from`). Writes always go to the
- * primary. INVALID_ARGUMENT for an unknown value.
+ * Cluster and Sentinel modes: where read-only commands go (see `brisk_read_from`). Writes
+ * always go to the primary. In Sentinel mode the replicas are those the sentinels list
+ * (`SENTINEL replicas`) that are neither down nor disconnected nor still reporting themselves
+ * as master; they are listed again at each resolution. A read on a replica that fails goes to
+ * the master (no error), and that replica is left out for 5 s. INVALID_ARGUMENT for an unknown
+ * value.
  *
  * # Safety
  * `cfg` is NULL or a live config.
  */
 brisk_status brisk_config_set_read_from(brisk_config *cfg,
                                         brisk_read_from where);
+
+/**
+ * Sentinel mode: the name the sentinels monitor the master under (`sentinel monitor <name>
+ * ...`). Required in Sentinel mode (`brisk_client_new` refuses the config without it).
+ * INVALID_ARGUMENT for an empty name or one with spaces or control characters.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `master_name` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_config_set_sentinel_master(brisk_config *cfg,
+                                              const char *master_name);
+
+/**
+ * Sentinel mode: the credentials for the sentinels themselves (an ACL user, or NULL for the
+ * `default` user, and its password). Separate from the data nodes' (`brisk_config_set_username`
+ * / `set_password`), which are never sent to the sentinels: by default the sentinels get no
+ * credentials. A NULL password clears both. The password never appears in any message.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `username` and `password` are NULL or NUL-terminated strings.
+ */
+brisk_status brisk_config_set_sentinel_auth(brisk_config *cfg,
+                                            const char *username,
+                                            const char *password);
+
+/**
+ * Sentinel mode: how long one question to one sentinel may take, connecting included (default
+ * 500 ms; 0: the connect and read timeouts instead), so that a sentinel that is down costs
+ * little before the next one is asked. It also bounds connecting to the master for its `ROLE`
+ * check during a resolution.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_sentinel_timeout_ms(brisk_config *cfg,
+                                                  uint32_t ms);
 
 /**
  * The kind of event (`BRISK_EVENT_COMMAND` for NULL).

@@ -99,11 +99,14 @@ impl Session {
     pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, true)?;
         let shared = self.shared.clone();
-        let node = self.pin(args)?;
-        let pool = node.pool();
-        if pool.is_closed() {
-            return Err(Shared::closed_error());
+        let mut node = self.pin(args)?;
+        if let Some(refused) = node.pool().refusal() {
+            if refused.status() == Status::Closed {
+                return Err(Shared::closed_error());
+            }
+            node = self.move_on()?;
         }
+        let pool = node.pool();
         // Like a pooled command, a session checks (with a non-blocking peek) that the server has
         // not closed its connection before writing to it.
         if self.conn.as_mut().is_none_or(Connection::is_stale) {
@@ -202,6 +205,19 @@ impl Session {
         if self.slot.is_none() {
             self.slot = slot;
         }
+        self.node = Some(node.clone());
+        Ok(node)
+    }
+
+    /// The session's node left the topology (a Sentinel master that was replaced, drained):
+    /// the session goes on on the node that serves now, as after a lost connection (an open
+    /// transaction is reported lost).
+    fn move_on(&mut self) -> Result<Arc<Node>> {
+        if let (Some(conn), Some(node)) = (self.conn.take(), self.node.clone()) {
+            self.forget_connection_state();
+            node.pool().put(conn);
+        }
+        let node = self.shared.route.pinned(self.slot)?.to_arc();
         self.node = Some(node.clone());
         Ok(node)
     }

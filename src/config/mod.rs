@@ -6,7 +6,7 @@
 pub mod url;
 
 pub use crate::core::retry::RetrySettings;
-use crate::core::{Error, Result, Status};
+use crate::core::{Error, Result};
 use crate::telemetry::events::HandlerSlot;
 use std::fmt;
 use std::path::PathBuf;
@@ -59,6 +59,31 @@ pub struct ClusterSettings {
     pub read_from: ReadFrom,
     /// Background topology refresh period; 0 turns it off.
     pub refresh_interval_ms: u32,
+}
+
+/// Sentinel-mode settings: which master, and how to talk to the sentinels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentinelSettings {
+    /// The name the sentinels monitor the master under (`sentinel monitor <name> ...`).
+    pub master_name: Option<String>,
+    /// Credentials for the sentinels themselves; none by default (the data nodes' credentials
+    /// are never sent to them).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Bounds each question to one sentinel (connecting included), so that a sentinel that is
+    /// down costs little before the next is asked.
+    pub timeout_ms: u32,
+}
+
+impl Default for SentinelSettings {
+    fn default() -> Self {
+        SentinelSettings {
+            master_name: None,
+            username: None,
+            password: None,
+            timeout_ms: 500,
+        }
+    }
 }
 
 /// A password: kept out of `Debug` output and therefore out of every message.
@@ -116,6 +141,7 @@ pub struct Config {
     /// Seed nodes for cluster and Sentinel modes.
     pub nodes: Vec<(String, u16)>,
     pub cluster: ClusterSettings,
+    pub sentinel: SentinelSettings,
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub db: u32,
@@ -156,6 +182,7 @@ impl Default for Config {
                 read_from: ReadFrom::Primary,
                 refresh_interval_ms: 60_000,
             },
+            sentinel: SentinelSettings::default(),
             username: None,
             password: None,
             db: 0,
@@ -220,6 +247,19 @@ impl Config {
             host: unbracket(host),
             port,
         };
+        Ok(())
+    }
+
+    /// The name the sentinels know the master by.
+    pub fn set_sentinel_master(&mut self, name: &str) -> Result<()> {
+        let name = non_empty(name, "sentinel master name")?;
+        // The sentinels split their answers on spaces (`+switch-master` messages).
+        if name.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(Error::invalid_argument(
+                "sentinel master name must not contain spaces or control characters",
+            ));
+        }
+        self.sentinel.master_name = Some(name);
         Ok(())
     }
 
@@ -322,10 +362,10 @@ impl Config {
                 "cluster and sentinel modes need at least one node (brisk_config_add_node)",
             ));
         }
-        if self.mode == Mode::Sentinel {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                "sentinel mode is not available yet",
+        if self.mode == Mode::Sentinel && self.sentinel.master_name.is_none() {
+            return Err(Error::invalid_argument(
+                "sentinel mode needs the master's name (brisk_config_set_sentinel_master, or \
+                 redis+sentinel://host:port,.../master_name)",
             ));
         }
         if self.mode == Mode::Cluster && self.db != 0 {

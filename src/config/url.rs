@@ -4,11 +4,17 @@
 //! redis://[user[:password]@]host[:port][/db][?option=value&...]
 //! rediss://...                       (TLS)
 //! redis+cluster://[user[:password]@]host:port,host:port[/db][?...]
+//! redis+sentinel://[user[:password]@]host[:port],host[:port]/master_name[/db][?...]
+//! rediss+cluster://..., rediss+sentinel://...  (TLS; to the sentinels and the data nodes)
 //! unix://[user[:password]@]/path/to/socket[?db=N&...]
 //! ```
 //!
 //! User, password, path and option values are percent-decoded; hosts may be bracketed IPv6
 //! literals. Every error names the part of the URL at fault and never repeats the password.
+//!
+//! In a Sentinel URL the hosts are the sentinels (port 26379 when omitted), the user and
+//! password are the data nodes' (the sentinels' own are the `sentinel_username` and
+//! `sentinel_password` options), and the path names the master.
 
 use super::{Config, Endpoint, Mode};
 use crate::core::{Error, Result};
@@ -16,6 +22,7 @@ use percent_encoding::percent_decode_str;
 use std::path::PathBuf;
 
 const DEFAULT_PORT: u16 = 6379;
+const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
 /// Applies `url` to `cfg`: the address, TLS from the scheme, and whatever else the URL carries.
 /// On error `cfg` is unchanged.
@@ -64,7 +71,7 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         bad(
             "scheme",
-            "expected redis://, rediss://, redis+cluster:// or unix://",
+            "expected redis://, rediss://, redis+cluster://, redis+sentinel:// or unix://",
         )
     })?;
     let (tls, mode) = match scheme.to_ascii_lowercase().as_str() {
@@ -72,6 +79,8 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
         "rediss" => (true, None),
         "redis+cluster" => (false, Some(Mode::Cluster)),
         "rediss+cluster" => (true, Some(Mode::Cluster)),
+        "redis+sentinel" => (false, Some(Mode::Sentinel)),
+        "rediss+sentinel" => (true, Some(Mode::Sentinel)),
         "unix" => (false, None),
         // Quoted only when it looks like a scheme: without a "://" where it belongs, the text
         // before a later one can hold the password ("user:secret@host://...").
@@ -138,9 +147,16 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
         cfg.mode = Mode::Standalone;
         cfg.nodes.clear();
     } else {
+        let default_port = match mode {
+            Some(Mode::Sentinel) => DEFAULT_SENTINEL_PORT,
+            _ => DEFAULT_PORT,
+        };
         let mut nodes = Vec::new();
         for host_port in authority.split(',') {
-            nodes.push(parse_host_port(host_port).map_err(|e| redact(e, url, host_port, "host"))?);
+            nodes.push(
+                parse_host_port(host_port, default_port)
+                    .map_err(|e| redact(e, url, host_port, "host"))?,
+            );
         }
         match (mode, nodes.len()) {
             (None, 1) => {
@@ -158,7 +174,20 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
                 cfg.nodes = nodes;
             }
         }
-        let db_text = path.trim_start_matches('/');
+        let mut db_text = path.trim_start_matches('/');
+        if mode == Some(Mode::Sentinel) {
+            let (name, db) = db_text.split_once('/').unwrap_or((db_text, ""));
+            let name = decode(name, "master name")?;
+            if name.is_empty() {
+                return Err(bad(
+                    "master name",
+                    "missing: redis+sentinel://host:port,.../master_name[/db]",
+                ));
+            }
+            cfg.set_sentinel_master(&name)
+                .map_err(|e| bad("master name", e.message()))?;
+            db_text = db;
+        }
         if !db_text.is_empty() {
             path_db = Some(
                 parse_number::<u32>(db_text, "db").map_err(|e| redact(e, url, db_text, "db"))?,
@@ -188,7 +217,7 @@ fn apply_pair(cfg: &mut Config, pair: &str, path_has_db: bool) -> Result<()> {
     apply_option(cfg, &key, &value, path_has_db)
 }
 
-fn parse_host_port(text: &str) -> Result<(String, u16)> {
+fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16)> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
@@ -222,7 +251,7 @@ fn parse_host_port(text: &str) -> Result<(String, u16)> {
         host
     };
     let port = match port {
-        None | Some("") => DEFAULT_PORT,
+        None | Some("") => default_port,
         Some(p) => match parse_number::<u16>(p, "port")? {
             0 => return Err(bad("port", "0 is not a valid port")),
             p => p,
@@ -273,6 +302,18 @@ fn apply_option(cfg: &mut Config, key: &str, value: &str, path_has_db: bool) -> 
         }
         "tls_insecure_skip_verify" => cfg.tls.insecure_skip_verify = parse_bool(value, key)?,
         "tls_server_name" => cfg.tls.server_name = Some(value.to_owned()),
+        "sentinel_username" | "sentinel_password" | "sentinel_timeout"
+            if cfg.mode != Mode::Sentinel =>
+        {
+            return Err(bad(key, "only for redis+sentinel:// URLs"));
+        }
+        "sentinel_username" => {
+            cfg.sentinel.username = (!value.is_empty()).then(|| value.to_owned());
+        }
+        "sentinel_password" => {
+            cfg.sentinel.password = (!value.is_empty()).then(|| value.to_owned().into());
+        }
+        "sentinel_timeout" => cfg.sentinel.timeout_ms = ms(key)?,
         _ => return Err(bad("option", format!("unknown option {key:?}"))),
     }
     Ok(())

@@ -45,6 +45,8 @@ pub struct Rules {
     /// Whole-topology attempts (a cluster's `cluster_error_retry_attempts`); 1: a node failure
     /// is final once the retry rules give up.
     pub topology_attempts: u32,
+    /// What one is called in messages ("cluster attempt", "master resolution").
+    pub topology_attempt_name: &'static str,
 }
 
 /// Where the next try of one command goes, as far as the engine decides it (the route decides
@@ -289,7 +291,7 @@ impl Attempt {
             let refresh =
                 round.node_failed || round.new_topology_attempt.is_some() || round.follow.refresh;
             return Next::Fail {
-                error: self.explain(error, verdict, false),
+                error: self.explain(rules, error, verdict, false),
                 refresh,
             };
         }
@@ -320,7 +322,7 @@ impl Attempt {
         if let Some(error) = round.new_topology_attempt {
             if self.topology_attempts >= rules.topology_attempts || late {
                 return Next::Fail {
-                    error: self.topology_attempts_spent(error, late),
+                    error: self.topology_attempts_spent(rules, error, late),
                     refresh: true,
                 };
             }
@@ -335,7 +337,7 @@ impl Attempt {
                 // The retry that would have been made is not: report the tries made.
                 self.tries -= 1;
                 return Next::Fail {
-                    error: self.explain(error, Verdict::Retry, true),
+                    error: self.explain(rules, error, Verdict::Retry, true),
                     refresh,
                 };
             }
@@ -360,7 +362,7 @@ impl Attempt {
 
     /// Adds to a final error what the caller needs to judge it: the tries made and, for a write
     /// that was not replayed, that it may have been applied.
-    fn explain(&self, error: Error, verdict: Verdict, out_of_time: bool) -> Error {
+    fn explain(&self, rules: &Rules, error: Error, verdict: Verdict, out_of_time: bool) -> Error {
         let mut notes = Vec::new();
         let tries = self.tries + 1;
         if tries > 1 {
@@ -379,7 +381,7 @@ impl Attempt {
             _ => {}
         }
         if self.topology_attempts > 0 {
-            notes.push(self.topology_note());
+            notes.push(self.topology_note(rules));
         }
         if notes.is_empty() {
             error
@@ -389,17 +391,18 @@ impl Attempt {
     }
 
     /// The error of the last topology attempt, saying how many were made.
-    fn topology_attempts_spent(&self, error: Error, late: bool) -> Error {
-        let mut note = self.topology_note();
+    fn topology_attempts_spent(&self, rules: &Rules, error: Error, late: bool) -> Error {
+        let mut note = self.topology_note(rules);
         if late {
             note.push_str("; command deadline reached");
         }
         error.detail(note)
     }
 
-    fn topology_note(&self) -> String {
+    fn topology_note(&self, rules: &Rules) -> String {
         let n = self.topology_attempts;
-        format!("after {n} cluster attempt{}", if n == 1 { "" } else { "s" })
+        let name = rules.topology_attempt_name;
+        format!("after {n} {name}{}", if n == 1 { "" } else { "s" })
     }
 }
 

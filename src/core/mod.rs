@@ -1,6 +1,7 @@
 //! Pure logic shared by every driver: statuses and errors, error-reply classification, the
-//! attempt engine, the connection handshake as data, the per-connection protocol state, and
-//! Redis Cluster's slots and keys. Nothing here opens a socket or reads the clock.
+//! attempt engine, the connection handshake as data, the per-connection protocol state, Redis
+//! Cluster's slots and keys, and Sentinel's replies. Nothing here opens a socket or reads the
+//! clock.
 
 pub mod attempt;
 pub mod cluster;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod handshake;
 pub mod protocol;
 pub mod retry;
+pub mod sentinel;
 pub mod server_error;
 pub mod status;
 pub mod transaction;

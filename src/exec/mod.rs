@@ -67,6 +67,7 @@ impl Shared {
             retry,
             command_deadline: limit(config.command_deadline_ms),
             topology_attempts: route.topology_attempts(),
+            topology_attempt_name: route.topology_attempt_name(),
         };
         let shared = Arc::new(Shared {
             route,

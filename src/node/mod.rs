@@ -72,6 +72,11 @@ impl Node {
         })
     }
 
+    /// Whether the mux was started (an async command used this node).
+    pub fn mux_started(&self) -> bool {
+        self.mux.get().is_some()
+    }
+
     /// Waits until the mux (if it was started) has let go of its connection.
     pub fn wait_mux_idle(&self) {
         if let Some(mux) = self.mux.get() {

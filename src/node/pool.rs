@@ -10,6 +10,10 @@
 //! A connection that fails any check is replaced silently, so none of this ever surfaces as an
 //! error when a fresh connection works. A broken connection is never put back. `maintain`, run
 //! periodically in the background, closes expired idle connections and keeps `min_idle` open.
+//!
+//! A pool stops lending when the client closes (CLOSED) or when its node leaves the topology
+//! (`drain`: a Sentinel master that was replaced), after which borrowing fails with CONNECTION,
+//! nothing sent, so that the attempt engine routes the command again.
 
 use crate::config::{Config, limit};
 use crate::core::{Error, Result, Status};
@@ -85,7 +89,25 @@ struct State {
     /// Connections lost (not closed on purpose) not yet replaced: the next connects count as
     /// reconnects.
     lost: usize,
-    closed: bool,
+    lending: Lending,
+}
+
+/// Whether a pool still lends connections.
+#[derive(Clone, Default)]
+enum Lending {
+    #[default]
+    Open,
+    /// The client was closed.
+    Closed,
+    /// The node left the topology, for this reason.
+    Drained(Arc<str>),
+}
+
+impl Lending {
+    #[inline]
+    fn lends(&self) -> bool {
+        matches!(self, Lending::Open)
+    }
 }
 
 pub struct Pool {
@@ -156,8 +178,8 @@ impl Pool {
         let mut wait_started: Option<Instant> = None;
         let mut state = self.lock();
         loop {
-            if state.closed {
-                return Err(closed());
+            if !state.lending.lends() {
+                return Err(self.refusal_of(&state));
             }
             if let Some(idle) = state.idle.pop() {
                 drop(state);
@@ -196,7 +218,11 @@ impl Pool {
             };
             state.waiting -= 1;
             let expired = until.is_some_and(|u| Instant::now() >= u);
-            if expired && state.idle.is_empty() && state.open >= self.config.size && !state.closed {
+            if expired
+                && state.idle.is_empty()
+                && state.open >= self.config.size
+                && state.lending.lends()
+            {
                 let waited = started.elapsed();
                 if deadline.is_some_and(|d| Some(d) == until) {
                     drop(state);
@@ -384,7 +410,7 @@ impl Pool {
             return self.retire(conn, Retire::Closed);
         }
         let mut state = self.lock();
-        if state.closed {
+        if !state.lending.lends() {
             drop(state);
             return self.retire(conn, Retire::Closed);
         }
@@ -402,7 +428,7 @@ impl Pool {
         let now = Instant::now();
         let expired: Vec<Idle> = {
             let mut state = self.lock();
-            if state.closed {
+            if !state.lending.lends() {
                 return;
             }
             let (keep, expired) = std::mem::take(&mut state.idle)
@@ -423,7 +449,7 @@ impl Pool {
         for _ in 0..self.config.min_idle {
             {
                 let mut state = self.lock();
-                if state.closed
+                if !state.lending.lends()
                     || state.idle.len() >= self.config.min_idle
                     || state.open >= self.config.size
                 {
@@ -445,8 +471,8 @@ impl Pool {
             .interrupter()
             .map_err(|e| crate::net::errors::io_error(&e, "prepare", conn.address()))?;
         let mut state = self.lock();
-        if state.closed {
-            return Err(closed());
+        if !state.lending.lends() {
+            return Err(self.refusal_of(&state));
         }
         state.next_ticket += 1;
         let ticket = state.next_ticket;
@@ -461,9 +487,23 @@ impl Pool {
     /// Closes the idle connections, interrupts blocking commands, and fails every later `get`
     /// with CLOSED; borrowed connections are closed when they come back.
     pub fn close(&self) {
+        self.stop_lending(Lending::Closed);
+    }
+
+    /// The node left the topology (`why` says how, for the error): idle connections are closed,
+    /// blocking commands interrupted (what they wait for will happen elsewhere), borrowed
+    /// connections closed when they come back, and later borrows fail with CONNECTION, not
+    /// sent. Nothing is lent again; a closed pool stays closed.
+    pub fn drain(&self, why: &str) {
+        self.stop_lending(Lending::Drained(why.into()));
+    }
+
+    fn stop_lending(&self, lending: Lending) {
         let idle = {
             let mut state = self.lock();
-            state.closed = true;
+            if !matches!(state.lending, Lending::Closed) {
+                state.lending = lending;
+            }
             for (_, interrupter) in &state.blocking {
                 interrupter.interrupt();
             }
@@ -475,8 +515,30 @@ impl Pool {
         self.returned.notify_all();
     }
 
+    /// Why the pool would refuse a borrow now (CLOSED, or CONNECTION once drained); `None`
+    /// while it lends.
+    pub fn refusal(&self) -> Option<Error> {
+        let state = self.lock();
+        match state.lending.lends() {
+            true => None,
+            false => Some(self.refusal_of(&state)),
+        }
+    }
+
+    /// Why a pool that stopped lending refuses a borrow.
+    #[cold]
+    fn refusal_of(&self, state: &State) -> Error {
+        match &state.lending {
+            Lending::Drained(why) => Error::new(
+                Status::Connection,
+                format!("{}: {why}", self.settings.address),
+            ),
+            _ => closed(),
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        matches!(self.lock().lending, Lending::Closed)
     }
 
     pub fn open_connections(&self) -> usize {

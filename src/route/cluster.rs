@@ -13,6 +13,7 @@
 //! and periodically in the background. Seed nodes are never forgotten: when every node learnt
 //! from the cluster failed, refreshes go back to them, names resolved again.
 
+use super::background::BackgroundRefresh;
 use super::{Key, Placement, RefreshTicket, Topology};
 use crate::config::{Config, Endpoint, ReadFrom};
 use crate::core::attempt::{Redirect, Target};
@@ -30,7 +31,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// The slot map as of one refresh (or MOVED), with a generation number: callers remember the
 /// generation they routed with, so that only the first of many who saw a stale map refreshes it.
@@ -59,11 +59,8 @@ pub(crate) struct Cluster {
     /// Held while a refresh runs; the time of the last one.
     refreshing: Mutex<Option<Instant>>,
     generations: AtomicU64,
-    background_refresh_queued: AtomicBool,
-    /// Background topology reads finished (successful or not), for async commands waiting for
-    /// one; and how the last one failed, if it did.
-    background_refreshes: watch::Sender<u64>,
-    last_background_failure: Arc<Mutex<Option<Error>>>,
+    /// Background topology reads, one at a time, that async commands wait for.
+    background: BackgroundRefresh,
     closed: AtomicBool,
 }
 
@@ -110,9 +107,7 @@ impl Cluster {
             nodes: RwLock::new(nodes),
             refreshing: Mutex::new(None),
             generations: AtomicU64::new(0),
-            background_refresh_queued: AtomicBool::new(false),
-            background_refreshes: watch::channel(0).0,
-            last_background_failure: Arc::default(),
+            background: BackgroundRefresh::default(),
             closed: AtomicBool::new(false),
         }))
     }
@@ -244,25 +239,9 @@ impl Cluster {
         let Some(cluster) = self.this.upgrade() else {
             return false;
         };
-        if self.background_refresh_queued.swap(true, Relaxed) {
-            return true;
-        }
         let generation = self.topology().generation;
-        let queued = crate::runtime::spawn_blocking(move || {
-            let failure = cluster.refresh_from(generation).err();
-            *cluster
-                .last_background_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = failure;
-            // Cleared before the count moves: whoever sees the new count and asks again gets a
-            // new read, not a "queued already" for this finished one.
-            cluster.background_refresh_queued.store(false, Relaxed);
-            cluster.background_refreshes.send_modify(|n| *n += 1);
-        });
-        if !queued {
-            self.background_refresh_queued.store(false, Relaxed);
-        }
-        queued
+        self.background
+            .queue(move || cluster.refresh_from(generation).map(drop))
     }
 
     /// A node failed (CONNECTION, TIMEOUT, CLUSTERDOWN): it is no longer asked for the topology
@@ -442,19 +421,7 @@ impl Topology for Cluster {
     }
 
     fn refresh_ticket(&self) -> Option<Result<RefreshTicket>> {
-        let mut finished = self.background_refreshes.subscribe();
-        let seen = *finished.borrow_and_update();
-        if !self.queue_background_refresh() {
-            return Some(Err(Error::new(
-                Status::Internal,
-                "the async runtime is not running (could not start its threads)",
-            )));
-        }
-        Some(Ok(RefreshTicket::new(
-            finished,
-            seen,
-            self.last_background_failure.clone(),
-        )))
+        self.background.ticket(|| self.queue_background_refresh())
     }
 
     fn redirect(&self, kind: &ServerErrorKind) -> Option<Redirect> {
@@ -482,6 +449,10 @@ impl Topology for Cluster {
 
     fn topology_attempts(&self) -> u32 {
         self.error_retry_attempts
+    }
+
+    fn topology_attempt_name(&self) -> &'static str {
+        "cluster attempt"
     }
 
     fn retries_per_node_by_default(&self) -> bool {

@@ -2,16 +2,20 @@
 //! failure or a redirection.
 //!
 //! Every topology implements [`Topology`]: a standalone server ([`standalone`]), a Redis Cluster
-//! ([`cluster`]); Sentinel and multi-endpoint failover will be further implementations. The
-//! public types (`Client`, `Pipeline`, `Session`) and the drivers (`exec/`) ask the route and
-//! never look at which topology it is; the attempt engine (`core::attempt`) decides what happens
-//! next and the drivers apply its answers to the route (read the topology again, a MOVED slot,
-//! a failed node).
+//! ([`cluster`]), a master and its replicas found through Redis Sentinel ([`sentinel`]);
+//! multi-endpoint failover will be a further implementation. The public types (`Client`,
+//! `Pipeline`, `Session`) and the drivers (`exec/`) ask the route and never look at which
+//! topology it is; the attempt engine (`core::attempt`) decides what happens next and the
+//! drivers apply its answers to the route (read the topology again, a MOVED slot, a failed
+//! node).
 //!
-//! A topology that does not route by key (standalone, Sentinel) keeps the defaults: every
-//! command to its one node, no redirections, one topology attempt.
+//! A topology that does not route by key (standalone, Sentinel) sends every command to one node
+//! (Sentinel: the master, or a replica for a read when `read_from` says so); a standalone
+//! server keeps the defaults: no redirections, one topology attempt.
 
+mod background;
 pub(crate) mod cluster;
+pub(crate) mod sentinel;
 pub(crate) mod standalone;
 
 use crate::config::{Config, Mode};
@@ -49,7 +53,8 @@ pub(crate) enum Placement {
 pub(crate) fn new(config: &Config, nodes: NodeContext) -> Result<Arc<dyn Topology>> {
     Ok(match config.mode {
         Mode::Cluster => cluster::Cluster::new(config, nodes)?,
-        Mode::Standalone | Mode::Sentinel => {
+        Mode::Sentinel => sentinel::Sentinel::new(config, nodes)?,
+        Mode::Standalone => {
             let settings = ConnectSettings::new(config, config.endpoint.clone())?;
             Arc::new(standalone::Standalone::new(Node::new(settings, &nodes)))
         }
@@ -114,6 +119,11 @@ pub(crate) trait Topology: Send + Sync {
     /// Whole-topology attempts a command gets (see `core::attempt`).
     fn topology_attempts(&self) -> u32 {
         1
+    }
+
+    /// What one topology attempt is called in error messages.
+    fn topology_attempt_name(&self) -> &'static str {
+        "topology attempt"
     }
 
     /// Whether the client's retry policy applies per node unless the user chose one (a cluster

@@ -12,6 +12,7 @@
 //!   through the blocking or the async path.
 //!
 //! - [`RedisCluster`]: six `redis-server`s made into a 3-primary/3-replica cluster.
+//! - [`SentinelSetup`]: a master, a replica and three sentinels (`redis-server --sentinel`).
 //!
 //! The server flavour is chosen by the environment: `BRISK_TEST_SERVER` and `BRISK_TEST_CLI`
 //! (e.g. `valkey-server` and `valkey-cli`, a name in `PATH` or a path) instead of Debian's
@@ -28,6 +29,7 @@ mod cluster;
 mod fake;
 mod hostile;
 mod proxy;
+mod sentinel;
 mod server;
 mod timing;
 mod tls;
@@ -36,6 +38,7 @@ pub use cluster::{NodeInfo, RedisCluster};
 pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_port};
 pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
 pub use proxy::FaultProxy;
+pub use sentinel::{MASTER_NAME, SentinelSetup, SetupOptions, Switch, command_calls};
 pub use server::{RedisServer, RedisServerBuilder, cli_program, server_program};
 pub use timing::{MAX_WIDENING, Widening, assert_at_most, assert_between, timed, within};
 pub use tls::TlsFiles;

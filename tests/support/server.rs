@@ -52,15 +52,26 @@ fn env_or(name: &str, default: &str) -> String {
 #[derive(Default)]
 pub struct RedisServerBuilder {
     lines: Vec<String>,
+    /// Command-line arguments after the config file (`--sentinel`).
+    args: Vec<String>,
     password: Option<String>,
     tls: bool,
     tls_auth_clients: bool,
+    /// Certificates made elsewhere (shared by several servers), instead of new ones.
+    tls_files: Option<TlsFiles>,
 }
 
 impl RedisServerBuilder {
     /// Adds a line to redis.conf, e.g. `user alice on >secret ~* &* +@all`.
     pub fn config(mut self, line: &str) -> Self {
         self.lines.push(line.to_owned());
+        self
+    }
+
+    /// Runs `redis-server redis.conf --sentinel`: a sentinel, whose `sentinel ...` lines come
+    /// from [`RedisServerBuilder::config`].
+    pub fn sentinel(mut self) -> Self {
+        self.args.push("--sentinel".to_owned());
         self
     }
 
@@ -76,6 +87,14 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Serves TLS only, with certificates made elsewhere: servers sharing one CA can verify
+    /// each other (replication, sentinels).
+    pub fn tls_with(mut self, files: &TlsFiles) -> Self {
+        self.tls = true;
+        self.tls_files = Some(files.clone());
+        self
+    }
+
     /// TLS that also requires a client certificate signed by the test CA.
     pub fn tls_require_client_cert(mut self) -> Self {
         self.tls = true;
@@ -86,7 +105,11 @@ impl RedisServerBuilder {
     /// Starts the server and waits until it answers. Panics (with the server log) on failure.
     pub fn start(self) -> RedisServer {
         let dir = fresh_dir();
-        let tls = self.tls.then(|| tls::generate(&dir));
+        let tls = self.tls.then(|| {
+            self.tls_files
+                .clone()
+                .unwrap_or_else(|| tls::generate(&dir))
+        });
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
@@ -97,6 +120,7 @@ impl RedisServerBuilder {
             let output = fs::File::create(dir.join("redis.out")).expect("create redis.out");
             let mut child = Command::new(server_program())
                 .arg(dir.join("redis.conf"))
+                .args(&self.args)
                 .stdin(Stdio::null())
                 .stdout(output.try_clone().expect("clone file handle"))
                 .stderr(output)
@@ -110,6 +134,7 @@ impl RedisServerBuilder {
                         port,
                         tls,
                         password: self.password,
+                        args: self.args.clone(),
                         exited: false,
                     };
                 }
@@ -171,6 +196,7 @@ pub struct RedisServer {
     port: u16,
     tls: Option<TlsFiles>,
     password: Option<String>,
+    args: Vec<String>,
     exited: bool,
 }
 
@@ -290,6 +316,7 @@ impl RedisServer {
             let output = fs::File::create(self.dir.join("redis.out")).expect("create redis.out");
             let mut child = Command::new(server_program())
                 .arg(self.dir.join("redis.conf"))
+                .args(&self.args)
                 .stdin(Stdio::null())
                 .stdout(output.try_clone().expect("clone file handle"))
                 .stderr(output)

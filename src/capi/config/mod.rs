@@ -82,6 +82,11 @@ pub unsafe extern "C" fn brisk_config_free(cfg: *mut brisk_config) {
 /// `pool_idle_timeout`, `pool_max_lifetime`, `health_check_interval` (all ms), `client_name`,
 /// `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`.
 /// Settings the URL does not mention keep their values.
+/// `redis+cluster://host:port,host:port[/db]` gives cluster seed nodes;
+/// `redis+sentinel://[user[:password]@]host[:port],host[:port]/master_name[/db]` gives
+/// sentinels (port 26379 when omitted) and the master's name, the credentials being the data
+/// nodes' (the sentinels' own are the options `sentinel_username`, `sentinel_password`; also
+/// `sentinel_timeout`, ms); `rediss+cluster://` and `rediss+sentinel://` use TLS everywhere.
 /// Returns `BRISK_ERR_INVALID_ARGUMENT` naming the part at fault (never echoing a password)
 /// for a malformed URL, an unknown option or a bad value.
 ///

@@ -233,6 +233,62 @@ fn cluster_urls_give_seed_nodes() {
 }
 
 #[test]
+fn sentinel_urls_give_sentinels_and_the_master_name() {
+    // Sentinel hosts without a port are on 26379.
+    let cfg = parsed("redis+sentinel://u:p@s1:26380,s2,[::1]:26381/mymaster/3?read_timeout=9");
+    assert_eq!(cfg.mode, Mode::Sentinel);
+    assert_eq!(
+        cfg.nodes,
+        [
+            ("s1".to_owned(), 26380),
+            ("s2".to_owned(), 26379),
+            ("::1".to_owned(), 26381)
+        ]
+    );
+    assert_eq!(cfg.sentinel.master_name.as_deref(), Some("mymaster"));
+    assert_eq!(cfg.db, 3);
+    // The userinfo is the data nodes'; the sentinels get none unless the options say so.
+    assert_eq!(cfg.username.as_deref(), Some("u"));
+    assert_eq!(password(&cfg), Some("p"));
+    assert_eq!(cfg.sentinel.username, None);
+    assert!(cfg.sentinel.password.is_none());
+    assert_eq!(cfg.sentinel.timeout_ms, 500);
+    assert_eq!(cfg.read_timeout_ms, 9);
+    assert!(!cfg.tls.enabled);
+
+    let cfg = parsed(
+        "rediss+sentinel://s1/m%2Dx?sentinel_username=sam&sentinel_password=s%40cret\
+         &sentinel_timeout=250",
+    );
+    assert_eq!(cfg.mode, Mode::Sentinel);
+    assert!(cfg.tls.enabled);
+    assert_eq!(cfg.sentinel.master_name.as_deref(), Some("m-x"));
+    assert_eq!(cfg.db, 0);
+    assert_eq!(cfg.sentinel.username.as_deref(), Some("sam"));
+    assert_eq!(
+        cfg.sentinel.password.as_ref().map(Secret::expose),
+        Some("s@cret")
+    );
+    assert_eq!(cfg.sentinel.timeout_ms, 250);
+
+    assert_rejected("redis+sentinel://s1:26379", "master name: missing");
+    assert_rejected("redis+sentinel://s1:26379/", "master name: missing");
+    assert_rejected("redis+sentinel://s1/m/x", "db");
+    assert_rejected("redis+sentinel://s1/a%20b", "must not contain spaces");
+    assert_rejected("redis+sentinel://s1:0/m", "0 is not a valid port");
+    for option in [
+        "sentinel_username=a",
+        "sentinel_password=b",
+        "sentinel_timeout=1",
+    ] {
+        assert_rejected(
+            &format!("redis://h?{option}"),
+            "only for redis+sentinel:// URLs",
+        );
+    }
+}
+
+#[test]
 fn several_hosts_need_the_cluster_scheme() {
     assert_rejected(
         "redis://h1:7000,h2:7001",
@@ -299,7 +355,7 @@ fn bad_schemes() {
     ] {
         assert_rejected(
             url,
-            "expected redis://, rediss://, redis+cluster:// or unix://",
+            "expected redis://, rediss://, redis+cluster://, redis+sentinel:// or unix://",
         );
     }
     for (url, scheme) in [
@@ -622,6 +678,11 @@ fn malformed_urls_with_password(pw: &str) -> Vec<String> {
         "redis://:PW/1@h:6379/0",
         "redis://user:x/y/PW@h",
         "redis+cluster://user:PW/x@a:1,b:2",
+        "redis+sentinel://user:PW/x@a:1,b:2/m",
+        "redis+sentinel://user:PW@a:1,b:2",
+        "redis+sentinel://user:PW@a:1/m/x",
+        "redis+sentinel://a:1/m?sentinel_password=PW%FF",
+        "redis://a:1?sentinel_password=PW",
         "unix://user:PW?x@/tmp/s",
         // A "://" after the password makes everything before it look like a scheme.
         "user:PW@h://x",

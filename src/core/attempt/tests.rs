@@ -37,6 +37,7 @@ fn rules(policy: RetryPolicy, topology_attempts: u32, deadline_ms: Option<u64>) 
         .resolve(),
         command_deadline: deadline_ms.map(Duration::from_millis),
         topology_attempts,
+        topology_attempt_name: "cluster attempt",
     }
 }
 
@@ -147,6 +148,7 @@ fn the_default_policy_jitters_within_its_cap() {
         retry: RetrySettings::default().resolve(),
         command_deadline: None,
         topology_attempts: 1,
+        topology_attempt_name: "cluster attempt",
     };
     let clock = Clock::new();
     let mut attempt = Attempt::new(&rules, None);
