@@ -39,7 +39,13 @@ fn main() {
     }
 
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        let soversion = if major == "0" { "0".to_owned() } else { major };
+        // The ABI line (README, "ABI policy"): every 0.x minor may break the ABI, so while 0.x
+        // the soname carries the minor (libbrisk.so.0.1); from 1.0 on, the major alone.
+        let soversion = if major == "0" {
+            format!("0.{minor}")
+        } else {
+            major
+        };
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbrisk.so.{soversion}");
     }
 }
