@@ -20,6 +20,7 @@
 
 
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -165,6 +166,19 @@ typedef uint32_t brisk_backoff;
  * The families of errors the production guides of redis-py, go-redis and Jedis document.
  */
 typedef uint32_t brisk_category;
+
+/**
+ * The body of a `brisk_transaction_run()` attempt. It runs on the caller's thread, with the
+ * keys WATCHed on session `s`: it reads what it needs with `brisk_session_command()` (or
+ * `brisk_session_commandf()`) and appends the writes to `tx` (`brisk_pipeline_append()`,
+ * `brisk_pipeline_appendf()`), then returns `BRISK_OK`. Any other status ends
+ * `brisk_transaction_run()` with that status, nothing applied. It may run several times (once
+ * per attempt), so it must not have effects that a retry would repeat outside Redis. It must not
+ * free, exec or keep `s` or `tx`: they belong to `brisk_transaction_run()`.
+ */
+typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
+                                             brisk_pipeline *tx,
+                                             void *userdata);
 
 
 
@@ -1354,6 +1368,121 @@ bool brisk_status_is_retryable(brisk_status status);
  * errors carry the server's own text; no message ever contains a password.
  */
 const char *brisk_last_error_message(void);
+
+/**
+ * Runs the transaction `tx` (from `brisk_transaction_new()` on the session's client) on the
+ * session's connection, in one round trip: MULTI, the commands appended to `tx`, EXEC. So the
+ * keys the session WATCHed guard it, without a round trip per command:
+ *
+ * ```c
+ * brisk_session_commandf(s, NULL, "WATCH %s", key);
+ * brisk_session_commandf(s, &old, "GET %s", key);        // read, decide
+ * brisk_pipeline_appendf(tx, "SET %s %s", key, next);   // queue the writes
+ * brisk_session_exec(s, tx, &replies);                  // BRISK_ERR_WATCH: start over
+ * ```
+ *
+ * On `BRISK_OK`, `*replies` is EXEC's ARRAY, one element per command (a command's error reply
+ * is an ERROR element); `replies` may be NULL to discard it. `BRISK_ERR_WATCH` when a WATCHed
+ * key changed (nothing was applied), `BRISK_ERR_SERVER` when the server discarded the
+ * transaction (EXECABORT). Afterwards no WATCH or MULTI is open on the session, and `tx` is
+ * empty (whatever the outcome) and can be reused. INVALID_ARGUMENT when `tx` is a plain
+ * pipeline or comes from another client, or the session has a MULTI of its own open. In cluster
+ * mode the transaction's keys must be in the session's slot. Not thread-safe: the session and
+ * `tx` are used by one thread at a time.
+ *
+ * # Safety
+ * `s` is NULL or a live session; `tx` is NULL or a live pipeline; `replies` is NULL or
+ * writable.
+ */
+brisk_status brisk_session_exec(brisk_session *s,
+                                brisk_pipeline *tx,
+                                brisk_reply **replies);
+
+/**
+ * A whole WATCH transaction in one call, retried while a watched key changes under it (what
+ * redis-py's `transaction(func, *watches)` does). Each attempt, on one session of `client`:
+ * WATCH the `nkeys` keys (`keys`, with lengths `keylens`, or NUL-terminated when `keylens` is
+ * NULL; `nkeys` may be 0), call `body(s, tx, userdata)` with a new, empty transaction `tx`,
+ * then run `tx` on the session (MULTI ... EXEC in one round trip, as `brisk_session_exec()`).
+ * When EXEC reports that a watched key changed, the next attempt starts over, at most
+ * `max_attempts` attempts in all (at least 1); after the last one the result is
+ * `BRISK_ERR_WATCH`.
+ *
+ * On `BRISK_OK`, `*replies` is EXEC's ARRAY (NULL `replies` discards it). A status other than
+ * `BRISK_OK` from `body` ends the call with that status (the message says so and keeps the
+ * last brisk error of the body, if any); other failures are those of
+ * `brisk_session_new()`, `brisk_session_command()` and `brisk_session_exec()`. The session's
+ * connection goes back to the pool, with nothing watched, before this returns. Thread-safe like
+ * every blocking call on `client`; `body` runs on the calling thread.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `keys` points to `nkeys` readable keys (`keylens` NULL or
+ * `nkeys` lengths), or is NULL with `nkeys` 0; `body` as `brisk_transaction_fn` says;
+ * `replies` is NULL or writable.
+ */
+brisk_status brisk_transaction_run(brisk_client *client,
+                                   size_t nkeys,
+                                   const char *const *keys,
+                                   const size_t *keylens,
+                                   brisk_transaction_fn body,
+                                   void *userdata,
+                                   uint32_t max_attempts,
+                                   brisk_reply **replies);
+
+/*
+ * Printf-style commands (declared by hand: cbindgen cannot express C variadic functions, which
+ * Rust cannot define; src/capi/commandf.c implements them, core/format.rs parses the formats).
+ */
+
+/**
+ * Runs one command written as a format, as hiredis's `redisCommand()` does:
+ * `brisk_commandf(client, &reply, "SET %s %b", key, value, value_len)`.
+ *
+ * A space separates arguments (several count as one); nothing else does, so an interpolated
+ * value is one argument (or part of one, as in `"user:%s:name"`) whatever bytes it holds. `%s`
+ * takes a NUL-terminated string (`const char *`), `%b` binary data as a `const void *` and a
+ * `size_t` length, `%%` is a literal `%`. The format is checked before any argument is read:
+ * any other conversion (`%d`, ...), or a `%` ending the format, is `BRISK_ERR_INVALID_ARGUMENT`
+ * naming it, never a crash. A NULL `%s` value, or a NULL `%b` pointer with a nonzero length, is
+ * INVALID_ARGUMENT too. Everything else is as for `brisk_command()`: on `BRISK_OK`, `*reply`
+ * is the reply (free it with `brisk_reply_free()`; `reply` may be NULL to discard it); same
+ * statuses, retries and thread safety (any thread, the client is shared). The arguments are
+ * copied once into one buffer; `brisk_command()` with `argv`/`argvlen` copies nothing.
+ */
+brisk_status brisk_commandf(brisk_client *client, brisk_reply **reply, const char *format, ...);
+
+/**
+ * `brisk_commandf()` with the arguments as a `va_list` (for wrappers with their own `...`).
+ * `ap` is used through a copy (`va_copy`): the caller still owns it and calls `va_end` on it.
+ */
+brisk_status brisk_vcommandf(brisk_client *client,
+                             brisk_reply **reply,
+                             const char *format,
+                             va_list ap);
+
+/**
+ * Appends a command written as a format (see `brisk_commandf()`) to a pipeline or transaction,
+ * as `brisk_pipeline_append()` does. Not thread-safe, like the pipeline.
+ */
+brisk_status brisk_pipeline_appendf(brisk_pipeline *p, const char *format, ...);
+
+/** `brisk_pipeline_appendf()` with a `va_list` (used through a copy, as in `brisk_vcommandf()`). */
+brisk_status brisk_pipeline_vappendf(brisk_pipeline *p, const char *format, va_list ap);
+
+/**
+ * Runs a command written as a format (see `brisk_commandf()`) on a session's connection, as
+ * `brisk_session_command()` does. Not thread-safe, like the session.
+ */
+brisk_status brisk_session_commandf(brisk_session *s,
+                                    brisk_reply **reply,
+                                    const char *format,
+                                    ...);
+
+/** `brisk_session_commandf()` with a `va_list` (used through a copy, as in `brisk_vcommandf()`). */
+brisk_status brisk_session_vcommandf(brisk_session *s,
+                                     brisk_reply **reply,
+                                     const char *format,
+                                     va_list ap);
 
 #ifdef __cplusplus
 }  // extern "C"

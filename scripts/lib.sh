@@ -26,7 +26,7 @@ ensure_packages() {
   install_missing redis-server redis-tools cmake pkg-config valgrind openssl python3 \
     python3-pytest gcc g++ make libhiredis-dev libc6-dev binutils dpkg-dev lintian abigail-tools
   if ! command -v cargo >/dev/null; then
-    echo "cargo not found: brisk needs a Rust toolchain (1.85 or newer), e.g. from https://rustup.rs" >&2
+    echo "cargo not found: brisk needs a Rust toolchain (1.88 or newer), e.g. from https://rustup.rs" >&2
     exit 1
   fi
 }
