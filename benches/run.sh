@@ -142,9 +142,10 @@ fi
 
 say "building benches/bench.c"
 mkdir -p "$OUT/lib"
-# The library's soname is libbrisk.so.0; point both names at the build.
+# Point both the link name and the soname (libbrisk.so.0.1 while 0.1.x) at the build.
+soname=$(readelf -d "$LIBDIR/libbrisk.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 ln -sf "$(cd "$LIBDIR" && pwd)/libbrisk.so" "$OUT/lib/libbrisk.so"
-ln -sf "$(cd "$LIBDIR" && pwd)/libbrisk.so" "$OUT/lib/libbrisk.so.0"
+ln -sf "$(cd "$LIBDIR" && pwd)/libbrisk.so" "$OUT/lib/${soname:-libbrisk.so.0}"
 defines=()
 if grep -q 'brisk_command_async' include/brisk.h; then
   defines+=(-DBRISK_HAVE_ASYNC)

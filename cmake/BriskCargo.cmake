@@ -12,6 +12,12 @@
 # The cargo step always runs (cargo itself decides, in well under a second, whether anything
 # changed); the staged copies are only touched when their content changes, so nothing relinks
 # needlessly.
+#
+# The library is built with full debug info (types and parameters, not only line tables): it
+# does not change the code, and it is what the ABI check (scripts/abi) and the debug package
+# need. What gets installed is made from the staged copies by cmake/BriskStrip.cmake into
+# ${BRISK_DIST_DIR}: the shared library stripped (with a debuglink), its debug info in a
+# separate file under debug/.build-id/, and the static library without debug info.
 
 find_program(CARGO_EXECUTABLE cargo
   HINTS "$ENV{CARGO_HOME}/bin" "$ENV{HOME}/.cargo/bin"
@@ -28,17 +34,21 @@ set(BRISK_CARGO_FLAGS "--locked" CACHE STRING
 set(BRISK_STAGE_DIR "${CMAKE_BINARY_DIR}/lib")
 
 # What `cargo rustc --release --lib -- --print native-static-libs` prints on Linux
-# ("-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"), less -lc which every C link has anyway.
+# ("-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"), less -lc which every C link has anyway, and
+# less -lgcc_s: the C compiler driver links the unwinder by itself (libgcc_s as needed, or
+# libgcc_eh with -static, where an explicit -lgcc_s fails: there is no static libgcc_s).
 # Whoever links libbrisk.a needs these; brisk.pc's Libs.private and brisk::brisk_static carry
-# them. Re-check them when dependencies change (the `install` test links a static consumer).
-set(BRISK_STATIC_NATIVE_LIBS gcc_s util rt pthread m dl)
+# them. Re-check them when dependencies change (the `install` test links a static consumer,
+# also with -static).
+set(BRISK_STATIC_NATIVE_LIBS util rt pthread m dl)
 
 set(_cargo_out "${BRISK_CARGO_TARGET_DIR}/release")
 set(BRISK_SHARED_FILE "libbrisk.so.${BRISK_VERSION}")
 set(BRISK_SONAME "libbrisk.so.${BRISK_SOVERSION}")
 
 add_custom_target(brisk_cargo ALL
-  COMMAND "${CARGO_EXECUTABLE}" build --release --lib
+  COMMAND "${CMAKE_COMMAND}" -E env CARGO_PROFILE_RELEASE_DEBUG=full
+          "${CARGO_EXECUTABLE}" build --release --lib
           --manifest-path "${PROJECT_SOURCE_DIR}/Cargo.toml"
           --target-dir "${BRISK_CARGO_TARGET_DIR}" ${BRISK_CARGO_FLAGS}
   COMMAND "${CMAKE_COMMAND}" -E copy_if_different
@@ -52,6 +62,22 @@ add_custom_target(brisk_cargo ALL
   USES_TERMINAL
   COMMENT "cargo build --release: libbrisk.so and libbrisk.a"
   VERBATIM)
+
+# The installed forms, remade whenever a staged library changes.
+find_program(BRISK_READELF NAMES readelf "${CMAKE_READELF}" REQUIRED)
+set(BRISK_DIST_DIR "${BRISK_STAGE_DIR}/dist")
+add_custom_command(
+  OUTPUT "${BRISK_DIST_DIR}/${BRISK_SHARED_FILE}" "${BRISK_DIST_DIR}/libbrisk.a"
+  COMMAND "${CMAKE_COMMAND}" -DSTAGE=${BRISK_STAGE_DIR} -DSHARED=${BRISK_SHARED_FILE}
+          -DOUT=${BRISK_DIST_DIR} -DOBJCOPY=${CMAKE_OBJCOPY} -DSTRIP=${CMAKE_STRIP}
+          -DREADELF=${BRISK_READELF} -P "${CMAKE_CURRENT_LIST_DIR}/BriskStrip.cmake"
+  DEPENDS "${BRISK_STAGE_DIR}/${BRISK_SHARED_FILE}" "${BRISK_STAGE_DIR}/libbrisk.a"
+          "${CMAKE_CURRENT_LIST_DIR}/BriskStrip.cmake"
+  COMMENT "stripping libbrisk.so (debug info to a separate file) and libbrisk.a"
+  VERBATIM)
+add_custom_target(brisk_dist ALL
+  DEPENDS "${BRISK_DIST_DIR}/${BRISK_SHARED_FILE}" "${BRISK_DIST_DIR}/libbrisk.a")
+add_dependencies(brisk_dist brisk_cargo)
 
 # The symlinks never change (only what they point to does): make them once.
 file(MAKE_DIRECTORY "${BRISK_STAGE_DIR}")

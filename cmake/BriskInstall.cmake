@@ -1,13 +1,16 @@
-# Installation layout (relative to the prefix given to `cmake --install . --prefix P`):
+# Installation layout (relative to the prefix given to `cmake --install . --prefix P`), by
+# component (the Debian packages of cmake/BriskPackage.cmake are made of them):
 #
-#   lib/libbrisk.so.X.Y.Z, lib/libbrisk.so.X -> ..., lib/libbrisk.so -> ...
-#   lib/libbrisk.a
-#   include/brisk.h
-#   lib/pkgconfig/brisk.pc
-#   lib/cmake/brisk/briskConfig.cmake, briskConfigVersion.cmake, briskTargets.cmake
+#   runtime:     lib/libbrisk.so.X.Y.Z (stripped), lib/libbrisk.so.<soversion> -> ...
+#   development: lib/libbrisk.so -> ..., lib/libbrisk.a, include/brisk.h,
+#                lib/pkgconfig/brisk.pc,
+#                lib/cmake/brisk/briskConfig.cmake, briskConfigVersion.cmake, briskTargets.cmake
+#   debug:       lib/debug/.build-id/xx/yyyy.debug (libbrisk.so's debug info; gdb and valgrind
+#                find it by build id under /usr/lib/debug when the prefix is /usr)
 #
-# ("lib" is CMAKE_INSTALL_LIBDIR from GNUInstallDirs.) Every installed file locates the prefix
-# from its own place, so the prefix can be chosen at install time and the tree moved later.
+# ("lib" is CMAKE_INSTALL_LIBDIR from GNUInstallDirs: lib/<multiarch> when the prefix is /usr on
+# Debian.) Every installed file locates the prefix from its own place, so the prefix can be
+# chosen at install time and the tree moved later.
 
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
@@ -22,16 +25,17 @@ set(BRISK_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/brisk")
 set(BRISK_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
 
 # --- the libraries and the header ---------------------------------------------------------
-install(FILES "${BRISK_STAGE_DIR}/${BRISK_SHARED_FILE}"
+# (Shared libraries are not executable: Debian policy 8.1.)
+install(FILES "${BRISK_DIST_DIR}/${BRISK_SHARED_FILE}"
   DESTINATION "${CMAKE_INSTALL_LIBDIR}"
-  PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
-              WORLD_READ WORLD_EXECUTE
+  PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
   COMPONENT runtime)
 # Symlinks are installed as symlinks.
 install(FILES "${BRISK_STAGE_DIR}/${BRISK_SONAME}"
   DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT runtime)
-install(FILES "${BRISK_STAGE_DIR}/libbrisk.so" "${BRISK_STAGE_DIR}/libbrisk.a"
+install(FILES "${BRISK_STAGE_DIR}/libbrisk.so" "${BRISK_DIST_DIR}/libbrisk.a"
   DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT development)
+install(DIRECTORY "${BRISK_DIST_DIR}/debug/" DESTINATION "lib/debug" COMPONENT debug)
 install(FILES "${PROJECT_SOURCE_DIR}/include/brisk.h"
   DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" COMPONENT development)
 

@@ -15,8 +15,14 @@ function(brisk_read_cargo_version manifest)
   set(BRISK_VERSION_MINOR "${CMAKE_MATCH_2}" PARENT_SCOPE)
   set(BRISK_VERSION_PATCH "${CMAKE_MATCH_3}" PARENT_SCOPE)
   set(BRISK_VERSION "${CMAKE_MATCH_1}.${CMAKE_MATCH_2}.${CMAKE_MATCH_3}" PARENT_SCOPE)
-  # build.rs gives the shared library the soname libbrisk.so.<major> (0 while 0.x).
-  set(BRISK_SOVERSION "${CMAKE_MATCH_1}" PARENT_SCOPE)
+  # The soname's version (build.rs sets the same): the ABI line. From 1.0 on it is the major
+  # version (libbrisk.so.1); while 0.x every minor release may break the ABI, so it is 0.<minor>
+  # (libbrisk.so.0.1). See the README, "ABI policy".
+  if(CMAKE_MATCH_1 EQUAL 0)
+    set(BRISK_SOVERSION "0.${CMAKE_MATCH_2}" PARENT_SCOPE)
+  else()
+    set(BRISK_SOVERSION "${CMAKE_MATCH_1}" PARENT_SCOPE)
+  endif()
   # The description, for brisk.pc.
   if(_package MATCHES "\ndescription[ \t]*=[ \t]*\"([^\"]*)\"")
     set(BRISK_DESCRIPTION "${CMAKE_MATCH_1}" PARENT_SCOPE)

@@ -506,6 +506,44 @@ static void cross_slot_command_is_refused(void) {
   brisk_reply_free(r);
 }
 
+/* A WATCH transaction in cluster mode: the session stays on the slot of its first key, the
+ * transaction runs there in one round trip, and keys of another slot are refused. */
+static brisk_status wt_body(brisk_session *s, brisk_pipeline *tx, void *userdata) {
+  brisk_status st = brisk_session_commandf(s, NULL, "GET %s", "{wt}balance");
+  (void)userdata;
+  if (st != BRISK_OK) return st;
+  st = brisk_pipeline_appendf(tx, "INCRBY %s %s", "{wt}balance", "10");
+  if (st != BRISK_OK) return st;
+  return brisk_pipeline_appendf(tx, "RPUSH %s %s", "{wt}log", "+10");
+}
+
+static void watch_transactions_stay_on_one_slot(void) {
+  const char *keys[] = {"{wt}balance", "{wt}log"};
+  brisk_session *s = NULL;
+  brisk_pipeline *tx = NULL;
+  brisk_reply *r = NULL;
+  CHECK_OK(brisk_commandf(client, NULL, "SET %s 5", "{wt}balance"));
+  if (CHECK_OK(brisk_transaction_run(client, 2, keys, NULL, wt_body, NULL, 3, &r))) {
+    CHECK(brisk_reply_length(r) == 2);
+    CHECK(brisk_reply_integer(brisk_reply_element(r, 0)) == 15);
+  }
+  brisk_reply_free(r);
+  REQUIRE_OK(brisk_session_new(client, &s));
+  REQUIRE_OK(brisk_transaction_new(client, &tx));
+  CHECK_OK(brisk_session_commandf(s, NULL, "WATCH %s", "{wt}balance"));
+  CHECK_OK(brisk_pipeline_appendf(tx, "SET %s %s", "a", "other-slot"));
+  CHECK(key_slot("a") != key_slot("{wt}balance"));
+  CHECK_STATUS(brisk_session_exec(s, tx, NULL), BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "stays on one slot");
+  CHECK_OK(brisk_pipeline_appendf(tx, "DEL %s %s", "{wt}balance", "{wt}log"));
+  r = NULL;
+  if (CHECK_OK(brisk_session_exec(s, tx, &r)))
+    CHECK(brisk_reply_integer(brisk_reply_element(r, 0)) == 2);
+  brisk_reply_free(r);
+  brisk_pipeline_free(tx);
+  brisk_session_free(s);
+}
+
 /* ---- slot migration under load ------------------------------------------------------------ */
 
 #define MIG_KEYS 300
@@ -1734,6 +1772,7 @@ int main(int argc, char **argv) {
   RUN(keys_across_slots_are_written_and_read_back);
   RUN(split_mget_keeps_order_and_nils);
   RUN(cross_slot_command_is_refused);
+  RUN(watch_transactions_stay_on_one_slot);
   RUN(slot_migration_under_load_follows_ask_without_errors);
   RUN(async_reads_follow_slot_migration);
   /* After the migrations: its "ak:" keys may share a slot with "{mig}" and would be counted in

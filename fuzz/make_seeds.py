@@ -93,6 +93,9 @@ URLS = [
     "redis://h?connect_timeout=100&read_timeout=200&write_timeout=300&command_deadline=400",
     "redis://h?pool_size=8&pool_min_idle=2&pool_max_wait=50&pool_idle_timeout=60000",
     "redis://h?pool_max_lifetime=1&health_check_interval=1000&max_retries=3&protocol=2",
+    "valkeys://u:p@h:6380/1?dial_timeout=3&socket_timeout=1.5&retry_on_timeout=true",
+    "valkey+cluster://h1:1,h2:2?addr=h3:3&read_only=1&min_retry_backoff=8ms&max_retry_backoff=512ms",
+    "redis://h?backoff=decorrelated_jitter&backoff_base=10ms&backoff_cap=2s&conn_max_idle_time=5m",
     "redis://h/1?db=1",
     "redis://u:se/cret@h",
     "redis://u:se?cret@h:6379",
@@ -138,6 +141,14 @@ SLOTS_WITH_REPLICAS = resp(
     b"%1", b"$8", b"hostname", b"$5", b"node1",
 )
 
+# command_format: a format, then after 0xFF the values, separated by 0xFE.
+FORMATS = {
+    "set-string-binary": b"SET %s %b\xffkey\xfeva lue",
+    "inside-and-percent": b"HSET user:%s:x %% %s%b\xff42\xfe\xfe",
+    "unknown-conversion": b"GET %d",
+    "trailing-percent": b"SET k 100%",
+}
+
 # Inputs that once crashed a target, kept so that every run (scripts/test's short one too) tries
 # them first.
 REGRESSIONS = {
@@ -181,6 +192,8 @@ def main():
         write("resp_split", name, chunking + data)
         write("resp_batched", name, chunking + batch + data)
         write("resp_limits", name, LIMITS[i % len(LIMITS)] + chunking + batch + data)
+    for name, data in FORMATS.items():
+        write("command_format", name, data)
     for url in URLS:
         write("url", hashlib.sha1(url.encode()).hexdigest()[:12], url.encode())
     for name, data in REAL.items():

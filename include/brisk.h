@@ -20,6 +20,7 @@
 
 
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -165,6 +166,19 @@ typedef uint32_t brisk_backoff;
  * The families of errors the production guides of redis-py, go-redis and Jedis document.
  */
 typedef uint32_t brisk_category;
+
+/**
+ * The body of a `brisk_transaction_run()` attempt. It runs on the caller's thread, with the
+ * keys WATCHed on session `s`: it reads what it needs with `brisk_session_command()` (or
+ * `brisk_session_commandf()`) and appends the writes to `tx` (`brisk_pipeline_append()`,
+ * `brisk_pipeline_appendf()`), then returns `BRISK_OK`. Any other status ends
+ * `brisk_transaction_run()` with that status, nothing applied. It may run several times (once
+ * per attempt), so it must not have effects that a retry would repeat outside Redis. It must not
+ * free, exec or keep `s` or `tx`: they belong to `brisk_transaction_run()`.
+ */
+typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
+                                             brisk_pipeline *tx,
+                                             void *userdata);
 
 
 
@@ -661,21 +675,47 @@ brisk_config *brisk_config_new(void);
 void brisk_config_free(brisk_config *cfg);
 
 /**
- * Sets the server from a URL:
- * `redis://[user[:password]@]host[:port][/db][?option=value&...]`, `rediss://...` (TLS) or
- * `unix:///path/to/socket[?db=N&...]`. User, password and values are percent-decoded; an IPv6
- * host goes in brackets (`redis://[::1]:6379`). Options: `connect_timeout`, `read_timeout`,
- * `write_timeout`, `command_deadline`, `pool_size`, `pool_min_idle`, `pool_max_wait`,
- * `pool_idle_timeout`, `pool_max_lifetime`, `health_check_interval` (all ms), `client_name`,
- * `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`.
- * Settings the URL does not mention keep their values.
- * `redis+cluster://host:port,host:port[/db]` gives cluster seed nodes;
- * `redis+sentinel://[user[:password]@]host[:port],host[:port]/master_name[/db]` gives
- * sentinels (port 26379 when omitted) and the master's name, the credentials being the data
- * nodes' (the sentinels' own are the options `sentinel_username`, `sentinel_password`; also
- * `sentinel_timeout`, ms); `rediss+cluster://` and `rediss+sentinel://` use TLS everywhere.
+ * Sets the server, and any other setting, from a URL:
+ *
+ * - `redis://[user[:password]@]host[:port][/db][?option=value&...]`
+ * - `rediss://...` (TLS)
+ * - `redis+cluster://[user[:password]@]host:port[,host:port...][?...]` (cluster mode, the hosts
+ *   are seed nodes; `rediss+cluster://` with TLS)
+ * - `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master_name[/db][?...]`
+ *   (Sentinel mode: the hosts are sentinels, port 26379 when omitted; the user and password
+ *   are the data nodes', the sentinels' own are the options below; `rediss+sentinel://` uses
+ *   TLS to the sentinels and the data nodes)
+ * - `unix://[user[:password]@]/path/to/socket[?db=N&...]`
+ * - `valkey://`, `valkeys://`, `valkey+cluster://`, `valkeys+cluster://`, `valkey+sentinel://`,
+ *   `valkeys+sentinel://`: the same as the `redis` schemes.
+ *
+ * User, password, path and values are percent-decoded; an IPv6 host goes in brackets
+ * (`redis://[::1]:6379`). Options (aliases from go-redis and redis-py in parentheses):
+ *
+ * - durations: `connect_timeout` (`dial_timeout`, `socket_connect_timeout`), `read_timeout`,
+ *   `write_timeout`, `socket_timeout` (read and write), `command_deadline`, `pool_max_wait`
+ *   (`pool_timeout`), `pool_idle_timeout` (`conn_max_idle_time`, `idle_timeout`),
+ *   `pool_max_lifetime` (`conn_max_lifetime`, `max_conn_age`), `health_check_interval`,
+ *   `backoff_base` (`min_retry_backoff`), `backoff_cap` (`max_retry_backoff`),
+ *   `cluster_refresh_interval`, `sentinel_timeout`. A duration takes a unit, `ms`, `s`, `m` or `h` (`250ms`,
+ *   `1.5s`); a bare number means milliseconds under brisk's names and seconds under the
+ *   go-redis and redis-py aliases, as in those libraries (`dial_timeout=3` is 3 s).
+ * - numbers: `pool_size` (`max_connections`), `pool_min_idle` (`min_idle_conns`),
+ *   `max_retries`, `max_reply_bytes`, `db`, `protocol` (2|3), `cluster_error_retry_attempts`.
+ * - booleans (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`): `retry_on_timeout`,
+ *   `socket_keepalive`, `tls_insecure_skip_verify` (`skip_verify`), `read_only` (reads from
+ *   replicas) and `route_randomly` (reads from any node).
+ * - words: `client_name`, `tls_server_name`, `sentinel_username` and `sentinel_password`
+ *   (the sentinels' credentials; Sentinel URLs only), `retry_writes` (`safe`|`always`), `backoff`
+ *   (`none`, `constant`, `exponential`, `full_jitter`, `equal_jitter`,
+ *   `decorrelated_jitter`), `read_from` (`primary`, `replica_preferred`, `any`), `addr`
+ *   (`host:port`, one more cluster seed node; may repeat).
+ *
+ * A backoff option changes the config's retry policy, or the default one (3 retries, full
+ * jitter from 10 ms capped at 1 s) made explicit. Settings the URL does not mention keep their
+ * values; a repeated option's last value wins.
  * Returns `BRISK_ERR_INVALID_ARGUMENT` naming the part at fault (never echoing a password)
- * for a malformed URL, an unknown option or a bad value.
+ * for a malformed URL, an unknown option or a bad value; the config is then unchanged.
  *
  * # Safety
  * `cfg` is NULL or a live config; `url` is NULL or a NUL-terminated string.
@@ -1394,6 +1434,121 @@ bool brisk_status_is_retryable(brisk_status status);
  * errors carry the server's own text; no message ever contains a password.
  */
 const char *brisk_last_error_message(void);
+
+/**
+ * Runs the transaction `tx` (from `brisk_transaction_new()` on the session's client) on the
+ * session's connection, in one round trip: MULTI, the commands appended to `tx`, EXEC. So the
+ * keys the session WATCHed guard it, without a round trip per command:
+ *
+ * ```c
+ * brisk_session_commandf(s, NULL, "WATCH %s", key);
+ * brisk_session_commandf(s, &old, "GET %s", key);        // read, decide
+ * brisk_pipeline_appendf(tx, "SET %s %s", key, next);   // queue the writes
+ * brisk_session_exec(s, tx, &replies);                  // BRISK_ERR_WATCH: start over
+ * ```
+ *
+ * On `BRISK_OK`, `*replies` is EXEC's ARRAY, one element per command (a command's error reply
+ * is an ERROR element); `replies` may be NULL to discard it. `BRISK_ERR_WATCH` when a WATCHed
+ * key changed (nothing was applied), `BRISK_ERR_SERVER` when the server discarded the
+ * transaction (EXECABORT). Afterwards no WATCH or MULTI is open on the session, and `tx` is
+ * empty (whatever the outcome) and can be reused. INVALID_ARGUMENT when `tx` is a plain
+ * pipeline or comes from another client, or the session has a MULTI of its own open. In cluster
+ * mode the transaction's keys must be in the session's slot. Not thread-safe: the session and
+ * `tx` are used by one thread at a time.
+ *
+ * # Safety
+ * `s` is NULL or a live session; `tx` is NULL or a live pipeline; `replies` is NULL or
+ * writable.
+ */
+brisk_status brisk_session_exec(brisk_session *s,
+                                brisk_pipeline *tx,
+                                brisk_reply **replies);
+
+/**
+ * A whole WATCH transaction in one call, retried while a watched key changes under it (what
+ * redis-py's `transaction(func, *watches)` does). Each attempt, on one session of `client`:
+ * WATCH the `nkeys` keys (`keys`, with lengths `keylens`, or NUL-terminated when `keylens` is
+ * NULL; `nkeys` may be 0), call `body(s, tx, userdata)` with a new, empty transaction `tx`,
+ * then run `tx` on the session (MULTI ... EXEC in one round trip, as `brisk_session_exec()`).
+ * When EXEC reports that a watched key changed, the next attempt starts over, at most
+ * `max_attempts` attempts in all (at least 1); after the last one the result is
+ * `BRISK_ERR_WATCH`.
+ *
+ * On `BRISK_OK`, `*replies` is EXEC's ARRAY (NULL `replies` discards it). A status other than
+ * `BRISK_OK` from `body` ends the call with that status (the message says so and keeps the
+ * last brisk error of the body, if any); other failures are those of
+ * `brisk_session_new()`, `brisk_session_command()` and `brisk_session_exec()`. The session's
+ * connection goes back to the pool, with nothing watched, before this returns. Thread-safe like
+ * every blocking call on `client`; `body` runs on the calling thread.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `keys` points to `nkeys` readable keys (`keylens` NULL or
+ * `nkeys` lengths), or is NULL with `nkeys` 0; `body` as `brisk_transaction_fn` says;
+ * `replies` is NULL or writable.
+ */
+brisk_status brisk_transaction_run(brisk_client *client,
+                                   size_t nkeys,
+                                   const char *const *keys,
+                                   const size_t *keylens,
+                                   brisk_transaction_fn body,
+                                   void *userdata,
+                                   uint32_t max_attempts,
+                                   brisk_reply **replies);
+
+/*
+ * Printf-style commands (declared by hand: cbindgen cannot express C variadic functions, which
+ * Rust cannot define; src/capi/commandf.c implements them, core/format.rs parses the formats).
+ */
+
+/**
+ * Runs one command written as a format, as hiredis's `redisCommand()` does:
+ * `brisk_commandf(client, &reply, "SET %s %b", key, value, value_len)`.
+ *
+ * A space separates arguments (several count as one); nothing else does, so an interpolated
+ * value is one argument (or part of one, as in `"user:%s:name"`) whatever bytes it holds. `%s`
+ * takes a NUL-terminated string (`const char *`), `%b` binary data as a `const void *` and a
+ * `size_t` length, `%%` is a literal `%`. The format is checked before any argument is read:
+ * any other conversion (`%d`, ...), or a `%` ending the format, is `BRISK_ERR_INVALID_ARGUMENT`
+ * naming it, never a crash. A NULL `%s` value, or a NULL `%b` pointer with a nonzero length, is
+ * INVALID_ARGUMENT too. Everything else is as for `brisk_command()`: on `BRISK_OK`, `*reply`
+ * is the reply (free it with `brisk_reply_free()`; `reply` may be NULL to discard it); same
+ * statuses, retries and thread safety (any thread, the client is shared). The arguments are
+ * copied once into one buffer; `brisk_command()` with `argv`/`argvlen` copies nothing.
+ */
+brisk_status brisk_commandf(brisk_client *client, brisk_reply **reply, const char *format, ...);
+
+/**
+ * `brisk_commandf()` with the arguments as a `va_list` (for wrappers with their own `...`).
+ * `ap` is used through a copy (`va_copy`): the caller still owns it and calls `va_end` on it.
+ */
+brisk_status brisk_vcommandf(brisk_client *client,
+                             brisk_reply **reply,
+                             const char *format,
+                             va_list ap);
+
+/**
+ * Appends a command written as a format (see `brisk_commandf()`) to a pipeline or transaction,
+ * as `brisk_pipeline_append()` does. Not thread-safe, like the pipeline.
+ */
+brisk_status brisk_pipeline_appendf(brisk_pipeline *p, const char *format, ...);
+
+/** `brisk_pipeline_appendf()` with a `va_list` (used through a copy, as in `brisk_vcommandf()`). */
+brisk_status brisk_pipeline_vappendf(brisk_pipeline *p, const char *format, va_list ap);
+
+/**
+ * Runs a command written as a format (see `brisk_commandf()`) on a session's connection, as
+ * `brisk_session_command()` does. Not thread-safe, like the session.
+ */
+brisk_status brisk_session_commandf(brisk_session *s,
+                                    brisk_reply **reply,
+                                    const char *format,
+                                    ...);
+
+/** `brisk_session_commandf()` with a `va_list` (used through a copy, as in `brisk_vcommandf()`). */
+brisk_status brisk_session_vcommandf(brisk_session *s,
+                                     brisk_reply **reply,
+                                     const char *format,
+                                     va_list ap);
 
 #ifdef __cplusplus
 }  // extern "C"

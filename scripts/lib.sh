@@ -24,9 +24,9 @@ install_missing() {
 # Installs the Debian packages brisk's build and tests need, when any is missing.
 ensure_packages() {
   install_missing redis-server redis-tools cmake pkg-config valgrind openssl python3 \
-    python3-pytest gcc make libhiredis-dev
+    python3-pytest gcc g++ make libhiredis-dev libc6-dev binutils dpkg-dev lintian abigail-tools
   if ! command -v cargo >/dev/null; then
-    echo "cargo not found: brisk needs a Rust toolchain (1.85 or newer), e.g. from https://rustup.rs" >&2
+    echo "cargo not found: brisk needs a Rust toolchain (1.88 or newer), e.g. from https://rustup.rs" >&2
     exit 1
   fi
 }
@@ -100,9 +100,10 @@ build_valkey() {
   echo "built $name in $((SECONDS - started)) s" >&2
 }
 
-# Configures and builds the library, examples and C tests with CMake (which runs cargo).
+# Configures and builds the library, examples and C tests with CMake (which runs cargo), for the
+# prefix /usr (distribution paths, which scripts/package's Debian packages need).
 cmake_build() {
-  cmake -S "$BRISK_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake -S "$BRISK_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
   cmake --build "$BUILD_DIR" -j "$(nproc)"
 }
 

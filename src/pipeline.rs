@@ -31,6 +31,30 @@ pub struct Pipeline {
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 
+/// A transaction taken out of its pipeline, for a session to run on its own connection.
+pub(crate) struct QueuedTransaction {
+    /// MULTI, the commands, EXEC.
+    pub framed: BytesMut,
+    /// The number of commands, MULTI and EXEC not counted.
+    pub count: usize,
+    /// The slot of the commands' keys on a topology that routes by key.
+    pub slot: Option<u16>,
+}
+
+/// The one slot all `entries` use (None: no keys, or a topology without slots); CROSSSLOT when
+/// they use several, since a transaction runs on one node.
+fn one_slot(entries: &[Entry]) -> Result<Option<u16>> {
+    let mut slots = entries.iter().filter_map(|e| e.key.slot);
+    let slot = slots.next();
+    if slots.any(|s| Some(s) != slot) {
+        return Err(Error::invalid_argument(
+            "CROSSSLOT: a transaction in cluster mode runs on one node, so all its keys \
+             must hash to one slot; use a hash tag ({user1}:a, {user1}:b)",
+        ));
+    }
+    Ok(slot)
+}
+
 impl Pipeline {
     pub(crate) fn new(shared: Arc<Shared>, transaction: bool) -> Pipeline {
         Pipeline {
@@ -71,6 +95,48 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Wraps the encoded commands in MULTI ... EXEC.
+    fn frame_transaction(&mut self) {
+        let mut framed = BytesMut::with_capacity(self.encoded.len() + MULTI.len() + EXEC.len());
+        framed.extend_from_slice(MULTI);
+        framed.extend_from_slice(&self.encoded);
+        framed.extend_from_slice(EXEC);
+        self.encoded = framed;
+    }
+
+    /// Takes the queued commands out as a transaction for a session of the same client to run
+    /// (`Session::exec`). The pipeline is empty afterwards, whatever the outcome.
+    /// INVALID_ARGUMENT for a plain pipeline, one of another client, or keys in several slots.
+    pub(crate) fn take_transaction(&mut self, shared: &Arc<Shared>) -> Result<QueuedTransaction> {
+        let count = std::mem::replace(&mut self.count, 0);
+        let entries = std::mem::take(&mut self.entries);
+        if !self.transaction {
+            self.encoded.clear();
+            return Err(Error::invalid_argument(
+                "tx: a pipeline, not a transaction (make it with brisk_transaction_new)",
+            ));
+        }
+        if !Arc::ptr_eq(&self.shared, shared) {
+            self.encoded.clear();
+            return Err(Error::invalid_argument(
+                "tx: made from another client than the session",
+            ));
+        }
+        let slot = match one_slot(&entries) {
+            Ok(slot) => slot,
+            Err(e) => {
+                self.encoded.clear();
+                return Err(e);
+            }
+        };
+        self.frame_transaction();
+        Ok(QueuedTransaction {
+            framed: std::mem::take(&mut self.encoded),
+            count,
+            slot,
+        })
+    }
+
     /// Sends everything and returns an ARRAY with one reply per command (error replies are
     /// ERROR elements). A transaction whose WATCHed keys changed fails with WATCH; one the server
     /// discarded (EXECABORT) fails with SERVER and the first queued error. The batch is retried
@@ -100,21 +166,10 @@ impl Pipeline {
     /// A pipeline on a topology with one node per command set, or a transaction: one request
     /// to one node (in a cluster, the one owning all of the transaction's keys).
     fn exec_on_one_node(&mut self, count: usize, entries: &[Entry]) -> Result<Reply> {
-        let mut slots = entries.iter().filter_map(|e| e.key.slot);
-        let slot = slots.next();
-        if slots.any(|s| Some(s) != slot) {
-            return Err(Error::invalid_argument(
-                "CROSSSLOT: a transaction in cluster mode runs on one node, so all its keys \
-                 must hash to one slot; use a hash tag ({user1}:a, {user1}:b)",
-            ));
-        }
+        let slot = one_slot(entries)?;
         let transaction = self.transaction;
         if transaction {
-            let mut framed = BytesMut::with_capacity(self.encoded.len() + MULTI.len() + EXEC.len());
-            framed.extend_from_slice(MULTI);
-            framed.extend_from_slice(&self.encoded);
-            framed.extend_from_slice(EXEC);
-            self.encoded = framed;
+            self.frame_transaction();
         }
         // Asked only when a sent batch failed, so the commands are looked up then, from their
         // encoding, rather than one table lookup per append.

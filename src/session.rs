@@ -9,13 +9,14 @@
 
 use crate::core::cluster::keys::cross_slot;
 use crate::core::commands::{ConnectionUse, blocking_timeout, check_args, connection_use, is_exec};
-use crate::core::transaction::watch_aborted;
+use crate::core::transaction::{transaction_result, watch_aborted};
 use crate::core::{Error, Result, Status};
 use crate::exec::Shared;
 use crate::exec::blocking::{self, Request};
 use crate::exec::record::Report;
 use crate::net::Connection;
 use crate::node::Node;
+use crate::pipeline::Pipeline;
 use crate::resp::{Args, Reply};
 use crate::route::{Key, Placement};
 use std::sync::Arc;
@@ -99,36 +100,9 @@ impl Session {
     pub fn command(&mut self, args: &Args<'_>) -> Result<Reply> {
         check_args(args, true)?;
         let shared = self.shared.clone();
-        let mut node = self.pin(args)?;
-        if let Some(refused) = node.pool().refusal() {
-            if refused.status() == Status::Closed {
-                return Err(Shared::closed_error());
-            }
-            node = self.move_on()?;
-        }
-        let pool = node.pool();
-        // Like a pooled command, a session checks (with a non-blocking peek) that the server has
-        // not closed its connection before writing to it.
-        if self.conn.as_mut().is_none_or(Connection::is_stale) {
-            if let Some(old) = self.conn.take() {
-                self.forget_connection_state();
-                pool.put(old);
-            }
-            if shared.is_closed() {
-                return Err(Shared::closed_error());
-            }
-            self.conn = Some(pool.get(None)?);
-        }
+        let node = self.pin(args)?;
         let name = args.name();
-        if let Some(lost) = self.lost.take() {
-            if !lost.restarted_by(name) {
-                return Err(Error::new(
-                    Status::Connection,
-                    "the session's connection was lost with a WATCH or MULTI open; that \
-                     transaction is gone (start it again with WATCH or MULTI)",
-                ));
-            }
-        }
+        let node = self.ensure_connection(node, name)?;
         let conn = self.conn.as_mut().expect("a connection was just ensured");
         let request = Request {
             report: Report {
@@ -162,6 +136,80 @@ impl Session {
         }
     }
 
+    /// Makes sure the session has a live connection to `node` (or, when `node`'s pool refuses
+    /// because the topology left it, to the node that replaced it) for a command called `name`:
+    /// replaces a stale connection, and refuses (once) a command that would carry on a
+    /// transaction lost with an earlier connection. Returns the node the connection is to.
+    fn ensure_connection(&mut self, mut node: Arc<Node>, name: &[u8]) -> Result<Arc<Node>> {
+        if let Some(refused) = node.pool().refusal() {
+            if refused.status() == Status::Closed {
+                return Err(Shared::closed_error());
+            }
+            node = self.move_on()?;
+        }
+        let pool = node.pool();
+        // Like a pooled command, a session checks (with a non-blocking peek) that the server has
+        // not closed its connection before writing to it.
+        if self.conn.as_mut().is_none_or(Connection::is_stale) {
+            if let Some(old) = self.conn.take() {
+                self.forget_connection_state();
+                pool.put(old);
+            }
+            if self.shared.is_closed() {
+                return Err(Shared::closed_error());
+            }
+            self.conn = Some(pool.get(None)?);
+        }
+        if let Some(lost) = self.lost.take() {
+            if !lost.restarted_by(name) {
+                return Err(Error::new(
+                    Status::Connection,
+                    "the session's connection was lost with a WATCH or MULTI open; that \
+                     transaction is gone (start it again with WATCH or MULTI)",
+                ));
+            }
+        }
+        Ok(node)
+    }
+
+    /// Runs the transaction queued in `tx` (made by the same client) on the session's
+    /// connection in one round trip: MULTI, its commands, EXEC. WATCHes the session sent before
+    /// guard it: WATCH when a watched key changed (nothing applied). Returns EXEC's array.
+    /// Afterwards no WATCH or MULTI is open (EXEC ends both) and `tx` is empty.
+    pub fn exec(&mut self, tx: &mut Pipeline) -> Result<Reply> {
+        let queued = tx.take_transaction(&self.shared)?;
+        if self.transaction.in_multi {
+            return Err(Error::invalid_argument(
+                "the session has a MULTI open: send EXEC or DISCARD before running a transaction",
+            ));
+        }
+        let shared = self.shared.clone();
+        let node = self.pin_slot(queued.slot, b"MULTI")?;
+        let node = self.ensure_connection(node, b"MULTI")?;
+        let conn = self.conn.as_mut().expect("a connection was just ensured");
+        let request = Request {
+            report: Report {
+                name: b"MULTI",
+                batch_size: u32::try_from(queued.count).unwrap_or(u32::MAX),
+                started: None,
+            },
+            key: Key::default(),
+            blocking: None,
+            read_only: &|_| false,
+            follows_redirects: false,
+        };
+        let result = blocking::run_pinned(&shared, &node, conn, &request, |conn| {
+            conn.pipeline_array(&queued.framed, queued.count + 2)
+                .and_then(transaction_result)
+        });
+        if conn.is_broken() {
+            self.forget_connection_state();
+        } else {
+            self.transaction = Transaction::default();
+        }
+        result
+    }
+
     /// The node this command runs on. On a topology that routes by key the first command picks
     /// the node (the primary of its slot, any primary when it has no keys); later commands must
     /// belong to the same slot (or, after keyless ones, to a slot of that node), since a
@@ -178,13 +226,25 @@ impl Session {
             Placement::One(key) => key.slot,
             Placement::Spread => return Err(cross_slot(args.name())),
         };
+        self.pin_slot(slot, args.name())
+    }
+
+    /// [`Session::pin`] for a command `name` whose keys are in `slot` (None: no keys).
+    fn pin_slot(&mut self, slot: Option<u16>, name: &[u8]) -> Result<Arc<Node>> {
+        let shared = &self.shared;
+        if !shared.route.routes_by_key() {
+            return Ok(self
+                .node
+                .clone()
+                .expect("a session on one node has it from the start"));
+        }
         let node = match (&self.node, slot, self.slot) {
             (None, _, _) => shared.route.pinned(slot)?.to_arc(),
             (Some(node), Some(s), Some(pinned)) if s != pinned => {
                 return Err(Error::invalid_argument(format!(
                     "a session in cluster mode stays on one slot: {} uses slot {s}, the \
                      session slot {pinned}; use a hash tag to keep the keys together",
-                    String::from_utf8_lossy(args.name()).to_ascii_uppercase()
+                    String::from_utf8_lossy(name).to_ascii_uppercase()
                 )));
             }
             (Some(node), Some(s), None) => {
@@ -193,7 +253,7 @@ impl Session {
                     return Err(Error::invalid_argument(format!(
                         "a session in cluster mode stays on one node: slot {s} of {} is served \
                          by {}, the session's node is {}",
-                        String::from_utf8_lossy(args.name()).to_ascii_uppercase(),
+                        String::from_utf8_lossy(name).to_ascii_uppercase(),
                         owner.address(),
                         node.address()
                     )));

@@ -5,6 +5,7 @@
 mod args;
 mod boundary;
 pub mod client;
+mod commandf;
 pub mod config;
 pub mod event;
 pub mod pipeline;
@@ -12,6 +13,7 @@ pub mod reply;
 pub mod retry;
 pub mod session;
 pub mod status;
+pub mod watch;
 
 #[cfg(test)]
 mod header_tests {

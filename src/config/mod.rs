@@ -165,6 +165,13 @@ pub struct Config {
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
 
+/// TCP keepalive unless turned off: probe after 30 s idle, every 5 s, 3 times.
+pub(crate) const DEFAULT_KEEPALIVE: Keepalive = Keepalive {
+    idle_s: 30,
+    interval_s: 5,
+    probes: 3,
+};
+
 pub use crate::resp::DEFAULT_MAX_REPLY_BYTES;
 
 impl Default for Config {
@@ -193,11 +200,7 @@ impl Default for Config {
             write_timeout_ms: DEFAULT_TIMEOUT_MS,
             command_deadline_ms: 0,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
-            keepalive: Some(Keepalive {
-                idle_s: 30,
-                interval_s: 5,
-                probes: 3,
-            }),
+            keepalive: Some(DEFAULT_KEEPALIVE),
             pool: PoolSettings {
                 size: 10 * cpus,
                 min_idle: 0,

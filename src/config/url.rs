@@ -7,7 +7,10 @@
 //! redis+sentinel://[user[:password]@]host[:port],host[:port]/master_name[/db][?...]
 //! rediss+cluster://..., rediss+sentinel://...  (TLS; to the sentinels and the data nodes)
 //! unix://[user[:password]@]/path/to/socket[?db=N&...]
+//! valkey://, valkeys://, valkey+cluster://, valkey+sentinel://, ...   (the same as redis...)
 //! ```
+//!
+//! The options and their aliases are in `options.rs`.
 //!
 //! User, password, path and option values are percent-decoded; hosts may be bracketed IPv6
 //! literals. Every error names the part of the URL at fault and never repeats the password.
@@ -71,16 +74,17 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         bad(
             "scheme",
-            "expected redis://, rediss://, redis+cluster://, redis+sentinel:// or unix://",
+            "expected redis://, rediss://, redis+cluster://, redis+sentinel://, valkey://, \
+             valkeys:// or unix://",
         )
     })?;
     let (tls, mode) = match scheme.to_ascii_lowercase().as_str() {
-        "redis" => (false, None),
-        "rediss" => (true, None),
-        "redis+cluster" => (false, Some(Mode::Cluster)),
-        "rediss+cluster" => (true, Some(Mode::Cluster)),
-        "redis+sentinel" => (false, Some(Mode::Sentinel)),
-        "rediss+sentinel" => (true, Some(Mode::Sentinel)),
+        "redis" | "valkey" => (false, None),
+        "rediss" | "valkeys" => (true, None),
+        "redis+cluster" | "valkey+cluster" => (false, Some(Mode::Cluster)),
+        "rediss+cluster" | "valkeys+cluster" => (true, Some(Mode::Cluster)),
+        "redis+sentinel" | "valkey+sentinel" => (false, Some(Mode::Sentinel)),
+        "rediss+sentinel" | "valkeys+sentinel" => (true, Some(Mode::Sentinel)),
         "unix" => (false, None),
         // Quoted only when it looks like a scheme: without a "://" where it belongs, the text
         // before a later one can hold the password ("user:secret@host://...").
@@ -199,13 +203,12 @@ fn parse_into(cfg: &mut Config, url: &str) -> Result<()> {
         cfg.db = db;
     }
 
-    let Some(query) = query else {
-        return Ok(());
-    };
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        apply_pair(cfg, pair, path_db.is_some()).map_err(|e| redact(e, url, pair, "option"))?;
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        if !pair.is_empty() {
+            apply_pair(cfg, pair, path_db.is_some()).map_err(|e| redact(e, url, pair, "option"))?;
+        }
     }
-    Ok(())
+    options::check(cfg)
 }
 
 fn apply_pair(cfg: &mut Config, pair: &str, path_has_db: bool) -> Result<()> {
@@ -214,7 +217,7 @@ fn apply_pair(cfg: &mut Config, pair: &str, path_has_db: bool) -> Result<()> {
         .ok_or_else(|| bad("option", format!("{:?} has no value", pair)))?;
     let key = decode(key, "option name")?;
     let value = decode(value, &key)?;
-    apply_option(cfg, &key, &value, path_has_db)
+    options::apply(cfg, &key, &value, path_has_db)
 }
 
 fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16)> {
@@ -276,48 +279,7 @@ fn parse_bool(text: &str, what: &str) -> Result<bool> {
     }
 }
 
-fn apply_option(cfg: &mut Config, key: &str, value: &str, path_has_db: bool) -> Result<()> {
-    let ms = |what: &str| parse_number::<u32>(value, what);
-    match key {
-        "connect_timeout" => cfg.set_connect_timeout_ms(ms(key)?),
-        "read_timeout" => cfg.set_read_timeout_ms(ms(key)?),
-        "write_timeout" => cfg.set_write_timeout_ms(ms(key)?),
-        "command_deadline" => cfg.command_deadline_ms = ms(key)?,
-        "max_reply_bytes" => cfg.max_reply_bytes = parse_number(value, key)?,
-        "pool_size" => cfg.set_pool_size(ms(key)?)?,
-        "pool_min_idle" => cfg.pool.min_idle = ms(key)?,
-        "pool_max_wait" => cfg.pool.max_wait_ms = Some(ms(key)?),
-        "pool_idle_timeout" => cfg.pool.idle_timeout_ms = ms(key)?,
-        "pool_max_lifetime" => cfg.pool.max_lifetime_ms = ms(key)?,
-        "health_check_interval" => cfg.health_check_interval_ms = ms(key)?,
-        "client_name" => cfg.set_client_name(value)?,
-        "protocol" => cfg.set_protocol(parse_number(value, key)?)?,
-        "max_retries" => cfg.retry.max_retries = Some(ms(key)?),
-        "db" => {
-            let db = parse_number(value, key)?;
-            if path_has_db && db != cfg.db {
-                return Err(bad("db", "given both in the path and as an option"));
-            }
-            cfg.db = db;
-        }
-        "tls_insecure_skip_verify" => cfg.tls.insecure_skip_verify = parse_bool(value, key)?,
-        "tls_server_name" => cfg.tls.server_name = Some(value.to_owned()),
-        "sentinel_username" | "sentinel_password" | "sentinel_timeout"
-            if cfg.mode != Mode::Sentinel =>
-        {
-            return Err(bad(key, "only for redis+sentinel:// URLs"));
-        }
-        "sentinel_username" => {
-            cfg.sentinel.username = (!value.is_empty()).then(|| value.to_owned());
-        }
-        "sentinel_password" => {
-            cfg.sentinel.password = (!value.is_empty()).then(|| value.to_owned().into());
-        }
-        "sentinel_timeout" => cfg.sentinel.timeout_ms = ms(key)?,
-        _ => return Err(bad("option", format!("unknown option {key:?}"))),
-    }
-    Ok(())
-}
+mod options;
 
 #[cfg(test)]
 mod tests;

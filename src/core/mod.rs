@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod command_table;
 pub mod commands;
 pub mod error;
+pub mod format;
 pub mod handshake;
 pub mod protocol;
 pub mod retry;

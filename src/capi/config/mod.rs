@@ -74,21 +74,47 @@ pub unsafe extern "C" fn brisk_config_free(cfg: *mut brisk_config) {
     guard_value((), || unsafe { free_handle(cfg) })
 }
 
-/// Sets the server from a URL:
-/// `redis://[user[:password]@]host[:port][/db][?option=value&...]`, `rediss://...` (TLS) or
-/// `unix:///path/to/socket[?db=N&...]`. User, password and values are percent-decoded; an IPv6
-/// host goes in brackets (`redis://[::1]:6379`). Options: `connect_timeout`, `read_timeout`,
-/// `write_timeout`, `command_deadline`, `pool_size`, `pool_min_idle`, `pool_max_wait`,
-/// `pool_idle_timeout`, `pool_max_lifetime`, `health_check_interval` (all ms), `client_name`,
-/// `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`.
-/// Settings the URL does not mention keep their values.
-/// `redis+cluster://host:port,host:port[/db]` gives cluster seed nodes;
-/// `redis+sentinel://[user[:password]@]host[:port],host[:port]/master_name[/db]` gives
-/// sentinels (port 26379 when omitted) and the master's name, the credentials being the data
-/// nodes' (the sentinels' own are the options `sentinel_username`, `sentinel_password`; also
-/// `sentinel_timeout`, ms); `rediss+cluster://` and `rediss+sentinel://` use TLS everywhere.
+/// Sets the server, and any other setting, from a URL:
+///
+/// - `redis://[user[:password]@]host[:port][/db][?option=value&...]`
+/// - `rediss://...` (TLS)
+/// - `redis+cluster://[user[:password]@]host:port[,host:port...][?...]` (cluster mode, the hosts
+///   are seed nodes; `rediss+cluster://` with TLS)
+/// - `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master_name[/db][?...]`
+///   (Sentinel mode: the hosts are sentinels, port 26379 when omitted; the user and password
+///   are the data nodes', the sentinels' own are the options below; `rediss+sentinel://` uses
+///   TLS to the sentinels and the data nodes)
+/// - `unix://[user[:password]@]/path/to/socket[?db=N&...]`
+/// - `valkey://`, `valkeys://`, `valkey+cluster://`, `valkeys+cluster://`, `valkey+sentinel://`,
+///   `valkeys+sentinel://`: the same as the `redis` schemes.
+///
+/// User, password, path and values are percent-decoded; an IPv6 host goes in brackets
+/// (`redis://[::1]:6379`). Options (aliases from go-redis and redis-py in parentheses):
+///
+/// - durations: `connect_timeout` (`dial_timeout`, `socket_connect_timeout`), `read_timeout`,
+///   `write_timeout`, `socket_timeout` (read and write), `command_deadline`, `pool_max_wait`
+///   (`pool_timeout`), `pool_idle_timeout` (`conn_max_idle_time`, `idle_timeout`),
+///   `pool_max_lifetime` (`conn_max_lifetime`, `max_conn_age`), `health_check_interval`,
+///   `backoff_base` (`min_retry_backoff`), `backoff_cap` (`max_retry_backoff`),
+///   `cluster_refresh_interval`, `sentinel_timeout`. A duration takes a unit, `ms`, `s`, `m` or `h` (`250ms`,
+///   `1.5s`); a bare number means milliseconds under brisk's names and seconds under the
+///   go-redis and redis-py aliases, as in those libraries (`dial_timeout=3` is 3 s).
+/// - numbers: `pool_size` (`max_connections`), `pool_min_idle` (`min_idle_conns`),
+///   `max_retries`, `max_reply_bytes`, `db`, `protocol` (2|3), `cluster_error_retry_attempts`.
+/// - booleans (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`): `retry_on_timeout`,
+///   `socket_keepalive`, `tls_insecure_skip_verify` (`skip_verify`), `read_only` (reads from
+///   replicas) and `route_randomly` (reads from any node).
+/// - words: `client_name`, `tls_server_name`, `sentinel_username` and `sentinel_password`
+///   (the sentinels' credentials; Sentinel URLs only), `retry_writes` (`safe`|`always`), `backoff`
+///   (`none`, `constant`, `exponential`, `full_jitter`, `equal_jitter`,
+///   `decorrelated_jitter`), `read_from` (`primary`, `replica_preferred`, `any`), `addr`
+///   (`host:port`, one more cluster seed node; may repeat).
+///
+/// A backoff option changes the config's retry policy, or the default one (3 retries, full
+/// jitter from 10 ms capped at 1 s) made explicit. Settings the URL does not mention keep their
+/// values; a repeated option's last value wins.
 /// Returns `BRISK_ERR_INVALID_ARGUMENT` naming the part at fault (never echoing a password)
-/// for a malformed URL, an unknown option or a bad value.
+/// for a malformed URL, an unknown option or a bad value; the config is then unchanged.
 ///
 /// # Safety
 /// `cfg` is NULL or a live config; `url` is NULL or a NUL-terminated string.

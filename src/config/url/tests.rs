@@ -289,6 +289,31 @@ fn sentinel_urls_give_sentinels_and_the_master_name() {
 }
 
 #[test]
+fn valkey_schemes_are_the_redis_ones() {
+    for (valkey, redis) in [
+        (
+            "valkey://u:p@h:6380/2?read_timeout=7",
+            "redis://u:p@h:6380/2?read_timeout=7",
+        ),
+        ("valkeys://h", "rediss://h"),
+        ("VALKEYS://h", "rediss://h"),
+        (
+            "valkey+cluster://h1:7000,h2:7001",
+            "redis+cluster://h1:7000,h2:7001",
+        ),
+        ("valkeys+cluster://h1:7000", "rediss+cluster://h1:7000"),
+    ] {
+        assert_eq!(
+            snapshot(&parsed(valkey)),
+            snapshot(&parsed(redis)),
+            "{valkey}"
+        );
+    }
+    assert!(parsed("valkeys://h").tls.enabled);
+    assert_eq!(parsed("valkey+cluster://h1:7000").mode, Mode::Cluster);
+}
+
+#[test]
 fn several_hosts_need_the_cluster_scheme() {
     assert_rejected(
         "redis://h1:7000,h2:7001",
@@ -355,13 +380,14 @@ fn bad_schemes() {
     ] {
         assert_rejected(
             url,
-            "expected redis://, rediss://, redis+cluster://, redis+sentinel:// or unix://",
+            "expected redis://, rediss://, redis+cluster://, redis+sentinel://, valkey://, \
+             valkeys:// or unix://",
         );
     }
     for (url, scheme) in [
         ("http://h", "\"http\""),
         ("tcp://h:6379", "\"tcp\""),
-        ("valkey://h", "\"valkey\""),
+        ("valkey+unix://h", "\"valkey+unix\""),
         ("unix+cluster:///tmp/s", "\"unix+cluster\""),
         ("://h", "\"\""),
     ] {
@@ -511,6 +537,295 @@ fn every_option() {
     }
 }
 
+/// Each go-redis and redis-py name sets what brisk's own name sets, and reads a bare number in
+/// its library's unit (seconds); brisk's names read it as milliseconds.
+#[test]
+fn go_redis_and_redis_py_aliases() {
+    type Check = fn(&Config) -> String;
+    let cases: &[(&str, &str, Check)] = &[
+        ("dial_timeout=3", "connect_timeout=3000", |c| {
+            c.connect_timeout_ms.to_string()
+        }),
+        ("socket_connect_timeout=0.5", "connect_timeout=500", |c| {
+            c.connect_timeout_ms.to_string()
+        }),
+        (
+            "socket_timeout=2.25",
+            "read_timeout=2250&write_timeout=2250",
+            |c| format!("{} {}", c.read_timeout_ms, c.write_timeout_ms),
+        ),
+        ("max_connections=12", "pool_size=12", |c| {
+            c.pool.size.to_string()
+        }),
+        ("min_idle_conns=3", "pool_min_idle=3", |c| {
+            c.pool.min_idle.to_string()
+        }),
+        ("pool_timeout=4", "pool_max_wait=4000", |c| {
+            format!("{:?}", c.pool.max_wait_ms)
+        }),
+        ("conn_max_idle_time=5m", "pool_idle_timeout=300000", |c| {
+            c.pool.idle_timeout_ms.to_string()
+        }),
+        ("idle_timeout=60", "pool_idle_timeout=60000", |c| {
+            c.pool.idle_timeout_ms.to_string()
+        }),
+        ("conn_max_lifetime=1h", "pool_max_lifetime=3600000", |c| {
+            c.pool.max_lifetime_ms.to_string()
+        }),
+        ("max_conn_age=2", "pool_max_lifetime=2000", |c| {
+            c.pool.max_lifetime_ms.to_string()
+        }),
+        ("min_retry_backoff=8ms", "backoff_base=8", |c| {
+            format!("{:?}", c.retry.policy)
+        }),
+        ("max_retry_backoff=1", "backoff_cap=1000", |c| {
+            format!("{:?}", c.retry.policy)
+        }),
+        ("skip_verify=true", "tls_insecure_skip_verify=true", |c| {
+            c.tls.insecure_skip_verify.to_string()
+        }),
+        ("read_only=true", "read_from=replica_preferred", |c| {
+            format!("{:?}", c.cluster.read_from)
+        }),
+        ("route_randomly=1", "read_from=any", |c| {
+            format!("{:?}", c.cluster.read_from)
+        }),
+    ];
+    for (alias, own, check) in cases {
+        let by_alias = parsed(&format!("rediss://h?{alias}"));
+        let by_own = parsed(&format!("rediss://h?{own}"));
+        assert_eq!(check(&by_alias), check(&by_own), "{alias} vs {own}");
+        assert_eq!(snapshot(&by_alias), snapshot(&by_own), "{alias} vs {own}");
+    }
+}
+
+#[test]
+fn durations_take_units() {
+    for (text, ms) in [
+        ("0", 0),
+        ("250", 250),
+        ("250ms", 250),
+        ("1s", 1000),
+        ("1.5s", 1500),
+        ("0.001s", 1),
+        ("2m", 120_000),
+        ("1h", 3_600_000),
+        ("1.000000000s", 1000),
+        ("4294967295ms", u32::MAX),
+        ("4294967.295s", u32::MAX),
+        ("007ms", 7),
+    ] {
+        let url = format!("redis://h?read_timeout={text}");
+        assert_eq!(parsed(&url).read_timeout_ms, ms, "{url}");
+    }
+    for (text, why) in [
+        ("4294967296ms", "out of range"),
+        ("4294968s", "out of range"),
+        ("99999999999999999999999h", "out of range"),
+        ("1.0005s", "not a whole number of milliseconds"),
+        ("0.5ms", "not a whole number of milliseconds"),
+        ("1.0000000001s", "not a duration"),
+        ("1us", "not a duration"),
+        ("1 s", "not a duration"),
+        ("1S", "not a duration"),
+        (".5s", "not a duration"),
+        ("1..5s", "not a duration"),
+        ("s", "not a duration"),
+        ("-1s", "not a duration"),
+        ("1m30s", "not a duration"),
+    ] {
+        assert_rejected(&format!("redis://h?read_timeout={text}"), why);
+    }
+    // A bare number under an alias is seconds, fractions included.
+    assert_eq!(
+        parsed("redis://h?dial_timeout=1.5").connect_timeout_ms,
+        1500
+    );
+    assert_eq!(parsed("redis://h?dial_timeout=10ms").connect_timeout_ms, 10);
+}
+
+#[test]
+fn backoff_in_a_url() {
+    use crate::core::retry::{Backoff, RetryPolicy};
+    let cfg = parsed("redis://h?backoff=exponential&backoff_base=8ms&backoff_cap=512ms");
+    assert_eq!(
+        cfg.retry.policy,
+        Some(RetryPolicy {
+            backoff: Backoff::Exponential,
+            base_ms: 8,
+            cap_ms: 512,
+            retries: RetryPolicy::DEFAULT.retries,
+        })
+    );
+    // Order does not matter: the check is made once all options are applied.
+    let cfg = parsed("redis://h?backoff_cap=5s&backoff_base=2s&max_retries=9");
+    let policy = cfg.retry.policy.unwrap();
+    assert_eq!((policy.base_ms, policy.cap_ms), (2000, 5000));
+    assert_eq!(cfg.retry.resolve().policy.retries, 9);
+    for (kind, backoff) in [
+        ("none", Backoff::None),
+        ("constant", Backoff::Constant),
+        ("EXPONENTIAL", Backoff::Exponential),
+        ("full_jitter", Backoff::FullJitter),
+        ("equal_jitter", Backoff::EqualJitter),
+        ("decorrelated_jitter", Backoff::DecorrelatedJitter),
+    ] {
+        let cfg = parsed(&format!("redis://h?backoff={kind}"));
+        assert_eq!(cfg.retry.policy.unwrap().backoff, backoff, "{kind}");
+    }
+    // An explicit policy is kept and changed, not replaced by the default.
+    let mut cfg = Config::default();
+    cfg.retry.policy = Some(RetryPolicy {
+        backoff: Backoff::Constant,
+        base_ms: 5,
+        cap_ms: 5,
+        retries: 7,
+    });
+    apply(&mut cfg, "redis://h?backoff_cap=50").unwrap();
+    assert_eq!(
+        cfg.retry.policy,
+        Some(RetryPolicy {
+            backoff: Backoff::Constant,
+            base_ms: 5,
+            cap_ms: 50,
+            retries: 7
+        })
+    );
+    assert_rejected(
+        "redis://h?backoff_base=2s",
+        "backoff_cap: 1000 ms is below backoff_base (2000 ms)",
+    );
+    assert_rejected(
+        "redis://h?min_retry_backoff=1&max_retry_backoff=500ms",
+        "is below backoff_base",
+    );
+    // With no backoff at all, base and cap do not matter.
+    parsed("redis://h?backoff=none&backoff_base=2s");
+    assert_rejected("redis://h?backoff=linear", "is not none, constant");
+}
+
+#[test]
+fn retry_and_connection_words() {
+    use crate::core::retry::RetryWrites;
+    let cfg = parsed("redis://h?retry_on_timeout=true&retry_writes=always");
+    assert!(cfg.retry.on_timeout);
+    assert_eq!(cfg.retry.writes, RetryWrites::Always);
+    assert_eq!(
+        parsed("redis://h?retry_writes=SAFE").retry.writes,
+        RetryWrites::Safe
+    );
+    assert_rejected("redis://h?retry_writes=never", "is not safe or always");
+    assert_eq!(parsed("redis://h?socket_keepalive=no").keepalive, None);
+    let mut cfg = parsed("redis://h?socket_keepalive=false");
+    apply(&mut cfg, "redis://h?socket_keepalive=true").unwrap();
+    assert_eq!(cfg.keepalive, Config::default().keepalive);
+    assert_eq!(
+        parsed("redis://h?max_reply_bytes=1024").max_reply_bytes,
+        1024
+    );
+}
+
+#[test]
+fn cluster_options() {
+    use crate::config::ReadFrom;
+    let cfg = parsed(
+        "redis+cluster://h1:7000?addr=h2:7001&addr=[::1]:7002&read_from=any\
+         &cluster_refresh_interval=30s&cluster_error_retry_attempts=5",
+    );
+    assert_eq!(
+        cfg.nodes,
+        [
+            ("h1".to_owned(), 7000),
+            ("h2".to_owned(), 7001),
+            ("::1".to_owned(), 7002)
+        ]
+    );
+    assert_eq!(cfg.cluster.read_from, ReadFrom::Any);
+    assert_eq!(cfg.cluster.refresh_interval_ms, 30_000);
+    assert_eq!(cfg.cluster.error_retry_attempts, 5);
+    assert_eq!(
+        parsed("redis+cluster://h1:7000?read_only=false")
+            .cluster
+            .read_from,
+        ReadFrom::Primary
+    );
+    assert_rejected("redis://h?addr=h2:7001", "only with redis+cluster:// URLs");
+    assert_rejected("redis+cluster://h?addr=h2:0", "0 is not a valid port");
+    assert_rejected("redis+cluster://h?read_from=replica", "is not primary");
+}
+
+/// The header documents every option the parser accepts (brisk_config_set_url's comment), and
+/// mentions no option the parser does not know.
+#[test]
+fn the_header_lists_every_option() {
+    let header = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/include/brisk.h"));
+    let start = header
+        .find("Sets the server, and any other setting, from a URL")
+        .expect("brisk_config_set_url's documentation");
+    let end = start + header[start..].find("# Safety").unwrap();
+    let doc = &header[start..end];
+    for (name, _, _) in options::NAMES {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "brisk_config_set_url's documentation does not mention `{name}`"
+        );
+    }
+    let schemes = [
+        "redis://",
+        "rediss://",
+        "redis+cluster://",
+        "rediss+cluster://",
+        "unix://",
+        "valkey://",
+        "valkeys://",
+        "valkey+cluster://",
+        "valkeys+cluster://",
+    ];
+    for scheme in schemes {
+        assert!(doc.contains(scheme), "the URL documentation omits {scheme}");
+    }
+    // Every `word` followed by `=`-able use in the options list is a known name or a value.
+    let options = &doc[doc.find("Options (").unwrap()..];
+    let known_words = [
+        "ms",
+        "s",
+        "m",
+        "h",
+        "250ms",
+        "1.5s",
+        "dial_timeout=3",
+        "true",
+        "false",
+        "1",
+        "0",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "safe",
+        "always",
+        "none",
+        "constant",
+        "exponential",
+        "full_jitter",
+        "equal_jitter",
+        "decorrelated_jitter",
+        "primary",
+        "replica_preferred",
+        "any",
+        "host:port",
+    ];
+    for quoted in options.split('`').skip(1).step_by(2) {
+        assert!(
+            options::NAMES.iter().any(|(name, _, _)| *name == quoted)
+                || known_words.contains(&quoted)
+                || quoted.starts_with("BRISK_")
+                || quoted.contains("://"),
+            "the URL documentation names `{quoted}`, which is no option"
+        );
+    }
+}
+
 #[test]
 fn booleans_in_options() {
     for (text, value) in [
@@ -568,20 +883,20 @@ fn unknown_options_are_named() {
 #[test]
 fn bad_option_values() {
     for (query, why) in [
-        ("connect_timeout=abc", "not a number"),
-        ("connect_timeout=-1", "not a number"),
-        ("connect_timeout=1.5", "not a number"),
-        ("connect_timeout=", "not a number"),
+        ("connect_timeout=abc", "not a duration"),
+        ("connect_timeout=-1", "not a duration"),
+        ("connect_timeout=1.5", "not a whole number of milliseconds"),
+        ("connect_timeout=", "not a duration"),
         ("read_timeout=4294967296", "out of range"),
-        ("write_timeout=1e3", "not a number"),
-        ("command_deadline=x", "not a number"),
+        ("write_timeout=1e3", "not a duration"),
+        ("command_deadline=x", "not a duration"),
         ("pool_size=0", "pool_size must be at least 1"),
         ("pool_size=many", "not a number"),
         ("pool_min_idle=-2", "not a number"),
-        ("pool_max_wait=1s", "not a number"),
-        ("pool_idle_timeout=%20", "not a number"),
+        ("pool_max_wait=1sec", "not a duration"),
+        ("pool_idle_timeout=%20", "not a duration"),
         ("pool_max_lifetime=99999999999", "out of range"),
-        ("health_check_interval=on", "not a number"),
+        ("health_check_interval=on", "not a duration"),
         ("protocol=4", "protocol must be 2 or 3"),
         ("protocol=1", "protocol must be 2 or 3"),
         ("protocol=0", "protocol must be 2 or 3"),
