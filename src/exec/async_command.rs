@@ -25,6 +25,7 @@ use crate::net::mux::Request;
 use crate::node::Node;
 use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
 use crate::route::{Key, Placement, Topology};
+use crate::telemetry::otel::Scope;
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
@@ -109,6 +110,8 @@ struct Job {
     target: Target,
     /// The node of the latest try.
     node: Option<Arc<Node>>,
+    /// The submitter's trace context (empty unless OpenTelemetry is on).
+    trace: Scope,
     callback: Callback,
 }
 
@@ -151,6 +154,7 @@ pub(crate) fn start(shared: &Arc<Shared>, args: &Args<'_>, callback: Callback) -
         attempt: Attempt::new(&shared.rules, Some(started)),
         target: Target::default(),
         node: None,
+        trace: capture_trace(shared),
         callback,
     };
     shared.async_state.begin();
@@ -237,10 +241,12 @@ fn failed(shared: Arc<Shared>, mut job: Job, error: Error) {
             refresh,
             retried,
         } => {
+            let entered = std::mem::take(&mut job.trace).enter();
             let address = address_of(&shared, &job);
             let tries = job.attempt.rounds();
             let retried = retried.as_ref();
             shared.record_retry(&job.report(), address, tries, retried, Some(job.started));
+            job.trace = entered.leave();
             later(shared, job, at, refresh)
         }
         Next::Done | Next::Stand => {
@@ -316,7 +322,8 @@ fn later(shared: Arc<Shared>, job: Job, at: Option<Instant>, refresh: bool) {
 }
 
 /// Counts the outcome, reports it, and runs the caller's callback.
-fn finish(shared: &Shared, job: Job, result: Result<Reply>) {
+fn finish(shared: &Shared, mut job: Job, result: Result<Reply>) {
+    let _trace = std::mem::take(&mut job.trace).enter();
     let tries = match &result {
         Ok(_) => job.attempt.rounds() + 1,
         Err(_) => job.attempt.rounds().max(1),
@@ -337,6 +344,15 @@ fn address_of<'a>(shared: &'a Shared, job: &'a Job) -> &'a std::ffi::CStr {
         .as_deref()
         .unwrap_or(shared.route.home())
         .address_c()
+}
+
+/// The submitting thread's trace context, for a command that finishes on another thread (a
+/// branch when OpenTelemetry is off).
+fn capture_trace(shared: &Shared) -> Scope {
+    match shared.observer.otel() {
+        Some(otel) if otel.traces_on() => Scope::capture(),
+        _ => Scope::default(),
+    }
 }
 
 /// Runs a caller's callback. A panic in it is contained (the panic hook has reported it): it
@@ -370,11 +386,13 @@ fn start_blocking(shared: &Arc<Shared>, args: Vec<Vec<u8>>, callback: Callback) 
     }
     shared.async_state.begin();
     let worker = shared.clone();
+    let trace = capture_trace(shared);
     let spawned = std::thread::Builder::new()
         .name("brisk-runtime".into())
         .spawn(move || {
             // A brisk thread like the runtime's: see `runtime::enter`.
             let _runtime = crate::runtime::enter();
+            let _trace = trace.enter();
             let slices: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             let result = super::command(&worker, &Args::from_slices(&slices));
             run_callback(callback, result);
