@@ -32,39 +32,6 @@
 
 
 /**
- * The default bound on one reply's memory: the largest string Redis stores (512 MiB, its
- * `proto-max-bulk-len`) and room for its framing and nodes, so no value the server can hold is
- * refused, and nothing much larger is ever accepted.
- */
-#define DEFAULT_MAX_REPLY_BYTES ((512 << 20) + (1 << 20))
-
-/**
- * Redis's port: `server.port` is left out of metrics when it is this (as go-redis does).
- */
-#define DEFAULT_PORT 6379
-
-/**
- * The most spans waiting for export (the SDK's batch processor default); past it new spans
- * are dropped.
- */
-#define MAX_QUEUED_SPANS 2048
-
-/**
- * Spans per export request, and the queue length that starts one before the interval is up.
- */
-#define EXPORT_BATCH 512
-
-/**
- * The collector's default export period (the C API's documented default).
- */
-#define DEFAULT_EXPORT_INTERVAL_MS 10000
-
-/**
- * How long one export may take before it is abandoned (OTLP's default timeout).
- */
-#define DEFAULT_EXPORT_TIMEOUT_MS 10000
-
-/**
  * A Redis client: a pool of connections shared by every thread of the program.
  *
  * Created by `brisk_client_new()`, freed (exactly once, after every other thread has stopped

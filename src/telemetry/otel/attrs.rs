@@ -8,29 +8,30 @@ use opentelemetry::{Key, KeyValue, StringValue, Value};
 use std::cell::RefCell;
 use std::sync::Arc;
 
-pub const DB_SYSTEM_NAME: Key = Key::from_static_str("db.system.name");
-pub const DB_OPERATION_NAME: Key = Key::from_static_str("db.operation.name");
-pub const DB_NAMESPACE: Key = Key::from_static_str("db.namespace");
-pub const DB_OPERATION_BATCH_SIZE: Key = Key::from_static_str("db.operation.batch.size");
-pub const DB_RESPONSE_STATUS_CODE: Key = Key::from_static_str("db.response.status_code");
-pub const SERVER_ADDRESS: Key = Key::from_static_str("server.address");
-pub const SERVER_PORT: Key = Key::from_static_str("server.port");
-pub const ERROR_TYPE: Key = Key::from_static_str("error.type");
-pub const POOL_NAME: Key = Key::from_static_str("db.client.connection.pool.name");
-pub const CONNECTION_STATE: Key = Key::from_static_str("db.client.connection.state");
-pub const LIBRARY: Key = Key::from_static_str("redis.client.library");
-pub const RETRY_ATTEMPTS: Key = Key::from_static_str("redis.client.operation.retry_attempts");
-pub const ERRORS_CATEGORY: Key = Key::from_static_str("redis.client.errors.category");
-pub const ERRORS_INTERNAL: Key = Key::from_static_str("redis.client.errors.internal");
-pub const CONNECTION_PUBSUB: Key = Key::from_static_str("redis.client.connection.pubsub");
-pub const CLOSE_REASON: Key = Key::from_static_str("redis.client.connection.close.reason");
+pub(crate) const DB_SYSTEM_NAME: Key = Key::from_static_str("db.system.name");
+pub(crate) const DB_OPERATION_NAME: Key = Key::from_static_str("db.operation.name");
+pub(crate) const DB_NAMESPACE: Key = Key::from_static_str("db.namespace");
+pub(crate) const DB_OPERATION_BATCH_SIZE: Key = Key::from_static_str("db.operation.batch.size");
+pub(crate) const DB_RESPONSE_STATUS_CODE: Key = Key::from_static_str("db.response.status_code");
+pub(crate) const SERVER_ADDRESS: Key = Key::from_static_str("server.address");
+pub(crate) const SERVER_PORT: Key = Key::from_static_str("server.port");
+pub(crate) const ERROR_TYPE: Key = Key::from_static_str("error.type");
+pub(crate) const POOL_NAME: Key = Key::from_static_str("db.client.connection.pool.name");
+pub(crate) const CONNECTION_STATE: Key = Key::from_static_str("db.client.connection.state");
+pub(crate) const LIBRARY: Key = Key::from_static_str("redis.client.library");
+pub(crate) const RETRY_ATTEMPTS: Key =
+    Key::from_static_str("redis.client.operation.retry_attempts");
+pub(crate) const ERRORS_CATEGORY: Key = Key::from_static_str("redis.client.errors.category");
+pub(crate) const ERRORS_INTERNAL: Key = Key::from_static_str("redis.client.errors.internal");
+pub(crate) const CONNECTION_PUBSUB: Key = Key::from_static_str("redis.client.connection.pubsub");
+pub(crate) const CLOSE_REASON: Key = Key::from_static_str("redis.client.connection.close.reason");
 
 /// `db.system.name`'s value.
-pub const REDIS: &str = "redis";
+pub(crate) const REDIS: &str = "redis";
 /// `redis.client.library`: `<library>:<version>`, as go-redis and redis-py report theirs.
-pub const LIBRARY_VALUE: &str = concat!("brisk:", env!("CARGO_PKG_VERSION"));
+pub(crate) const LIBRARY_VALUE: &str = concat!("brisk:", env!("CARGO_PKG_VERSION"));
 /// Redis's port: `server.port` is left out of metrics when it is this (as go-redis does).
-pub const DEFAULT_PORT: i64 = 6379;
+pub(crate) const DEFAULT_PORT: i64 = 6379;
 
 pub fn static_kv(key: Key, value: &'static str) -> KeyValue {
     KeyValue::new(key, Value::String(StringValue::from(value)))

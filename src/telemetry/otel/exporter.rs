@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 /// The most spans waiting for export (the SDK's batch processor default); past it new spans
 /// are dropped.
-pub const MAX_QUEUED_SPANS: usize = 2048;
+pub(crate) const MAX_QUEUED_SPANS: usize = 2048;
 /// Spans per export request, and the queue length that starts one before the interval is up.
-pub const EXPORT_BATCH: usize = 512;
+pub(crate) const EXPORT_BATCH: usize = 512;
 
 struct Pending {
     spans: Vec<SpanRecord>,

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 /// The boundaries (seconds) go-redis and redis-py give every duration histogram: 100 us to
 /// 10 s.
-pub const DURATION_BUCKETS: [f64; 11] = [
+pub(crate) const DURATION_BUCKETS: [f64; 11] = [
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
 ];
 

@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime};
 
 /// How long closing a client waits for its last export (at most; less if the export timeout
 /// is shorter).
-pub const CLOSE_FLUSH_WAIT: Duration = Duration::from_millis(2000);
+pub(crate) const CLOSE_FLUSH_WAIT: Duration = Duration::from_millis(2000);
 
 /// One client's OpenTelemetry: what turns its events into telemetry, and its exporter.
 pub struct Otel {

@@ -11,9 +11,9 @@ use crate::core::{Error, Result};
 use opentelemetry_sdk::trace::Sampler;
 
 /// The collector's default export period (the C API's documented default).
-pub const DEFAULT_EXPORT_INTERVAL_MS: u32 = 10_000;
+pub(crate) const DEFAULT_EXPORT_INTERVAL_MS: u32 = 10_000;
 /// How long one export may take before it is abandoned (OTLP's default timeout).
-pub const DEFAULT_EXPORT_TIMEOUT_MS: u32 = 10_000;
+pub(crate) const DEFAULT_EXPORT_TIMEOUT_MS: u32 = 10_000;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtelSettings {
