@@ -25,6 +25,7 @@
 mod cluster;
 mod fake;
 mod hostile;
+mod otlp;
 mod proxy;
 mod server;
 mod tls;
@@ -32,6 +33,7 @@ mod tls;
 pub use cluster::{NodeInfo, RedisCluster};
 pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_port};
 pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
+pub use otlp::{OtlpReceiver, Posted};
 pub use proxy::FaultProxy;
 pub use server::{RedisServer, RedisServerBuilder, cli_program, server_program};
 pub use tls::TlsFiles;
