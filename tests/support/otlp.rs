@@ -35,9 +35,20 @@ impl OtlpReceiver {
     fn with_status(status: u16) -> OtlpReceiver {
         let posted = Arc::new(Mutex::new(Vec::new()));
         let keep = posted.clone();
-        let listener = Listener::start(move |conn, stop| {
-            if let Some(request) = read_request(conn, stop, status) {
+        let listener = Listener::start(move |mut conn, stop| {
+            if let Some(request) = read_request(&mut conn, stop) {
+                // Kept before the answer: a client that saw the answer finds it here.
                 keep.lock().unwrap().push(request);
+                let reason = if status == 200 {
+                    "OK"
+                } else {
+                    "Internal Server Error"
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-protobuf\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = conn.write_all(answer.as_bytes());
             }
         });
         OtlpReceiver { listener, posted }
@@ -58,8 +69,8 @@ impl OtlpReceiver {
     }
 }
 
-/// Reads one HTTP/1.1 request and answers it.
-fn read_request(mut conn: TcpStream, stop: &AtomicBool, status: u16) -> Option<Posted> {
+/// Reads one HTTP/1.1 request.
+fn read_request(conn: &mut TcpStream, stop: &AtomicBool) -> Option<Posted> {
     let _ = conn.set_read_timeout(Some(Duration::from_millis(50)));
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -99,16 +110,6 @@ fn read_request(mut conn: TcpStream, stop: &AtomicBool, status: u16) -> Option<P
         }
     }
     let (start, path, content_type, length) = head?;
-    let reason = if status == 200 {
-        "OK"
-    } else {
-        "Internal Server Error"
-    };
-    let answer = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-protobuf\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    let _ = conn.write_all(answer.as_bytes());
     Some(Posted {
         path,
         content_type,

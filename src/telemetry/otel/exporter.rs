@@ -4,13 +4,12 @@
 //! so a slow or dead collector holds up only this thread: commands only ever append to the
 //! bounded queue (or drop, and count, when it is full).
 
-use super::spans::{SpanRecord, span_data};
-use opentelemetry::{InstrumentationScope, StringValue};
+use super::spans::SpanRecord;
+use super::traces::TraceExporter;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::SpanExporter;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -143,13 +142,11 @@ impl MetricReader for SharedReader {
 
 /// What the exporter thread owns.
 pub struct Exporters {
-    pub spans: opentelemetry_otlp::SpanExporter,
+    pub traces: TraceExporter,
     pub metrics: opentelemetry_otlp::MetricExporter,
     pub reader: SharedReader,
     /// Kept alive here: it owns the metric pipeline the reader collects from.
     pub provider: SdkMeterProvider,
-    pub scope: InstrumentationScope,
-    pub db: StringValue,
     pub interval: Duration,
 }
 
@@ -195,7 +192,7 @@ fn run(channel: &Channel, mut ex: Exporters) {
             std::mem::swap(&mut pending.spans, &mut batch);
             (pending.flush_asked, pending.closing)
         };
-        send_spans(channel, &ex, &mut batch);
+        send_spans(channel, &mut ex, &mut batch);
         let flushing = ticket > channel.lock().flush_done;
         if flushing || closing || Instant::now() >= next_metrics {
             send_metrics(channel, &mut ex);
@@ -212,14 +209,12 @@ fn run(channel: &Channel, mut ex: Exporters) {
     }
 }
 
-fn send_spans(channel: &Channel, ex: &Exporters, batch: &mut Vec<SpanRecord>) {
+fn send_spans(channel: &Channel, ex: &mut Exporters, batch: &mut Vec<SpanRecord>) {
+    let mut chunk = Vec::with_capacity(EXPORT_BATCH.min(batch.len()));
     while !batch.is_empty() {
         let take = batch.len().min(EXPORT_BATCH);
-        let data: Vec<_> = batch
-            .drain(..take)
-            .map(|record| span_data(record, &ex.db, &ex.scope))
-            .collect();
-        if futures_executor::block_on(ex.spans.export(data)).is_err() {
+        chunk.extend(batch.drain(..take));
+        if !ex.traces.export(&mut chunk) {
             channel.dropped.fetch_add(take as u64, Relaxed);
             channel.exports_failed.fetch_add(1, Relaxed);
         }

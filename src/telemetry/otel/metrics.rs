@@ -9,8 +9,10 @@ use super::exporter::Channel;
 use crate::core::Status;
 use crate::telemetry::events::Event;
 use crate::telemetry::stats::Stat;
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{BoundHistogram, Counter, Histogram, Meter};
 use opentelemetry::{KeyValue, StringValue};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 /// The boundaries (seconds) go-redis and redis-py give every duration histogram: 100 us to
@@ -38,6 +40,8 @@ pub trait Source: Send + Sync {
 pub type SourceSlot = Arc<OnceLock<Box<dyn Source>>>;
 
 pub struct Metrics {
+    /// Tells this client's bound instruments from other clients' in a thread's cache.
+    id: u64,
     db: StringValue,
     operation_duration: Histogram<f64>,
     create_time: Histogram<f64>,
@@ -125,11 +129,40 @@ impl Metrics {
                 .with_description("Number of errors handled by the Redis client")
                 .build(),
             db,
+            id: NEXT_ID.fetch_add(1, Relaxed),
         }
     }
 
     /// A finished command: its duration, and its error if it failed.
+    ///
+    /// The histogram is recorded through an instrument bound to the command's attributes,
+    /// found in a small per-thread cache by the event's bytes: the SDK then neither builds nor
+    /// hashes an attribute set per command.
     pub fn command(&self, event: &Event<'_>) {
+        let seconds = event.duration.as_secs_f64();
+        BOUND.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((_, bound)) = cache.iter().find(|(key, _)| key.matches(self.id, event)) {
+                bound.record(seconds);
+                return;
+            }
+            if cache.len() >= MAX_BOUND {
+                cache.clear();
+            }
+            let bound = self
+                .operation_duration
+                .bind(&self.command_attributes(event));
+            bound.record(seconds);
+            cache.push((BoundKey::of(self.id, event), bound));
+        });
+        if let Some(error_type) = event.error_type {
+            let server = attrs::server(event.address.to_bytes());
+            let retries = i64::from(event.attempt.saturating_sub(1));
+            self.error(&server, error_type, false, retries);
+        }
+    }
+
+    fn command_attributes(&self, event: &Event<'_>) -> Vec<KeyValue> {
         let server = attrs::server(event.address.to_bytes());
         let retries = i64::from(event.attempt.saturating_sub(1));
         let mut kv = Vec::with_capacity(12);
@@ -150,11 +183,7 @@ impl Metrics {
         if let Some(error_type) = event.error_type {
             push_error(&mut kv, error_type);
         }
-        self.operation_duration
-            .record(event.duration.as_secs_f64(), &kv);
-        if let Some(error_type) = event.error_type {
-            self.error(&server, error_type, false, retries);
-        }
+        kv
     }
 
     /// A try that failed and is retried: an error handled inside the client.
@@ -215,6 +244,48 @@ impl Metrics {
             self.timeouts.add(1, &kv);
         }
     }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// What tells a command's attribute set: the event's own bytes, compared as they come.
+struct BoundKey {
+    client: u64,
+    batch_size: u32,
+    attempt: u32,
+    name: Box<[u8]>,
+    address: Box<[u8]>,
+    error_type: Option<Box<str>>,
+}
+
+impl BoundKey {
+    fn of(client: u64, event: &Event<'_>) -> BoundKey {
+        BoundKey {
+            client,
+            batch_size: event.batch_size,
+            attempt: event.attempt,
+            name: event.command.into(),
+            address: event.address.to_bytes().into(),
+            error_type: event.error_type.map(Into::into),
+        }
+    }
+
+    fn matches(&self, client: u64, event: &Event<'_>) -> bool {
+        self.client == client
+            && self.batch_size == event.batch_size
+            && self.attempt == event.attempt
+            && *self.name == *event.command
+            && *self.address == *event.address.to_bytes()
+            && self.error_type.as_deref() == event.error_type
+    }
+}
+
+/// Bound instruments per thread, at most this many (then the cache starts again; the SDK
+/// keeps what they recorded).
+const MAX_BOUND: usize = 64;
+
+thread_local! {
+    static BOUND: RefCell<Vec<(BoundKey, BoundHistogram<f64>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `db.client.connection.count` (idle/used) and `db.client.connection.pending_requests`, per

@@ -5,11 +5,13 @@
 //! - [`settings`]: the config's part, completed by the standard `OTEL_*` environment.
 //! - [`context`]: the application's span (a W3C `traceparent`, per thread) and async capture.
 //! - [`spans`], [`metrics`], [`attrs`]: what a command becomes, by the conventions.
-//! - `exporter`: the thread, its bounded queue, flushes; [`http`]: its small HTTP client.
+//! - `exporter`: the thread, its bounded queue, flushes; `traces`: spans as OTLP messages;
+//!   [`http`]: the exporter's small HTTP client.
 //!
-//! Crates: `opentelemetry` (API types), `opentelemetry_sdk` (span data, sampler, id generator,
-//! metric aggregation), `opentelemetry-otlp` (the OTLP protobuf encoding and HTTP export
-//! protocol, with brisk's HTTP client plugged in), `opentelemetry-http` (the client trait).
+//! Crates: `opentelemetry` (API types), `opentelemetry_sdk` (sampler, id generator, resource
+//! detection, metric aggregation), `opentelemetry-otlp` (the metrics' OTLP encoding and export,
+//! with brisk's HTTP client plugged in through `opentelemetry-http`'s trait),
+//! `opentelemetry-proto` (the OTLP messages spans are written into, encoded by prost).
 //!
 //! The client sees it only through the event observer (`telemetry::events::Observer`): the
 //! events a client emits anyway become spans and measurements here. A client without
@@ -22,6 +24,7 @@ pub mod http;
 pub mod metrics;
 pub mod settings;
 pub mod spans;
+mod traces;
 
 pub use context::Scope;
 pub use metrics::{PoolState, Source};
@@ -35,7 +38,6 @@ use opentelemetry::{InstrumentationScope, StringValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::SpanExporter as _;
 use spans::SpanMaker;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -72,17 +74,15 @@ impl Otel {
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
 
-        let mut spans = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(http())
-            .with_timeout(timeout);
-        if let Some(url) = settings.signal_url("/v1/traces") {
-            spans = spans.with_endpoint(url);
-        }
-        let mut spans = spans
-            .build()
-            .map_err(|e| build_error("traces exporter", e))?;
-        spans.set_resource(&resource);
+        let db = StringValue::from(db.to_string());
+        let traces = traces::TraceExporter::new(
+            traces::url(settings.signal_url("/v1/traces")),
+            traces::headers_from_env(),
+            timeout,
+            db.clone(),
+            &resource,
+            &scope,
+        );
 
         let mut metrics = opentelemetry_otlp::MetricExporter::builder()
             .with_http()
@@ -105,16 +105,12 @@ impl Otel {
             .with_resource(resource)
             .with_reader(reader.clone())
             .build();
-        let meter =
-            opentelemetry::metrics::MeterProvider::meter_with_scope(&provider, scope.clone());
-        let db = StringValue::from(db.to_string());
+        let meter = opentelemetry::metrics::MeterProvider::meter_with_scope(&provider, scope);
         let channel = exporter::start(Exporters {
-            spans,
+            traces,
             metrics,
             reader,
             provider,
-            scope,
-            db: db.clone(),
             interval: Duration::from_millis(u64::from(settings.export_interval_ms)),
         })
         .map_err(|e| {
