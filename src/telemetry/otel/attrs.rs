@@ -37,6 +37,12 @@ pub fn static_kv(key: Key, value: &'static str) -> KeyValue {
     KeyValue::new(key, Value::String(StringValue::from(value)))
 }
 
+/// A shared string value: cloning it counts a reference (a `StringValue` made from a `String`
+/// would copy the text on every clone).
+pub fn shared(text: &str) -> StringValue {
+    StringValue::from(Arc::<str>::from(text))
+}
+
 pub fn string_kv(key: Key, value: &StringValue) -> KeyValue {
     KeyValue::new(key, Value::String(value.clone()))
 }
@@ -62,9 +68,9 @@ impl Server {
             None => (endpoint, None),
         };
         Server {
-            address: StringValue::from(host.to_owned()),
+            address: shared(host),
             port,
-            endpoint: StringValue::from(endpoint.to_owned()),
+            endpoint: shared(endpoint),
         }
     }
 }
@@ -110,17 +116,14 @@ pub fn operation_name(name: &[u8]) -> StringValue {
         t.borrow_mut().get(name, || {
             let mut text = String::from_utf8_lossy(name).into_owned();
             text.make_ascii_uppercase();
-            StringValue::from(text)
+            shared(&text)
         })
     })
 }
 
 /// A short text that repeats (an error type).
 pub fn text(value: &str) -> StringValue {
-    TEXTS.with(|t| {
-        t.borrow_mut()
-            .get(value.as_bytes(), || StringValue::from(value.to_owned()))
-    })
+    TEXTS.with(|t| t.borrow_mut().get(value.as_bytes(), || shared(value)))
 }
 
 pub fn server(endpoint: &[u8]) -> Arc<Server> {

@@ -34,7 +34,7 @@ use crate::core::{Error, Result, Status};
 use crate::telemetry::events::{Event, EventKind};
 use exporter::{Channel, Exporters, SharedReader};
 use metrics::{Metrics, SourceSlot};
-use opentelemetry::{InstrumentationScope, StringValue};
+use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider, Temporality};
@@ -74,7 +74,7 @@ impl Otel {
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
 
-        let db = StringValue::from(db.to_string());
+        let db = attrs::shared(&db.to_string());
         let traces = traces::TraceExporter::new(
             traces::url(settings.signal_url("/v1/traces")),
             traces::headers_from_env(),

@@ -10,10 +10,8 @@ use super::attrs::{self, Server};
 use super::context::{self, RetryNote};
 use crate::telemetry::events::Event;
 use opentelemetry::StringValue;
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceState};
-use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
-};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::trace::{IdGenerator, Sampler, SamplingDecision, ShouldSample};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -32,17 +30,33 @@ pub struct SpanRecord {
     pub retries: Vec<RetryNote>,
 }
 
+/// Random trace and span ids from the thread's fast generator (wyrand, randomly seeded per
+/// thread): the SDK's `RandomIdGenerator` draws from a cryptographic generator, several times
+/// the cost, which ids do not need.
+#[derive(Debug, Default)]
+struct FastIds;
+
+impl IdGenerator for FastIds {
+    fn new_trace_id(&self) -> TraceId {
+        TraceId::from(fastrand::u128(1..))
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        SpanId::from(fastrand::u64(1..))
+    }
+}
+
 /// Samples and notes spans.
 pub struct SpanMaker {
     sampler: Sampler,
-    ids: RandomIdGenerator,
+    ids: FastIds,
 }
 
 impl SpanMaker {
     pub fn new(sampler: Sampler) -> SpanMaker {
         SpanMaker {
             sampler,
-            ids: RandomIdGenerator::default(),
+            ids: FastIds,
         }
     }
 
