@@ -8,7 +8,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dir=$(mktemp -d)
 receiver=
 cleanup() {
-  [[ -n $receiver ]] && kill "$receiver" 2>/dev/null && wait "$receiver" 2>/dev/null
+  if [[ -n $receiver ]]; then
+    kill "$receiver" 2>/dev/null || true
+    wait "$receiver" 2>/dev/null || true
+  fi
   rm -rf "$dir"
 }
 trap cleanup EXIT

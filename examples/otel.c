@@ -11,6 +11,7 @@
  * database-client metrics (db.client.operation.duration, db.client.connection.count, ...).
  * OTEL_SERVICE_NAME names this program in the collector. See the README, "OpenTelemetry".
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <brisk.h>
 #include <stdatomic.h>
 #include <stdio.h>
