@@ -485,3 +485,44 @@ fn a_malformed_traceparent_is_refused_and_changes_nothing() {
     let status = unsafe { brisk::capi::trace::brisk_trace_parent_set(text.as_ptr()) };
     assert_eq!(status, Status::InvalidArgument as u32);
 }
+
+#[test]
+fn cluster_spans_carry_the_node_that_answered() {
+    let cluster = support::RedisCluster::start();
+    let receiver = OtlpReceiver::start();
+    let client = Client::new(&otel_config(cluster.config(), &receiver.url())).unwrap();
+    // One trace per key, so that each span says which key it was for.
+    let keys = ["a", "b", "c"];
+    let mut owners = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let traceparent = format!("00-{:032x}-00f067aa0ba902b7-01", i + 1);
+        set_parent(Some(&traceparent));
+        run(&client, &["SET", key, SECRET]).unwrap();
+        set_parent(None);
+        let slot = match run(&client, &["CLUSTER", "KEYSLOT", key])
+            .unwrap()
+            .as_integer()
+        {
+            Some(slot) => slot as u16,
+            None => panic!("CLUSTER KEYSLOT answers an integer"),
+        };
+        owners.push(cluster.nodes[cluster.primary_of_slot(0, slot)].port());
+    }
+    assert!(client.flush_telemetry(Duration::from_secs(30)));
+    let spans = spans_of(&receiver);
+    for (i, owner) in owners.iter().enumerate() {
+        let trace_id = format!("{:032x}", i + 1);
+        let span = spans
+            .iter()
+            .find(|s| s.name == "SET" && hex(&s.trace_id) == trace_id)
+            .unwrap_or_else(|| panic!("the SET of {}: {spans:#?}", keys[i]));
+        let a = attributes(&span.attributes);
+        assert_eq!(a["server.port"], owner.to_string(), "key {}", keys[i]);
+        assert_eq!(a["server.address"], "127.0.0.1");
+    }
+    let distinct: std::collections::HashSet<_> = owners.iter().collect();
+    assert!(
+        distinct.len() >= 2,
+        "the keys live on several nodes: {owners:?}"
+    );
+}
