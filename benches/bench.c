@@ -1105,7 +1105,7 @@ static void print_otel_table(void) {
 }
 #endif
 
-static void print_table(void) {
+static void print_main_table(void) {
   printf("| workload | brisk | hiredis | brisk/hiredis | redis-benchmark | brisk/redis-benchmark |\n");
   printf("|---|---:|---:|---:|---:|---:|\n");
   for (int i = 0; i < g_nrows; i++) {
@@ -1122,6 +1122,10 @@ static void print_table(void) {
          "figures are medians, ratios are medians of per-repeat ratios (for latency, CPU and heap, "
          "lower is better; for the rest, higher is better). Load average before: %s, after: %s.\n",
          g_repeats, g_duration, g_load_start, load_end);
+}
+
+static void print_table(void) {
+  if (g_nrows > 0) print_main_table(); /* none with --only otel */
   print_ceiling_table();
 #ifdef BRISK_HAVE_OTEL
   print_otel_table();

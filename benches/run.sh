@@ -171,6 +171,32 @@ if [ "$profile" = 1 ]; then
         python3 "$ROOT/benches/profile_report.py" "$PROF" "$mode" "$small" "$large" --top "$top"
       } | tee -a "$OUT/results.md"
     done
+    if [[ " ${defines[*]} " == *" -DBRISK_HAVE_OTEL "* ]]; then
+      # OpenTelemetry off / metrics only / traces at ratio 1: instructions per sync GET, all
+      # threads (the exporter's too), the same subtraction of two runs.
+      if [ "$quick" = 1 ]; then small=200; large=1200; else small=2000; large=12000; fi
+      say "callgrind of the OpenTelemetry modes ($small and $large GETs)"
+      declare -A otel_instr
+      for otel_mode in off metrics traces; do
+        for n in $small $large; do
+          timeout -k 10 "$bench_timeout" valgrind --tool=callgrind \
+            --callgrind-out-file="$PROF/callgrind.otel.$otel_mode.$n.out" \
+            "$OUT/bench" callgrind-otel "$otel_mode" "$n" --host 127.0.0.1 --port "$PORT" \
+            2>"$PROF/callgrind.otel.$otel_mode.$n.log"
+        done
+        a=$(sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$PROF/callgrind.otel.$otel_mode.$small.out" | head -1)
+        b=$(sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$PROF/callgrind.otel.$otel_mode.$large.out" | head -1)
+        otel_instr[$otel_mode]=$(( (b - a) / (large - small) ))
+      done
+      {
+        echo
+        echo "OpenTelemetry, instructions per sync GET (callgrind, all threads)"
+        echo
+        echo "| OTel off | metrics only (ratio 0) | traces (ratio 1.0) |"
+        echo "|---:|---:|---:|"
+        echo "| ${otel_instr[off]} | ${otel_instr[metrics]} | ${otel_instr[traces]} |"
+      } | tee -a "$OUT/results.md"
+    fi
     echo | tee -a "$OUT/results.md"
     echo "Profiles: $PROF (open with callgrind_annotate, e.g. $PROF/callgrind.sync.brisk.N.out)" |
       tee -a "$OUT/results.md"

@@ -1,7 +1,8 @@
-//! OpenTelemetry's standard environment, in a test binary of its own (one test: the
-//! environment is the process's): OTEL_EXPORTER_OTLP_ENDPOINT when the endpoint is NULL,
-//! OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES in the resource, OTEL_TRACES_SAMPLER,
-//! OTEL_SDK_DISABLED.
+//! What is process-wide, in a test binary of its own (one test, so nothing else runs at the
+//! same time): OpenTelemetry's standard environment (OTEL_EXPORTER_OTLP_ENDPOINT when the
+//! endpoint is NULL, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES in the resource,
+//! OTEL_TRACES_SAMPLER, OTEL_SDK_DISABLED), and exporter threads: none outlives its client,
+//! not even one whose creation failed after its telemetry had started.
 
 mod support;
 
@@ -10,7 +11,16 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
 use std::time::Duration;
-use support::{OtlpReceiver, RedisServer};
+use support::{OtlpReceiver, RedisServer, wait_until};
+
+/// The `brisk-otel` threads of this process now.
+fn exporter_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "brisk-otel")
+        .count()
+}
 
 fn set_env(name: &str, value: Option<&str>) {
     // SAFETY: this binary has one test and it runs alone; brisk reads the environment only
@@ -68,7 +78,13 @@ fn the_standard_environment_is_honoured() {
         "OTEL_RESOURCE_ATTRIBUTES",
         Some("deployment.environment=test,team=payments"),
     );
-    drop(ping_three_times(&server));
+    let first = ping_three_times(&server);
+    assert_eq!(
+        exporter_threads(),
+        1,
+        "a client with OpenTelemetry has its exporter thread"
+    );
+    drop(first);
     let (resource, spans) = resource_and_span_count(&receiver);
     assert_eq!(spans, 3);
     for (key, value) in [
@@ -102,4 +118,17 @@ fn the_standard_environment_is_honoured() {
     assert!(receiver.all().is_empty(), "{:?}", receiver.all());
     set_env("OTEL_SDK_DISABLED", None);
     set_env("OTEL_EXPORTER_OTLP_ENDPOINT", None);
+
+    // A client whose creation fails after its exporter started (an unreadable CA file) leaves
+    // no exporter thread behind; nor do the clients above.
+    let mut config = server.config();
+    config.otel.set_endpoint(Some(&receiver.url())).unwrap();
+    config.tls.enabled = true;
+    config.tls.ca_file = Some("/nonexistent/brisk-test-ca.pem".into());
+    assert!(Client::new(&config).is_err());
+    assert!(
+        wait_until(Duration::from_secs(30), || exporter_threads() == 0),
+        "{} exporter threads left",
+        exporter_threads()
+    );
 }

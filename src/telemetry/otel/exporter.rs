@@ -84,6 +84,16 @@ impl Channel {
         self.exports_failed.load(Relaxed)
     }
 
+    /// Tells the exporter to stop after one last export, without waiting for it.
+    pub fn stop(&self) {
+        let mut pending = self.lock();
+        if !pending.closing {
+            pending.closing = true;
+            pending.flush_asked += 1;
+            self.wake.notify_one();
+        }
+    }
+
     /// Asks for everything queued now to be exported and waits for it at most `timeout`;
     /// false when that was not long enough. With `close`, the exporter stops after it.
     pub fn flush(&self, timeout: Duration, close: bool) -> bool {

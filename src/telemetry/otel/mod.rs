@@ -40,6 +40,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider, Temporality};
 use spans::SpanMaker;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 /// How long closing a client waits for its last export (at most; less if the export timeout
@@ -53,6 +54,15 @@ pub struct Otel {
     channel: Arc<Channel>,
     source: SourceSlot,
     close_wait: Duration,
+    closed: AtomicBool,
+}
+
+impl Drop for Otel {
+    /// A client that was never closed (its creation failed after its telemetry started) still
+    /// ends its exporter thread.
+    fn drop(&mut self) {
+        self.channel.stop();
+    }
 }
 
 fn build_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -128,6 +138,7 @@ impl Otel {
             channel,
             source,
             close_wait: CLOSE_FLUSH_WAIT.min(timeout),
+            closed: AtomicBool::new(false),
         })))
     }
 
@@ -172,9 +183,12 @@ impl Otel {
         self.channel.flush(timeout, false)
     }
 
-    /// The last export, waited for a bounded time; the exporter thread ends after it.
+    /// The last export, waited for a bounded time; the exporter thread ends after it. Only
+    /// the first call waits.
     pub fn close(&self) {
-        self.channel.flush(self.close_wait, true);
+        if !self.closed.swap(true, Relaxed) {
+            self.channel.flush(self.close_wait, true);
+        }
     }
 
     /// Spans dropped so far (queue full, or export failed).
