@@ -48,7 +48,29 @@ fn left(deadline: Instant, what: &str) -> io::Result<Duration> {
 
 /// Sends `request` and reads the whole answer by `deadline`.
 pub fn post(request: &Request<Bytes>, deadline: Instant) -> io::Result<Response<Bytes>> {
-    let uri = request.uri();
+    let mut stream = send(request.uri(), request.headers(), request.body(), deadline)?;
+    read_response(&mut stream, deadline)
+}
+
+/// Posts `body` to `uri` and returns the answer's status, by `deadline` (the trace exporter's
+/// way: no copy of the body).
+pub fn post_body(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    deadline: Instant,
+) -> io::Result<u16> {
+    let mut stream = send(uri, headers, body, deadline)?;
+    Ok(read_response(&mut stream, deadline)?.status().as_u16())
+}
+
+/// Connects and writes a POST of `body`; the stream is left to read the answer from.
+fn send(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    deadline: Instant,
+) -> io::Result<TcpStream> {
     if uri.scheme_str() != Some("http") {
         return Err(invalid(format!(
             "collector URL {uri}: only http:// is supported"
@@ -61,21 +83,20 @@ pub fn post(request: &Request<Bytes>, deadline: Instant) -> io::Result<Response<
     let mut stream = connect(host.trim_matches(['[', ']']), port, deadline)?;
     stream.set_nodelay(true)?;
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        request.method(),
+        "POST {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
         uri.path_and_query().map_or("/", |p| p.as_str()),
         uri.authority().map_or(host, |a| a.as_str()),
-        request.body().len()
+        body.len()
     );
-    for (name, value) in request.headers() {
+    for (name, value) in headers {
         if let Ok(value) = value.to_str() {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
     }
     head.push_str("\r\n");
     write_all(&mut stream, head.as_bytes(), deadline)?;
-    write_all(&mut stream, request.body(), deadline)?;
-    read_response(&mut stream, deadline)
+    write_all(&mut stream, body, deadline)?;
+    Ok(stream)
 }
 
 fn connect(host: &str, port: u16, deadline: Instant) -> io::Result<TcpStream> {

@@ -133,7 +133,7 @@ impl Otel {
         Ok(Some(Arc::new(Otel {
             spans: settings
                 .traces_on()
-                .then(|| SpanMaker::new(settings.sampler())),
+                .then(|| SpanMaker::new(settings.sampler(), settings.roots_always_sampled())),
             metrics: Metrics::new(&meter, db, source.clone(), channel.clone()),
             channel,
             source,

@@ -106,6 +106,18 @@ impl OtelSettings {
         }
     }
 
+    /// Whether the sampler records every span without a parent (ratio 1, always-on, or the
+    /// default), so that it need not be asked for those.
+    pub fn roots_always_sampled(&self) -> bool {
+        match self.traces_sample_ratio {
+            Some(ratio) => ratio >= 1.0,
+            None => matches!(
+                env("OTEL_TRACES_SAMPLER").as_deref(),
+                None | Some("always_on") | Some("parentbased_always_on")
+            ),
+        }
+    }
+
     /// The URL of one signal (`/v1/traces`), or `None` to let the exporter read the environment.
     pub fn signal_url(&self, path: &str) -> Option<String> {
         self.endpoint.as_ref().map(|base| format!("{base}{path}"))

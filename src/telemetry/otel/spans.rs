@@ -49,12 +49,17 @@ impl IdGenerator for FastIds {
 /// Samples and notes spans.
 pub struct SpanMaker {
     sampler: Sampler,
+    /// The sampler records every span without a parent (parent-based always-on, the default):
+    /// no need to ask it for those.
+    roots_always: bool,
     ids: FastIds,
 }
 
 impl SpanMaker {
-    pub fn new(sampler: Sampler) -> SpanMaker {
+    /// `roots_always`: the sampler records every span that has no parent.
+    pub fn new(sampler: Sampler, roots_always: bool) -> SpanMaker {
         SpanMaker {
+            roots_always,
             sampler,
             ids: FastIds,
         }
@@ -66,16 +71,18 @@ impl SpanMaker {
         let retries = context::take_retries();
         let (context, parent) = context::with_parent(|parent| {
             let trace_id = parent.map_or_else(|| self.ids.new_trace_id(), |p| p.span.trace_id());
-            let result = self.sampler.should_sample(
-                parent.map(|p| &p.context),
-                trace_id,
-                "",
-                &SpanKind::Client,
-                &[],
-                &[],
-            );
-            if result.decision != SamplingDecision::RecordAndSample {
-                return None;
+            if parent.is_some() || !self.roots_always {
+                let result = self.sampler.should_sample(
+                    parent.map(|p| &p.context),
+                    trace_id,
+                    "",
+                    &SpanKind::Client,
+                    &[],
+                    &[],
+                );
+                if result.decision != SamplingDecision::RecordAndSample {
+                    return None;
+                }
             }
             let context = SpanContext::new(
                 trace_id,

@@ -7,9 +7,8 @@
 //! itself costs).
 
 use super::attrs;
-use super::http::post;
+use super::http::post_body;
 use super::spans::SpanRecord;
-use bytes::Bytes;
 use opentelemetry::StringValue;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -26,8 +25,8 @@ const HAS_IS_REMOTE: u32 = 0x100;
 const IS_REMOTE: u32 = 0x200;
 
 pub struct TraceExporter {
-    url: String,
-    headers: Vec<(String, String)>,
+    uri: Option<http::Uri>,
+    headers: http::HeaderMap,
     timeout: Duration,
     db: StringValue,
     request: ExportTraceServiceRequest,
@@ -64,9 +63,22 @@ impl TraceExporter {
                 schema_url: resource.schema_url.unwrap_or_default(),
             }],
         };
+        let mut header_map = http::HeaderMap::new();
+        header_map.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-protobuf"),
+        );
+        for (name, value) in &headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                header_map.insert(name, value);
+            }
+        }
         TraceExporter {
-            url,
-            headers,
+            uri: url.parse().ok(),
+            headers: header_map,
             timeout,
             db,
             request,
@@ -94,16 +106,12 @@ impl TraceExporter {
         self.body.clear();
         // A Vec grows as needed: no need for `encode`'s size check (a walk over every span).
         self.request.encode_raw(&mut self.body);
-        let mut request =
-            http::Request::post(self.url.as_str()).header("Content-Type", "application/x-protobuf");
-        for (name, value) in &self.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let Ok(request) = request.body(Bytes::copy_from_slice(&self.body)) else {
-            return false;
+        let Some(uri) = &self.uri else {
+            return false; // an endpoint that is no URL: every export fails (and is counted)
         };
-        match post(&request, Instant::now() + self.timeout) {
-            Ok(answer) => answer.status().is_success(),
+        let deadline = Instant::now() + self.timeout;
+        match post_body(uri, &self.headers, &self.body, deadline) {
+            Ok(status) => (200..300).contains(&status),
             Err(_) => false,
         }
     }
@@ -195,10 +203,13 @@ fn fill(span: &mut Span, record: SpanRecord, db: &StringValue) {
     if let Some(port) = server.port {
         attributes.int("server.port", port);
     }
-    attributes.int(
-        "redis.client.operation.retry_attempts",
-        i64::from(record.attempts.saturating_sub(1)),
-    );
+    // Retries are the exception: the attribute (and an event per retry) only when there were.
+    if record.attempts > 1 {
+        attributes.int(
+            "redis.client.operation.retry_attempts",
+            i64::from(record.attempts - 1),
+        );
+    }
     if record.batch_size >= 2 {
         attributes.int("db.operation.batch.size", i64::from(record.batch_size));
     }
