@@ -95,12 +95,18 @@ impl TraceExporter {
     /// did not take it.
     pub fn export(&mut self, records: &mut Vec<SpanRecord>) -> bool {
         let db = self.db.clone();
+        // The messages stay where they are (a span message is large: moving it costs); only
+        // the count changes, the extra ones kept aside for a later, larger export.
+        let wanted = records.len();
         let mut spans = std::mem::take(self.spans());
-        self.spare.append(&mut spans);
-        for record in records.drain(..) {
-            let mut span = self.spare.pop().unwrap_or_default();
-            fill(&mut span, record, &db);
-            spans.push(span);
+        if spans.len() > wanted {
+            self.spare.extend(spans.drain(wanted..));
+        }
+        while spans.len() < wanted {
+            spans.push(self.spare.pop().unwrap_or_default());
+        }
+        for (span, record) in spans.iter_mut().zip(records.drain(..)) {
+            fill(span, record, &db);
         }
         *self.spans() = spans;
         self.body.clear();
