@@ -338,6 +338,7 @@ fn spans_and_metrics_follow_the_database_client_conventions() {
         "brisk.client.reconnects",
         "brisk.client.redirects",
         "brisk.client.telemetry.dropped_spans",
+        "redis.client.csc.requests",
     ] {
         metric(&metrics, name);
     }

@@ -24,6 +24,8 @@ pub(crate) const RETRY_ATTEMPTS: Key =
 pub(crate) const ERRORS_CATEGORY: Key = Key::from_static_str("redis.client.errors.category");
 pub(crate) const ERRORS_INTERNAL: Key = Key::from_static_str("redis.client.errors.internal");
 pub(crate) const CONNECTION_PUBSUB: Key = Key::from_static_str("redis.client.connection.pubsub");
+pub(crate) const CSC_RESULT: Key = Key::from_static_str("redis.client.csc.result");
+pub(crate) const CSC_REASON: Key = Key::from_static_str("redis.client.csc.reason");
 pub(crate) const CLOSE_REASON: Key = Key::from_static_str("redis.client.connection.close.reason");
 
 /// `db.system.name`'s value.

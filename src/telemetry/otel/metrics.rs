@@ -380,6 +380,35 @@ fn register_brisk_counters(meter: &Meter, source: &SourceSlot, spans: Arc<Channe
             })
             .build();
     }
+    // Client-side caching, by redis-py's names: read from the client's cache counters.
+    let from = source.clone();
+    meter
+        .u64_observable_counter("redis.client.csc.requests")
+        .with_unit("{request}")
+        .with_description("Client-side cache lookups, by result")
+        .with_callback(move |observer| {
+            if let Some(source) = from.get() {
+                for (result, stat) in [("hit", Stat::CacheHits), ("miss", Stat::CacheMisses)] {
+                    let mut kv = base().to_vec();
+                    kv.push(attrs::static_kv(attrs::CSC_RESULT, result));
+                    observer.observe(source.stat(stat), &kv);
+                }
+            }
+        })
+        .build();
+    let from = source.clone();
+    meter
+        .u64_observable_counter("redis.client.csc.evictions")
+        .with_unit("{eviction}")
+        .with_description("Client-side cache entries removed, by reason")
+        .with_callback(move |observer| {
+            if let Some(source) = from.get() {
+                let mut kv = base().to_vec();
+                kv.push(attrs::static_kv(attrs::CSC_REASON, "invalidation"));
+                observer.observe(source.stat(Stat::CacheInvalidations), &kv);
+            }
+        })
+        .build();
     meter
         .u64_observable_counter("brisk.client.telemetry.dropped_spans")
         .with_unit("{span}")
