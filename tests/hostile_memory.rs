@@ -188,7 +188,7 @@ fn reply_limit_ends_a_memory_bomb_async() {
 }
 
 /// The issue's configuration (1000 ms deadline, 500 ms read timeout, default retries): the
-/// command ends within 3 s, with PROTOCOL if the limit is reached first or TIMEOUT if the
+/// command ends within 6 s, with PROTOCOL if the limit is reached first or TIMEOUT if the
 /// deadline is (which comes first depends on how fast a busy machine reads), and the growth
 /// stays under the bound either way.
 fn deadline_ends_the_bomb(path: Path) {
@@ -200,8 +200,9 @@ fn deadline_ends_the_bomb(path: Path) {
     let what = format!("120 MiB of streamed nulls, {path:?}, a 1000 ms deadline");
     assert!(
         matches!(&outcome, Err(e) if matches!(e.status(), Status::Protocol | Status::Timeout))
-            && took <= Duration::from_secs(3),
-        "{what}: expected PROTOCOL or TIMEOUT within 3 s; {summary}"
+            && took <= Duration::from_secs(6),
+        "{what}: expected PROTOCOL or TIMEOUT within 6 s (a 1 s deadline; margin for a loaded \
+         machine); {summary}"
     );
     assert!(
         growth < GROWTH_BOUND,

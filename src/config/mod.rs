@@ -142,10 +142,7 @@ pub struct Config {
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
 
-/// The default bound on one reply's memory: the largest string Redis stores (512 MiB, its
-/// `proto-max-bulk-len`) and room for its framing and nodes, so no value the server can hold is
-/// refused, and nothing much larger is ever accepted.
-pub const DEFAULT_MAX_REPLY_BYTES: usize = (512 << 20) + (1 << 20);
+pub use crate::resp::DEFAULT_MAX_REPLY_BYTES;
 
 impl Default for Config {
     fn default() -> Self {

@@ -1,5 +1,10 @@
 //! Incremental RESP2/RESP3 decoder.
 //!
+//! (At ~680 lines this is src/'s longest file on purpose: `impl Decoder` is one state machine
+//! whose fast paths and general path share private state and must agree byte for byte, so they
+//! are kept where they can be read, and inlined, side by side. Its limits, scalar parsing and
+//! tests live in decoder/.)
+//!
 //! The decoder reads from the front of a `BytesMut` that the driver appends network bytes to.
 //! It keeps its place between calls (a stack of the aggregates still open, like hiredis's
 //! reader), so a reply arriving in many pieces is scanned once. When a reply is complete its
@@ -20,56 +25,15 @@
 //! accept only what the general path would, and a line still waiting for its end is rejected only
 //! when no ending could make it fit.
 
+mod limits;
+mod scalars;
+
 use super::reply::{Node, Reply, ReplyKind};
 use bytes::BytesMut;
-
-/// Bounds that turn hostile or corrupt input into a protocol error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Aggregates nested deeper than this are rejected.
-    pub max_depth: usize,
-    /// An aggregate declaring more elements than this is rejected.
-    pub max_elements: usize,
-    /// A bulk string longer than this is rejected (Redis's own `proto-max-bulk-len` default).
-    pub max_bulk_len: usize,
-    /// A line (simple string, error, number) longer than this is rejected.
-    pub max_line_len: usize,
-    /// A reply taking more memory than this is rejected: the bytes it was read from (its strings
-    /// point into them, so the reply keeps them all) plus its nodes (16 bytes per element,
-    /// counted by the capacity allocated for them). Checked as the reply arrives, before the
-    /// memory is taken. The root node, inside the reply itself, is not counted.
-    pub max_reply_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_depth: 64,
-            max_elements: 1 << 28,
-            max_bulk_len: 512 << 20,
-            max_line_len: 16 << 20,
-            // Redis's own proto-max-bulk-len: a reply as large as the largest bulk it may send.
-            max_reply_bytes: 512 << 20,
-        }
-    }
-}
-
-/// The peer sent bytes that are not valid RESP (or exceed the [`Limits`]).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("protocol error: {0}")]
-pub struct ProtocolError(pub String);
-
-fn err<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
-    Err(ProtocolError(msg.into()))
-}
-
-#[cold]
-fn over_budget<T>(limits: &Limits) -> Result<T, ProtocolError> {
-    err(format!(
-        "reply larger than max_reply_bytes ({} bytes)",
-        limits.max_reply_bytes
-    ))
-}
+pub use limits::{DEFAULT_MAX_REPLY_BYTES, Limits, ProtocolError};
+use limits::{err, over_budget};
+use scalars::{check_big_number, verbatim};
+pub(crate) use scalars::{parse_double, parse_int};
 
 /// An aggregate whose elements are still arriving.
 struct Open {
@@ -715,74 +679,6 @@ fn whole_bulk(
         Node::text_at(ReplyKind::String, start, len),
         end + 2,
     )))
-}
-
-fn verbatim(buf: &[u8], start: usize, len: usize) -> Result<Node, ProtocolError> {
-    if len < 4 || buf[start + 3] != b':' {
-        return err("verbatim string without a 3-byte format prefix");
-    }
-    // The format ("txt", "mkd") stays in the buffer, right before the text (see `Node`).
-    Ok(Node::text_at(ReplyKind::Verbatim, start + 4, len - 4))
-}
-
-/// A RESP integer: optional sign, then decimal digits, fitting in i64.
-pub(crate) fn parse_int(line: &[u8]) -> Result<i64, ProtocolError> {
-    let (negative, digits) = match line {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, line),
-    };
-    if digits.is_empty() || digits.len() > 19 {
-        return err("malformed integer");
-    }
-    let mut value: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return err("malformed integer");
-        }
-        let digit = i64::from(d - b'0');
-        value = value
-            .checked_mul(10)
-            .and_then(|v| {
-                if negative {
-                    v.checked_sub(digit)
-                } else {
-                    v.checked_add(digit)
-                }
-            })
-            .ok_or_else(|| ProtocolError("integer out of range".into()))?;
-    }
-    Ok(value)
-}
-
-pub(crate) fn parse_double(line: &[u8]) -> Result<f64, ProtocolError> {
-    let text = std::str::from_utf8(line).map_err(|_| ProtocolError("malformed double".into()))?;
-    match text {
-        "inf" | "+inf" => Ok(f64::INFINITY),
-        "-inf" => Ok(f64::NEG_INFINITY),
-        "nan" | "-nan" => Ok(f64::NAN),
-        // Rust's parser also accepts "infinity" and friends; RESP does not.
-        t if t
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-            && !t.is_empty() =>
-        {
-            t.parse()
-                .map_err(|_| ProtocolError("malformed double".into()))
-        }
-        _ => err("malformed double"),
-    }
-}
-
-fn check_big_number(line: &[u8]) -> Result<(), ProtocolError> {
-    let digits = line
-        .strip_prefix(b"-")
-        .or_else(|| line.strip_prefix(b"+"))
-        .unwrap_or(line);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return err("malformed big number");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -901,8 +901,12 @@ fn assert_reply_too_large(max_reply_bytes: usize, input: &[u8]) {
 }
 
 #[test]
-fn the_reply_limit_defaults_to_redis_largest_bulk() {
-    assert_eq!(Limits::default().max_reply_bytes, 512 << 20);
+fn the_reply_limit_defaults_to_redis_largest_bulk_and_its_framing() {
+    let limits = Limits::default();
+    assert_eq!(limits.max_reply_bytes, (512 << 20) + (1 << 20));
+    // The largest string Redis stores fits, with its header and terminator.
+    let header = format!("${}\r\n", limits.max_bulk_len);
+    assert!(limits.max_bulk_len + header.len() + 2 <= limits.max_reply_bytes);
     assert_eq!(std::mem::size_of::<Node>(), 16);
 }
 
