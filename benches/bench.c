@@ -60,6 +60,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -229,6 +231,107 @@ static void brisk_warm(brisk_client *c) {
     brisk_get(c, i);
   }
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* OpenTelemetry cost: the same sync GET loop with OpenTelemetry off, on with metrics only
+   (ratio 0) and on with a span per command (ratio 1), exporting every 100 ms to a collector
+   that answers every export (a child process, so its CPU is not the client's).              */
+
+#ifdef BRISK_HAVE_OTEL
+static int g_otlp_port;
+static pid_t g_otlp_pid;
+
+/* The child: answers every HTTP request with 200 and an empty body, until killed. Only
+   system calls and a static buffer: it is forked from a process with threads. */
+static void otlp_serve(int listener) {
+  static char buf[1 << 16];
+  static const char ok[] =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n"
+      "Connection: close\r\n\r\n";
+  for (;;) {
+    int fd = accept(listener, NULL, NULL);
+    if (fd < 0) continue;
+    size_t have = 0, need = (size_t)-1;
+    while (have < need) {
+      ssize_t n = read(fd, buf + (have % (sizeof buf / 2)), sizeof buf / 2);
+      if (n <= 0) break;
+      have += (size_t)n;
+      if (need == (size_t)-1) {
+        /* The head fits in the first read; the body may not. */
+        char *end = memmem(buf, (size_t)n, "\r\n\r\n", 4);
+        char *cl = memmem(buf, (size_t)n, "Content-Length:", 15);
+        if (!cl) cl = memmem(buf, (size_t)n, "content-length:", 15);
+        if (end && cl) need = (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10);
+      }
+    }
+    ssize_t w = write(fd, ok, sizeof ok - 1);
+    (void)w;
+    close(fd);
+  }
+}
+
+static void otlp_start(void) {
+  if (g_otlp_pid) return;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+    die("collector socket: %s", strerror(errno));
+  g_otlp_port = ntohs(a.sin_port);
+  g_otlp_pid = fork();
+  if (g_otlp_pid < 0) die("fork: %s", strerror(errno));
+  if (g_otlp_pid == 0) otlp_serve(fd);
+  close(fd);
+}
+
+static void otlp_stop(void) {
+  if (!g_otlp_pid) return;
+  kill(g_otlp_pid, SIGKILL);
+  waitpid(g_otlp_pid, NULL, 0);
+  g_otlp_pid = 0;
+}
+
+enum otel_mode { OTEL_OFF = 0, OTEL_METRICS = 1, OTEL_TRACES = 2 };
+
+static brisk_client *brisk_open_otel(enum otel_mode mode, uint32_t interval_ms) {
+  brisk_config *cfg = brisk_config_new();
+  if (!cfg) die("brisk_config_new: out of memory");
+  brisk_check(brisk_config_set_address(cfg, g_host, (uint16_t)g_port), "set_address");
+  if (mode != OTEL_OFF) {
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", g_otlp_port);
+    brisk_check(brisk_config_set_otel_endpoint(cfg, url), "set_otel_endpoint");
+    brisk_check(brisk_config_set_otel_traces_sample_ratio(cfg, mode == OTEL_TRACES ? 1.0 : 0.0),
+                "set_otel_traces_sample_ratio");
+    brisk_check(brisk_config_set_otel_export_interval_ms(cfg, interval_ms),
+                "set_otel_export_interval_ms");
+  }
+  brisk_client *c = NULL;
+  brisk_check(brisk_client_new(cfg, &c), "client_new");
+  brisk_config_free(cfg);
+  return c;
+}
+
+/* Sync GETs for one measurement duration; returns the client CPU per GET (us). The exporter's
+   work (building spans, encoding, posting) runs on the client's own thread: it is counted. */
+static double wl_otel(enum otel_mode mode) {
+  brisk_client *c = brisk_open_otel(mode, 100);
+  brisk_warm(c);
+  uint64_t ops = 0, start = now_ns(), end = start + dur_ns(), t;
+  int k = 0;
+  double cpu = cpu_seconds(RUSAGE_SELF);
+  do {
+    brisk_get(c, k);
+    ops++;
+    if (++k == NKEYS) k = 0;
+    t = now_ns();
+  } while (t < end);
+  cpu = cpu_seconds(RUSAGE_SELF) - cpu;
+  brisk_client_free(c);
+  return cpu * 1e6 / ops;
+}
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* hiredis helpers                                                                            */
@@ -1276,9 +1379,36 @@ static void progress_bare(const char *name, int rep, double s, enum unit unit) {
 
 static char g_load_start[64];
 
+#ifdef BRISK_HAVE_OTEL
+/* The OpenTelemetry table: b = off, h = metrics only (ratio 0), c = traces (ratio 1). */
+static struct row g_otel_rows[1];
+static int g_notel;
+static struct row *g_otel;
+
+static void print_otel_table(void) {
+  if (!g_otel || g_otel->n == 0) return;
+  struct row *r = g_otel;
+  char off[32], metrics[32], traces[32];
+  fmt(off, sizeof off, median(r->b, r->n), US);
+  fmt(metrics, sizeof metrics, median(r->h, r->n), US);
+  fmt(traces, sizeof traces, median(r->c, r->n), US);
+  printf("\nOpenTelemetry cost, one run\n\n");
+  printf("| workload | OTel off | metrics only (ratio 0) | +%% | traces (ratio 1.0) | +%% |\n");
+  printf("|---|---:|---:|---:|---:|---:|\n");
+  printf("| %s | %s | %s | %+.1f%% | %s | %+.1f%% |\n", r->name, off, metrics,
+         (ratio_median(r->h, r->b, r->n) - 1) * 100, traces,
+         (ratio_median(r->c, r->b, r->n) - 1) * 100);
+  printf("\nThe same sync GET loop through three clients in rotating order, the same duration "
+         "each: OpenTelemetry off, on with metrics only, and on with a span for every command; "
+         "both export every 100 ms to a local OTLP/HTTP receiver (a child process). Client CPU is "
+         "the process's user + system time, so the exporter thread's work is counted. Percentages "
+         "are medians of per-repeat ratios.\n");
+}
+#endif
+
 static void print_async_table(void);
 
-static void print_table(void) {
+static void print_main_table(void) {
   printf("| workload | brisk | hiredis | brisk/hiredis | redis-benchmark | brisk/redis-benchmark |\n");
   printf("|---|---:|---:|---:|---:|---:|\n");
   for (int i = 0; i < g_nrows; i++) {
@@ -1295,8 +1425,15 @@ static void print_table(void) {
          "figures are medians, ratios are medians of per-repeat ratios (for latency, CPU and heap, "
          "lower is better; for the rest, higher is better). Load average before: %s, after: %s.\n",
          g_repeats, g_duration, g_load_start, load_end);
+}
+
+static void print_table(void) {
+  if (g_nrows > 0) print_main_table(); /* none with --only otel */
   print_ceiling_table();
   print_async_table();
+#ifdef BRISK_HAVE_OTEL
+  print_otel_table();
+#endif
 }
 
 static void progress(const char *name, int rep, double b, double h, double c, enum unit unit) {
@@ -1546,6 +1683,26 @@ static void run_all(void) {
     }
   }
   if (selected("async")) run_async(R);
+  if (selected("otel")) {
+#ifdef BRISK_HAVE_OTEL
+    fprintf(stderr, "OpenTelemetry cost, sync GET\n");
+    otlp_start();
+    g_otel = row_in(g_otel_rows, &g_notel, 1, "sync GET, client CPU per command", US, true);
+    for (int i = 0; i < R; i++) {
+      double x[3];
+      for (int j = 0; j < 3; j++) { /* rotating order: off, metrics, traces; then shifted */
+        int m = (i + j) % 3;
+        x[m] = wl_otel((enum otel_mode)m);
+      }
+      row_add(g_otel, x[OTEL_OFF], x[OTEL_METRICS], x[OTEL_TRACES]);
+      fprintf(stderr, "  %-34s #%d  off %.2f us  metrics only %.2f us  traces 1.0 %.2f us\n",
+              g_otel->name, i + 1, x[0], x[1], x[2]);
+    }
+    otlp_stop();
+#else
+    fprintf(stderr, "OpenTelemetry cost: skipped (brisk_config_set_otel_endpoint is not in brisk.h)\n");
+#endif
+  }
   if (selected("heap")) {
     char name[96];
     snprintf(name, sizeof name, "heap per idle connection (%d connections)", g_heap_conns);
@@ -1631,7 +1788,7 @@ static void usage(void) {
           "       bench callgrind-sync|callgrind-pipeline|callgrind-lrange|callgrind-async|\n"
           "             callgrind-async-cb brisk|hiredis N\n"
           "             --host HOST --port PORT\n"
-          "LIST: comma-separated from sync,pipeline,threads,lrange,async,heap\n");
+          "LIST: comma-separated from sync,pipeline,threads,lrange,async,otel,heap\n");
   exit(2);
 }
 
@@ -1664,6 +1821,24 @@ int main(int argc, char **argv) {
     usage();
   raise_fd_limit();
 
+#ifdef BRISK_HAVE_OTEL
+  /* callgrind-otel off|metrics|traces N: N sync GETs (run twice and subtract, as above), with
+     the default export interval, so that the figure is the work per command (spans still go
+     in batches of 512), not exports per second of a program slowed down by callgrind. */
+  if (npos == 3 && strcmp(positional[0], "callgrind-otel") == 0) {
+    enum otel_mode m = strcmp(positional[1], "traces") == 0    ? OTEL_TRACES
+                       : strcmp(positional[1], "metrics") == 0 ? OTEL_METRICS
+                                                               : OTEL_OFF;
+    setup_data();
+    otlp_start();
+    brisk_client *c = brisk_open_otel(m, 10000);
+    brisk_warm(c);
+    for (long i = 0, n = atol(positional[2]); i < n; i++) brisk_get(c, (int)(i % NKEYS));
+    brisk_client_free(c);
+    otlp_stop();
+    return 0;
+  }
+#endif
   if (npos == 3 && strncmp(positional[0], "callgrind-", 10) == 0)
     return profile_target(positional[0], positional[1], atol(positional[2]));
   if (npos != 0) usage();

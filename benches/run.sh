@@ -18,7 +18,7 @@
 #   --rust         run the Rust side bench (the default without --quick)
 #   --no-rust      skip it
 #   anything else  passed to bench: --repeats N, --duration S, --only sync,pipeline,threads,
-#                  lrange,async,heap, --heap-conns N (see benches/bench.c); --repeats,
+#                  lrange,async,otel,heap, --heap-conns N (see benches/bench.c); --repeats,
 #                  --duration and --only (sync,pipeline,lrange,async) also to the Rust bench
 #
 # Environment: BRISK_LIB_DIR=dir uses an already built libbrisk.so there instead of running
@@ -149,6 +149,9 @@ ln -sf "$(cd "$LIBDIR" && pwd)/libbrisk.so" "$OUT/lib/${soname:-libbrisk.so.0}"
 defines=()
 if grep -q 'brisk_command_async' include/brisk.h; then
   defines+=(-DBRISK_HAVE_ASYNC)
+fi
+if grep -q 'brisk_config_set_otel_endpoint' include/brisk.h; then
+  defines+=(-DBRISK_HAVE_OTEL)
 fi
 hiredis_flags=$(pkg-config --cflags --libs hiredis 2>/dev/null || echo -lhiredis)
 libevent_flags=
@@ -282,6 +285,33 @@ if [ "$profile" = 1 ]; then
             --clients brisk-rust,redis-rs
         } | tee -a "$OUT/results.md"
       done
+    fi
+    if [[ " ${defines[*]} " == *" -DBRISK_HAVE_OTEL "* ]] &&
+      { [ -z "$only_list" ] || [[ ",$only_list," == *",otel,"* ]]; }; then
+      # OpenTelemetry off / metrics only / traces at ratio 1: instructions per sync GET, all
+      # threads (the exporter's too), the same subtraction of two runs.
+      if [ "$quick" = 1 ]; then small=200; large=1200; else small=2000; large=12000; fi
+      say "callgrind of the OpenTelemetry modes ($small and $large GETs)"
+      declare -A otel_instr
+      for otel_mode in off metrics traces; do
+        for n in $small $large; do
+          timeout -k 10 "$bench_timeout" valgrind --tool=callgrind \
+            --callgrind-out-file="$PROF/callgrind.otel.$otel_mode.$n.out" \
+            "$OUT/bench" callgrind-otel "$otel_mode" "$n" --host 127.0.0.1 --port "$PORT" \
+            2>"$PROF/callgrind.otel.$otel_mode.$n.log"
+        done
+        a=$(sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$PROF/callgrind.otel.$otel_mode.$small.out" | head -1)
+        b=$(sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$PROF/callgrind.otel.$otel_mode.$large.out" | head -1)
+        otel_instr[$otel_mode]=$(( (b - a) / (large - small) ))
+      done
+      {
+        echo
+        echo "OpenTelemetry, instructions per sync GET (callgrind, all threads)"
+        echo
+        echo "| OTel off | metrics only (ratio 0) | traces (ratio 1.0) |"
+        echo "|---:|---:|---:|"
+        echo "| ${otel_instr[off]} | ${otel_instr[metrics]} | ${otel_instr[traces]} |"
+      } | tee -a "$OUT/results.md"
     fi
     {
       echo

@@ -651,6 +651,30 @@ brisk_status brisk_command_async(brisk_client *client,
                                  void *userdata);
 
 /**
+ * Exports the OpenTelemetry spans and metrics buffered now (see
+ * `brisk_config_set_otel_endpoint()`), waiting at most `timeout_ms` for the collector to take
+ * them. BRISK_OK when they were sent or OpenTelemetry is off; TIMEOUT when the time ran out
+ * (the export goes on in the background; nothing is lost by the wait ending). Failed exports
+ * are not errors here: telemetry a collector refuses is dropped and counted. Thread-safe.
+ * `brisk_client_free()` flushes too, waiting at most 2000 ms (or the export timeout, if
+ * shorter).
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+brisk_status brisk_client_flush_telemetry(brisk_client *client,
+                                          uint32_t timeout_ms);
+
+/**
+ * Spans dropped so far because the export queue was full (a slow or dead collector) or
+ * their export failed; 0 for NULL or with OpenTelemetry off. Thread-safe.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+uint64_t brisk_client_telemetry_dropped(const brisk_client *client);
+
+/**
  * Reads a counter or gauge; 0 for a NULL client or an unknown `which`. Lock-free for counters;
  * safe to call from any thread at any time.
  *
@@ -1029,6 +1053,58 @@ brisk_status brisk_config_set_retry_writes(brisk_config *cfg,
 brisk_status brisk_config_set_event_callback(brisk_config *cfg,
                                              brisk_event_fn fn,
                                              void *userdata);
+
+/**
+ * Turns on OpenTelemetry: brisk exports a CLIENT span per command (one per pipeline or
+ * transaction) and the database-client metrics over OTLP/HTTP with protobuf bodies to
+ * `<endpoint>/v1/traces` and `<endpoint>/v1/metrics`, from an exporter thread of the client's
+ * own (`brisk-otel`). `endpoint` is the collector's base URL (`"http://host:4318"`; plain HTTP
+ * only); NULL takes `OTEL_EXPORTER_OTLP_ENDPOINT` (else `http://localhost:4318`; the
+ * per-signal `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`/`_METRICS_ENDPOINT` are honoured too).
+ * `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS` are
+ * honoured; `OTEL_SDK_DISABLED=true` turns it off again. A slow, dead or failing collector
+ * costs dropped telemetry (counted), never a delayed or failed command. Spans and metrics
+ * never contain a command's arguments or values. Off by default, and free when off.
+ * INVALID_ARGUMENT for a URL that is not `http://host[:port][/path]`.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `endpoint` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_config_set_otel_endpoint(brisk_config *cfg,
+                                            const char *endpoint);
+
+/**
+ * The share of traces whose spans are recorded, 0..1 (default: `OTEL_TRACES_SAMPLER` and
+ * `OTEL_TRACES_SAMPLER_ARG` when set, else 1). Sampling is parent-based: a command under a
+ * sampled parent (see `brisk_trace_parent_set()`) is recorded, under an unsampled one is not,
+ * and without a parent by this ratio of trace ids. 0 means metrics only: no spans at all.
+ * INVALID_ARGUMENT outside 0..1.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_otel_traces_sample_ratio(brisk_config *cfg,
+                                                       double ratio);
+
+/**
+ * How often metrics are exported, and the longest a span waits in the queue (default 10000
+ * ms; a batch of 512 spans goes at once). INVALID_ARGUMENT for 0.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_otel_export_interval_ms(brisk_config *cfg,
+                                                      uint32_t ms);
+
+/**
+ * The longest one export request may take before it is abandoned and its telemetry dropped
+ * (default 10000 ms). INVALID_ARGUMENT for 0.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_otel_export_timeout_ms(brisk_config *cfg,
+                                                     uint32_t ms);
 
 /**
  * Sets the topology. CLUSTER and SENTINEL need at least one node from `brisk_config_add_node`
@@ -1434,6 +1510,21 @@ bool brisk_status_is_retryable(brisk_status status);
  * errors carry the server's own text; no message ever contains a password.
  */
 const char *brisk_last_error_message(void);
+
+/**
+ * Sets the parent of the spans of the commands this thread issues next (see
+ * `brisk_config_set_otel_endpoint()`): a W3C `traceparent` value,
+ * `"00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"`, as the application's own tracer
+ * would propagate it, so that brisk's spans become children of the application's span. NULL
+ * clears it. It is per thread and stays until changed: an async command takes the parent of
+ * the thread that submits it. The flags' sampled bit decides whether spans under it are
+ * recorded (parent-based sampling). INVALID_ARGUMENT for a malformed string (the thread's
+ * parent is then left unchanged). Cheap; callable from any thread, with or without a client.
+ *
+ * # Safety
+ * `traceparent` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_trace_parent_set(const char *traceparent);
 
 /**
  * Runs the transaction `tx` (from `brisk_transaction_new()` on the session's client) on the

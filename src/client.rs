@@ -87,6 +87,23 @@ impl Client {
         self.shared.pushes.register(kinds, consumer)
     }
 
+    /// Exports the OpenTelemetry spans and metrics buffered now, waiting at most `timeout`:
+    /// true when they were sent (or OpenTelemetry is off), false when the time ran out.
+    pub fn flush_telemetry(&self, timeout: std::time::Duration) -> bool {
+        self.shared
+            .observer
+            .otel()
+            .is_none_or(|otel| otel.flush(timeout))
+    }
+
+    /// Spans dropped so far because the export queue was full or the collector failed.
+    pub fn telemetry_dropped_spans(&self) -> u64 {
+        self.shared
+            .observer
+            .otel()
+            .map_or(0, |otel| otel.dropped_spans())
+    }
+
     /// Closes every idle connection; borrowed ones close when returned. Later commands, and
     /// those of pipelines and sessions made from this client, fail with CLOSED.
     pub fn close(&self) {

@@ -8,7 +8,7 @@ use super::config::brisk_config;
 use super::reply::{brisk_reply, reply_handle};
 use super::status::{BRISK_OK, brisk_status};
 use crate::client::Client;
-use crate::core::Error;
+use crate::core::{Error, Status};
 use crate::telemetry::stats::Stat;
 use std::ffi::c_char;
 use std::ffi::{CString, c_void};
@@ -174,6 +174,49 @@ pub unsafe extern "C" fn brisk_command_async(
                 }
             },
         )
+    })
+}
+
+/// Exports the OpenTelemetry spans and metrics buffered now (see
+/// `brisk_config_set_otel_endpoint()`), waiting at most `timeout_ms` for the collector to take
+/// them. BRISK_OK when they were sent or OpenTelemetry is off; TIMEOUT when the time ran out
+/// (the export goes on in the background; nothing is lost by the wait ending). Failed exports
+/// are not errors here: telemetry a collector refuses is dropped and counted. Thread-safe.
+/// `brisk_client_free()` flushes too, waiting at most 2000 ms (or the export timeout, if
+/// shorter).
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_client_flush_telemetry(
+    client: *mut brisk_client,
+    timeout_ms: u32,
+) -> brisk_status {
+    guard(|| {
+        // SAFETY: per this function's contract.
+        let client = unsafe { try_ref(client, "client") }?;
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
+        match client.flush_telemetry(timeout) {
+            true => Ok(()),
+            false => Err(Error::new(
+                Status::Timeout,
+                format!("the telemetry export did not finish within {timeout_ms} ms"),
+            )),
+        }
+    })
+}
+
+/// Spans dropped so far because the export queue was full (a slow or dead collector) or
+/// their export failed; 0 for NULL or with OpenTelemetry off. Thread-safe.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_client_telemetry_dropped(client: *const brisk_client) -> u64 {
+    guard_value(0, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { client.cast::<Client>().as_ref() };
+        client.map_or(0, Client::telemetry_dropped_spans)
     })
 }
 

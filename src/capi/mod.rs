@@ -13,6 +13,7 @@ pub mod reply;
 pub mod retry;
 pub mod session;
 pub mod status;
+pub mod trace;
 pub mod watch;
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod url;
 pub use crate::core::retry::RetrySettings;
 use crate::core::{Error, Result};
 use crate::telemetry::events::HandlerSlot;
+use crate::telemetry::otel::OtelSettings;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -161,6 +162,8 @@ pub struct Config {
     pub retry: RetrySettings,
     pub tls: TlsSettings,
     pub events: HandlerSlot,
+    /// OpenTelemetry export (off unless an endpoint is set).
+    pub otel: OtelSettings,
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
@@ -212,6 +215,7 @@ impl Default for Config {
             retry: RetrySettings::default(),
             tls: TlsSettings::default(),
             events: HandlerSlot::default(),
+            otel: OtelSettings::default(),
         }
     }
 }

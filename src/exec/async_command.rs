@@ -25,6 +25,7 @@ use crate::net::mux::Pending;
 use crate::node::Node;
 use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
 use crate::route::{Key, Placement, Topology};
+use crate::telemetry::otel::Scope;
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
@@ -109,6 +110,8 @@ struct Job<F> {
     target: Target,
     /// The node of the latest try.
     node: Option<Arc<Node>>,
+    /// The submitter's trace context (empty unless OpenTelemetry is on).
+    trace: Scope,
     callback: F,
 }
 
@@ -172,6 +175,7 @@ where
         attempt: Attempt::new(&shared.rules, Some(started)),
         target: Target::default(),
         node: None,
+        trace: capture_trace(shared),
         callback,
     });
     shared.async_state.begin();
@@ -241,10 +245,12 @@ fn failed<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, error
             refresh,
             retried,
         } => {
+            let entered = std::mem::take(&mut job.trace).enter();
             let address = address_of(&job);
             let tries = job.attempt.rounds();
             let retried = retried.as_ref();
             shared.record_retry(&job.report(), address, tries, retried, Some(job.started));
+            job.trace = entered.leave();
             later(job, at, refresh)
         }
         Next::Done | Next::Stand => {
@@ -324,7 +330,8 @@ fn later<F: FnOnce(Result<Reply>) + Send + 'static>(
 }
 
 /// Counts the outcome, reports it, and runs the caller's callback.
-fn finish<F: FnOnce(Result<Reply>) + Send + 'static>(job: Box<Job<F>>, result: Result<Reply>) {
+fn finish<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, result: Result<Reply>) {
+    let _trace = std::mem::take(&mut job.trace).enter();
     let tries = match &result {
         Ok(_) => job.attempt.rounds() + 1,
         Err(_) => job.attempt.rounds().max(1),
@@ -420,6 +427,15 @@ impl Encoded {
     }
 }
 
+/// The submitting thread's trace context, for a command that finishes on another thread (a
+/// branch when OpenTelemetry is off).
+fn capture_trace(shared: &Shared) -> Scope {
+    match shared.observer.otel() {
+        Some(otel) if otel.traces_on() => Scope::capture(),
+        _ => Scope::default(),
+    }
+}
+
 /// Runs a caller's callback. A panic in it is contained (the panic hook has reported it): it
 /// runs inside the task that reads the connection, so unwinding would strand every other
 /// request in flight there, and the callback would stay owed, so closing the client would hang.
@@ -451,11 +467,13 @@ fn start_blocking(shared: &Arc<Shared>, args: Vec<Vec<u8>>, callback: Callback) 
     }
     shared.async_state.begin();
     let worker = shared.clone();
+    let trace = capture_trace(shared);
     let spawned = std::thread::Builder::new()
         .name("brisk-runtime".into())
         .spawn(move || {
             // A brisk thread like the runtime's: see `runtime::enter`.
             let _runtime = crate::runtime::enter();
+            let _trace = trace.enter();
             let slices: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             let result = super::command(&worker, &Args::from_slices(&slices));
             run_callback(callback, result);

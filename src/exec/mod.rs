@@ -28,6 +28,7 @@ use crate::node::pool::PoolSettings;
 use crate::resp::{Args, Reply};
 use crate::route::{self, Placement, Topology};
 use crate::telemetry::events::Observer;
+use crate::telemetry::otel::{Otel, PoolState, Source};
 use crate::telemetry::stats::Stat;
 use async_command::AsyncState;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -49,7 +50,12 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: &Config) -> Result<Arc<Shared>> {
         config.validate()?;
-        let observer = Arc::new(Observer::new(config.events.0.clone(), config.db));
+        let otel = Otel::start(&config.otel, config.db)?;
+        let observer = Arc::new(Observer::with_otel(
+            config.events.0.clone(),
+            otel,
+            config.db,
+        ));
         let pushes = Arc::new(PushRouter::default());
         let async_state = AsyncState::default();
         let nodes = NodeContext {
@@ -79,6 +85,9 @@ impl Shared {
             commands: CommandTableCell::default(),
         });
         start_maintenance(&shared);
+        if let Some(otel) = shared.observer.otel() {
+            otel.attach(Box::new(ClientSource(Arc::downgrade(&shared))));
+        }
         Ok(shared)
     }
 
@@ -146,6 +155,9 @@ impl Shared {
     pub fn close(&self) {
         self.route.close();
         self.async_state.close(&*self.route);
+        if let Some(otel) = self.observer.otel() {
+            otel.close();
+        }
     }
 
     /// CLOSED, for work started on a closed client.
@@ -193,4 +205,29 @@ fn start_maintenance(shared: &Arc<Shared>) {
             let _ = tokio::task::spawn_blocking(move || shared.route.maintain()).await;
         }
     });
+}
+
+/// What the OpenTelemetry exporter reads of a client when it collects (nothing once the client
+/// is gone).
+struct ClientSource(Weak<Shared>);
+
+impl Source for ClientSource {
+    fn stat(&self, stat: Stat) -> u64 {
+        self.0.upgrade().map_or(0, |shared| shared.stat(stat))
+    }
+
+    fn pools(&self, each: &mut dyn FnMut(PoolState<'_>)) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        for node in shared.route.nodes() {
+            let pool = node.pool();
+            each(PoolState {
+                address: node.address(),
+                open: pool.open_connections() as u64,
+                idle: pool.idle_connections() as u64,
+                waiting: pool.waiting_callers() as u64,
+            });
+        }
+    }
 }

@@ -545,6 +545,11 @@ impl Pool {
         self.lock().open
     }
 
+    /// Callers waiting for a connection now.
+    pub fn waiting_callers(&self) -> usize {
+        self.lock().waiting
+    }
+
     pub fn idle_connections(&self) -> usize {
         self.lock().idle.len()
     }

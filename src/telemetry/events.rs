@@ -7,6 +7,7 @@
 //! synchronously on the thread that did the work. With no handler installed, emitting costs a
 //! branch.
 
+use super::otel::Otel;
 use super::stats::Stats;
 use crate::core::Status;
 use std::ffi::CStr;
@@ -69,18 +70,29 @@ impl fmt::Debug for HandlerSlot {
     }
 }
 
-/// Counters and the event handler of one client, shared by its pools.
+/// Counters, the event handler and the OpenTelemetry exporter of one client, shared by its
+/// pools.
 pub struct Observer {
     pub stats: Stats,
     handler: Option<EventHandler>,
+    /// OpenTelemetry hears every event too (`None`: off).
+    otel: Option<Arc<Otel>>,
+    /// A handler or OpenTelemetry is there.
+    enabled: bool,
     db: u32,
 }
 
 impl Observer {
     pub fn new(handler: Option<EventHandler>, db: u32) -> Observer {
+        Observer::with_otel(handler, None, db)
+    }
+
+    pub fn with_otel(handler: Option<EventHandler>, otel: Option<Arc<Otel>>, db: u32) -> Observer {
         Observer {
             stats: Stats::default(),
+            enabled: handler.is_some() || otel.is_some(),
             handler,
+            otel,
             db,
         }
     }
@@ -88,7 +100,13 @@ impl Observer {
     /// Whether anyone listens: callers skip timing work when not.
     #[inline]
     pub fn enabled(&self) -> bool {
-        self.handler.is_some()
+        self.enabled
+    }
+
+    /// The client's OpenTelemetry, when it is on.
+    #[inline]
+    pub fn otel(&self) -> Option<&Arc<Otel>> {
+        self.otel.as_ref()
     }
 
     pub fn db(&self) -> u32 {
@@ -101,6 +119,9 @@ impl Observer {
     pub fn emit(&self, event: &Event<'_>) {
         if let Some(handler) = &self.handler {
             handler(event);
+        }
+        if let Some(otel) = &self.otel {
+            otel.on_event(event);
         }
     }
 }

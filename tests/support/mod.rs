@@ -28,6 +28,7 @@
 mod cluster;
 mod fake;
 mod hostile;
+mod otlp;
 mod proxy;
 mod sentinel;
 mod server;
@@ -37,6 +38,7 @@ mod tls;
 pub use cluster::{NodeInfo, RedisCluster};
 pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_port};
 pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
+pub use otlp::{OtlpReceiver, Posted};
 pub use proxy::FaultProxy;
 pub use sentinel::{MASTER_NAME, SentinelSetup, SetupOptions, Switch, command_calls};
 pub use server::{RedisServer, RedisServerBuilder, cli_program, server_program};
