@@ -740,8 +740,10 @@ static PyObject *config_set_event_callback(ConfigObject *self, PyObject *fn) {
                                        fn == Py_None ? NULL : fn);
   if (st != BRISK_OK)
     return raise_status(st, brisk_last_error_message());
-  Py_INCREF(fn);
-  Py_XSETREF(self->event_callback, fn == Py_None ? (Py_DECREF(fn), NULL) : fn);
+  if (fn == Py_None)
+    Py_CLEAR(self->event_callback);
+  else
+    Py_XSETREF(self->event_callback, Py_NewRef(fn));
   Py_RETURN_NONE;
 }
 
