@@ -146,9 +146,9 @@ stop_throwaway_redis() {
 
 # Makes a fresh virtual environment in $PY_VENV ($BUILD_DIR/python-venv) with the brisk package
 # installed as a user installs it, `pip install ./bindings/python` (its cargo build finds the
-# CMake build's cargo target dir up to date, so nothing is rebuilt), pytest, and redis-py +
-# hiredis for the benchmark's smoke run. Then builds a wheel offline (no package index, cargo
-# offline) and checks what it carries. Call after cmake_build.
+# CMake build's cargo target dir up to date, so nothing is rebuilt), pytest, redis-py + hiredis
+# for the benchmark's smoke run and mypy for the type hints. Then builds a wheel offline (no
+# package index, cargo offline) and checks what it carries. Call after cmake_build.
 python_package_venv() {
   PY_VENV=$BUILD_DIR/python-venv
   local wheels=$BUILD_DIR/python-wheel target
@@ -156,7 +156,7 @@ python_package_venv() {
   rm -rf "$PY_VENV" "$wheels"
   python3 -m venv "$PY_VENV"
   "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check pytest 'redis>=8,<9' hiredis \
-    setuptools wheel
+    setuptools wheel mypy
   CARGO_TARGET_DIR="${target:-$BUILD_DIR/cargo}" "$PY_VENV/bin/pip" install --quiet \
     --disable-pip-version-check "$BRISK_ROOT/bindings/python"
   CARGO_TARGET_DIR="${target:-$BUILD_DIR/cargo}" CARGO_NET_OFFLINE=true PIP_NO_INDEX=1 \

@@ -13,6 +13,7 @@ from typing import (
     Callable,
     Dict,
     List,
+    NamedTuple,
     Optional,
     Sequence,
     Tuple,
@@ -31,6 +32,14 @@ ResponseT = Any
 dict, set, or an exception object for an error element inside an aggregate."""
 
 _T = TypeVar("_T")
+
+
+class _Codec(NamedTuple):
+    """How str arguments are encoded and replies decoded (redis-py's options)."""
+
+    decode_responses: bool
+    encoding: str
+    encoding_errors: str
 
 # Clients still open when the interpreter exits are closed first, so that brisk's threads never
 # call into a Python that is shutting down (event callbacks take the GIL).
@@ -104,11 +113,9 @@ class Client(_native.Client):
         options: Dict[str, Any],
     ) -> None:
         self._bridges: Dict[asyncio.AbstractEventLoop, _native.AsyncBridge] = {}
-        self._codec = dict(
-            decode_responses=decode_responses, encoding=encoding, encoding_errors=encoding_errors
-        )
+        self._codec = _Codec(decode_responses, encoding, encoding_errors)
         config = build_config(url, host, port, options)
-        super().__init__(config, **self._codec)
+        super().__init__(config, *self._codec)
         with _open_lock:
             _open_clients.add(self)
 
@@ -185,7 +192,7 @@ class Client(_native.Client):
         loop = asyncio.get_running_loop()
         bridge = self._bridges.get(loop)
         if bridge is None:
-            bridge = _native.AsyncBridge(**self._codec)
+            bridge = _native.AsyncBridge(*self._codec)
             loop.add_reader(bridge.fileno(), _deliver, bridge)
             self._bridges[loop] = bridge
         future = loop.create_future()
@@ -334,7 +341,7 @@ class Session(_native.Session):
                     _annotate_refusal(exc, index)
                     refused = exc
         try:
-            results = run("EXEC")
+            results: List[ResponseT] = run("EXEC")
         except Exception:
             if refused is not None:
                 raise refused from None

@@ -21,7 +21,7 @@ pipeline or transaction is such an exception object in the result list.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 from . import _native
 from .constants import Category, Status
@@ -55,11 +55,13 @@ class RedisError(Exception):
         """Whether brisk's default retry policy retries this status."""
         return bool(_native.status_is_retryable(int(self.status)))
 
-    def __reduce__(self):  # keeps status and prefix through pickling (multiprocessing)
+    def __reduce__(self) -> Tuple[Any, ...]:  # keeps status and prefix through pickling
         return (_rebuild, (type(self), self.args, int(self.status), self.prefix))
 
 
-def _rebuild(cls, args, status, prefix):
+def _rebuild(
+    cls: Type["RedisError"], args: Tuple[object, ...], status: int, prefix: Optional[str]
+) -> "RedisError":
     return cls(*args, status=status, prefix=prefix)
 
 

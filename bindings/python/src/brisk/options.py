@@ -94,10 +94,10 @@ Node = Union[str, Tuple[str, int]]
 def parse_node(node: Node) -> Tuple[str, int]:
     """``("host", port)`` from a tuple, a ``{"host": ..., "port": ...}`` dict or "host:port"."""
     if isinstance(node, str):
-        host, sep, port = node.rpartition(":")
+        host, sep, port_text = node.rpartition(":")
         if not sep:
             raise ValueError(f"node {node!r} is not host:port")
-        return host.strip("[]"), int(port)
+        return host.strip("[]"), int(port_text)
     if isinstance(node, Mapping):
         return str(node["host"]), int(node["port"])
     host, port = node
