@@ -31,22 +31,31 @@ def test_threads_share_one_client(client, key):
 
 
 def test_the_gil_is_released_while_a_command_waits(client, key):
-    # A BLPOP blocks one thread for a second; the main thread keeps running commands meanwhile.
+    # A BLPOP blocks one thread for 3 s; the main thread runs commands meanwhile. Were the GIL
+    # held during the BLPOP, the main thread could not even see it at the server before it ended.
     k = key()
     done = threading.Event()
 
     def block():
-        client.execute_command("BLPOP", k, 1)
+        client.execute_command("BLPOP", k, 3)
         done.set()
 
     t = threading.Thread(target=block)
     t.start()
+    _wait_for_blpop(client)
+    assert not done.is_set()
     count = 0
-    while not done.is_set() and count < 100_000:
+    while not done.is_set() and count < 1_000_000:
         client.execute_command("PING")
         count += 1
     t.join(30)
     assert count > 10
+
+
+def _wait_for_blpop(client):
+    deadline = time.monotonic() + 10
+    while b"cmd=blpop" not in client.execute_command("CLIENT", "LIST"):
+        assert time.monotonic() < deadline, "the BLPOP never reached the server"
 
 
 def test_close_waits_for_commands_in_flight_on_other_threads(server, key):
@@ -63,9 +72,8 @@ def test_close_waits_for_commands_in_flight_on_other_threads(server, key):
     t.start()
     started.wait(10)
     # Wait until the BLPOP is at the server, then close from this thread.
-    deadline = time.monotonic() + 10
-    while b"cmd=blpop" not in brisk.Client("127.0.0.1", server.port).execute_command("CLIENT", "LIST"):
-        assert time.monotonic() < deadline, "the BLPOP never reached the server"
+    with brisk.Client("127.0.0.1", server.port) as observer:
+        _wait_for_blpop(observer)
     c.close()
     t.join(30)
     assert outcome == [None]  # it finished normally: close() waited for it
