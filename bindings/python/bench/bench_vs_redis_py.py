@@ -15,6 +15,11 @@ Each workload runs in rounds, the clients interleaved so that a busy machine slo
 the median round counts. Printed per client: operations per second (wall clock) and client CPU
 per operation (process time: the cost on the client's side, steadier on a busy machine), then
 brisk's ratios to each redis-py (>1: brisk is better).
+
+--callgrind adds user-space instructions per operation, the steadiest figure on a shared
+machine: each client and workload runs in a process of its own under callgrind twice, with
+different iteration counts, and the difference is divided by the difference in operations, so
+start-up (imports, connecting, the warm-up) cancels out.
 """
 
 from __future__ import annotations
@@ -121,6 +126,31 @@ class RedisPy:
         self.r.close()
 
 
+def make_client(name, port):
+    if name == "brisk":
+        return Brisk(port)
+    return RedisPy(port, name == "redis-py+hiredis")
+
+
+def worker(name, method, calls, port):
+    """--worker: one client, one workload, `calls` calls after a warm-up (run under callgrind)."""
+    client = make_client(name, port)
+    getattr(client, method)(2)
+    getattr(client, method)(calls)
+    client.close()
+
+
+def instructions(name, method, calls, port):
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         os.path.abspath(__file__), "--worker", name, method, str(calls), str(port)],
+        capture_output=True, text=True, check=True)
+    for line in out.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1])
+    raise RuntimeError(f"no callgrind total for {name} {method}: {out.stderr[-500:]}")
+
+
 def measure(fn, n):
     wall, cpu = time.perf_counter(), time.process_time()
     fn(n)
@@ -131,7 +161,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few operations each (a smoke test)")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also count instructions per operation under callgrind (needs valgrind)")
+    ap.add_argument("--worker", nargs=4, metavar=("CLIENT", "METHOD", "CALLS", "PORT"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        name, method, calls, port = args.worker
+        worker(name, method, int(calls), int(port))
+        return
     scale = 0.02 if args.quick else 1.0
     rounds = 1 if args.quick else args.rounds
     # (workload, method, calls per round, operations per call)
@@ -182,6 +220,21 @@ def main():
                 o_ops, o_cpu = med[other]
                 parts.append(f"vs {other}: {b_ops / o_ops:.2f}x ops/s, {o_cpu / b_cpu:.2f}x CPU")
             print(f"  {label:<12} " + "; ".join(parts))
+        if args.callgrind:
+            print()
+            print("user-space instructions per operation (callgrind; their count / brisk's):")
+            # (method, small and large call counts): the difference is what is measured
+            counts = {"setget": (200, 2200), "pipeline": (5, 45), "lrange": (10, 60)}
+            for label, method, _, per_call in workloads:
+                small, large = counts[method]
+                per_op = {}
+                for c in clients:
+                    extra = instructions(c.name, method, large, port) - instructions(
+                        c.name, method, small, port)
+                    per_op[c.name] = extra / ((large - small) * per_call)
+                others = ", ".join(f"{n} {per_op[n]:,.0f} ({per_op[n] / per_op['brisk']:.1f}x)"
+                                   for n in ("redis-py+hiredis", "redis-py"))
+                print(f"  {label:<12} brisk {per_op['brisk']:,.0f}; {others}")
         for c in clients:
             c.close()
     finally:
