@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"os"
+	"os/exec"
 	"reflect"
 	"regexp"
 	"strings"
@@ -472,5 +473,16 @@ func TestEveryConfigSetterHasAnOption(t *testing.T) {
 		if !bound {
 			t.Errorf("%s has no option", name)
 		}
+	}
+}
+
+// examples/hello runs against the test server (so the example cannot rot).
+func TestExampleHello(t *testing.T) {
+	out, err := exec.Command("go", "run", "./examples/hello", server.url()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "round-tripped intact: true") || !strings.HasSuffix(string(out), "ok\n") {
+		t.Fatalf("%s", out)
 	}
 }

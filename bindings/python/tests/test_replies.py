@@ -131,3 +131,16 @@ def test_error_elements_are_exception_objects(client):
     assert r[0] == 1 and r[2] == b"x"
     assert isinstance(r[1], brisk.ResponseError)
     assert str(r[1]) == "MYERR boom" and r[1].prefix == "MYERR"
+
+
+def test_example_hello_runs(server):
+    import os
+    import subprocess
+    import sys
+
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "hello.py")
+    out = subprocess.run([sys.executable, example, server.url], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "round-tripped intact: True" in out.stdout and out.stdout.endswith("ok\n")
+    assert "pipeline[1]: ResponseError('WRONGTYPE" in out.stdout
