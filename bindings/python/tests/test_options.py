@@ -95,10 +95,14 @@ def test_every_option_is_accepted(server, tmp_path):
         "retry_writes": "always", "event_callback": None, "mode": "standalone", "nodes": None,
         "cluster_error_retry_attempts": 2, "cluster_refresh_interval": 10,
         "read_from": "primary",
+        # Sentinel settings: tested in test_sentinel_settings_wait_for_the_library
+        "sentinel_master": None, "sentinel_auth": None, "sentinel_timeout": None,
     }
     assert set(values) == set(OPTIONS)
     given = {k: v for k, v in values.items()
-             if v is not None or k in ("write_timeout", "pool_max_lifetime", "event_callback")}
+             if v is not None or k in ("write_timeout", "pool_max_lifetime", "event_callback",
+                                       "sentinel_timeout")
+             if not k.startswith("sentinel_") or k in _native.Config.setters()}
     with brisk.Client("127.0.0.1", server.port, **given) as c:
         assert c.execute_command("CLIENT", "GETNAME") == b"all-options"
 
@@ -141,10 +145,14 @@ def test_unusable_tls_files_fail_at_creation(tmp_path):
     assert e.value.category is brisk.Category.CONNECTION
 
 
-def test_sentinel_mode_is_refused_until_the_library_has_it():
-    # brisk_client_new refuses BRISK_MODE_SENTINEL for now; the option is already in place.
+@pytest.mark.skipif("sentinel_master" in _native.Config.setters(),
+                    reason="this libbrisk has Sentinel: the options are real (test them with it)")
+def test_sentinel_settings_wait_for_the_library():
+    # The options are in place; this libbrisk refuses Sentinel mode and has no setters for it.
     with pytest.raises(brisk.DataError, match="(?i)sentinel"):
         brisk.Client(mode="sentinel", nodes=["127.0.0.1:26379"])
+    with pytest.raises(brisk.DataError, match="brisk_config_set_sentinel_master"):
+        brisk.Client(mode="sentinel", nodes=["127.0.0.1:26379"], service_name="mymaster")
 
 
 def test_cluster_needs_nodes():

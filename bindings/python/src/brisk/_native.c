@@ -624,7 +624,9 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
     if (strcmp(SETTERS[k].name, name) == 0)
       s = &SETTERS[k];
   if (s == NULL) {
-    PyErr_Format(PyExc_ValueError, "no brisk config setter named %R", args[0]);
+    /* Options the Python layer already has for settings a newer libbrisk adds (Sentinel). */
+    PyErr_Format(data_error ? data_error : PyExc_ValueError,
+                 "this libbrisk (%s) has no brisk_config_set_%s", brisk_version(), name);
     return NULL;
   }
   want = s->sig == SIG_U32X3 ? 3 : (s->sig == SIG_HOST_PORT || s->sig == SIG_STR2) ? 2 : 1;

@@ -77,9 +77,11 @@ class Client(_native.Client):
       (exception classes or statuses), ``retry_writes`` (``"safe"``, the default: a write that
       may have reached the server is never replayed; or ``"always"``)
     - topology: ``mode`` (``"standalone"``, ``"cluster"``, ``"sentinel"``), ``nodes``
-      (``startup_nodes``: ``[("host", port), "host:port", ...]``),
-      ``cluster_error_retry_attempts``, ``cluster_refresh_interval``, ``read_from``
-      (``"primary"``, ``"replica_preferred"``, ``"any"``)
+      (``startup_nodes``: ``[("host", port), "host:port", ...]``; the sentinels in Sentinel
+      mode), ``cluster_error_retry_attempts``, ``cluster_refresh_interval``, ``read_from``
+      (``"primary"``, ``"replica_preferred"``, ``"any"``), ``sentinel_master``
+      (``service_name``), ``sentinel_auth`` (``(username, password)``), ``sentinel_timeout``
+      (the Sentinel ones need a libbrisk with Sentinel support)
     - observability: ``event_callback`` (called with a :class:`brisk.Event` for every command,
       retry, connect, ...: on the thread that did the work, so keep it short)
     - replies: ``decode_responses`` (str instead of bytes), ``encoding``, ``encoding_errors``

@@ -84,6 +84,11 @@ def _retry_on_error(cfg: _native.Config, value: Iterable[Any]) -> None:
     cfg.set_retry_on_errors(statuses_of(value))
 
 
+def _sentinel_auth(cfg: _native.Config, value: Any) -> None:
+    username, password = value
+    cfg.set("sentinel_auth", username, password)
+
+
 def _event_callback(cfg: _native.Config, value: Any) -> None:
     cfg.set_event_callback(value)
 
@@ -147,6 +152,11 @@ OPTIONS: Dict[str, Tuple[Setter, Union[str, None]]] = {
     "cluster_error_retry_attempts": (_plain("cluster_error_retry_attempts"), None),
     "cluster_refresh_interval": (_duration("cluster_refresh_interval_ms"), None),
     "read_from": (_enum("read_from", ReadFrom), None),
+    # Sentinel (mode="sentinel", nodes = the sentinels): these need a libbrisk with Sentinel
+    # support (brisk_config_set_sentinel_*); with an older one they are a DataError.
+    "sentinel_master": (_plain("sentinel_master"), "service_name"),
+    "sentinel_auth": (_sentinel_auth, None),
+    "sentinel_timeout": (_duration("sentinel_timeout_ms"), None),
 }
 
 ALIASES = {alias: name for name, (_, alias) in OPTIONS.items() if alias}
