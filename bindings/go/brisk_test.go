@@ -486,3 +486,27 @@ func TestExampleHello(t *testing.T) {
 		t.Fatalf("%s", out)
 	}
 }
+
+// Background connects (pool_min_idle) report their events from brisk's own threads: cgo
+// callbacks from threads Go did not make.
+func TestEventsFromBrisksThreads(t *testing.T) {
+	var mu sync.Mutex
+	connects := 0
+	c := open(t, brisk.WithPoolMinIdle(2), brisk.WithEventCallback(func(e brisk.Event) {
+		if e.Kind == brisk.EventConnect && e.Status == brisk.StatusOK {
+			mu.Lock()
+			connects++
+			mu.Unlock()
+		}
+	}))
+	if !waitUntil(20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return connects >= 2
+	}) {
+		t.Fatalf("%d connect events from the background", connects)
+	}
+	if c.Stat(brisk.StatPoolOpen) < 2 {
+		t.Fatal(c.Stats())
+	}
+}
