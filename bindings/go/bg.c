@@ -37,9 +37,9 @@ brisk_status bg_set_tcp_keepalive(brisk_config *cfg, uint32_t idle_s, uint32_t i
   return take(brisk_config_set_tcp_keepalive(cfg, idle_s, interval_s, probes), err);
 }
 
-brisk_status bg_set_tls_client_cert(brisk_config *cfg, const char *cert, const char *key,
-                                    char **err) {
-  return take(brisk_config_set_tls_client_cert(cfg, cert, key), err);
+brisk_status bg_set_str2(bg_str2_setter fn, brisk_config *cfg, const char *a, const char *b,
+                         char **err) {
+  return take(fn(cfg, a, b), err);
 }
 
 brisk_status bg_set_retry(brisk_config *cfg, brisk_backoff backoff, uint32_t base_ms,

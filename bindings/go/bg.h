@@ -22,6 +22,7 @@ typedef brisk_status (*bg_u32_setter)(brisk_config *, uint32_t);
 typedef brisk_status (*bg_bool_setter)(brisk_config *, bool);
 typedef brisk_status (*bg_size_setter)(brisk_config *, size_t);
 typedef brisk_status (*bg_host_port_setter)(brisk_config *, const char *, uint16_t);
+typedef brisk_status (*bg_str2_setter)(brisk_config *, const char *, const char *);
 
 brisk_status bg_set_str(bg_str_setter fn, brisk_config *cfg, const char *v, char **err);
 brisk_status bg_set_u32(bg_u32_setter fn, brisk_config *cfg, uint32_t v, char **err);
@@ -31,8 +32,8 @@ brisk_status bg_set_host_port(bg_host_port_setter fn, brisk_config *cfg, const c
                               uint16_t port, char **err);
 brisk_status bg_set_tcp_keepalive(brisk_config *cfg, uint32_t idle_s, uint32_t interval_s,
                                   uint32_t probes, char **err);
-brisk_status bg_set_tls_client_cert(brisk_config *cfg, const char *cert, const char *key,
-                                    char **err);
+brisk_status bg_set_str2(bg_str2_setter fn, brisk_config *cfg, const char *a, const char *b,
+                         char **err);
 brisk_status bg_set_retry(brisk_config *cfg, brisk_backoff backoff, uint32_t base_ms,
                           uint32_t cap_ms, uint32_t retries, char **err);
 brisk_status bg_set_retry_on_errors(brisk_config *cfg, const brisk_status *codes, size_t n,

@@ -510,3 +510,15 @@ func TestEventsFromBrisksThreads(t *testing.T) {
 		t.Fatal(c.Stats())
 	}
 }
+
+// TLS files are read when the client is made: unusable ones are ErrTLS there.
+func TestUnusableTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	_, err := brisk.New(brisk.WithTLS(true), brisk.WithTLSClientCert(dir+"/cert.pem", dir+"/key.pem"))
+	if !errors.Is(err, brisk.ErrTLS) || err.(*brisk.Error).Category != brisk.CategoryConnection {
+		t.Fatal(err)
+	}
+	if _, err := brisk.New(brisk.WithTLS(true), brisk.WithTLSCAFile(dir+"/ca.pem")); !errors.Is(err, brisk.ErrTLS) {
+		t.Fatal(err)
+	}
+}

@@ -234,7 +234,8 @@ func WithTLSClientCert(certPath, keyPath string) Option {
 		key, freeKey := cString(keyPath)
 		defer freeKey()
 		var msg *C.char
-		return check(C.bg_set_tls_client_cert(b.cfg, cert, key, &msg), msg)
+		return check(C.bg_set_str2(C.bg_str2_setter(C.brisk_config_set_tls_client_cert), b.cfg, cert,
+			key, &msg), msg)
 	}
 }
 
