@@ -524,6 +524,86 @@ static void replies_outlive_their_client(void) {
   brisk_reply_free(r);
 }
 
+/* brisk_reply_elements: every type described in one call, the same as the one-value accessors
+ * say, in chunks, and nothing for what is not an aggregate. */
+static void elements_in_one_call(void) {
+  const char *key = bt_key(PREFIX, "elements");
+  brisk_reply_item items[16];
+  brisk_reply_item chunk[7];
+  brisk_reply *r;
+  size_t i, n, total;
+  r = MUST(resp3, "EVAL",
+           "redis.setresp(3); return {7, 'str', {double=2.5}, true, {big_number='123'},"
+           " redis.status_reply('FINE'), {map={a=1}}, {set={'x'}}, redis.error_reply('MYERR boom'),"
+           " {}, {verbatim_string={format='txt', string='hi'}}, false}",
+           "0");
+  CHECK(brisk_reply_type_of(r) == BRISK_REPLY_ARRAY);
+  n = brisk_reply_elements(r, 0, items, 16);
+  CHECK(n == 12 && n == brisk_reply_length(r));
+  for (i = 0; i < n; i++) {
+    size_t len = 0;
+    const char *text = brisk_reply_string(items[i].reply, &len);
+    CHECK(items[i].reply == brisk_reply_element(r, i));
+    CHECK(items[i].kind == brisk_reply_type_of(items[i].reply));
+    CHECK(items[i].str == text);
+    CHECK(items[i].integer == brisk_reply_integer(items[i].reply));
+    CHECK(items[i].number == brisk_reply_double(items[i].reply));
+    CHECK(items[i].len == (text != NULL ? len : brisk_reply_length(items[i].reply)));
+  }
+  CHECK(items[0].kind == BRISK_REPLY_INTEGER && items[0].integer == 7 && items[0].str == NULL);
+  CHECK(items[1].kind == BRISK_REPLY_STRING && items[1].len == 3);
+  CHECK(items[1].str != NULL && memcmp(items[1].str, "str", 4) == 0);
+  CHECK(items[2].kind == BRISK_REPLY_DOUBLE && items[2].number == 2.5);
+  CHECK(items[2].str != NULL && strcmp(items[2].str, "2.5") == 0);
+  CHECK(items[3].kind == BRISK_REPLY_BOOL && items[3].integer == 1);
+  CHECK(items[4].kind == BRISK_REPLY_BIGNUM && items[4].len == 3);
+  CHECK(items[5].kind == BRISK_REPLY_STATUS && items[5].str && strcmp(items[5].str, "FINE") == 0);
+  CHECK(items[6].kind == BRISK_REPLY_MAP && items[6].len == 2 && items[6].str == NULL);
+  CHECK(items[7].kind == BRISK_REPLY_SET && items[7].len == 1);
+  CHECK(items[8].kind == BRISK_REPLY_ERROR && items[8].str != NULL &&
+        strcmp(items[8].str, "MYERR boom") == 0);
+  CHECK(items[9].kind == BRISK_REPLY_ARRAY && items[9].len == 0);
+  CHECK(items[10].kind == BRISK_REPLY_VERBATIM && items[10].len == 2);
+  CHECK(items[10].str != NULL && strcmp(items[10].str, "hi") == 0);
+  CHECK(items[11].kind == BRISK_REPLY_BOOL && items[11].integer == 0);
+  /* Descending into a nested aggregate: the map's key and value. */
+  CHECK(brisk_reply_elements(items[6].reply, 0, chunk, 7) == 2);
+  CHECK(chunk[0].kind == BRISK_REPLY_STRING && strcmp(chunk[0].str, "a") == 0);
+  CHECK(chunk[1].kind == BRISK_REPLY_INTEGER && chunk[1].integer == 1);
+  /* Chunks: the last one is short; past the end is nothing; so are scalars, NULL and cap 0. */
+  CHECK(brisk_reply_elements(r, 10, chunk, 7) == 2);
+  CHECK(chunk[0].reply == items[10].reply && chunk[1].reply == items[11].reply);
+  CHECK(brisk_reply_elements(r, 12, chunk, 7) == 0);
+  CHECK(brisk_reply_elements(r, (size_t)-1, chunk, 7) == 0);
+  CHECK(brisk_reply_elements(r, 0, chunk, 0) == 0);
+  CHECK(brisk_reply_elements(r, 0, NULL, 7) == 0);
+  CHECK(brisk_reply_elements(items[1].reply, 0, chunk, 7) == 0);
+  CHECK(brisk_reply_elements(NULL, 0, chunk, 7) == 0);
+  brisk_reply_free(r);
+
+  /* A long list read in chunks sees every element once, in order. */
+  brisk_reply_free(MUST(resp3, "DEL", key));
+  for (i = 0; i < 100; i++) {
+    char value[16];
+    snprintf(value, sizeof value, "v%zu", i);
+    brisk_reply_free(MUST(resp3, "RPUSH", key, value));
+  }
+  r = MUST(resp2, "LRANGE", key, "0", "-1");
+  total = 0;
+  while ((n = brisk_reply_elements(r, total, chunk, 7)) > 0) {
+    for (i = 0; i < n; i++) {
+      char want[16];
+      snprintf(want, sizeof want, "v%zu", total + i);
+      CHECK(chunk[i].kind == BRISK_REPLY_STRING && strcmp(chunk[i].str, want) == 0);
+      CHECK(chunk[i].len == strlen(want));
+    }
+    total += n;
+  }
+  CHECK(total == 100);
+  brisk_reply_free(r);
+  brisk_reply_free(MUST(resp3, "DEL", key));
+}
+
 int main(int argc, char **argv) {
   bt_init(argc, argv);
   resp3 = bt_client_tcp(3);
@@ -540,6 +620,7 @@ int main(int argc, char **argv) {
   RUN(verbatim);
   RUN(big_numbers);
   RUN(error_elements);
+  RUN(elements_in_one_call);
   RUN(accessors_on_wrong_types);
   RUN(null_reply);
   RUN(push_frames_are_not_replies);

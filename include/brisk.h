@@ -158,6 +158,41 @@ typedef uint32_t brisk_event_kind;
 typedef uint32_t brisk_reply_type;
 
 /**
+ * One element of an aggregate as `brisk_reply_elements()` describes it: what the one-value
+ * accessors would say about it, read for many elements in one call. The pointers are borrowed
+ * from the top-level reply, like `brisk_reply_element()`'s.
+ */
+typedef struct {
+  /**
+   * The element's type (`brisk_reply_type_of()`).
+   */
+  brisk_reply_type kind;
+  /**
+   * The text of a STRING, STATUS, ERROR, VERBATIM, BIGNUM or DOUBLE element
+   * (`brisk_reply_string()`: NUL-terminated, possibly containing NULs); NULL otherwise.
+   */
+  const char *str;
+  /**
+   * The text's length in bytes; for an ARRAY, MAP, SET or PUSH its number of elements (a
+   * MAP's keys and values both counted, as `brisk_reply_length()`); 0 otherwise.
+   */
+  size_t len;
+  /**
+   * An INTEGER's value, a BOOL's 0 or 1; 0 otherwise.
+   */
+  int64_t integer;
+  /**
+   * A DOUBLE's value; 0.0 otherwise.
+   */
+  double number;
+  /**
+   * The element itself: pass it to `brisk_reply_elements()` to read an aggregate's elements,
+   * or to any accessor. Borrowed; never freed on its own.
+   */
+  const brisk_reply *reply;
+} brisk_reply_item;
+
+/**
  * How the delay between attempts grows.
  */
 typedef uint32_t brisk_backoff;
@@ -1390,6 +1425,23 @@ size_t brisk_reply_length(const brisk_reply *r);
  */
 const brisk_reply *brisk_reply_element(const brisk_reply *r,
                                        size_t index);
+
+/**
+ * Describes elements `start`, `start + 1`, ... of an aggregate into `out`, at most `cap` of
+ * them, and returns how many it wrote: `min(cap, length - start)`, or 0 when `start` is past
+ * the end, `r` is not an aggregate, or `r` or `out` is NULL. One call per aggregate instead of
+ * several per element, which matters to languages whose calls into C are costly (Python's
+ * ctypes or cffi, Go's cgo): read a 1,000-element LRANGE into a 1,000-item array at once, or in
+ * chunks of `cap` by moving `start`. Thread-safe like every accessor.
+ *
+ * # Safety
+ * `r` is NULL, a live top-level reply or an element of one; `out` is NULL or points to `cap`
+ * writable items.
+ */
+size_t brisk_reply_elements(const brisk_reply *r,
+                            size_t start,
+                            brisk_reply_item *out,
+                            size_t cap);
 
 /**
  * The three-letter format of a VERBATIM reply ("txt", "mkd") as a NUL-terminated string

@@ -24,7 +24,8 @@ install_missing() {
 # Installs the Debian packages brisk's build and tests need, when any is missing.
 ensure_packages() {
   install_missing redis-server redis-tools cmake pkg-config valgrind openssl python3 \
-    python3-pytest gcc g++ make libhiredis-dev libc6-dev binutils dpkg-dev lintian abigail-tools
+    python3-venv python3-dev gcc g++ make libhiredis-dev libc6-dev binutils dpkg-dev lintian \
+    abigail-tools golang-go
   if ! command -v cargo >/dev/null; then
     echo "cargo not found: brisk needs a Rust toolchain (1.88 or newer), e.g. from https://rustup.rs" >&2
     exit 1
@@ -145,15 +146,60 @@ stop_throwaway_redis() {
   THROWAWAY_PID=
 }
 
-# Prints a python interpreter that has pytest, installing pytest with pip if none has it.
-python_with_pytest() {
-  local py
-  for py in python3 /usr/bin/python3; do
-    if command -v "$py" >/dev/null && "$py" -c 'import pytest' 2>/dev/null; then
-      echo "$py"; return 0
-    fi
-  done
-  python3 -m pip install --quiet pytest >&2 && echo python3
+# Makes a fresh virtual environment in $PY_VENV ($BUILD_DIR/python-venv) with the brisk package
+# installed as a user installs it, `pip install ./bindings/python` (its cargo build finds the
+# CMake build's cargo target dir up to date, so nothing is rebuilt), pytest, redis-py + hiredis
+# for the benchmark's smoke run and mypy for the type hints. Then builds a wheel offline (no
+# package index, cargo offline) and checks what it carries. Call after cmake_build.
+python_package_venv() {
+  PY_VENV=$BUILD_DIR/python-venv
+  local wheels=$BUILD_DIR/python-wheel target
+  target=$(sed -n 's/^BRISK_CARGO_TARGET_DIR:PATH=//p' "$BUILD_DIR/CMakeCache.txt")
+  rm -rf "$PY_VENV" "$wheels"
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check pytest 'redis>=8,<9' hiredis \
+    setuptools wheel mypy
+  CARGO_TARGET_DIR="${target:-$BUILD_DIR/cargo}" "$PY_VENV/bin/pip" install --quiet \
+    --disable-pip-version-check "$BRISK_ROOT/bindings/python"
+  CARGO_TARGET_DIR="${target:-$BUILD_DIR/cargo}" CARGO_NET_OFFLINE=true PIP_NO_INDEX=1 \
+    "$PY_VENV/bin/pip" wheel --quiet --disable-pip-version-check --no-build-isolation --no-deps \
+    -w "$wheels" "$BRISK_ROOT/bindings/python"
+  "$PY_VENV/bin/python" - "$wheels"/brisk_redis-*.whl <<'PY'
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+for want in ("brisk/_native.", "brisk/py.typed", "brisk/_native.pyi", "brisk/__init__.py"):
+    assert any(n.startswith(want) for n in names), f"the wheel lacks {want}: {names}"
+print(f"offline wheel: {sys.argv[1].rsplit('/', 1)[-1]} ({len(names)} files)")
+PY
+}
+
+# Runs the Python package's tests in $PY_VENV (see python_package_venv) from outside the source
+# tree, so that they import the installed package.
+python_package_tests() {
+  (cd "$BRISK_ROOT/bindings/python" && "$PY_VENV/bin/python" -m pytest -q -p no:cacheprovider tests)
+}
+
+# Installs the CMake build into a scratch prefix ($GO_PREFIX) for the Go module, which finds
+# libbrisk with pkg-config like any cgo consumer. Call after cmake_build.
+go_prefix() {
+  GO_PREFIX=$BUILD_DIR/go-prefix
+  rm -rf "$GO_PREFIX"
+  cmake --install "$BUILD_DIR" --prefix "$GO_PREFIX" >/dev/null
+  GO_PKG_CONFIG_PATH=$(dirname "$(find "$GO_PREFIX" -name brisk.pc | head -n 1)")
+}
+
+# go vet + go test of bindings/go against the library in $GO_PREFIX (see go_prefix).
+go_module_tests() {
+  local libdir
+  libdir=$(PKG_CONFIG_PATH=$GO_PKG_CONFIG_PATH pkg-config --variable=libdir brisk)
+  (
+    cd "$BRISK_ROOT/bindings/go"
+    export PKG_CONFIG_PATH=$GO_PKG_CONFIG_PATH LD_LIBRARY_PATH=$libdir
+    unformatted=$(gofmt -l .)
+    [ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }
+    go vet ./...
+    go test -count=1 ./...
+  )
 }
 
 # Makes sure `cargo +nightly fuzz` works: the nightly toolchain must be there (rustup), and

@@ -42,8 +42,13 @@ mod header_tests {
                 match rest.split_once("(*") {
                     // A function pointer type: `typedef void (*name)(...`.
                     Some((_, after)) => after.split(')').next(),
+                    // A struct with fields: its name is on the closing line.
+                    None if rest.ends_with('{') => None,
                     None => rest.trim_end_matches(';').split_whitespace().last(),
                 }
+            } else if let Some(rest) = line.strip_prefix("} ") {
+                // The closing line of a struct with fields: `} name;`.
+                rest.strip_suffix(';')
             } else {
                 None
             };

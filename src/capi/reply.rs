@@ -179,6 +179,79 @@ pub unsafe extern "C" fn brisk_reply_element(
     })
 }
 
+/// One element of an aggregate as `brisk_reply_elements()` describes it: what the one-value
+/// accessors would say about it, read for many elements in one call. The pointers are borrowed
+/// from the top-level reply, like `brisk_reply_element()`'s.
+#[repr(C)]
+pub struct brisk_reply_item {
+    /// The element's type (`brisk_reply_type_of()`).
+    pub kind: brisk_reply_type,
+    /// The text of a STRING, STATUS, ERROR, VERBATIM, BIGNUM or DOUBLE element
+    /// (`brisk_reply_string()`: NUL-terminated, possibly containing NULs); NULL otherwise.
+    pub str: *const c_char,
+    /// The text's length in bytes; for an ARRAY, MAP, SET or PUSH its number of elements (a
+    /// MAP's keys and values both counted, as `brisk_reply_length()`); 0 otherwise.
+    pub len: usize,
+    /// An INTEGER's value, a BOOL's 0 or 1; 0 otherwise.
+    pub integer: i64,
+    /// A DOUBLE's value; 0.0 otherwise.
+    pub number: f64,
+    /// The element itself: pass it to `brisk_reply_elements()` to read an aggregate's elements,
+    /// or to any accessor. Borrowed; never freed on its own.
+    pub reply: *const brisk_reply,
+}
+
+impl brisk_reply_item {
+    fn of(n: &Node) -> brisk_reply_item {
+        let kind = n.kind();
+        let (str, len) = match n.as_bytes() {
+            Some(text) => (n.as_c_ptr().cast(), text.len()),
+            None => (std::ptr::null(), n.children().len()),
+        };
+        brisk_reply_item {
+            kind: kind as u32,
+            str,
+            len,
+            integer: n.as_integer().unwrap_or(0),
+            number: n.as_double().unwrap_or(0.0),
+            reply: (n as *const Node).cast(),
+        }
+    }
+}
+
+/// Describes elements `start`, `start + 1`, ... of an aggregate into `out`, at most `cap` of
+/// them, and returns how many it wrote: `min(cap, length - start)`, or 0 when `start` is past
+/// the end, `r` is not an aggregate, or `r` or `out` is NULL. One call per aggregate instead of
+/// several per element, which matters to languages whose calls into C are costly (Python's
+/// ctypes or cffi, Go's cgo): read a 1,000-element LRANGE into a 1,000-item array at once, or in
+/// chunks of `cap` by moving `start`. Thread-safe like every accessor.
+///
+/// # Safety
+/// `r` is NULL, a live top-level reply or an element of one; `out` is NULL or points to `cap`
+/// writable items.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_reply_elements(
+    r: *const brisk_reply,
+    start: usize,
+    out: *mut brisk_reply_item,
+    cap: usize,
+) -> usize {
+    guard_value(0, || {
+        if out.is_null() {
+            return 0;
+        }
+        // SAFETY: per this function's contract.
+        let children = unsafe { node(r) }.map_or(&[][..], Node::children);
+        let wanted = children.get(start..).unwrap_or_default();
+        let n = wanted.len().min(cap);
+        for (i, child) in wanted[..n].iter().enumerate() {
+            // SAFETY: `out` has room for `cap` items and `i < n <= cap`.
+            unsafe { out.add(i).write(brisk_reply_item::of(child)) };
+        }
+        n
+    })
+}
+
 /// The three-letter format of a VERBATIM reply ("txt", "mkd") as a NUL-terminated string
 /// written to `out` (4 bytes); returns false (and writes "") for other types.
 ///
