@@ -8,10 +8,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 
 def server_program() -> str:
@@ -150,3 +151,92 @@ def header_path() -> Optional[str]:
     """brisk.h of the repository the tests run from, if they do."""
     path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "include", "brisk.h")
     return path if os.path.exists(path) else None
+
+
+def otlp_receiver_script() -> Optional[str]:
+    """ctests/otlp_receiver.py of the repository the tests run from, if they do."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "ctests", "otlp_receiver.py")
+    return path if os.path.exists(path) else None
+
+
+class OtlpReceiver:
+    """The repository's OTLP/HTTP receiver (ctests/otlp_receiver.py) on a free loopback port:
+    it answers every POST with 200 and logs "<path> <content-type> <bytes>" per request."""
+
+    def __init__(self, script: str) -> None:
+        self.dir = tempfile.mkdtemp(prefix="brisk-py-otlp-")
+        self.port_file = os.path.join(self.dir, "port")
+        self.log_file = os.path.join(self.dir, "log")
+        self.proc = subprocess.Popen([sys.executable, script, self.port_file, self.log_file],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: self.proc.poll() is not None or os.path.exists(self.port_file),
+                       30, "otlp_receiver.py to write its port")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"otlp_receiver.py exited with {self.proc.returncode}")
+            with open(self.port_file, encoding="utf-8") as f:
+                self.port = int(f.read())
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def requests(self) -> List[Tuple[str, str, int]]:
+        """(path, content type, body bytes) of every POST so far."""
+        if not os.path.exists(self.log_file):
+            return []
+        with open(self.log_file, encoding="utf-8") as f:
+            rows = [line.split() for line in f if line.strip()]
+        return [(r[0], r[1], int(r[2])) for r in rows if len(r) == 3]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class OtlpBodyRecorder:
+    """An OTLP/HTTP receiver in this process that keeps every request's body (otlp_receiver.py
+    logs only sizes), for checking what an export carries."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        bodies: List[Tuple[str, bytes]] = []
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    bodies.append((self.path, body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._bodies, self._lock = bodies, lock
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def bodies(self, path: str) -> List[bytes]:
+        with self._lock:
+            return [b for p, b in self._bodies if p == path]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)

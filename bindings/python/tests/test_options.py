@@ -99,6 +99,9 @@ def test_every_option_is_accepted(server, tmp_path):
         # Sentinel settings are kept (and unused) in standalone mode.
         "sentinel_master": "mymaster", "sentinel_auth": (None, "sentinel-secret"),
         "sentinel_timeout": 0.25,
+        # OpenTelemetry settings are kept (and unused) without an endpoint.
+        "otel_endpoint": None, "otel_traces_sample_ratio": 0.5, "otel_export_interval": 5,
+        "otel_export_timeout": 2,
     }
     assert set(values) == set(OPTIONS)
     given = {k: v for k, v in values.items()

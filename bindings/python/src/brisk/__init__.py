@@ -14,6 +14,8 @@ package is a thin compiled layer over its C API with redis-py's conventions: rep
 exception classes, option names. See :class:`Client`.
 """
 
+from typing import Optional
+
 from . import _native
 from .client import AsyncClient, Client, Pipeline, Session
 from .constants import (
@@ -85,6 +87,16 @@ def version() -> str:
     return _native.version()
 
 
+def set_trace_parent(traceparent: Optional[str]) -> None:
+    """Makes the spans of the commands this thread issues next (OpenTelemetry, see the
+    ``otel_endpoint`` option) children of the application's span: ``traceparent`` is a W3C
+    value, ``"00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"``, whose sampled flag decides
+    whether they are recorded; ``None`` clears it. Per thread, until changed (an async command
+    takes the parent of the thread that starts it). :class:`DataError` for a malformed value
+    (the parent is then left as it was)."""
+    _native.set_trace_parent(traceparent)
+
+
 def status_name(status: int) -> str:
     """The C constant's name of a status, e.g. ``"BRISK_ERR_TIMEOUT"``."""
     return _native.status_name(status)
@@ -141,6 +153,7 @@ __all__ = [
     "TimeoutError",
     "TryAgainError",
     "WatchError",
+    "set_trace_parent",
     "status_name",
     "version",
 ]

@@ -493,7 +493,7 @@ typedef struct {
 } ConfigObject;
 
 typedef enum { SIG_STR, SIG_OPT_STR, SIG_U32, SIG_BOOL, SIG_SIZE, SIG_HOST_PORT, SIG_U32X3,
-               SIG_STR2, SIG_OPT_STR2 } Signature;
+               SIG_STR2, SIG_OPT_STR2, SIG_DOUBLE } Signature;
 
 /* Every brisk_config_set_* / brisk_config_add_* function taking plain values, by the name after
  * that prefix. The test suite checks this table against brisk.h, so a setter added to the C API
@@ -539,12 +539,16 @@ static const struct setter {
     SETTER("sentinel_master", SIG_STR, brisk_config_set_sentinel_master),
     SETTER("sentinel_auth", SIG_OPT_STR2, brisk_config_set_sentinel_auth),
     SETTER("sentinel_timeout_ms", SIG_U32, brisk_config_set_sentinel_timeout_ms),
+    SETTER("otel_endpoint", SIG_OPT_STR, brisk_config_set_otel_endpoint),
+    SETTER("otel_traces_sample_ratio", SIG_DOUBLE, brisk_config_set_otel_traces_sample_ratio),
+    SETTER("otel_export_interval_ms", SIG_U32, brisk_config_set_otel_export_interval_ms),
+    SETTER("otel_export_timeout_ms", SIG_U32, brisk_config_set_otel_export_timeout_ms),
 #undef SETTER
 };
 
 static const char *const SIG_ARGS[] = {"(str)", "(str or None)", "(int)", "(bool)", "(int)",
                                        "(host: str, port: int)", "(int, int, int)",
-                                       "(str, str)", "(str or None, str or None)"};
+                                       "(str, str)", "(str or None, str or None)", "(float)"};
 
 static int config_init(ConfigObject *self, PyObject *args, PyObject *kwds) {
   static char *kwlist[] = {NULL};
@@ -611,6 +615,7 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
   const char *name, *a = NULL, *b = NULL;
   uint32_t u[3] = {0, 0, 0};
   unsigned long long size = 0;
+  double number = 0;
   Py_ssize_t want, i;
   brisk_status st;
   size_t k;
@@ -688,6 +693,15 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
     if (u[0] == (uint32_t)-1)
       return NULL;
     break;
+  case SIG_DOUBLE:
+    if (PyBool_Check(args[0]) || !(PyFloat_Check(args[0]) || PyLong_Check(args[0]))) {
+      PyErr_Format(PyExc_TypeError, "Config.set(%s, ...) takes %s", name, SIG_ARGS[s->sig]);
+      return NULL;
+    }
+    number = PyFloat_AsDouble(args[0]);
+    if (number == -1.0 && PyErr_Occurred())
+      return NULL;
+    break;
   case SIG_SIZE:
     if (PyBool_Check(args[0]) || !PyLong_Check(args[0])) {
       PyErr_SetString(PyExc_TypeError, "expected an int");
@@ -724,6 +738,9 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
     break;
   case SIG_BOOL:
     st = ((brisk_status(*)(brisk_config *, bool))s->fn)(self->cfg, u[0] != 0);
+    break;
+  case SIG_DOUBLE:
+    st = ((brisk_status(*)(brisk_config *, double))s->fn)(self->cfg, number);
     break;
   case SIG_SIZE:
   default:
@@ -1315,6 +1332,42 @@ static PyObject *client_stat(ClientObject *self, PyObject *which) {
   return PyLong_FromUnsignedLongLong(v);
 }
 
+/* _flush_telemetry(timeout_ms) -> bool: brisk_client_flush_telemetry; False when the time ran
+ * out (the export goes on in the background), other failures raise. */
+static PyObject *client_flush_telemetry(ClientObject *self, PyObject *timeout_ms) {
+  uint32_t ms;
+  brisk_client *c;
+  brisk_status st;
+  const char *msg = NULL;
+  if (as_u32(timeout_ms, &ms) < 0)
+    return NULL;
+  c = client_enter(self);
+  if (c == NULL)
+    return NULL;
+  Py_BEGIN_ALLOW_THREADS
+  st = brisk_client_flush_telemetry(c, ms);
+  if (st != BRISK_OK)
+    msg = brisk_last_error_message();
+  Py_END_ALLOW_THREADS
+  client_leave(self);
+  if (st == BRISK_ERR_TIMEOUT)
+    Py_RETURN_FALSE;
+  if (st != BRISK_OK)
+    return raise_status(st, msg);
+  Py_RETURN_TRUE;
+}
+
+static PyObject *client_telemetry_dropped(ClientObject *self, PyObject *unused) {
+  uint64_t v;
+  brisk_client *c = client_enter(self);
+  (void)unused;
+  if (c == NULL)
+    return NULL;
+  v = brisk_client_telemetry_dropped(c);
+  client_leave(self);
+  return PyLong_FromUnsignedLongLong(v);
+}
+
 static PyObject *client_close(ClientObject *self, PyObject *unused) {
   (void)unused;
   client_close_now(self);
@@ -1333,6 +1386,10 @@ static PyMethodDef client_methods[] = {
     {"_command_async", (PyCFunction)(void (*)(void))client_command_async, METH_FASTCALL,
      "_command_async(bridge, token, *args): brisk_command_async reporting to bridge."},
     {"stat", (PyCFunction)client_stat, METH_O, "stat(which) -> int: brisk_client_stat."},
+    {"_flush_telemetry", (PyCFunction)client_flush_telemetry, METH_O,
+     "_flush_telemetry(timeout_ms) -> bool: brisk_client_flush_telemetry (False: timed out)."},
+    {"telemetry_dropped", (PyCFunction)client_telemetry_dropped, METH_NOARGS,
+     "telemetry_dropped() -> int: spans dropped so far (brisk_client_telemetry_dropped)."},
     {"close", (PyCFunction)client_close, METH_NOARGS,
      "close(): waits for calls in flight on other threads, then frees the client."},
     {NULL, NULL, 0, NULL}};
@@ -1732,10 +1789,33 @@ static PyObject *mod_retry_backoff_ms(PyObject *mod, PyObject *args) {
   return PyLong_FromUnsignedLong(ms);
 }
 
+/* set_trace_parent(traceparent or None): brisk_trace_parent_set, for the calling thread. */
+static PyObject *mod_set_trace_parent(PyObject *mod, PyObject *arg) {
+  const char *tp = NULL;
+  brisk_status st;
+  (void)mod;
+  if (arg != Py_None) {
+    if (!PyUnicode_Check(arg)) {
+      PyErr_Format(PyExc_TypeError, "set_trace_parent takes a str or None, got %s",
+                   Py_TYPE(arg)->tp_name);
+      return NULL;
+    }
+    tp = PyUnicode_AsUTF8(arg);
+    if (tp == NULL)
+      return NULL;
+  }
+  st = brisk_trace_parent_set(tp);
+  if (st != BRISK_OK)
+    return raise_status(st, brisk_last_error_message());
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"_install", mod_install, METH_VARARGS,
      "_install(from_status, from_reply, annotate, DataError): brisk's exception hooks."},
     {"version", mod_version, METH_NOARGS, "libbrisk's version at run time (brisk_version)."},
+    {"set_trace_parent", mod_set_trace_parent, METH_O,
+     "set_trace_parent(traceparent or None): brisk_trace_parent_set for this thread."},
     {"status_name", mod_status_name, METH_O, "brisk_status_name"},
     {"status_category", mod_status_category, METH_O, "brisk_status_category"},
     {"status_is_retryable", mod_status_is_retryable, METH_O, "brisk_status_is_retryable"},

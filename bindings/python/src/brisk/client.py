@@ -24,7 +24,7 @@ from typing import (
 from . import _native
 from .constants import Stat
 from .exceptions import WatchError
-from .options import build_config
+from .options import build_config, seconds_to_ms
 
 EncodableT = Union[bytes, bytearray, memoryview, str, int, float]
 ResponseT = Any
@@ -80,10 +80,14 @@ class Client(_native.Client):
       (``startup_nodes``: ``[("host", port), "host:port", ...]``; the sentinels in Sentinel
       mode), ``cluster_error_retry_attempts``, ``cluster_refresh_interval``, ``read_from``
       (``"primary"``, ``"replica_preferred"``, ``"any"``), ``sentinel_master``
-      (``service_name``), ``sentinel_auth`` (``(username, password)``), ``sentinel_timeout``
-      (the Sentinel ones need a libbrisk with Sentinel support)
+      (``service_name``), ``sentinel_auth`` (``(username or None, password)``),
+      ``sentinel_timeout``
     - observability: ``event_callback`` (called with a :class:`brisk.Event` for every command,
       retry, connect, ...: on the thread that did the work, so keep it short)
+    - OpenTelemetry (spans and metrics over OTLP/HTTP, see :meth:`flush_telemetry` and
+      :func:`brisk.set_trace_parent`): ``otel_endpoint`` (the collector's base URL,
+      ``"http://host:4318"``; turns it on), ``otel_traces_sample_ratio`` (0..1),
+      ``otel_export_interval``, ``otel_export_timeout``
     - replies: ``decode_responses`` (str instead of bytes), ``encoding``, ``encoding_errors``
     - ``max_reply_bytes``: the most memory one reply may take.
 
@@ -139,7 +143,14 @@ class Client(_native.Client):
         client._init(url, None, None, decode_responses, encoding, encoding_errors, options)
         return client
 
-    # execute_command(*args), ping() and stat(which) are the extension's.
+    # execute_command(*args), ping(), stat(which) and telemetry_dropped() are the extension's.
+
+    def flush_telemetry(self, timeout: float = 2.0) -> bool:
+        """Exports the OpenTelemetry spans and metrics buffered now (see ``otel_endpoint``),
+        waiting at most ``timeout`` seconds for the collector: True when sent (or OpenTelemetry
+        is off), False when the time ran out (the export goes on in the background). Telemetry
+        a collector refuses is dropped and counted (``telemetry_dropped()``), not raised."""
+        return self._flush_telemetry(seconds_to_ms("timeout", timeout))
 
     def pipeline(self, transaction: bool = False) -> "Pipeline":
         """A pipeline: ``execute_command`` queues, ``execute()`` sends all in one round trip.
@@ -399,6 +410,13 @@ class AsyncClient:
 
     def stats(self) -> Dict[str, int]:
         return self.sync.stats()
+
+    def flush_telemetry(self, timeout: float = 2.0) -> bool:
+        """See :meth:`Client.flush_telemetry` (blocks for at most ``timeout`` seconds)."""
+        return self.sync.flush_telemetry(timeout)
+
+    def telemetry_dropped(self) -> int:
+        return self.sync.telemetry_dropped()
 
     async def aclose(self) -> None:
         """Closes the client (pending commands fail with :class:`ClientClosedError`)."""

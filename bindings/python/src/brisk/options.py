@@ -16,7 +16,7 @@ from .retry import Retry, statuses_of
 Setter = Callable[[_native.Config, Any], None]
 
 
-def _seconds_to_ms(name: str, value: Any) -> int:
+def seconds_to_ms(name: str, value: Any) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -28,7 +28,7 @@ def _seconds_to_ms(name: str, value: Any) -> int:
 
 
 def _duration(c_name: str) -> Setter:
-    return lambda cfg, v: cfg.set(c_name, _seconds_to_ms(c_name[: -len("_ms")], v))
+    return lambda cfg, v: cfg.set(c_name, seconds_to_ms(c_name[: -len("_ms")], v))
 
 
 def _plain(c_name: str) -> Setter:
@@ -49,7 +49,7 @@ def _enum(c_name: str, enum: Any) -> Setter:
 
 
 def _socket_timeout(cfg: _native.Config, value: Any) -> None:
-    ms = _seconds_to_ms("socket_timeout", value)
+    ms = seconds_to_ms("socket_timeout", value)
     cfg.set("read_timeout_ms", ms)
     cfg.set("write_timeout_ms", ms)
 
@@ -156,6 +156,11 @@ OPTIONS: Dict[str, Tuple[Setter, Union[str, None]]] = {
     "sentinel_master": (_plain("sentinel_master"), "service_name"),
     "sentinel_auth": (_sentinel_auth, None),
     "sentinel_timeout": (_duration("sentinel_timeout_ms"), None),
+    # OpenTelemetry (an endpoint turns it on; None: $OTEL_EXPORTER_OTLP_ENDPOINT).
+    "otel_endpoint": (_plain("otel_endpoint"), None),
+    "otel_traces_sample_ratio": (_plain("otel_traces_sample_ratio"), None),
+    "otel_export_interval": (_duration("otel_export_interval_ms"), None),
+    "otel_export_timeout": (_duration("otel_export_timeout_ms"), None),
 }
 
 ALIASES = {alias: name for name, (_, alias) in OPTIONS.items() if alias}
