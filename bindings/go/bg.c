@@ -42,6 +42,10 @@ brisk_status bg_set_str2(bg_str2_setter fn, brisk_config *cfg, const char *a, co
   return take(fn(cfg, a, b), err);
 }
 
+brisk_status bg_set_double(bg_double_setter fn, brisk_config *cfg, double v, char **err) {
+  return take(fn(cfg, v), err);
+}
+
 brisk_status bg_set_retry(brisk_config *cfg, brisk_backoff backoff, uint32_t base_ms,
                           uint32_t cap_ms, uint32_t retries, char **err) {
   brisk_retry *retry = NULL;
@@ -117,10 +121,18 @@ static void on_reply(void *userdata, brisk_status status, const char *message,
 }
 
 brisk_status bg_command_async(brisk_client *c, const char *buf, const size_t *lens, size_t argc,
-                              uintptr_t handle, char **err) {
+                              const char *traceparent, uintptr_t handle, char **err) {
   brisk_status st = BRISK_OK;
-  WITH_ARGV(argc, buf, lens, argv,
-            st = take(brisk_command_async(c, argc, argv, lens, on_reply, (void *)handle), err));
+  /* The parent is set inside WITH_ARGV's body, so that no early return leaves it set. */
+  WITH_ARGV(argc, buf, lens, argv, {
+    if (traceparent != NULL && take(brisk_trace_parent_set(traceparent), err) != BRISK_OK) {
+      st = BRISK_ERR_INVALID_ARGUMENT;
+    } else {
+      st = take(brisk_command_async(c, argc, argv, lens, on_reply, (void *)handle), err);
+      if (traceparent != NULL)
+        brisk_trace_parent_set(NULL); /* after take(): it clears the thread's last message */
+    }
+  });
   return st;
 }
 
@@ -148,6 +160,10 @@ brisk_status bg_session_command(brisk_session *s, const char *buf, const size_t 
   brisk_status st = BRISK_OK;
   WITH_ARGV(argc, buf, lens, argv, st = take(brisk_session_command(s, argc, argv, lens, out), err));
   return st;
+}
+
+brisk_status bg_flush_telemetry(brisk_client *c, uint32_t timeout_ms, char **err) {
+  return take(brisk_client_flush_telemetry(c, timeout_ms), err);
 }
 
 uint32_t bg_retry_backoff_ms(brisk_backoff backoff, uint32_t base_ms, uint32_t cap_ms,

@@ -23,6 +23,7 @@ typedef brisk_status (*bg_bool_setter)(brisk_config *, bool);
 typedef brisk_status (*bg_size_setter)(brisk_config *, size_t);
 typedef brisk_status (*bg_host_port_setter)(brisk_config *, const char *, uint16_t);
 typedef brisk_status (*bg_str2_setter)(brisk_config *, const char *, const char *);
+typedef brisk_status (*bg_double_setter)(brisk_config *, double);
 
 brisk_status bg_set_str(bg_str_setter fn, brisk_config *cfg, const char *v, char **err);
 brisk_status bg_set_u32(bg_u32_setter fn, brisk_config *cfg, uint32_t v, char **err);
@@ -34,6 +35,7 @@ brisk_status bg_set_tcp_keepalive(brisk_config *cfg, uint32_t idle_s, uint32_t i
                                   uint32_t probes, char **err);
 brisk_status bg_set_str2(bg_str2_setter fn, brisk_config *cfg, const char *a, const char *b,
                          char **err);
+brisk_status bg_set_double(bg_double_setter fn, brisk_config *cfg, double v, char **err);
 brisk_status bg_set_retry(brisk_config *cfg, brisk_backoff backoff, uint32_t base_ms,
                           uint32_t cap_ms, uint32_t retries, char **err);
 brisk_status bg_set_retry_on_errors(brisk_config *cfg, const brisk_status *codes, size_t n,
@@ -45,9 +47,12 @@ brisk_status bg_client_new(const brisk_config *cfg, brisk_client **out, char **e
 brisk_status bg_ping(brisk_client *c, char **err);
 brisk_status bg_command(brisk_client *c, const char *buf, const size_t *lens, size_t argc,
                         brisk_reply **out, char **err);
-/* The outcome goes to briskGoOnReply(handle, ...) on a brisk thread. */
+/* The outcome goes to briskGoOnReply(handle, ...) on a brisk thread. A non-NULL traceparent
+ * is the command's span parent: set on this thread just before the command starts and cleared
+ * right after, in this one C call, since a goroutine may run its next call on another thread
+ * (INVALID_ARGUMENT for a malformed one, and the command is not started). */
 brisk_status bg_command_async(brisk_client *c, const char *buf, const size_t *lens, size_t argc,
-                              uintptr_t handle, char **err);
+                              const char *traceparent, uintptr_t handle, char **err);
 brisk_status bg_pipeline_new(brisk_client *c, int transaction, brisk_pipeline **out, char **err);
 brisk_status bg_pipeline_append(brisk_pipeline *p, const char *buf, const size_t *lens,
                                 size_t argc, char **err);
@@ -55,6 +60,7 @@ brisk_status bg_pipeline_exec(brisk_pipeline *p, brisk_reply **out, char **err);
 brisk_status bg_session_new(brisk_client *c, brisk_session **out, char **err);
 brisk_status bg_session_command(brisk_session *s, const char *buf, const size_t *lens,
                                 size_t argc, brisk_reply **out, char **err);
+brisk_status bg_flush_telemetry(brisk_client *c, uint32_t timeout_ms, char **err);
 uint32_t bg_retry_backoff_ms(brisk_backoff backoff, uint32_t base_ms, uint32_t cap_ms,
                              uint32_t retries, uint32_t attempt, char **err);
 

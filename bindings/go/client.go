@@ -131,6 +131,7 @@ func briskGoOnReply(h C.uintptr_t, status C.brisk_status, msg *C.char, reply *C.
 // DoContext runs one command as brisk's async commands do (pipelined with the other async
 // commands onto one connection per node) and waits for its reply or for ctx. When ctx ends
 // first, DoContext returns ctx.Err() at once; the command itself may still run on the server.
+// A trace parent in ctx (ContextWithTraceParent) is the parent of the command's span.
 func (c *Client) DoContext(ctx context.Context, args ...any) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -144,10 +145,16 @@ func (c *Client) DoContext(ctx context.Context, args ...any) (any, error) {
 		a.release()
 		return nil, err
 	}
+	var traceparent *C.char
+	if tp, ok := traceParentOf(ctx); ok {
+		p, free := cString(tp)
+		defer free()
+		traceparent = p
+	}
 	p := &pending{done: make(chan asyncResult, 1)}
 	h := cgo.NewHandle(p)
 	var msg *C.char
-	err = check(C.bg_command_async(cl, a.ptr(), a.lensPtr(), a.count(), C.uintptr_t(h), &msg), msg)
+	err = check(C.bg_command_async(cl, a.ptr(), a.lensPtr(), a.count(), traceparent, C.uintptr_t(h), &msg), msg)
 	c.release()
 	a.release()
 	if err != nil {

@@ -394,3 +394,67 @@ func WithEventCallback(fn func(Event)) Option {
 		return nil
 	}
 }
+
+// WithSentinelMaster names the master the sentinels monitor (required in ModeSentinel, where
+// WithNodes lists the sentinels).
+func WithSentinelMaster(name string) Option {
+	return strOpt(C.bg_str_setter(C.brisk_config_set_sentinel_master), name)
+}
+
+// WithSentinelAuth sets the sentinels' own credentials (the data nodes' WithUsername and
+// WithPassword are never sent to them): username "" is the default user; password "" clears
+// both.
+func WithSentinelAuth(username, password string) Option {
+	return func(b *builder) error {
+		var user, pass *C.char
+		if username != "" {
+			p, free := cString(username)
+			defer free()
+			user = p
+		}
+		if password != "" {
+			p, free := cString(password)
+			defer free()
+			pass = p
+		}
+		var msg *C.char
+		return check(C.bg_set_str2(C.bg_str2_setter(C.brisk_config_set_sentinel_auth), b.cfg, user,
+			pass, &msg), msg)
+	}
+}
+
+// WithSentinelTimeout bounds one question to one sentinel, connecting included (default
+// 500 ms; 0: the connect and read timeouts instead).
+func WithSentinelTimeout(d time.Duration) Option {
+	return msOpt(C.bg_u32_setter(C.brisk_config_set_sentinel_timeout_ms), "sentinel timeout", d)
+}
+
+// WithOTelEndpoint turns on OpenTelemetry: a CLIENT span per command (pipeline, transaction)
+// and the database-client metrics, exported over OTLP/HTTP to url ("http://host:4318") from a
+// thread of the client's own. "" takes $OTEL_EXPORTER_OTLP_ENDPOINT (else
+// http://localhost:4318). A slow or dead collector costs dropped telemetry, never a slower
+// command; see Client.FlushTelemetry, Client.TelemetryDropped and ContextWithTraceParent.
+func WithOTelEndpoint(url string) Option {
+	return optStrOpt(C.bg_str_setter(C.brisk_config_set_otel_endpoint), url)
+}
+
+// WithOTelTracesSampleRatio sets the share of traces recorded, 0..1 (default 1; 0: metrics
+// only). Commands under a trace parent follow the parent's sampled flag instead.
+func WithOTelTracesSampleRatio(ratio float64) Option {
+	return func(b *builder) error {
+		var msg *C.char
+		return check(C.bg_set_double(C.bg_double_setter(C.brisk_config_set_otel_traces_sample_ratio),
+			b.cfg, C.double(ratio), &msg), msg)
+	}
+}
+
+// WithOTelExportInterval sets how often metrics are exported, and the longest a span waits
+// for export (default 10 s).
+func WithOTelExportInterval(d time.Duration) Option {
+	return msOpt(C.bg_u32_setter(C.brisk_config_set_otel_export_interval_ms), "otel export interval", d)
+}
+
+// WithOTelExportTimeout bounds one export request (default 10 s).
+func WithOTelExportTimeout(d time.Duration) Option {
+	return msOpt(C.bg_u32_setter(C.brisk_config_set_otel_export_timeout_ms), "otel export timeout", d)
+}
