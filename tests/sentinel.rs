@@ -553,7 +553,7 @@ fn a_demoted_master_that_still_says_master_gets_no_write_after_the_switch() {
         "writes go on"
     );
     let old_node = setup.node(old);
-    let role = old_node.cli(&["ROLE"]);
+    let role = cli_through_reconfiguration(old_node, &["ROLE"]);
     let (sets, incrs) = (
         command_calls(old_node, "set"),
         command_calls(old_node, "incr"),
@@ -577,7 +577,7 @@ fn a_demoted_master_that_still_says_master_gets_no_write_after_the_switch() {
         command_calls(old_node, "set"),
         command_calls(old_node, "incr"),
     );
-    let role_after = old_node.cli(&["ROLE"]);
+    let role_after = cli_through_reconfiguration(old_node, &["ROLE"]);
     let checked_for = checked.elapsed();
     let log = writer.finish();
     // The point of the test: the old node would still take writes (it says master, and the
@@ -817,7 +817,7 @@ fn async_pipelines_transactions_and_sessions_follow_a_failover() {
     session_cmd(&mut watching, &["EXEC"]).unwrap();
 
     let (new_node, old_node) = (setup.node(new), setup.node(old));
-    let old_role = old_node.cli(&["ROLE"]);
+    let old_role = cli_through_reconfiguration(old_node, &["ROLE"]);
     for key in ["a:after", "p:after", "s:after", "s:watched"] {
         assert_eq!(new_node.cli(&["GET", key]), "1", "{key} on the new master");
         if old_role.starts_with("master") {
@@ -944,7 +944,7 @@ fn replica_reads_follow_the_replicas_through_a_failover() {
     assert_eq!(switch.port, replica);
     let old_node = setup.node(old);
     let demoted = wait_until(Duration::from_secs(60), || {
-        old_node.cli(&["ROLE"]).starts_with("slave")
+        cli_through_reconfiguration(old_node, &["ROLE"]).starts_with("slave")
     });
     assert!(
         demoted,

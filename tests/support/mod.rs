@@ -40,7 +40,9 @@ pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_por
 pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
 pub use otlp::{OtlpReceiver, Posted};
 pub use proxy::FaultProxy;
-pub use sentinel::{MASTER_NAME, SentinelSetup, SetupOptions, Switch, command_calls};
+pub use sentinel::{
+    MASTER_NAME, SentinelSetup, SetupOptions, Switch, cli_through_reconfiguration, command_calls,
+};
 pub use server::{RedisServer, RedisServerBuilder, cli_program, server_program};
 pub use timing::{MAX_WIDENING, Widening, assert_at_most, assert_between, timed, within};
 pub use tls::TlsFiles;

@@ -299,11 +299,25 @@ fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 
 /// `INFO commandstats` calls of `command` (lower case) on `node`.
 pub fn command_calls(node: &RedisServer, command: &str) -> u64 {
-    let info = node.cli(&["INFO", "commandstats"]);
+    let info = cli_through_reconfiguration(node, &["INFO", "commandstats"]);
     let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
         .find_map(|line| line.strip_prefix(&prefix))
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// `node.cli(args)`, tried again (for up to 10 s) when it fails: a sentinel reconfiguring a
+/// data node ends with `CLIENT KILL TYPE normal`, which can take a redis-cli of the test with it.
+#[track_caller]
+pub fn cli_through_reconfiguration(node: &RedisServer, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match node.try_cli(args) {
+            Ok(out) => return out,
+            Err(error) if Instant::now() >= deadline => panic!("{error}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }

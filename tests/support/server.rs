@@ -373,6 +373,13 @@ impl RedisServer {
     /// fails.
     #[track_caller]
     pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Like [`cli`](Self::cli), but a failure is returned, for polls that may meet a server
+    /// dropping its clients (a sentinel reconfiguring a node ends with `CLIENT KILL TYPE
+    /// normal`, which can take the polling redis-cli with it).
+    pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
         let mut command = Command::new(cli_program());
         command.arg("-s").arg(self.unix_path());
         if let Some(password) = &self.password {
@@ -382,13 +389,15 @@ impl RedisServer {
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("run {}: {e}", cli_program()));
-        assert!(
-            out.status.success(),
-            "{} {args:?} failed: {}",
-            cli_program(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() {
+            return Err(format!(
+                "{} {args:?} failed: {} {stdout}",
+                cli_program(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(stdout)
     }
 
     /// The integer value of `key` (0 when missing), read with redis-cli.
