@@ -118,6 +118,21 @@ impl Protocol {
         &mut self.input
     }
 
+    /// Gives back the memory of a connection with nothing under way (its handshake just
+    /// finished): a pool may keep thousands of idle connections, and most of what one holds
+    /// is its buffers. The next request allocates them again, once.
+    pub fn release_buffers(&mut self) {
+        if self.output.is_empty() {
+            self.output = BytesMut::new();
+        }
+        if self.input.is_empty() && !self.decoder.in_progress() {
+            self.input = BytesMut::new();
+            // The next read starts small again instead of doubling from the handshake's room.
+            self.read_chunk = 0;
+            self.decoder.release_memory();
+        }
+    }
+
     /// True when bytes of an unfinished reply have been read: the stream is mid-reply and, if
     /// the caller gives up now, the connection cannot be reused.
     pub fn mid_reply(&self) -> bool {
