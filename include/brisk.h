@@ -1210,6 +1210,24 @@ const brisk_reply *brisk_reply_element(const brisk_reply *r,
                                        size_t index);
 
 /**
+ * Reads the strings of elements `start` .. `start + count - 1` of an aggregate in one call:
+ * `strs[i]` and `lens[i]` get what `brisk_reply_string()` gives for element `start + i` (NULL
+ * and 0 for an element without text). Returns how many elements were read: `count`, or fewer
+ * where the aggregate ends; 0 for a NULL reply, a non-aggregate or `start` past the end.
+ * `strs` and `lens` may each be NULL (then not written). The strings belong to the top-level
+ * reply. For walking a large array (LRANGE, MGET, ...) without two calls per element.
+ *
+ * # Safety
+ * `r` is NULL, a live top-level reply or an element of one; `strs` and `lens` are NULL or
+ * have room for `count` entries.
+ */
+size_t brisk_reply_strings(const brisk_reply *r,
+                           size_t start,
+                           size_t count,
+                           const char **strs,
+                           size_t *lens);
+
+/**
  * The three-letter format of a VERBATIM reply ("txt", "mkd") as a NUL-terminated string
  * written to `out` (4 bytes); returns false (and writes "") for other types.
  *

@@ -31,6 +31,7 @@ pub(crate) fn into_handle<H: Handle>(value: H::Target) -> *mut H {
 ///
 /// # Safety
 /// A non-null `ptr` must come from [`into_handle`] and not have been freed.
+#[inline]
 pub(crate) unsafe fn try_ref<'a, H: Handle>(
     ptr: *const H,
     arg: &str,
@@ -44,6 +45,7 @@ pub(crate) unsafe fn try_ref<'a, H: Handle>(
 /// # Safety
 /// As [`try_ref`], and no other reference to the object may be live (C promises to use
 /// single-threaded handles from one thread at a time).
+#[inline]
 pub(crate) unsafe fn try_mut<'a, H: Handle>(
     ptr: *mut H,
     arg: &str,
@@ -63,6 +65,7 @@ pub(crate) unsafe fn free_handle<H: Handle>(ptr: *mut H) {
     }
 }
 
+#[cold]
 fn null_argument(arg: &str, type_name: &str) -> Error {
     Error::invalid_argument(format!("{arg}: NULL {type_name} pointer"))
 }

@@ -5,7 +5,7 @@
 use super::args::{ArgLengths, command_args};
 use super::boundary::{Handle, free_handle, guard, guard_out, guard_value, into_handle, try_ref};
 use super::config::brisk_config;
-use super::reply::{brisk_reply, reply_handle};
+use super::reply::{brisk_reply, into_reply_handle, reply_handle};
 use super::status::{BRISK_OK, brisk_status};
 use crate::client::Client;
 use crate::core::Error;
@@ -161,7 +161,7 @@ pub unsafe extern "C" fn brisk_command_async(
                 match result {
                     // No message to build (or allocate) on success.
                     Ok(reply) => unsafe {
-                        callback(userdata.0, BRISK_OK, c"".as_ptr(), into_handle(reply))
+                        callback(userdata.0, BRISK_OK, c"".as_ptr(), into_reply_handle(reply))
                     },
                     Err(e) => {
                         let message =
