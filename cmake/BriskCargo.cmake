@@ -24,7 +24,7 @@ endif()
 set(BRISK_CARGO_TARGET_DIR "${CMAKE_BINARY_DIR}/cargo" CACHE PATH
   "cargo --target-dir for the CMake build (kept apart from ./target)")
 set(BRISK_CARGO_FLAGS "--locked" CACHE STRING
-  "Extra flags for `cargo build` (a ;-list), e.g. --offline")
+  "Extra flags for `cargo rustc` (a ;-list), e.g. --offline")
 set(BRISK_STAGE_DIR "${CMAKE_BINARY_DIR}/lib")
 
 # What `cargo rustc --release --lib -- --print native-static-libs` prints on Linux
@@ -37,8 +37,11 @@ set(_cargo_out "${BRISK_CARGO_TARGET_DIR}/release")
 set(BRISK_SHARED_FILE "libbrisk.so.${BRISK_VERSION}")
 set(BRISK_SONAME "libbrisk.so.${BRISK_SOVERSION}")
 
+# `cargo rustc --crate-type`, not `cargo build`: with the rlib among the crate types (Cargo.toml,
+# for Rust users) cargo silently skips the release profile's LTO (rust-lang/cargo#9672), which
+# costs the C API 5-8% more instructions per command than the same code LTO'd.
 add_custom_target(brisk_cargo ALL
-  COMMAND "${CARGO_EXECUTABLE}" build --release --lib
+  COMMAND "${CARGO_EXECUTABLE}" rustc --release --lib --crate-type cdylib,staticlib
           --manifest-path "${PROJECT_SOURCE_DIR}/Cargo.toml"
           --target-dir "${BRISK_CARGO_TARGET_DIR}" ${BRISK_CARGO_FLAGS}
   COMMAND "${CMAKE_COMMAND}" -E copy_if_different
@@ -50,7 +53,7 @@ add_custom_target(brisk_cargo ALL
     "${BRISK_STAGE_DIR}/${BRISK_SHARED_FILE}" "${BRISK_STAGE_DIR}/libbrisk.a"
   WORKING_DIRECTORY "${PROJECT_SOURCE_DIR}"
   USES_TERMINAL
-  COMMENT "cargo build --release: libbrisk.so and libbrisk.a"
+  COMMENT "cargo rustc --release: libbrisk.so and libbrisk.a"
   VERBATIM)
 
 # The symlinks never change (only what they point to does): make them once.
