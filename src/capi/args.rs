@@ -50,6 +50,25 @@ impl ArgLengths {
     }
 }
 
+/// What is wrong with arguments that `command_args` refused (out of line: the path of every
+/// command stays small).
+///
+/// # Safety
+/// As [`command_args`].
+#[cold]
+#[inline(never)]
+unsafe fn invalid_args(argc: usize, argv: *const *const c_char) -> Error {
+    if argc == 0 {
+        return Error::invalid_argument("argc: a command needs at least its name");
+    }
+    if argv.is_null() {
+        return Error::invalid_argument("argv: NULL");
+    }
+    // SAFETY: argv holds argc pointers per the contract.
+    let i = (0..argc).position(|i| unsafe { (*argv.add(i)).is_null() });
+    Error::invalid_argument(format!("argv[{}]: NULL", i.unwrap_or_default()))
+}
+
 /// The arguments of a command from C, checked: `argv` non-null with `argc` non-null entries.
 /// When `argvlen` is NULL every argument is a NUL-terminated string, measured once into
 /// `lengths`.
@@ -64,19 +83,10 @@ pub(crate) unsafe fn command_args<'a>(
     argvlen: *const usize,
     lengths: &'a mut ArgLengths,
 ) -> Result<Args<'a>, Error> {
-    if argc == 0 {
-        return Err(Error::invalid_argument(
-            "argc: a command needs at least its name",
-        ));
-    }
-    if argv.is_null() {
-        return Err(Error::invalid_argument("argv: NULL"));
-    }
-    for i in 0..argc {
-        // SAFETY: argv holds argc pointers per the contract.
-        if unsafe { (*argv.add(i)).is_null() } {
-            return Err(Error::invalid_argument(format!("argv[{i}]: NULL")));
-        }
+    // SAFETY: argv holds argc pointers per the contract.
+    if argc == 0 || argv.is_null() || (0..argc).any(|i| unsafe { (*argv.add(i)).is_null() }) {
+        // SAFETY: as above.
+        return Err(unsafe { invalid_args(argc, argv) });
     }
     let lens = match argvlen.is_null() {
         false => argvlen,

@@ -173,15 +173,25 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Error>) -> u32 {
     clear_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => Status::Ok as u32,
-        Ok(Err(e)) => {
-            set_last_error(e.message());
-            e.status() as u32
-        }
-        Err(payload) => {
-            set_last_error(&panic_message(&*payload));
-            Status::Internal as u32
-        }
+        Ok(Err(e)) => failed(e),
+        Err(payload) => panicked(payload),
     }
+}
+
+/// A failed call's message and status, out of line: the successful path of every call stays
+/// small (fewer registers to save and restore around it).
+#[cold]
+#[inline(never)]
+fn failed(e: Error) -> u32 {
+    set_last_error(e.message());
+    e.status() as u32
+}
+
+#[cold]
+#[inline(never)]
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> u32 {
+    set_last_error(&panic_message(&*payload));
+    Status::Internal as u32
 }
 
 /// [`guard`] for functions that return a value through `out`: `*out` is NULL unless the call
