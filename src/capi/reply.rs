@@ -3,7 +3,7 @@
 #![allow(non_camel_case_types)]
 
 use super::boundary::{Handle, guard, guard_value};
-use super::reply_memory::{free_reply, new_reply};
+use super::reply_memory::{ReplyBlock, free_reply, new_reply};
 use super::status::brisk_status;
 use crate::core::Error;
 use crate::resp::{Node, Reply};
@@ -73,10 +73,12 @@ pub(crate) unsafe fn reply_handle(
         unsafe { *out = std::ptr::null_mut() };
     }
     guard(|| {
+        // The handle's memory first: the reply then moves once, into it.
+        let block = (!out.is_null()).then(ReplyBlock::take);
         let reply = body()?;
-        if !out.is_null() {
-            // SAFETY: as above.
-            unsafe { *out = into_reply_handle(reply) };
+        if let Some(block) = block {
+            // SAFETY: as above (`block` is only taken when `out` is non-null).
+            unsafe { *out = block.fill(reply).cast() };
         }
         Ok(())
     })

@@ -39,33 +39,64 @@ fn my_slot() -> &'static AtomicPtr<Block> {
     &SPARE[index].0
 }
 
-/// Moves `reply` into a handle's block (a spare one when there is one) and returns it. The
-/// block is a `Box<Reply>`'s allocation, so either function below can free it.
+/// Memory for one reply handle, taken before the command runs so that its reply is moved once,
+/// straight from where the command returns it into the handle. Dropped unfilled (the command
+/// failed), it goes back to the table.
+pub(crate) struct ReplyBlock(*mut Block);
+
+impl ReplyBlock {
+    #[inline]
+    pub(crate) fn take() -> ReplyBlock {
+        let mut block = my_slot().swap(null_mut(), Acquire);
+        if block.is_null() {
+            block = Box::into_raw(Box::<Block>::new_uninit()).cast();
+        }
+        ReplyBlock(block)
+    }
+
+    /// Moves `reply` into the block: the handle, a `Box<Reply>`'s allocation.
+    #[inline]
+    pub(crate) fn fill(self, reply: Reply) -> *mut Reply {
+        let block = std::mem::ManuallyDrop::new(self).0;
+        // SAFETY: an unused `Box<Reply>` allocation that only this `ReplyBlock` held (a fresh
+        // one, or taken out of the table by the swap).
+        unsafe { (*block).write(reply) }
+    }
+}
+
+impl Drop for ReplyBlock {
+    #[cold]
+    fn drop(&mut self) {
+        give_back(self.0);
+    }
+}
+
+/// Moves `reply` into a handle's block (a spare one when there is one) and returns it.
 #[inline]
 pub(crate) fn new_reply(reply: Reply) -> *mut Reply {
-    let spare = my_slot().swap(null_mut(), Acquire);
-    if spare.is_null() {
-        return Box::into_raw(Box::new(reply));
-    }
-    // SAFETY: a block in the table is an unused `Box<Reply>` allocation that only this swap
-    // took out.
-    unsafe { (*spare).write(reply) }
+    ReplyBlock::take().fill(reply)
 }
 
 /// Drops the reply behind `ptr` and keeps its block for the next one (or frees it).
 ///
 /// # Safety
-/// `ptr` comes from [`new_reply`] (or is a `Box<Reply>`'s) and is not used afterwards.
+/// `ptr` comes from [`new_reply`] or [`ReplyBlock::fill`] (or is a `Box<Reply>`'s) and is not
+/// used afterwards.
 #[inline]
 pub(crate) unsafe fn free_reply(ptr: *mut Reply) {
     // SAFETY: per the contract, a live reply that nobody uses again.
     unsafe { ptr.drop_in_place() };
-    let block = ptr.cast::<Block>();
+    give_back(ptr.cast());
+}
+
+/// Keeps an unused `Box<Reply>` allocation in the table, or frees it when the slot is taken.
+#[inline]
+fn give_back(block: *mut Block) {
     if my_slot()
         .compare_exchange(null_mut(), block, Release, Relaxed)
         .is_err()
     {
-        // SAFETY: a `Box<Reply>` allocation whose reply was just dropped.
+        // SAFETY: a `Box<Reply>` allocation holding no reply.
         drop(unsafe { Box::from_raw(block) });
     }
 }
