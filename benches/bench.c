@@ -760,6 +760,30 @@ static uint64_t brisk_lrange(brisk_client *c) {
   return sum;
 }
 
+/* The same walk with brisk_reply_strings: the elements' strings 64 at a time, one call per 64
+   elements instead of two per element (the callgrind-lrange-bulk target). */
+static uint64_t brisk_lrange_bulk(brisk_client *c) {
+  enum { CHUNK = 64 };
+  uint64_t sum = 0;
+  const char *strs[CHUNK];
+  size_t lens[CHUNK];
+  brisk_reply *r = NULL;
+  brisk_check(brisk_command(c, 4, LRANGE_ARGV, LRANGE_ARGVLEN, &r), "LRANGE");
+  size_t n = brisk_reply_length(r);
+  if (n != LRANGE_LEN) die("brisk LRANGE: %zu elements", n);
+  for (size_t at = 0; at < n;) {
+    size_t got = brisk_reply_strings(r, at, CHUNK, strs, lens);
+    if (got == 0) die("brisk LRANGE: no elements from %zu", at);
+    for (size_t i = 0; i < got; i++) {
+      if (!strs[i] || lens[i] != VALUE_LEN) die("brisk LRANGE: element %zu", at + i);
+      sum += (unsigned char)strs[i][lens[i] - 1];
+    }
+    at += got;
+  }
+  brisk_reply_free(r);
+  return sum;
+}
+
 static uint64_t hi_lrange(redisContext *c) {
   uint64_t sum = 0;
   redisReply *r = redisCommandArgv(c, 4, (const char **)LRANGE_ARGV, LRANGE_ARGVLEN);
@@ -1723,12 +1747,14 @@ static void run_all(void) {
      callgrind-sync brisk|hiredis N      warm up, then N x (SET + GET): 2N commands
      callgrind-pipeline brisk|hiredis N  N x (a batch of 100 SETs, a batch of 100 GETs): 200N
      callgrind-lrange brisk|hiredis N    N x LRANGE of the 1,000-element list: N replies
+     callgrind-lrange-bulk brisk N       the same, brisk walking each reply with
+                                         brisk_reply_strings (64 elements per call)
      callgrind-async brisk|hiredis N     N async SET/GET, one thread keeping 50 in flight
      callgrind-async-cb brisk|hiredis N  N async SET/GET, each callback issuing the next (50
                                          chains)
    Run each with two values of N and subtract, so that setup and teardown cancel out. */
 static int profile_target(const char *mode, const char *which, long n) {
-  enum { SYNC, PIPELINE, LRANGE } m;
+  enum { SYNC, PIPELINE, LRANGE, LRANGE_BULK } m;
   if (strcmp(mode, "callgrind-async") == 0 || strcmp(mode, "callgrind-async-cb") == 0) {
     enum lib lib = strcmp(which, "brisk") == 0 ? BRISK : HIREDIS;
     if (lib == HIREDIS && strcmp(which, "hiredis") != 0)
@@ -1742,6 +1768,7 @@ static int profile_target(const char *mode, const char *which, long n) {
   if (strcmp(mode, "callgrind-sync") == 0) m = SYNC;
   else if (strcmp(mode, "callgrind-pipeline") == 0) m = PIPELINE;
   else if (strcmp(mode, "callgrind-lrange") == 0) m = LRANGE;
+  else if (strcmp(mode, "callgrind-lrange-bulk") == 0) m = LRANGE_BULK;
   else usage();
   setup_data(); /* through hiredis (keys, list); the same cost in both runs */
   int k = 0;
@@ -1758,13 +1785,15 @@ static int profile_target(const char *mode, const char *which, long n) {
       } else if (m == PIPELINE) {
         brisk_pipe_batch(p, false, &k);
         brisk_pipe_batch(p, true, &k);
-      } else {
+      } else if (m == LRANGE) {
         sum += brisk_lrange(c);
+      } else {
+        sum += brisk_lrange_bulk(c);
       }
     }
     brisk_pipeline_free(p);
     brisk_client_free(c);
-  } else if (strcmp(which, "hiredis") == 0) {
+  } else if (strcmp(which, "hiredis") == 0 && m != LRANGE_BULK) {
     redisContext *c = hi_open();
     hi_warm(c);
     for (long i = 0; i < n; i++) {

@@ -8,6 +8,9 @@ what is left is the cost of (N_LARGE - N_SMALL) iterations:
     sync      SET + GET, one command at a time        2 commands per iteration
     pipeline  a batch of 100 SETs, a batch of 100 GETs  200 commands per iteration
     lrange    LRANGE of a 1,000-element list          1 reply per iteration
+    lrange-bulk  the same, brisk's C API reading the elements with brisk_reply_strings
+              (64 per call instead of two calls per element; the summary shows the other
+              clients' lrange figures beside it)
     async     async SET or GET, one thread keeping 50 in flight   1 command per iteration
     async-cb  async SET or GET, the next one issued on completion  1 command per iteration
 
@@ -26,6 +29,8 @@ MODES = {  # ops per iteration, what an op is (singular, plural), a title
     "sync": (2, ("command", "commands"), "Sync SET+GET loop"),
     "pipeline": (200, ("command", "commands"), "Pipelined SET and GET, batches of 100"),
     "lrange": (1, ("reply", "replies"), "LRANGE of 1,000 x 16 B"),
+    "lrange-bulk": (1, ("reply", "replies"),
+                    "LRANGE of 1,000 x 16 B, brisk's C API walking it with brisk_reply_strings"),
     "async": (1, ("command", "commands"), "Async SET/GET, the caller keeping 50 in flight"),
     "async-cb": (1, ("command", "commands"),
                  "Async SET/GET, the next command issued on completion (50 chains)"),
@@ -290,12 +295,14 @@ def summary(directory):
     for mode, (_, (unit, _), title) in MODES.items():
         ir = {}
         for client, _ in PEERS:
-            counts = sorted(runs.get((mode, client), ()))
+            # lrange-bulk is a brisk C API loop: the others walk the reply as in lrange.
+            run_mode = "lrange" if mode == "lrange-bulk" and client != "brisk" else mode
+            counts = sorted(runs.get((run_mode, client), ()))
             if len(counts) >= 2:
-                r = measure(directory, mode, client, counts[0], counts[-1])
+                r = measure(directory, run_mode, client, counts[0], counts[-1])
                 if r is not None:
                     ir[client] = r["ir"]
-        if not ir:
+        if not ir or (mode == "lrange-bulk" and "brisk" not in ir):
             continue
         cells = [f"{ir[c]:,.0f}" if c in ir else "-" for c, _ in PEERS]
         cells += [f"{ir[a] / ir[b]:.2f}x" if a in ir and b in ir and ir[b] else "-"

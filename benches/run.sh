@@ -3,7 +3,7 @@
 #
 #   benches/run.sh [--quick] [--no-profile] [--rust|--no-rust] [bench options...]
 #
-# Builds libbrisk (cargo build --release) and benches/bench.c (-O2, against libbrisk, Debian's
+# Builds libbrisk (cargo rustc --release, LTO'd) and benches/bench.c (-O2, against libbrisk, Debian's
 # hiredis and, for hiredis's async API, libevent), starts a throwaway redis-server on a free
 # loopback port, runs every workload through both clients alternately; then builds and runs the
 # Rust side bench (benches/rust: brisk's Rust API against the redis crate, same workloads); then
@@ -134,8 +134,10 @@ fi
 if [ -n "${BRISK_LIB_DIR:-}" ]; then
   LIBDIR=$BRISK_LIB_DIR
 else
-  say "cargo build --release"
-  cargo build --release --quiet
+  # Only the C library's crate types, so that the release profile's LTO applies (with the
+  # rlib among them cargo skips it, rust-lang/cargo#9672), as in the CMake build.
+  say "cargo rustc --release --lib --crate-type cdylib"
+  cargo rustc --release --lib --crate-type cdylib --quiet
   LIBDIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
 fi
 [ -f "$LIBDIR/libbrisk.so" ] || { echo "no libbrisk.so in $LIBDIR" >&2; exit 1; }
@@ -244,22 +246,29 @@ if [ "$profile" = 1 ]; then
     # mode:small:large iterations (sync: 2 commands each, pipeline: 200, lrange: 1 reply,
     # async and async-cb: 1 command)
     if [ "$quick" = 1 ]; then
-      runs=(sync:100:600 pipeline:3:13 lrange:5:25 async:300:1800 async-cb:300:1800)
+      runs=(sync:100:600 pipeline:3:13 lrange:5:25 lrange-bulk:5:25 async:300:1800
+        async-cb:300:1800)
     else
-      runs=(sync:2000:12000 pipeline:30:180 lrange:40:240 async:2000:12000 async-cb:2000:12000)
+      runs=(sync:2000:12000 pipeline:30:180 lrange:40:240 lrange-bulk:40:240 async:2000:12000
+        async-cb:2000:12000)
     fi
-    # With --only, only the loops of the workloads it names (async: async and async-cb).
+    # With --only, only the loops of the workloads it names (async: async and async-cb;
+    # lrange: lrange and lrange-bulk).
     if [ -n "$only_list" ]; then
       selected=()
       for run in "${runs[@]}"; do
         mode=${run%%:*}
-        if [[ ",$only_list," == *",${mode%-cb},"* ]]; then selected+=("$run"); fi
+        base=${mode%-cb}
+        base=${base%-bulk}
+        if [[ ",$only_list," == *",$base,"* ]]; then selected+=("$run"); fi
       done
       runs=(${selected[@]+"${selected[@]}"})
     fi
     for run in ${runs[@]+"${runs[@]}"}; do
       IFS=: read -r mode small large <<<"$run"
       c_clients=(brisk hiredis)
+      # brisk_reply_strings is brisk's: the other clients' walk is the lrange loop's.
+      [ "$mode" = lrange-bulk ] && c_clients=(brisk)
       if [[ $mode == async* ]] && [ -z "$libevent_flags" ]; then
         echo "WARNING: no hiredis $mode profile (built without libevent)" >&2
         c_clients=(brisk)
@@ -276,6 +285,7 @@ if [ "$profile" = 1 ]; then
     if [ -n "$RUST_BIN" ]; then
       for run in ${runs[@]+"${runs[@]}"}; do
         IFS=: read -r mode small large <<<"$run"
+        [ "$mode" = lrange-bulk ] && continue # a C API loop only
         say "callgrind and strace of the Rust $mode loop ($small and $large iterations)"
         profile_runs "$RUST_BIN" "$mode" "$small" "$large" brisk-rust redis-rs
         {

@@ -30,7 +30,7 @@ endif()
 set(BRISK_CARGO_TARGET_DIR "${CMAKE_BINARY_DIR}/cargo" CACHE PATH
   "cargo --target-dir for the CMake build (kept apart from ./target)")
 set(BRISK_CARGO_FLAGS "--locked" CACHE STRING
-  "Extra flags for `cargo build` (a ;-list), e.g. --offline")
+  "Extra flags for `cargo rustc` (a ;-list), e.g. --offline")
 set(BRISK_STAGE_DIR "${CMAKE_BINARY_DIR}/lib")
 
 # What `cargo rustc --release --lib -- --print native-static-libs` prints on Linux
@@ -46,9 +46,12 @@ set(_cargo_out "${BRISK_CARGO_TARGET_DIR}/release")
 set(BRISK_SHARED_FILE "libbrisk.so.${BRISK_VERSION}")
 set(BRISK_SONAME "libbrisk.so.${BRISK_SOVERSION}")
 
+# `cargo rustc --crate-type`, not `cargo build`: with the rlib among the crate types (Cargo.toml,
+# for Rust users) cargo silently skips the release profile's LTO (rust-lang/cargo#9672), which
+# costs the C API 5-8% more instructions per command than the same code LTO'd.
 add_custom_target(brisk_cargo ALL
   COMMAND "${CMAKE_COMMAND}" -E env CARGO_PROFILE_RELEASE_DEBUG=full
-          "${CARGO_EXECUTABLE}" build --release --lib
+          "${CARGO_EXECUTABLE}" rustc --release --lib --crate-type cdylib,staticlib
           --manifest-path "${PROJECT_SOURCE_DIR}/Cargo.toml"
           --target-dir "${BRISK_CARGO_TARGET_DIR}" ${BRISK_CARGO_FLAGS}
   COMMAND "${CMAKE_COMMAND}" -E copy_if_different
@@ -60,7 +63,7 @@ add_custom_target(brisk_cargo ALL
     "${BRISK_STAGE_DIR}/${BRISK_SHARED_FILE}" "${BRISK_STAGE_DIR}/libbrisk.a"
   WORKING_DIRECTORY "${PROJECT_SOURCE_DIR}"
   USES_TERMINAL
-  COMMENT "cargo build --release: libbrisk.so and libbrisk.a"
+  COMMENT "cargo rustc --release: libbrisk.so and libbrisk.a"
   VERBATIM)
 
 # The installed forms, remade whenever a staged library changes.

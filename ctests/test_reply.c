@@ -604,6 +604,48 @@ static void elements_in_one_call(void) {
   brisk_reply_free(MUST(resp3, "DEL", key));
 }
 
+/* brisk_reply_strings: a run of elements' strings in one call, as brisk_reply_string gives
+   them one by one; the end of the aggregate, non-text elements and NULL outputs. */
+static void strings_in_bulk(void) {
+  const char *key = bt_key(PREFIX, "bulk");
+  const char *strs[8];
+  size_t lens[8];
+  brisk_reply *r;
+  brisk_reply_free(MUST(resp3, "DEL", key));
+  brisk_reply_free(MUST(resp3, "RPUSH", key, "a", "bb", "", "dddd"));
+  r = MUST(resp3, "LRANGE", key, "0", "-1");
+  CHECK(brisk_reply_strings(r, 0, 8, strs, lens) == 4);
+  for (size_t i = 0; i < 4; i++) {
+    size_t one_len = 99;
+    const char *one = brisk_reply_string(brisk_reply_element(r, i), &one_len);
+    CHECK(strs[i] == one);
+    CHECK(lens[i] == one_len);
+  }
+  CHECK(brisk_reply_strings(r, 1, 2, strs, lens) == 2);
+  CHECK(lens[0] == 2 && memcmp(strs[0], "bb", 2) == 0);
+  CHECK(lens[1] == 0 && strs[1] != NULL && strs[1][0] == '\0');
+  CHECK(brisk_reply_strings(r, 3, 8, strs, NULL) == 1);
+  CHECK(strcmp(strs[0], "dddd") == 0);
+  CHECK(brisk_reply_strings(r, 2, 8, NULL, lens) == 2);
+  CHECK(lens[0] == 0 && lens[1] == 4);
+  CHECK(brisk_reply_strings(r, 4, 8, strs, lens) == 0);
+  CHECK(brisk_reply_strings(r, (size_t)-1, 8, strs, lens) == 0);
+  CHECK(brisk_reply_strings(r, 0, 0, strs, lens) == 0);
+  /* Not an aggregate, or NULL: nothing read. */
+  CHECK(brisk_reply_strings(brisk_reply_element(r, 0), 0, 8, strs, lens) == 0);
+  CHECK(brisk_reply_strings(NULL, 0, 8, strs, lens) == 0);
+  brisk_reply_free(r);
+  brisk_reply_free(MUST(resp3, "DEL", key));
+  /* Elements without text: NULL and 0. */
+  r = MUST(resp3, "EVAL", "return {1, 'x', {}}", "0");
+  strs[0] = strs[2] = "sentinel";
+  CHECK(brisk_reply_strings(r, 0, 8, strs, lens) == 3);
+  CHECK(strs[0] == NULL && lens[0] == 0);
+  CHECK(lens[1] == 1 && strcmp(strs[1], "x") == 0);
+  CHECK(strs[2] == NULL && lens[2] == 0);
+  brisk_reply_free(r);
+}
+
 int main(int argc, char **argv) {
   bt_init(argc, argv);
   resp3 = bt_client_tcp(3);
@@ -613,6 +655,7 @@ int main(int argc, char **argv) {
   RUN(integers);
   RUN(nil_and_status);
   RUN(arrays);
+  RUN(strings_in_bulk);
   RUN(maps);
   RUN(sets);
   RUN(doubles);

@@ -1432,7 +1432,8 @@ const brisk_reply *brisk_reply_element(const brisk_reply *r,
  * the end, `r` is not an aggregate, or `r` or `out` is NULL. One call per aggregate instead of
  * several per element, which matters to languages whose calls into C are costly (Python's
  * ctypes or cffi, Go's cgo): read a 1,000-element LRANGE into a 1,000-item array at once, or in
- * chunks of `cap` by moving `start`. Thread-safe like every accessor.
+ * chunks of `cap` by moving `start`. Thread-safe like every accessor. For an aggregate of
+ * strings only, `brisk_reply_strings()` writes less per element.
  *
  * # Safety
  * `r` is NULL, a live top-level reply or an element of one; `out` is NULL or points to `cap`
@@ -1442,6 +1443,25 @@ size_t brisk_reply_elements(const brisk_reply *r,
                             size_t start,
                             brisk_reply_item *out,
                             size_t cap);
+
+/**
+ * Reads the strings of elements `start` .. `start + count - 1` of an aggregate in one call:
+ * `strs[i]` and `lens[i]` get what `brisk_reply_string()` gives for element `start + i` (NULL
+ * and 0 for an element without text). Returns how many elements were read: `count`, or fewer
+ * where the aggregate ends; 0 for a NULL reply, a non-aggregate or `start` past the end.
+ * `strs` and `lens` may each be NULL (then not written). The strings belong to the top-level
+ * reply. For walking a large array (LRANGE, MGET, ...) without two calls per element; for
+ * elements of any type, `brisk_reply_elements()`.
+ *
+ * # Safety
+ * `r` is NULL, a live top-level reply or an element of one; `strs` and `lens` are NULL or
+ * have room for `count` entries.
+ */
+size_t brisk_reply_strings(const brisk_reply *r,
+                           size_t start,
+                           size_t count,
+                           const char **strs,
+                           size_t *lens);
 
 /**
  * The three-letter format of a VERBATIM reply ("txt", "mkd") as a NUL-terminated string

@@ -50,6 +50,39 @@ impl ArgLengths {
     }
 }
 
+/// What is wrong with arguments that `command_args` refused (out of line: the path of every
+/// command stays small).
+///
+/// # Safety
+/// As [`command_args`].
+#[cold]
+#[inline(never)]
+unsafe fn invalid_args(argc: usize, argv: *const *const c_char) -> Error {
+    if argc == 0 {
+        return Error::invalid_argument("argc: a command needs at least its name");
+    }
+    if argv.is_null() {
+        return Error::invalid_argument("argv: NULL");
+    }
+    // SAFETY: argv holds argc pointers per the contract.
+    let i = (0..argc).position(|i| unsafe { (*argv.add(i)).is_null() });
+    Error::invalid_argument(format!("argv[{}]: NULL", i.unwrap_or_default()))
+}
+
+/// `argv` non-null with `argc` non-null entries.
+///
+/// # Safety
+/// A non-null `argv` points to `argc` pointers.
+#[inline(always)]
+unsafe fn check_argv(argc: usize, argv: *const *const c_char) -> Result<(), Error> {
+    // SAFETY: argv holds argc pointers per the contract.
+    if argc == 0 || argv.is_null() || (0..argc).any(|i| unsafe { (*argv.add(i)).is_null() }) {
+        // SAFETY: as above.
+        return Err(unsafe { invalid_args(argc, argv) });
+    }
+    Ok(())
+}
+
 /// The arguments of a command from C, checked: `argv` non-null with `argc` non-null entries.
 /// When `argvlen` is NULL every argument is a NUL-terminated string, measured once into
 /// `lengths`.
@@ -64,20 +97,8 @@ pub(crate) unsafe fn command_args<'a>(
     argvlen: *const usize,
     lengths: &'a mut ArgLengths,
 ) -> Result<Args<'a>, Error> {
-    if argc == 0 {
-        return Err(Error::invalid_argument(
-            "argc: a command needs at least its name",
-        ));
-    }
-    if argv.is_null() {
-        return Err(Error::invalid_argument("argv: NULL"));
-    }
-    for i in 0..argc {
-        // SAFETY: argv holds argc pointers per the contract.
-        if unsafe { (*argv.add(i)).is_null() } {
-            return Err(Error::invalid_argument(format!("argv[{i}]: NULL")));
-        }
-    }
+    // SAFETY: per this function's contract.
+    unsafe { check_argv(argc, argv) }?;
     let lens = match argvlen.is_null() {
         false => argvlen,
         // SAFETY: per this function's contract, with every entry checked non-null.
@@ -86,6 +107,46 @@ pub(crate) unsafe fn command_args<'a>(
     // SAFETY: every entry checked non-null; `lens` holds `argc` lengths (the caller's, or
     // measured into `lengths`, which outlives the view).
     Ok(unsafe { Args::from_raw(argv.cast(), lens, argc) })
+}
+
+/// Runs `body` with the arguments of a command from C, checked as by [`command_args`]. With
+/// their lengths given (`argvlen`, the usual case) nothing is set up around the call; the
+/// measuring of NUL-terminated arguments is a path of its own, out of line.
+///
+/// # Safety
+/// As [`command_args`], for the duration of the call.
+#[inline(always)]
+pub(crate) unsafe fn with_command_args<R>(
+    argc: usize,
+    argv: *const *const c_char,
+    argvlen: *const usize,
+    body: impl FnOnce(&Args<'_>) -> Result<R, Error>,
+) -> Result<R, Error> {
+    if argvlen.is_null() {
+        // SAFETY: per this function's contract.
+        return unsafe { with_measured_args(argc, argv, body) };
+    }
+    // SAFETY: per this function's contract.
+    unsafe { check_argv(argc, argv) }?;
+    // SAFETY: every entry checked non-null; `argvlen` holds `argc` lengths.
+    body(&unsafe { Args::from_raw(argv.cast(), argvlen, argc) })
+}
+
+/// [`with_command_args`] for NUL-terminated arguments.
+///
+/// # Safety
+/// As [`command_args`] with `argvlen` NULL.
+#[cold]
+#[inline(never)]
+unsafe fn with_measured_args<R>(
+    argc: usize,
+    argv: *const *const c_char,
+    body: impl FnOnce(&Args<'_>) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let mut lengths = ArgLengths::new();
+    // SAFETY: per this function's contract.
+    let args = unsafe { command_args(argc, argv, std::ptr::null(), &mut lengths) }?;
+    body(&args)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub(crate) fn into_handle<H: Handle>(value: H::Target) -> *mut H {
 ///
 /// # Safety
 /// A non-null `ptr` must come from [`into_handle`] and not have been freed.
+#[inline]
 pub(crate) unsafe fn try_ref<'a, H: Handle>(
     ptr: *const H,
     arg: &str,
@@ -44,6 +45,7 @@ pub(crate) unsafe fn try_ref<'a, H: Handle>(
 /// # Safety
 /// As [`try_ref`], and no other reference to the object may be live (C promises to use
 /// single-threaded handles from one thread at a time).
+#[inline]
 pub(crate) unsafe fn try_mut<'a, H: Handle>(
     ptr: *mut H,
     arg: &str,
@@ -63,6 +65,7 @@ pub(crate) unsafe fn free_handle<H: Handle>(ptr: *mut H) {
     }
 }
 
+#[cold]
 fn null_argument(arg: &str, type_name: &str) -> Error {
     Error::invalid_argument(format!("{arg}: NULL {type_name} pointer"))
 }
@@ -170,15 +173,25 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Error>) -> u32 {
     clear_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => Status::Ok as u32,
-        Ok(Err(e)) => {
-            set_last_error(e.message());
-            e.status() as u32
-        }
-        Err(payload) => {
-            set_last_error(&panic_message(&*payload));
-            Status::Internal as u32
-        }
+        Ok(Err(e)) => failed(e),
+        Err(payload) => panicked(payload),
     }
+}
+
+/// A failed call's message and status, out of line: the successful path of every call stays
+/// small (fewer registers to save and restore around it).
+#[cold]
+#[inline(never)]
+fn failed(e: Error) -> u32 {
+    set_last_error(e.message());
+    e.status() as u32
+}
+
+#[cold]
+#[inline(never)]
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> u32 {
+    set_last_error(&panic_message(&*payload));
+    Status::Internal as u32
 }
 
 /// [`guard`] for functions that return a value through `out`: `*out` is NULL unless the call

@@ -2,10 +2,10 @@
 
 #![allow(non_camel_case_types)]
 
-use super::args::{ArgLengths, command_args};
+use super::args::{ArgLengths, command_args, with_command_args};
 use super::boundary::{Handle, free_handle, guard, guard_out, guard_value, into_handle, try_ref};
 use super::config::brisk_config;
-use super::reply::{brisk_reply, reply_handle};
+use super::reply::{brisk_reply, into_reply_handle, reply_handle};
 use super::status::{BRISK_OK, brisk_status};
 use crate::client::Client;
 use crate::core::{Error, Status};
@@ -84,7 +84,7 @@ pub unsafe extern "C" fn brisk_command(
     unsafe {
         reply_handle(reply, || {
             let client = try_ref(client, "client")?;
-            client.command(&command_args(argc, argv, argvlen, &mut ArgLengths::new())?)
+            with_command_args(argc, argv, argvlen, |args| client.command(args))
         })
     }
 }
@@ -161,7 +161,7 @@ pub unsafe extern "C" fn brisk_command_async(
                 match result {
                     // No message to build (or allocate) on success.
                     Ok(reply) => unsafe {
-                        callback(userdata.0, BRISK_OK, c"".as_ptr(), into_handle(reply))
+                        callback(userdata.0, BRISK_OK, c"".as_ptr(), into_reply_handle(reply))
                     },
                     Err(e) => {
                         let message =

@@ -1,6 +1,6 @@
 //! The C ABI. Each C type has its own module; `boundary` holds the plumbing they share
 //! (handle casts, NULL checks, the panic guard and the thread-local error message), `args`
-//! turns C's argv into `resp::Args`.
+//! turns C's argv into `resp::Args`, `reply_memory` reuses the memory of freed reply handles.
 
 mod args;
 mod boundary;
@@ -10,6 +10,7 @@ pub mod config;
 pub mod event;
 pub mod pipeline;
 pub mod reply;
+mod reply_memory;
 pub mod retry;
 pub mod session;
 pub mod status;

@@ -2,7 +2,8 @@
 
 #![allow(non_camel_case_types)]
 
-use super::boundary::{Handle, free_handle, guard, guard_value, into_handle};
+use super::boundary::{Handle, guard, guard_value};
+use super::reply_memory::{ReplyBlock, free_reply, new_reply};
 use super::status::brisk_status;
 use crate::core::Error;
 use crate::resp::{Node, Reply};
@@ -19,9 +20,10 @@ pub struct brisk_reply {
     _private: [u8; 0],
 }
 
-// SAFETY: `brisk_reply` pointers are made by `into_handle::<brisk_reply>` (top-level replies)
-// or point to a `Node` inside one (elements). A `Reply` is `repr(C)` with its root `Node` first,
-// so both kinds can be read as a `Node`; only top-level ones are ever freed as a `Reply`.
+// SAFETY: `brisk_reply` pointers are made by `into_reply_handle` (top-level replies: a
+// `Box<Reply>`'s memory, see reply_memory.rs) or point to a `Node` inside one (elements). A
+// `Reply` is `repr(C)` with its root `Node` first, so both kinds can be read as a `Node`; only
+// top-level ones are ever freed as a `Reply`.
 unsafe impl Handle for brisk_reply {
     type Target = Reply;
     const NAME: &'static str = "brisk_reply";
@@ -71,13 +73,21 @@ pub(crate) unsafe fn reply_handle(
         unsafe { *out = std::ptr::null_mut() };
     }
     guard(|| {
+        // The handle's memory first: the reply then moves once, into it.
+        let block = (!out.is_null()).then(ReplyBlock::take);
         let reply = body()?;
-        if !out.is_null() {
-            // SAFETY: as above.
-            unsafe { *out = into_handle(reply) };
+        if let Some(block) = block {
+            // SAFETY: as above (`block` is only taken when `out` is non-null).
+            unsafe { *out = block.fill(reply).cast() };
         }
         Ok(())
     })
+}
+
+/// A top-level reply as the handle C holds; `brisk_reply_free()` frees it.
+#[inline]
+pub(crate) fn into_reply_handle(reply: Reply) -> *mut brisk_reply {
+    new_reply(reply).cast()
 }
 
 /// # Safety
@@ -114,8 +124,8 @@ pub unsafe extern "C" fn brisk_reply_string(
     guard_value(std::ptr::null(), || {
         // SAFETY: per this function's contract.
         let (ptr, n) = match unsafe { node(r) } {
-            Some(n) if n.kind().has_text() => (n.as_c_ptr(), n.as_bytes().map_or(0, <[u8]>::len)),
-            _ => (std::ptr::null(), 0),
+            Some(n) => n.text_parts(),
+            None => (std::ptr::null(), 0),
         };
         if !len.is_null() {
             // SAFETY: writable per the contract.
@@ -204,9 +214,9 @@ pub struct brisk_reply_item {
 impl brisk_reply_item {
     fn of(n: &Node) -> brisk_reply_item {
         let kind = n.kind();
-        let (str, len) = match n.as_bytes() {
-            Some(text) => (n.as_c_ptr().cast(), text.len()),
-            None => (std::ptr::null(), n.children().len()),
+        let (str, len) = match n.text_parts() {
+            (text, _) if text.is_null() => (std::ptr::null(), n.children().len()),
+            (text, len) => (text.cast(), len),
         };
         brisk_reply_item {
             kind: kind as u32,
@@ -224,7 +234,8 @@ impl brisk_reply_item {
 /// the end, `r` is not an aggregate, or `r` or `out` is NULL. One call per aggregate instead of
 /// several per element, which matters to languages whose calls into C are costly (Python's
 /// ctypes or cffi, Go's cgo): read a 1,000-element LRANGE into a 1,000-item array at once, or in
-/// chunks of `cap` by moving `start`. Thread-safe like every accessor.
+/// chunks of `cap` by moving `start`. Thread-safe like every accessor. For an aggregate of
+/// strings only, `brisk_reply_strings()` writes less per element.
 ///
 /// # Safety
 /// `r` is NULL, a live top-level reply or an element of one; `out` is NULL or points to `cap`
@@ -249,6 +260,46 @@ pub unsafe extern "C" fn brisk_reply_elements(
             unsafe { out.add(i).write(brisk_reply_item::of(child)) };
         }
         n
+    })
+}
+
+/// Reads the strings of elements `start` .. `start + count - 1` of an aggregate in one call:
+/// `strs[i]` and `lens[i]` get what `brisk_reply_string()` gives for element `start + i` (NULL
+/// and 0 for an element without text). Returns how many elements were read: `count`, or fewer
+/// where the aggregate ends; 0 for a NULL reply, a non-aggregate or `start` past the end.
+/// `strs` and `lens` may each be NULL (then not written). The strings belong to the top-level
+/// reply. For walking a large array (LRANGE, MGET, ...) without two calls per element; for
+/// elements of any type, `brisk_reply_elements()`.
+///
+/// # Safety
+/// `r` is NULL, a live top-level reply or an element of one; `strs` and `lens` are NULL or
+/// have room for `count` entries.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_reply_strings(
+    r: *const brisk_reply,
+    start: usize,
+    count: usize,
+    strs: *mut *const c_char,
+    lens: *mut usize,
+) -> usize {
+    guard_value(0, || {
+        // SAFETY: per this function's contract.
+        let children = unsafe { node(r) }.map_or(&[][..], Node::children);
+        let from = children.get(start..).unwrap_or_default();
+        let chosen = &from[..count.min(from.len())];
+        for (i, child) in chosen.iter().enumerate() {
+            let (ptr, len) = child.text_parts();
+            // SAFETY: room for `count` entries per the contract, and `i < count`.
+            unsafe {
+                if !strs.is_null() {
+                    *strs.add(i) = ptr.cast();
+                }
+                if !lens.is_null() {
+                    *lens.add(i) = len;
+                }
+            }
+        }
+        chosen.len()
     })
 }
 
@@ -286,7 +337,13 @@ pub unsafe extern "C" fn brisk_reply_verbatim_format(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn brisk_reply_free(r: *mut brisk_reply) {
     // SAFETY: per this function's contract.
-    guard_value((), || unsafe { free_handle(r) })
+    guard_value((), || {
+        if !r.is_null() {
+            // SAFETY: per this function's contract, a top-level reply, made by
+            // `into_reply_handle`.
+            unsafe { free_reply(r.cast::<<brisk_reply as Handle>::Target>()) }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 #![allow(non_camel_case_types)]
 
-use super::args::{ArgLengths, command_args};
+use super::args::with_command_args;
 use super::boundary::{Handle, free_handle, guard_out, guard_value, into_handle, try_mut, try_ref};
 use super::client::brisk_client;
 use super::reply::{brisk_reply, reply_handle};
@@ -65,7 +65,8 @@ pub unsafe extern "C" fn brisk_session_command(
     // SAFETY: per this function's contract.
     unsafe {
         reply_handle(reply, || {
-            try_mut(s, "s")?.command(&command_args(argc, argv, argvlen, &mut ArgLengths::new())?)
+            let s = try_mut(s, "s")?;
+            with_command_args(argc, argv, argvlen, |args| s.command(args))
         })
     }
 }

@@ -8,7 +8,7 @@
 
 use super::error::Error;
 use crate::resp::{Args, Decoder, Limits, Node, Reply, ReplyKind, encode_command, encode_owned};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Receives out-of-band push frames. Runs on the thread that reads the connection.
 pub type PushHandler = Box<dyn FnMut(Reply) + Send + Sync>;
@@ -94,11 +94,10 @@ impl Protocol {
 
     /// The driver wrote the first `n` bytes of [`Protocol::output`].
     pub fn consume_output(&mut self, n: usize) {
-        let _ = self.output.split_to(n);
-        if self.output.is_empty() {
-            // Keep the allocation for the next command.
-            self.output.clear();
-        }
+        // Moves the start past the bytes written: the buffer stays the only owner of its
+        // memory (splitting them off would share it, at an atomic count per write and a
+        // header allocated for good), and its next reserve reuses the room in front.
+        self.output.advance(n);
     }
 
     /// The buffer to read into, with room for at least one more read.
@@ -116,6 +115,21 @@ impl Protocol {
         let wanted = self.decoder.needed().saturating_sub(self.input.len());
         self.input.reserve(wanted.max(self.read_chunk));
         &mut self.input
+    }
+
+    /// Gives back the memory of a connection with nothing under way (its handshake just
+    /// finished): a pool may keep thousands of idle connections, and most of what one holds
+    /// is its buffers. The next request allocates them again, once.
+    pub fn release_buffers(&mut self) {
+        if self.output.is_empty() {
+            self.output = BytesMut::new();
+        }
+        if self.input.is_empty() && !self.decoder.in_progress() {
+            self.input = BytesMut::new();
+            // The next read starts small again instead of doubling from the handshake's room.
+            self.read_chunk = 0;
+            self.decoder.release_memory();
+        }
     }
 
     /// True when bytes of an unfinished reply have been read: the stream is mid-reply and, if

@@ -189,6 +189,8 @@ impl Connection {
             _pushes: pushes,
         }));
         conn.handshake(&settings.handshake)?;
+        // It may wait idle in a pool for long: without the handshake's buffers.
+        conn.proto.release_buffers();
         if let Stream::Plain(socket) = &conn.stream {
             // Every handshake reply has been read, so the server has acknowledged every byte.
             conn.acked_offset = socket

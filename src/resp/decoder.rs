@@ -129,6 +129,13 @@ impl Decoder {
         self.needed
     }
 
+    /// Frees the room kept for open aggregates when none is open (an idle connection's).
+    pub fn release_memory(&mut self) {
+        if self.stack.is_empty() {
+            self.stack = Vec::new();
+        }
+    }
+
     /// True when reply bytes have been consumed and not split off yet: part of a reply, or
     /// batched replies.
     pub fn in_progress(&self) -> bool {

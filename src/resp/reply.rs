@@ -217,6 +217,15 @@ impl Node {
         }
     }
 
+    /// [`Node::as_c_ptr`] and the payload's length; NULL and 0 for nodes without text.
+    #[inline]
+    pub fn text_parts(&self) -> (*const u8, usize) {
+        match self.kind().has_text() {
+            true => (self.word, self.len()),
+            false => (std::ptr::null(), 0),
+        }
+    }
+
     /// The payload as UTF-8, when it is.
     pub fn as_str(&self) -> Option<&str> {
         self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
@@ -277,7 +286,31 @@ impl Drop for Node {
         // The check inline, so that dropping a string or number costs a compare.
         if self.is_aggregate() {
             // SAFETY: the node is being dropped.
-            drop(unsafe { self.take_children() });
+            unsafe { drop_children(self) };
+        }
+    }
+}
+
+/// Frees an aggregate's elements. The loop looks at each element's kind itself and calls
+/// itself only for nested aggregates: a large array of strings costs a compare per element,
+/// not a call to each element's `drop` (which, being recursive, is not always inlined).
+///
+/// # Safety
+/// `node` is an aggregate being dropped: it is not used afterwards.
+#[inline(never)]
+unsafe fn drop_children(node: &mut Node) {
+    // SAFETY: per this function's contract.
+    let Some(children) = (unsafe { node.take_children() }) else {
+        return;
+    };
+    // The same memory without the elements' drop: they are dropped here, by hand.
+    // SAFETY: `ManuallyDrop<Node>` has the layout of `Node`.
+    let mut children =
+        unsafe { Box::from_raw(Box::into_raw(children) as *mut [std::mem::ManuallyDrop<Node>]) };
+    for child in children.iter_mut() {
+        if child.is_aggregate() {
+            // SAFETY: each element is dropped exactly once, here, and never used again.
+            unsafe { drop_children(child) };
         }
     }
 }

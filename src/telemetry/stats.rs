@@ -1,11 +1,10 @@
 //! Client counters: cheap to bump from many threads at once, summed when read.
 //!
 //! Each counter is split over a few cache-line-aligned shards; a thread always bumps the same
-//! shard (chosen round-robin the first time it counts), so threads sharing one client rarely
-//! touch the same cache line. Reading sums the shards.
+//! shard (chosen by a hash of its thread id), so threads sharing one client rarely touch the
+//! same cache line. Reading sums the shards.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// What can be counted. The numbers are the C API's `brisk_stat` values.
 #[repr(u32)]
@@ -34,6 +33,10 @@ pub enum Stat {
 
 const COUNTERS: usize = 17;
 const SHARDS: usize = 8;
+const _: () = assert!(
+    SHARDS.is_power_of_two(),
+    "my_shard takes the top bits of a hash"
+);
 
 impl Stat {
     pub fn from_u32(n: u32) -> Option<Stat> {
@@ -72,21 +75,16 @@ pub struct Stats {
     shards: [Shard; SHARDS],
 }
 
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static MY_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
+/// The calling thread's shard. Not a thread-local variable: in a shared library (libbrisk.so)
+/// each access to one is a call into the dynamic loader, twice per command; `pthread_self` is
+/// one load behind a call.
+#[inline(always)]
 fn my_shard() -> usize {
-    MY_SHARD.with(|slot| {
-        let mut shard = slot.get();
-        if shard == usize::MAX {
-            shard = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
-            slot.set(shard);
-        }
-        shard
-    })
+    // SAFETY: no preconditions.
+    let thread = unsafe { libc::pthread_self() } as usize;
+    // Fibonacci hashing: thread ids are addresses a fixed stride apart; the top bits of the
+    // product spread them over the shards.
+    thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SHARDS.ilog2())
 }
 
 impl Stats {
