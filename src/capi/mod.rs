@@ -12,6 +12,7 @@ pub mod reply;
 pub mod retry;
 pub mod session;
 pub mod status;
+pub mod subscriber;
 
 #[cfg(test)]
 mod header_tests {

@@ -3,7 +3,10 @@
 //! The C API's `brisk_config` is a box around [`Config`]; `brisk_client_new` copies it, so a
 //! client never sees later changes.
 
+pub mod pubsub;
 pub mod url;
+
+pub use pubsub::{Overflow, PubSubSettings};
 
 pub use crate::core::retry::RetrySettings;
 use crate::core::{Error, Result, Status};
@@ -133,6 +136,7 @@ pub struct Config {
     pub retry: RetrySettings,
     pub tls: TlsSettings,
     pub events: HandlerSlot,
+    pub pubsub: PubSubSettings,
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
@@ -177,6 +181,7 @@ impl Default for Config {
             retry: RetrySettings::default(),
             tls: TlsSettings::default(),
             events: HandlerSlot::default(),
+            pubsub: PubSubSettings::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Pure logic shared by every driver: statuses and errors, error-reply classification, the
-//! attempt engine, the connection handshake as data, the per-connection protocol state, and
-//! Redis Cluster's slots and keys. Nothing here opens a socket or reads the clock.
+//! attempt engine, the connection handshake as data, the per-connection protocol state, Redis
+//! Cluster's slots and keys, and what a Pub/Sub subscriber's frames mean. Nothing here opens a
+//! socket or reads the clock.
 
 pub mod attempt;
 pub mod cluster;
@@ -9,6 +10,7 @@ pub mod commands;
 pub mod error;
 pub mod handshake;
 pub mod protocol;
+pub mod pubsub;
 pub mod retry;
 pub mod server_error;
 pub mod status;
