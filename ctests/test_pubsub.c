@@ -9,6 +9,12 @@
  *   brisk_subscriber_free while messages flow: prompt, no callback afterwards
  *   brisk_client_free first: the subscriber's calls fail with CLOSED, queued messages are still
  *     taken, its descriptor wakes the loop
+ *   a 100,000-message burst (10,000 under valgrind): a fast consumer gets it whole and in
+ *     order; a consumer stuck in its callback gets, for each policy, delivered + dropped ==
+ *     published, in order (DROP_OLDEST keeps the newest, DROP_NEWEST the oldest, BLOCK all)
+ *   CLIENT KILL TYPE pubsub, a restart, SIGSTOP/SIGCONT: back within a bounded time, subscribed
+ *     to its channel, pattern and shard channel (the server says so), a RESUBSCRIBE event,
+ *     messages published afterwards arrive
  *   NULL and bad arguments are INVALID_ARGUMENT
  *
  * Faults go to a private redis-server (bt_server.h); the rest uses the fixture server. Every
@@ -423,6 +429,247 @@ static void free_the_client_first(void) {
   brisk_client_free(pub);
 }
 
+/* ---- faults: the subscriber comes back, subscribed to everything ------------------------- */
+
+static atomic_int resubscribe_events;
+static atomic_int resubscribe_batch;
+
+static void on_event(void *userdata, const brisk_event *e) {
+  (void)userdata;
+  if (brisk_event_kind_of(e) == BRISK_EVENT_RESUBSCRIBE) {
+    atomic_fetch_add(&resubscribe_events, 1);
+    atomic_store(&resubscribe_batch, (int)brisk_event_batch_size(e));
+  }
+}
+
+/* The second element of a reply like PUBSUB NUMSUB's ([name, count]); -1 on failure. */
+static long long numsub(brisk_client *c, const char *sub, const char *name) {
+  brisk_reply *r = NULL;
+  long long n = -1;
+  if (BT_CMD(c, &r, "PUBSUB", sub, name) == BRISK_OK && brisk_reply_length(r) == 2)
+    n = brisk_reply_integer(brisk_reply_element(r, 1));
+  brisk_reply_free(r);
+  return n;
+}
+
+static int subscribed_to_everything(brisk_client *c) {
+  brisk_reply *r = NULL;
+  long long numpat = -1;
+  if (BT_CMD(c, &r, "PUBSUB", "NUMPAT") == BRISK_OK) numpat = brisk_reply_integer(r);
+  brisk_reply_free(r);
+  return numsub(c, "NUMSUB", "chan") == 1 && numsub(c, "SHARDNUMSUB", "shard") == 1 &&
+         numpat == 1;
+}
+
+enum fault { CLIENT_KILL, RESTART, SIGSTOP_SIGCONT };
+
+static void comes_back_after(enum fault fault) {
+  brisk_config *cfg = brisk_config_new();
+  REQUIRE(cfg != NULL);
+  REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", srv.port));
+  /* A frozen server is found within a second (the default: PING after 3 s, 5 s to answer). */
+  REQUIRE_OK(brisk_config_set_pubsub_health_check(cfg, 200, (uint32_t)bound(600)));
+  REQUIRE_OK(brisk_config_set_read_timeout_ms(cfg, (uint32_t)bound(1000)));
+  REQUIRE_OK(brisk_config_set_event_callback(cfg, on_event, NULL));
+  brisk_client *c = bt_client_from(cfg);
+  atomic_store(&resubscribe_events, 0);
+  inbox in;
+  inbox_init(&in, 16);
+  brisk_subscriber *s = NULL;
+  REQUIRE_OK(brisk_subscriber_new(c, on_message, &in, &s));
+  CHECK_OK(brisk_subscribe(s, "chan"));
+  CHECK_OK(brisk_psubscribe(s, "pat*"));
+  CHECK_OK(brisk_ssubscribe(s, "shard"));
+  CHECK(publish(c, "PUBLISH", "chan", "before", 6) == 1);
+  REQUIRE(inbox_wait(&in, 1, bound(30000)));
+
+  int held;
+  switch (fault) {
+    case CLIENT_KILL: {
+      brisk_reply *r = NULL;
+      CHECK_OK(BT_CMD(c, &r, "CLIENT", "KILL", "TYPE", "pubsub"));
+      CHECK(brisk_reply_integer(r) == 1);
+      brisk_reply_free(r);
+      break;
+    }
+    case RESTART:
+      bt_server_kill(&srv);
+      bt_sleep_ms(1000); /* down for a while: reconnects are refused */
+      REQUIRE(bt_server_restart(&srv));
+      break;
+    case SIGSTOP_SIGCONT:
+      bt_server_pause(&srv);
+      /* Until the unanswered PING gave the connection up. */
+      BT_WAIT_UNTIL(held, brisk_client_stat(c, BRISK_STAT_HEALTH_CHECK_FAILURES) >= 1,
+                    bound(30000));
+      CHECK(held);
+      bt_server_resume(&srv);
+      break;
+  }
+  int64_t started = bt_now_ms();
+  BT_WAIT_UNTIL(held,
+                brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_RESUBSCRIBES) >= 1 &&
+                    subscribed_to_everything(c),
+                bound(60000));
+  CHECK(held);
+  fprintf(stderr, "  resubscribed %lld ms after the fault\n", (long long)(bt_now_ms() - started));
+  CHECK(atomic_load(&resubscribe_events) >= 1);
+  CHECK(atomic_load(&resubscribe_batch) == 3);
+  CHECK(brisk_client_stat(c, BRISK_STAT_PUBSUB_RESUBSCRIBES) >= 1);
+  CHECK(publish(c, "PUBLISH", "chan", "after", 5) == 1);
+  CHECK(publish(c, "PUBLISH", "pat1", "after", 5) == 1);
+  CHECK(publish(c, "SPUBLISH", "shard", "after", 5) == 1);
+  CHECK(inbox_wait(&in, 4, bound(30000)));
+  brisk_subscriber_free(s);
+  inbox_destroy(&in);
+  brisk_client_free(c);
+}
+
+static void comes_back_after_client_kill(void) { comes_back_after(CLIENT_KILL); }
+static void comes_back_after_a_restart(void) { comes_back_after(RESTART); }
+static void comes_back_after_sigstop_sigcont(void) { comes_back_after(SIGSTOP_SIGCONT); }
+
+/* ---- bursts: the queue's policies -------------------------------------------------------- */
+
+/* Publishes 0..n-1 to `channel` in pipelines of 1000; the summed receiver counts. */
+static long long publish_burst(brisk_client *c, const char *channel, int n) {
+  long long reached = 0;
+  char payload[32];
+  for (int next = 0; next < n;) {
+    brisk_pipeline *p = NULL;
+    REQUIRE_OK(brisk_pipeline_new(c, &p));
+    int end = next + 1000 < n ? next + 1000 : n;
+    for (int i = next; i < end; i++) {
+      snprintf(payload, sizeof payload, "%d", i);
+      const char *argv[] = {"PUBLISH", channel, payload};
+      REQUIRE_OK(brisk_pipeline_append(p, 3, argv, NULL));
+    }
+    brisk_reply *replies = NULL;
+    REQUIRE_OK(brisk_pipeline_exec(p, &replies));
+    for (size_t i = 0; i < brisk_reply_length(replies); i++)
+      reached += brisk_reply_integer(brisk_reply_element(replies, i));
+    brisk_reply_free(replies);
+    brisk_pipeline_free(p);
+    next = end;
+  }
+  return reached;
+}
+
+/* A consumer that records the numbers it gets and can be held in its callback. */
+typedef struct tally {
+  pthread_mutex_t lock;
+  pthread_cond_t opened;
+  int gate_open;
+  int *numbers;
+  atomic_int count;
+  int capacity;
+  int out_of_order;
+} tally;
+
+static void on_number(void *userdata, const char *channel, size_t channel_len,
+                      const char *pattern, size_t pattern_len, const char *payload,
+                      size_t payload_len) {
+  (void)channel, (void)channel_len, (void)pattern, (void)pattern_len;
+  tally *t = userdata;
+  char text[32];
+  size_t n = payload_len < sizeof text - 1 ? payload_len : sizeof text - 1;
+  memcpy(text, payload, n);
+  text[n] = '\0';
+  int number = atoi(text);
+  int i = atomic_load(&t->count);
+  if (i > 0 && t->numbers[i - 1] >= number) t->out_of_order++;
+  if (i < t->capacity) t->numbers[i] = number;
+  atomic_store(&t->count, i + 1);
+  pthread_mutex_lock(&t->lock);
+  int64_t deadline = bt_now_ms() + 120000;
+  while (!t->gate_open && bt_now_ms() < deadline) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&t->opened, &t->lock, &ts);
+  }
+  pthread_mutex_unlock(&t->lock);
+}
+
+static void open_gate(tally *t) {
+  pthread_mutex_lock(&t->lock);
+  t->gate_open = 1;
+  pthread_cond_broadcast(&t->opened);
+  pthread_mutex_unlock(&t->lock);
+}
+
+static void burst_per_policy(brisk_overflow policy, int gated) {
+  int n = bt_under_valgrind() ? 10000 : 100000;
+  uint32_t capacity = 1000;
+  brisk_config *cfg = brisk_config_new();
+  REQUIRE(cfg != NULL);
+  REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", srv.port));
+  REQUIRE_OK(brisk_config_set_pubsub_queue(cfg, gated ? capacity : (uint32_t)n, policy));
+  brisk_client *c = bt_client_from(cfg);
+  tally t;
+  memset(&t, 0, sizeof t);
+  pthread_mutex_init(&t.lock, NULL);
+  pthread_cond_init(&t.opened, NULL);
+  t.capacity = n;
+  t.numbers = calloc((size_t)n, sizeof(int));
+  REQUIRE(t.numbers != NULL);
+  t.gate_open = !gated;
+  brisk_subscriber *s = NULL;
+  REQUIRE_OK(brisk_subscriber_new(c, on_number, &t, &s));
+  CHECK_OK(brisk_subscribe(s, "burst"));
+  int64_t started = bt_now_ms();
+  CHECK(publish_burst(c, "burst", n) == n);
+  int held;
+  if (gated && policy != BRISK_OVERFLOW_BLOCK) {
+    /* The reader goes on reading and dropping. */
+    BT_WAIT_UNTIL(held, brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_MESSAGES) == (uint64_t)n,
+                  bound(120000));
+    CHECK(held);
+  } else if (gated) {
+    /* The reader stopped reading: nothing dropped, the server holds the rest. */
+    CHECK(brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_MESSAGES) < (uint64_t)n);
+    CHECK(brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_DROPPED) == 0);
+  }
+  open_gate(&t);
+  BT_WAIT_UNTIL(held,
+                (uint64_t)atomic_load(&t.count) + brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_DROPPED) ==
+                    (uint64_t)n,
+                bound(120000));
+  CHECK(held);
+  int delivered = atomic_load(&t.count);
+  uint64_t dropped = brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_DROPPED);
+  CHECK_EQ_U((uint64_t)delivered + dropped, n);
+  CHECK_EQ_U(brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_MESSAGES), n);
+  CHECK(t.out_of_order == 0);
+  if (!gated || policy == BRISK_OVERFLOW_BLOCK) {
+    CHECK_EQ_U(delivered, n);
+    CHECK_EQ_U(dropped, 0);
+  } else {
+    CHECK_EQ_U(delivered, capacity + 1); /* one in the stuck callback, a full queue behind */
+    CHECK(t.numbers[0] == 0);
+    if (policy == BRISK_OVERFLOW_DROP_OLDEST) CHECK(t.numbers[delivered - 1] == n - 1);
+  }
+  fprintf(stderr, "  policy %u, %s consumer: %d delivered + %llu dropped = %d (%lld ms)\n",
+          (unsigned)policy, gated ? "stuck" : "fast", delivered, (unsigned long long)dropped, n,
+          (long long)(bt_now_ms() - started));
+  brisk_subscriber_free(s);
+  free(t.numbers);
+  pthread_mutex_destroy(&t.lock);
+  pthread_cond_destroy(&t.opened);
+  brisk_client_free(c);
+}
+
+static void a_burst_to_a_fast_consumer_arrives_whole(void) {
+  burst_per_policy(BRISK_OVERFLOW_DROP_OLDEST, 0);
+  burst_per_policy(BRISK_OVERFLOW_BLOCK, 0);
+}
+
+static void a_burst_to_a_slow_consumer_per_policy(void) {
+  burst_per_policy(BRISK_OVERFLOW_DROP_OLDEST, 1);
+  burst_per_policy(BRISK_OVERFLOW_DROP_NEWEST, 1);
+  burst_per_policy(BRISK_OVERFLOW_BLOCK, 1);
+}
+
 /* ---- arguments --------------------------------------------------------------------------- */
 
 static void bad_arguments(void) {
@@ -474,6 +721,11 @@ int main(int argc, char **argv) {
   RUN(pull_from_a_poll_loop);
   RUN(free_while_messages_flow);
   RUN(free_the_client_first);
+  RUN(a_burst_to_a_fast_consumer_arrives_whole);
+  RUN(a_burst_to_a_slow_consumer_per_policy);
+  RUN(comes_back_after_client_kill);
+  RUN(comes_back_after_a_restart);
+  RUN(comes_back_after_sigstop_sigcont);
   RUN(bad_arguments);
   bt_server_cleanup(&srv);
   return bt_finish();

@@ -7,7 +7,8 @@
 
 mod support;
 
-use brisk::pubsub::{Kind, Message, Subscriber};
+use brisk::events::{Event, EventKind, HandlerSlot};
+use brisk::pubsub::{Kind, Message, Overflow, Subscriber};
 use brisk::stats::Stat;
 use brisk::{Client, Config, Status};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -410,4 +411,424 @@ fn a_closed_client_makes_no_subscriber() {
         client.subscriber(None).err().map(|e| e.status()),
         Some(Status::Closed)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults: the subscriber comes back, subscribed to everything
+
+/// Records the events of a client.
+#[derive(Default)]
+struct Events(Mutex<Vec<(EventKind, Status, u32, Duration)>>);
+
+impl Events {
+    fn install(self: &Arc<Self>, config: &mut Config) {
+        let events = self.clone();
+        config.events = HandlerSlot(Some(Arc::new(move |e: &Event<'_>| {
+            events
+                .0
+                .lock()
+                .unwrap()
+                .push((e.kind, e.status, e.batch_size, e.duration));
+        })));
+    }
+
+    fn of(&self, kind: EventKind) -> Vec<(Status, u32, Duration)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.0 == kind)
+            .map(|e| (e.1, e.2, e.3))
+            .collect()
+    }
+}
+
+/// Whether the server has the subscriber's channel, pattern and shard channel subscribed.
+fn subscribed_to_everything(client: &Client) -> bool {
+    let counts = |args: &[&str]| {
+        support::cmd(client, args)
+            .ok()
+            .and_then(|r| r.children().get(1).and_then(|n| n.as_integer()))
+    };
+    let numpat = support::cmd(client, &["PUBSUB", "NUMPAT"])
+        .ok()
+        .and_then(|r| r.as_integer());
+    counts(&["PUBSUB", "NUMSUB", "chan"]) == Some(1)
+        && counts(&["PUBSUB", "SHARDNUMSUB", "shard"]) == Some(1)
+        && numpat == Some(1)
+}
+
+/// Subscribes a callback subscriber to `chan`, `pat*` and shard channel `shard`, checks that
+/// messages arrive, applies `fault`, and checks that the subscriber is back within a bounded
+/// time, subscribed to all three (the server says so), with a RESUBSCRIBE event and count, and
+/// that messages published afterwards arrive. Returns how long the comeback took after `fault`
+/// returned, and the subscriber's client.
+fn comes_back_after(
+    server: &mut RedisServer,
+    mut config: Config,
+    publisher_config: &Config,
+    fault: impl FnOnce(&mut RedisServer, &Client),
+) -> (Duration, Client) {
+    let events = Arc::new(Events::default());
+    events.install(&mut config);
+    let client = Client::new(&config).unwrap();
+    let publisher = Client::new(publisher_config).unwrap();
+    let inbox = Arc::new(Inbox::default());
+    let sub = subscriber(&client, &inbox);
+    sub.subscribe(Kind::Channel, &[b"chan"]).unwrap();
+    sub.subscribe(Kind::Pattern, &[b"pat*"]).unwrap();
+    sub.subscribe(Kind::Shard, &[b"shard"]).unwrap();
+    assert_eq!(publish(&publisher, "PUBLISH", "chan", b"before"), 1);
+    inbox.wait_for(1, LONG);
+
+    fault(server, &publisher);
+    let started = Instant::now();
+    let back = wait_until(Duration::from_secs(60), || {
+        sub.stat(Stat::PubsubResubscribes) >= 1 && subscribed_to_everything(&publisher)
+    });
+    let took = started.elapsed();
+    assert!(
+        back,
+        "not resubscribed within 60 s (resubscribes {}, events {:?})",
+        sub.stat(Stat::PubsubResubscribes),
+        events.0.lock().unwrap()
+    );
+    assert_eq!(publish(&publisher, "PUBLISH", "chan", b"after"), 1);
+    assert_eq!(publish(&publisher, "PUBLISH", "other", b"x"), 0);
+    assert_eq!(publish(&publisher, "PUBLISH", "pat1", b"after"), 1);
+    assert_eq!(publish(&publisher, "SPUBLISH", "shard", b"after"), 1);
+    let got = inbox.wait_for(4, LONG);
+    let after: Vec<&Received> = got.iter().filter(|r| r.payload == b"after").collect();
+    assert_eq!(after.len(), 3, "{got:?}");
+    assert_eq!(
+        client.stat(Stat::PubsubResubscribes),
+        sub.stat(Stat::PubsubResubscribes)
+    );
+    let resubscribes = events.of(EventKind::Resubscribe);
+    assert!(!resubscribes.is_empty());
+    assert!(
+        resubscribes
+            .iter()
+            .all(|(status, batch, _)| *status == Status::Ok && *batch == 3),
+        "{resubscribes:?}"
+    );
+    drop(sub);
+    (took, client)
+}
+
+/// CLIENT KILL TYPE pubsub: the subscriber reconnects at once and subscribes to everything again.
+#[test]
+fn comes_back_after_client_kill_type_pubsub() {
+    let mut server = RedisServer::start();
+    let config = server.config();
+    let (took, _) = comes_back_after(&mut server, config.clone(), &config, |_, publisher| {
+        let killed = ok(publisher, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert_eq!(killed.as_integer(), Some(1));
+    });
+    eprintln!("CLIENT KILL TYPE pubsub: resubscribed in {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// A server restart (killed, then started again on the same port): the subscriber retries until
+/// it is back.
+#[test]
+fn comes_back_after_a_server_restart() {
+    let mut server = RedisServer::start();
+    let config = server.config();
+    let (took, client) = comes_back_after(&mut server, config.clone(), &config, |server, _| {
+        server.kill();
+        // Down for a while: several reconnects fail (refused) before it is back.
+        std::thread::sleep(Duration::from_millis(1500));
+        server.start_again();
+    });
+    eprintln!("restart: resubscribed {took:?} after the server was back");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(client.stat(Stat::Reconnects) >= 1);
+}
+
+/// SIGSTOP, with the default health check (PING after 3 s idle, 5 s to answer): the frozen
+/// server's connection is given up, and once the server runs again the subscriber is back.
+#[test]
+fn comes_back_after_sigstop_and_sigcont_with_the_default_health_check() {
+    let mut server = RedisServer::start();
+    let config = server.config();
+    let (took, client) = comes_back_after(&mut server, config.clone(), &config, |server, _| {
+        server.sigstop();
+        // Frozen longer than 3 s idle + 5 s for the PING: the connection must be given up.
+        // (Time itself is the point here: the health check's own interval and deadline.)
+        std::thread::sleep(Duration::from_secs(10));
+        server.sigcont();
+    });
+    eprintln!("SIGSTOP 10 s then SIGCONT: resubscribed {took:?} after SIGCONT");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(client.stat(Stat::HealthChecks) >= 1);
+    assert!(
+        client.stat(Stat::HealthCheckFailures) >= 1,
+        "the unanswered PING gave the connection up"
+    );
+}
+
+/// A network cut (a proxy that silently stops forwarding): the health PING finds it, the
+/// subscriber reconnects once the network is back.
+#[test]
+fn comes_back_after_a_silent_network_cut() {
+    let mut server = RedisServer::start();
+    let proxy = support::FaultProxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap());
+    let mut config = Config::default();
+    config.set_url(&proxy.url()).unwrap();
+    config.pubsub.set_health_check(300, 700).unwrap();
+    config.read_timeout_ms = 1000;
+    let direct = server.config();
+    let (took, client) = comes_back_after(&mut server, config, &direct, |_, _| {
+        proxy.stall();
+        // Until the subscriber has given up the connection (a health check failed).
+        let gave_up = wait_until(LONG, || proxy.accepted() >= 2);
+        assert!(gave_up, "no reconnect attempt through the stalled proxy");
+        proxy.resume();
+    });
+    eprintln!("silent network cut: resubscribed {took:?} after the network was back");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(client.stat(Stat::HealthCheckFailures) >= 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bursts: the queue and its policies
+
+const BURST: usize = 100_000;
+
+/// Publishes `0..count` to `channel` as fast as the server takes them (pipelines of 1,000);
+/// returns how many subscribers each reached (summed).
+fn publish_burst(client: &Client, channel: &str, count: usize) -> i64 {
+    let mut reached = 0;
+    let mut next = 0;
+    while next < count {
+        let mut pipeline = client.pipeline();
+        let end = (next + 1000).min(count);
+        for i in next..end {
+            let payload = i.to_string();
+            let args: [&[u8]; 3] = [b"PUBLISH", channel.as_bytes(), payload.as_bytes()];
+            pipeline.append(&brisk::Args::from_slices(&args)).unwrap();
+        }
+        let replies = pipeline.exec().unwrap();
+        reached += replies
+            .children()
+            .iter()
+            .map(|r| r.as_integer().unwrap())
+            .sum::<i64>();
+        next = end;
+    }
+    reached
+}
+
+fn config_with_queue(server: &RedisServer, capacity: u32, overflow: Overflow) -> Config {
+    let mut config = server.config();
+    config.pubsub.set_queue(capacity, overflow).unwrap();
+    config
+}
+
+/// What a consumer saw of a burst: the numbers delivered, in delivery order.
+#[derive(Default)]
+struct Tally {
+    numbers: Mutex<Vec<usize>>,
+}
+
+impl Tally {
+    fn take(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.numbers.lock().unwrap())
+    }
+
+    fn len(&self) -> usize {
+        self.numbers.lock().unwrap().len()
+    }
+}
+
+fn assert_increasing(numbers: &[usize], what: &str) {
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "{what}: delivered out of order"
+    );
+}
+
+/// A fast consumer gets a 100,000-message burst whole and in order: with BLOCK (the default
+/// queue size; the reader waits rather than drop), and pulled with a queue that holds the burst.
+/// With the default policy (DROP_OLDEST, 10,000) what arrived plus what was dropped is the
+/// burst, in order (a busy machine may descheduled the consumer long enough to drop some).
+#[test]
+fn a_burst_to_a_fast_consumer_arrives_whole_and_in_order() {
+    let server = RedisServer::start();
+    let publisher = Client::new(&server.config()).unwrap();
+    for (style, capacity, overflow) in [
+        ("callback", 10_000, Overflow::Block),
+        ("pull", BURST as u32, Overflow::DropOldest),
+        ("callback, default policy", 10_000, Overflow::DropOldest),
+    ] {
+        let client = Client::new(&config_with_queue(&server, capacity, overflow)).unwrap();
+        let tally = Arc::new(Tally::default());
+        let sub = if style == "pull" {
+            client.subscriber(None).unwrap()
+        } else {
+            let tally = tally.clone();
+            client
+                .subscriber(Some(Box::new(move |m: &Message| {
+                    tally.numbers.lock().unwrap().push(number(m));
+                })))
+                .unwrap()
+        };
+        sub.subscribe(Kind::Channel, &[b"burst"]).unwrap();
+        let started = Instant::now();
+        let puller = (style == "pull").then(|| {
+            let mut numbers = Vec::with_capacity(BURST);
+            move |sub: &Subscriber| {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while numbers.len() < BURST && Instant::now() < deadline {
+                    if let Some(m) = sub.next(Some(Duration::from_millis(100))).unwrap() {
+                        numbers.push(number(&m));
+                    }
+                }
+                numbers
+            }
+        });
+        let reached = std::thread::scope(|scope| {
+            let publishing = scope.spawn(|| publish_burst(&publisher, "burst", BURST));
+            if let Some(pull) = puller {
+                let numbers = pull(&sub);
+                tally.numbers.lock().unwrap().extend(numbers);
+            }
+            publishing.join().unwrap()
+        });
+        assert_eq!(reached, BURST as i64);
+        let whole = style != "callback, default policy";
+        let done = wait_until(Duration::from_secs(120), || {
+            tally.len() as u64 + sub.stat(Stat::PubsubDropped) == BURST as u64
+        });
+        let took = started.elapsed();
+        let numbers = tally.take();
+        let dropped = sub.stat(Stat::PubsubDropped);
+        assert!(
+            done,
+            "{style}: {} arrived, {dropped} dropped",
+            numbers.len()
+        );
+        assert_eq!(sub.stat(Stat::PubsubMessages), BURST as u64, "{style}");
+        assert_increasing(&numbers, style);
+        if whole {
+            assert_eq!(dropped, 0, "{style}");
+            assert_eq!(numbers.len(), BURST, "{style}");
+            assert_eq!(numbers.last(), Some(&(BURST - 1)));
+        }
+        eprintln!(
+            "{style} ({overflow:?}, queue {capacity}): {} of {BURST} delivered, {dropped} dropped, \
+             {:.0} messages/s end to end",
+            numbers.len(),
+            BURST as f64 / took.as_secs_f64()
+        );
+    }
+}
+
+/// A slow consumer (stuck in its callback until the burst is over): for each policy, what was
+/// delivered plus what was dropped is exactly what was published, delivery stays in order, and
+/// each policy keeps what it says: DROP_OLDEST the newest, DROP_NEWEST the oldest, BLOCK
+/// everything (the reader stops reading; the server holds the rest).
+#[test]
+fn a_burst_to_a_slow_consumer_is_accounted_for_exactly_per_policy() {
+    const CAPACITY: usize = 1000;
+    let server = RedisServer::start();
+    let publisher = Client::new(&server.config()).unwrap();
+    for overflow in [Overflow::DropOldest, Overflow::DropNewest, Overflow::Block] {
+        let client = Client::new(&config_with_queue(&server, CAPACITY as u32, overflow)).unwrap();
+        let tally = Arc::new(Tally::default());
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let sub = {
+            let (tally, gate) = (tally.clone(), gate.clone());
+            client
+                .subscriber(Some(Box::new(move |m: &Message| {
+                    tally.numbers.lock().unwrap().push(number(m));
+                    let (open, opened) = &*gate;
+                    let open = open.lock().unwrap();
+                    // Stuck until the gate opens (bounded: the test fails before this ends).
+                    drop(opened.wait_timeout_while(open, Duration::from_secs(120), |o| !*o));
+                })))
+                .unwrap()
+        };
+        sub.subscribe(Kind::Channel, &[b"slow"]).unwrap();
+        assert_eq!(publish_burst(&publisher, "slow", BURST), BURST as i64);
+        match overflow {
+            // The reader goes on reading and dropping: all of it is received.
+            Overflow::DropOldest | Overflow::DropNewest => assert!(
+                wait_until(Duration::from_secs(120), || sub.stat(Stat::PubsubMessages)
+                    == BURST as u64),
+                "{overflow:?}: {} received",
+                sub.stat(Stat::PubsubMessages)
+            ),
+            // The reader has stopped reading: the queue is full and the rest waits in the server.
+            Overflow::Block => {
+                assert!(wait_until(LONG, || sub.queued() == CAPACITY));
+                assert!(sub.stat(Stat::PubsubMessages) < BURST as u64);
+                assert_eq!(sub.stat(Stat::PubsubDropped), 0);
+            }
+        }
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        let dropped = || sub.stat(Stat::PubsubDropped);
+        let accounted = wait_until(Duration::from_secs(120), || {
+            tally.len() as u64 + dropped() == BURST as u64
+        });
+        let numbers = tally.take();
+        assert!(
+            accounted,
+            "{overflow:?}: {} delivered + {} dropped != {BURST}",
+            numbers.len(),
+            dropped()
+        );
+        assert_eq!(sub.stat(Stat::PubsubMessages), BURST as u64);
+        assert_increasing(&numbers, &format!("{overflow:?}"));
+        match overflow {
+            Overflow::DropOldest | Overflow::DropNewest => {
+                // One message in the stuck callback's hands, a full queue behind it.
+                assert_eq!(numbers.len(), CAPACITY + 1, "{overflow:?}");
+                assert_eq!(numbers[0], 0, "the first went straight to the callback");
+            }
+            Overflow::Block => assert_eq!(numbers.len(), BURST),
+        }
+        match overflow {
+            Overflow::DropOldest => assert_eq!(numbers.last(), Some(&(BURST - 1)), "newest kept"),
+            Overflow::DropNewest => assert!(numbers[CAPACITY] <= 2 * CAPACITY, "oldest kept"),
+            Overflow::Block => assert_eq!(dropped(), 0),
+        }
+        eprintln!(
+            "slow consumer, {overflow:?}, queue {CAPACITY}: {} delivered + {} dropped = {BURST}",
+            numbers.len(),
+            dropped()
+        );
+    }
+}
+
+/// Subscribing while the server is down fails by the retry policy (CONNECTION) and leaves
+/// nothing behind; what was subscribed before comes back with the server, the failed name not.
+#[test]
+fn a_subscribe_while_the_server_is_down_fails_and_leaves_nothing_behind() {
+    let mut server = RedisServer::start();
+    let client = Client::new(&server.config()).unwrap();
+    let publisher = Client::new(&server.config()).unwrap();
+    let inbox = Arc::new(Inbox::default());
+    let sub = subscriber(&client, &inbox);
+    sub.subscribe(Kind::Channel, &[b"kept"]).unwrap();
+    server.kill();
+    let started = Instant::now();
+    let e = expect_err(
+        sub.subscribe(Kind::Channel, &[b"failed"]),
+        Status::Connection,
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "{took:?}: {}", e.message());
+    server.start_again();
+    assert!(wait_until(Duration::from_secs(60), || sub
+        .stat(Stat::PubsubResubscribes)
+        >= 1));
+    assert_eq!(publish(&publisher, "PUBLISH", "kept", b"k"), 1);
+    assert_eq!(publish(&publisher, "PUBLISH", "failed", b"f"), 0);
+    assert_eq!(inbox.wait_for(1, LONG)[0].channel, b"kept");
+    // And subscribing works again.
+    sub.subscribe(Kind::Channel, &[b"failed"]).unwrap();
+    assert_eq!(publish(&publisher, "PUBLISH", "failed", b"f"), 1);
 }

@@ -89,6 +89,9 @@ pub(crate) struct LinkContext {
     pub news: mpsc::UnboundedSender<News>,
     /// Set when the subscriber closes: every link ends at once.
     pub stop: watch::Receiver<bool>,
+    /// Set when the client closes: from then on nothing is reported to its event handler
+    /// (whose userdata may die with the client).
+    pub client_closed: watch::Receiver<bool>,
 }
 
 /// Runs a link until it is lost or closed, then reports [`News::Down`].
@@ -177,7 +180,7 @@ impl<'a> Link<'a> {
 
     fn event(&self, kind: EventKind, status: Status, duration: Duration) {
         let observer = &self.ctx.observer;
-        if observer.enabled() {
+        if observer.enabled() && !*self.ctx.client_closed.borrow() {
             observer.emit(&Event {
                 kind,
                 status,

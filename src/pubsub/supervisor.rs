@@ -220,6 +220,7 @@ impl Supervisor {
             observer: shared.observer.clone(),
             news: news_tx,
             stop: stop_rx,
+            client_closed: shared.async_state.closed_signal(),
         };
         Supervisor {
             reconnect: settings.reconnect,
@@ -487,7 +488,7 @@ impl Supervisor {
         let core = &self.ctx.core;
         core.counters.resubscribed(&self.ctx.observer);
         let observer = &self.ctx.observer;
-        if observer.enabled() {
+        if observer.enabled() && !self.shared.is_closed() {
             observer.emit(&Event {
                 kind: EventKind::Resubscribe,
                 status: Status::Ok,
