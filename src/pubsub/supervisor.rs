@@ -42,6 +42,11 @@ pub(crate) const PAUSE_AFTER_RETRIES: Duration = Duration::from_millis(100);
 /// Redirections (MOVED) one subscribe call follows before it fails.
 const MAX_REDIRECTS: u32 = 16;
 
+/// How often a subscriber with shard channels on a cluster reads the slot map (one read per
+/// client at a time, shared with its commands'), to follow a failover that leaves its
+/// connections up: a demoted primary keeps its shard subscribers, so nothing else tells.
+const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
+
 /// What the subscriber's methods ask of the supervisor.
 pub(crate) enum Request {
     Change {
@@ -97,6 +102,12 @@ enum Place {
     On {
         link: u64,
     },
+    /// Moving away from `link`, whose node no longer owns the slot but still delivers (a
+    /// demoted primary): placed again once its unsubscribe there was answered, so that no
+    /// message arrives through both nodes.
+    Leaving {
+        link: u64,
+    },
 }
 
 struct GroupState {
@@ -104,8 +115,13 @@ struct GroupState {
     place: Place,
     /// Placements that failed in a row, for the backoff.
     failures: u32,
-    /// Subscribe commands of the current placement not yet confirmed.
+    /// MOVED answers in a row (a slot mid-migration is answered back and forth for a moment:
+    /// after the first, each is followed after a backoff).
+    redirects: u32,
+    /// Subscribe commands of the current placement not yet answered.
     placing: HashSet<u64>,
+    /// Every command of the current placement was answered.
+    confirmed: bool,
     /// Since when its confirmed subscriptions are gone (lost with a connection, or dropped by
     /// the server): its next complete placement is a resubscription.
     lost_at: Option<Instant>,
@@ -120,13 +136,11 @@ impl GroupState {
                 refresh: false,
             },
             failures: 0,
+            redirects: 0,
             placing: HashSet::new(),
+            confirmed: false,
             lost_at: None,
         }
-    }
-
-    fn is_confirmed_on(&self, link: u64) -> bool {
-        self.place == Place::On { link } && self.placing.is_empty()
     }
 }
 
@@ -193,6 +207,10 @@ pub(crate) struct Supervisor {
     next_id: u64,
     /// A topology read is under way.
     refreshing: bool,
+    /// The route's topology generation the placements were last checked against, and when the
+    /// topology is read next (with shard channels on a cluster).
+    seen_generation: u64,
+    next_topology_check: Instant,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     finished: Arc<Finished>,
 }
@@ -237,6 +255,8 @@ impl Supervisor {
             waiters: Vec::new(),
             next_id: 0,
             refreshing: false,
+            seen_generation: 0,
+            next_topology_check: Instant::now() + TOPOLOGY_CHECK,
             tasks: Vec::new(),
             finished,
         }
@@ -264,6 +284,7 @@ impl Supervisor {
                 _ = until(wake) => {}
             }
             self.expire_waiters();
+            self.check_topology();
             self.place_due();
             self.sweep();
         };
@@ -277,7 +298,8 @@ impl Supervisor {
             _ => None,
         });
         let deadlines = self.waiters.iter().filter_map(|w| w.deadline);
-        placements.chain(deadlines).min()
+        let topology = self.has_shard_groups().then_some(self.next_topology_check);
+        placements.chain(deadlines).chain(topology).min()
     }
 
     fn change(
@@ -329,6 +351,8 @@ impl Supervisor {
                                 refresh,
                             };
                         }
+                        // Placed with every member once it has left.
+                        Place::Leaving { .. } => {}
                     }
                 }
                 Action::Unsubscribe => {
@@ -437,7 +461,7 @@ impl Supervisor {
                     }
                 }
                 self.finish_waiters();
-                self.placement_confirmed(token, &t);
+                self.placement_answered(token, &t);
             }
             (Action::Subscribe, Err(error)) => self.refused(token, t, error),
             (Action::Unsubscribe, result) => {
@@ -449,20 +473,26 @@ impl Supervisor {
                     }
                 }
                 self.finish_waiters();
+                self.left_if_done(t.group, t.link);
             }
         }
     }
 
-    /// A subscribe command of a group's placement was confirmed: once all are, the group is in
+    /// A subscribe command of a group's placement was answered: once all are, the group is in
     /// place (and, if it had been lost, its link may have finished a resubscription).
-    fn placement_confirmed(&mut self, token: u64, t: &Token) {
+    fn placement_answered(&mut self, token: u64, t: &Token) {
         let Some(state) = self.groups.get_mut(&t.group) else {
             return;
         };
-        if !state.placing.remove(&token) || !state.is_confirmed_on(t.link) {
+        if state.place != (Place::On { link: t.link })
+            || !state.placing.remove(&token)
+            || !state.placing.is_empty()
+        {
             return;
         }
+        state.confirmed = true;
         state.failures = 0;
+        state.redirects = 0;
         let Some(lost_at) = state.lost_at.take() else {
             return;
         };
@@ -472,11 +502,11 @@ impl Supervisor {
         };
         link.restoring = link.restoring.saturating_sub(1);
         link.restored += count;
-        let since = *link.lost_since.get_or_insert(lost_at);
-        link.lost_since = Some(since.min(lost_at));
+        let since = link.lost_since.map_or(lost_at, |s| s.min(lost_at));
+        link.lost_since = Some(since);
         if link.restoring == 0 {
             let restored = std::mem::take(&mut link.restored);
-            let since = link.lost_since.take().unwrap_or(lost_at);
+            link.lost_since = None;
             self.resubscribed(t.link, restored, since);
         }
     }
@@ -506,9 +536,6 @@ impl Supervisor {
     /// The server refused a subscribe command: a topology answer moves its group; any other
     /// refusal fails the callers waiting for its names.
     fn refused(&mut self, token: u64, t: Token, error: Error) {
-        if let Some(state) = self.groups.get_mut(&t.group) {
-            state.placing.remove(&token);
-        }
         let redirect = error
             .server_kind()
             .and_then(|kind| self.shared.route.redirect(kind));
@@ -517,6 +544,12 @@ impl Supervisor {
                 && w.kind == t.kind
                 && t.names.iter().any(|n| w.names.contains(n))
         };
+        // The group is still where the command was sent (else it has moved on already, with
+        // every name of it).
+        let on_its_link = self
+            .groups
+            .get(&t.group)
+            .is_some_and(|g| g.place == Place::On { link: t.link });
         match redirect {
             Some(Redirect::Moved { slot, node }) => {
                 self.shared.route.moved(slot, &node);
@@ -528,36 +561,40 @@ impl Supervisor {
                     |w| w.redirects > MAX_REDIRECTS,
                     &error.clone().context("too many redirections"),
                 );
-                self.unplace(t.group, &error, false, false);
+                if on_its_link {
+                    self.redirected(t.group, &error);
+                }
             }
             Some(_) => {
                 // ASK, TRYAGAIN (a migration under way), CLUSTERDOWN: read the topology, back off.
-                self.unplace(t.group, &error, true, true);
+                if on_its_link {
+                    self.unplace(t.group, &error, true, true);
+                }
             }
             None => {
-                let error = error.context(format!(
-                    "{}",
-                    String::from_utf8_lossy(t.kind.command(Action::Subscribe))
-                ));
+                let error =
+                    error.context(String::from_utf8_lossy(t.kind.command(Action::Subscribe)));
                 self.fail_waiters(involved, &error);
-                if let Some(state) = self.groups.get(&t.group) {
-                    if state.is_confirmed_on(t.link) {
-                        // The rest of the placement is in; the refused names are not.
-                        self.placement_settled(t.group, t.link);
-                    }
-                }
+                // The rest of the placement stands; the refused names are not subscribed.
+                self.placement_answered(token, &t);
             }
         }
     }
 
-    /// A placement whose last command was refused is as complete as it will get.
-    fn placement_settled(&mut self, group: Group, link: u64) {
+    /// MOVED: the group goes where the route says now; at once the first time, after a
+    /// backoff when the answers keep bouncing (the two nodes of a slot mid-migration disagree
+    /// for a moment).
+    fn redirected(&mut self, group: Group, error: &Error) {
+        self.unplace(group, error, false, false);
         let Some(state) = self.groups.get_mut(&group) else {
             return;
         };
-        if state.lost_at.take().is_some() {
-            if let Some(link) = self.links.get_mut(&link) {
-                link.restoring = link.restoring.saturating_sub(1);
+        state.redirects += 1;
+        let redirects = state.redirects;
+        if redirects > 1 {
+            let at = Instant::now() + self.backoff(redirects - 1);
+            if let Some(state) = self.groups.get_mut(&group) {
+                state.place = Place::Waiting { at, refresh: false };
             }
         }
     }
@@ -615,6 +652,101 @@ impl Supervisor {
         for group in on_link {
             self.unplace(group, &error, true, true);
         }
+        // Those that were leaving it have left.
+        for state in self.groups.values_mut() {
+            if state.place == (Place::Leaving { link }) {
+                state.place = Place::Waiting {
+                    at: Instant::now(),
+                    refresh: false,
+                };
+            }
+        }
+    }
+
+    /// A group leaving `link` whose unsubscribes there were all answered goes to its new node.
+    fn left_if_done(&mut self, group: Group, link: u64) {
+        let pending = self
+            .tokens
+            .values()
+            .any(|t| t.group == group && t.link == link && t.action == Action::Unsubscribe);
+        if let Some(state) = self.groups.get_mut(&group) {
+            if state.place == (Place::Leaving { link }) && !pending {
+                state.place = Place::Waiting {
+                    at: Instant::now(),
+                    refresh: false,
+                };
+            }
+        }
+    }
+
+    fn has_shard_groups(&self) -> bool {
+        self.by_slot
+            && self
+                .groups
+                .iter()
+                .any(|(g, s)| matches!(g, Group::Slot(_)) && !s.members.is_empty())
+    }
+
+    /// Reads the slot map now and then (see [`TOPOLOGY_CHECK`]); when the route's topology has
+    /// changed, moves every shard group whose slot is owned by another node now.
+    fn check_topology(&mut self) {
+        if !self.has_shard_groups() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= self.next_topology_check {
+            self.next_topology_check = now + TOPOLOGY_CHECK;
+            if !self.refreshing {
+                self.start_refresh();
+            }
+        }
+        let generation = self.shared.route.generation();
+        if generation == self.seen_generation {
+            return;
+        }
+        self.seen_generation = generation;
+        let route = &self.shared.route;
+        let moved: Vec<(Group, u64)> = self
+            .groups
+            .iter()
+            .filter_map(|(group, state)| {
+                let (Group::Slot(slot), Place::On { link }) = (group, state.place) else {
+                    return None;
+                };
+                let key = Key {
+                    slot: Some(*slot),
+                    replica_ok: false,
+                };
+                let owner = route.node(key, &Target::default()).ok().flatten()?;
+                let here = self.links.get(&link)?;
+                (owner.address() != here.node.address()).then_some((*group, link))
+            })
+            .collect();
+        for (group, link) in moved {
+            self.leave(group, link);
+        }
+    }
+
+    /// Moves `group` off `link`, whose node still delivers its messages: unsubscribes there
+    /// first, and is placed at the slot's owner once that was answered.
+    fn leave(&mut self, group: Group, link: u64) {
+        let error = Error::new(Status::Connection, "the slot's owner changed");
+        self.unplace(group, &error, false, false);
+        let Some(state) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let names: Vec<Vec<u8>> = state
+            .members
+            .subscribe_commands()
+            .into_iter()
+            .filter(|(kind, _)| *kind == Kind::Shard)
+            .flat_map(|(_, command)| command.into_iter().skip(1))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        state.place = Place::Leaving { link };
+        self.send(link, group, Action::Unsubscribe, Kind::Shard, &names, false);
     }
 
     fn answered_unsubscribe_by_loss(&mut self, token: u64) {
@@ -631,16 +763,18 @@ impl Supervisor {
             return;
         };
         if let Place::On { link } = state.place {
-            if state.placing.is_empty() {
-                // It was confirmed: now it is lost.
+            if state.confirmed {
+                // It was in place: now it is lost.
                 state.lost_at.get_or_insert_with(Instant::now);
             } else if state.lost_at.is_some() {
+                // A resubscription under way there will not complete.
                 if let Some(link) = self.links.get_mut(&link) {
                     link.restoring = link.restoring.saturating_sub(1);
                 }
             }
         }
         state.placing.clear();
+        state.confirmed = false;
         self.reschedule(group, error, refresh, failed);
     }
 
@@ -772,6 +906,7 @@ impl Supervisor {
             return;
         };
         state.place = Place::On { link };
+        state.confirmed = false;
         if state.lost_at.is_some() {
             if let Some(link) = self.links.get_mut(&link) {
                 link.restoring += 1;
@@ -905,7 +1040,7 @@ impl Supervisor {
             !state.members.is_empty()
                 || match state.place {
                     // Its unsubscribe (or a placement) may still be answered on the link.
-                    Place::On { link } => {
+                    Place::On { link } | Place::Leaving { link } => {
                         tokens.values().any(|t| t.group == *group && t.link == link)
                     }
                     Place::Waiting { .. } => false,
@@ -915,7 +1050,7 @@ impl Supervisor {
             .groups
             .values()
             .filter_map(|g| match g.place {
-                Place::On { link } => Some(link),
+                Place::On { link } | Place::Leaving { link } => Some(link),
                 Place::Waiting { .. } => None,
             })
             .collect();
