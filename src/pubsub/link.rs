@@ -28,6 +28,13 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
+/// Messages of a read smaller than this are copied out of the read buffer (`Message::compacted`):
+/// a read buffer (up to 64 KiB) stays allocated while any message read into it waits in the
+/// queue, so a slow consumer of a trickle would otherwise hold a buffer per message. Larger
+/// reads keep their messages in place (zero copy): their buffer is at least a quarter full of
+/// them.
+const COMPACT_BELOW: usize = 16 * 1024;
+
 /// How a subscriber's connections are checked while they are quiet.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Health {
@@ -243,13 +250,13 @@ impl<'a> Link<'a> {
                     None => return None,
                 },
                 read = stream.read_buf(proto.input_buffer()) => {
-                    match read {
+                    let n = match read {
                         Ok(0) => return Some(closed_by_peer(self.address())),
-                        Ok(_) => {}
+                        Ok(n) => n,
                         Err(e) => return Some(io_error(&e, "read from", self.address())),
-                    }
+                    };
                     self.last_read = Instant::now();
-                    if let Err(e) = self.decode(&mut proto, &mut batch) {
+                    if let Err(e) = self.decode(&mut proto, &mut batch, n < COMPACT_BELOW) {
                         return Some(e);
                     }
                 }
@@ -262,8 +269,14 @@ impl<'a> Link<'a> {
         }
     }
 
-    /// Decodes every whole frame read so far: messages into `batch`, the rest answered.
-    fn decode(&mut self, proto: &mut Protocol, batch: &mut VecDeque<Message>) -> Result<(), Error> {
+    /// Decodes every whole frame read so far: messages into `batch` (`compact`: each in an
+    /// allocation of its own, see [`COMPACT_BELOW`]), the rest answered.
+    fn decode(
+        &mut self,
+        proto: &mut Protocol,
+        batch: &mut VecDeque<Message>,
+        compact: bool,
+    ) -> Result<(), Error> {
         let mut received = 0;
         let outcome = loop {
             let frame = match proto.next_frame() {
@@ -279,7 +292,11 @@ impl<'a> Link<'a> {
                     continue;
                 }
             };
-            batch.push_back(Message::new(frame, kind));
+            let message = Message::new(frame, kind);
+            batch.push_back(match compact {
+                true => message.compacted(),
+                false => message,
+            });
             received += 1;
         };
         self.ctx
