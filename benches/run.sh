@@ -11,7 +11,7 @@
 #   --quick        a smoke run (CI): each measurement runs 0.1 s, one repeat, small profile runs
 #   --no-profile   skip the callgrind/strace part
 #   anything else  passed to bench: --repeats N, --duration S, --only sync,pipeline,threads,
-#                  lrange,async,heap, --heap-conns N (see benches/bench.c)
+#                  lrange,async,pubsub,heap, --heap-conns N (see benches/bench.c)
 #
 # Environment: BRISK_LIB_DIR=dir uses an already built libbrisk.so there instead of running
 # cargo; BRISK_BENCH_DIR=dir puts the build and profile files there (default build-bench/);
@@ -111,6 +111,9 @@ ln -sf "$(cd "$LIBDIR" && pwd)/libbrisk.so" "$OUT/lib/libbrisk.so.0"
 defines=()
 if grep -q 'brisk_command_async' include/brisk.h; then
   defines+=(-DBRISK_HAVE_ASYNC)
+fi
+if grep -q 'brisk_subscriber_new' include/brisk.h; then
+  defines+=(-DBRISK_HAVE_PUBSUB)
 fi
 hiredis_flags=$(pkg-config --cflags --libs hiredis 2>/dev/null || echo -lhiredis)
 # shellcheck disable=SC2086
