@@ -32,12 +32,7 @@ impl Message {
         let mut nodes = Vec::with_capacity(parts.len());
         for part in parts {
             let text = part.as_bytes().unwrap_or_default();
-            nodes.push(Node::text_at(
-                ReplyKind::String,
-                buffer.len(),
-                text.len(),
-                0,
-            ));
+            nodes.push(Node::text_at(ReplyKind::String, buffer.len(), text.len()));
             buffer.extend_from_slice(text);
             // Each string stays a C string in place, as the decoder leaves them.
             buffer.push(0);
