@@ -687,17 +687,18 @@ impl Supervisor {
                 .any(|(g, s)| matches!(g, Group::Slot(_)) && !s.members.is_empty())
     }
 
-    /// Reads the slot map now and then (see [`TOPOLOGY_CHECK`]); when the route's topology has
-    /// changed, moves every shard group whose slot is owned by another node now.
+    /// Reads the slot map now and then (see [`TOPOLOGY_CHECK`]) while there are shard groups on
+    /// a cluster; whenever the route's topology has changed, moves every group whose node is
+    /// another now: a shard group whose slot's owner changed, or (a topology without slots,
+    /// such as Sentinel's, where one node serves everything) any group once the node changed.
     fn check_topology(&mut self) {
-        if !self.has_shard_groups() {
-            return;
-        }
-        let now = Instant::now();
-        if now >= self.next_topology_check {
-            self.next_topology_check = now + TOPOLOGY_CHECK;
-            if !self.refreshing {
-                self.start_refresh();
+        if self.has_shard_groups() {
+            let now = Instant::now();
+            if now >= self.next_topology_check {
+                self.next_topology_check = now + TOPOLOGY_CHECK;
+                if !self.refreshing {
+                    self.start_refresh();
+                }
             }
         }
         let generation = self.shared.route.generation();
@@ -706,15 +707,20 @@ impl Supervisor {
         }
         self.seen_generation = generation;
         let route = &self.shared.route;
+        let by_slot = self.by_slot;
         let moved: Vec<(Group, u64)> = self
             .groups
             .iter()
             .filter_map(|(group, state)| {
-                let (Group::Slot(slot), Place::On { link }) = (group, state.place) else {
+                let Place::On { link } = state.place else {
                     return None;
                 };
+                // On a cluster the home group is on any node: nothing to follow.
+                if by_slot && *group == Group::Home {
+                    return None;
+                }
                 let key = Key {
-                    slot: Some(*slot),
+                    slot: group.slot(),
                     replica_ok: false,
                 };
                 let owner = route.node(key, &Target::default()).ok().flatten()?;
@@ -727,26 +733,23 @@ impl Supervisor {
         }
     }
 
-    /// Moves `group` off `link`, whose node still delivers its messages: unsubscribes there
-    /// first, and is placed at the slot's owner once that was answered.
+    /// Moves `group` off `link`, whose node may still deliver its messages (a demoted primary
+    /// keeps its subscribers): unsubscribes there first, and is placed where the route says
+    /// once that was answered, so no message arrives through both nodes.
     fn leave(&mut self, group: Group, link: u64) {
-        let error = Error::new(Status::Connection, "the slot's owner changed");
+        let error = Error::new(Status::Connection, "the node serving it changed");
         self.unplace(group, &error, false, false);
         let Some(state) = self.groups.get_mut(&group) else {
             return;
         };
-        let names: Vec<Vec<u8>> = state
-            .members
-            .subscribe_commands()
-            .into_iter()
-            .filter(|(kind, _)| *kind == Kind::Shard)
-            .flat_map(|(_, command)| command.into_iter().skip(1))
-            .collect();
-        if names.is_empty() {
+        let commands = state.members.subscribe_commands();
+        if commands.is_empty() {
             return;
         }
         state.place = Place::Leaving { link };
-        self.send(link, group, Action::Unsubscribe, Kind::Shard, &names, false);
+        for (kind, command) in commands {
+            self.send(link, group, Action::Unsubscribe, kind, &command[1..], false);
+        }
     }
 
     fn answered_unsubscribe_by_loss(&mut self, token: u64) {
