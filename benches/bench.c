@@ -1052,12 +1052,23 @@ static double wl_async(enum lib lib, enum async_style style, int nthreads, uint6
    them; the rate is PS_COUNT over the time from the first PUBLISH to the last message received.
    brisk's subscriber uses the BLOCK policy (lossless: its reader stops reading rather than drop),
    so every message is delivered and counted; hiredis reads its subscribed context with
-   redisGetReply in a loop. */
+   redisGetReply in a loop. Client CPU per message is the process's CPU time over the run less
+   the publisher thread's, over the messages. */
 #define PS_CHANNEL "bench:ps"
 static long ps_count(void) { return g_quick ? 20000 : 200000; }
 
+/* CPU time of the publisher thread of the last run (it runs in this process). */
+static double g_ps_publisher_cpu;
+
+static double thread_cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void *ps_publish(void *arg) {
   long n = *(long *)arg;
+  double cpu = thread_cpu_seconds();
   redisContext *c = hi_open();
   for (long sent = 0; sent < n;) {
     long batch = n - sent < 100 ? n - sent : 100;
@@ -1073,6 +1084,7 @@ static void *ps_publish(void *arg) {
     sent += batch;
   }
   redisFree(c);
+  g_ps_publisher_cpu = thread_cpu_seconds() - cpu;
   return NULL;
 }
 
@@ -1111,6 +1123,7 @@ static double wl_pubsub(enum lib lib, enum ps_style style) {
     freeReplyObject(r);
   }
   pthread_t publisher;
+  double cpu = cpu_seconds(RUSAGE_SELF);
   uint64_t start = now_ns();
   if (pthread_create(&publisher, NULL, ps_publish, &n) != 0) die("pthread_create");
   uint64_t deadline = start + 120ull * 1000000000u;
@@ -1138,11 +1151,13 @@ static double wl_pubsub(enum lib lib, enum ps_style style) {
   } else {
     while ((received = atomic_load(&g_ps_received)) < n) {
       if (now_ns() > deadline) die("pubsub: %ld of %ld messages in 120 s", received, n);
-      usleep(100);
+      usleep(1000);
     }
   }
   uint64_t elapsed = now_ns() - start;
   pthread_join(publisher, NULL);
+  /* The subscribing client's CPU: the process's, less the publisher thread's. */
+  g_cpu_us_per_op = (cpu_seconds(RUSAGE_SELF) - cpu - g_ps_publisher_cpu) * 1e6 / n;
   if (lib == BRISK) {
     if (brisk_subscriber_stat(bs, BRISK_STAT_PUBSUB_DROPPED) != 0) die("pubsub: messages dropped");
     brisk_subscriber_free(bs);
@@ -1660,29 +1675,36 @@ static void run_all(void) {
   if (selected("pubsub")) {
     struct row *cb = row_new("Pub/Sub to 1 subscriber, callback (messages/s; ceiling: PUBLISH rate)",
                              OPS, false);
+    struct row *cb_cpu = row_new("Pub/Sub, callback: client CPU per message", US, true);
     struct row *pull = row_new("Pub/Sub to 1 subscriber, pull (messages/s; ceiling: PUBLISH rate)",
                                OPS, false);
+    struct row *pull_cpu = row_new("Pub/Sub, pull: client CPU per message", US, true);
 #ifdef BRISK_HAVE_PUBSUB
     fprintf(stderr, "Pub/Sub: %ld PUBLISHes (pipelines of 100) to one subscriber\n", ps_count());
     for (int i = 0; i < R; i++) {
-      double b, p, h;
+      double b, bc, p, pc, h, hc;
       if (i % 2 == 0) {
-        b = wl_pubsub(BRISK, PS_CALLBACK);
-        p = wl_pubsub(BRISK, PS_PULL);
-        h = wl_pubsub(HIREDIS, PS_CALLBACK);
+        b = wl_pubsub(BRISK, PS_CALLBACK), bc = g_cpu_us_per_op;
+        p = wl_pubsub(BRISK, PS_PULL), pc = g_cpu_us_per_op;
+        h = wl_pubsub(HIREDIS, PS_CALLBACK), hc = g_cpu_us_per_op;
       } else {
-        h = wl_pubsub(HIREDIS, PS_CALLBACK);
-        p = wl_pubsub(BRISK, PS_PULL);
-        b = wl_pubsub(BRISK, PS_CALLBACK);
+        h = wl_pubsub(HIREDIS, PS_CALLBACK), hc = g_cpu_us_per_op;
+        p = wl_pubsub(BRISK, PS_PULL), pc = g_cpu_us_per_op;
+        b = wl_pubsub(BRISK, PS_CALLBACK), bc = g_cpu_us_per_op;
       }
       double c = rb_one("-c 1 -P 100 -n %ld PUBLISH bench:ps:nobody 0123456789abcdef", ps_count());
       row_add(cb, b, h, c);
+      row_add(cb_cpu, bc, hc, NAN);
       row_add(pull, p, h, c);
+      row_add(pull_cpu, pc, hc, NAN);
       progress(cb->name, i, b, h, c, OPS);
+      progress(cb_cpu->name, i, bc, hc, NAN, US);
       progress(pull->name, i, p, h, c, OPS);
+      progress(pull_cpu->name, i, pc, hc, NAN, US);
     }
 #else
-    cb->note = pull->note = "n/a (not built yet: brisk_subscriber_new is not in brisk.h)";
+    cb->note = pull->note = cb_cpu->note = pull_cpu->note =
+        "n/a (not built yet: brisk_subscriber_new is not in brisk.h)";
 #endif
   }
   if (selected("heap")) {

@@ -6,7 +6,8 @@
  *   binary channel names and many names in one call (brisk_subscriber_subscribe)
  *   keyspace notifications arrive as pattern messages
  *   the pull API from a poll() loop: the descriptor is readable exactly while messages wait
- *   brisk_subscriber_free while messages flow: prompt, no callback afterwards
+ *   brisk_subscriber_free while messages flow: prompt, no callback afterwards; also from the
+ *     callback itself
  *   brisk_client_free first: the subscriber's calls fail with CLOSED, queued messages are still
  *     taken, its descriptor wakes the loop
  *   a 100,000-message burst (10,000 under valgrind): a fast consumer gets it whole and in
@@ -401,6 +402,41 @@ static void free_while_messages_flow(void) {
   brisk_client_free(c);
 }
 
+/* The callback frees its own subscriber: no further callback, nothing leaks (valgrind). */
+typedef struct self_freeing {
+  brisk_subscriber *s;
+  atomic_int calls;
+  atomic_int freed;
+} self_freeing;
+
+static void free_myself(void *userdata, const char *channel, size_t channel_len,
+                        const char *pattern, size_t pattern_len, const char *payload,
+                        size_t payload_len) {
+  (void)channel, (void)channel_len, (void)pattern, (void)pattern_len, (void)payload;
+  (void)payload_len;
+  self_freeing *sf = userdata;
+  if (atomic_fetch_add(&sf->calls, 1) == 0) {
+    brisk_subscriber_free(sf->s);
+    atomic_store(&sf->freed, 1);
+  }
+}
+
+static void free_from_the_callback(void) {
+  brisk_client *c = fixture_client(3);
+  self_freeing sf = {0};
+  REQUIRE_OK(brisk_subscriber_new(c, free_myself, &sf, &sf.s));
+  const char *channel = bt_key(PREFIX, "self");
+  CHECK_OK(brisk_subscribe(sf.s, channel));
+  for (int i = 0; i < 100; i++) publish(c, "PUBLISH", channel, "x", 1);
+  int held;
+  BT_WAIT_UNTIL(held, atomic_load(&sf.freed) == 1, bound(30000));
+  CHECK(held);
+  BT_WAIT_UNTIL(held, publish(c, "PUBLISH", channel, "x", 1) == 0, bound(30000));
+  CHECK(held); /* its connection closed */
+  CHECK(atomic_load(&sf.calls) == 1);
+  brisk_client_free(c);
+}
+
 static void free_the_client_first(void) {
   brisk_client *c = fixture_client(3);
   brisk_client *pub = fixture_client(3);
@@ -726,6 +762,7 @@ int main(int argc, char **argv) {
   RUN(pull_from_a_poll_loop);
   RUN(free_while_messages_flow);
   RUN(free_the_client_first);
+  RUN(free_from_the_callback);
   RUN(a_burst_to_a_fast_consumer_arrives_whole);
   RUN(a_burst_to_a_slow_consumer_per_policy);
   RUN(comes_back_after_client_kill);

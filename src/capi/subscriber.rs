@@ -10,7 +10,6 @@ use super::client::{brisk_client, brisk_stat};
 use super::status::brisk_status;
 use crate::core::{Error, Result, Status};
 use crate::pubsub::{Kind, Message, MessageHandler, Subscriber};
-use crate::resp::Node;
 use crate::telemetry::stats::Stat;
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
@@ -86,12 +85,11 @@ pub type brisk_message_fn = Option<
     ),
 >;
 
-fn text_of(node: Option<&Node>) -> (*const c_char, usize) {
-    match node {
-        Some(node) => (
-            node.as_c_ptr().cast(),
-            node.as_bytes().map_or(0, <[u8]>::len),
-        ),
+/// A message's text for C: a pointer (NUL-terminated in place) and a length; NULL and 0 for
+/// none.
+fn text_of(text: Option<&[u8]>) -> (*const c_char, usize) {
+    match text {
+        Some(text) => (text.as_ptr().cast(), text.len()),
         None => (std::ptr::null(), 0),
     }
 }
@@ -116,9 +114,9 @@ fn handler(
     let userdata = UserData(userdata);
     Box::new(move |message: &Message| {
         let userdata = &userdata;
-        let (channel, channel_len) = text_of(Some(message.channel_node()));
-        let (pattern, pattern_len) = text_of(message.pattern_node());
-        let (payload, payload_len) = text_of(Some(message.payload_node()));
+        let (channel, channel_len) = text_of(Some(message.channel()));
+        let (pattern, pattern_len) = text_of(message.pattern());
+        let (payload, payload_len) = text_of(Some(message.payload()));
         // SAFETY: the user's callback, with strings valid for the call.
         unsafe {
             callback(
@@ -482,7 +480,7 @@ pub unsafe extern "C" fn brisk_message_channel(
     len: *mut usize,
 ) -> *const c_char {
     // SAFETY: per this function's contract.
-    unsafe { text_out(m, len, |m| Some(m.channel_node())) }
+    unsafe { text_out(m, len, |m| Some(m.channel())) }
 }
 
 /// The pattern that matched, for a message of a pattern subscription; NULL (and 0 in `len`)
@@ -496,7 +494,7 @@ pub unsafe extern "C" fn brisk_message_pattern(
     len: *mut usize,
 ) -> *const c_char {
     // SAFETY: per this function's contract.
-    unsafe { text_out(m, len, Message::pattern_node) }
+    unsafe { text_out(m, len, Message::pattern) }
 }
 
 /// The message's payload, binary safe (as `brisk_message_channel()`).
@@ -509,7 +507,7 @@ pub unsafe extern "C" fn brisk_message_payload(
     len: *mut usize,
 ) -> *const c_char {
     // SAFETY: per this function's contract.
-    unsafe { text_out(m, len, |m| Some(m.payload_node())) }
+    unsafe { text_out(m, len, |m| Some(m.payload())) }
 }
 
 /// Which kind of subscription delivered the message (`BRISK_SUBSCRIPTION_*`); CHANNEL for NULL.
@@ -544,7 +542,7 @@ pub unsafe extern "C" fn brisk_message_free(m: *mut brisk_message) {
 unsafe fn text_out(
     m: *const brisk_message,
     len: *mut usize,
-    part: impl FnOnce(&Message) -> Option<&Node>,
+    part: impl FnOnce(&Message) -> Option<&[u8]>,
 ) -> *const c_char {
     guard_value(std::ptr::null(), || {
         // SAFETY: per this function's contract.

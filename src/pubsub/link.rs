@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
-/// Messages of a read smaller than this are copied out of the read buffer (`Message::compacted`):
+/// Messages of a read smaller than this are copied out of the read buffer (`Message::copied`):
 /// a read buffer (up to 64 KiB) stays allocated while any message read into it waits in the
 /// queue, so a slow consumer of a trickle would otherwise hold a buffer per message. Larger
 /// reads keep their messages in place (zero copy): their buffer is at least a quarter full of
@@ -270,7 +270,8 @@ impl<'a> Link<'a> {
     }
 
     /// Decodes every whole frame read so far: messages into `batch` (`compact`: each in an
-    /// allocation of its own, see [`COMPACT_BELOW`]), the rest answered.
+    /// allocation of its own, see [`COMPACT_BELOW`]), the rest answered. Only the frames' buffer
+    /// travels on with the messages.
     fn decode(
         &mut self,
         proto: &mut Protocol,
@@ -284,20 +285,24 @@ impl<'a> Link<'a> {
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e.context(format!("reading from {}", self.address()))),
             };
-            let kind = match classify(&frame) {
-                Frame::Message { kind, .. } => kind,
+            match classify(&frame) {
+                Frame::Message {
+                    kind,
+                    pattern,
+                    channel,
+                    payload,
+                } => {
+                    let message =
+                        Message::from_frame(&frame, kind, channel, pattern, payload, compact);
+                    batch.push_back(message);
+                    received += 1;
+                }
                 other => {
                     let answer = self.flight.answer(&other);
                     self.answered(answer);
-                    continue;
                 }
-            };
-            let message = Message::new(frame, kind);
-            batch.push_back(match compact {
-                true => message.compacted(),
-                false => message,
-            });
-            received += 1;
+            }
+            // The frame's tree is freed here, on the thread that made it.
         };
         self.ctx
             .core

@@ -1,53 +1,113 @@
-//! One message received by a subscriber: the frame as it was read, without a copy.
+//! One message received by a subscriber: where its strings are in the buffer it was read into.
 
 use crate::core::pubsub::Kind;
-use crate::resp::{Node, Reply, ReplyKind};
+use crate::resp::Reply;
 use bytes::Bytes;
 
 /// A message: its channel, the pattern that matched (pattern subscriptions only) and its
-/// payload, all binary safe. The strings are the frame's own bytes, read off the connection
-/// into one buffer and never copied; each is also NUL-terminated in place (for C).
+/// payload, all binary safe. The strings are not copied: the message keeps (a reference to) the
+/// buffer the frame was read into and where its strings are in it, each followed by a NUL in
+/// place (the decoder writes one over each `\r`), so C gets them as C strings too.
+///
+/// The frame's decoded tree is dropped where it was decoded (the connection's task): a message
+/// crossing to the consumer's thread carries no allocation of its own, only the shared buffer.
 pub struct Message {
-    frame: Reply,
+    buffer: Bytes,
     kind: Kind,
+    channel: Span,
+    pattern: Option<Span>,
+    payload: Span,
+}
+
+/// Where a string is in the buffer.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    /// Where `text` (which lies in `buffer`, with a NUL after it) is.
+    fn of(buffer: &Bytes, text: &[u8]) -> Option<Span> {
+        let start = (text.as_ptr() as usize).checked_sub(buffer.as_ptr() as usize)?;
+        (start + text.len() < buffer.len()).then_some(Span {
+            start,
+            len: text.len(),
+        })
+    }
 }
 
 impl Message {
-    /// A frame that `core::pubsub::classify` found to be a message of `kind`.
-    pub(crate) fn new(frame: Reply, kind: Kind) -> Message {
-        Message { frame, kind }
+    /// The message a frame is, from what `core::pubsub::classify` found in it (`channel`,
+    /// `pattern` and `payload` point into `frame`). `copy`: in an allocation of its own instead
+    /// of the frame's buffer (see [`Message::copied`]).
+    pub(crate) fn from_frame(
+        frame: &Reply,
+        kind: Kind,
+        channel: &[u8],
+        pattern: Option<&[u8]>,
+        payload: &[u8],
+        copy: bool,
+    ) -> Message {
+        if !copy {
+            if let Some(message) = Self::in_place(frame, kind, channel, pattern, payload) {
+                return message;
+            }
+        }
+        Self::copied(kind, channel, pattern, payload)
     }
 
-    /// The same message in an allocation of its own. A frame points into the buffer it was read
-    /// into, which stays allocated while any frame read into it lives: a queue of messages each
-    /// read alone (a trickle) would hold one whole read buffer (up to 64 KiB) per message. The
-    /// link compacts the messages of small reads, so a queue's memory follows its messages'.
-    pub(crate) fn compacted(self) -> Message {
-        let parts = self.frame.children();
-        let size: usize = parts
-            .iter()
-            .map(|p| p.as_bytes().map_or(0, <[u8]>::len) + 1)
-            .sum();
+    fn in_place(
+        frame: &Reply,
+        kind: Kind,
+        channel: &[u8],
+        pattern: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Option<Message> {
+        let buffer = frame.buffer()?;
+        Some(Message {
+            channel: Span::of(buffer, channel)?,
+            pattern: match pattern {
+                Some(pattern) => Some(Span::of(buffer, pattern)?),
+                None => None,
+            },
+            payload: Span::of(buffer, payload)?,
+            buffer: buffer.clone(),
+            kind,
+        })
+    }
+
+    /// The message in an allocation of its own. The buffer a frame was read into stays
+    /// allocated while any message in it lives: a queue of messages each read alone (a trickle)
+    /// would hold one whole read buffer (up to 64 KiB) per message. The link copies the messages
+    /// of small reads, so a queue's memory follows its messages'.
+    pub(crate) fn copied(
+        kind: Kind,
+        channel: &[u8],
+        pattern: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Message {
+        let size = channel.len() + pattern.map_or(0, <[u8]>::len) + payload.len() + 3;
         let mut buffer = Vec::with_capacity(size);
-        let mut nodes = Vec::with_capacity(parts.len());
-        for part in parts {
-            let text = part.as_bytes().unwrap_or_default();
-            nodes.push(Node::text_at(ReplyKind::String, buffer.len(), text.len()));
+        let mut put = |text: &[u8]| {
+            let span = Span {
+                start: buffer.len(),
+                len: text.len(),
+            };
             buffer.extend_from_slice(text);
-            // Each string stays a C string in place, as the decoder leaves them.
+            // A C string in place, as the decoder leaves them.
             buffer.push(0);
-        }
-        let buffer = Bytes::from(buffer);
-        let mut root = Node::aggregate(self.frame.kind(), nodes);
-        // SAFETY: every offset above, with its length and NUL, lies within `buffer`, and the
-        // root's strings all point into it.
-        let frame = unsafe {
-            root.rebase(buffer.as_ptr());
-            Reply::from_buffer(root, buffer)
+            span
         };
+        let channel = put(channel);
+        let pattern = pattern.map(&mut put);
+        let payload = put(payload);
         Message {
-            frame,
-            kind: self.kind,
+            buffer: Bytes::from(buffer),
+            kind,
+            channel,
+            pattern,
+            payload,
         }
     }
 
@@ -56,41 +116,21 @@ impl Message {
         self.kind
     }
 
-    fn part(&self, index: usize) -> &Node {
-        &self.frame.children()[index]
-    }
-
-    /// Where the channel is: after the pattern in a `pmessage`.
-    fn channel_index(&self) -> usize {
-        match self.kind {
-            Kind::Pattern => 2,
-            Kind::Channel | Kind::Shard => 1,
-        }
-    }
-
-    pub(crate) fn channel_node(&self) -> &Node {
-        self.part(self.channel_index())
-    }
-
-    pub(crate) fn pattern_node(&self) -> Option<&Node> {
-        (self.kind == Kind::Pattern).then(|| self.part(1))
-    }
-
-    pub(crate) fn payload_node(&self) -> &Node {
-        self.part(self.channel_index() + 1)
+    fn text(&self, span: Span) -> &[u8] {
+        &self.buffer[span.start..span.start + span.len]
     }
 
     pub fn channel(&self) -> &[u8] {
-        self.channel_node().as_bytes().unwrap_or_default()
+        self.text(self.channel)
     }
 
     /// The pattern that matched, for a pattern subscription's message.
     pub fn pattern(&self) -> Option<&[u8]> {
-        self.pattern_node().and_then(Node::as_bytes)
+        self.pattern.map(|span| self.text(span))
     }
 
     pub fn payload(&self) -> &[u8] {
-        self.payload_node().as_bytes().unwrap_or_default()
+        self.text(self.payload)
     }
 }
 
@@ -111,38 +151,45 @@ mod tests {
     use crate::core::protocol::Protocol;
     use crate::core::pubsub::{Frame, classify};
 
-    fn decoded(bytes: &[u8]) -> Message {
+    fn decoded(bytes: &[u8], copy: bool) -> Message {
         let mut proto = Protocol::default();
         proto.input_buffer().extend_from_slice(bytes);
         let frame = proto.next_frame().unwrap().unwrap();
-        let Frame::Message { kind, .. } = classify(&frame) else {
+        let Frame::Message {
+            kind,
+            pattern,
+            channel,
+            payload,
+        } = classify(&frame)
+        else {
             panic!("not a message")
         };
-        Message::new(frame, kind)
+        Message::from_frame(&frame, kind, channel, pattern, payload, copy)
     }
 
+    /// Both ways of holding a message say the same, each string followed by a NUL.
     #[test]
-    fn a_compacted_message_says_the_same_in_its_own_buffer() {
-        for bytes in [
-            &b">4\r\n$8\r\npmessage\r\n$2\r\np*\r\n$2\r\npq\r\n$6\r\n\0\r\n$1\r\r\n"[..],
-            b"*3\r\n$8\r\nsmessage\r\n$1\r\ns\r\n$0\r\n\r\n",
+    fn in_place_and_copied_messages_say_the_same() {
+        for (bytes, pattern) in [
+            (
+                &b">4\r\n$8\r\npmessage\r\n$2\r\np*\r\n$2\r\npq\r\n$6\r\n\0\r\n$1\r\r\n"[..],
+                Some(&b"p*"[..]),
+            ),
+            (b"*3\r\n$8\r\nsmessage\r\n$1\r\ns\r\n$0\r\n\r\n", None),
         ] {
-            let message = decoded(bytes);
-            let (kind, channel, pattern, payload) = (
-                message.kind(),
-                message.channel().to_vec(),
-                message.pattern().map(<[u8]>::to_vec),
-                message.payload().to_vec(),
-            );
-            let compact = message.compacted();
-            assert_eq!(compact.kind(), kind);
-            assert_eq!(compact.channel(), channel);
-            assert_eq!(compact.pattern().map(<[u8]>::to_vec), pattern);
-            assert_eq!(compact.payload(), payload);
-            for node in [compact.channel_node(), compact.payload_node()] {
-                let len = node.as_bytes().unwrap().len();
-                // SAFETY: as_c_ptr promises a NUL after the text.
-                assert_eq!(unsafe { *node.as_c_ptr().add(len) }, 0);
+            for copy in [false, true] {
+                let message = decoded(bytes, copy);
+                assert_eq!(message.pattern(), pattern);
+                let (channel, payload): (&[u8], &[u8]) = match pattern {
+                    Some(_) => (b"pq", b"\0\r\n$1\r"),
+                    None => (b"s", b""),
+                };
+                assert_eq!(message.channel(), channel);
+                assert_eq!(message.payload(), payload);
+                for text in [message.channel(), message.payload()] {
+                    // SAFETY: a NUL follows every text within the buffer.
+                    assert_eq!(unsafe { *text.as_ptr().add(text.len()) }, 0);
+                }
             }
         }
     }

@@ -222,7 +222,7 @@ impl Queue {
 mod tests {
     use super::*;
     use crate::core::protocol::Protocol;
-    use crate::core::pubsub::{Frame, Kind, classify};
+    use crate::core::pubsub::{Frame, classify};
 
     fn messages(range: std::ops::Range<u32>) -> VecDeque<Message> {
         let mut proto = Protocol::default();
@@ -236,8 +236,18 @@ mod tests {
         }
         let mut out = VecDeque::new();
         while let Some(frame) = proto.next_frame().unwrap() {
-            assert!(matches!(classify(&frame), Frame::Message { .. }));
-            out.push_back(Message::new(frame, Kind::Channel));
+            let Frame::Message {
+                kind,
+                pattern,
+                channel,
+                payload,
+            } = classify(&frame)
+            else {
+                panic!("not a message");
+            };
+            out.push_back(Message::from_frame(
+                &frame, kind, channel, pattern, payload, false,
+            ));
         }
         out
     }
