@@ -356,6 +356,15 @@ impl Supervisor {
                     }
                 }
                 Action::Unsubscribe => {
+                    // A subscribe of these names still waiting (on another thread) is over:
+                    // they will not be subscribed.
+                    for other in &mut self.waiters {
+                        if other.action == Action::Subscribe && other.kind == kind {
+                            for name in &names {
+                                other.names.remove(name);
+                            }
+                        }
+                    }
                     let Some(state) = self.groups.get_mut(&group) else {
                         continue;
                     };
@@ -375,6 +384,7 @@ impl Supervisor {
         } else {
             self.waiters.push(waiter);
         }
+        self.finish_waiters();
     }
 
     /// Writes `action` for `names` on `link` (as many commands as it takes); their tokens.
