@@ -810,6 +810,89 @@ fn a_burst_to_a_slow_consumer_is_accounted_for_exactly_per_policy() {
     }
 }
 
+/// BLOCK past the server's output-buffer limit: the subscriber stops reading while its queue is
+/// full, messages pile up in the server until its limit for Pub/Sub clients (1 MB here) closes
+/// the connection; once the consumer takes messages again the subscriber reads what had arrived,
+/// finds the connection closed, reconnects and subscribes again. brisk dropped nothing (its
+/// counter says 0), what arrived is in order, and what the server threw away is simply missing
+/// (at most once); messages published after the resubscription arrive.
+#[test]
+fn block_past_the_servers_output_buffer_limit_comes_back() {
+    const CAPACITY: usize = 100;
+    const MOST: usize = 100_000;
+    let server = RedisServer::builder()
+        .config("client-output-buffer-limit pubsub 1mb 0 0")
+        .start();
+    let publisher = Client::new(&server.config()).unwrap();
+    let client = Client::new(&config_with_queue(
+        &server,
+        CAPACITY as u32,
+        Overflow::Block,
+    ))
+    .unwrap();
+    let sub = client.subscriber(None).unwrap();
+    sub.subscribe(Kind::Channel, &[b"full"]).unwrap();
+    let subscribed = || {
+        support::cmd(&publisher, &["PUBSUB", "NUMSUB", "full"])
+            .ok()
+            .and_then(|r| r.children().get(1).and_then(|n| n.as_integer()))
+    };
+    // 1 KiB messages, numbered, until the server has closed the subscriber's connection (the
+    // socket buffers of a loopback connection hold a few MB, the server 1 MB more).
+    let padding = "x".repeat(1024);
+    let mut published = 0;
+    while subscribed() == Some(1) {
+        assert!(
+            published < MOST,
+            "the server never applied its output-buffer limit"
+        );
+        let mut pipeline = publisher.pipeline();
+        for i in published..published + 100 {
+            let payload = format!("{i}:{padding}");
+            let args: [&[u8]; 3] = [b"PUBLISH", b"full", payload.as_bytes()];
+            pipeline.append(&brisk::Args::from_slices(&args)).unwrap();
+        }
+        pipeline.exec().unwrap();
+        published += 100;
+    }
+    assert!(wait_until(LONG, || sub.queued() == CAPACITY));
+    assert_eq!(sub.stat(Stat::PubsubDropped), 0);
+    assert_eq!(sub.stat(Stat::PubsubResubscribes), 0, "it was not reading");
+
+    let numbered = |m: &Message| -> usize {
+        let payload = std::str::from_utf8(m.payload()).unwrap();
+        payload.split(':').next().unwrap().parse().unwrap()
+    };
+    let mut numbers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sub.stat(Stat::PubsubResubscribes) == 0 || subscribed() != Some(1) {
+        assert!(Instant::now() < deadline, "not back within 60 s");
+        if let Some(m) = sub.next(Some(Duration::from_millis(100))).unwrap() {
+            numbers.push(numbered(&m));
+        }
+    }
+    while let Some(m) = sub.next(Some(Duration::ZERO)).unwrap() {
+        numbers.push(numbered(&m));
+    }
+    assert_increasing(&numbers, "BLOCK past the output-buffer limit");
+    assert!(numbers.len() >= CAPACITY);
+    assert!(numbers.len() < published, "the server threw some away");
+    assert_eq!(sub.stat(Stat::PubsubMessages), numbers.len() as u64);
+    assert_eq!(sub.stat(Stat::PubsubDropped), 0, "brisk dropped nothing");
+    assert!(client.stat(Stat::Reconnects) >= 1);
+    eprintln!(
+        "BLOCK past a 1 MB output-buffer limit: {} of {published} arrived, then resubscribed",
+        numbers.len()
+    );
+
+    assert_eq!(publish(&publisher, "PUBLISH", "full", b"0:after"), 1);
+    let after = sub
+        .next(Some(LONG))
+        .unwrap()
+        .expect("a message after the resubscription");
+    assert_eq!(after.payload(), b"0:after");
+}
+
 /// Subscribing while the server is down fails by the retry policy (CONNECTION) and leaves
 /// nothing behind; what was subscribed before comes back with the server, the failed name not.
 #[test]
