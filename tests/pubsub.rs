@@ -1161,3 +1161,90 @@ fn cluster_shard_channels_follow_a_slot_move_and_failovers() {
     drop(sub);
     cluster.nodes[victim].start_again();
 }
+
+/// Which node of `cluster` (`dead` left out) has `channel` subscribed, if one has.
+fn node_with_channel(
+    cluster: &support::RedisCluster,
+    channel: &str,
+    dead: Option<usize>,
+) -> Option<usize> {
+    (0..cluster.nodes.len())
+        .filter(|&i| Some(i) != dead)
+        .find(|&i| {
+            cluster.nodes[i]
+                .cli(&["PUBSUB", "NUMSUB", channel])
+                .lines()
+                .nth(1)
+                == Some("1")
+        })
+}
+
+/// On a cluster, channels and patterns live on one node (PUBLISH reaches every node): when that
+/// node is killed, the subscriber takes them to another node, and messages published
+/// afterwards (on any node) arrive again, through the channel and the pattern. The first
+/// subscribe comes right after the client is made, before it has read the slot map (it once
+/// waited for ever there: the read it waited for was never started).
+#[test]
+fn cluster_channels_and_patterns_move_when_their_node_dies() {
+    let mut cluster = support::RedisCluster::start();
+    let mut config = cluster.config();
+    config.pubsub.set_health_check(500, 2000).unwrap();
+    config.read_timeout_ms = 2000;
+    // A subscribe that hangs fails the test instead.
+    config.command_deadline_ms = 30_000;
+    let client = Client::new(&config).unwrap();
+    let inbox = Arc::new(Inbox::default());
+    let sub = subscriber(&client, &inbox);
+    sub.subscribe(Kind::Channel, &[b"everyone"]).unwrap();
+    sub.subscribe(Kind::Pattern, &[b"every*"]).unwrap();
+    let holder = node_with_channel(&cluster, "everyone", None).expect("subscribed on some node");
+
+    let was_primary = cluster.is_primary(holder);
+    let heir = was_primary.then(|| cluster.replica_of(holder));
+    cluster.nodes[holder].kill();
+    if let Some(heir) = heir {
+        assert!(wait_until(Duration::from_secs(60), || cluster.is_primary(heir)));
+    }
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            sub.stat(Stat::PubsubResubscribes) >= 1
+                && node_with_channel(&cluster, "everyone", Some(holder)).is_some()
+        }),
+        "not subscribed on another node after node {holder} died:\n{}",
+        cluster.describe()
+    );
+    let took = started.elapsed();
+    let now_at = node_with_channel(&cluster, "everyone", Some(holder)).unwrap();
+    assert_ne!(now_at, holder);
+    // Published on a node other than the one holding the subscription: the cluster bus
+    // carries it.
+    let elsewhere = (0..cluster.nodes.len())
+        .find(|&i| i != holder && i != now_at)
+        .unwrap();
+    let publisher = Client::new(&cluster.nodes[elsewhere].config()).unwrap();
+    let round = |tag: &str| {
+        let payload = tag.as_bytes();
+        publish(&publisher, "PUBLISH", "everyone", payload);
+        wait_until(Duration::from_secs(3), || {
+            let messages = inbox.messages.lock().unwrap();
+            messages.iter().filter(|m| m.payload == payload).count() == 2
+        })
+    };
+    let deadline = Instant::now() + LONG;
+    let mut attempt = 0;
+    while !round(&format!("after-{attempt}")) {
+        assert!(Instant::now() < deadline, "no message through the new node");
+        attempt += 1;
+    }
+    eprintln!(
+        "cluster: channel and pattern moved from node {holder} ({}) to node {now_at} in {took:?}",
+        if was_primary {
+            "a primary"
+        } else {
+            "a replica"
+        }
+    );
+    drop(sub);
+    cluster.nodes[holder].start_again();
+}

@@ -118,6 +118,10 @@ struct GroupState {
     /// MOVED answers in a row (a slot mid-migration is answered back and forth for a moment:
     /// after the first, each is followed after a backoff).
     redirects: u32,
+    /// Its last placement found no node because the route knew no topology yet: one topology
+    /// read is awaited without counting a failure (a fresh cluster client has read none); if
+    /// the next placement finds none either, that is a failure (backoff, retries).
+    awaits_topology: bool,
     /// Subscribe commands of the current placement not yet answered.
     placing: HashSet<u64>,
     /// Every command of the current placement was answered.
@@ -137,6 +141,7 @@ impl GroupState {
             },
             failures: 0,
             redirects: 0,
+            awaits_topology: false,
             placing: HashSet::new(),
             confirmed: false,
             lost_at: None,
@@ -843,12 +848,6 @@ impl Supervisor {
     /// Places every group whose time has come; starts a topology read for those that wait for
     /// one.
     fn place_due(&mut self) {
-        let wants_refresh = self.groups.values().any(|g| {
-            !g.members.is_empty() && matches!(g.place, Place::Waiting { refresh: true, .. })
-        });
-        if wants_refresh && !self.refreshing {
-            self.start_refresh();
-        }
         let now = Instant::now();
         let due: Vec<Group> = self
             .groups
@@ -861,6 +860,14 @@ impl Supervisor {
             .collect();
         for group in due {
             self.place(group);
+        }
+        // After placing: a placement that found no node waits for a read started here (nothing
+        // else would wake the supervisor for it).
+        let wants_refresh = self.groups.values().any(|g| {
+            !g.members.is_empty() && matches!(g.place, Place::Waiting { refresh: true, .. })
+        });
+        if wants_refresh && !self.refreshing {
+            self.start_refresh();
         }
     }
 
@@ -900,13 +907,24 @@ impl Supervisor {
         let link = match node {
             Ok(Some(link)) => link,
             Ok(None) => {
-                // The topology is not known yet.
-                if let Some(state) = self.groups.get_mut(&group) {
+                // The topology is not known: read it first; a second time in a row (the read
+                // failed: no node answers), back off as after a failed connection.
+                let Some(state) = self.groups.get_mut(&group) else {
+                    return;
+                };
+                if !state.awaits_topology {
+                    state.awaits_topology = true;
                     state.place = Place::Waiting {
                         at: Instant::now(),
                         refresh: true,
                     };
+                    return;
                 }
+                let error = Error::new(
+                    Status::Connection,
+                    "no node of the cluster could be read for its slot map",
+                );
+                self.reschedule(group, &error, true, true);
                 return;
             }
             Err(error) => {
@@ -919,6 +937,7 @@ impl Supervisor {
             return;
         };
         state.place = Place::On { link };
+        state.awaits_topology = false;
         state.confirmed = false;
         if state.lost_at.is_some() {
             if let Some(link) = self.links.get_mut(&link) {
