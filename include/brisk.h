@@ -661,7 +661,9 @@ typedef uint32_t brisk_subscription;
 
 /**
  * A glob-style pattern of channels (`PSUBSCRIBE`). Keyspace notifications
- * (`__keyspace@0__:*`) arrive this way.
+ * (`__keyspace@0__:*`) arrive this way. On a cluster, channels and patterns live on one node
+ * (PUBLISH reaches every node), but keyspace notifications are each node's own: a pattern
+ * subscription there sees the events of its node's keys only.
  */
 #define BRISK_SUBSCRIPTION_PATTERN 1
 

@@ -60,7 +60,9 @@ pub type brisk_subscription = u32;
 /// A channel (`SUBSCRIBE`; messages from `PUBLISH`).
 pub const BRISK_SUBSCRIPTION_CHANNEL: brisk_subscription = 0;
 /// A glob-style pattern of channels (`PSUBSCRIBE`). Keyspace notifications
-/// (`__keyspace@0__:*`) arrive this way.
+/// (`__keyspace@0__:*`) arrive this way. On a cluster, channels and patterns live on one node
+/// (PUBLISH reaches every node), but keyspace notifications are each node's own: a pattern
+/// subscription there sees the events of its node's keys only.
 pub const BRISK_SUBSCRIPTION_PATTERN: brisk_subscription = 1;
 /// A shard channel (`SSUBSCRIBE`; messages from `SPUBLISH`). On a cluster it lives on the node
 /// that owns its slot, and the subscription follows the slot when it moves or fails over.
