@@ -4,6 +4,10 @@
     client.command("SET", "k", b"v\x00binary")
     assert client.command("GET", "k") == b"v\x00binary"
 
+    sub = brisk.Subscriber(client)             # pull style: poll sub.fileno(), then sub.take()
+    sub.subscribe(b"news")                     # returns once the server confirmed
+    loop.add_reader(sub.fileno(), lambda: handle(sub.take()))   # asyncio, or select/poll
+
 Replies become Python values: strings -> bytes, integers -> int, doubles -> float, nil -> None,
 arrays/sets -> list, maps -> dict. Failures raise BriskError with the status name and message.
 The library is found through $BRISK_LIBRARY, else the system's libbrisk.so.0.
@@ -41,6 +45,27 @@ _reply_integer = _fn("brisk_reply_integer", c_int64, c_void_p)
 _reply_double = _fn("brisk_reply_double", c_double, c_void_p)
 _reply_length = _fn("brisk_reply_length", c_size_t, c_void_p)
 _reply_element = _fn("brisk_reply_element", c_void_p, c_void_p, c_size_t)
+
+_subscriber_new = _fn("brisk_subscriber_new", c_uint32, c_void_p, c_void_p, c_void_p, POINTER(c_void_p))
+_subscriber_free = _fn("brisk_subscriber_free", None, c_void_p)
+_subscriber_change = {
+    verb: _fn(
+        f"brisk_subscriber_{verb}",
+        c_uint32, c_void_p, c_uint32, c_size_t, POINTER(c_char_p), POINTER(c_size_t),
+    )
+    for verb in ("subscribe", "unsubscribe")
+}
+_subscriber_try_next = _fn("brisk_subscriber_try_next", c_uint32, c_void_p, POINTER(c_void_p))
+_subscriber_fd = _fn("brisk_subscriber_fd", ctypes.c_int, c_void_p)
+_message_free = _fn("brisk_message_free", None, c_void_p)
+_message_part = {
+    part: _fn(f"brisk_message_{part}", c_void_p, c_void_p, POINTER(c_size_t))
+    for part in ("channel", "pattern", "payload")
+}
+_message_kind = _fn("brisk_message_kind", c_uint32, c_void_p)
+
+CHANNEL, PATTERN, SHARD = range(3)
+_TIMEOUT = 3
 
 NIL, STRING, STATUS, ERROR, INTEGER, DOUBLE, BOOL, BIGNUM, VERBATIM, ARRAY, MAP, SET, PUSH = range(13)
 
@@ -108,6 +133,79 @@ class Client:
     def close(self):
         if self._handle:
             _client_free(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Message:
+    """One Pub/Sub message, copied out of the library: kind (CHANNEL, PATTERN, SHARD), channel,
+    pattern (None unless a pattern matched) and payload, as bytes."""
+
+    def __init__(self, m):
+        def part(name):
+            n = c_size_t(0)
+            p = _message_part[name](m, ctypes.byref(n))
+            return None if p is None else ctypes.string_at(p, n.value)
+
+        self.kind = _message_kind(m)
+        self.channel = part("channel")
+        self.pattern = part("pattern")
+        self.payload = part("payload")
+
+    def __repr__(self):
+        return f"Message({self.kind}, {self.channel!r}, {self.pattern!r}, {self.payload!r})"
+
+
+class Subscriber:
+    """A pull-style subscriber: its own connection(s), resubscribed after every loss. fileno() is
+    readable exactly while messages wait, so select/poll/asyncio can wait on it; take() returns
+    the next message or None. Calls that wait (subscribe, unsubscribe) block until the server
+    confirmed: from asyncio, run them in an executor."""
+
+    def __init__(self, client):
+        self._handle = None
+        handle = c_void_p()
+        _check(_subscriber_new(client._handle, None, None, ctypes.byref(handle)))
+        self._handle = handle
+        self._client = client  # freed after this subscriber
+
+    def _change(self, verb, kind, names):
+        encoded = [n if isinstance(n, bytes) else str(n).encode() for n in names]
+        argv = (c_char_p * len(encoded))(*encoded)
+        lens = (c_size_t * len(encoded))(*[len(n) for n in encoded])
+        _check(_subscriber_change[verb](self._handle, kind, len(encoded), argv, lens))
+
+    def subscribe(self, *channels, kind=CHANNEL):
+        self._change("subscribe", kind, channels)
+
+    def unsubscribe(self, *channels, kind=CHANNEL):
+        self._change("unsubscribe", kind, channels)
+
+    def fileno(self):
+        return _subscriber_fd(self._handle)
+
+    def take(self):
+        m = c_void_p()
+        status = _subscriber_try_next(self._handle, ctypes.byref(m))
+        if status == _TIMEOUT:
+            return None
+        _check(status)
+        try:
+            return Message(m)
+        finally:
+            _message_free(m)
+
+    def close(self):
+        if self._handle:
+            _subscriber_free(self._handle)
             self._handle = None
 
     def __enter__(self):

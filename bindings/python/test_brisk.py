@@ -82,3 +82,53 @@ def test_bad_url_is_invalid_argument():
         brisk.Client("redis://:secret@host:notaport")
     assert e.value.name == "BRISK_ERR_INVALID_ARGUMENT"
     assert "secret" not in e.value.message
+
+
+def test_pubsub_pulled_from_an_asyncio_loop(redis_url):
+    """The pull API from an event loop: asyncio waits on the subscriber's descriptor
+    (loop.add_reader) and takes what waits; a binary payload and a pattern message arrive with
+    their fields, in order; once all are taken the descriptor is quiet again."""
+    import asyncio
+    import select
+
+    with brisk.Client(redis_url) as publisher, brisk.Client(redis_url) as client:
+        with brisk.Subscriber(client) as sub:
+            sub.subscribe(b"py:chan")
+            sub.subscribe(b"py:pat*", kind=brisk.PATTERN)
+            assert not select.select([sub.fileno()], [], [], 0)[0], "readable with nothing queued"
+            payloads = [b"one", b"two \x00 binary", b"three"]
+
+            async def receive():
+                loop = asyncio.get_running_loop()
+                got = []
+                done = loop.create_future()
+
+                def readable():
+                    while (m := sub.take()) is not None:
+                        got.append(m)
+                    if len(got) == 2 * len(payloads) and not done.done():
+                        done.set_result(None)
+
+                loop.add_reader(sub.fileno(), readable)
+                try:
+                    for p in payloads:
+                        # Each reaches the channel and the pattern subscription.
+                        assert publisher.command("PUBLISH", "py:chan", p) == 1
+                        assert publisher.command("PUBLISH", "py:pattern", p) == 1
+                    await asyncio.wait_for(done, 30)
+                finally:
+                    loop.remove_reader(sub.fileno())
+                return got
+
+            got = asyncio.run(receive())
+            channel = [m for m in got if m.kind == brisk.CHANNEL]
+            pattern = [m for m in got if m.kind == brisk.PATTERN]
+            assert [m.payload for m in channel] == payloads
+            assert all(m.channel == b"py:chan" and m.pattern is None for m in channel)
+            assert [m.payload for m in pattern] == payloads
+            assert all(m.channel == b"py:pattern" and m.pattern == b"py:pat*" for m in pattern)
+            assert not select.select([sub.fileno()], [], [], 0)[0], "readable after all were taken"
+            assert sub.take() is None
+
+            sub.unsubscribe(b"py:chan")
+            assert publisher.command("PUBLISH", "py:chan", b"gone") == 0
