@@ -360,14 +360,14 @@ typedef struct publisher {
   brisk_client *client;
   const char *channel;
   atomic_int stop;
-  long sent;
+  atomic_long sent;
 } publisher;
 
 static void *publish_loop(void *arg) {
   publisher *p = arg;
-  while (!atomic_load(&p->stop) && p->sent < 5000000) {
+  while (!atomic_load(&p->stop) && atomic_load(&p->sent) < 5000000) {
     if (publish(p->client, "PUBLISH", p->channel, "tick", 4) < 0) break;
-    p->sent++;
+    atomic_fetch_add(&p->sent, 1);
   }
   return NULL;
 }
@@ -391,11 +391,14 @@ static void free_while_messages_flow(void) {
   brisk_subscriber_free(s);
   int64_t took = bt_now_ms() - started;
   size_t after = atomic_load(&in.calls);
-  bt_sleep_ms(200); /* traffic goes on: no callback may come of it */
+  /* Traffic goes on (a thousand more publishes): no callback may come of it. */
+  long sent_at_free = atomic_load(&p.sent);
+  BT_WAIT_UNTIL(held, atomic_load(&p.sent) >= sent_at_free + 1000, bound(30000));
+  CHECK(held);
   atomic_store(&p.stop, 1);
   pthread_join(t, NULL);
   CHECK_EQ_U(atomic_load(&in.calls), after);
-  CHECK(took < bound(5000));
+  CHECK_AT_MOST(took, bound(5000));
   BT_WAIT_UNTIL(held, publish(c, "PUBLISH", channel, "x", 1) == 0, bound(30000));
   CHECK(held); /* its connection is closed */
   inbox_destroy(&in);
