@@ -213,6 +213,44 @@ fn keyspace_notifications_arrive_as_pattern_messages() {
     );
 }
 
+/// A subscriber's connections are made like the client's: over TLS and over a Unix socket, with
+/// the password the server requires (each link does its own handshake, AUTH included); and after
+/// CLIENT KILL the new connection authenticates again.
+#[test]
+fn over_tls_and_a_unix_socket_with_a_password() {
+    const PASSWORD: &str = "pubsub-secret";
+    let server = RedisServer::builder().tls().password(PASSWORD).start();
+    let mut tls = server.config();
+    tls.password = Some(PASSWORD.to_owned().into());
+    let mut unix = Config::default();
+    unix.set_unix_path(server.unix_path().to_str().unwrap())
+        .unwrap();
+    unix.password = Some(PASSWORD.to_owned().into());
+    let publisher = Client::new(&unix).unwrap();
+    for (what, config) in [("TLS", &tls), ("Unix socket", &unix)] {
+        let client = Client::new(config).unwrap();
+        let inbox = Arc::new(Inbox::default());
+        let sub = subscriber(&client, &inbox);
+        sub.subscribe(Kind::Channel, &[b"secure"]).unwrap();
+        assert_eq!(
+            publish(&publisher, "PUBLISH", "secure", b"one"),
+            1,
+            "{what}"
+        );
+        assert_eq!(inbox.wait_for(1, LONG)[0].payload, b"one", "{what}");
+        ok(&publisher, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert!(
+            wait_until(LONG, || sub.stat(Stat::PubsubResubscribes) >= 1
+                && publish(&publisher, "PUBLISH", "secure", b"two") == 1),
+            "{what}: not back after CLIENT KILL"
+        );
+        assert!(
+            inbox.wait_for(2, LONG).iter().any(|m| m.payload == b"two"),
+            "{what}"
+        );
+    }
+}
+
 /// A server that refuses a subscription (an ACL without that channel) fails the call with the
 /// server's status and text, and the subscriber goes on with the others.
 #[test]
