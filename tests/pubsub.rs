@@ -1288,3 +1288,34 @@ fn cluster_channels_and_patterns_move_when_their_node_dies() {
     drop(sub);
     cluster.nodes[holder].start_again();
 }
+
+/// A subscribe on a cluster client none of whose nodes answers fails by the retry policy
+/// (CONNECTION, after its retries' backoff), rather than waiting for a slot map that never
+/// comes; a subscriber whose cluster comes up is the other tests' business.
+#[test]
+fn a_subscribe_on_an_unreachable_cluster_fails_by_the_retry_policy() {
+    let closed = support::closed_port();
+    let mut config = Config::default();
+    config.set_mode(brisk::config::Mode::Cluster);
+    config.add_node("127.0.0.1", closed.port()).unwrap();
+    config.retry = support::constant_retry(50, 3);
+    let client = match Client::new(&config) {
+        Ok(client) => client,
+        // Refused at once is as good: nothing waits for ever.
+        Err(e) => {
+            assert_eq!(e.status(), Status::Connection, "{e:?}");
+            return;
+        }
+    };
+    let sub = client.subscriber(None).unwrap();
+    for kind in [Kind::Channel, Kind::Shard] {
+        let (result, took) = support::timed(|| sub.subscribe(kind, &[b"nowhere"]));
+        let e = expect_err(result, Status::Connection);
+        eprintln!(
+            "{kind:?} on an unreachable cluster: {took:?}: {}",
+            e.message()
+        );
+        // Three retries 50 ms apart, each after a failed read of the slot map.
+        support::assert_between(took, 150, 10_000, "a subscribe on an unreachable cluster");
+    }
+}
