@@ -1542,7 +1542,8 @@ brisk_status brisk_ssubscribe(brisk_subscriber *s,
 /**
  * Unsubscribes from a channel; returns once the server confirmed it (or the connection that
  * held it is gone): no message of it is delivered after that, save those already queued. A
- * channel not subscribed is no error.
+ * channel not subscribed is no error. A subscribe of the same channel still waiting on another
+ * thread returns OK at once: it is over, and the channel is not subscribed.
  *
  * # Safety
  * `s` is NULL or a live subscriber; `channel` is NULL or a NUL-terminated string.
