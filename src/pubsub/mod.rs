@@ -177,7 +177,8 @@ impl Subscriber {
     }
 
     /// Unsubscribes from `names` of `kind`; returns once the server confirmed (or the
-    /// connection that held them is gone). Names not subscribed are no error.
+    /// connection that held them is gone). Names not subscribed are no error. A subscribe of
+    /// the same names waiting on another thread returns `Ok` at once (they stay unsubscribed).
     pub fn unsubscribe(&self, kind: Kind, names: &[&[u8]]) -> Result<()> {
         self.change(Action::Unsubscribe, kind, names)
     }
