@@ -28,6 +28,9 @@
  * table. brisk's side is compiled only with -DBRISK_HAVE_ASYNC (benches/run.sh defines it when
  * include/brisk.h declares the function), hiredis's only with -DBENCH_HAVE_LIBEVENT (run.sh
  * defines it when libevent's headers are there); a side left out is reported as not measured.
+ * The pubsub workload (messages/s delivered to one subscriber, callback and pull, beside a
+ * hiredis subscriber and redis-benchmark's PUBLISH rate) needs -DBRISK_HAVE_PUBSUB (run.sh
+ * defines it when include/brisk.h declares brisk_subscriber_new).
  *
  * This is a benchmark, not a test: it never judges the numbers. It exits non-zero only when a
  * command fails.
@@ -1174,6 +1177,129 @@ static double wl_async(enum lib lib, enum async_style style, int nthreads, uint6
   return ops / ((t - start) / 1e9);
 }
 
+#ifdef BRISK_HAVE_PUBSUB
+/* Pub/Sub: messages delivered to one subscriber. A hiredis publisher thread sends PS_COUNT
+   PUBLISHes (16-byte payloads) to one channel in pipelines of 100, as fast as the server takes
+   them; the rate is PS_COUNT over the time from the first PUBLISH to the last message received.
+   brisk's subscriber uses the BLOCK policy (lossless: its reader stops reading rather than drop),
+   so every message is delivered and counted; hiredis reads its subscribed context with
+   redisGetReply in a loop. Client CPU per message is the process's CPU time over the run less
+   the publisher thread's, over the messages. */
+#define PS_CHANNEL "bench:ps"
+static long ps_count(void) { return g_quick ? 20000 : 200000; }
+
+/* CPU time of the publisher thread of the last run (it runs in this process). */
+static double g_ps_publisher_cpu;
+
+static double thread_cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *ps_publish(void *arg) {
+  long n = *(long *)arg;
+  double cpu = thread_cpu_seconds();
+  redisContext *c = hi_open();
+  for (long sent = 0; sent < n;) {
+    long batch = n - sent < 100 ? n - sent : 100;
+    for (long i = 0; i < batch; i++)
+      redisAppendCommand(c, "PUBLISH %s %b", PS_CHANNEL, VALUE, (size_t)VALUE_LEN);
+    for (long i = 0; i < batch; i++) {
+      redisReply *r;
+      if (redisGetReply(c, (void **)&r) != REDIS_OK) die("hiredis PUBLISH: %s", c->errstr);
+      if (r->type != REDIS_REPLY_INTEGER || r->integer != 1)
+        die("PUBLISH reached %lld subscribers, not 1", r->integer);
+      freeReplyObject(r);
+    }
+    sent += batch;
+  }
+  redisFree(c);
+  g_ps_publisher_cpu = thread_cpu_seconds() - cpu;
+  return NULL;
+}
+
+static atomic_long g_ps_received;
+
+static void ps_on_message(void *userdata, const char *channel, size_t channel_len,
+                          const char *pattern, size_t pattern_len, const char *payload,
+                          size_t payload_len) {
+  (void)userdata, (void)channel, (void)channel_len, (void)pattern, (void)pattern_len;
+  (void)payload;
+  if (payload_len != VALUE_LEN) die("a message of %zu bytes", payload_len);
+  atomic_fetch_add_explicit(&g_ps_received, 1, memory_order_relaxed);
+}
+
+enum ps_style { PS_CALLBACK, PS_PULL };
+
+static double wl_pubsub(enum lib lib, enum ps_style style) {
+  long n = ps_count();
+  brisk_client *bc = NULL;
+  brisk_subscriber *bs = NULL;
+  redisContext *hc = NULL;
+  if (lib == BRISK) {
+    brisk_config *cfg = brisk_config_new();
+    brisk_check(brisk_config_set_address(cfg, g_host, (uint16_t)g_port), "set_address");
+    brisk_check(brisk_config_set_pubsub_queue(cfg, 10000, BRISK_OVERFLOW_BLOCK), "pubsub_queue");
+    brisk_check(brisk_client_new(cfg, &bc), "client_new");
+    brisk_config_free(cfg);
+    atomic_store(&g_ps_received, 0);
+    brisk_check(brisk_subscriber_new(bc, style == PS_CALLBACK ? ps_on_message : NULL, NULL, &bs),
+                "subscriber_new");
+    brisk_check(brisk_subscribe(bs, PS_CHANNEL), "subscribe");
+  } else {
+    hc = hi_open();
+    redisReply *r = redisCommand(hc, "SUBSCRIBE %s", PS_CHANNEL);
+    if (!r) die("hiredis SUBSCRIBE: %s", hc->errstr);
+    freeReplyObject(r);
+  }
+  pthread_t publisher;
+  double cpu = cpu_seconds(RUSAGE_SELF);
+  uint64_t start = now_ns();
+  if (pthread_create(&publisher, NULL, ps_publish, &n) != 0) die("pthread_create");
+  uint64_t deadline = start + 120ull * 1000000000u;
+  long received = 0;
+  if (lib == HIREDIS) {
+    for (; received < n; received++) {
+      redisReply *r;
+      if (redisGetReply(hc, (void **)&r) != REDIS_OK) die("hiredis read: %s", hc->errstr);
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[2]->len != VALUE_LEN)
+        die("hiredis: not a message");
+      freeReplyObject(r);
+    }
+  } else if (style == PS_PULL) {
+    while (received < n) {
+      brisk_message *m = NULL;
+      brisk_status st = brisk_subscriber_next(bs, 1000, &m);
+      if (st == BRISK_ERR_TIMEOUT && now_ns() < deadline) continue;
+      brisk_check(st, "subscriber_next");
+      size_t len = 0;
+      brisk_message_payload(m, &len);
+      if (len != VALUE_LEN) die("a message of %zu bytes", len);
+      brisk_message_free(m);
+      received++;
+    }
+  } else {
+    while ((received = atomic_load(&g_ps_received)) < n) {
+      if (now_ns() > deadline) die("pubsub: %ld of %ld messages in 120 s", received, n);
+      usleep(1000);
+    }
+  }
+  uint64_t elapsed = now_ns() - start;
+  pthread_join(publisher, NULL);
+  /* The subscribing client's CPU: the process's, less the publisher thread's. */
+  g_cpu_us_per_op = (cpu_seconds(RUSAGE_SELF) - cpu - g_ps_publisher_cpu) * 1e6 / n;
+  if (lib == BRISK) {
+    if (brisk_subscriber_stat(bs, BRISK_STAT_PUBSUB_DROPPED) != 0) die("pubsub: messages dropped");
+    brisk_subscriber_free(bs);
+    brisk_client_free(bc);
+  } else {
+    redisFree(hc);
+  }
+  return n / (elapsed / 1e9);
+}
+#endif
+
 /* Heap growth per idle connection, in bytes, over g_heap_conns connections. */
 static double heap_hiredis(void) {
   redisContext **ctx = calloc((size_t)g_heap_conns, sizeof *ctx);
@@ -1731,6 +1857,41 @@ static void run_all(void) {
     fprintf(stderr, "OpenTelemetry cost: skipped (brisk_config_set_otel_endpoint is not in brisk.h)\n");
 #endif
   }
+  if (selected("pubsub")) {
+    struct row *cb = row_new("Pub/Sub to 1 subscriber, callback (messages/s; ceiling: PUBLISH rate)",
+                             OPS, false);
+    struct row *cb_cpu = row_new("Pub/Sub, callback: client CPU per message", US, true);
+    struct row *pull = row_new("Pub/Sub to 1 subscriber, pull (messages/s; ceiling: PUBLISH rate)",
+                               OPS, false);
+    struct row *pull_cpu = row_new("Pub/Sub, pull: client CPU per message", US, true);
+#ifdef BRISK_HAVE_PUBSUB
+    fprintf(stderr, "Pub/Sub: %ld PUBLISHes (pipelines of 100) to one subscriber\n", ps_count());
+    for (int i = 0; i < R; i++) {
+      double b, bc, p, pc, h, hc;
+      if (i % 2 == 0) {
+        b = wl_pubsub(BRISK, PS_CALLBACK), bc = g_cpu_us_per_op;
+        p = wl_pubsub(BRISK, PS_PULL), pc = g_cpu_us_per_op;
+        h = wl_pubsub(HIREDIS, PS_CALLBACK), hc = g_cpu_us_per_op;
+      } else {
+        h = wl_pubsub(HIREDIS, PS_CALLBACK), hc = g_cpu_us_per_op;
+        p = wl_pubsub(BRISK, PS_PULL), pc = g_cpu_us_per_op;
+        b = wl_pubsub(BRISK, PS_CALLBACK), bc = g_cpu_us_per_op;
+      }
+      double c = rb_one("-c 1 -P 100 -n %ld PUBLISH bench:ps:nobody 0123456789abcdef", ps_count());
+      row_add(cb, b, h, c);
+      row_add(cb_cpu, bc, hc, NAN);
+      row_add(pull, p, h, c);
+      row_add(pull_cpu, pc, hc, NAN);
+      progress(cb->name, i, b, h, c, OPS);
+      progress(cb_cpu->name, i, bc, hc, NAN, US);
+      progress(pull->name, i, p, h, c, OPS);
+      progress(pull_cpu->name, i, pc, hc, NAN, US);
+    }
+#else
+    cb->note = pull->note = cb_cpu->note = pull_cpu->note =
+        "n/a (not built yet: brisk_subscriber_new is not in brisk.h)";
+#endif
+  }
   if (selected("heap")) {
     char name[96];
     snprintf(name, sizeof name, "heap per idle connection (%d connections)", g_heap_conns);
@@ -1821,7 +1982,7 @@ static void usage(void) {
           "       bench callgrind-sync|callgrind-pipeline|callgrind-lrange|callgrind-async|\n"
           "             callgrind-async-cb brisk|hiredis N\n"
           "             --host HOST --port PORT\n"
-          "LIST: comma-separated from sync,pipeline,threads,lrange,async,otel,heap\n");
+          "LIST: comma-separated from sync,pipeline,threads,lrange,async,otel,pubsub,heap\n");
   exit(2);
 }
 

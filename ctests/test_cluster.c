@@ -28,7 +28,10 @@
  *     shard resume within 10 s of the promotion, only connection-family errors surface (and only
  *     after the kill), and the counter never exceeds acknowledged + "may have been applied";
  *   - a cluster that is down (a primary killed, its replica not allowed to take over) gives a
- *     command on a healthy shard BRISK_ERR_CLUSTER_DOWN with the server's CLUSTERDOWN text.
+ *     command on a healthy shard BRISK_ERR_CLUSTER_DOWN with the server's CLUSTERDOWN text;
+ *   - Pub/Sub: 50 shard channels over all three primaries, a channel and a pattern on one
+ *     subscriber; SPUBLISH reaches each; after CLUSTER SETSLOT moves one channel's slot and after
+ *     a CLUSTER FAILOVER the subscriber is subscribed at each slot's owner and a round arrives.
  *
  * Servers are started with fork/exec (each child gets PR_SET_PDEATHSIG so it dies with this
  * program even if it is killed), in a fresh mkdtemp directory removed at exit. Per-node admin
@@ -1636,6 +1639,166 @@ static void manual_failover_under_load_loses_nothing(void) {
   writer_free(&w);
 }
 
+/* ---- Pub/Sub: shard channels follow their slots -------------------------------------------- */
+
+#define PS_SHARDS 50
+
+struct ps_inbox {
+  pthread_mutex_t lock;
+  char round[48];
+  int shard_got[PS_SHARDS];
+  int channel_got, pattern_got;
+};
+
+static void ps_on_message(void *userdata, const char *channel, size_t channel_len,
+                          const char *pattern, size_t pattern_len, const char *payload,
+                          size_t payload_len) {
+  struct ps_inbox *in = userdata;
+  (void)pattern_len;
+  pthread_mutex_lock(&in->lock);
+  if (payload_len == strlen(in->round) && memcmp(payload, in->round, payload_len) == 0) {
+    if (channel_len > 9 && memcmp(channel, "ps:shard:", 9) == 0) {
+      int i = atoi(channel + 9); /* the channel is NUL-terminated in place */
+      if (i >= 0 && i < PS_SHARDS) in->shard_got[i]++;
+    } else if (pattern != NULL) {
+      in->pattern_got++;
+    } else {
+      in->channel_got++;
+    }
+  }
+  pthread_mutex_unlock(&in->lock);
+}
+
+static int ps_round_whole(struct ps_inbox *in) {
+  int whole;
+  pthread_mutex_lock(&in->lock);
+  whole = in->channel_got == 1 && in->pattern_got == 1;
+  for (int i = 0; i < PS_SHARDS; i++)
+    if (in->shard_got[i] != 1) whole = 0;
+  pthread_mutex_unlock(&in->lock);
+  return whole;
+}
+
+/* SPUBLISH `tag` to every shard channel (through the client: routed to the slot's owner) and
+ * PUBLISH it to the plain channel, again every few seconds, until one round arrives whole
+ * (messages published while a subscription moves may be lost: delivery is at most once). */
+static int ps_round(struct ps_inbox *in, const char *tag) {
+  int64_t deadline = bt_now_ms() + scaled(60000);
+  for (int attempt = 0; bt_now_ms() < deadline; attempt++) {
+    char name[32];
+    pthread_mutex_lock(&in->lock);
+    snprintf(in->round, sizeof in->round, "%s#%d", tag, attempt);
+    memset(in->shard_got, 0, sizeof in->shard_got);
+    in->channel_got = in->pattern_got = 0;
+    pthread_mutex_unlock(&in->lock);
+    for (int i = 0; i < PS_SHARDS; i++) {
+      snprintf(name, sizeof name, "ps:shard:%d", i);
+      CHECK_OK(BT_CMD(client, NULL, "SPUBLISH", name, in->round));
+    }
+    CHECK_OK(BT_CMD(client, NULL, "PUBLISH", "ps:everyone", in->round));
+    int64_t until = bt_now_ms() + scaled(3000);
+    while (bt_now_ms() < until) {
+      if (ps_round_whole(in)) return 1;
+      sleep_ms(10);
+    }
+  }
+  return 0;
+}
+
+/* Every shard channel is subscribed at the primary that owns its slot now (PUBSUB SHARDNUMSUB
+ * asked there). */
+static int ps_subscribed_at_the_owners(void) {
+  for (int i = 0; i < PS_SHARDS; i++) {
+    char name[32], args[64];
+    snprintf(name, sizeof name, "ps:shard:%d", i);
+    int owner = primary_of_slot(0, key_slot(name));
+    if (owner < 0) return 0;
+    snprintf(args, sizeof args, "PUBSUB SHARDNUMSUB %s", name);
+    char *out = cli(node_port[owner], args);
+    char *count = strchr(out, '\n');
+    int ok = count != NULL && atoi(count + 1) == 1;
+    free(out);
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+static int ps_wait_at_the_owners(brisk_subscriber *s, uint64_t resubscribes_before) {
+  int64_t deadline = bt_now_ms() + scaled(60000);
+  while (bt_now_ms() < deadline) {
+    if (brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_RESUBSCRIBES) > resubscribes_before &&
+        ps_subscribed_at_the_owners())
+      return 1;
+    sleep_ms(50);
+  }
+  describe_cluster();
+  return 0;
+}
+
+/* 50 shard channels over all three primaries (one brisk_subscriber_subscribe call; each
+ * SSUBSCRIBE goes to its slot's owner), a channel and a pattern; SPUBLISH through the client
+ * reaches each. CLUSTER SETSLOT moves one channel's slot and a primary fails over (CLUSTER
+ * FAILOVER): each time the subscriber resubscribes at the new owner and a round arrives whole. */
+static void pubsub_shard_channels_follow_a_slot_move_and_a_failover(void) {
+  struct ps_inbox in;
+  memset(&in, 0, sizeof in);
+  pthread_mutex_init(&in.lock, NULL);
+  brisk_subscriber *s = NULL;
+  REQUIRE_OK(brisk_subscriber_new(client, ps_on_message, &in, &s));
+  char names[PS_SHARDS][32];
+  const char *ptrs[PS_SHARDS];
+  int owners[NODES] = {0}, distinct = 0;
+  for (int i = 0; i < PS_SHARDS; i++) {
+    snprintf(names[i], sizeof names[i], "ps:shard:%d", i);
+    ptrs[i] = names[i];
+    int owner = primary_of_slot(0, key_slot(names[i]));
+    REQUIRE(owner >= 0);
+    if (owners[owner]++ == 0) distinct++;
+  }
+  CHECK(distinct == 3);
+  CHECK_OK(brisk_subscriber_subscribe(s, BRISK_SUBSCRIPTION_SHARD, PS_SHARDS, ptrs, NULL));
+  CHECK_OK(brisk_subscribe(s, "ps:everyone"));
+  CHECK_OK(brisk_psubscribe(s, "ps:every*"));
+  CHECK(ps_subscribed_at_the_owners());
+  CHECK(ps_round(&in, "start"));
+
+  /* A slot moves: the old owner unsubscribes its channels on its own. */
+  long slot = key_slot(names[0]);
+  int from = primary_of_slot(0, slot), to = -1;
+  for (int i = 0; i < NODES && to < 0; i++)
+    if (i != from && is_primary(i)) to = i;
+  REQUIRE(to >= 0);
+  uint64_t before = brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_RESUBSCRIBES);
+  int64_t t0 = bt_now_ms();
+  migrate_slot(slot, from, to, 100, NULL, 0);
+  CHECK(ps_wait_at_the_owners(s, before));
+  fprintf(stderr, "  slot %ld moved: resubscribed at the new owner in %lld ms\n", slot,
+          (long long)(bt_now_ms() - t0));
+  CHECK(ps_round(&in, "after-move"));
+
+  /* A primary fails over: the demoted node keeps its subscribers, the subscriber moves. */
+  long slot1;
+  int primary, replica;
+  find_shard(names[1], &slot1, &primary, &replica);
+  before = brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_RESUBSCRIBES);
+  t0 = bt_now_ms();
+  char *out = cli(node_port[replica], "CLUSTER FAILOVER");
+  CHECK_STR_CONTAINS(out, "OK");
+  free(out);
+  int64_t deadline = bt_now_ms() + scaled(30000);
+  while (!(is_primary(replica) && !is_primary(primary)) && bt_now_ms() < deadline) sleep_ms(50);
+  CHECK(is_primary(replica));
+  CHECK(ps_wait_at_the_owners(s, before));
+  fprintf(stderr, "  failover: resubscribed at the new primary %lld ms after CLUSTER FAILOVER\n",
+          (long long)(bt_now_ms() - t0));
+  CHECK(ps_round(&in, "after-failover"));
+  fprintf(stderr, "  pubsub: %llu messages, %llu resubscriptions\n",
+          (unsigned long long)brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_MESSAGES),
+          (unsigned long long)brisk_subscriber_stat(s, BRISK_STAT_PUBSUB_RESUBSCRIBES));
+  brisk_subscriber_free(s);
+  pthread_mutex_destroy(&in.lock);
+}
+
 /* ---- 3. a primary killed ------------------------------------------------------------------ */
 
 static void killed_primary_recovers_and_never_double_applies(void) {
@@ -1779,6 +1942,7 @@ int main(int argc, char **argv) {
      that slot's COUNTKEYSINSLOT. */
   RUN(async_commands_route_by_slot);
   RUN(async_client_freed_mid_stream_on_cluster);
+  RUN(pubsub_shard_channels_follow_a_slot_move_and_a_failover);
   RUN(recovers_from_the_one_seed_left_when_every_other_node_moved);
   RUN(manual_failover_under_load_loses_nothing);
   RUN(killed_primary_recovers_and_never_double_applies);

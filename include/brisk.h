@@ -61,6 +61,13 @@ typedef struct brisk_config brisk_config;
 typedef struct brisk_event brisk_event;
 
 /**
+ * One message taken with `brisk_subscriber_next()`: owned by the caller, freed (exactly once)
+ * with `brisk_message_free()`. Immutable; any thread may read it. Its strings are not copied
+ * out of the network buffer: they stay valid until it is freed.
+ */
+typedef struct brisk_message brisk_message;
+
+/**
  * A batch of commands sent in one round trip, optionally as a MULTI/EXEC transaction.
  *
  * Created by `brisk_pipeline_new()` or `brisk_transaction_new()`, freed (exactly once) by
@@ -99,6 +106,27 @@ typedef struct brisk_retry brisk_retry;
  * thread at a time.
  */
 typedef struct brisk_session brisk_session;
+
+/**
+ * A Pub/Sub subscriber: subscriptions to channels, patterns and shard channels, kept through
+ * reconnects, failovers and slot moves.
+ *
+ * Created by `brisk_subscriber_new()` from a client of any mode, freed (exactly once) by
+ * `brisk_subscriber_free()`. Its connections are its own (never the client's pool): one on a
+ * single server; on a cluster, one to each node that owns a slot of its shard channels, plus
+ * one for its channels and patterns. They speak RESP3 unless the client's protocol is 2.
+ *
+ * Thread-safe: every function but `brisk_subscriber_free()` may be called from any thread at
+ * any time, the message callback's included.
+ *
+ * After a lost connection (CLIENT KILL, a restart, a network cut, an unanswered health PING)
+ * the subscriber reconnects with the client's retry policy (and, once its retries are spent,
+ * keeps trying at its longest backoff) and subscribes again to everything it had there; then
+ * it reports `BRISK_EVENT_RESUBSCRIBE` and counts `BRISK_STAT_PUBSUB_RESUBSCRIBES`. Delivery is
+ * at most once: messages published while a connection is down are lost (as with every Redis
+ * client), and none is delivered twice.
+ */
+typedef struct brisk_subscriber brisk_subscriber;
 
 /**
  * The outcome of a call. Every function that can fail returns one; only `BRISK_OK` is success.
@@ -146,6 +174,11 @@ typedef uint32_t brisk_mode;
  * Which cluster nodes serve read-only commands.
  */
 typedef uint32_t brisk_read_from;
+
+/**
+ * What a subscriber does with a message that arrives while its queue is full.
+ */
+typedef uint32_t brisk_overflow;
 
 /**
  * What an event reports.
@@ -214,6 +247,28 @@ typedef uint32_t brisk_category;
 typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
                                              brisk_pipeline *tx,
                                              void *userdata);
+
+/**
+ * Receives each message, on the subscriber's own thread (named `brisk-subscriber`), one at a
+ * time, in arrival order. `pattern` is NULL (and `pattern_len` 0) unless a pattern
+ * subscription delivered it. The strings are binary safe (use the lengths) and NUL-terminated
+ * for convenience; they are valid during the call only. It must not block for long: messages
+ * wait meanwhile in the subscriber's bounded queue (see `brisk_config_set_pubsub_queue()`). It
+ * may call the subscriber's functions, `brisk_subscriber_free()` included (the subscriber then
+ * ends when the callback returns).
+ */
+typedef void (*brisk_message_fn)(void *userdata,
+                                 const char *channel,
+                                 size_t channel_len,
+                                 const char *pattern,
+                                 size_t pattern_len,
+                                 const char *payload,
+                                 size_t payload_len);
+
+/**
+ * What a subscription is to (and which kind of subscription delivered a message).
+ */
+typedef uint32_t brisk_subscription;
 
 
 
@@ -307,6 +362,36 @@ typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
 #define BRISK_STAT_REDIRECTS 16
 
 /**
+ * Gauge: client-side cache entries now.
+ */
+#define BRISK_STAT_CACHE_ENTRIES 17
+
+/**
+ * Gauge: bytes held by the client-side cache now.
+ */
+#define BRISK_STAT_CACHE_BYTES 18
+
+/**
+ * Client-side cache entries evicted to stay within its bounds.
+ */
+#define BRISK_STAT_CACHE_EVICTIONS 19
+
+/**
+ * Pub/Sub messages received by the client's subscribers (those dropped included).
+ */
+#define BRISK_STAT_PUBSUB_MESSAGES 20
+
+/**
+ * Pub/Sub messages a subscriber's full queue dropped (see `brisk_config_set_pubsub_queue()`).
+ */
+#define BRISK_STAT_PUBSUB_DROPPED 21
+
+/**
+ * Times a subscriber reconnected and subscribed again to what it had.
+ */
+#define BRISK_STAT_PUBSUB_RESUBSCRIBES 22
+
+/**
  * Only read-only commands are retried after their request was written; a write (INCR, LPUSH,
  * XADD, ...) that failed after sending is reported (its message says it may have been applied),
  * never replayed. The default.
@@ -367,6 +452,25 @@ typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
 #define BRISK_READ_ANY 2
 
 /**
+ * Drop the oldest waiting message to make room (the default): a slow consumer sees the most
+ * recent messages.
+ */
+#define BRISK_OVERFLOW_DROP_OLDEST 0
+
+/**
+ * Drop the arriving message: a slow consumer sees the oldest ones.
+ */
+#define BRISK_OVERFLOW_DROP_NEWEST 1
+
+/**
+ * Stop reading the subscriber's connection until there is room: brisk drops nothing, the
+ * messages wait in the server, whose output-buffer limit for Pub/Sub clients
+ * (`client-output-buffer-limit pubsub`, 32 MB hard / 8 MB for 60 s by default) then applies:
+ * past it the server closes the connection, and the subscriber reconnects and subscribes again.
+ */
+#define BRISK_OVERFLOW_BLOCK 2
+
+/**
  * A command (or pipeline/transaction) finished, after all its attempts.
  */
 #define BRISK_EVENT_COMMAND 0
@@ -405,6 +509,14 @@ typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
  * Client-side cache entries were invalidated.
  */
 #define BRISK_EVENT_CACHE_INVALIDATE 7
+
+/**
+ * A subscriber reconnected (or followed a shard channel's slot to its new owner) and subscribed
+ * again to everything it had there. `brisk_event_batch_size()`: how many subscriptions;
+ * `brisk_event_duration_us()`: how long they were gone; `brisk_event_server_address()`: the
+ * node it subscribed at. Reported on a `brisk-runtime` thread.
+ */
+#define BRISK_EVENT_RESUBSCRIBE 8
 
 /**
  * RESP2 null bulk/array, RESP3 null. Also what accessors report for a NULL reply.
@@ -606,6 +718,25 @@ typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
  * INVALID_ARGUMENT, POOL_EXHAUSTED, PROTOCOL, SENTINEL, CLOSED, INTERNAL, and unknown statuses.
  */
 #define BRISK_CATEGORY_GENERIC 4
+
+/**
+ * A channel (`SUBSCRIBE`; messages from `PUBLISH`).
+ */
+#define BRISK_SUBSCRIPTION_CHANNEL 0
+
+/**
+ * A glob-style pattern of channels (`PSUBSCRIBE`). Keyspace notifications
+ * (`__keyspace@0__:*`) arrive this way. On a cluster, channels and patterns live on one node
+ * (PUBLISH reaches every node), but keyspace notifications are each node's own: a pattern
+ * subscription there sees the events of its node's keys only.
+ */
+#define BRISK_SUBSCRIPTION_PATTERN 1
+
+/**
+ * A shard channel (`SSUBSCRIBE`; messages from `SPUBLISH`). On a cluster it lives on the node
+ * that owns its slot, and the subscription follows the slot when it moves or fails over.
+ */
+#define BRISK_SUBSCRIPTION_SHARD 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -1241,6 +1372,32 @@ brisk_status brisk_config_set_sentinel_timeout_ms(brisk_config *cfg,
                                                   uint32_t ms);
 
 /**
+ * The bound of each subscriber's message queue (default 10000 messages) and what happens when
+ * it is full (default `BRISK_OVERFLOW_DROP_OLDEST`). Every dropped message is counted in
+ * `BRISK_STAT_PUBSUB_DROPPED`. INVALID_ARGUMENT for `max_messages` 0 or an unknown policy.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pubsub_queue(brisk_config *cfg,
+                                           uint32_t max_messages,
+                                           brisk_overflow policy);
+
+/**
+ * How a subscriber finds a connection that died silently (a frozen server, a cut network): a
+ * connection that read nothing for `interval_ms` (default 3000) is sent a PING, which must be
+ * answered within `timeout_ms` (default 5000; any byte read meanwhile extends it); otherwise
+ * the connection counts as lost and the subscriber reconnects and subscribes again.
+ * `interval_ms` 0 turns the PINGs off. INVALID_ARGUMENT for `timeout_ms` 0 with PINGs on.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pubsub_health_check(brisk_config *cfg,
+                                                  uint32_t interval_ms,
+                                                  uint32_t timeout_ms);
+
+/**
  * The kind of event (`BRISK_EVENT_COMMAND` for NULL).
  *
  * # Safety
@@ -1657,6 +1814,224 @@ brisk_status brisk_transaction_run(brisk_client *client,
                                    void *userdata,
                                    uint32_t max_attempts,
                                    brisk_reply **replies);
+
+/**
+ * Creates a subscriber on `client` (standalone, cluster or Sentinel). With `fn`, each message is
+ * passed to it on the subscriber's own thread; with `fn` NULL, messages are queued for
+ * `brisk_subscriber_next()` (pull style, for event loops and FFI callers; see
+ * `brisk_subscriber_fd()`). No connection is opened until the first subscription. `*out` is
+ * NULL on failure: CLOSED for a closed client, INTERNAL if no thread could be started.
+ *
+ * Freeing the client first is safe: the subscriber's connections close, its calls fail with
+ * `BRISK_ERR_CLOSED` (the pull API first returns what was already queued), and it must still
+ * be freed with `brisk_subscriber_free()`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `out` is NULL or writable; `fn` and `userdata` stay valid
+ * until `brisk_subscriber_free()` returns.
+ */
+brisk_status brisk_subscriber_new(brisk_client *client,
+                                  brisk_message_fn fn,
+                                  void *userdata,
+                                  brisk_subscriber **out);
+
+/**
+ * Subscribes to a channel; returns once the server confirmed it. Fails with the server's
+ * status for a refusal (AUTH for an ACL without the channel), CONNECTION or TIMEOUT when no
+ * connection could be made by the retry policy (or the confirmation did not come within the
+ * read timeout, or the command deadline), CLOSED when the client was closed. A failed call
+ * leaves no subscription behind. For binary names, or many at once, see
+ * `brisk_subscriber_subscribe()`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `channel` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_subscribe(brisk_subscriber *s,
+                             const char *channel);
+
+/**
+ * Subscribes to a glob-style pattern (`news.*`, `__keyspace@0__:*`); as `brisk_subscribe()`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `pattern` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_psubscribe(brisk_subscriber *s,
+                              const char *pattern);
+
+/**
+ * Subscribes to a shard channel; as `brisk_subscribe()`. On a cluster the subscription is made
+ * at the node that owns the channel's slot.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `shard_channel` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_ssubscribe(brisk_subscriber *s,
+                              const char *shard_channel);
+
+/**
+ * Unsubscribes from a channel; returns once the server confirmed it (or the connection that
+ * held it is gone): no message of it is delivered after that, save those already queued. A
+ * channel not subscribed is no error. A subscribe of the same channel still waiting on another
+ * thread returns OK at once: it is over, and the channel is not subscribed.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `channel` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_unsubscribe(brisk_subscriber *s,
+                               const char *channel);
+
+/**
+ * Unsubscribes from a pattern; as `brisk_unsubscribe()`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `pattern` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_punsubscribe(brisk_subscriber *s,
+                                const char *pattern);
+
+/**
+ * Unsubscribes from a shard channel; as `brisk_unsubscribe()`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `shard_channel` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_sunsubscribe(brisk_subscriber *s,
+                                const char *shard_channel);
+
+/**
+ * Subscribes to `count` names of `kind` at once (one round trip per node), binary safe:
+ * `names[i]` has `lens[i]` bytes (`lens` NULL: NUL-terminated strings). Returns once the
+ * server confirmed every one; on failure none of them stays subscribed (as for
+ * `brisk_subscribe()`). INVALID_ARGUMENT for `count` 0, a NULL name or an unknown `kind`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `names` points to `count` pointers, each to `lens[i]`
+ * readable bytes (or a NUL-terminated string when `lens` is NULL).
+ */
+brisk_status brisk_subscriber_subscribe(brisk_subscriber *s,
+                                        brisk_subscription kind,
+                                        size_t count,
+                                        const char *const *names,
+                                        const size_t *lens);
+
+/**
+ * Unsubscribes from `count` names of `kind` at once, binary safe; as
+ * `brisk_subscriber_subscribe()` and `brisk_unsubscribe()`.
+ *
+ * # Safety
+ * As `brisk_subscriber_subscribe()`.
+ */
+brisk_status brisk_subscriber_unsubscribe(brisk_subscriber *s,
+                                          brisk_subscription kind,
+                                          size_t count,
+                                          const char *const *names,
+                                          const size_t *lens);
+
+/**
+ * Pull style (a subscriber made with `fn` NULL): waits up to `timeout_ms` (0: without limit)
+ * for the next message and hands it over in `*out` (free it with `brisk_message_free()`).
+ * TIMEOUT when none came in time; CLOSED once the client was closed and every queued message
+ * was taken; INVALID_ARGUMENT for a subscriber with a callback. Messages come in arrival order;
+ * several threads may take them concurrently.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `out` is NULL or writable.
+ */
+brisk_status brisk_subscriber_next(brisk_subscriber *s,
+                                   uint32_t timeout_ms,
+                                   brisk_message **out);
+
+/**
+ * `brisk_subscriber_next()` without waiting: the next message if one waits, else TIMEOUT. For
+ * draining the queue when `brisk_subscriber_fd()` polls readable.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `out` is NULL or writable.
+ */
+brisk_status brisk_subscriber_try_next(brisk_subscriber *s,
+                                       brisk_message **out);
+
+/**
+ * A file descriptor that is readable exactly while messages wait in the queue of a pull-style
+ * subscriber (and, once its client was closed, readable for good, so a loop wakes up to get
+ * CLOSED), for poll/epoll/kqueue/libuv/asyncio loops. It is owned by the subscriber: do not
+ * read, write or close it; it stays open until `brisk_subscriber_free()`. -1 for a NULL
+ * subscriber, one with a callback, or when no descriptor could be made (see
+ * `brisk_last_error_message()`).
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber.
+ */
+int brisk_subscriber_fd(const brisk_subscriber *s);
+
+/**
+ * This subscriber's share of `BRISK_STAT_PUBSUB_MESSAGES` (received, dropped ones included),
+ * `BRISK_STAT_PUBSUB_DROPPED` (dropped by the queue's overflow policy) and
+ * `BRISK_STAT_PUBSUB_RESUBSCRIBES`; 0 for any other `which` or a NULL subscriber. The client's
+ * `brisk_client_stat()` sums them over its subscribers.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber.
+ */
+uint64_t brisk_subscriber_stat(const brisk_subscriber *s,
+                               brisk_stat which);
+
+/**
+ * Closes the subscriber's connections and frees it. NULL is a no-op. Returns promptly, also
+ * while messages flow: it waits only for a callback call under way to return, and no callback
+ * starts after it returned (messages still queued are dropped, not counted). May be called
+ * from the message callback itself (the subscriber's thread then ends when the callback
+ * returns).
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber that no other thread is using.
+ */
+void brisk_subscriber_free(brisk_subscriber *s);
+
+/**
+ * The message's channel: its bytes and (if `len` is not NULL) their number. NUL-terminated for
+ * convenience, but may contain NULs. NULL for a NULL message.
+ *
+ * # Safety
+ * `m` is NULL or a live message; `len` is NULL or writable.
+ */
+const char *brisk_message_channel(const brisk_message *m,
+                                  size_t *len);
+
+/**
+ * The pattern that matched, for a message of a pattern subscription; NULL (and 0 in `len`)
+ * otherwise.
+ *
+ * # Safety
+ * `m` is NULL or a live message; `len` is NULL or writable.
+ */
+const char *brisk_message_pattern(const brisk_message *m,
+                                  size_t *len);
+
+/**
+ * The message's payload, binary safe (as `brisk_message_channel()`).
+ *
+ * # Safety
+ * `m` is NULL or a live message; `len` is NULL or writable.
+ */
+const char *brisk_message_payload(const brisk_message *m,
+                                  size_t *len);
+
+/**
+ * Which kind of subscription delivered the message (`BRISK_SUBSCRIPTION_*`); CHANNEL for NULL.
+ *
+ * # Safety
+ * `m` is NULL or a live message.
+ */
+brisk_subscription brisk_message_kind(const brisk_message *m);
+
+/**
+ * Frees a message from `brisk_subscriber_next()`. NULL is a no-op.
+ *
+ * # Safety
+ * `m` is NULL or a live message, not used afterwards.
+ */
+void brisk_message_free(brisk_message *m);
 
 /*
  * Printf-style commands (declared by hand: cbindgen cannot express C variadic functions, which

@@ -9,6 +9,7 @@ use crate::core::Result;
 use crate::exec::{self, Shared, async_command};
 use crate::net::push::{PushConsumer, PushRegistration};
 use crate::pipeline::Pipeline;
+use crate::pubsub::{MessageHandler, Subscriber};
 use crate::resp::{Args, Reply};
 use crate::session::Session;
 use crate::telemetry::stats::Stat;
@@ -67,6 +68,13 @@ impl Client {
 
     pub fn session(&self) -> Result<Session> {
         Session::new(self.shared.clone())
+    }
+
+    /// A Pub/Sub subscriber on connections of its own (see [`crate::pubsub`]). With a
+    /// `handler`, each message is handed to it on the subscriber's own thread, in arrival
+    /// order; without, messages are taken with [`Subscriber::next`].
+    pub fn subscriber(&self, handler: Option<MessageHandler>) -> Result<Subscriber> {
+        Subscriber::new(self.shared.clone(), handler)
     }
 
     /// A counter or gauge (see [`Stat`]).

@@ -11,7 +11,8 @@
 //! - [`net`]: sockets, TLS, the blocking driver, the async driver (`mux`), push routing.
 //! - `node`: one server's pool and mux; `route`: the routing seam (standalone, cluster);
 //!   `exec`: the drivers of the attempt engine over the route, blocking and async.
-//! - [`client`], [`pipeline`], [`session`]: the Rust API that the C API wraps.
+//! - [`client`], [`pipeline`], [`session`]: the Rust API that the C API wraps; [`pubsub`]:
+//!   subscribers (their own connections, resubscription, the message queue).
 //! - `capi`: the C ABI, the only place with `extern "C"`.
 //!
 //! `docs/ARCHITECTURE.md` walks through how a command flows through these layers.
@@ -23,6 +24,7 @@ mod exec;
 pub mod net;
 mod node;
 pub mod pipeline;
+pub mod pubsub;
 pub mod resp;
 mod route;
 mod runtime;
@@ -35,6 +37,7 @@ pub use client::Client;
 pub use config::Config;
 pub use core::{Error, Result, Status};
 pub use pipeline::Pipeline;
+pub use pubsub::{Message, Subscriber};
 pub use resp::{Args, Reply, ReplyKind};
 pub use session::Session;
 pub use telemetry::{events, stats};

@@ -257,6 +257,18 @@ pub const BRISK_STAT_CACHE_INVALIDATIONS: brisk_stat = 14;
 pub const BRISK_STAT_TOPOLOGY_REFRESHES: brisk_stat = 15;
 /// Cluster redirections (MOVED, ASK) followed.
 pub const BRISK_STAT_REDIRECTS: brisk_stat = 16;
+/// Gauge: client-side cache entries now.
+pub const BRISK_STAT_CACHE_ENTRIES: brisk_stat = 17;
+/// Gauge: bytes held by the client-side cache now.
+pub const BRISK_STAT_CACHE_BYTES: brisk_stat = 18;
+/// Client-side cache entries evicted to stay within its bounds.
+pub const BRISK_STAT_CACHE_EVICTIONS: brisk_stat = 19;
+/// Pub/Sub messages received by the client's subscribers (those dropped included).
+pub const BRISK_STAT_PUBSUB_MESSAGES: brisk_stat = 20;
+/// Pub/Sub messages a subscriber's full queue dropped (see `brisk_config_set_pubsub_queue()`).
+pub const BRISK_STAT_PUBSUB_DROPPED: brisk_stat = 21;
+/// Times a subscriber reconnected and subscribed again to what it had.
+pub const BRISK_STAT_PUBSUB_RESUBSCRIBES: brisk_stat = 22;
 
 /// Reads a counter or gauge; 0 for a NULL client or an unknown `which`. Lock-free for counters;
 /// safe to call from any thread at any time.
@@ -299,6 +311,12 @@ mod tests {
             BRISK_STAT_CACHE_INVALIDATIONS,
             BRISK_STAT_TOPOLOGY_REFRESHES,
             BRISK_STAT_REDIRECTS,
+            BRISK_STAT_CACHE_ENTRIES,
+            BRISK_STAT_CACHE_BYTES,
+            BRISK_STAT_CACHE_EVICTIONS,
+            BRISK_STAT_PUBSUB_MESSAGES,
+            BRISK_STAT_PUBSUB_DROPPED,
+            BRISK_STAT_PUBSUB_RESUBSCRIBES,
         ];
         for (i, value) in c.iter().enumerate() {
             assert_eq!(*value as usize, i);

@@ -35,6 +35,11 @@ pub const BRISK_EVENT_POOL_WAIT: brisk_event_kind = 5;
 pub const BRISK_EVENT_TOPOLOGY: brisk_event_kind = 6;
 /// Client-side cache entries were invalidated.
 pub const BRISK_EVENT_CACHE_INVALIDATE: brisk_event_kind = 7;
+/// A subscriber reconnected (or followed a shard channel's slot to its new owner) and subscribed
+/// again to everything it had there. `brisk_event_batch_size()`: how many subscriptions;
+/// `brisk_event_duration_us()`: how long they were gone; `brisk_event_server_address()`: the
+/// node it subscribed at. Reported on a `brisk-runtime` thread.
+pub const BRISK_EVENT_RESUBSCRIBE: brisk_event_kind = 8;
 
 /// Receives events, synchronously, on the thread that did the work (the caller's thread for
 /// commands; a `brisk-runtime` thread for background connects and disconnects). It must be

@@ -14,6 +14,7 @@ mod reply_memory;
 pub mod retry;
 pub mod session;
 pub mod status;
+pub mod subscriber;
 pub mod trace;
 pub mod watch;
 

@@ -3,7 +3,10 @@
 //! The C API's `brisk_config` is a box around [`Config`]; `brisk_client_new` copies it, so a
 //! client never sees later changes.
 
+pub mod pubsub;
 pub mod url;
+
+pub use pubsub::{Overflow, PubSubSettings};
 
 pub use crate::core::retry::RetrySettings;
 use crate::core::{Error, Result};
@@ -164,6 +167,7 @@ pub struct Config {
     pub events: HandlerSlot,
     /// OpenTelemetry export (off unless an endpoint is set).
     pub otel: OtelSettings,
+    pub pubsub: PubSubSettings,
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
@@ -216,6 +220,7 @@ impl Default for Config {
             tls: TlsSettings::default(),
             events: HandlerSlot::default(),
             otel: OtelSettings::default(),
+            pubsub: PubSubSettings::default(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Pure logic shared by every driver: statuses and errors, error-reply classification, the
 //! attempt engine, the connection handshake as data, the per-connection protocol state, Redis
-//! Cluster's slots and keys, and Sentinel's replies. Nothing here opens a socket or reads the
-//! clock.
+//! Cluster's slots and keys, Sentinel's replies, and what a Pub/Sub subscriber's frames mean.
+//! Nothing here opens a socket or reads the clock.
 
 pub mod attempt;
 pub mod cluster;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod format;
 pub mod handshake;
 pub mod protocol;
+pub mod pubsub;
 pub mod retry;
 pub mod sentinel;
 pub mod server_error;

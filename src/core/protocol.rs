@@ -155,6 +155,12 @@ impl Protocol {
             }
         }
     }
+
+    /// The next frame from the bytes read so far, push or not, in arrival order: on a Pub/Sub
+    /// subscriber's connection pushes are not out of band but the traffic itself (`pubsub/`).
+    pub fn next_frame(&mut self) -> Result<Option<Reply>, Error> {
+        Ok(self.decoder.decode(&mut self.input)?)
+    }
 }
 
 impl Protocol {

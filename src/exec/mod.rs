@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub observer: Arc<Observer>,
     pub pushes: Arc<PushRouter>,
     pub async_state: AsyncState,
+    /// What subscribers made from the client need of its config.
+    pub pubsub: crate::pubsub::Settings,
     commands: CommandTableCell,
 }
 
@@ -82,6 +84,7 @@ impl Shared {
             observer,
             pushes,
             async_state,
+            pubsub: crate::pubsub::Settings::from_config(config),
             commands: CommandTableCell::default(),
         });
         start_maintenance(&shared);

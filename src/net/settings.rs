@@ -12,7 +12,9 @@ use std::ffi::CString;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything needed to open a connection, derived once from a [`Config`].
+/// Everything needed to open a connection, derived once from a [`Config`]. Cloned for a
+/// connection of another kind to the same node (a Pub/Sub subscriber's).
+#[derive(Clone)]
 pub struct ConnectSettings {
     pub endpoint: Endpoint,
     /// `host:port` or the socket path, for messages and events.

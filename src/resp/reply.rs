@@ -367,6 +367,16 @@ impl Reply {
         }
     }
 
+    /// The buffer every string of this reply points into, when there is exactly one (a reply
+    /// decoded on its own): what keeps a part of it alive without the reply's tree (a Pub/Sub
+    /// message keeps the buffer and where its strings are).
+    pub(crate) fn buffer(&self) -> Option<&Bytes> {
+        match &self.buffers {
+            Buffers::One(buffer) => Some(buffer),
+            Buffers::None | Buffers::Many(_) => None,
+        }
+    }
+
     /// A reply without strings (nil, integer, bool, or an aggregate of those).
     pub fn scalar(kind: ReplyKind, num: u64) -> Reply {
         debug_assert!(!kind.has_text() && !kind.is_aggregate());

@@ -33,6 +33,9 @@ pub enum EventKind {
     PoolWait = 5,
     Topology = 6,
     CacheInvalidate = 7,
+    /// A subscriber reconnected (or followed a moved slot) and subscribed again to everything
+    /// it had there; `batch_size`: how many subscriptions, `duration`: how long they were gone.
+    Resubscribe = 8,
 }
 
 #[derive(Clone, Copy)]

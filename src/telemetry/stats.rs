@@ -29,9 +29,20 @@ pub enum Stat {
     CacheInvalidations = 14,
     TopologyRefreshes = 15,
     Redirects = 16,
+    /// Client-side cache entries (a gauge of the cache).
+    CacheEntries = 17,
+    /// Client-side cache bytes (a gauge of the cache).
+    CacheBytes = 18,
+    CacheEvictions = 19,
+    /// Pub/Sub messages received by the client's subscribers (dropped ones included).
+    PubsubMessages = 20,
+    /// Pub/Sub messages a subscriber's full queue dropped.
+    PubsubDropped = 21,
+    /// Subscribers that reconnected and subscribed again to what they had.
+    PubsubResubscribes = 22,
 }
 
-const COUNTERS: usize = 17;
+const COUNTERS: usize = 23;
 const SHARDS: usize = 8;
 const _: () = assert!(
     SHARDS.is_power_of_two(),
@@ -59,6 +70,12 @@ impl Stat {
             CacheInvalidations,
             TopologyRefreshes,
             Redirects,
+            CacheEntries,
+            CacheBytes,
+            CacheEvictions,
+            PubsubMessages,
+            PubsubDropped,
+            PubsubResubscribes,
         ];
         ALL.get(n as usize).copied()
     }

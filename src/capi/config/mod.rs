@@ -144,10 +144,13 @@ mod observability;
 
 mod topology;
 
+mod pubsub;
+
 pub use connection::*;
 pub use limits::*;
 pub use observability::*;
 pub use pool::*;
+pub use pubsub::*;
 pub use retry::*;
 pub use tls::*;
 pub use topology::*;

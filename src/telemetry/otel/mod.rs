@@ -174,7 +174,10 @@ impl Otel {
             EventKind::Connect => self.metrics.connected(event),
             EventKind::Disconnect => self.metrics.disconnected(event),
             EventKind::PoolWait => self.metrics.pool_wait(event),
-            EventKind::HealthCheck | EventKind::Topology | EventKind::CacheInvalidate => {}
+            EventKind::HealthCheck
+            | EventKind::Topology
+            | EventKind::CacheInvalidate
+            | EventKind::Resubscribe => {}
         }
     }
 

@@ -1,0 +1,117 @@
+//! The descriptor an event loop waits on: readable while a subscriber's queue holds messages.
+//!
+//! A non-blocking pipe. The queue raises it (one byte) when it goes from empty to non-empty and
+//! lowers it (drains the byte) when it becomes empty, both under the queue's lock, so the pipe
+//! holds at most one byte and is readable exactly while messages wait.
+
+use crate::core::{Error, Result, Status};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+pub(crate) struct Signal {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Signal {
+    pub fn new() -> Result<Signal> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe() writes.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(Error::new(
+                Status::Internal,
+                format!("cannot create the subscriber's descriptor: {e}"),
+            ));
+        }
+        // SAFETY: pipe() succeeded: both descriptors are open and ours alone.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        for fd in [&read, &write] {
+            set_flags(fd.as_raw_fd());
+        }
+        Ok(Signal { read, write })
+    }
+
+    /// The end an event loop polls.
+    pub fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Makes the descriptor readable (the queue went from empty to non-empty).
+    pub fn raise(&self) {
+        let byte = 1u8;
+        // SAFETY: a one-byte write from a local to our own pipe. A full pipe (impossible: it
+        // holds at most one byte) would only mean it is readable already.
+        let _ = unsafe { libc::write(self.write.as_raw_fd(), (&byte as *const u8).cast(), 1) };
+    }
+
+    /// Makes the descriptor unreadable (the queue became empty).
+    pub fn lower(&self) {
+        let mut buffer = [0u8; 16];
+        loop {
+            // SAFETY: reads into a local buffer of the given size from our own non-blocking pipe.
+            let n = unsafe {
+                libc::read(
+                    self.read.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
+            };
+            if n < buffer.len() as isize {
+                // Drained (0 bytes left: EAGAIN) or failed: either way nothing more to read.
+                let interrupted = n < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+                if !interrupted {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Non-blocking (the queue never waits on the pipe) and close-on-exec (a child process must
+/// not inherit it).
+fn set_flags(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own, with flags read from it first.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        let fd_flags = libc::fcntl(fd, libc::F_GETFD);
+        if fd_flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, fd_flags | libc::FD_CLOEXEC);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readable(fd: RawFd) -> bool {
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        n == 1 && poll.revents & libc::POLLIN != 0
+    }
+
+    #[test]
+    fn readable_between_raise_and_lower() {
+        let signal = Signal::new().unwrap();
+        assert!(!readable(signal.fd()));
+        signal.raise();
+        assert!(readable(signal.fd()));
+        signal.lower();
+        assert!(!readable(signal.fd()));
+        signal.lower();
+        assert!(!readable(signal.fd()));
+        signal.raise();
+        signal.raise();
+        signal.lower();
+        assert!(!readable(signal.fd()), "lower drains everything");
+    }
+}
