@@ -272,6 +272,23 @@ fn apply_option(cfg: &mut Config, key: &str, value: &str, path_has_db: bool) -> 
         }
         "tls_insecure_skip_verify" => cfg.tls.insecure_skip_verify = parse_bool(value, key)?,
         "tls_server_name" => cfg.tls.server_name = Some(value.to_owned()),
+        "client_cache" => cfg.cache.max_entries = ms(key)?,
+        "client_cache_ttl" => cfg.cache.ttl_ms = ms(key)?,
+        "client_cache_max_bytes" => cfg.cache.max_bytes = parse_number(value, key)?,
+        "client_cache_mode" => {
+            cfg.cache.mode = match value.to_ascii_lowercase().as_str() {
+                "default" => super::CacheMode::Default,
+                "broadcast" | "bcast" => super::CacheMode::Broadcast,
+                "optin" => super::CacheMode::OptIn,
+                _ => {
+                    return Err(bad(
+                        key,
+                        format!("{value:?} is not default, broadcast or optin"),
+                    ));
+                }
+            }
+        }
+        "client_cache_prefix" => cfg.add_client_cache_prefix(value.as_bytes())?,
         _ => return Err(bad("option", format!("unknown option {key:?}"))),
     }
     Ok(())

@@ -45,10 +45,25 @@ struct KeySpec {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct CommandInfo {
-    read_only: bool,
+    facts: CommandFacts,
     /// Key specs when the server gives them; else the legacy triple as one range spec; `None`
     /// when neither describes the keys (movable keys on a server without key specs).
     keys: Option<Vec<KeySpec>>,
+}
+
+/// What the server's table says about a command besides where its keys are: whether it only
+/// reads (retries), whether it writes and whether its answer may change without any key
+/// changing (the client-side cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommandFacts {
+    pub read_only: bool,
+    /// The `write` flag.
+    pub write: bool,
+    /// The `random` flag (Redis 6) or the `nondeterministic_output` tip (Redis 7): the answer
+    /// may differ between two calls on the same data (RANDOMKEY, SRANDMEMBER, TTL, TIME...).
+    pub nondeterministic: bool,
+    /// The `blocking` flag.
+    pub blocking: bool,
 }
 
 #[derive(Debug, Default)]
@@ -107,8 +122,19 @@ impl CommandTable {
         };
         let flags = fields.get(2).map(Node::children).unwrap_or_default();
         let has_flag = |flag: &[u8]| flags.iter().any(|f| f.as_bytes() == Some(flag));
+        // Redis 7 command tips (field 7).
+        let tips = fields.get(7).map(Node::children).unwrap_or_default();
+        let nondeterministic = has_flag(b"random")
+            || tips
+                .iter()
+                .any(|t| t.as_bytes() == Some(b"nondeterministic_output"));
         let mut info = CommandInfo {
-            read_only: has_flag(b"readonly"),
+            facts: CommandFacts {
+                read_only: has_flag(b"readonly"),
+                write: has_flag(b"write"),
+                nondeterministic,
+                blocking: has_flag(b"blocking"),
+            },
             keys: None,
         };
         // Redis 7 key specs (field 8). Specs of type "unknown" (SORT's STORE key, say) cannot
@@ -179,7 +205,13 @@ impl CommandTable {
 
     /// Whether the command (with its subcommand, for containers) only reads.
     pub fn is_read_only(&self, args: &Args<'_>) -> bool {
-        self.info(args).is_some_and(|i| i.read_only)
+        self.info(args).is_some_and(|i| i.facts.read_only)
+    }
+
+    /// What the table says about the command (with its subcommand, for containers); `None` when
+    /// it does not know it.
+    pub fn facts(&self, args: &Args<'_>) -> Option<CommandFacts> {
+        self.info(args).map(|i| i.facts)
     }
 
     /// The argument positions of the command's keys; `None` when the table does not know it.

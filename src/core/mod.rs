@@ -3,6 +3,7 @@
 //! Redis Cluster's slots and keys. Nothing here opens a socket or reads the clock.
 
 pub mod attempt;
+pub mod cache;
 pub mod cluster;
 pub mod command_table;
 pub mod commands;

@@ -18,6 +18,7 @@
 use super::Shared;
 use super::blocking::{self, ASKING};
 use super::record::Report;
+use crate::cache::Plan;
 use crate::core::attempt::{Attempt, Facts, Next, Round, Target};
 use crate::core::commands::{blocking_timeout, check_args, is_script};
 use crate::core::{Error, Result, Status};
@@ -110,6 +111,8 @@ struct Job {
     /// The node of the latest try.
     node: Option<Arc<Node>>,
     callback: Callback,
+    /// What the client-side cache does with it (a read to keep, a write to evict).
+    cache: Option<Box<Plan>>,
 }
 
 impl Job {
@@ -139,6 +142,14 @@ pub(crate) fn start(shared: &Arc<Shared>, args: &Args<'_>, callback: Callback) -
             return start_blocking(shared, owned, callback);
         }
     };
+    let cache = match &shared.cache {
+        None => None,
+        Some(cache) => match cache.plan(shared.command_table(), args) {
+            Plan::Hit(reply) => return answer_from_cache(shared, args.name(), reply, callback),
+            Plan::Uncached => None,
+            plan => Some(Box::new(plan)),
+        },
+    };
     let mut encoded = BytesMut::new();
     encode_command(&mut encoded, args);
     let started = Instant::now();
@@ -152,9 +163,36 @@ pub(crate) fn start(shared: &Arc<Shared>, args: &Args<'_>, callback: Callback) -
         target: Target::default(),
         node: None,
         callback,
+        cache,
     };
     shared.async_state.begin();
     dispatch(shared.clone(), job);
+    Ok(())
+}
+
+/// A command the client-side cache answered: the callback runs on a runtime thread all the
+/// same.
+fn answer_from_cache(
+    shared: &Arc<Shared>,
+    name: &[u8],
+    reply: Reply,
+    callback: Callback,
+) -> Result<()> {
+    shared.async_state.begin();
+    let worker = shared.clone();
+    let name: Box<[u8]> = name.into();
+    let spawned = crate::runtime::spawn(async move {
+        worker.record_hit(&name);
+        run_callback(callback, Ok(reply));
+        worker.async_state.end();
+    });
+    if !spawned {
+        shared.async_state.end();
+        return Err(Error::new(
+            Status::Internal,
+            "the async runtime is not running (could not start its threads)",
+        ));
+    }
     Ok(())
 }
 
@@ -167,14 +205,30 @@ fn dispatch(shared: Arc<Shared>, mut job: Job) {
         // No node serves the slot now (a failover in progress): like a failed node.
         Err(e) => return failed(shared, job, e),
     };
-    let (encoded, skip_replies) = match job.target.ask {
-        Some(_) => {
-            let mut asking = BytesMut::with_capacity(ASKING.len() + job.encoded.len());
-            asking.extend_from_slice(ASKING);
-            asking.extend_from_slice(&job.encoded);
-            (asking.freeze(), 1)
+    // A cached read takes its token now, right before it is sent, and may need commands
+    // ahead of it (see `Cache::before_async_send`).
+    let ahead = match (&shared.cache, job.cache.as_deref_mut()) {
+        (Some(cache), Some(Plan::Read(read))) => {
+            cache.before_async_send(read, &job.encoded, node.address())
         }
-        None => (job.encoded.clone(), 0),
+        _ => None,
+    };
+    let (encoded, skip_replies) = match (ahead, job.target.ask.is_some()) {
+        (None, false) => (job.encoded.clone(), 0),
+        (ahead, asking) => {
+            let mut bytes = BytesMut::with_capacity(ASKING.len() + job.encoded.len() + 64);
+            let mut skip = 0;
+            if let Some((commands, replies)) = ahead {
+                bytes.extend_from_slice(&commands);
+                skip += replies;
+            }
+            if asking {
+                bytes.extend_from_slice(ASKING);
+                skip += 1;
+            }
+            bytes.extend_from_slice(&job.encoded);
+            (bytes.freeze(), skip)
+        }
     };
     job.node = Some(node.clone());
     let deadline = job.attempt.deadline();
@@ -188,9 +242,15 @@ fn dispatch(shared: Arc<Shared>, mut job: Job) {
 
 /// A try is over: a reply finishes the command; an error reply or a failure goes to the
 /// attempt engine.
-fn settle(shared: Arc<Shared>, job: Job, result: Result<Reply>) {
+fn settle(shared: Arc<Shared>, mut job: Job, result: Result<Reply>) {
     match result {
-        Ok(reply) if reply.kind() != ReplyKind::Error => finish(&shared, job, Ok(reply)),
+        Ok(reply) if reply.kind() != ReplyKind::Error => {
+            if let (Some(cache), Some(Plan::Read(read))) = (&shared.cache, job.cache.as_deref_mut())
+            {
+                cache.after_async_reply(read, &job.encoded, &reply);
+            }
+            finish(&shared, job, Ok(reply))
+        }
         Ok(reply) => failed(
             shared,
             job,
@@ -317,6 +377,10 @@ fn later(shared: Arc<Shared>, job: Job, at: Option<Instant>, refresh: bool) {
 
 /// Counts the outcome, reports it, and runs the caller's callback.
 fn finish(shared: &Shared, job: Job, result: Result<Reply>) {
+    if let (Some(cache), Some(Plan::Write(write))) = (&shared.cache, job.cache.as_deref()) {
+        // Before the callback sees the reply: its keys' entries go (read-your-own-writes).
+        cache.written_encoded(&job.encoded, write);
+    }
     let tries = match &result {
         Ok(_) => job.attempt.rounds() + 1,
         Err(_) => job.attempt.rounds().max(1),

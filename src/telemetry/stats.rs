@@ -30,9 +30,15 @@ pub enum Stat {
     CacheInvalidations = 14,
     TopologyRefreshes = 15,
     Redirects = 16,
+    /// A gauge: read from the client-side cache, not counted here.
+    CacheEntries = 17,
+    /// A gauge: read from the client-side cache, not counted here.
+    CacheBytes = 18,
+    /// Counted by the client-side cache itself.
+    CacheEvictions = 19,
 }
 
-const COUNTERS: usize = 17;
+const COUNTERS: usize = 20;
 const SHARDS: usize = 8;
 
 impl Stat {
@@ -56,6 +62,9 @@ impl Stat {
             CacheInvalidations,
             TopologyRefreshes,
             Redirects,
+            CacheEntries,
+            CacheBytes,
+            CacheEvictions,
         ];
         ALL.get(n as usize).copied()
     }
