@@ -526,3 +526,343 @@ fn a_write_in_another_db_invalidates() {
     assert_eq!(client.stat(Stat::CacheEntries), 0);
     assert_eq!(get(&client, "k").as_deref(), Some("db0"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Guarantee 4: flush on doubt
+
+/// `id=` of the connection the cached client's data connections redirect their invalidations
+/// to (its invalidation connection), as the server sees it.
+fn listener_id(server: &RedisServer, name: &str) -> Option<String> {
+    server.cli(&["CLIENT", "LIST"]).lines().find_map(|line| {
+        let field = |f: &str| support::client_info_field(line, f);
+        (line.contains(&format!("name={name} ")) && field("redir") != "-1").then(|| field("redir"))
+    })
+}
+
+/// The `id=` of the cached client's data connections whose last command was `command`.
+fn data_connection_ids(server: &RedisServer, name: &str, command: &str) -> Vec<String> {
+    server
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|line| line.contains(&format!("name={name} ")))
+        .filter(|line| support::client_info_field(line, "cmd") == command)
+        .map(|line| support::client_info_field(line, "id"))
+        .collect()
+}
+
+fn named_cached(server: &RedisServer, name: &str) -> Client {
+    let mut config = cached_config(server, 10_000);
+    config.set_client_name(name).unwrap();
+    Client::new(&config).unwrap()
+}
+
+/// After a write by `writer`, waits for the cached client to have applied its invalidation
+/// (the tracking is up again after a fault).
+#[track_caller]
+fn assert_tracked_again(client: &Client, writer: &Client, key: &str, value: &str) {
+    warm(client, key);
+    let invalidations = client.stat(Stat::CacheInvalidations);
+    ok(writer, &["SET", key, value]);
+    assert!(
+        wait_until(WAIT, || client.stat(Stat::CacheInvalidations)
+            > invalidations),
+        "no invalidation after the fault: tracking was not set up again"
+    );
+    assert_eq!(get(client, key).as_deref(), Some(value));
+}
+
+/// Guarantee 4: CLIENT KILL of the invalidation connection drops every entry before the next
+/// hit; while it is down nothing is kept; once it is back, tracking is set up again (a write
+/// by another client invalidates again).
+#[test]
+fn killing_the_invalidation_connection_drops_everything() {
+    let server = RedisServer::start();
+    let client = named_cached(&server, "killed");
+    let writer = plain(&server);
+    ok(&writer, &["SET", "k", "old"]);
+    warm(&client, "k");
+    let listener = listener_id(&server, "killed").expect("an invalidation connection");
+    server.cli(&["CLIENT", "KILL", "ID", &listener]);
+    assert!(wait_until(WAIT, || client.stat(Stat::CacheEntries) == 0));
+    // Nobody tracks for this client now: the write invalidates nothing, and the read is new.
+    ok(&writer, &["SET", "k", "new"]);
+    assert_eq!(get(&client, "k").as_deref(), Some("new"));
+    // A new invalidation connection, which the next read's data connection is tracked to.
+    assert!(wait_until(WAIT, || {
+        get(&client, "k");
+        listener_id(&server, "killed").is_some_and(|id| id != listener)
+    }));
+    assert_tracked_again(&client, &writer, "k", "newer");
+}
+
+/// Guarantee 4: a data connection the server closes (CLIENT KILL, its idle timeout) takes
+/// what the server tracked for it: the entries read through it go at once, although no
+/// invalidation will ever come for them.
+#[test]
+fn a_data_connection_closed_by_the_server_takes_its_entries() {
+    let server = RedisServer::start();
+    let client = named_cached(&server, "data");
+    let writer = plain(&server);
+    ok(&writer, &["SET", "k", "old"]);
+    warm(&client, "k");
+    let ids = data_connection_ids(&server, "data", "get");
+    assert_eq!(ids.len(), 1, "one pooled connection read k");
+    let invalidations = client.stat(Stat::CacheInvalidations);
+    server.cli(&["CLIENT", "KILL", "ID", &ids[0]]);
+    assert!(wait_until(WAIT, || client.stat(Stat::CacheInvalidations)
+        > invalidations));
+    assert_eq!(client.stat(Stat::CacheEntries), 0);
+    ok(&writer, &["SET", "k", "new"]);
+    assert_eq!(get(&client, "k").as_deref(), Some("new"));
+    assert_tracked_again(&client, &writer, "k", "newer");
+}
+
+/// Guarantee 4: a FLUSHALL by another client is a null invalidation: everything goes.
+#[test]
+fn another_clients_flushall_empties_the_cache() {
+    let server = RedisServer::start();
+    let client = cached(&server);
+    let writer = plain(&server);
+    ok(&writer, &["MSET", "a", "1", "b", "2"]);
+    warm(&client, "a");
+    warm(&client, "b");
+    ok(&writer, &["FLUSHALL"]);
+    assert!(wait_until(WAIT, || client.stat(Stat::CacheEntries) == 0));
+    assert_eq!(get(&client, "a"), None);
+}
+
+/// Guarantee 4: a session command that changes what the server tracks for its connection
+/// (RESET, CLIENT TRACKING OFF, HELLO, AUTH, SELECT) drops everything before it returns.
+#[test]
+fn a_session_that_changes_tracking_drops_everything() {
+    let server = RedisServer::start();
+    let client = cached(&server);
+    ok(&client, &["SET", "k", "v"]);
+    for command in [
+        &["RESET"][..],
+        &["CLIENT", "TRACKING", "OFF"],
+        &["HELLO", "3"],
+        &["SELECT", "0"],
+    ] {
+        warm(&client, "k");
+        let mut session = client.session().unwrap();
+        session_cmd(&mut session, command).unwrap();
+        assert_eq!(client.stat(Stat::CacheEntries), 0, "{command:?}");
+    }
+}
+
+/// Readers and a writer around a fault. The writer SETs increasing values (`SET key n`)
+/// through its own client, logging each acknowledgement; every read that succeeds must be at
+/// least the value acknowledged more than 1 ms before it began (reads may fail during the
+/// fault). Returns the reads checked.
+fn no_stale_read_around(
+    client: &Client,
+    writer: &Client,
+    keys: usize,
+    readers: usize,
+    fault: impl FnOnce(),
+) -> u64 {
+    type Log = Mutex<Vec<(Instant, i64)>>;
+    let acks: Vec<Log> = (0..keys).map(|_| Mutex::new(vec![])).collect();
+    for k in 0..keys {
+        ok(writer, &["SET", &format!("f:{k}"), "0"]);
+    }
+    let stop = AtomicBool::new(false);
+    let reads = AtomicU64::new(0);
+    let stale = Mutex::new(Vec::<String>::new());
+    std::thread::scope(|scope| {
+        let _stop = stop_on_drop(&stop);
+        scope.spawn(|| {
+            let mut n = 0i64;
+            while !stop.load(SeqCst) {
+                n += 1;
+                let k = n as usize % keys;
+                if cmd(writer, &["SET", &format!("f:{k}"), &n.to_string()]).is_ok() {
+                    acks[k].lock().unwrap().push((Instant::now(), n));
+                }
+            }
+        });
+        for r in 0..readers {
+            let (acks, stop, reads, stale) = (&acks, &stop, &reads, &stale);
+            scope.spawn(move || {
+                let mut i = r;
+                while !stop.load(SeqCst) {
+                    let k = i % keys;
+                    i += 1;
+                    let started = Instant::now();
+                    let Ok(reply) = cmd(client, &["GET", &format!("f:{k}")]) else {
+                        continue;
+                    };
+                    let seen: i64 = reply.as_str().and_then(|v| v.parse().ok()).unwrap_or(-1);
+                    let floor = acks[k]
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .rev()
+                        .find(|(at, _)| *at + Duration::from_millis(1) < started)
+                        .map_or(0, |(_, v)| *v);
+                    // A value of another key's turn is fine: only going back is stale.
+                    if seen < floor {
+                        stale
+                            .lock()
+                            .unwrap()
+                            .push(format!("f:{k}: read {seen}, {floor} acknowledged"));
+                    }
+                    reads.fetch_add(1, SeqCst);
+                }
+            });
+        }
+        // Some reads before the fault, then the fault, then reads after it.
+        let settle = |n: u64| {
+            let target = reads.load(SeqCst) + n;
+            assert!(
+                wait_until(Duration::from_secs(120), || reads.load(SeqCst) >= target),
+                "the readers stalled"
+            );
+        };
+        settle(5_000);
+        fault();
+        let hits = client.stat(Stat::CacheHits);
+        settle(20_000);
+        stop.store(true, SeqCst);
+        assert!(
+            client.stat(Stat::CacheHits) > hits,
+            "no hit after the fault: the cache never came back"
+        );
+    });
+    let stale = stale.into_inner().unwrap();
+    assert!(
+        stale.is_empty(),
+        "{} stale reads: {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
+    reads.into_inner()
+}
+
+/// Guarantee 4 under readers: CLIENT KILL of the invalidation connection.
+#[test]
+fn no_stale_read_across_a_killed_invalidation_connection() {
+    let server = RedisServer::start();
+    let client = named_cached(&server, "killed");
+    let writer = plain(&server);
+    no_stale_read_around(&client, &writer, 4, 4, || {
+        let listener = listener_id(&server, "killed").expect("an invalidation connection");
+        server.cli(&["CLIENT", "KILL", "ID", &listener]);
+    });
+    assert_tracked_again(&client, &writer, "k", "after");
+}
+
+/// A server that keeps what it acknowledged across a restart (every write is on disk before
+/// its reply): reads before and after can be compared.
+fn persistent_server() -> RedisServer {
+    RedisServer::builder()
+        .config("appendonly yes")
+        .config("appendfsync always")
+        .start()
+}
+
+/// Guarantee 4 under readers: the server restarts (kill -9, then up again from its AOF on
+/// the same port): every connection is lost, the entries go, tracking is set up again.
+#[test]
+fn no_stale_read_across_a_server_restart() {
+    let mut server = persistent_server();
+    let mut config = cached_config(&server, 10_000);
+    config.connect_timeout_ms = 500;
+    let client = Client::new(&config).unwrap();
+    let writer = plain(&server);
+    let server_cell = Mutex::new(&mut server);
+    no_stale_read_around(&client, &writer, 4, 4, || {
+        server_cell.lock().unwrap().restart();
+    });
+    assert_tracked_again(&client, &writer, "k", "after");
+}
+
+/// Guarantee 4 under readers: the server stops (SIGSTOP) longer than the read timeout: the
+/// invalidation connection's PING goes unanswered, the entries go; after SIGCONT the client
+/// carries on with tracking set up again.
+#[test]
+fn no_stale_read_across_a_stopped_server() {
+    let server = RedisServer::start();
+    let mut config = cached_config(&server, 10_000);
+    config.read_timeout_ms = 300;
+    config.set_client_name("stopped").unwrap();
+    let client = Client::new(&config).unwrap();
+    let writer = plain(&server);
+    let before = Mutex::new(None);
+    no_stale_read_around(&client, &writer, 4, 4, || {
+        *before.lock().unwrap() = listener_id(&server, "stopped");
+        server.sigstop();
+        let stopped = Instant::now();
+        // Well past the PING's deadline (read timeout) before it answers again.
+        while stopped.elapsed() < Duration::from_millis(1500) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.sigcont();
+    });
+    // The invalidation connection was given up (its PING unanswered) and replaced.
+    let before = before
+        .into_inner()
+        .unwrap()
+        .expect("an invalidation connection");
+    assert!(wait_until(WAIT, || {
+        get(&client, "k");
+        listener_id(&server, "stopped").is_some_and(|id| id != before)
+    }));
+    assert_tracked_again(&client, &writer, "k", "after");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guarantee 5: bounded
+
+/// Guarantee 5: at most max_entries entries and max_bytes bytes, whatever is read; LRU (here
+/// CLOCK) keeps what is used; a flush returns the cache to nothing.
+#[test]
+fn entries_and_bytes_stay_within_their_bounds() {
+    let server = RedisServer::start();
+    let mut config = cached_config(&server, 100);
+    config.cache.max_bytes = 40_000;
+    let client = Client::new(&config).unwrap();
+    let value = "v".repeat(100);
+    for i in 0..1000 {
+        ok(&client, &["SET", &format!("key:{i}"), &value]);
+    }
+    for i in 0..1000 {
+        ok(&client, &["GET", &format!("key:{i}")]);
+        assert!(client.stat(Stat::CacheEntries) <= 100);
+        assert!(client.stat(Stat::CacheBytes) <= 40_000);
+    }
+    assert!(client.stat(Stat::CacheEvictions) >= 900);
+    let per_entry = client.stat(Stat::CacheBytes) / client.stat(Stat::CacheEntries).max(1);
+    println!(
+        "{} entries, {} bytes ({per_entry} per entry with a 100-byte value)",
+        client.stat(Stat::CacheEntries),
+        client.stat(Stat::CacheBytes)
+    );
+    client.cache_flush();
+    assert_eq!(client.stat(Stat::CacheEntries), 0);
+    assert_eq!(client.stat(Stat::CacheBytes), 0);
+}
+
+/// Guarantee 5: an entry is never served past its TTL (even with no invalidation, which a
+/// TTL is the backstop for), and expired entries are swept.
+#[test]
+fn entries_expire_after_their_ttl() {
+    let server = RedisServer::start();
+    let mut config = cached_config(&server, 100);
+    config.cache.ttl_ms = 300;
+    let client = Client::new(&config).unwrap();
+    ok(&client, &["SET", "k", "v"]);
+    warm(&client, "k");
+    let filled = Instant::now();
+    // After the TTL, every read of k goes to the server until it is kept again.
+    assert!(wait_until(WAIT, || filled.elapsed() > Duration::from_millis(350)));
+    let misses = client.stat(Stat::CacheMisses);
+    get(&client, "k");
+    assert_eq!(client.stat(Stat::CacheMisses), misses + 1);
+    // And a sweep drops what nobody reads.
+    ok(&client, &["SET", "j", "v"]);
+    warm(&client, "j");
+    assert!(wait_until(WAIT, || client.stat(Stat::CacheEntries) == 0));
+    assert!(client.stat(Stat::CacheEvictions) >= 1);
+}

@@ -61,6 +61,11 @@ enum Message {
     Attempted(NodeId, u64, Attempt),
     /// The node's tracking is in doubt: start its connection over.
     Doubt(NodeId),
+    /// Watch a tracked data connection (node, push router id, descriptor) for the server
+    /// closing it.
+    Watch(NodeId, u64, std::os::fd::RawFd),
+    /// That connection closed on our side.
+    Unwatch(u64),
 }
 
 enum Attempt {
@@ -132,6 +137,14 @@ impl Listeners {
         self.shared.send(Message::Doubt(node));
     }
 
+    pub fn watch(&self, node: NodeId, connection: u64, fd: std::os::fd::RawFd) {
+        self.shared.send(Message::Watch(node, connection, fd));
+    }
+
+    pub fn unwatch(&self, connection: u64) {
+        self.shared.send(Message::Unwatch(connection));
+    }
+
     /// A hit found a lease that is not fresh: the thread should read its connections now.
     pub fn wake(&self) {
         self.shared.wake();
@@ -201,10 +214,21 @@ enum State {
     Unsupported,
 }
 
+/// A data connection tracked to an invalidation connection: the server forgets what it tracked
+/// for it when it closes it (CLIENT KILL, its idle `timeout`), so its entries must go at once.
+/// Only its descriptor's number is kept (the pool owns the socket): a number reused after the
+/// connection closed can at worst make its entries, already gone, go again.
+struct DataConn {
+    node: NodeId,
+    connection: u64,
+    fd: std::os::fd::RawFd,
+}
+
 struct Watcher {
     cache: Arc<Cache>,
     inbox: Arc<Inbox>,
     nodes: Vec<Watched>,
+    data: Vec<DataConn>,
     next_sweep: Instant,
 }
 
@@ -214,6 +238,7 @@ impl Watcher {
             cache,
             inbox,
             nodes: Vec::new(),
+            data: Vec::new(),
             next_sweep: Instant::now() + SWEEP_EVERY,
         }
     }
@@ -224,7 +249,13 @@ impl Watcher {
             for message in self.inbox.take() {
                 self.handle(message);
             }
-            self.read_all();
+            // PINGs answered renew leases only after the data connections closed by then are
+            // known: the server closed such a connection before it answered a later PING.
+            let answered = self.read_all();
+            self.check_data_connections();
+            for (node, sent) in answered {
+                self.cache.store.leases.renew(node, sent);
+            }
             let now = Instant::now();
             for watched in &mut self.nodes {
                 if self.cache.store.leases.take_demand(watched.node) {
@@ -292,6 +323,15 @@ impl Watcher {
                     }
                 }
             }
+            Message::Watch(node, connection, fd) => {
+                self.data.retain(|d| d.connection != connection);
+                self.data.push(DataConn {
+                    node,
+                    connection,
+                    fd,
+                });
+            }
+            Message::Unwatch(connection) => self.data.retain(|d| d.connection != connection),
             Message::Doubt(node) => {
                 if let Some(index) = self.nodes.iter().position(|w| w.node == node) {
                     let error = Error::new(
@@ -321,9 +361,43 @@ impl Watcher {
         self.cache.listener_lost(node, error);
     }
 
-    /// Reads every connection up to what has arrived, applying invalidations; a PING's answer
-    /// renews the node's lease with when that PING was sent (what came before it is applied).
-    fn read_all(&mut self) {
+    /// Drops what was read through the data connections the server has closed.
+    fn check_data_connections(&mut self) {
+        if self.data.is_empty() {
+            return;
+        }
+        let mut fds: Vec<libc::pollfd> = self
+            .data
+            .iter()
+            .map(|d| libc::pollfd {
+                fd: d.fd,
+                events: libc::POLLRDHUP,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` holds `fds.len()` initialised pollfd structs; a zero timeout.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        if ready <= 0 {
+            return;
+        }
+        let closed = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+        let mut lost = Vec::new();
+        for (d, fd) in self.data.iter().zip(&fds) {
+            if fd.revents & closed != 0 {
+                lost.push((d.node, d.connection));
+            }
+        }
+        self.data
+            .retain(|d| !lost.iter().any(|&(_, c)| c == d.connection));
+        for (node, connection) in lost {
+            self.cache.data_connection_lost(node, connection);
+        }
+    }
+
+    /// Reads every connection up to what has arrived, applying invalidations; returns, per
+    /// PING answered, its node and when it was sent (what came before the answer is applied).
+    fn read_all(&mut self) -> Vec<(NodeId, Instant)> {
+        let mut answered = Vec::new();
         for index in 0..self.nodes.len() {
             let node = self.nodes[index].node;
             let State::Up {
@@ -339,7 +413,7 @@ impl Watcher {
                 // The answer to the PING (RESP3 pushes never come out here).
                 None => {
                     if let Some(sent) = ping_sent.take() {
-                        cache.store.leases.renew(node, sent);
+                        answered.push((node, sent));
                     }
                 }
             });
@@ -347,6 +421,7 @@ impl Watcher {
                 self.lose(index, error);
             }
         }
+        answered
     }
 
     fn ping_and_reconnect(&mut self, now: Instant) {
@@ -452,6 +527,13 @@ impl Watcher {
                     revents: 0,
                 });
             }
+        }
+        for d in &self.data {
+            fds.push(libc::pollfd {
+                fd: d.fd,
+                events: libc::POLLRDHUP,
+                revents: 0,
+            });
         }
         let spec = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,

@@ -316,7 +316,14 @@ impl Cache {
         }
         match replies.iter().find(|r| r.kind() == ReplyKind::Error) {
             None => {
-                self.store.fill(token, args, &reply, setup.is_some());
+                let node = token.node();
+                if self.store.fill(token, args, &reply, setup.is_some()) {
+                    // What the server tracks for it ends when the server closes it: the
+                    // invalidation thread watches for that.
+                    if let Via::Conn(connection) = via {
+                        self.listeners.watch(node, connection, conn.raw_fd());
+                    }
+                }
             }
             Some(refusal) => {
                 // Answered, not kept. A redirect target the server no longer knows is an
@@ -572,6 +579,20 @@ impl Cache {
         self.listeners.doubt(node);
     }
 
+    /// A data connection the server closed (seen by the invalidation thread): what the server
+    /// tracked for it is gone, so is everything read through it.
+    fn data_connection_lost(&self, node: NodeId, connection: u64) {
+        let address = self.store.with_node(node, |n| n.address.clone());
+        let Some(address) = address else {
+            return;
+        };
+        let dropped = self.store.connection_closed(&address, connection);
+        if dropped > 0 {
+            self.count_invalidated(dropped);
+            self.emit_for(node, Reason::ConnectionLost, dropped);
+        }
+    }
+
     fn sweep(&self, budget: usize) {
         self.store.sweep(budget);
     }
@@ -645,6 +666,7 @@ impl PushConsumer for Consumer {
         let Some(cache) = self.0.upgrade() else {
             return;
         };
+        cache.listeners.unwatch(origin.connection);
         if let Some(node) = cache.store.listener_node(origin.connection) {
             // The listener task sees it too and starts over; dropping now is what matters.
             if let Some(dropped) = cache.store.node_lost(node, Some(origin.connection)) {

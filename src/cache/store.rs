@@ -25,7 +25,7 @@
 //! entries past their TTL are never served, and are dropped when the hand or the sweep meets
 //! them.
 
-use crate::core::cache::same_command;
+use crate::core::cache::{fold_multiply, same_command};
 use crate::resp::{Args, Reply};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -105,20 +105,23 @@ impl BuildHasher for KeyHasherBuilder {
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        h ^ (h >> 33)
+        fold_multiply(self.0, 0x9E37_79B9_7F4A_7C15)
     }
     fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        const K: u64 = 0xD6E8_FEB8_6659_FD93;
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
             let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+            self.0 = fold_multiply(self.0 ^ word, K);
         }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut tail = [0u8; 8];
+            tail[..rest.len()].copy_from_slice(rest);
+            self.0 = fold_multiply(
+                self.0 ^ u64::from_le_bytes(tail) ^ (rest.len() as u64) << 59,
+                K,
+            );
         }
     }
 }
@@ -358,10 +361,11 @@ fn allocated(n: usize) -> usize {
     ((n + 8 + 15) & !15).max(32)
 }
 
-/// A hash map's cost per element: the element, a control byte, and the spare room of a table
-/// at most 7/8 full (counted at the average load, 3/4 of that).
+/// A hash table's (or the ring's) cost per element: the element and its control byte, and the
+/// spare room of a table that doubles when 7/8 full, counted at its emptiest (half full) so
+/// that the byte bound holds whenever tables grew.
 fn in_map<T>() -> usize {
-    (std::mem::size_of::<T>() + 1) * 4 / 3
+    (std::mem::size_of::<T>() + 1) * 2
 }
 
 impl Store {
@@ -544,8 +548,8 @@ impl Store {
 
     /// Keeps `reply` for the token's command `args` if nothing dropped the token since it was
     /// taken. `tracked`: the data connection was set up to track ahead of the read, and the
-    /// server said OK.
-    pub fn fill(&self, mut token: Token, args: &Args<'_>, reply: &Reply, tracked: bool) {
+    /// server said OK. Returns whether that connection counts as tracked from now on.
+    pub fn fill(&self, mut token: Token, args: &Args<'_>, reply: &Reply, tracked: bool) -> bool {
         token.done = true;
         let mut index = self.lock();
         let valid = matches!(
@@ -553,11 +557,12 @@ impl Store {
             Some(State::Pending { token: id }) if *id == token.id
         ) && index.nodes[token.node].epoch == token.epoch;
         if !valid {
-            return;
+            return false;
         }
-        if let (true, Via::Conn(conn)) = (tracked, token.via) {
-            index.nodes[token.node].tracked.insert(conn);
-        }
+        let newly_tracked = match (tracked, token.via) {
+            (true, Via::Conn(conn)) => index.nodes[token.node].tracked.insert(conn),
+            _ => false,
+        };
         let reply = reply.detached();
         let command = crate::core::cache::command_bytes(args);
         let keys_size: usize = index.slots[&token.hash]
@@ -578,7 +583,7 @@ impl Store {
             + in_map::<(u64, Slot)>()
             + allocated(std::mem::size_of::<Arc<[u8]>>() * index.slots[&token.hash].keys.len())
             + keys_size
-            + std::mem::size_of::<(u64, u64)>()
+            + in_map::<(u64, u64)>()
             + match token.via {
                 Via::Conn(_) | Via::Mux => in_map::<u64>(),
                 Via::Listener => 0,
@@ -586,7 +591,7 @@ impl Store {
         if bytes > self.limits.max_bytes {
             // Never fits: the read is answered, not kept.
             self.remove_slot(&mut index, token.hash);
-            return;
+            return newly_tracked;
         }
         let seq = index.next_seq;
         index.next_seq += 1;
@@ -607,6 +612,7 @@ impl Store {
         index.bytes += bytes;
         self.make_room(&mut index);
         self.count_removed(&index);
+        newly_tracked
     }
 
     /// A token neither filled nor dropped by anything else: its pending slot goes.
@@ -769,12 +775,13 @@ impl Store {
     pub fn flush(&self) -> usize {
         let mut index = self.lock();
         let dropped = index.entries;
-        index.slots.clear();
+        // New, empty structures: the memory goes back too.
+        index.slots = HashMap::default();
         index.by_key = HashMap::with_hasher(KeyHasherBuilder(fastrand::u64(..)));
-        index.by_conn.clear();
+        index.by_conn = HashMap::new();
         index.ring = VecDeque::new();
         for node in &mut index.nodes {
-            node.via_mux.clear();
+            node.via_mux = HashSet::default();
         }
         index.entries = 0;
         index.bytes = 0;

@@ -163,33 +163,39 @@ pub fn changes_tracking(args: &Args<'_>) -> bool {
             .any(|n| is(n))
 }
 
+/// Multiplies to 128 bits and folds the halves: every input bit reaches every output bit.
+#[inline(always)]
+pub fn fold_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+const MIX2: u64 = 0xD6E8_FEB8_6659_FD93;
+
 /// The 64-bit hash of a command (its name and every argument, binary-exact) from `seed` (the
 /// cache's own, random: applications choose keys): where its entry is found. Equal hashes are
-/// compared byte for byte ([`same_command`]).
+/// compared byte for byte ([`same_command`]); different commands that collide are simply
+/// not both cached, so the hash must spread similar commands (`GET key:000001`, `GET
+/// key:000002`, ...) over all 64 bits: each 8-byte word goes through a folded multiply.
 #[inline]
 pub fn command_hash(args: &Args<'_>, seed: u64) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut h: u64 = seed ^ args.len() as u64;
     for arg in args.iter() {
-        h = (h.rotate_left(5) ^ arg.len() as u64).wrapping_mul(K);
+        h = fold_multiply(h ^ arg.len() as u64, MIX);
         let mut chunks = arg.chunks_exact(8);
         for chunk in &mut chunks {
             let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+            h = fold_multiply(h ^ word, MIX2);
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
             let mut tail = [0u8; 8];
             tail[..rest.len()].copy_from_slice(rest);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+            h = fold_multiply(h ^ u64::from_le_bytes(tail), MIX2);
         }
     }
-    // The multiply leaves the low bits weak; the finalizer spreads every bit over all 64.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    h ^ (h >> 33)
+    fold_multiply(h, MIX)
 }
 
 /// The command as an entry keeps it, to be compared with later commands: each argument as a

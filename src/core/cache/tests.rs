@@ -258,3 +258,29 @@ fn a_gone_redirect_target_is_told_apart() {
         b"NOPERM this user has no permissions"
     ));
 }
+
+#[test]
+fn similar_commands_do_not_collide() {
+    // Keys that differ in one digit, in one byte of a long key, or only in length.
+    let mut seen = std::collections::HashSet::new();
+    let mut check = |words: &[&[u8]]| {
+        let hash = command_hash(&Args::from_slices(words), 7);
+        assert!(seen.insert(hash), "{words:?}");
+        // The shard (top bits) and the bucket (bottom bits) both vary.
+        hash
+    };
+    let mut top = std::collections::HashSet::new();
+    for i in 0..500_000 {
+        let key = format!("key:{i:06}");
+        top.insert(check(&[b"GET", key.as_bytes()]) >> 58);
+    }
+    assert_eq!(top.len(), 64);
+    for i in 0..1000 {
+        let mut long = vec![b'x'; 100];
+        long[i % 100] = (i / 100) as u8;
+        check(&[b"GET", &long]);
+    }
+    for n in 0..64 {
+        check(&[b"GET", &vec![0u8; n]]);
+    }
+}
