@@ -866,3 +866,200 @@ fn entries_expire_after_their_ttl() {
     assert!(wait_until(WAIT, || client.stat(Stat::CacheEntries) == 0));
     assert!(client.stat(Stat::CacheEvictions) >= 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Modes and protocols
+
+/// The server's count of keys it tracks for clients (INFO stats `tracking_total_keys`).
+fn tracked_keys(server: &RedisServer) -> u64 {
+    let info = server.cli(&["INFO", "stats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("tracking_total_keys:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("tracking_total_keys in INFO stats")
+}
+
+/// The checks every mode and protocol must pass: own writes read back (1), another client's
+/// write seen by a read 1 ms after its acknowledgement and its invalidation applied (2), a
+/// FLUSHALL by another client empties the cache (4).
+fn the_basics_hold(client: &Client, writer: &Client, key: &str) {
+    ok(client, &["SET", key, "mine"]);
+    warm(client, key);
+    ok(client, &["SET", key, "mine again"]);
+    assert_eq!(get(client, key).as_deref(), Some("mine again"));
+    for round in 0..50 {
+        assert_tracked_again(client, writer, key, &format!("theirs {round}"));
+    }
+    warm(client, key);
+    ok(writer, &["FLUSHALL"]);
+    assert!(wait_until(WAIT, || client.stat(Stat::CacheEntries) == 0));
+    assert_eq!(get(client, key), None);
+}
+
+/// RESP2: the invalidation connection subscribes to `__redis__:invalidate` (RESP2 has no push
+/// frames) and the data connections redirect to it, exactly as over RESP3.
+#[test]
+fn resp2_works_through_the_invalidation_channel() {
+    let server = RedisServer::start();
+    let mut config = cached_config(&server, 1000);
+    config.set_protocol(2).unwrap();
+    config.set_client_name("resp2").unwrap();
+    let client = Client::new(&config).unwrap();
+    let writer = plain(&server);
+    the_basics_hold(&client, &writer, "k");
+    // The invalidation connection is a RESP2 subscriber; data connections redirect to it.
+    let list = server.cli(&["CLIENT", "LIST"]);
+    let listener = listener_id(&server, "resp2").expect("redirected data connections");
+    let line = list
+        .lines()
+        .find(|l| support::client_info_field(l, "id") == listener)
+        .expect("the invalidation connection");
+    assert_eq!(support::client_info_field(line, "resp"), "2");
+    assert_eq!(support::client_info_field(line, "sub"), "1");
+    // And the async path too.
+    ok(&writer, &["SET", "a", "1"]);
+    assert_eq!(text(&call_async(&client, &["GET", "a"]).unwrap()), "1");
+    assert!(wait_until(WAIT, || {
+        let before = hits(&client);
+        call_async(&client, &["GET", "a"]).unwrap();
+        hits(&client) > before
+    }));
+    ok(&writer, &["SET", "a", "2"]);
+    let acked = Instant::now();
+    while acked.elapsed() < Duration::from_millis(1) {
+        std::hint::spin_loop();
+    }
+    assert_eq!(text(&call_async(&client, &["GET", "a"]).unwrap()), "2");
+}
+
+/// BROADCAST: the invalidation connection asks for every change under the prefixes (`BCAST
+/// PREFIX user:`), so data connections need no tracking at all; only reads under the prefixes
+/// are cached; changes to keys never read are announced too.
+#[test]
+fn broadcast_mode_caches_the_prefixes_only() {
+    let server = RedisServer::start();
+    let mut config = cached_config(&server, 1000);
+    config.cache.mode = brisk::config::CacheMode::Broadcast;
+    config.add_client_cache_prefix(b"user:").unwrap();
+    config.set_client_name("bcast").unwrap();
+    let events = Arc::new(Mutex::new(Vec::<(String, u32)>::new()));
+    let seen = events.clone();
+    config.events =
+        brisk::events::HandlerSlot(Some(Arc::new(move |e: &brisk::events::Event<'_>| {
+            if e.kind == brisk::events::EventKind::CacheInvalidate {
+                let reason = String::from_utf8_lossy(e.command).into_owned();
+                seen.lock().unwrap().push((reason, e.batch_size));
+            }
+        })));
+    let client = Client::new(&config).unwrap();
+    let writer = plain(&server);
+    the_basics_hold(&client, &writer, "user:1");
+    // Outside the prefix: never kept.
+    ok(&writer, &["SET", "other", "x"]);
+    let entries = client.stat(Stat::CacheEntries);
+    let hits_before = hits(&client);
+    for _ in 0..20 {
+        assert_eq!(get(&client, "other").as_deref(), Some("x"));
+    }
+    assert_eq!(hits(&client), hits_before);
+    assert_eq!(client.stat(Stat::CacheEntries), entries);
+    // A key under the prefix that this client never read is announced all the same.
+    events.lock().unwrap().clear();
+    ok(&writer, &["SET", "user:never-read", "x"]);
+    assert!(wait_until(WAIT, || events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(reason, keys)| reason == "INVALIDATE" && *keys == 1)));
+    // Nothing is tracked per data connection: the server tracks no keys, only the prefix.
+    assert_eq!(tracked_keys(&server), 0);
+    let list = server.cli(&["CLIENT", "LIST"]);
+    let tracking: Vec<&str> = list
+        .lines()
+        .filter(|l| {
+            l.contains("name=bcast ") && support::client_info_field(l, "flags").contains('t')
+        })
+        .collect();
+    assert_eq!(
+        tracking.len(),
+        1,
+        "only the invalidation connection tracks: {list}"
+    );
+    assert!(support::client_info_field(tracking[0], "flags").contains('B'));
+}
+
+/// OPTIN: only reads of keys under the prefixes are cached, each sent right after `CLIENT
+/// CACHING YES`; the server tracks nothing else this client reads.
+#[test]
+fn optin_mode_tracks_only_what_it_caches() {
+    let server = RedisServer::start();
+    let mut config = cached_config(&server, 1000);
+    config.cache.mode = brisk::config::CacheMode::OptIn;
+    config.add_client_cache_prefix(b"hot:").unwrap();
+    let client = Client::new(&config).unwrap();
+    let writer = plain(&server);
+    the_basics_hold(&client, &writer, "hot:1");
+    // Reads outside the prefixes: not kept, and not tracked by the server either.
+    for i in 0..50 {
+        ok(&writer, &["SET", &format!("cold:{i}"), "x"]);
+    }
+    let tracked = tracked_keys(&server);
+    let entries = client.stat(Stat::CacheEntries);
+    for i in 0..50 {
+        get(&client, &format!("cold:{i}"));
+        get(&client, &format!("cold:{i}"));
+    }
+    assert_eq!(client.stat(Stat::CacheEntries), entries);
+    assert_eq!(tracked_keys(&server), tracked, "OPTIN reads were tracked");
+    // A cached read is tracked.
+    ok(&writer, &["SET", "hot:2", "x"]);
+    warm(&client, "hot:2");
+    assert!(tracked_keys(&server) > tracked);
+}
+
+/// DEFAULT mode tracks what it reads, cached or not (the contrast to OPTIN), on the data
+/// connections, redirected to the invalidation connection.
+#[test]
+fn default_mode_tracks_every_read() {
+    let server = RedisServer::start();
+    let client = cached(&server);
+    let writer = plain(&server);
+    for i in 0..20 {
+        ok(&writer, &["SET", &format!("k:{i}"), "x"]);
+    }
+    for i in 0..20 {
+        warm(&client, &format!("k:{i}"));
+    }
+    assert!(tracked_keys(&server) >= 20);
+}
+
+/// A server (or a user) that cannot track makes creating the client fail with a clear
+/// message, never a silently half-working cache.
+#[test]
+fn a_server_that_cannot_track_refuses_the_client() {
+    // CLIENT renamed away: as a server without CLIENT TRACKING answers.
+    let server = RedisServer::builder()
+        .config("rename-command CLIENT \"\"")
+        .start();
+    let error = Client::new(&cached_config(&server, 100))
+        .err()
+        .expect("refused");
+    assert!(
+        error.message().contains("CLIENT TRACKING"),
+        "{}",
+        error.message()
+    );
+    // Without the cache, the same server is fine.
+    ok(&plain(&server), &["PING"]);
+
+    // A user who may read but not use CLIENT TRACKING.
+    let server = RedisServer::builder()
+        .config("user reader on >pw ~* &* +@all -client")
+        .start();
+    let mut config = cached_config(&server, 100);
+    config.username = Some("reader".into());
+    config.password = Some("pw".to_owned().into());
+    let error = Client::new(&config).err().expect("refused");
+    assert_eq!(error.status(), brisk::Status::Auth, "{}", error.message());
+    assert!(error.message().contains("CLIENT"), "{}", error.message());
+}
