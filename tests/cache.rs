@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{
-    FaultProxy, RedisServer, append, call_async, cmd, ok, session_cmd, text, wait_until,
+    FaultProxy, RedisCluster, RedisServer, append, call_async, cmd, ok, session_cmd, text,
+    wait_until,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -662,10 +663,27 @@ fn no_stale_read_around(
     readers: usize,
     fault: impl FnOnce(),
 ) -> u64 {
+    let keys: Vec<String> = (0..keys).map(|k| format!("f:{k}")).collect();
+    let write = |key: &str, n: i64| cmd(writer, &["SET", key, &n.to_string()]).is_ok();
+    no_stale_read_of(client, &keys, &write, readers, fault)
+}
+
+/// [`no_stale_read_around`] with the keys given and `write(key, n)` (true when `n` was
+/// acknowledged, so that a read must never see less than it from 1 ms later on).
+fn no_stale_read_of(
+    client: &Client,
+    keys: &[String],
+    write: &(dyn Fn(&str, i64) -> bool + Sync),
+    readers: usize,
+    fault: impl FnOnce(),
+) -> u64 {
     type Log = Mutex<Vec<(Instant, i64)>>;
-    let acks: Vec<Log> = (0..keys).map(|_| Mutex::new(vec![])).collect();
-    for k in 0..keys {
-        ok(writer, &["SET", &format!("f:{k}"), "0"]);
+    let acks: Vec<Log> = keys.iter().map(|_| Mutex::new(vec![])).collect();
+    for key in keys {
+        assert!(
+            wait_until(Duration::from_secs(60), || write(key, 0)),
+            "the first write of {key}"
+        );
     }
     let stop = AtomicBool::new(false);
     let reads = AtomicU64::new(0);
@@ -676,8 +694,8 @@ fn no_stale_read_around(
             let mut n = 0i64;
             while !stop.load(SeqCst) {
                 n += 1;
-                let k = n as usize % keys;
-                if cmd(writer, &["SET", &format!("f:{k}"), &n.to_string()]).is_ok() {
+                let k = n as usize % keys.len();
+                if write(&keys[k], n) {
                     acks[k].lock().unwrap().push((Instant::now(), n));
                 }
             }
@@ -687,10 +705,10 @@ fn no_stale_read_around(
             scope.spawn(move || {
                 let mut i = r;
                 while !stop.load(SeqCst) {
-                    let k = i % keys;
+                    let k = i % keys.len();
                     i += 1;
                     let started = Instant::now();
-                    let Ok(reply) = cmd(client, &["GET", &format!("f:{k}")]) else {
+                    let Ok(reply) = cmd(client, &["GET", &keys[k]]) else {
                         continue;
                     };
                     let seen: i64 = reply.as_str().and_then(|v| v.parse().ok()).unwrap_or(-1);
@@ -706,7 +724,7 @@ fn no_stale_read_around(
                         stale
                             .lock()
                             .unwrap()
-                            .push(format!("f:{k}: read {seen}, {floor} acknowledged"));
+                            .push(format!("{}: read {seen}, {floor} acknowledged", keys[k]));
                     }
                     reads.fetch_add(1, SeqCst);
                 }
@@ -716,7 +734,7 @@ fn no_stale_read_around(
         let settle = |n: u64| {
             let target = reads.load(SeqCst) + n;
             assert!(
-                wait_until(Duration::from_secs(120), || reads.load(SeqCst) >= target),
+                wait_until(Duration::from_secs(180), || reads.load(SeqCst) >= target),
                 "the readers stalled"
             );
         };
@@ -883,6 +901,13 @@ fn tracked_keys(server: &RedisServer) -> u64 {
 /// write seen by a read 1 ms after its acknowledgement and its invalidation applied (2), a
 /// FLUSHALL by another client empties the cache (4).
 fn the_basics_hold(client: &Client, writer: &Client, key: &str) {
+    the_basics_hold_with(client, writer, key, &|| {
+        ok(writer, &["FLUSHALL"]);
+    });
+}
+
+/// [`the_basics_hold`], with how another client flushes the key's server.
+fn the_basics_hold_with(client: &Client, writer: &Client, key: &str, flushall: &dyn Fn()) {
     ok(client, &["SET", key, "mine"]);
     warm(client, key);
     ok(client, &["SET", key, "mine again"]);
@@ -891,8 +916,9 @@ fn the_basics_hold(client: &Client, writer: &Client, key: &str) {
         assert_tracked_again(client, writer, key, &format!("theirs {round}"));
     }
     warm(client, key);
-    ok(writer, &["FLUSHALL"]);
-    assert!(wait_until(WAIT, || client.stat(Stat::CacheEntries) == 0));
+    let entries = client.stat(Stat::CacheEntries);
+    flushall();
+    assert!(wait_until(WAIT, || client.stat(Stat::CacheEntries) < entries));
     assert_eq!(get(client, key), None);
 }
 
@@ -1062,4 +1088,131 @@ fn a_server_that_cannot_track_refuses_the_client() {
     let error = Client::new(&config).err().expect("refused");
     assert_eq!(error.status(), brisk::Status::Auth, "{}", error.message());
     assert!(error.message().contains("CLIENT"), "{}", error.message());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+fn slot(key: &str) -> u16 {
+    brisk::core::cluster::key_slot(key.as_bytes())
+}
+
+fn cached_cluster_client(cluster: &RedisCluster) -> Client {
+    let mut config = cluster.config();
+    config.cache.max_entries = 10_000;
+    Client::new(&config).expect("a cached cluster client")
+}
+
+/// Cluster: tracking per node (an invalidation connection to each node read from, the data
+/// connections of each node redirected to it): the basics hold for keys on every primary, and
+/// a FLUSHALL on one node empties what came from it.
+#[test]
+fn cluster_caches_per_node() {
+    let cluster = RedisCluster::start();
+    let client = cached_cluster_client(&cluster);
+    let writer = Client::new(&cluster.config()).unwrap();
+    let mut primaries = std::collections::HashSet::new();
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        let primary = cluster.primary_of_slot(0, slot(key));
+        primaries.insert(primary);
+        the_basics_hold_with(&client, &writer, key, &|| {
+            cluster.nodes[primary].cli(&["FLUSHALL"]);
+        });
+    }
+    assert_eq!(primaries.len(), 3, "keys on every primary");
+    // Multi-key reads on one slot are cached and depend on every key.
+    ok(&writer, &["MSET", "{u}a", "1", "{u}b", "2"]);
+    let mget = || format!("{:?}", ok(&client, &["MGET", "{u}a", "{u}b"]));
+    mget();
+    assert!(wait_until(WAIT, || {
+        let before = hits(&client);
+        mget();
+        hits(&client) > before
+    }));
+    ok(&writer, &["SET", "{u}b", "3"]);
+    let acked = Instant::now();
+    while acked.elapsed() < Duration::from_millis(1) {
+        std::hint::spin_loop();
+    }
+    assert_eq!(mget(), r#"Array["1", "3"]"#);
+}
+
+/// Cluster, guarantee 4 under readers: a manual failover (CLUSTER FAILOVER, nothing lost):
+/// the slot's owner changes, the entries go, the new primary's invalidation connection takes
+/// over; no read is ever stale.
+#[test]
+fn cluster_no_stale_read_across_a_failover() {
+    let cluster = RedisCluster::start();
+    let client = cached_cluster_client(&cluster);
+    let writer = Client::new(&cluster.config()).unwrap();
+    let keys: Vec<String> = (0..4).map(|i| format!("{{f}}:{i}")).collect();
+    let primary = cluster.primary_of_slot(0, slot("{f}"));
+    let replica = cluster.replica_of(primary);
+    let write = |key: &str, n: i64| cmd(&writer, &["SET", key, &n.to_string()]).is_ok();
+    no_stale_read_of(&client, &keys, &write, 4, || {
+        cluster.nodes[replica].cli(&["CLUSTER", "FAILOVER"]);
+        assert!(wait_until(Duration::from_secs(30), || cluster.is_primary(replica)));
+    });
+}
+
+/// Cluster, guarantee 4 under readers: the primary is killed and its replica promoted. The
+/// writer counts a SET as acknowledged only once WAIT says a replica has it (an acknowledged
+/// write lost with the primary would look like a stale read); the killed node's entries go
+/// with its invalidation connection.
+#[test]
+fn cluster_no_stale_read_across_a_killed_primary() {
+    let mut cluster = RedisCluster::start();
+    let client = cached_cluster_client(&cluster);
+    let mut config = cluster.config();
+    config.retry.max_retries = Some(0);
+    let writer = Client::new(&config).unwrap();
+    let keys: Vec<String> = (0..4).map(|i| format!("{{k}}:{i}")).collect();
+    let primary = cluster.primary_of_slot(0, slot("{k}"));
+    let replica = cluster.replica_of(primary);
+    let session = Mutex::new(None::<brisk::Session>);
+    let write = |key: &str, n: i64| {
+        let mut session = session.lock().unwrap();
+        if session.is_none() {
+            *session = writer.session().ok();
+        }
+        let Some(s) = session.as_mut() else {
+            return false;
+        };
+        let acknowledged = session_cmd(s, &["SET", key, &n.to_string()]).is_ok()
+            && session_cmd(s, &["WAIT", "1", "2000"])
+                .ok()
+                .and_then(|r| r.as_integer())
+                == Some(1);
+        if !acknowledged {
+            // A new session next time: it pins the slot's owner as the topology says then.
+            *session = None;
+        }
+        acknowledged
+    };
+    let cluster_cell = Mutex::new(&mut cluster);
+    no_stale_read_of(&client, &keys, &write, 4, || {
+        let mut cluster = cluster_cell.lock().unwrap();
+        cluster.nodes[primary].kill();
+        assert!(wait_until(Duration::from_secs(60), || cluster.is_primary(replica)));
+    });
+}
+
+/// Cluster, guarantee 4 under readers: the keys' slot migrates to another primary (MIGRATE
+/// deletes each key on the old owner, which invalidates it; ASK, then MOVED); no read is ever
+/// stale.
+#[test]
+fn cluster_no_stale_read_across_a_slot_migration() {
+    let cluster = RedisCluster::start();
+    let client = cached_cluster_client(&cluster);
+    let writer = Client::new(&cluster.config()).unwrap();
+    let keys: Vec<String> = (0..4).map(|i| format!("{{m}}:{i}")).collect();
+    let from = cluster.primary_of_slot(0, slot("{m}"));
+    let to = (0..cluster.nodes.len())
+        .find(|&i| i != from && cluster.is_primary(i))
+        .unwrap();
+    let write = |key: &str, n: i64| cmd(&writer, &["SET", key, &n.to_string()]).is_ok();
+    no_stale_read_of(&client, &keys, &write, 4, || {
+        cluster.migrate_slot(slot("{m}"), from, to);
+    });
+    assert_eq!(cluster.primary_of_slot(0, slot("{m}")), to);
 }
