@@ -112,6 +112,9 @@ defines=()
 if grep -q 'brisk_command_async' include/brisk.h; then
   defines+=(-DBRISK_HAVE_ASYNC)
 fi
+if grep -q 'brisk_client_cache_flush' include/brisk.h; then
+  defines+=(-DBRISK_HAVE_CACHE)
+fi
 hiredis_flags=$(pkg-config --cflags --libs hiredis 2>/dev/null || echo -lhiredis)
 # shellcheck disable=SC2086
 ${CC:-cc} -O2 -g -std=c11 -Wall -Wextra "${defines[@]}" -I include benches/bench.c \

@@ -147,9 +147,19 @@ typedef uint32_t brisk_mode;
 typedef uint32_t brisk_read_from;
 
 /**
+ * How the server is asked to track what the client-side cache keeps.
+ */
+typedef uint32_t brisk_cache_mode;
+
+/**
  * What an event reports.
  */
 typedef uint32_t brisk_event_kind;
+
+/**
+ * Why client-side cache entries were dropped (`brisk_event_cache_reason()`).
+ */
+typedef uint32_t brisk_cache_reason;
 
 /**
  * The type of a reply.
@@ -233,17 +243,19 @@ typedef uint32_t brisk_category;
 #define BRISK_STAT_POOL_IDLE 11
 
 /**
- * Client-side cache hits.
+ * Client-side cache hits (also counted in `BRISK_STAT_COMMANDS`).
  */
 #define BRISK_STAT_CACHE_HITS 12
 
 /**
- * Client-side cache misses.
+ * Cacheable reads that went to the server (not cached yet, or an entry its node's lease did
+ * not cover).
  */
 #define BRISK_STAT_CACHE_MISSES 13
 
 /**
- * Client-side cache entries invalidated.
+ * Client-side cache entries dropped because they may be stale: invalidations, this client's
+ * writes, flushes, lost tracking.
  */
 #define BRISK_STAT_CACHE_INVALIDATIONS 14
 
@@ -256,6 +268,22 @@ typedef uint32_t brisk_category;
  * Cluster redirections (MOVED, ASK) followed.
  */
 #define BRISK_STAT_REDIRECTS 16
+
+/**
+ * Gauge: client-side cache entries now.
+ */
+#define BRISK_STAT_CACHE_ENTRIES 17
+
+/**
+ * Gauge: bytes the client-side cache holds now (as `brisk_config_set_client_cache_max_bytes`
+ * counts them).
+ */
+#define BRISK_STAT_CACHE_BYTES 18
+
+/**
+ * Client-side cache entries dropped for room (least recently used) or age (TTL).
+ */
+#define BRISK_STAT_CACHE_EVICTIONS 19
 
 /**
  * Only read-only commands are retried after their request was written; a write (INCR, LPUSH,
@@ -302,6 +330,25 @@ typedef uint32_t brisk_category;
 #define BRISK_READ_ANY 2
 
 /**
+ * The server remembers the keys each connection reads and announces their changes (the
+ * default).
+ */
+#define BRISK_CACHE_DEFAULT 0
+
+/**
+ * The server announces every change of a key under the prefixes, read or not (`BCAST`): no
+ * tracking state per key on the server, more invalidation traffic. Only reads whose keys are
+ * all under a prefix are cached; no prefix means every key.
+ */
+#define BRISK_CACHE_BROADCAST 1
+
+/**
+ * Only reads whose keys are all under a prefix are cached (every read without prefixes), each
+ * sent right after `CLIENT CACHING YES`; the server tracks nothing else the client reads.
+ */
+#define BRISK_CACHE_OPTIN 2
+
+/**
  * A command (or pipeline/transaction) finished, after all its attempts.
  */
 #define BRISK_EVENT_COMMAND 0
@@ -337,9 +384,45 @@ typedef uint32_t brisk_category;
 #define BRISK_EVENT_TOPOLOGY 6
 
 /**
- * Client-side cache entries were invalidated.
+ * Client-side cache entries were dropped because they may be stale (not for room or age, which
+ * only `BRISK_STAT_CACHE_EVICTIONS` counts). `brisk_event_cache_reason()` says why (also as
+ * the command name: "INVALIDATE", "FLUSH", "CONNECTION_LOST", "TOPOLOGY");
+ * `brisk_event_batch_size()` is the number of keys the server named (INVALIDATION) or of
+ * entries dropped (the others); the status is CONNECTION for CONNECTION_LOST, else OK; the
+ * address is the node's ("" when the whole cache was flushed). Runs on the thread that did it:
+ * the `brisk-cache` thread for what the server said, the caller's for its own flush or
+ * session command. This client's own writes drop their keys without an event (their COMMAND
+ * event stands for it).
  */
 #define BRISK_EVENT_CACHE_INVALIDATE 7
+
+/**
+ * Not a `BRISK_EVENT_CACHE_INVALIDATE` event.
+ */
+#define BRISK_CACHE_REASON_NONE 0
+
+/**
+ * The server said these keys changed (another client's write, an expiry, an eviction).
+ */
+#define BRISK_CACHE_REASON_INVALIDATION 1
+
+/**
+ * A flush: `brisk_client_cache_flush()`, a FLUSHALL or FLUSHDB (by anyone), a write of this
+ * client whose keys cannot be named (SWAPDB...).
+ */
+#define BRISK_CACHE_REASON_FLUSH 2
+
+/**
+ * The tracking they relied on is gone or in doubt: the invalidation connection (lost, killed,
+ * PING unanswered, `tracking-redir-broken`), a data connection they were read through, or a
+ * session command that changed its connection's tracking (RESET, AUTH, ...).
+ */
+#define BRISK_CACHE_REASON_CONNECTION_LOST 3
+
+/**
+ * A cluster failover or slot move.
+ */
+#define BRISK_CACHE_REASON_TOPOLOGY 4
 
 /**
  * RESP2 null bulk/array, RESP3 null. Also what accessors report for a NULL reply.
@@ -621,6 +704,16 @@ brisk_status brisk_command_async(brisk_client *client,
                                  void *userdata);
 
 /**
+ * Drops every client-side cache entry now (reads in flight are not kept either); a no-op
+ * when the cache is off. Reported as a `BRISK_EVENT_CACHE_INVALIDATE` event with reason
+ * `BRISK_CACHE_REASON_FLUSH`. NULL client: INVALID_ARGUMENT.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+brisk_status brisk_client_cache_flush(brisk_client *client);
+
+/**
  * Reads a counter or gauge; 0 for a NULL client or an unknown `which`. Lock-free for counters;
  * safe to call from any thread at any time.
  *
@@ -651,7 +744,10 @@ void brisk_config_free(brisk_config *cfg);
  * host goes in brackets (`redis://[::1]:6379`). Options: `connect_timeout`, `read_timeout`,
  * `write_timeout`, `command_deadline`, `pool_size`, `pool_min_idle`, `pool_max_wait`,
  * `pool_idle_timeout`, `pool_max_lifetime`, `health_check_interval` (all ms), `client_name`,
- * `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`.
+ * `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`;
+ * client-side caching: `client_cache` (max entries), `client_cache_ttl` (ms),
+ * `client_cache_max_bytes`, `client_cache_mode` (default|broadcast|optin),
+ * `client_cache_prefix` (repeatable).
  * Settings the URL does not mention keep their values.
  * Returns `BRISK_ERR_INVALID_ARGUMENT` naming the part at fault (never echoing a password)
  * for a malformed URL, an unknown option or a bad value.
@@ -1011,6 +1107,87 @@ brisk_status brisk_config_set_read_from(brisk_config *cfg,
                                         brisk_read_from where);
 
 /**
+ * Turns client-side caching on (off by default): deterministic reads (GET, HGET, MGET,
+ * ZRANGE, ... by the server's COMMAND flags; never TIME, RANDOMKEY, SRANDMEMBER, TTL, SCAN,
+ * blocking reads, scripts) are answered from memory after their first read, keyed by the
+ * whole command (`HGET h f1` and `HGET h f2` are two entries) on this client's DB and user. At
+ * most `max_entries` entries (0 turns the cache off), each served for at most `ttl_ms`
+ * milliseconds: a backstop for anything missed, 5 minutes unless set, and 0 means no TTL.
+ *
+ * `brisk_client_new()` then opens one invalidation connection per node (read by a thread of
+ * the client's own, `brisk-cache`) and fails when the server or the user cannot track: Redis
+ * 6 or later, or Valkey, and permission for `CLIENT`. The server is told, per connection that
+ * reads for the cache, to send its invalidations there (`CLIENT TRACKING ON REDIRECT`), so
+ * invalidations never wait unread in an idle pooled connection, over RESP3 or RESP2.
+ *
+ * What it guarantees:
+ * 1. Read-your-own-writes: a write by this client (any command with the `write` flag, and
+ *    scripts, through `brisk_command`, `brisk_command_async`, pipelines, transactions and
+ *    sessions) drops the entries of every key it names before its reply is handed back,
+ *    whatever its outcome; a write whose keys cannot be named (FLUSHALL, SWAPDB) drops all.
+ * 2. No stale read: a read that starts 1 ms or more after another client's write was
+ *    acknowledged never returns the old value. Invalidations are applied the moment they
+ *    arrive, and a hit is served only while its node has answered a PING sent under 1 ms ago
+ *    on the invalidation connection (so everything the server queued before that is applied):
+ *    on an overloaded machine hits go to the server instead of trusting a late thread. While
+ *    hits are served the client PINGs each node it reads from every ~250 µs.
+ * 3. A read in flight when its key is invalidated is answered but not kept.
+ * 4. Flush on doubt: when the invalidation connection is lost, killed, leaves its PING
+ *    unanswered for the read timeout or the server says its target is gone
+ *    (`tracking-redir-broken`); when the server restarts, a cluster slot changes hands or a
+ *    node fails over; on FLUSHALL/FLUSHDB (by anyone); when a data connection the cache read
+ *    through is closed (its tracking ends with it); and when a session sends RESET, CLIENT
+ *    TRACKING, HELLO, AUTH or SELECT: every entry that relied on it is dropped before the next
+ *    hit. Nothing is kept again before tracking is set up again.
+ * 5. Bounded: `max_entries`, `brisk_config_set_client_cache_max_bytes()`, the TTL; least
+ *    recently used first (CLOCK); `brisk_client_cache_flush()` returns the memory.
+ * 6. Invalidations are not per DB on the server, nor here: a write in DB 3 drops entries read
+ *    in DB 0.
+ *
+ * Counted in `BRISK_STAT_CACHE_*`; drops are reported as `BRISK_EVENT_CACHE_INVALIDATE`.
+ * Standalone and cluster mode (each node tracks what was read from it).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_client_cache(brisk_config *cfg,
+                                           uint32_t max_entries,
+                                           uint32_t ttl_ms);
+
+/**
+ * The most bytes the client-side cache keeps: commands, replies, keys and the cache's own
+ * tables, with the allocator's rounding (about 700 bytes per cached 16-byte string). Default
+ * 64 MiB; 0: no byte bound (`max_entries` still holds).
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_client_cache_max_bytes(brisk_config *cfg,
+                                                     uint64_t max_bytes);
+
+/**
+ * Sets the tracking mode (`BRISK_CACHE_DEFAULT`, `BRISK_CACHE_BROADCAST`,
+ * `BRISK_CACHE_OPTIN`). INVALID_ARGUMENT for an unknown mode.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_client_cache_mode(brisk_config *cfg,
+                                                brisk_cache_mode mode);
+
+/**
+ * Adds a key prefix: only reads whose keys all start with one of the prefixes are cached (in
+ * every mode); in BROADCAST mode the server is told exactly these (overlapping prefixes, such
+ * as `user:` and `user:1`, are refused there by `brisk_client_new()`). No prefix at all means
+ * every key. Adding one twice keeps one. INVALID_ARGUMENT for an empty prefix.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `prefix` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_config_add_client_cache_prefix(brisk_config *cfg,
+                                                  const char *prefix);
+
+/**
  * The kind of event (`BRISK_EVENT_COMMAND` for NULL).
  *
  * # Safety
@@ -1073,7 +1250,8 @@ const char *brisk_event_server_address(const brisk_event *e);
 const char *brisk_event_error_type(const brisk_event *e);
 
 /**
- * `db.operation.batch.size`: the commands in a pipeline or transaction; 1 otherwise.
+ * `db.operation.batch.size`: the commands in a pipeline or transaction; for
+ * `BRISK_EVENT_CACHE_INVALIDATE` the keys or entries (see there); 1 otherwise.
  *
  * # Safety
  * `e` is NULL or the event of a running callback.
@@ -1087,6 +1265,15 @@ uint32_t brisk_event_batch_size(const brisk_event *e);
  * `e` is NULL or the event of a running callback.
  */
 uint32_t brisk_event_db(const brisk_event *e);
+
+/**
+ * For a `BRISK_EVENT_CACHE_INVALIDATE` event, why the entries were dropped
+ * (`BRISK_CACHE_REASON_*`); `BRISK_CACHE_REASON_NONE` for every other event (and NULL).
+ *
+ * # Safety
+ * `e` is NULL or the event of a running callback.
+ */
+brisk_cache_reason brisk_event_cache_reason(const brisk_event *e);
 
 /**
  * A new, empty pipeline on `client`. `*out` is NULL on failure.

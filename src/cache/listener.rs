@@ -19,7 +19,7 @@
 //! pause between attempts (10 ms to 1 s).
 
 use super::Cache;
-use super::store::{Live, NodeId};
+use super::store::{Live, NodeId, now_ns};
 use crate::core::cache::{INVALIDATE_CHANNEL, Mode, broadcast_on, parse_message};
 use crate::core::{Error, Result, Status};
 use crate::net::{ConnectSettings, Connection};
@@ -203,8 +203,8 @@ enum State {
     Up {
         conn: Connection,
         since: Instant,
-        /// When the PING in flight was sent (one at a time).
-        ping_sent: Option<Instant>,
+        /// When the PING in flight was sent (one at a time), also as `store::now_ns`.
+        ping_sent: Option<(Instant, u64)>,
         /// When the last PING was sent.
         last_ping: Instant,
     },
@@ -396,7 +396,7 @@ impl Watcher {
 
     /// Reads every connection up to what has arrived, applying invalidations; returns, per
     /// PING answered, its node and when it was sent (what came before the answer is applied).
-    fn read_all(&mut self) -> Vec<(NodeId, Instant)> {
+    fn read_all(&mut self) -> Vec<(NodeId, u64)> {
         let mut answered = Vec::new();
         for index in 0..self.nodes.len() {
             let node = self.nodes[index].node;
@@ -412,7 +412,7 @@ impl Watcher {
                 Some(invalidation) => cache.invalidation(Some(node), invalidation),
                 // The answer to the PING (RESP3 pushes never come out here).
                 None => {
-                    if let Some(sent) = ping_sent.take() {
+                    if let Some((_, sent)) = ping_sent.take() {
                         answered.push((node, sent));
                     }
                 }
@@ -436,7 +436,7 @@ impl Watcher {
                     last_ping,
                     ..
                 } => match *ping_sent {
-                    Some(sent) if now - sent >= timeout => Some(Error::new(
+                    Some((sent, _)) if now - sent >= timeout => Some(Error::new(
                         Status::Timeout,
                         format!(
                             "the invalidation connection to {} left its PING unanswered for \
@@ -447,10 +447,10 @@ impl Watcher {
                     )),
                     None if now >= *last_ping + every => {
                         let ping: [&[u8]; 1] = [b"PING"];
-                        let sent = Instant::now();
+                        let (sent, sent_ns) = (Instant::now(), now_ns());
                         match conn.send_now(&Args::from_slices(&ping)) {
                             Ok(()) => {
-                                *ping_sent = Some(sent);
+                                *ping_sent = Some((sent, sent_ns));
                                 *last_ping = sent;
                                 None
                             }
@@ -504,7 +504,7 @@ impl Watcher {
                     ..
                 } => {
                     let due = match ping_sent {
-                        Some(sent) => *sent + watched.ping_timeout(),
+                        Some((sent, _)) => *sent + watched.ping_timeout(),
                         None => *last_ping + watched.ping_every(now),
                     };
                     until = until.min(due);

@@ -16,6 +16,7 @@
 //! through a connection go when it closes.
 
 pub(crate) mod listener;
+mod read_mostly;
 pub(crate) mod store;
 
 use crate::config::{CacheSettings, Config};
@@ -23,7 +24,7 @@ use crate::core::cache::{
     self as rules, Access, CACHING_YES, Invalidation, Mode, access, changes_tracking, command_hash,
     redirect_target_gone, tracking_on, under_prefixes,
 };
-use crate::core::command_table::CommandTable;
+use crate::core::command_table::{CommandTable, Positions};
 use crate::core::{Error, Result, Status};
 use crate::net::push::{PushConsumer, PushOrigin, PushRegistration, PushRouter};
 use crate::net::{ConnectSettings, Connection};
@@ -39,21 +40,20 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 use store::{Limits, Live, Lookup, NodeId, Store, Token, Via};
 
-/// Why entries went, as events report it (`brisk_event_cache_reason`).
+/// Why entries went, as events report it (as their command name; `brisk_event_cache_reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
 pub enum Reason {
     /// The server said these keys changed.
-    Invalidation = 0,
+    Invalidation,
     /// A flush: `brisk_client_cache_flush`, a FLUSHALL/FLUSHDB (by anyone), a write whose keys
     /// cannot be named.
-    Flush = 1,
+    Flush,
     /// The tracking state that covered them is gone or in doubt: the invalidation connection
     /// (lost, killed, unanswered PING, `tracking-redir-broken`), a data connection they were
     /// read through, or a session changed its connection's tracking.
-    ConnectionLost = 2,
+    ConnectionLost,
     /// A cluster failover or slot move (or a Sentinel master switch).
-    Topology = 3,
+    Topology,
 }
 
 impl Reason {
@@ -66,12 +66,27 @@ impl Reason {
             Reason::Topology => b"TOPOLOGY",
         }
     }
+
+    /// The reason an event's command name stands for.
+    pub fn from_name(name: &[u8]) -> Option<Reason> {
+        [
+            Reason::Invalidation,
+            Reason::Flush,
+            Reason::ConnectionLost,
+            Reason::Topology,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
 }
 
-/// What the cache does for one command.
+/// A command the cache could not answer, for [`Cache::plan`].
+pub(crate) struct Missed {
+    hash: u64,
+}
+
+/// What the cache does for a command it could not answer.
 pub(crate) enum Plan {
-    /// Answered from memory.
-    Hit(Reply),
     /// A read that missed: run it through [`Cache::fetch`] (or the async hooks) so its reply
     /// may be kept.
     Read(Read),
@@ -84,14 +99,14 @@ pub(crate) enum Plan {
 /// A cacheable read that missed.
 pub(crate) struct Read {
     hash: u64,
-    keys: Vec<usize>,
+    keys: Positions,
     /// The async path's token, taken right before each send.
     token: Option<Token>,
 }
 
 /// The keys (argument positions) a write changes, or all of them.
 pub(crate) enum Write {
-    Keys(Vec<usize>),
+    Keys(Positions),
     Everything,
 }
 
@@ -237,24 +252,34 @@ impl Cache {
         Ok(())
     }
 
-    /// The plan for `args`: a hit is answered here (and counted).
+    /// The cached reply of `args`, if it may be served now (counted as a hit); otherwise what
+    /// [`Cache::plan`] needs.
     #[inline]
-    pub fn plan(&self, table: Option<&CommandTable>, args: &Args<'_>) -> Plan {
+    pub fn lookup(&self, args: &Args<'_>) -> std::result::Result<Reply, Missed> {
+        if args.is_empty() {
+            return Err(Missed { hash: 0 });
+        }
         let hash = command_hash(args, self.seed);
         match self.store.hit(hash, args) {
             Lookup::Hit(reply) => {
                 self.observer.stats.bump(Stat::CacheHits);
-                Plan::Hit(reply)
+                Ok(reply)
             }
-            Lookup::Miss => self.plan_miss(table, args, hash),
+            Lookup::Miss => Err(Missed { hash }),
             Lookup::Unconfirmed => {
-                // The invalidation thread has not read its connection lately (it sleeps when
+                // The invalidation thread has not had a PING answered lately (it sleeps when
                 // nobody hits, or the machine is overloaded): ask it to, and read this one from
                 // the server.
                 self.listeners.wake();
-                self.plan_miss(table, args, hash)
+                Err(Missed { hash })
             }
         }
+    }
+
+    /// What to do with a command the cache could not answer (after [`Cache::lookup`]).
+    #[inline]
+    pub fn plan(&self, table: Option<&CommandTable>, args: &Args<'_>, missed: Missed) -> Plan {
+        self.plan_miss(table, args, missed.hash)
     }
 
     #[inline(never)]

@@ -6,9 +6,10 @@
 //!   sent, a private copy of its reply, its expiry), each behind its own `RwLock`. A hit takes
 //!   one shard's read lock and writes nothing shared (an entry's "recently used" bit is only
 //!   written when it is clear), so hits on different threads do not wait for each other.
-//! - **The index** (one `Mutex`) holds the rest: per entry its Redis keys, its node and the
-//!   connection its read came through; per Redis key the entries that read it (a multi-key
-//!   read depends on every key); pending reads; the nodes' tracking state; the eviction ring;
+//! - **The index** (one `Mutex`) holds the rest: per entry its Redis keys (as hashes), its
+//!   node and the connection its read came through; per Redis key (hash) the entries that read
+//!   it (a multi-key read depends on every key; two keys whose hashes collide only make an
+//!   invalidation drop more than it had to); pending reads; the nodes' tracking state; the eviction ring;
 //!   the totals. Misses, fills, invalidations, writes and faults take it; they are rare next to
 //!   hits and each comes with a network round trip or an invalidation message anyway. Its lock
 //!   is always taken before a shard's.
@@ -25,23 +26,28 @@
 //! entries past their TTL are never served, and are dropped when the hand or the sweep meets
 //! them.
 
-use crate::core::cache::{fold_multiply, same_command};
+use super::read_mostly::ReadMostly;
+use crate::core::cache::same_command;
 use crate::resp::{Args, Reply};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// A node (server) of the client, as the cache numbers them.
 pub(crate) type NodeId = usize;
 
-/// Shards of the hit side: a power of two, indexed by a hash's top bits.
+/// Maps of the hit side (a power of two, indexed by a hash's top bits): growing one rehashes
+/// a 64th of the entries, which keeps a writer's pause for readers short.
 const SHARDS: usize = 64;
 
-/// Replies with at most this many bytes of text are copied for each hit (no shared write
-/// between threads); larger ones are shared by reference count.
-const COPY_UP_TO: usize = 512;
+/// Replies with at most this many bytes of text are copied for each hit (an allocation, but no
+/// write to memory another core's hits write); larger ones share the entry's bytes (one
+/// reference count).
+const COPY_UP_TO: usize = 256;
+
+type Maps = Box<[HashMap<u64, Entry, Identity>]>;
 
 /// What a hit reads.
 struct Entry {
@@ -49,10 +55,39 @@ struct Entry {
     node: u32,
     command: Box<[u8]>,
     reply: Reply,
-    expires: Option<Instant>,
+    /// When it stops being served ([`now_ns`]); 0: never.
+    expires: u64,
     /// Used since the eviction hand last passed.
     referenced: AtomicBool,
     copy: bool,
+}
+
+impl Entry {
+    /// The reply a hit hands out.
+    fn serve(&self) -> Reply {
+        match self.copy {
+            true => self.reply.detached(),
+            false => self.reply.shared(),
+        }
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        self.expires != 0 && now >= self.expires
+    }
+}
+
+/// Nanoseconds on the monotonic clock (the one `Instant` reads) as a plain number, so that a
+/// hit compares integers instead of doing `Instant`'s checked arithmetic. Read through the
+/// vDSO: no system call.
+#[inline]
+pub(crate) fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Maps keyed by a hash that is already well mixed.
@@ -75,70 +110,22 @@ impl Hasher for IdentityHasher {
 /// cbindgen, reading the whole crate for the header, cannot follow.)
 type Identity = BuildHasherDefault<IdentityHasher>;
 
-#[repr(align(128))]
-#[derive(Default)]
-struct Shard {
-    map: RwLock<HashMap<u64, Entry, Identity>>,
-}
-
-impl Shard {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<u64, Entry, Identity>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner())
-    }
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<u64, Entry, Identity>> {
-        self.map.write().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// A seeded hasher for Redis keys (which applications choose, so the seed is random).
-#[derive(Clone, Copy)]
-struct KeyHasherBuilder(u64);
-
-struct KeyHasher(u64);
-
-impl BuildHasher for KeyHasherBuilder {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(self.0)
-    }
-}
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        fold_multiply(self.0, 0x9E37_79B9_7F4A_7C15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0xD6E8_FEB8_6659_FD93;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            self.0 = fold_multiply(self.0 ^ word, K);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut tail = [0u8; 8];
-            tail[..rest.len()].copy_from_slice(rest);
-            self.0 = fold_multiply(
-                self.0 ^ u64::from_le_bytes(tail) ^ (rest.len() as u64) << 59,
-                K,
-            );
-        }
-    }
-}
-
 /// The entries (or pending reads) that read one Redis key.
 enum Readers {
     One(u64),
-    Many(Vec<u64>),
+    /// A set: a hash read by thousands of `HGET h field` entries must not make each eviction
+    /// a walk over all of them.
+    Many(HashSet<u64, Identity>),
 }
 
 impl Readers {
     fn add(&mut self, hash: u64) {
         match self {
             Readers::One(h) if *h == hash => {}
-            Readers::One(h) => *self = Readers::Many(vec![*h, hash]),
-            Readers::Many(v) if !v.contains(&hash) => v.push(hash),
-            Readers::Many(_) => {}
+            Readers::One(h) => *self = Readers::Many([*h, hash].into_iter().collect()),
+            Readers::Many(set) => {
+                set.insert(hash);
+            }
         }
     }
 
@@ -146,9 +133,9 @@ impl Readers {
     fn remove(&mut self, hash: u64) -> bool {
         match self {
             Readers::One(h) => *h == hash,
-            Readers::Many(v) => {
-                v.retain(|h| *h != hash);
-                v.is_empty()
+            Readers::Many(set) => {
+                set.remove(&hash);
+                set.is_empty()
             }
         }
     }
@@ -156,7 +143,7 @@ impl Readers {
     fn hashes(&self) -> Vec<u64> {
         match self {
             Readers::One(h) => vec![*h],
-            Readers::Many(v) => v.clone(),
+            Readers::Many(set) => set.iter().copied().collect(),
         }
     }
 }
@@ -179,10 +166,25 @@ enum State {
     Filled { bytes: usize, seq: u64 },
 }
 
+/// The hashes of an entry's Redis keys (no allocation for the usual single key).
+enum KeyHashes {
+    One(u64),
+    Many(Box<[u64]>),
+}
+
+impl KeyHashes {
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            KeyHashes::One(h) => std::slice::from_ref(h),
+            KeyHashes::Many(hs) => hs,
+        }
+    }
+}
+
 /// The index's record of one entry or pending read.
 struct Slot {
     state: State,
-    keys: Box<[Arc<[u8]>]>,
+    keys: KeyHashes,
     node: NodeId,
     via: Via,
 }
@@ -212,8 +214,11 @@ pub(crate) struct Live {
 
 struct Index {
     slots: HashMap<u64, Slot, Identity>,
-    by_key: HashMap<Arc<[u8]>, Readers, KeyHasherBuilder>,
-    by_conn: HashMap<u64, HashSet<u64, Identity>>,
+    /// By key hash ([`Index::key_hash`]).
+    by_key: HashMap<u64, Readers, Identity>,
+    /// The seed of key hashes (applications choose keys).
+    key_seed: u64,
+    by_conn: HashMap<u64, HashSet<u64, Identity>, Identity>,
     nodes: Vec<NodeState>,
     /// Filled entries in fill order, with their fill number: the eviction hand's round.
     ring: VecDeque<(u64, u64)>,
@@ -221,6 +226,22 @@ struct Index {
     next_token: u64,
     entries: usize,
     bytes: usize,
+}
+
+/// The map of the hit side that holds `hash`.
+#[inline]
+fn shard(hash: u64) -> usize {
+    (hash >> 58) as usize & (SHARDS - 1)
+}
+
+impl Index {
+    /// A Redis key's hash, for the key index.
+    fn key_hash(&self, key: &[u8]) -> u64 {
+        crate::core::hash::fold_multiply(
+            crate::core::hash::mix_bytes(self.key_seed ^ key.len() as u64, key),
+            0x9E37_79B9_7F4A_7C15,
+        )
+    }
 }
 
 /// The bounds of a store.
@@ -251,8 +272,7 @@ const MAX_NODES: usize = 1024;
 /// invalidation thread keeps a PING in flight on each node they read from, every ~250 µs; with
 /// no hits it only sends its health PING.
 pub(crate) struct Leases {
-    base: Instant,
-    /// Nanoseconds from `base`, plus one (0: never).
+    /// [`now_ns`] of the PING (0: never).
     confirmed: Box<[AtomicU64]>,
     /// Set by hits: someone wants this node's lease kept fresh.
     demand: Box<[AtomicBool]>,
@@ -260,26 +280,19 @@ pub(crate) struct Leases {
 
 impl Leases {
     fn new() -> Leases {
-        let now = Instant::now();
         Leases {
-            // Well before anything a renewal can name.
-            base: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
             confirmed: (0..MAX_NODES).map(|_| AtomicU64::new(0)).collect(),
             demand: (0..MAX_NODES).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
-    fn nanos(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.base).as_nanos() as u64 + 1
-    }
-
     #[inline]
-    fn fresh(&self, node: u32, now: Instant) -> bool {
+    fn fresh(&self, node: u32, now: u64) -> bool {
         let Some(slot) = self.confirmed.get(node as usize) else {
             return false;
         };
         let confirmed = slot.load(Acquire);
-        confirmed != 0 && self.nanos(now).saturating_sub(confirmed) <= LEASE.as_nanos() as u64
+        confirmed != 0 && now.saturating_sub(confirmed) <= LEASE.as_nanos() as u64
     }
 
     #[inline]
@@ -291,11 +304,11 @@ impl Leases {
         }
     }
 
-    /// Everything node `node`'s server sent before answering a PING sent at `sent` has been
-    /// applied.
-    pub fn renew(&self, node: NodeId, sent: Instant) {
+    /// Everything node `node`'s server sent before answering a PING sent at `sent` ([`now_ns`])
+    /// has been applied.
+    pub fn renew(&self, node: NodeId, sent: u64) {
         if let Some(slot) = self.confirmed.get(node) {
-            slot.fetch_max(self.nanos(sent), std::sync::atomic::Ordering::Release);
+            slot.fetch_max(sent, std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -317,7 +330,7 @@ pub(crate) enum Lookup {
 
 pub(crate) struct Store {
     pub leases: Leases,
-    shards: Box<[Shard]>,
+    maps: ReadMostly<Maps>,
     index: Mutex<Index>,
     limits: Limits,
     /// Mirrors of the index's totals, for the gauges.
@@ -372,11 +385,12 @@ impl Store {
     pub fn new(limits: Limits) -> Store {
         Store {
             leases: Leases::new(),
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            maps: ReadMostly::new((0..SHARDS).map(|_| HashMap::default()).collect()),
             index: Mutex::new(Index {
                 slots: HashMap::default(),
-                by_key: HashMap::with_hasher(KeyHasherBuilder(fastrand::u64(..))),
-                by_conn: HashMap::new(),
+                by_key: HashMap::default(),
+                key_seed: fastrand::u64(..),
+                by_conn: HashMap::default(),
                 nodes: Vec::new(),
                 ring: VecDeque::new(),
                 next_seq: 0,
@@ -391,8 +405,10 @@ impl Store {
         }
     }
 
-    fn shard(&self, hash: u64) -> &Shard {
-        &self.shards[(hash >> 58) as usize & (SHARDS - 1)]
+    /// Runs `f` on the entry of `hash`, if there is one, among other readers.
+    #[inline]
+    fn with_entry<R>(&self, hash: u64, f: impl FnOnce(Option<&Entry>) -> R) -> R {
+        self.maps.read(|maps| f(maps[shard(hash)].get(&hash)))
     }
 
     fn lock(&self) -> MutexGuard<'_, Index> {
@@ -401,35 +417,33 @@ impl Store {
     }
 
     /// The cached reply of `args` (hashed to `hash`), if there is one that may be served: not
-    /// expired, its node's lease fresh. A private copy (or, for large ones, a shared one). No
-    /// lock but one shard's read lock, no system call (the clock is read through the vDSO).
+    /// expired, its node's lease fresh. No lock (see `read_mostly`), no write to memory that
+    /// hits on other cores write, no system call (the clock is read through the vDSO).
     ///
-    /// The lease is checked under the shard's read lock: an invalidation is applied (under the
-    /// write lock) before the lease that covers it is renewed, so an entry seen here under a
-    /// fresh lease was not the subject of any invalidation that lease covers.
+    /// The lease is checked while reading: an invalidation is applied (writing) before the
+    /// lease that covers it is renewed, so an entry seen here under a fresh lease was not the
+    /// subject of any invalidation that lease covers.
     #[inline]
     pub fn hit(&self, hash: u64, args: &Args<'_>) -> Lookup {
-        let map = self.shard(hash).read();
-        let Some(entry) = map.get(&hash) else {
-            return Lookup::Miss;
-        };
-        if !same_command(&entry.command, args) {
-            return Lookup::Miss;
-        }
-        let now = Instant::now();
-        if entry.expires.is_some_and(|expires| now >= expires) {
-            return Lookup::Miss;
-        }
-        self.leases.want(entry.node);
-        if !self.leases.fresh(entry.node, now) {
-            return Lookup::Unconfirmed;
-        }
-        if !entry.referenced.load(Relaxed) {
-            entry.referenced.store(true, Relaxed);
-        }
-        Lookup::Hit(match entry.copy {
-            true => entry.reply.detached(),
-            false => entry.reply.shared(),
+        self.with_entry(hash, |entry| {
+            let Some(entry) = entry else {
+                return Lookup::Miss;
+            };
+            if !same_command(&entry.command, args) {
+                return Lookup::Miss;
+            }
+            let now = now_ns();
+            if entry.expired(now) {
+                return Lookup::Miss;
+            }
+            self.leases.want(entry.node);
+            if !self.leases.fresh(entry.node, now) {
+                return Lookup::Unconfirmed;
+            }
+            if !entry.referenced.load(Relaxed) {
+                entry.referenced.store(true, Relaxed);
+            }
+            Lookup::Hit(entry.serve())
         })
     }
 
@@ -491,11 +505,7 @@ impl Store {
             Some(State::Filled { .. }) => {
                 // Past its TTL (else it would have been a hit, or another reader filled it
                 // since: then this reply is not kept, the entry serves the next read).
-                let expired = self
-                    .shard(hash)
-                    .read()
-                    .get(&hash)
-                    .is_none_or(|e| e.expires.is_some_and(|t| Instant::now() >= t));
+                let expired = self.with_entry(hash, |e| e.is_none_or(|e| e.expired(now_ns())));
                 if !expired {
                     return None;
                 }
@@ -506,12 +516,17 @@ impl Store {
         }
         let id = index.next_token;
         index.next_token += 1;
-        let keys: Box<[Arc<[u8]>]> = keys.iter().map(|&i| Arc::from(args.get(i))).collect();
-        for key in keys.iter() {
-            match index.by_key.get_mut(&**key) {
-                Some(readers) => readers.add(hash),
-                None => {
-                    index.by_key.insert(key.clone(), Readers::One(hash));
+        let keys = match keys {
+            [one] => KeyHashes::One(index.key_hash(args.get(*one))),
+            many => KeyHashes::Many(many.iter().map(|&i| index.key_hash(args.get(i))).collect()),
+        };
+        for &key in keys.as_slice() {
+            match index.by_key.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut readers) => {
+                    readers.get_mut().add(hash)
+                }
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert(Readers::One(hash));
                 }
             }
         }
@@ -565,23 +580,18 @@ impl Store {
         };
         let reply = reply.detached();
         let command = crate::core::cache::command_bytes(args);
-        let keys_size: usize = index.slots[&token.hash]
-            .keys
-            .iter()
-            .map(|k| {
-                // The key (shared by the slot and the key index), the slot's pointer to it, the
-                // key index's element.
-                allocated(16 + k.len())
-                    + std::mem::size_of::<Arc<[u8]>>()
-                    + in_map::<(Arc<[u8]>, Readers)>()
-            })
-            .sum();
+        let keys = &index.slots[&token.hash].keys;
+        // Each key's element in the key index; more than one key also takes a slice.
+        let keys_size = keys.as_slice().len() * in_map::<(u64, Readers)>()
+            + match keys {
+                KeyHashes::One(_) => 0,
+                KeyHashes::Many(hs) => allocated(std::mem::size_of_val(&**hs)),
+            };
         let bytes = in_map::<(u64, Entry)>()
             + allocated(command.len())
             + allocated(reply.text_size())
             + allocated(reply.heap_size() - reply.text_size())
             + in_map::<(u64, Slot)>()
-            + allocated(std::mem::size_of::<Arc<[u8]>>() * index.slots[&token.hash].keys.len())
             + keys_size
             + in_map::<(u64, u64)>()
             + match token.via {
@@ -600,17 +610,22 @@ impl Store {
             copy: reply.text_size() <= COPY_UP_TO,
             command,
             reply,
-            expires: self.limits.ttl.map(|ttl| Instant::now() + ttl),
+            expires: self
+                .limits
+                .ttl
+                .map_or(0, |ttl| now_ns() + ttl.as_nanos() as u64),
             referenced: AtomicBool::new(false),
         };
-        self.shard(token.hash).write().insert(token.hash, entry);
+        // Room first (the victims leave the index), then one write puts the entry in and
+        // takes the victims out.
+        let victims = self.make_room(&mut index, 1, bytes);
         if let Some(slot) = index.slots.get_mut(&token.hash) {
             slot.state = State::Filled { bytes, seq };
         }
         index.ring.push_back((token.hash, seq));
         index.entries += 1;
         index.bytes += bytes;
-        self.make_room(&mut index);
+        self.remove_entries(&victims, Some((token.hash, entry)));
         self.count_removed(&index);
         newly_tracked
     }
@@ -629,11 +644,22 @@ impl Store {
     /// Removes one slot (entry or pending read) and everything that points to it. Returns the
     /// bytes of a filled entry (`None` for a pending read or none at all).
     fn remove_slot(&self, index: &mut Index, hash: u64) -> Option<usize> {
+        let bytes = Self::unindex(index, hash)?;
+        // Dropped after the write: readers wait for as little as possible.
+        let entry = self.maps.write(|maps| maps[shard(hash)].remove(&hash));
+        drop(entry);
+        Some(bytes)
+    }
+
+    /// The index's part of [`Store::remove_slot`]: everything but the entry itself, which the
+    /// caller removes from the maps (several at once, in one write). Returns the bytes of a
+    /// filled entry.
+    fn unindex(index: &mut Index, hash: u64) -> Option<usize> {
         let slot = index.slots.remove(&hash)?;
-        for key in slot.keys.iter() {
-            if let Some(readers) = index.by_key.get_mut(&**key) {
+        for key in slot.keys.as_slice() {
+            if let Some(readers) = index.by_key.get_mut(key) {
                 if readers.remove(hash) {
-                    index.by_key.remove(&**key);
+                    index.by_key.remove(key);
                 }
             }
         }
@@ -656,7 +682,6 @@ impl Store {
         match slot.state {
             State::Pending { .. } => None,
             State::Filled { bytes, .. } => {
-                self.shard(hash).write().remove(&hash);
                 index.entries -= 1;
                 index.bytes -= bytes;
                 Some(bytes)
@@ -664,12 +689,45 @@ impl Store {
         }
     }
 
-    /// Removes every slot in `hashes`; counts the entries that were filled.
+    /// Removes every slot in `hashes` (the entries in one write); counts the entries that were
+    /// filled.
     fn remove_all(&self, index: &mut Index, hashes: impl IntoIterator<Item = u64>) -> usize {
-        hashes
+        let filled: Vec<u64> = hashes
             .into_iter()
-            .filter(|&h| self.remove_slot(index, h).is_some())
-            .count()
+            .filter(|&h| Self::unindex(index, h).is_some())
+            .collect();
+        self.remove_entries(&filled, None);
+        filled.len()
+    }
+
+    /// Removes the entries of `hashes` from the maps, and inserts `add` if given, in one write;
+    /// the removed entries are dropped after it.
+    fn remove_entries(&self, hashes: &[u64], add: Option<(u64, Entry)>) {
+        match hashes {
+            [] if add.is_none() => {}
+            // The usual fill: one entry in, at most one out; nothing to collect.
+            [] | [_] => {
+                let removed = self.maps.write(|maps| {
+                    if let Some((hash, entry)) = add {
+                        maps[shard(hash)].insert(hash, entry);
+                    }
+                    hashes.first().and_then(|h| maps[shard(*h)].remove(h))
+                });
+                drop(removed);
+            }
+            _ => {
+                let removed: Vec<Entry> = self.maps.write(|maps| {
+                    if let Some((hash, entry)) = add {
+                        maps[shard(hash)].insert(hash, entry);
+                    }
+                    hashes
+                        .iter()
+                        .filter_map(|h| maps[shard(*h)].remove(h))
+                        .collect()
+                });
+                drop(removed);
+            }
+        }
     }
 
     fn count_removed(&self, index: &Index) {
@@ -677,12 +735,16 @@ impl Store {
         self.bytes.store(index.bytes as u64, Relaxed);
     }
 
-    /// Evicts until the bounds hold: the CLOCK hand goes round the ring; an entry used since
-    /// the last round is spared once, an expired one always goes.
-    fn make_room(&self, index: &mut Index) {
+    /// Chooses what to evict so that `entries` more entries and `bytes` more bytes fit: the
+    /// CLOCK hand goes round the ring; an entry used since the last round is spared once, an
+    /// expired one always goes. The victims leave the index here; their entries are for the
+    /// caller to remove from the maps.
+    fn make_room(&self, index: &mut Index, entries: usize, bytes: usize) -> Vec<u64> {
+        let mut victims = Vec::new();
         // Two rounds at most: the first clears every "used" bit it passes.
         let mut budget = 2 * index.ring.len() + 1;
-        while (index.entries > self.limits.max_entries || index.bytes > self.limits.max_bytes)
+        while (index.entries + entries > self.limits.max_entries
+            || index.bytes + bytes > self.limits.max_bytes)
             && budget > 0
         {
             budget -= 1;
@@ -692,20 +754,18 @@ impl Store {
             if !Self::is_current(index, hash, seq) {
                 continue;
             }
-            let spare = {
-                let map = self.shard(hash).read();
-                map.get(&hash).is_some_and(|e| {
-                    let fresh = e.expires.is_none_or(|t| Instant::now() < t);
-                    fresh && e.referenced.swap(false, Relaxed)
-                })
-            };
+            let spare = self.with_entry(hash, |e| {
+                e.is_some_and(|e| !e.expired(now_ns()) && e.referenced.swap(false, Relaxed))
+            });
             if spare {
                 index.ring.push_back((hash, seq));
-            } else if self.remove_slot(index, hash).is_some() {
+            } else if Self::unindex(index, hash).is_some() {
                 self.evictions.fetch_add(1, Relaxed);
+                victims.push(hash);
             }
         }
         self.compact_ring(index);
+        victims
     }
 
     fn is_current(index: &Index, hash: u64, seq: u64) -> bool {
@@ -729,7 +789,7 @@ impl Store {
     /// Drops up to `budget` expired entries, continuing round the ring from the last call.
     pub fn sweep(&self, budget: usize) -> usize {
         let mut index = self.lock();
-        let now = Instant::now();
+        let now = now_ns();
         let mut expired = 0;
         for _ in 0..budget.min(index.ring.len()) {
             let Some((hash, seq)) = index.ring.pop_front() else {
@@ -738,11 +798,7 @@ impl Store {
             if !Self::is_current(&index, hash, seq) {
                 continue;
             }
-            let gone = self
-                .shard(hash)
-                .read()
-                .get(&hash)
-                .is_none_or(|e| e.expires.is_some_and(|t| now >= t));
+            let gone = self.with_entry(hash, |e| e.is_none_or(|e| e.expired(now)));
             if gone {
                 if self.remove_slot(&mut index, hash).is_some() {
                     expired += 1;
@@ -763,7 +819,8 @@ impl Store {
         let mut index = self.lock();
         let mut dropped = 0;
         for key in keys {
-            if let Some(readers) = index.by_key.remove(key) {
+            let key = index.key_hash(key);
+            if let Some(readers) = index.by_key.remove(&key) {
                 dropped += self.remove_all(&mut index, readers.hashes());
             }
         }
@@ -777,18 +834,18 @@ impl Store {
         let dropped = index.entries;
         // New, empty structures: the memory goes back too.
         index.slots = HashMap::default();
-        index.by_key = HashMap::with_hasher(KeyHasherBuilder(fastrand::u64(..)));
-        index.by_conn = HashMap::new();
+        index.by_key = HashMap::default();
+        index.by_conn = HashMap::default();
         index.ring = VecDeque::new();
         for node in &mut index.nodes {
             node.via_mux = HashSet::default();
         }
         index.entries = 0;
         index.bytes = 0;
-        for shard in self.shards.iter() {
-            // A new map: the old one's memory goes back too.
-            *shard.write() = HashMap::default();
-        }
+        // New maps: the old ones' memory goes back too (dropped after the write).
+        let fresh: Maps = (0..SHARDS).map(|_| HashMap::default()).collect();
+        let old = self.maps.write(|maps| std::mem::replace(maps, fresh));
+        drop(old);
         self.count_removed(&index);
         dropped
     }
@@ -913,7 +970,7 @@ impl Store {
             .values()
             .filter(|s| matches!(s.state, State::Filled { .. }))
             .count();
-        let in_shards: usize = self.shards.iter().map(|s| s.read().len()).sum();
+        let in_shards: usize = self.maps.read(|maps| maps.iter().map(HashMap::len).sum());
         assert_eq!(filled, index.entries);
         assert_eq!(in_shards, index.entries);
         let bytes: usize = index
@@ -926,11 +983,11 @@ impl Store {
             .sum();
         assert_eq!(bytes, index.bytes);
         for (hash, slot) in &index.slots {
-            for key in slot.keys.iter() {
+            for key in slot.keys.as_slice() {
                 assert!(
                     index
                         .by_key
-                        .get(&**key)
+                        .get(key)
                         .is_some_and(|r| r.hashes().contains(hash)),
                     "key index lost an entry"
                 );

@@ -12,8 +12,9 @@
 //! table, is not known to only read), or runs a script: its keys' entries go, or every entry
 //! when its keys cannot be named (FLUSHALL, SWAPDB, FUNCTION LOAD...).
 
-use super::command_table::{self, CommandTable};
+use super::command_table::{self, CommandTable, Positions};
 use super::commands::{builtin_read_only, is_script};
+use super::hash::{fold_multiply, mix_bytes};
 use crate::resp::{Args, Node, ReplyKind};
 
 /// What a command does to the cache.
@@ -21,10 +22,10 @@ use crate::resp::{Args, Node, ReplyKind};
 pub enum Access {
     /// A deterministic read of these keys (argument positions): may be answered from the cache
     /// and its reply kept.
-    Cacheable(Vec<usize>),
+    Cacheable(Positions),
     /// Changes these keys (argument positions): their entries go before the reply is handed
     /// back.
-    Writes(Vec<usize>),
+    Writes(Positions),
     /// Changes keys that cannot be named (FLUSHALL, SWAPDB, a write the table has no keys for):
     /// every entry goes.
     WritesUnknown,
@@ -93,9 +94,10 @@ fn lower<'b>(name: &[u8], buffer: &'b mut [u8; 24]) -> Option<&'b [u8]> {
     Some(lower)
 }
 
+/// Whether `name` is in `list` (sorted, lower case), whatever its case.
 fn listed(list: &[&str], name: &[u8]) -> bool {
     let mut buffer = [0u8; 24];
-    lower(name, &mut buffer).is_some_and(|l| list.iter().any(|c| c.as_bytes() == l))
+    lower(name, &mut buffer).is_some_and(|l| list.binary_search_by(|c| c.as_bytes().cmp(l)).is_ok())
 }
 
 /// `SORT_RO ... BY pattern` or `GET pattern` reads keys it does not name (so the server does
@@ -111,8 +113,14 @@ fn reads_unnamed_keys(args: &Args<'_>) -> bool {
 /// What `args` does to the cache, by the server's table when there is one.
 pub fn access(table: Option<&CommandTable>, args: &Args<'_>) -> Access {
     let name = args.name();
-    let (read_only, write, nondeterministic, blocking) = match table.and_then(|t| t.facts(args)) {
-        Some(f) => (f.read_only, f.write, f.nondeterministic, f.blocking),
+    // With the server's table: its facts and key positions in one lookup.
+    let mut known_keys: Option<Option<Positions>> = None;
+    let found = table.and_then(|t| t.facts_and_keys(args));
+    let (read_only, write, nondeterministic, blocking) = match found {
+        Some((f, keys)) => {
+            known_keys = Some(keys);
+            (f.read_only, f.write, f.nondeterministic, f.blocking)
+        }
         // Not in the server's own table: the server refuses it, so it changes nothing.
         None if table.is_some() => return Access::Neither,
         // The deny-list is all reads, whatever the built-in list knows of them.
@@ -131,14 +139,14 @@ pub fn access(table: Option<&CommandTable>, args: &Args<'_>) -> Access {
         if !cacheable {
             return Access::Neither;
         }
-        let keys = command_table::key_positions(table, args);
+        let keys = keys_of(known_keys, table, args);
         return match keys.is_empty() {
             true => Access::Neither,
             false => Access::Cacheable(keys),
         };
     }
     if write || is_script(name) {
-        let keys = command_table::key_positions(table, args);
+        let keys = keys_of(known_keys, table, args);
         return match keys.is_empty() {
             // A script that declares no keys is trusted to touch none (as Redis Cluster
             // requires); its writes still come back as invalidations from the server.
@@ -148,6 +156,19 @@ pub fn access(table: Option<&CommandTable>, args: &Args<'_>) -> Access {
         };
     }
     Access::Neither
+}
+
+/// The key positions found with the facts, else as [`command_table::key_positions`] finds
+/// them (the built-in fallback).
+fn keys_of(
+    known: Option<Option<Positions>>,
+    table: Option<&CommandTable>,
+    args: &Args<'_>,
+) -> Positions {
+    match known {
+        Some(Some(keys)) => keys,
+        _ => command_table::key_positions(table, args).into(),
+    }
 }
 
 /// Whether a command run in a session changes what the server tracks for its connection
@@ -163,16 +184,6 @@ pub fn changes_tracking(args: &Args<'_>) -> bool {
             .any(|n| is(n))
 }
 
-/// Multiplies to 128 bits and folds the halves: every input bit reaches every output bit.
-#[inline(always)]
-pub fn fold_multiply(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    (product as u64) ^ ((product >> 64) as u64)
-}
-
-const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
-const MIX2: u64 = 0xD6E8_FEB8_6659_FD93;
-
 /// The 64-bit hash of a command (its name and every argument, binary-exact) from `seed` (the
 /// cache's own, random: applications choose keys): where its entry is found. Equal hashes are
 /// compared byte for byte ([`same_command`]); different commands that collide are simply
@@ -180,22 +191,12 @@ const MIX2: u64 = 0xD6E8_FEB8_6659_FD93;
 /// key:000002`, ...) over all 64 bits: each 8-byte word goes through a folded multiply.
 #[inline]
 pub fn command_hash(args: &Args<'_>, seed: u64) -> u64 {
+    const LENGTH: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut h: u64 = seed ^ args.len() as u64;
     for arg in args.iter() {
-        h = fold_multiply(h ^ arg.len() as u64, MIX);
-        let mut chunks = arg.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            h = fold_multiply(h ^ word, MIX2);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut tail = [0u8; 8];
-            tail[..rest.len()].copy_from_slice(rest);
-            h = fold_multiply(h ^ u64::from_le_bytes(tail), MIX2);
-        }
+        h = mix_bytes(fold_multiply(h ^ arg.len() as u64, LENGTH), arg);
     }
-    fold_multiply(h, MIX)
+    fold_multiply(h, LENGTH)
 }
 
 /// The command as an entry keeps it, to be compared with later commands: each argument as a

@@ -9,6 +9,7 @@ pub mod command_table;
 pub mod commands;
 pub mod error;
 pub mod handshake;
+pub mod hash;
 pub mod protocol;
 pub mod retry;
 pub mod server_error;

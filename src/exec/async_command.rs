@@ -144,10 +144,12 @@ pub(crate) fn start(shared: &Arc<Shared>, args: &Args<'_>, callback: Callback) -
     };
     let cache = match &shared.cache {
         None => None,
-        Some(cache) => match cache.plan(shared.command_table(), args) {
-            Plan::Hit(reply) => return answer_from_cache(shared, args.name(), reply, callback),
-            Plan::Uncached => None,
-            plan => Some(Box::new(plan)),
+        Some(cache) => match cache.lookup(args) {
+            Ok(reply) => return answer_from_cache(shared, args.name(), reply, callback),
+            Err(missed) => match cache.plan(shared.command_table(), args, missed) {
+                Plan::Uncached => None,
+                plan => Some(Box::new(plan)),
+            },
         },
     };
     let mut encoded = BytesMut::new();

@@ -185,9 +185,11 @@ impl Shared {
 /// `Err` with the server's text and the mapped status). A command whose keys span nodes is
 /// split and put back together, or refused.
 pub(crate) fn command(shared: &Shared, args: &Args<'_>) -> Result<Reply> {
-    check_args(args, false)?;
     match &shared.cache {
-        None => uncached(shared, args),
+        None => {
+            check_args(args, false)?;
+            uncached(shared, args)
+        }
         Some(cache) => cached(shared, cache, args),
     }
 }
@@ -207,11 +209,17 @@ fn uncached(shared: &Shared, args: &Args<'_>) -> Result<Reply> {
 #[inline(never)]
 fn cached(shared: &Shared, cache: &Cache, args: &Args<'_>) -> Result<Reply> {
     let table = shared.command_table();
-    let read = match cache.plan(table, args) {
-        Plan::Hit(reply) => {
+    // A command found in the cache was checked when it was kept; anything else is checked
+    // before it goes anywhere.
+    let missed = match cache.lookup(args) {
+        Ok(reply) => {
             shared.record_hit(args.name());
             return Ok(reply);
         }
+        Err(missed) => missed,
+    };
+    check_args(args, false)?;
+    let read = match cache.plan(table, args, missed) {
         Plan::Uncached => return uncached(shared, args),
         Plan::Write(write) => {
             let result = uncached(shared, args);

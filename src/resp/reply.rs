@@ -417,6 +417,18 @@ impl Reply {
     /// what it hands out (a private copy, so readers on different threads never write to one
     /// shared reference count).
     pub fn detached(&self) -> Reply {
+        if self.root.children.is_empty() {
+            // One node (a GET's string, an integer): one allocation at most, no walk.
+            let Some(text) = self.root.as_bytes().filter(|_| self.root.kind.has_text()) else {
+                return Reply {
+                    root: self.root.duplicate(),
+                    buffers: Buffers::None,
+                };
+            };
+            let mut copy = Reply::text(self.root.kind, text);
+            copy.root.num = self.root.num;
+            return copy;
+        }
         let size = self.root.text_size();
         if size == 0 {
             return Reply {

@@ -80,7 +80,10 @@ pub unsafe extern "C" fn brisk_config_free(cfg: *mut brisk_config) {
 /// host goes in brackets (`redis://[::1]:6379`). Options: `connect_timeout`, `read_timeout`,
 /// `write_timeout`, `command_deadline`, `pool_size`, `pool_min_idle`, `pool_max_wait`,
 /// `pool_idle_timeout`, `pool_max_lifetime`, `health_check_interval` (all ms), `client_name`,
-/// `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`.
+/// `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`;
+/// client-side caching: `client_cache` (max entries), `client_cache_ttl` (ms),
+/// `client_cache_max_bytes`, `client_cache_mode` (default|broadcast|optin),
+/// `client_cache_prefix` (repeatable).
 /// Settings the URL does not mention keep their values.
 /// Returns `BRISK_ERR_INVALID_ARGUMENT` naming the part at fault (never echoing a password)
 /// for a malformed URL, an unknown option or a bad value.
@@ -113,6 +116,9 @@ mod observability;
 
 mod topology;
 
+mod cache;
+
+pub use cache::*;
 pub use connection::*;
 pub use limits::*;
 pub use observability::*;
