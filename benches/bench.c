@@ -2,7 +2,8 @@
  *
  *   bench [--quick] [--repeats N] [--duration SECONDS] [--only LIST] [--heap-conns N]
  *         [--redis-benchmark PATH|none] --host HOST --port PORT
- *   bench callgrind-sync|callgrind-pipeline|callgrind-lrange brisk|hiredis N --host H --port P
+ *   bench callgrind-MODE brisk|hiredis N --host H --port P
+ *         (MODE: sync, pipeline, lrange, async, async-cb)
  *
  * The first form runs every workload through brisk and through hiredis, alternating the two
  * clients (brisk then hiredis on even repeats, hiredis then brisk on odd ones, `--repeats`
@@ -22,8 +23,11 @@
  * of one loop on one client and exits (see profile_target). benches/run.sh runs callgrind-sync
  * with two values of N and subtracts, so connection setup and teardown cancel out.
  *
- * The async workload needs brisk_command_async; it is compiled only with -DBRISK_HAVE_ASYNC
- * (benches/run.sh defines it when include/brisk.h declares the function).
+ * The async workloads (see async_drive) run brisk_command_async against hiredis's async API on
+ * libevent, in two harness styles and with 1, 2 and 8 submitting threads, and print a third
+ * table. brisk's side is compiled only with -DBRISK_HAVE_ASYNC (benches/run.sh defines it when
+ * include/brisk.h declares the function), hiredis's only with -DBENCH_HAVE_LIBEVENT (run.sh
+ * defines it when libevent's headers are there); a side left out is reported as not measured.
  *
  * This is a benchmark, not a test: it never judges the numbers. It exits non-zero only when a
  * command fails.
@@ -31,6 +35,11 @@
 #define _GNU_SOURCE
 #include <brisk.h>
 #include <hiredis/hiredis.h>
+#ifdef BENCH_HAVE_LIBEVENT
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#endif
 
 #include <errno.h>
 #include <malloc.h>
@@ -39,6 +48,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -697,50 +707,341 @@ static double wl_lrange(enum lib lib) {
   return replies / ((t - start) / 1e9);
 }
 
-#ifdef BRISK_HAVE_ASYNC
-/* ASYNC_IN_FLIGHT commands (SET and GET alternating) kept in flight on one client through
-   brisk_command_async; the callback hands its slot back. */
-static sem_t g_async_slots;
-static atomic_uint_fast64_t g_async_done, g_async_failed;
+/* ------------------------------------------------------------------------------------------ */
+/* Async: brisk_command_async against hiredis's async API on libevent                         */
 
-static void async_done(void *userdata, brisk_status status, const char *error_message,
-                       brisk_reply *reply) {
-  (void)userdata;
-  (void)error_message;
-  if (status != BRISK_OK) atomic_fetch_add(&g_async_failed, 1);
-  brisk_reply_free(reply);
-  atomic_fetch_add_explicit(&g_async_done, 1, memory_order_relaxed);
-  sem_post(&g_async_slots);
+/* Two harness styles, one driver each, shared by both libraries through struct async_lib:
+     ASYNC_CALLER    the submitting thread keeps ASYNC_IN_FLIGHT commands in flight: it issues
+                     until that many are outstanding, waits until some complete, tops up again;
+     ASYNC_CALLBACK  the submitting thread starts ASYNC_IN_FLIGHT chains; each completion's
+                     callback issues the chain's next command, until the run's budget is spent.
+   Command i is a SET (i even) or a GET (i odd) of key (i / 2) % NKEYS, keys setup_data wrote,
+   so every GET answers a 16-byte string. Every reply is checked.
+   The libraries differ in where the callbacks run, which the harness cannot change:
+     brisk    callbacks run on brisk's runtime threads; the submitting thread sleeps on a
+              semaphore the callbacks post (ASYNC_CALLER: once per completion; ASYNC_CALLBACK:
+              once per chain that ends). T submitting threads share one client.
+     hiredis  a context is single-threaded: the submitting thread runs its own libevent loop
+              (event_base_loop(EVLOOP_ONCE) is the wait) and its callbacks run there. T submitting
+              threads have one context, one connection and one event loop each. */
+enum async_style { ASYNC_CALLER = 0, ASYNC_CALLBACK = 1 };
+
+struct async_state;
+struct async_lib {
+  const char *name;
+  void *(*open)(void *shared);               /* per submitting thread, before the clock */
+  void (*close)(void *conn);
+  void (*issue)(struct async_state *s, uint64_t index);
+  /* Blocks until at least one signal (brisk) or for one loop turn (hiredis); returns how many
+     signals it consumed. */
+  uint64_t (*wait)(struct async_state *s);
+  /* From a callback, as its last touch of the state: one completion (ASYNC_CALLER) or one
+     ended chain (ASYNC_CALLBACK). The driver counts these, not the atomic counters, so that it
+     never returns while a callback may still touch the state. */
+  void (*signal)(struct async_state *s);
+};
+
+/* One submitting thread's run. Counters are atomic: brisk's callbacks run on other threads. */
+struct async_state {
+  const struct async_lib *lib;
+  void *conn;
+  enum async_style style;
+  uint64_t end_ns;   /* no command is started at or after this time ... */
+  uint64_t max_cmds; /* ... nor more than this many (the callgrind targets' bound) */
+  atomic_uint_fast64_t claimed; /* command indexes handed out (may pass max_cmds) */
+  atomic_uint_fast64_t done, failed; /* completions, failures */
+  /* Callbacks inside issue() (ASYNC_CALLBACK): the driver returns only when none is, so that
+     the client is never freed while a callback is still in brisk_command_async. */
+  atomic_uint_fast64_t busy;
+  sem_t wake;      /* brisk's signal */
+  uint64_t events; /* hiredis's signal (callbacks run on the submitting thread) */
+  char first_error[160];
+  atomic_flag error_set;
+};
+
+static void async_record_failure(struct async_state *s, const char *what) {
+  if (!atomic_flag_test_and_set(&s->error_set))
+    snprintf(s->first_error, sizeof s->first_error, "%s", what);
+  atomic_fetch_add(&s->failed, 1);
 }
 
-static double wl_async(void) {
-  static const char *const set_argv[3] = {"SET", "bench:async", VALUE};
-  static const char *const get_argv[2] = {"GET", "bench:async"};
-  static const size_t set_len[3] = {3, 11, VALUE_LEN}, get_len[2] = {3, 11};
-  brisk_client *c = brisk_open(0, 0);
-  brisk_warm(c);
-  sem_init(&g_async_slots, 0, ASYNC_IN_FLIGHT);
-  atomic_store(&g_async_done, 0);
-  atomic_store(&g_async_failed, 0);
-  uint64_t start = now_ns(), end = start + dur_ns(), issued = 0;
-  while (now_ns() < end) {
-    while (sem_wait(&g_async_slots) != 0 && errno == EINTR) {}
-    bool get = issued++ & 1;
-    brisk_status st = get ? brisk_command_async(c, 2, get_argv, get_len, async_done, NULL)
-                          : brisk_command_async(c, 3, set_argv, set_len, async_done, NULL);
-    brisk_check(st, "command_async");
+/* Claims the index of the next command, or returns false when the run's budget is spent. */
+static bool async_claim(struct async_state *s, uint64_t *index) {
+  if (s->end_ns != UINT64_MAX && now_ns() >= s->end_ns) return false;
+  uint64_t i = atomic_fetch_add_explicit(&s->claimed, 1, memory_order_relaxed);
+  if (i >= s->max_cmds) return false;
+  *index = i;
+  return true;
+}
+
+/* What a callback does after it checked its reply: counts it and, in the callback style,
+   issues the chain's next command or ends the chain. */
+static void async_completed(struct async_state *s) {
+  atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
+  if (s->style == ASYNC_CALLER) {
+    s->lib->signal(s);
+    return;
   }
-  uint64_t done_at_end = atomic_load(&g_async_done);
-  uint64_t t = now_ns();
-  for (int i = 0; i < ASYNC_IN_FLIGHT; i++)
-    while (sem_wait(&g_async_slots) != 0 && errno == EINTR) {}
-  if (atomic_load(&g_async_failed)) die("async: %lu commands failed",
-                                        (unsigned long)atomic_load(&g_async_failed));
-  brisk_client_free(c);
-  sem_destroy(&g_async_slots);
-  return done_at_end / ((t - start) / 1e9);
+  uint64_t i;
+  if (atomic_load_explicit(&s->failed, memory_order_relaxed) == 0 && async_claim(s, &i)) {
+    atomic_fetch_add(&s->busy, 1); /* before the next command can complete and end its chain */
+    s->lib->issue(s, i);
+    atomic_fetch_sub_explicit(&s->busy, 1, memory_order_release); /* the last touch of s */
+  } else {
+    s->lib->signal(s);
+  }
 }
+
+/* The driver of one submitting thread: returns when every command it started has completed. */
+static void async_drive(struct async_state *s) {
+  uint64_t i, issued = 0;
+  if (s->style == ASYNC_CALLER) {
+    uint64_t completed = 0;
+    bool more = true;
+    for (;;) {
+      while (more && issued - completed < ASYNC_IN_FLIGHT) {
+        more = async_claim(s, &i);
+        if (more) {
+          s->lib->issue(s, i);
+          issued++;
+        }
+      }
+      if (!more || atomic_load(&s->failed)) break;
+      completed += s->lib->wait(s);
+    }
+    while (completed < issued) completed += s->lib->wait(s);
+  } else {
+    uint64_t chains = 0, ended = 0;
+    while (chains < ASYNC_IN_FLIGHT && async_claim(s, &i)) {
+      chains++;
+      s->lib->issue(s, i);
+    }
+    while (ended < chains) ended += s->lib->wait(s);
+    /* A callback that issued a chain's last command may not have returned from issue() yet. */
+    while (atomic_load_explicit(&s->busy, memory_order_acquire) != 0) sched_yield();
+  }
+}
+
+static void async_state_reset(struct async_state *s, uint64_t end_ns, uint64_t max_cmds) {
+  s->end_ns = end_ns;
+  s->max_cmds = max_cmds;
+  atomic_store(&s->claimed, 0);
+  atomic_store(&s->done, 0);
+  /* failed and first_error are kept: a failure in the warm-up fails the run too */
+}
+
+static void async_args(uint64_t index, const char **argv, size_t *len, size_t *argc) {
+  argv[0] = index & 1 ? "GET" : "SET";
+  argv[1] = g_keys[(index / 2) % NKEYS];
+  argv[2] = VALUE;
+  len[0] = 3;
+  len[1] = KEY_LEN;
+  len[2] = VALUE_LEN;
+  *argc = index & 1 ? 2 : 3;
+}
+
+/* A semaphore wait that EINTR does not cut short. */
+static void sem_wait_fully(sem_t *sem) {
+  while (sem_wait(sem) != 0 && errno == EINTR) {}
+}
+
+#ifdef BRISK_HAVE_ASYNC
+static void *brisk_async_open(void *shared) { return shared; }
+static void brisk_async_close(void *conn) { (void)conn; }
+
+static void brisk_async_done(void *userdata, brisk_status status, const char *error_message,
+                             brisk_reply *reply) {
+  struct async_state *s = userdata;
+  if (status != BRISK_OK) {
+    char what[160];
+    snprintf(what, sizeof what, "%s: %s", brisk_status_name(status), error_message);
+    async_record_failure(s, what);
+  } else {
+    size_t n = 0;
+    uint32_t type = brisk_reply_type_of(reply);
+    const char *str = brisk_reply_string(reply, &n);
+    if (!(type == BRISK_REPLY_STATUS || (type == BRISK_REPLY_STRING && str && n == VALUE_LEN)))
+      async_record_failure(s, "unexpected reply");
+  }
+  brisk_reply_free(reply);
+  async_completed(s);
+}
+
+static void brisk_async_issue(struct async_state *s, uint64_t index) {
+  const char *argv[3];
+  size_t len[3], argc;
+  async_args(index, argv, len, &argc);
+  brisk_check(brisk_command_async(s->conn, argc, argv, len, brisk_async_done, s), "command_async");
+}
+
+static uint64_t brisk_async_wait(struct async_state *s) {
+  sem_wait_fully(&s->wake);
+  return 1;
+}
+static void brisk_async_signal(struct async_state *s) { sem_post(&s->wake); }
+
+static const struct async_lib BRISK_ASYNC = {"brisk", brisk_async_open, brisk_async_close,
+                                             brisk_async_issue, brisk_async_wait,
+                                             brisk_async_signal};
+#define BRISK_ASYNC_LIB (&BRISK_ASYNC)
+#else
+#define BRISK_ASYNC_LIB NULL
 #endif
+
+#ifdef BENCH_HAVE_LIBEVENT
+struct hi_async {
+  struct event_base *base;
+  redisAsyncContext *ac;
+};
+
+static void *hi_async_open(void *shared) {
+  (void)shared;
+  struct hi_async *h = calloc(1, sizeof *h);
+  if (!h) die("out of memory");
+  h->base = event_base_new();
+  if (!h->base) die("libevent: event_base_new failed");
+  h->ac = redisAsyncConnect(g_host, g_port);
+  if (!h->ac) die("hiredis async: cannot allocate a context");
+  if (h->ac->err) die("hiredis async connect: %s", h->ac->errstr);
+  if (redisLibeventAttach(h->ac, h->base) != REDIS_OK) die("hiredis async: libevent attach failed");
+  return h;
+}
+
+static void hi_async_close(void *conn) {
+  struct hi_async *h = conn;
+  redisAsyncFree(h->ac); /* nothing is pending: every driver waits for its last reply */
+  event_base_free(h->base);
+  free(h);
+}
+
+static void hi_async_done(redisAsyncContext *ac, void *reply, void *privdata) {
+  struct async_state *s = privdata;
+  redisReply *r = reply;
+  if (!r) {
+    char what[160];
+    snprintf(what, sizeof what, "no reply: %s", ac->errstr[0] ? ac->errstr : "disconnected");
+    async_record_failure(s, what);
+  } else if (!(r->type == REDIS_REPLY_STATUS ||
+               (r->type == REDIS_REPLY_STRING && r->len == VALUE_LEN))) {
+    async_record_failure(s, "unexpected reply");
+  }
+  /* hiredis frees the reply when the callback returns */
+  async_completed(s);
+}
+
+static void hi_async_issue(struct async_state *s, uint64_t index) {
+  const char *argv[3];
+  size_t len[3], argc;
+  async_args(index, argv, len, &argc);
+  struct hi_async *h = s->conn;
+  if (redisAsyncCommandArgv(h->ac, hi_async_done, s, (int)argc, argv, len) != REDIS_OK)
+    die("hiredis async: command refused (%s)",
+        h->ac->errstr[0] ? h->ac->errstr : "the connection is closing or closed");
+}
+
+/* One turn of the event loop: writes what is queued, reads and calls back what has arrived. */
+static uint64_t hi_async_wait(struct async_state *s) {
+  struct hi_async *h = s->conn;
+  uint64_t before = s->events;
+  if (event_base_loop(h->base, EVLOOP_ONCE) < 0) die("libevent: event_base_loop failed");
+  return s->events - before;
+}
+
+static void hi_async_signal(struct async_state *s) { s->events++; }
+
+static const struct async_lib HI_ASYNC = {"hiredis", hi_async_open, hi_async_close,
+                                          hi_async_issue, hi_async_wait, hi_async_signal};
+#define HI_ASYNC_LIB (&HI_ASYNC)
+#else
+#define HI_ASYNC_LIB NULL
+#endif
+
+static const struct async_lib *async_lib(enum lib lib) {
+  return lib == BRISK ? BRISK_ASYNC_LIB : HI_ASYNC_LIB;
+}
+
+/* One submitting thread: connects and warms up (two rounds of ASYNC_IN_FLIGHT commands,
+   untimed), runs between the two barriers, then disconnects. */
+struct async_thread {
+  struct async_state s;
+  void *shared;
+  uint64_t max_cmds; /* UINT64_MAX: a timed run */
+  pthread_barrier_t *ready, *finished;
+};
+
+static void *async_thread_main(void *p) {
+  struct async_thread *a = p;
+  struct async_state *s = &a->s;
+  s->conn = s->lib->open(a->shared);
+  async_state_reset(s, UINT64_MAX, 2 * ASYNC_IN_FLIGHT);
+  async_drive(s);
+  async_state_reset(s, UINT64_MAX, a->max_cmds);
+  pthread_barrier_wait(a->ready);
+  if (a->max_cmds == UINT64_MAX) s->end_ns = now_ns() + dur_ns();
+  async_drive(s);
+  pthread_barrier_wait(a->finished);
+  s->lib->close(s->conn);
+  return NULL;
+}
+
+/* T submitting threads in one style; returns ops/s over the run (from the moment every thread
+   is ready until every thread has its last reply), g_cpu_us_per_op its process CPU per command
+   (all threads: the submitting threads, brisk's runtime threads). max_cmds bounds each thread's
+   commands (the callgrind targets), UINT64_MAX runs for the measurement duration. NAN when the
+   library's async API is not built in. */
+static double wl_async(enum lib lib, enum async_style style, int nthreads, uint64_t max_cmds) {
+  const struct async_lib *al = async_lib(lib);
+  g_cpu_us_per_op = NAN;
+  if (!al) return NAN;
+  brisk_client *shared = NULL;
+  if (lib == BRISK) {
+    shared = brisk_open(0, 0);
+    brisk_warm(shared);
+  }
+  pthread_barrier_t ready, finished;
+  pthread_barrier_init(&ready, NULL, (unsigned)nthreads + 1);
+  pthread_barrier_init(&finished, NULL, (unsigned)nthreads + 1);
+  pthread_t th[MAX_THREADS];
+  struct async_thread *args = calloc((size_t)nthreads, sizeof *args);
+  if (!args) die("out of memory");
+  for (int i = 0; i < nthreads; i++) {
+    struct async_thread *a = &args[i];
+    a->s.lib = al;
+    a->s.style = style;
+    atomic_flag_clear(&a->s.error_set);
+    if (sem_init(&a->s.wake, 0, 0) != 0) die("sem_init: %s", strerror(errno));
+    a->shared = shared;
+    a->max_cmds = max_cmds;
+    a->ready = &ready;
+    a->finished = &finished;
+    if (pthread_create(&th[i], NULL, async_thread_main, a)) die("pthread_create failed");
+  }
+  pthread_barrier_wait(&ready);
+  double cpu = cpu_seconds(RUSAGE_SELF);
+  uint64_t start = now_ns();
+  pthread_barrier_wait(&finished);
+  uint64_t t = now_ns();
+  cpu = cpu_seconds(RUSAGE_SELF) - cpu;
+  uint64_t ops = 0, failed = 0;
+  const char *error = "";
+  for (int i = 0; i < nthreads; i++) {
+    pthread_join(th[i], NULL);
+    ops += atomic_load(&args[i].s.done);
+    if (atomic_load(&args[i].s.failed) && !failed) error = args[i].s.first_error;
+    failed += atomic_load(&args[i].s.failed);
+  }
+  if (failed)
+    die("%s async: %lu of %lu commands failed (first: %s)", al->name, (unsigned long)failed,
+        (unsigned long)ops, error);
+  if (ops == 0) die("%s async: no command completed", al->name);
+  for (int i = 0; i < nthreads; i++) sem_destroy(&args[i].s.wake);
+  free(args);
+  pthread_barrier_destroy(&ready);
+  pthread_barrier_destroy(&finished);
+  brisk_client_free(shared);
+  g_cpu_us_per_op = cpu * 1e6 / ops;
+  return ops / ((t - start) / 1e9);
+}
 
 /* Heap growth per idle connection, in bytes, over g_heap_conns connections. */
 static double heap_hiredis(void) {
@@ -976,6 +1277,8 @@ static void progress_bare(const char *name, int rep, double s, enum unit unit) {
 
 static char g_load_start[64];
 
+static void print_async_table(void);
+
 static void print_table(void) {
   printf("| workload | brisk | hiredis | brisk/hiredis | redis-benchmark | brisk/redis-benchmark |\n");
   printf("|---|---:|---:|---:|---:|---:|\n");
@@ -994,6 +1297,7 @@ static void print_table(void) {
          "lower is better; for the rest, higher is better). Load average before: %s, after: %s.\n",
          g_repeats, g_duration, g_load_start, load_end);
   print_ceiling_table();
+  print_async_table();
 }
 
 static void progress(const char *name, int rep, double b, double h, double c, enum unit unit) {
@@ -1286,6 +1590,96 @@ static void raise_fd_limit(void) {
   }
 }
 
+/* The async table: per harness style and number of submitting threads, ops/s and client CPU
+   per command of brisk and hiredis side by side (rows in pairs: ops, then CPU). */
+static struct row g_async_rows[12];
+static int g_nasync;
+static const char *g_async_missing; /* why a column is empty, when it is */
+
+static void print_async_table(void) {
+  if (g_nasync == 0) return;
+  printf("\nAsync: brisk_command_async against hiredis's async API (libevent), SET and GET "
+         "alternating, %d commands in flight per submitting thread\n\n", ASYNC_IN_FLIGHT);
+  printf("| harness | threads | brisk | hiredis | brisk/hiredis | brisk CPU per command | "
+         "hiredis CPU per command | brisk/hiredis CPU |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (int i = 0; i + 1 < g_nasync; i += 2) {
+    const struct row *ops = &g_async_rows[i], *cpu = &g_async_rows[i + 1];
+    char b[32], h[32], bc[32], hc[32], r[32] = "-", rc[32] = "-";
+    fmt(b, sizeof b, median(ops->b, ops->n), OPS);
+    fmt(h, sizeof h, median(ops->h, ops->n), OPS);
+    fmt(bc, sizeof bc, median(cpu->b, cpu->n), US);
+    fmt(hc, sizeof hc, median(cpu->h, cpu->n), US);
+    double x = ratio_median(ops->b, ops->h, ops->n), y = ratio_median(cpu->b, cpu->h, cpu->n);
+    if (isfinite(x)) snprintf(r, sizeof r, "%.2fx", x);
+    if (isfinite(y)) snprintf(rc, sizeof rc, "%.2fx", y);
+    printf("| %s | %s | %s | %s | %s | %s | %s |\n", ops->name, b, h, r, bc, hc, rc);
+  }
+  if (g_async_missing) printf("\n**Not measured: %s.**\n", g_async_missing);
+  printf("\n\"caller keeps %d in flight\": each submitting thread issues until %d commands are "
+         "outstanding, waits for completions, tops up. \"next command from the callback\": each "
+         "submitting thread starts %d chains and every callback issues its chain's next command. "
+         "brisk: the threads share one client (its multiplexed connection); callbacks run on "
+         "brisk's runtime threads and wake the submitting thread through a semaphore (once per "
+         "completion, or once per ended chain). hiredis: an async context is single-threaded, so "
+         "each submitting thread has its own context, connection and libevent loop, and runs "
+         "the loop itself (its callbacks run there; hiredis's best case). ops/s count every "
+         "command from the moment all threads are connected and warmed up until the last reply; "
+         "CPU per command is the whole process's user + system time (getrusage RUSAGE_SELF: "
+         "submitting threads, brisk's runtime threads) over the same window, divided by the "
+         "commands. Ratios are medians of per-repeat ratios (for CPU, lower is better).\n",
+         ASYNC_IN_FLIGHT, ASYNC_IN_FLIGHT, ASYNC_IN_FLIGHT);
+}
+
+static void run_async(int R) {
+  static const int counts[] = {1, 2, 8};
+  struct row *main_row =
+      row_new("async, 50 in flight, SET/GET (hiredis: async, libevent; redis-benchmark -c 50)", OPS,
+              false);
+  if (!async_lib(BRISK) || !async_lib(HIREDIS)) {
+    g_async_missing = !async_lib(BRISK)
+                          ? "brisk async (brisk_command_async is not in brisk.h)"
+                          : "hiredis async (built without libevent: install Debian's libevent-dev)";
+    fprintf(stderr, "async: NOT MEASURED for %s\n", g_async_missing);
+  }
+  for (int style = 0; style < 2; style++) {
+    for (int t = 0; t < 3; t++) {
+      int T = counts[t];
+      char name[96];
+      snprintf(name, sizeof name, "%s | %d",
+               style == ASYNC_CALLER ? "caller keeps 50 in flight" : "next command from the callback",
+               T);
+      struct row *ops = row_in(g_async_rows, &g_nasync, 12, name, OPS, false);
+      struct row *cpu = row_in(g_async_rows, &g_nasync, 12, name, US, true);
+      fprintf(stderr, "async, %s, %d submitting thread%s\n",
+              style == ASYNC_CALLER ? "the caller keeps 50 in flight" : "the next command from the callback",
+              T, T > 1 ? "s" : "");
+      for (int i = 0; i < R; i++) {
+        double b, bc, h, hc;
+        if (i % 2 == 0) {
+          b = wl_async(BRISK, style, T, UINT64_MAX), bc = g_cpu_us_per_op;
+          h = wl_async(HIREDIS, style, T, UINT64_MAX), hc = g_cpu_us_per_op;
+        } else {
+          h = wl_async(HIREDIS, style, T, UINT64_MAX), hc = g_cpu_us_per_op;
+          b = wl_async(BRISK, style, T, UINT64_MAX), bc = g_cpu_us_per_op;
+        }
+        row_add(ops, b, h, NAN);
+        row_add(cpu, bc, hc, NAN);
+        double c = NAN;
+        if (style == ASYNC_CALLER && T == 1) {
+          c = rb_set_get("-c 50 -P 1", rb_count(b, 0.5), NULL);
+          row_add(main_row, b, h, c);
+        }
+        char label[128];
+        snprintf(label, sizeof label, "async %s, %d thr", style == ASYNC_CALLER ? "caller" : "callback", T);
+        progress(label, i, b, h, c, OPS);
+        snprintf(label, sizeof label, "async %s, %d thr, CPU/cmd", style == ASYNC_CALLER ? "caller" : "callback", T);
+        progress(label, i, bc, hc, NAN, US);
+      }
+    }
+  }
+}
+
 static void run_all(void) {
   int R = g_repeats;
   setup_data();
@@ -1398,20 +1792,7 @@ static void run_all(void) {
       progress(cpu->name, i, bc, hc, cc, US);
     }
   }
-  if (selected("async")) {
-    struct row *row = row_new("async, 50 in flight, SET/GET (redis-benchmark -c 50)", OPS, false);
-#ifdef BRISK_HAVE_ASYNC
-    fprintf(stderr, "async, %d in flight\n", ASYNC_IN_FLIGHT);
-    for (int i = 0; i < R; i++) {
-      double b = wl_async();
-      double c = rb_set_get("-c 50 -P 1", rb_count(b, 0.5), NULL);
-      row_add(row, b, NAN, c);
-      progress(row->name, i, b, NAN, c, OPS);
-    }
-#else
-    row->note = "n/a (not built yet: brisk_command_async is not in brisk.h)";
-#endif
-  }
+  if (selected("async")) run_async(R);
   if (selected("cache")) {
 #ifdef BRISK_HAVE_CACHE
     run_cache(R);
@@ -1439,12 +1820,25 @@ static void run_all(void) {
      callgrind-sync brisk|hiredis N      warm up, then N x (SET + GET): 2N commands
      callgrind-pipeline brisk|hiredis N  N x (a batch of 100 SETs, a batch of 100 GETs): 200N
      callgrind-lrange brisk|hiredis N    N x LRANGE of the 1,000-element list: N replies
+     callgrind-async brisk|hiredis N     N async SET/GET, one thread keeping 50 in flight
+     callgrind-async-cb brisk|hiredis N  N async SET/GET, each callback issuing the next (50
+                                         chains)
      callgrind-cachehit brisk N          N x a GET answered by the client-side cache
      callgrind-cachemiss brisk N         N x a GET that misses the cache (and is kept)
      callgrind-get brisk N               N x a GET with the cache off (what a miss compares to)
    Run each with two values of N and subtract, so that setup and teardown cancel out. */
 static int profile_target(const char *mode, const char *which, long n) {
   enum { SYNC, PIPELINE, LRANGE, CACHEHIT, CACHEMISS, GET } m;
+  if (strcmp(mode, "callgrind-async") == 0 || strcmp(mode, "callgrind-async-cb") == 0) {
+    enum lib lib = strcmp(which, "brisk") == 0 ? BRISK : HIREDIS;
+    if (lib == HIREDIS && strcmp(which, "hiredis") != 0)
+      die("%s: brisk or hiredis, not %s", mode, which);
+    if (!async_lib(lib)) die("%s: %s's async API is not built in", mode, which);
+    setup_data();
+    wl_async(lib, strcmp(mode, "callgrind-async") == 0 ? ASYNC_CALLER : ASYNC_CALLBACK, 1,
+             (uint64_t)n);
+    return 0;
+  }
   if (strcmp(mode, "callgrind-sync") == 0) m = SYNC;
   else if (strcmp(mode, "callgrind-get") == 0) m = GET;
 #ifdef BRISK_HAVE_CACHE
@@ -1532,7 +1926,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: bench [--quick] [--repeats N] [--duration S] [--only LIST] [--heap-conns N]\n"
           "             [--redis-benchmark PATH|none] --host HOST --port PORT\n"
-          "       bench callgrind-sync|callgrind-pipeline|callgrind-lrange|callgrind-cachehit\n"
+          "       bench callgrind-sync|callgrind-pipeline|callgrind-lrange|callgrind-async|\n"
+          "             callgrind-async-cb|callgrind-cachehit|callgrind-cachemiss|callgrind-get\n"
           "             brisk|hiredis N\n"
           "             --host HOST --port PORT\n"
           "LIST: comma-separated from sync,pipeline,threads,lrange,async,cache,heap\n");

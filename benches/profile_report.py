@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Per-operation figures from callgrind and strace runs of `bench callgrind-MODE`.
+"""Per-operation figures from callgrind and strace runs of `bench callgrind-MODE` (C) and
+`brisk-rust-bench callgrind-MODE` (Rust).
 
 Each client is run twice, with N_SMALL and N_LARGE iterations of the MODE loop; subtracting the
 small run from the large one removes process start, connection setup, warm-up and teardown, so
@@ -7,19 +8,27 @@ what is left is the cost of (N_LARGE - N_SMALL) iterations:
     sync      SET + GET, one command at a time        2 commands per iteration
     pipeline  a batch of 100 SETs, a batch of 100 GETs  200 commands per iteration
     lrange    LRANGE of a 1,000-element list          1 reply per iteration
+    async     async SET or GET, one thread keeping 50 in flight   1 command per iteration
+    async-cb  async SET or GET, the next one issued on completion  1 command per iteration
 
-    profile_report.py DIR MODE N_SMALL N_LARGE [--top K]
+    profile_report.py DIR MODE N_SMALL N_LARGE [--top K] [--clients A,B]
+    profile_report.py DIR --summary
 
-DIR holds, for CLIENT in brisk and hiredis and N in N_SMALL and N_LARGE:
+DIR holds, for CLIENT in A and B (default brisk and hiredis) and N in N_SMALL and N_LARGE:
     callgrind.MODE.CLIENT.N.out   (valgrind --tool=callgrind --callgrind-out-file=...)
     strace.MODE.CLIENT.N.txt      (strace -f -c -o ...), optional
-Prints Markdown: a summary table and the top functions per operation of each client.
+Prints Markdown: a summary table and the top functions per operation of each client (A is
+compared with B). With --summary: one table of instructions per operation of every client and
+mode found in DIR (the peer table: brisk's C and Rust APIs, hiredis, redis-rs).
 """
 
 MODES = {  # ops per iteration, what an op is (singular, plural), a title
     "sync": (2, ("command", "commands"), "Sync SET+GET loop"),
     "pipeline": (200, ("command", "commands"), "Pipelined SET and GET, batches of 100"),
     "lrange": (1, ("reply", "replies"), "LRANGE of 1,000 x 16 B"),
+    "async": (1, ("command", "commands"), "Async SET/GET, the caller keeping 50 in flight"),
+    "async-cb": (1, ("command", "commands"),
+                 "Async SET/GET, the next command issued on completion (50 chains)"),
 }
 
 import collections
@@ -150,74 +159,75 @@ def short(name, width=80):
     return name if len(name) <= width else name[: width - 3] + "..."
 
 
-def main():
-    args = sys.argv[1:]
-    top = 15
-    if "--top" in args:
-        i = args.index("--top")
-        top = int(args[i + 1])
-        del args[i : i + 2]
-    directory, mode, n_small, n_large = args[0], args[1], int(args[2]), int(args[3])
+def measure(directory, mode, client, n_small, n_large):
+    """The per-op figures of one client in one mode, or None when its files are not there."""
+    ops = MODES[mode][0] * (n_large - n_small)
+    small = os.path.join(directory, f"callgrind.{mode}.{client}.{n_small}.out")
+    large = os.path.join(directory, f"callgrind.{mode}.{client}.{n_large}.out")
+    if not (os.path.exists(small) and os.path.exists(large)):
+        return None
+    t_s, ex_s, calls_s, edges_s, edge_ir_s = parse_callgrind(small)
+    t_l, ex_l, calls_l, edges_l, edge_ir_l = parse_callgrind(large)
+    # Per-op call edges (large run minus small run).
+    edge_calls = collections.Counter()
+    edge_cost = collections.Counter()
+    for key, n in edges_l.items():
+        edge_calls[key] = (n - edges_s.get(key, 0)) / ops
+        edge_cost[key] = (edge_ir_l[key] - edge_ir_s.get(key, 0)) / ops
+    callers = {
+        "memcpy": attributed_callers(edge_calls, edge_cost, lambda f: "memcpy" in f),
+        "allocation": attributed_callers(edge_calls, edge_cost, lambda f: f in NEW_FUNCS),
+    }
+    per_fn = {fn: (ex_l[fn] - ex_s.get(fn, 0)) / ops for fn in ex_l}
+    inclusive = collections.Counter(per_fn)
+    for (caller, callee), ir in edge_cost.items():
+        if caller and callee and caller != callee:
+            inclusive[caller] += ir
+
+    def per_op(funcs):
+        return sum(calls_l[f] - calls_s.get(f, 0) for f in funcs) / ops
+
+    mallocs, reallocs, frees = per_op(NEW_FUNCS), per_op(REALLOC_FUNCS), per_op(FREE_FUNCS)
+    st_s = parse_strace(os.path.join(directory, f"strace.{mode}.{client}.{n_small}.txt"))
+    st_l = parse_strace(os.path.join(directory, f"strace.{mode}.{client}.{n_large}.txt"))
+    sys_per_op = sys_detail = None
+    if st_s is not None and st_l is not None:
+        diff = {k: (st_l[k] - st_s.get(k, 0)) / ops for k in st_l}
+        sys_per_op = sum(diff.values())
+        sys_detail = ", ".join(f"{k} {v:.2f}" for k, v in
+                               sorted(diff.items(), key=lambda kv: -kv[1]) if v >= 0.01)
+    alloc_ir = sum(v for fn, v in per_fn.items()
+                   if re.search(r"malloc|free|realloc|calloc|memalign|__rdl_|__rust_alloc|"
+                                r"__rust_dealloc|__rust_realloc", fn))
+    return dict(ir=(t_l - t_s) / ops, per_fn=per_fn, mallocs=mallocs, reallocs=reallocs,
+                frees=frees, callers=callers, inclusive=inclusive, sys=sys_per_op,
+                sys_detail=sys_detail, alloc_ir=alloc_ir)
+
+
+def report(directory, mode, n_small, n_large, top, clients):
     per_iter, (unit, units), title = MODES[mode]
     ops = per_iter * (n_large - n_small)
     results = {}
-    for client in ("brisk", "hiredis"):
-        small = os.path.join(directory, f"callgrind.{mode}.{client}.{n_small}.out")
-        large = os.path.join(directory, f"callgrind.{mode}.{client}.{n_large}.out")
-        if not (os.path.exists(small) and os.path.exists(large)):
-            continue
-        t_s, ex_s, calls_s, edges_s, edge_ir_s = parse_callgrind(small)
-        t_l, ex_l, calls_l, edges_l, edge_ir_l = parse_callgrind(large)
-        # Per-op call edges (large run minus small run).
-        edge_calls = collections.Counter()
-        edge_cost = collections.Counter()
-        for key, n in edges_l.items():
-            edge_calls[key] = (n - edges_s.get(key, 0)) / ops
-            edge_cost[key] = (edge_ir_l[key] - edge_ir_s.get(key, 0)) / ops
-        callers = {
-            "memcpy": attributed_callers(edge_calls, edge_cost, lambda f: "memcpy" in f),
-            "allocation": attributed_callers(edge_calls, edge_cost, lambda f: f in NEW_FUNCS),
-        }
-        per_fn = {fn: (ex_l[fn] - ex_s.get(fn, 0)) / ops for fn in ex_l}
-        inclusive = collections.Counter(per_fn)
-        for (caller, callee), ir in edge_cost.items():
-            if caller and callee and caller != callee:
-                inclusive[caller] += ir
-        def per_op(funcs):
-            return sum(calls_l[f] - calls_s.get(f, 0) for f in funcs) / ops
-
-        mallocs, reallocs, frees = per_op(NEW_FUNCS), per_op(REALLOC_FUNCS), per_op(FREE_FUNCS)
-        st_s = parse_strace(os.path.join(directory, f"strace.{mode}.{client}.{n_small}.txt"))
-        st_l = parse_strace(os.path.join(directory, f"strace.{mode}.{client}.{n_large}.txt"))
-        sys_per_op = sys_detail = None
-        if st_s is not None and st_l is not None:
-            diff = {k: (st_l[k] - st_s.get(k, 0)) / ops for k in st_l}
-            sys_per_op = sum(diff.values())
-            sys_detail = ", ".join(f"{k} {v:.2f}" for k, v in
-                                   sorted(diff.items(), key=lambda kv: -kv[1]) if v >= 0.01)
-        alloc_ir = sum(v for fn, v in per_fn.items()
-                       if re.search(r"malloc|free|realloc|calloc|memalign|__rdl_|__rust_alloc|"
-                                    r"__rust_dealloc|__rust_realloc", fn))
-        results[client] = dict(ir=(t_l - t_s) / ops, per_fn=per_fn, mallocs=mallocs,
-                               reallocs=reallocs, frees=frees, callers=callers,
-                               inclusive=inclusive,
-                               sys=sys_per_op, sys_detail=sys_detail, alloc_ir=alloc_ir)
-
+    for client in clients:
+        r = measure(directory, mode, client, n_small, n_large)
+        if r is not None:
+            results[client] = r
     if not results:
         print("no callgrind data")
         return
+    a, b = clients
     print(f"{title}, per {unit} (callgrind and strace; {n_large} - {n_small} "
           f"iterations subtracted = {ops} {units}):\n")
-    print(f"| per {unit} | brisk | hiredis | brisk/hiredis |")
+    print(f"| per {unit} | {a} | {b} | {a}/{b} |")
     print("|---|---:|---:|---:|")
 
     def row(label, key, fmt):
-        b = results.get("brisk", {}).get(key)
-        h = results.get("hiredis", {}).get(key)
-        fb = fmt.format(b) if b is not None else "-"
-        fh = fmt.format(h) if h is not None else "-"
-        ratio = f"{b / h:.2f}x" if b is not None and h else "-"
-        print(f"| {label} | {fb} | {fh} | {ratio} |")
+        x = results.get(a, {}).get(key)
+        y = results.get(b, {}).get(key)
+        fx = fmt.format(x) if x is not None else "-"
+        fy = fmt.format(y) if y is not None else "-"
+        ratio = f"{x / y:.2f}x" if x is not None and y else "-"
+        print(f"| {label} | {fx} | {fy} | {ratio} |")
 
     row("instructions (Ir, all threads)", "ir", "{:,.0f}")
     row("  of which in malloc/free", "alloc_ir", "{:,.0f}")
@@ -255,6 +265,63 @@ def main():
             print("|---:|---:|---|")
             for caller, c, ir in sorted(rows, key=lambda x: -x[2])[:8]:
                 print(f"| {c:.2f} | {ir:,.0f} | `{short(caller)}` |")
+
+
+# The peer table's columns (client file names) and ratio columns, in order.
+PEERS = [("brisk", "brisk C API"), ("brisk-rust", "brisk Rust API"), ("hiredis", "hiredis"),
+         ("redis-rs", "redis-rs")]
+PEER_RATIOS = [("brisk", "hiredis"), ("brisk-rust", "redis-rs"), ("brisk", "brisk-rust")]
+
+
+def summary(directory):
+    """Instructions per operation of every client and mode in DIR, side by side."""
+    rx = re.compile(r"^callgrind\.(.+)\.([^.]+)\.(\d+)\.out$")
+    runs = collections.defaultdict(set)  # (mode, client) -> iteration counts
+    for name in os.listdir(directory):
+        m = rx.match(name)
+        if m and m.group(1) in MODES:
+            runs[(m.group(1), m.group(2))].add(int(m.group(3)))
+    names = dict(PEERS)
+    print("Instructions per operation (callgrind, all threads, user space; each client run "
+          "with two iteration counts and subtracted):\n")
+    header = [names[c] for c, _ in PEERS] + [f"{names[a]} / {names[b]}" for a, b in PEER_RATIOS]
+    print("| per operation | " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * len(header))
+    for mode, (_, (unit, _), title) in MODES.items():
+        ir = {}
+        for client, _ in PEERS:
+            counts = sorted(runs.get((mode, client), ()))
+            if len(counts) >= 2:
+                r = measure(directory, mode, client, counts[0], counts[-1])
+                if r is not None:
+                    ir[client] = r["ir"]
+        if not ir:
+            continue
+        cells = [f"{ir[c]:,.0f}" if c in ir else "-" for c, _ in PEERS]
+        cells += [f"{ir[a] / ir[b]:.2f}x" if a in ir and b in ir and ir[b] else "-"
+                  for a, b in PEER_RATIOS]
+        print(f"| {title} (per {unit}) | " + " | ".join(cells) + " |")
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) == 2 and args[1] == "--summary":
+        summary(args[0])
+        return
+    top = 15
+    clients = ("brisk", "hiredis")
+    if "--top" in args:
+        i = args.index("--top")
+        top = int(args[i + 1])
+        del args[i : i + 2]
+    if "--clients" in args:
+        i = args.index("--clients")
+        clients = tuple(args[i + 1].split(","))
+        del args[i : i + 2]
+        if len(clients) != 2:
+            sys.exit("--clients takes two names, A,B")
+    directory, mode, n_small, n_large = args[0], args[1], int(args[2]), int(args[3])
+    report(directory, mode, n_small, n_large, top, clients)
 
 
 if __name__ == "__main__":

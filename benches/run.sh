@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
-# brisk vs hiredis, side by side, on this machine.
+# brisk vs hiredis (C) and brisk vs redis-rs (Rust), side by side, on this machine.
 #
-#   benches/run.sh [--quick] [--no-profile] [bench options...]
+#   benches/run.sh [--quick] [--no-profile] [--rust|--no-rust] [bench options...]
 #
-# Builds libbrisk (cargo build --release) and benches/bench.c (-O2, against libbrisk and Debian's
-# hiredis), starts a throwaway redis-server on a free loopback port, runs every workload through
-# both clients alternately, then runs the sync SET/GET loop of each client under callgrind and
-# strace to report instructions, allocations and syscalls per command. Prints Markdown tables.
+# Builds libbrisk (cargo build --release) and benches/bench.c (-O2, against libbrisk, Debian's
+# hiredis and, for hiredis's async API, libevent), starts a throwaway redis-server on a free
+# loopback port, runs every workload through both clients alternately; then builds and runs the
+# Rust side bench (benches/rust: brisk's Rust API against the redis crate, same workloads); then
+# runs the sync, pipeline, LRANGE and async loops of each client under callgrind and strace to
+# report instructions, allocations and syscalls per command, and a table of every client's
+# instructions side by side. Prints Markdown tables.
 #
-#   --quick        a smoke run (CI): each measurement runs 0.1 s, one repeat, small profile runs
-#   --no-profile   skip the callgrind/strace part
+#   --quick        a smoke run (CI): each measurement runs 0.1 s, one repeat, small profile
+#                  runs; the Rust side bench is skipped (it says so) unless --rust is given
+#   --no-profile   skip the callgrind/strace part (with --only, it profiles only the loops of
+#                  the workloads named there)
+#   --rust         run the Rust side bench (the default without --quick)
+#   --no-rust      skip it
 #   anything else  passed to bench: --repeats N, --duration S, --only sync,pipeline,threads,
-#                  lrange,async,heap, --heap-conns N (see benches/bench.c)
+#                  lrange,async,heap, --heap-conns N (see benches/bench.c); --repeats,
+#                  --duration and --only (sync,pipeline,lrange,async) also to the Rust bench
 #
 # Environment: BRISK_LIB_DIR=dir uses an already built libbrisk.so there instead of running
 # cargo; BRISK_BENCH_DIR=dir puts the build and profile files there (default build-bench/);
-# BRISK_BENCH_TIMEOUT=seconds bounds each program run (default 1800, 300 with --quick).
-# Installs missing Debian packages (redis-server, redis-tools, libhiredis-dev, valgrind, strace,
-# gcc, python3) with apt-get. Only loopback is used; the server is removed on any exit.
+# BRISK_BENCH_TIMEOUT=seconds bounds each program run (default 1800, 300 with --quick);
+# BRISK_BENCH_RUST_TARGET=dir is the Rust bench's cargo target directory (default
+# target/bench-rust, kept between runs: the first build compiles brisk, tokio and redis-rs).
+# Installs missing Debian packages (redis-server, redis-tools, libhiredis-dev, libevent-dev,
+# valgrind, strace, gcc, python3) with apt-get. Only loopback is used; the server is removed on
+# any exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,24 +37,50 @@ cd "$ROOT"
 
 quick=0
 profile=1
+rust=
 bench_args=()
-for arg in "$@"; do
+rust_args=() # the options the Rust bench shares with bench.c
+only_list=
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  arg=${args[i]}
   case "$arg" in
-    --quick) quick=1; bench_args+=(--quick) ;;
+    --quick) quick=1; bench_args+=(--quick); rust_args+=(--quick) ;;
     --no-profile) profile=0 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --rust) rust=1 ;;
+    --no-rust) rust=0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    --repeats|--duration)
+      [ $((i + 1)) -lt ${#args[@]} ] || { echo "$arg needs a value" >&2; exit 2; }
+      bench_args+=("$arg" "${args[i + 1]}"); rust_args+=("$arg" "${args[i + 1]}"); i=$((i + 1)) ;;
+    --only)
+      [ $((i + 1)) -lt ${#args[@]} ] || { echo "$arg needs a value" >&2; exit 2; }
+      bench_args+=("$arg" "${args[i + 1]}"); only_list=${args[i + 1]}; i=$((i + 1)) ;;
     *) bench_args+=("$arg") ;;
   esac
 done
+[ -n "$rust" ] || { [ "$quick" = 1 ] && rust=0 || rust=1; }
+# The Rust bench runs the workloads of --only it has (sync, pipeline, lrange, async), or none.
+if [ -n "$only_list" ]; then
+  rust_list=$(tr ',' '\n' <<<"$only_list" | grep -xE 'sync|pipeline|lrange|async' | paste -sd, || true)
+  if [ -z "$rust_list" ]; then
+    rust_skip="--only $only_list selects none of its workloads (sync, pipeline, lrange, async)"
+  else
+    rust_args+=(--only "$rust_list")
+  fi
+fi
 
 # install_missing, free_port: the project's script library.
 source "$ROOT/scripts/lib.sh"
 say() { printf '\n==> %s\n' "$*" >&2; }
 
 bench_packages() {
-  local wanted=(redis-server redis-tools libhiredis-dev gcc python3)
+  local wanted=(redis-server redis-tools libhiredis-dev gcc python3 pkg-config)
   [ "$profile" = 1 ] && wanted+=(valgrind strace)
   install_missing "${wanted[@]}"
+  # Optional: without libevent, hiredis's async rows are reported as not measured.
+  install_missing libevent-dev ||
+    echo "WARNING: could not install libevent-dev: hiredis's async API will NOT be measured" >&2
 }
 
 SERVER_PID=
@@ -116,9 +153,32 @@ if grep -q 'brisk_client_cache_flush' include/brisk.h; then
   defines+=(-DBRISK_HAVE_CACHE)
 fi
 hiredis_flags=$(pkg-config --cflags --libs hiredis 2>/dev/null || echo -lhiredis)
+libevent_flags=
+if pkg-config --exists libevent && [ -f /usr/include/hiredis/adapters/libevent.h ]; then
+  defines+=(-DBENCH_HAVE_LIBEVENT)
+  libevent_flags=$(pkg-config --cflags --libs libevent)
+else
+  echo "WARNING: no libevent (Debian's libevent-dev) or no hiredis libevent adapter:" \
+    "hiredis's async API will NOT be measured (the async table says so)" >&2
+fi
 # shellcheck disable=SC2086
 ${CC:-cc} -O2 -g -std=c11 -Wall -Wextra "${defines[@]}" -I include benches/bench.c \
-  -o "$OUT/bench" -L "$OUT/lib" -lbrisk $hiredis_flags -lpthread -lm -Wl,-rpath,"$OUT/lib"
+  -o "$OUT/bench" -L "$OUT/lib" -lbrisk $hiredis_flags $libevent_flags -lpthread -lm \
+  -Wl,-rpath,"$OUT/lib"
+
+# The Rust side bench: its own crate and workspace (brisk's build never compiles it), built with
+# brisk's release profile into a target directory of its own that later runs reuse.
+RUST_BIN=
+if [ "$rust" = 1 ] && [ -z "${rust_skip:-}" ]; then
+  if ! command -v cargo >/dev/null; then
+    echo "cargo not found: the Rust side bench needs a Rust toolchain (or pass --no-rust)" >&2
+    exit 1
+  fi
+  say "building the Rust side bench (benches/rust: brisk's Rust API and redis-rs)"
+  rust_target=${BRISK_BENCH_RUST_TARGET:-${CARGO_TARGET_DIR:-$ROOT/target}/bench-rust}
+  CARGO_TARGET_DIR=$rust_target cargo build --release --quiet --manifest-path benches/rust/Cargo.toml
+  RUST_BIN=$rust_target/release/brisk-rust-bench
+fi
 
 say "starting a throwaway redis-server"
 start_server
@@ -137,6 +197,42 @@ say "benchmark"
   timeout -k 10 "$bench_timeout" "$OUT/bench" --host 127.0.0.1 --port "$PORT" "${bench_args[@]}"
 } | tee "$OUT/results.md"
 
+{
+  echo
+  echo "Rust API: brisk against the redis crate ($(sed -n 's/^redis = { version = "=\([^"]*\)".*/redis-rs \1/p' benches/rust/Cargo.toml), tokio)"
+  echo
+  if [ -n "$RUST_BIN" ]; then
+    timeout -k 10 "$bench_timeout" "$RUST_BIN" --host 127.0.0.1 --port "$PORT" "${rust_args[@]}"
+  elif [ -n "${rust_skip:-}" ]; then
+    echo "**Skipped: $rust_skip.**"
+  else
+    echo "**Skipped** (--quick runs without it; pass --rust to include it)."
+  fi
+} | tee -a "$OUT/results.md"
+
+# profile_runs BIN MODE SMALL LARGE CLIENT...: callgrind and strace of BIN's callgrind-MODE loop,
+# with SMALL and LARGE iterations, for each client; a failing run fails the whole run.
+profile_runs() {
+  local bin=$1 mode=$2 small=$3 large=$4 client n log
+  shift 4
+  for client in "$@"; do
+    for n in $small $large; do
+      log="$PROF/callgrind.$mode.$client.$n.log"
+      if ! timeout -k 10 "$bench_timeout" valgrind --tool=callgrind \
+        --callgrind-out-file="$PROF/callgrind.$mode.$client.$n.out" \
+        "$bin" "callgrind-$mode" "$client" "$n" --host 127.0.0.1 --port "$PORT" 2>"$log"; then
+        tail -n 20 "$log" >&2
+        echo "callgrind-$mode $client $n failed (log: $log)" >&2
+        return 1
+      fi
+      if command -v strace >/dev/null; then
+        timeout -k 10 "$bench_timeout" strace -f -c -o "$PROF/strace.$mode.$client.$n.txt" \
+          "$bin" "callgrind-$mode" "$client" "$n" --host 127.0.0.1 --port "$PORT"
+      fi
+    done
+  done
+}
+
 if [ "$profile" = 1 ]; then
   if ! command -v valgrind >/dev/null; then
     echo "valgrind not found: skipping the profile" >&2
@@ -144,26 +240,31 @@ if [ "$profile" = 1 ]; then
     PROF="$OUT/profile"
     rm -rf "$PROF"
     mkdir -p "$PROF"
-    # mode:small:large iterations (sync: 2 commands each, pipeline: 200, lrange: 1 reply)
+    # mode:small:large iterations (sync: 2 commands each, pipeline: 200, lrange: 1 reply,
+    # async and async-cb: 1 command)
     if [ "$quick" = 1 ]; then
-      runs=(sync:100:600 pipeline:3:13 lrange:5:25)
+      runs=(sync:100:600 pipeline:3:13 lrange:5:25 async:300:1800 async-cb:300:1800)
     else
-      runs=(sync:2000:12000 pipeline:30:180 lrange:40:240)
+      runs=(sync:2000:12000 pipeline:30:180 lrange:40:240 async:2000:12000 async-cb:2000:12000)
     fi
-    for run in "${runs[@]}"; do
-      IFS=: read -r mode small large <<<"$run"
-      say "callgrind and strace of the $mode loop ($small and $large iterations)"
-      for client in brisk hiredis; do
-        for n in $small $large; do
-          timeout -k 10 "$bench_timeout" valgrind --tool=callgrind --callgrind-out-file="$PROF/callgrind.$mode.$client.$n.out" \
-            "$OUT/bench" "callgrind-$mode" "$client" "$n" --host 127.0.0.1 --port "$PORT" \
-            2>"$PROF/callgrind.$mode.$client.$n.log"
-          if command -v strace >/dev/null; then
-            timeout -k 10 "$bench_timeout" strace -f -c -o "$PROF/strace.$mode.$client.$n.txt" \
-              "$OUT/bench" "callgrind-$mode" "$client" "$n" --host 127.0.0.1 --port "$PORT"
-          fi
-        done
+    # With --only, only the loops of the workloads it names (async: async and async-cb).
+    if [ -n "$only_list" ]; then
+      selected=()
+      for run in "${runs[@]}"; do
+        mode=${run%%:*}
+        if [[ ",$only_list," == *",${mode%-cb},"* ]]; then selected+=("$run"); fi
       done
+      runs=(${selected[@]+"${selected[@]}"})
+    fi
+    for run in ${runs[@]+"${runs[@]}"}; do
+      IFS=: read -r mode small large <<<"$run"
+      c_clients=(brisk hiredis)
+      if [[ $mode == async* ]] && [ -z "$libevent_flags" ]; then
+        echo "WARNING: no hiredis $mode profile (built without libevent)" >&2
+        c_clients=(brisk)
+      fi
+      say "callgrind and strace of the $mode loop ($small and $large iterations)"
+      profile_runs "$OUT/bench" "$mode" "$small" "$large" "${c_clients[@]}"
       top=8
       [ "$mode" = sync ] && top=15
       {
@@ -171,9 +272,25 @@ if [ "$profile" = 1 ]; then
         python3 "$ROOT/benches/profile_report.py" "$PROF" "$mode" "$small" "$large" --top "$top"
       } | tee -a "$OUT/results.md"
     done
-    echo | tee -a "$OUT/results.md"
-    echo "Profiles: $PROF (open with callgrind_annotate, e.g. $PROF/callgrind.sync.brisk.N.out)" |
-      tee -a "$OUT/results.md"
+    if [ -n "$RUST_BIN" ]; then
+      for run in ${runs[@]+"${runs[@]}"}; do
+        IFS=: read -r mode small large <<<"$run"
+        say "callgrind and strace of the Rust $mode loop ($small and $large iterations)"
+        profile_runs "$RUST_BIN" "$mode" "$small" "$large" brisk-rust redis-rs
+        {
+          echo
+          echo "Rust API:"
+          python3 "$ROOT/benches/profile_report.py" "$PROF" "$mode" "$small" "$large" --top 8 \
+            --clients brisk-rust,redis-rs
+        } | tee -a "$OUT/results.md"
+      done
+    fi
+    {
+      echo
+      python3 "$ROOT/benches/profile_report.py" "$PROF" --summary
+      echo
+      echo "Profiles: $PROF (open with callgrind_annotate, e.g. $PROF/callgrind.sync.brisk.N.out)"
+    } | tee -a "$OUT/results.md"
   fi
 fi
 echo >&2

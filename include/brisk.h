@@ -886,6 +886,19 @@ brisk_status brisk_config_set_command_deadline_ms(brisk_config *cfg,
                                                   uint32_t ms);
 
 /**
+ * The most memory one reply may take, in bytes (default 513 MiB: the largest string Redis
+ * stores, 512 MiB, with room for its framing; 0: no limit). What counts is the reply's memory
+ * as brisk holds it (its bytes and the nodes of its elements), so a hostile or broken server
+ * streaming an endless aggregate cannot make the process grow without bound. A reply that
+ * would pass it fails with PROTOCOL, naming the limit, and its connection is closed.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_max_reply_bytes(brisk_config *cfg,
+                                              size_t bytes);
+
+/**
  * Most connections the client opens (default 10 x CPU count). 0 is INVALID_ARGUMENT.
  *
  * # Safety

@@ -1,4 +1,4 @@
-# Shared helpers for scripts/demo and scripts/test. Source it; do not run it.
+# Shared helpers for scripts/demo, scripts/test and scripts/fuzz. Source it; do not run it.
 
 BRISK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BRISK_BUILD_DIR:-$BRISK_ROOT/build}
@@ -153,4 +153,31 @@ python_with_pytest() {
     fi
   done
   python3 -m pip install --quiet pytest >&2 && echo python3
+}
+
+# Makes sure `cargo +nightly fuzz` works: the nightly toolchain must be there (rustup), and
+# cargo-fuzz is installed from crates.io when missing.
+ensure_cargo_fuzz() {
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "the fuzz targets need the nightly toolchain: rustup toolchain install nightly" >&2
+    exit 1
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked --quiet
+  fi
+}
+
+# "N execs (R/s), corpus C" from a libFuzzer log: its final stats, or its last status line when
+# it stopped at a crash before printing them.
+fuzz_summary() {
+  local log=$1 execs rate units
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  units=$(grep -oE '^#[0-9]+.* corp: [0-9]+' "$log" | tail -1 | sed -E 's/.*corp: //')
+  if [ -z "$execs" ]; then
+    execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+    rate=$(grep -oE 'exec/s: [0-9]+' "$log" | tail -1 | sed 's/exec\/s: //')
+  fi
+  printf '%s execs (%s/s), corpus %s' "${execs:-?}" "${rate:-?}" "${units:-?}"
 }

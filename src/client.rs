@@ -43,6 +43,15 @@ impl Client {
         async_command::start(&self.shared, args, callback)
     }
 
+    /// [`Client::command_async`] with the callback kept in the command's own allocation
+    /// rather than a box of its own (one allocation less per command).
+    pub fn command_async_with<F>(&self, args: &Args<'_>, callback: F) -> Result<()>
+    where
+        F: FnOnce(Result<Reply>) + Send + 'static,
+    {
+        async_command::start(&self.shared, args, callback)
+    }
+
     pub fn ping(&self) -> Result<()> {
         let args: [&[u8]; 1] = [b"PING"];
         self.command(&Args::from_slices(&args)).map(drop)

@@ -109,7 +109,7 @@ impl Session {
         }
         // Like a pooled command, a session checks (with a non-blocking peek) that the server has
         // not closed its connection before writing to it.
-        if self.conn.as_ref().is_none_or(Connection::is_stale) {
+        if self.conn.as_mut().is_none_or(Connection::is_stale) {
             if let Some(old) = self.conn.take() {
                 self.forget_connection_state();
                 pool.put(old);

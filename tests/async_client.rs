@@ -42,7 +42,7 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
-use support::{FaultProxy, RedisServer, wait_until};
+use support::{RedisServer, StopOnDrop, proxy_for, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Harness: a C client and per-command callback slots
@@ -472,19 +472,6 @@ fn server_clients(server: &RedisServer) -> usize {
         .lines()
         .filter(|l| !l.contains("cmd=client"))
         .count()
-}
-
-fn proxy_for(server: &RedisServer) -> FaultProxy {
-    FaultProxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
-}
-
-/// Sets the flag when dropped, so that a failing assertion also stops a feeder thread.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, SeqCst);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

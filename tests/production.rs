@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{
-    FaultProxy, RedisServer, append, closed_port, cmd, expect_err, ok, session_cmd, text,
-    wait_until,
+    RedisServer, StopOnDrop, append, closed_port, cmd, expect_err, ok, proxy_for, session_cmd,
+    text, wait_until,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -146,16 +146,6 @@ fn fill_pool(c: &Client, n: usize) {
     drop(sessions);
     assert_eq!(stat(c, Stat::PoolOpen), n as u64);
     assert_eq!(stat(c, Stat::PoolIdle), n as u64);
-}
-
-/// Sets the flag when dropped. Loops that run until told to stop get one inside their thread
-/// scope, so that a failing assertion stops them too (the scope would wait for them forever).
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, SeqCst);
-    }
 }
 
 /// An event as recorded by [`Recorder`]: owned copies of every field.
@@ -1126,9 +1116,7 @@ fn a_health_check_that_times_out_replaces_the_connection() {
 #[test]
 fn a_health_check_cut_by_the_proxy_replaces_the_connection() {
     let server = RedisServer::start();
-    let proxy = Arc::new(FaultProxy::start(
-        format!("127.0.0.1:{}", server.port()).parse().unwrap(),
-    ));
+    let proxy = Arc::new(proxy_for(&server));
     let rec = Recorder::default();
     let healer = proxy.clone();
     let (c, _) = health_check_failure_case(
@@ -1195,7 +1183,7 @@ fn blpop_is_woken_by_a_push_from_another_client() {
 #[test]
 fn a_blocking_command_is_never_replayed_once_sent() {
     let server = RedisServer::start();
-    let proxy = FaultProxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap());
+    let proxy = proxy_for(&server);
     let rec = Recorder::default();
     let mut config = config_for(&format!("{}?read_timeout=300", proxy.url()));
     // Everything that could make it retry: ALWAYS, timeouts retried, plenty of retries.
@@ -1664,10 +1652,6 @@ fn connect_and_disconnect_events_appear_when_they_should() {
 
 // ---------------------------------------------------------------------------------------------
 // The fault proxy
-
-fn proxy_for(server: &RedisServer) -> FaultProxy {
-    FaultProxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
-}
 
 #[test]
 fn proxy_delay_slows_commands_without_failing_them() {

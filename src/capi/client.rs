@@ -6,9 +6,9 @@ use super::args::{ArgLengths, command_args};
 use super::boundary::{Handle, free_handle, guard, guard_out, guard_value, into_handle, try_ref};
 use super::config::brisk_config;
 use super::reply::{brisk_reply, reply_handle};
-use super::status::brisk_status;
+use super::status::{BRISK_OK, brisk_status};
 use crate::client::Client;
-use crate::core::{Error, Status};
+use crate::core::Error;
 use crate::telemetry::stats::Stat;
 use std::ffi::c_char;
 use std::ffi::{CString, c_void};
@@ -152,21 +152,27 @@ pub unsafe extern "C" fn brisk_command_async(
         // SAFETY: per this function's contract.
         let args = unsafe { command_args(argc, argv, argvlen, &mut lengths) }?;
         let userdata = UserData(userdata);
-        client.command_async(
+        client.command_async_with(
             &args,
-            Box::new(move |result| {
+            move |result: crate::core::Result<crate::resp::Reply>| {
                 let userdata = userdata;
-                let (status, message, reply) = match result {
-                    Ok(reply) => (Status::Ok, CString::default(), into_handle(reply)),
-                    Err(e) => (
-                        e.status(),
-                        CString::new(e.message().replace('\0', "\\0")).unwrap_or_default(),
-                        std::ptr::null_mut(),
-                    ),
-                };
-                // SAFETY: the user's callback, called once with arguments valid for the call.
-                unsafe { callback(userdata.0, status as u32, message.as_ptr(), reply) };
-            }),
+                // SAFETY (both calls): the user's callback, called once with arguments valid
+                // for the call.
+                match result {
+                    // No message to build (or allocate) on success.
+                    Ok(reply) => unsafe {
+                        callback(userdata.0, BRISK_OK, c"".as_ptr(), into_handle(reply))
+                    },
+                    Err(e) => {
+                        let message =
+                            CString::new(e.message().replace('\0', "\\0")).unwrap_or_default();
+                        let status = e.status() as u32;
+                        unsafe {
+                            callback(userdata.0, status, message.as_ptr(), std::ptr::null_mut())
+                        }
+                    }
+                }
+            },
         )
     })
 }

@@ -165,6 +165,8 @@ pub struct Config {
     pub read_timeout_ms: u32,
     pub write_timeout_ms: u32,
     pub command_deadline_ms: u32,
+    /// The most memory one reply may take (0: no limit); see [`DEFAULT_MAX_REPLY_BYTES`].
+    pub max_reply_bytes: usize,
     /// `None`: keepalive off.
     pub keepalive: Option<Keepalive>,
     pub pool: PoolSettings,
@@ -176,6 +178,8 @@ pub struct Config {
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
+
+pub use crate::resp::DEFAULT_MAX_REPLY_BYTES;
 
 impl Default for Config {
     fn default() -> Self {
@@ -201,6 +205,7 @@ impl Default for Config {
             read_timeout_ms: DEFAULT_TIMEOUT_MS,
             write_timeout_ms: DEFAULT_TIMEOUT_MS,
             command_deadline_ms: 0,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             keepalive: Some(Keepalive {
                 idle_s: 30,
                 interval_s: 5,

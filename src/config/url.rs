@@ -254,6 +254,7 @@ fn apply_option(cfg: &mut Config, key: &str, value: &str, path_has_db: bool) -> 
         "read_timeout" => cfg.set_read_timeout_ms(ms(key)?),
         "write_timeout" => cfg.set_write_timeout_ms(ms(key)?),
         "command_deadline" => cfg.command_deadline_ms = ms(key)?,
+        "max_reply_bytes" => cfg.max_reply_bytes = parse_number(value, key)?,
         "pool_size" => cfg.set_pool_size(ms(key)?)?,
         "pool_min_idle" => cfg.pool.min_idle = ms(key)?,
         "pool_max_wait" => cfg.pool.max_wait_ms = Some(ms(key)?),

@@ -247,15 +247,20 @@ impl CommandTable {
                 let (first, last, step) =
                     (int(fields.get(3)), int(fields.get(4)), int(fields.get(5)));
                 if let (Some(first), Some(last), Some(step)) = (first, last, step) {
-                    let range = KeySpec {
-                        begin: Begin::Index(first),
-                        find: Find::Range {
-                            last_key: if last < 0 { last } else { last - first },
-                            step: step.max(1),
-                            limit: 0,
-                        },
-                    };
-                    info.keys = Some(if first > 0 { vec![range] } else { Vec::new() });
+                    // First 0: no keys. Built only for a positive first, so that `last - first`
+                    // cannot overflow whatever numbers the server sent.
+                    info.keys = Some(if first > 0 {
+                        vec![KeySpec {
+                            begin: Begin::Index(first),
+                            find: Find::Range {
+                                last_key: if last < 0 { last } else { last - first },
+                                step: step.max(1),
+                                limit: 0,
+                            },
+                        }]
+                    } else {
+                        Vec::new()
+                    });
                 }
             }
         }
@@ -363,44 +368,49 @@ fn apply_spec(spec: &KeySpec, args: &Args<'_>, out: &mut Positions) {
     if start < 1 || start >= argc {
         return;
     }
-    let (last, step) = match spec.find {
+    // The numbers come from the server (and the key count from the caller): arithmetic
+    // saturates, and only arguments after the name (1..argc) come out as keys.
+    let (first, last, step) = match spec.find {
         Find::Range {
             last_key,
             step,
             limit,
         } => {
             let last = if last_key >= 0 {
-                start + last_key
+                start.saturating_add(last_key)
             } else if last_key == -1 && limit > 1 {
                 start + (argc - start) / limit - 1
             } else {
                 argc + last_key
             };
-            (last, step)
+            (start, last, step)
         }
         Find::KeyNum {
             num_index,
             first,
             step,
         } => {
-            let Some(count) = args
-                .iter()
-                .nth((start + num_index) as usize)
+            let Some(count) = usize::try_from(start.saturating_add(num_index))
+                .ok()
+                .and_then(|i| args.iter().nth(i))
                 .and_then(|n| std::str::from_utf8(n).ok()?.parse::<i64>().ok())
+                .filter(|&count| count > 0)
             else {
                 return;
             };
-            let first = start + first;
-            for i in (0..count.max(0))
-                .map(|k| first + k * step)
-                .take_while(|&i| i < argc)
-            {
-                out.push(i as usize);
+            let first = start.saturating_add(first);
+            // A spec whose keys would start at the name or before it is not one Redis gives.
+            if first < 1 {
+                return;
             }
-            return;
+            (
+                first,
+                first.saturating_add((count - 1).saturating_mul(step)),
+                step,
+            )
         }
     };
-    for i in (start..=last.min(argc - 1)).step_by(step as usize) {
+    for i in (first..=last.min(argc - 1)).step_by(step as usize) {
         out.push(i as usize);
     }
 }
@@ -494,12 +504,14 @@ pub fn builtin_key_positions(args: &Args<'_>) -> Vec<usize> {
         "FCALL",
         "FCALL_RO",
     ]) {
-        let count = std::str::from_utf8(args.get(2))
-            .ok()
-            .and_then(|n| n.parse::<usize>().ok());
+        // The key count is the caller's text: it may be missing (`EVAL script`) or absurd.
+        let count = args
+            .iter()
+            .nth(2)
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
         return match count {
-            Some(n) if argc > 2 => (3..(3 + n).min(argc)).collect(),
-            _ => Vec::new(),
+            Some(n) => (3..n.saturating_add(3).min(argc)).collect(),
+            None => Vec::new(),
         };
     }
     if is(&["XREAD", "XREADGROUP"]) {

@@ -22,12 +22,12 @@ use crate::cache::Plan;
 use crate::core::attempt::{Attempt, Facts, Next, Round, Target};
 use crate::core::commands::{blocking_timeout, check_args, is_script};
 use crate::core::{Error, Result, Status};
-use crate::net::mux::Request;
+use crate::net::mux::Pending;
 use crate::node::Node;
 use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
 use crate::route::{Key, Placement, Topology};
-use bytes::{Bytes, BytesMut};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use bytes::BytesMut;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
@@ -38,8 +38,10 @@ pub type Callback = Box<dyn FnOnce(Result<Reply>) + Send>;
 /// The async side of a client: whether it is closed, and the callbacks it owes.
 pub(crate) struct AsyncState {
     closed: watch::Sender<bool>,
-    /// Callbacks owed; `close` waits for zero.
-    pending: Mutex<usize>,
+    /// Callbacks owed (a counter, not a lock, on every command's path); `close` waits for zero.
+    pending: AtomicUsize,
+    /// Taken only to wait for `pending` to reach zero, and to say it did.
+    drained_lock: Mutex<()>,
     drained: Condvar,
 }
 
@@ -47,7 +49,8 @@ impl Default for AsyncState {
     fn default() -> Self {
         AsyncState {
             closed: watch::channel(false).0,
-            pending: Mutex::new(0),
+            pending: AtomicUsize::new(0),
+            drained_lock: Mutex::new(()),
             drained: Condvar::new(),
         }
     }
@@ -64,13 +67,14 @@ impl AsyncState {
     }
 
     fn begin(&self) {
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.pending.fetch_add(1, SeqCst);
     }
 
     fn end(&self) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        *pending -= 1;
-        if *pending == 0 {
+        if self.pending.fetch_sub(1, SeqCst) == 1 {
+            // Taking the lock orders this with a `close` about to wait: it either sees zero or
+            // is waiting when told.
+            drop(self.drained_lock.lock().unwrap_or_else(|p| p.into_inner()));
             self.drained.notify_all();
         }
     }
@@ -83,14 +87,11 @@ impl AsyncState {
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
         }
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        while *pending > 0 {
-            pending = self
-                .drained
-                .wait(pending)
-                .unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.drained_lock.lock().unwrap_or_else(|p| p.into_inner());
+        while self.pending.load(SeqCst) > 0 {
+            guard = self.drained.wait(guard).unwrap_or_else(|p| p.into_inner());
         }
-        drop(pending);
+        drop(guard);
         // A mux may still be letting go of its connection (and reporting it).
         for node in route.nodes() {
             node.wait_mux_idle();
@@ -98,36 +99,65 @@ impl AsyncState {
     }
 }
 
-/// An async command between tries.
-struct Job {
-    encoded: Bytes,
-    /// The command name, for events.
-    name: Box<[u8]>,
+/// An async command between tries: everything it needs, the caller's callback included, in
+/// one allocation that travels through the mux as its request ([`Pending`]).
+struct Job<F> {
+    shared: Arc<Shared>,
+    encoded: Encoded,
     started: Instant,
     key: Key,
-    script: bool,
     attempt: Attempt,
     target: Target,
     /// The node of the latest try.
     node: Option<Arc<Node>>,
-    callback: Callback,
-    /// What the client-side cache does with it (a read to keep, a write to evict).
+    callback: F,
+    /// What the client-side cache does with it (a read to keep, a write to evict), and the
+    /// commands it sends ahead of a cached read with how many replies they add (see
+    /// `Cache::before_async_send`).
     cache: Option<Box<Plan>>,
+    ahead: Option<(Vec<u8>, u8)>,
 }
 
-impl Job {
+impl<F> Job<F> {
     fn report(&self) -> Report<'_> {
         Report {
-            name: &self.name,
+            name: self.encoded.name(),
             batch_size: 1,
             started: Some(self.started),
         }
     }
 }
 
+impl<F: FnOnce(Result<Reply>) + Send + 'static> Pending for Job<F> {
+    fn write_to(&self, out: &mut BytesMut) {
+        if let Some((commands, _)) = &self.ahead {
+            out.extend_from_slice(commands);
+        }
+        if self.target.ask.is_some() {
+            out.extend_from_slice(ASKING);
+        }
+        out.extend_from_slice(self.encoded.bytes());
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.attempt.deadline()
+    }
+
+    fn skip_replies(&self) -> u8 {
+        self.ahead.as_ref().map_or(0, |(_, replies)| *replies) + u8::from(self.target.ask.is_some())
+    }
+
+    fn complete(self: Box<Self>, result: Result<Reply>) {
+        settle(self, result)
+    }
+}
+
 /// Starts one command without waiting for it: `callback` runs exactly once, on a brisk
 /// runtime thread. On `Err` (bad arguments, a closed client) the callback is never called.
-pub(crate) fn start(shared: &Arc<Shared>, args: &Args<'_>, callback: Callback) -> Result<()> {
+pub(crate) fn start<F>(shared: &Arc<Shared>, args: &Args<'_>, callback: F) -> Result<()>
+where
+    F: FnOnce(Result<Reply>) + Send + 'static,
+{
     check_args(args, false)?;
     if shared.async_state.is_closed() {
         return Err(Shared::closed_error());
@@ -139,7 +169,7 @@ pub(crate) fn start(shared: &Arc<Shared>, args: &Args<'_>, callback: Callback) -
         // thread of their own.
         _ => {
             let owned = args.iter().map(<[u8]>::to_vec).collect();
-            return start_blocking(shared, owned, callback);
+            return start_blocking(shared, owned, Box::new(callback));
         }
     };
     let cache = match &shared.cache {
@@ -152,34 +182,35 @@ pub(crate) fn start(shared: &Arc<Shared>, args: &Args<'_>, callback: Callback) -
             },
         },
     };
-    let mut encoded = BytesMut::new();
-    encode_command(&mut encoded, args);
     let started = Instant::now();
-    let job = Job {
-        encoded: encoded.freeze(),
-        name: args.name().into(),
+    let job = Box::new(Job {
+        shared: shared.clone(),
+        encoded: Encoded::new(args),
         started,
         key,
-        script: is_script(args.name()),
         attempt: Attempt::new(&shared.rules, Some(started)),
         target: Target::default(),
         node: None,
         callback,
         cache,
-    };
+        ahead: None,
+    });
     shared.async_state.begin();
-    dispatch(shared.clone(), job);
+    dispatch(job);
     Ok(())
 }
 
 /// A command the client-side cache answered: the callback runs on a runtime thread all the
 /// same.
-fn answer_from_cache(
+fn answer_from_cache<F>(
     shared: &Arc<Shared>,
     name: &[u8],
     reply: Reply,
-    callback: Callback,
-) -> Result<()> {
+    callback: F,
+) -> Result<()>
+where
+    F: FnOnce(Result<Reply>) + Send + 'static,
+{
     shared.async_state.begin();
     let worker = shared.clone();
     let name: Box<[u8]> = name.into();
@@ -200,70 +231,53 @@ fn answer_from_cache(
 
 /// Sends `job` on the mux of its node (started on first use); without a known topology, waits
 /// for one to be read.
-fn dispatch(shared: Arc<Shared>, mut job: Job) {
-    let node = match shared.route.node(job.key, &job.target) {
+fn dispatch<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>) {
+    let node = match job.shared.route.node(job.key, &job.target) {
         Ok(Some(node)) => node.to_arc(),
-        Ok(None) => return later(shared, job, None, true),
+        Ok(None) => return later(job, None, true),
         // No node serves the slot now (a failover in progress): like a failed node.
-        Err(e) => return failed(shared, job, e),
-    };
-    // A cached read takes its token now, right before it is sent, and may need commands
-    // ahead of it (see `Cache::before_async_send`).
-    let ahead = match (&shared.cache, job.cache.as_deref_mut()) {
-        (Some(cache), Some(Plan::Read(read))) => {
-            cache.before_async_send(read, &job.encoded, node.address())
-        }
-        _ => None,
-    };
-    let (encoded, skip_replies) = match (ahead, job.target.ask.is_some()) {
-        (None, false) => (job.encoded.clone(), 0),
-        (ahead, asking) => {
-            let mut bytes = BytesMut::with_capacity(ASKING.len() + job.encoded.len() + 64);
-            let mut skip = 0;
-            if let Some((commands, replies)) = ahead {
-                bytes.extend_from_slice(&commands);
-                skip += replies;
-            }
-            if asking {
-                bytes.extend_from_slice(ASKING);
-                skip += 1;
-            }
-            bytes.extend_from_slice(&job.encoded);
-            (bytes.freeze(), skip)
-        }
+        Err(e) => return failed(job, e),
     };
     job.node = Some(node.clone());
-    let deadline = job.attempt.deadline();
-    node.mux().send(Request {
+    // A cached read takes its token now, right before it is sent, and may need commands ahead
+    // of it (see `Cache::before_async_send`).
+    let Job {
+        shared,
         encoded,
-        deadline,
-        skip_replies,
-        done: Box::new(move |result| settle(shared, job, result)),
-    });
+        cache,
+        ahead,
+        ..
+    } = &mut *job;
+    if let (Some(cache), Some(Plan::Read(read))) = (&shared.cache, cache.as_deref_mut()) {
+        *ahead = cache.before_async_send(read, encoded.bytes(), node.address());
+    }
+    node.mux().send(job);
 }
 
 /// A try is over: a reply finishes the command; an error reply or a failure goes to the
 /// attempt engine.
-fn settle(shared: Arc<Shared>, mut job: Job, result: Result<Reply>) {
+fn settle<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, result: Result<Reply>) {
     match result {
         Ok(reply) if reply.kind() != ReplyKind::Error => {
-            if let (Some(cache), Some(Plan::Read(read))) = (&shared.cache, job.cache.as_deref_mut())
-            {
-                cache.after_async_reply(read, &job.encoded, &reply);
+            let Job {
+                shared,
+                encoded,
+                cache,
+                ..
+            } = &mut *job;
+            if let (Some(cache), Some(Plan::Read(read))) = (&shared.cache, cache.as_deref_mut()) {
+                cache.after_async_reply(read, encoded.bytes(), &reply);
             }
-            finish(&shared, job, Ok(reply))
+            finish(job, Ok(reply))
         }
-        Ok(reply) => failed(
-            shared,
-            job,
-            Error::from_reply(reply.as_bytes().unwrap_or_default()),
-        ),
-        Err(e) => failed(shared, job, e),
+        Ok(reply) => failed(job, Error::from_reply(reply.as_bytes().unwrap_or_default())),
+        Err(e) => failed(job, e),
     }
 }
 
 /// After a failed try or a topology answer: what the attempt engine says.
-fn failed(shared: Arc<Shared>, mut job: Job, error: Error) {
+fn failed<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, error: Error) {
+    let shared = job.shared.clone();
     let rules = &shared.rules;
     let mut round = Round::default();
     let redirect = match job.attempt.may_follow() {
@@ -279,41 +293,42 @@ fn failed(shared: Arc<Shared>, mut job: Job, error: Error) {
             shared.count_failure(&error);
             let facts = Facts {
                 blocking: false,
-                script: job.script,
+                script: is_script(job.encoded.name()),
             };
-            let encoded = job.encoded.clone();
+            let encoded = job.encoded.bytes();
             let judgement = job.attempt.judge(rules, &error, facts, || {
-                all_encoded(&encoded, |args| shared.is_read_only(args))
+                all_encoded(encoded, |args| shared.is_read_only(args))
             });
-            blocking::apply_judgement(&shared, &judgement, &mut job.target, job.node.as_deref());
+            let node = job.node.clone();
+            blocking::apply_judgement(&shared, &judgement, &mut job.target, node.as_deref());
             Attempt::note(&judgement, error, &mut round);
             None
         }
     };
-    match job
+    let next = job
         .attempt
-        .after_round(rules, round, Instant::now(), fastrand::u64(..))
-    {
+        .after_round(rules, round, Instant::now(), fastrand::u64(..));
+    match next {
         Next::Again {
             at,
             refresh,
             retried,
         } => {
-            let address = address_of(&shared, &job);
+            let address = address_of(&job);
             let tries = job.attempt.rounds();
             let retried = retried.as_ref();
             shared.record_retry(&job.report(), address, tries, retried, Some(job.started));
-            later(shared, job, at, refresh)
+            later(job, at, refresh)
         }
         Next::Done | Next::Stand => {
             let error = standing.expect("only a followed answer can stand");
-            finish(&shared, job, Err(error))
+            finish(job, Err(error))
         }
         Next::Fail { error, refresh } => {
             if refresh {
                 shared.route.queue_refresh();
             }
-            finish(&shared, job, Err(error))
+            finish(job, Err(error))
         }
     }
 }
@@ -321,22 +336,26 @@ fn failed(shared: Arc<Shared>, mut job: Job, error: Error) {
 /// Sends `job` again at `at` (now, if `None`) and, with `refresh`, once the topology has been
 /// read again. The client closing meanwhile completes it with CLOSED, the command deadline with
 /// TIMEOUT.
-fn later(shared: Arc<Shared>, job: Job, at: Option<Instant>, refresh: bool) {
+fn later<F: FnOnce(Result<Reply>) + Send + 'static>(
+    job: Box<Job<F>>,
+    at: Option<Instant>,
+    refresh: bool,
+) {
     let ticket = match refresh {
-        true => shared.route.refresh_ticket(),
+        true => job.shared.route.refresh_ticket(),
         false => None,
     };
     if at.is_none() && ticket.is_none() {
-        return dispatch(shared, job);
+        return dispatch(job);
     }
     if !crate::runtime::is_running() {
         let error = Error::new(
             Status::Internal,
             "the async runtime is not running (could not start its threads)",
         );
-        return finish(&shared, job, Err(error));
+        return finish(job, Err(error));
     }
-    let mut closed = shared.async_state.closed_signal();
+    let mut closed = job.shared.async_state.closed_signal();
     let deadline = job.attempt.deadline();
     crate::runtime::spawn(async move {
         let wait = async {
@@ -359,56 +378,129 @@ fn later(shared: Arc<Shared>, job: Job, at: Option<Instant>, refresh: bool) {
             refreshed = wait => refreshed,
             _ = closed.wait_for(|closed| *closed) => {
                 let error = Error::new(Status::Closed, "the client was closed before the command was sent again");
-                return finish(&shared, job, Err(error));
+                return finish(job, Err(error));
             }
             _ = expiry => {
                 let error = Error::new(Status::Timeout, "command deadline reached before the command could be sent again");
-                shared.count_failure(&error);
-                return finish(&shared, job, Err(error));
+                job.shared.count_failure(&error);
+                return finish(job, Err(error));
             }
         };
         // With no topology at all the command cannot be routed: a failed read ends this try.
         // With an old one it is routed by that, and fails in turn if the map is wrong.
-        if let (Err(e), Ok(None)) = (&refreshed, shared.route.node(job.key, &job.target)) {
+        if let (Err(e), Ok(None)) = (&refreshed, job.shared.route.node(job.key, &job.target)) {
             let error = e.clone();
-            return failed(shared, job, error);
+            return failed(job, error);
         }
-        dispatch(shared, job);
+        dispatch(job);
     });
 }
 
 /// Counts the outcome, reports it, and runs the caller's callback.
-fn finish(shared: &Shared, job: Job, result: Result<Reply>) {
-    if let (Some(cache), Some(Plan::Write(write))) = (&shared.cache, job.cache.as_deref()) {
+fn finish<F: FnOnce(Result<Reply>) + Send + 'static>(job: Box<Job<F>>, result: Result<Reply>) {
+    if let (Some(cache), Some(Plan::Write(write))) = (&job.shared.cache, job.cache.as_deref()) {
         // Before the callback sees the reply: its keys' entries go (read-your-own-writes).
-        cache.written_encoded(&job.encoded, write);
+        cache.written_encoded(job.encoded.bytes(), write);
     }
     let tries = match &result {
         Ok(_) => job.attempt.rounds() + 1,
         Err(_) => job.attempt.rounds().max(1),
     };
+    let shared = job.shared.clone();
     shared.record(
         &job.report(),
-        address_of(shared, &job),
+        address_of(&job),
         tries,
         result.as_ref().err(),
     );
-    run_callback(job.callback, result);
+    let Job { callback, .. } = *job;
+    run_callback(callback, result);
     shared.async_state.end();
 }
 
 /// The address of the node `job` went to last (before its first try, the route's home node).
-fn address_of<'a>(shared: &'a Shared, job: &'a Job) -> &'a std::ffi::CStr {
-    job.node
-        .as_deref()
-        .unwrap_or(shared.route.home())
-        .address_c()
+fn address_of<F>(job: &Job<F>) -> &std::ffi::CStr {
+    match &job.node {
+        Some(node) => node.address_c(),
+        None => job.shared.route.home().address_c(),
+    }
+}
+
+/// A command's bytes, inline when short (most commands are), so that an async command carries
+/// them in its own allocation: the mux writes them, a retry or a redirection writes them again.
+enum Encoded {
+    Inline {
+        len: u8,
+        name: (u8, u8),
+        bytes: [u8; INLINE],
+    },
+    Heap {
+        name: (usize, usize),
+        bytes: Box<[u8]>,
+    },
+}
+
+const INLINE: usize = 96;
+
+thread_local! {
+    /// Where commands are encoded before they are copied into their job (kept per thread, so
+    /// encoding allocates nothing once warm).
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+impl Encoded {
+    fn new(args: &Args<'_>) -> Encoded {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            encode_command(&mut scratch, args);
+            // `*N\r\n$L\r\n` precede the name.
+            let header = scratch
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .nth(1)
+                .map_or(0, |(i, _)| i + 1);
+            let name = (header, header + args.name().len());
+            match u8::try_from(scratch.len()) {
+                Ok(len) if scratch.len() <= INLINE => {
+                    let mut bytes = [0; INLINE];
+                    bytes[..scratch.len()].copy_from_slice(&scratch);
+                    Encoded::Inline {
+                        len,
+                        // Both lie within the (short) command.
+                        name: (name.0 as u8, name.1 as u8),
+                        bytes,
+                    }
+                }
+                _ => Encoded::Heap {
+                    name,
+                    bytes: scratch[..].into(),
+                },
+            }
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Encoded::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
+            Encoded::Heap { bytes, .. } => bytes,
+        }
+    }
+
+    /// The command name, for events.
+    fn name(&self) -> &[u8] {
+        match self {
+            Encoded::Inline { name, .. } => &self.bytes()[usize::from(name.0)..usize::from(name.1)],
+            Encoded::Heap { name, bytes } => &bytes[name.0..name.1],
+        }
+    }
 }
 
 /// Runs a caller's callback. A panic in it is contained (the panic hook has reported it): it
 /// runs inside the task that reads the connection, so unwinding would strand every other
 /// request in flight there, and the callback would stay owed, so closing the client would hang.
-fn run_callback(callback: Callback, result: Result<Reply>) {
+fn run_callback(callback: impl FnOnce(Result<Reply>), result: Result<Reply>) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || callback(result)));
 }
 

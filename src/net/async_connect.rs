@@ -27,6 +27,17 @@ pub enum AsyncStream {
 }
 
 impl AsyncStream {
+    /// A duplicate of a plain socket (TCP or Unix), for non-blocking writes from the threads
+    /// that send requests (the mux's express lane); `None` under TLS, whose records only the
+    /// task writes, or when the descriptor cannot be duplicated.
+    pub fn express_socket(&self) -> Option<socket2::Socket> {
+        match self {
+            AsyncStream::Tcp(s) => SockRef::from(s).try_clone().ok(),
+            AsyncStream::Unix(s) => SockRef::from(s).try_clone().ok(),
+            AsyncStream::Tls(_) => None,
+        }
+    }
+
     /// The socket under the stream (under TLS, the TCP socket).
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;

@@ -14,8 +14,8 @@
 use super::errors::{closed_by_peer, io_error};
 use super::push::{AttachedConnection, PushOrigin};
 pub use super::settings::ConnectSettings;
-use super::socket::Interrupter;
 use super::socket::Socket;
+use super::socket::{IdleInput, Interrupter};
 use super::stream::Stream;
 use crate::core::handshake::{self, Handshake, Step};
 use crate::core::protocol::Protocol;
@@ -76,10 +76,13 @@ pub struct State {
     unchecked: bool,
     /// A peek found the server had closed it (or sent something unasked for): it counts as
     /// broken from then on, so that whoever gives it back has it closed, not lent again.
-    stale: std::cell::Cell<bool>,
+    stale: bool,
     /// The last request failed on a connection the server had closed before any byte of it
     /// arrived: nothing was applied, and the pool's peek would have caught it had it looked.
     stale_on_reuse: bool,
+    /// A read met the end of the stream: the peer closed the connection in order (FIN), which
+    /// also carried its acknowledgements (a reset carries none that the client takes in).
+    closed_in_order: bool,
     /// Its pushes go to the client's router, which hears when it closes (what a server tracks
     /// for a connection ends with it).
     _pushes: Option<AttachedConnection>,
@@ -180,8 +183,9 @@ impl Connection {
             wire_sent: 0,
             acked_offset: None,
             unchecked: false,
-            stale: std::cell::Cell::new(false),
+            stale: false,
             stale_on_reuse: false,
+            closed_in_order: false,
             _pushes: pushes,
         }));
         conn.handshake(&settings.handshake)?;
@@ -245,7 +249,7 @@ impl Connection {
     }
 
     pub fn is_broken(&self) -> bool {
-        self.broken || self.stale.get()
+        self.broken || self.stale
     }
 
     pub fn created(&self) -> Instant {
@@ -262,11 +266,33 @@ impl Connection {
         self.broken = true;
     }
 
-    /// Whether the server closed this (idle) connection or sent something unasked for.
-    pub fn is_stale(&self) -> bool {
-        let stale = self.is_broken() || self.stream.is_stale();
-        self.stale.set(stale);
+    /// Whether this idle connection can no longer carry a request: the server closed it, or
+    /// sent something unasked for. Push frames that arrived while it was idle (invalidations,
+    /// messages) are not that: they are read and routed, and the connection stays.
+    pub fn is_stale(&mut self) -> bool {
+        let stale = self.is_broken()
+            || match self.stream.idle_input() {
+                IdleInput::Nothing => false,
+                IdleInput::Closed => true,
+                IdleInput::Bytes => !self.route_idle_pushes(),
+            };
+        self.stale = stale;
         stale
+    }
+
+    /// Reads what arrived while the connection was idle and hands its push frames to the router;
+    /// false when it held anything else (a reply nobody asked for: the stream is off), or the
+    /// bytes cannot be read without waiting (TLS).
+    #[cold]
+    fn route_idle_pushes(&mut self) -> bool {
+        let state = &mut *self.0;
+        match state.stream.read_available(state.proto.input_buffer()) {
+            Some(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+        // Every push frame is routed on the way; one still arriving stays in the buffer for
+        // the next read.
+        matches!(self.proto.next_reply(), Ok(None))
     }
 
     /// Whether the pool may lend this connection without peeking at it first: a request that
@@ -461,13 +487,16 @@ impl Connection {
         self.set_read_timeout(default)
     }
 
-    /// A request failed. On a connection lent without the peek, a connection failure before
-    /// any reply byte, with not one byte of the request acknowledged by the server's kernel,
-    /// means the server had closed the connection before the request came: it was never read,
-    /// so it is marked as not sent, and the connection as stale (see `stale_on_reuse`).
+    /// A request failed. On a connection lent without the peek, an orderly close by the server
+    /// before any reply byte, with not one byte of the request acknowledged by the server's
+    /// kernel, means the server had closed the connection before the request came: it was never
+    /// read, so it is marked as not sent, and the connection as stale (see `stale_on_reuse`).
+    /// A reset proves nothing: it can come from a proxy that forwarded the request to the server
+    /// (which applied it) before the acknowledgement reached us.
     fn check_reuse(&mut self, error: Error, sent_before: u64) -> Error {
         if !std::mem::take(&mut self.unchecked)
             || !self.broken
+            || !self.closed_in_order
             || error.status() != Status::Connection
             || self.proto.mid_reply()
         {
@@ -592,6 +621,7 @@ impl Connection {
             match state.stream.read_into(state.proto.input_buffer()) {
                 Ok(0) => {
                     self.broken = true;
+                    self.closed_in_order = true;
                     return Err(closed_by_peer(&self.address));
                 }
                 Ok(_) => return Ok(()),

@@ -24,41 +24,50 @@
 //! closing the client interrupts a connect or a blocked write and waits until the mux has let go
 //! of its connection (so no event is reported after `brisk_client_free` returns).
 
+mod express;
 mod reader;
 
 use crate::core::{Error, Result, Status};
 use crate::net::ConnectSettings;
 use crate::net::async_connect::{self, AsyncConnection, AsyncStream};
 use crate::net::errors::{closed_by_peer, io_error};
-use crate::resp::{Args, Reply, encode_command};
+use crate::resp::Reply;
 use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::telemetry::stats::Stat;
-use bytes::{Bytes, BytesMut};
-use reader::{InFlight, Reader, SharedLine, kill, lock};
+use bytes::BytesMut;
+use express::Express;
+use reader::{Line, Reader, SharedLine, kill, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{Notify, mpsc, watch};
 
-/// Receives a request's outcome, exactly once, on a brisk runtime thread.
-pub(crate) type Completion = Box<dyn FnOnce(Result<Reply>) + Send>;
+/// A request the mux carries: what to write, and who hears the outcome. The caller's own
+/// allocation (an async command's whole state, its callback included) travels through the mux
+/// as it is: nothing is allocated per request on the way.
+pub(crate) trait Pending: Send {
+    /// Appends the request's bytes to `out`.
+    fn write_to(&self, out: &mut BytesMut);
 
-pub(crate) struct Request {
-    pub encoded: Bytes,
-    pub done: Completion,
     /// The command deadline: past it the request completes with TIMEOUT even if its reply is
     /// still to come (the reply is then dropped when it arrives).
-    pub deadline: Option<Instant>,
-    /// Replies to commands sent ahead of the request's own in `encoded` (a cluster's `ASKING`),
-    /// dropped before its reply.
-    pub skip_replies: u8,
+    fn deadline(&self) -> Option<Instant>;
+
+    /// Replies to commands written ahead of the request's own (a cluster's `ASKING`), dropped
+    /// before its reply.
+    fn skip_replies(&self) -> u8 {
+        0
+    }
+
+    /// The outcome, exactly once, on a brisk runtime thread.
+    fn complete(self: Box<Self>, result: Result<Reply>);
 }
 
-impl Request {
-    fn fail(self, error: Error) {
-        (self.done)(Err(error));
-    }
+pub(crate) type Request = Box<dyn Pending>;
+
+fn fail(request: Request, error: Error) {
+    request.complete(Err(error));
 }
 
 /// Settings a mux needs beyond how to connect.
@@ -72,7 +81,12 @@ pub(crate) struct MuxSettings {
 pub(crate) struct Mux {
     tx: mpsc::UnboundedSender<Request>,
     busy: Arc<Busy>,
+    /// The express lane of the current connection, when it has one (see `express`).
+    lane: Lane,
 }
+
+/// Where the mux task publishes its connection's express lane for senders.
+type Lane = Arc<Mutex<Option<Arc<Express>>>>;
 
 /// Whether the mux task has a connection (or is opening one): until it has let go of it, it may
 /// still report events (DISCONNECT), so closing the client waits for it.
@@ -101,7 +115,9 @@ impl Mux {
     ) -> Mux {
         let (tx, rx) = mpsc::unbounded_channel();
         let busy = Arc::new(Busy::default());
+        let lane = Lane::default();
         let task = Task {
+            lane: lane.clone(),
             busy: busy.clone(),
             settings,
             config,
@@ -113,7 +129,7 @@ impl Mux {
             // No runtime (the process is out of threads): the receiver is gone, so `send`
             // fails every request at once instead of leaving it hanging.
         }
-        Mux { tx, busy }
+        Mux { tx, busy, lane }
     }
 
     /// Waits until the task has let go of its connection. Called by the client's close once every
@@ -130,13 +146,25 @@ impl Mux {
         }
     }
 
-    /// Queues a request; it is completed exactly once whatever happens.
+    /// Sends a request: on the express lane when the connection has one and takes it, else
+    /// through the task. It is completed exactly once whatever happens.
     pub fn send(&self, request: Request) {
+        let lane = self.lane.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let request = match lane {
+            Some(lane) => match lane.send(request) {
+                Ok(()) => return,
+                Err(request) => request,
+            },
+            None => request,
+        };
         if let Err(mpsc::error::SendError(request)) = self.tx.send(request) {
-            request.fail(Error::new(
-                Status::Closed,
-                "the async runtime is not running (could not start its threads)",
-            ));
+            fail(
+                request,
+                Error::new(
+                    Status::Closed,
+                    "the async runtime is not running (could not start its threads)",
+                ),
+            );
         }
     }
 }
@@ -155,6 +183,7 @@ struct Task {
     closed: watch::Receiver<bool>,
     rx: mpsc::UnboundedReceiver<Request>,
     busy: Arc<Busy>,
+    lane: Lane,
 }
 
 impl Task {
@@ -192,9 +221,9 @@ impl Task {
                 },
             };
             if self.is_closed() {
-                first.fail(closed_error());
+                fail(first, closed_error());
                 for request in held.drain(..) {
-                    request.fail(closed_error());
+                    fail(request, closed_error());
                 }
                 continue;
             }
@@ -222,10 +251,10 @@ impl Task {
                     // Everyone waiting would meet the same failure now; their retry policies
                     // decide when to come back.
                     for request in held.drain(..) {
-                        request.fail(error.clone());
+                        fail(request, error.clone());
                     }
                     while let Ok(request) = self.rx.try_recv() {
-                        request.fail(error.clone());
+                        fail(request, error.clone());
                     }
                 }
             }
@@ -255,7 +284,7 @@ impl Task {
                 },
                 _ = self.closed.wait_for(|closed| *closed) => {
                     for request in waiting.drain(..) {
-                        request.fail(closed_error());
+                        fail(request, closed_error());
                     }
                     return None;
                 }
@@ -279,8 +308,19 @@ impl Task {
         } = connection;
         // Kept open by the stream's halves until this returns.
         let fd = stream.raw_fd();
+        let express_socket = stream.express_socket();
         let (reader, mut writer) = tokio::io::split(stream);
-        let line: SharedLine = Arc::default();
+        let line: SharedLine = Arc::new(Mutex::new(Line::new()));
+        let handoff = Arc::new(Notify::new());
+        let express = express_socket.map(|socket| {
+            Arc::new(Express::new(
+                line.clone(),
+                socket,
+                self.settings.address.clone(),
+                handoff.clone(),
+                self.config.health_check_interval,
+            ))
+        });
         let reader_done = Arc::new(Notify::new());
         let reader_task = {
             let reader = Reader {
@@ -289,6 +329,7 @@ impl Task {
                 read_timeout: self.config.read_timeout,
                 proto,
                 half: reader,
+                express: express.clone(),
             };
             let done = reader_done.clone();
             tokio::spawn(async move {
@@ -296,105 +337,88 @@ impl Task {
                 done.notify_one();
             })
         };
-        let mut buffer = BytesMut::new();
-        let mut last_used = Instant::now();
-        let mut channel_open = true;
+        *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = express;
         loop {
             let request = match held.pop_front() {
-                Some(request) => request,
+                Some(request) => Some(request),
                 None => tokio::select! {
                     request = self.rx.recv() => match request {
-                        Some(request) => request,
+                        Some(request) => Some(request),
                         None => break,
                     },
+                    // A sender's write would have blocked: finish it.
+                    _ = handoff.notified() => None,
                     _ = reader_done.notified() => break,
                     _ = self.closed.changed() => break,
                 },
+            };
+            let Some(request) = request else {
+                if !self
+                    .drain(&line, &mut writer, &reader_done, &mut held)
+                    .await
+                {
+                    break;
+                }
+                continue;
             };
             if self.is_closed() {
                 held.push_front(request);
                 break;
             }
+            let idle = {
+                let state = lock(&line);
+                state.queue.is_empty() && !state.writing
+            };
             // Nothing in flight: a server that closed the connection meanwhile (CLIENT KILL, an
             // idle timeout) is found now, before the request is written to it, even when the
             // reader has not run yet to see the close. The request goes, unsent, to a new
             // connection, as the pool's peek replaces a closed idle connection.
-            if lock(&line).queue.is_empty() && async_connect::peer_closed(fd) {
+            if idle && async_connect::peer_closed(fd) {
                 held.push_front(request);
                 kill(&line, closed_by_peer(&self.settings.address));
                 break;
             }
+            let last_write = lock(&line).last_write;
             let idle_too_long = self
                 .config
                 .health_check_interval
-                .is_some_and(|interval| last_used.elapsed() >= interval);
-            if idle_too_long && !self.health_check(&line, &mut writer).await {
+                .is_some_and(|interval| idle && last_write.elapsed() >= interval);
+            if idle_too_long && !self.health_check(&line, &mut writer, &reader_done).await {
                 held.push_front(request);
                 break;
             }
-            // Gather everything already waiting into one write.
-            let mut batch = vec![request];
-            buffer.clear();
-            buffer.extend_from_slice(&batch[0].encoded);
-            while buffer.len() < MAX_BATCH {
-                match held
-                    .pop_front()
-                    .map(Ok)
-                    .unwrap_or_else(|| self.rx.try_recv())
-                {
-                    Ok(request) => {
-                        buffer.extend_from_slice(&request.encoded);
-                        batch.push(request);
-                    }
-                    Err(_) => break,
-                }
-            }
-            {
+            // Everything already waiting goes into the outbox at once, in order.
+            let start_writing = {
                 let mut state = lock(&line);
                 if state.dead.is_some() {
-                    // Not written: all of them go to the next connection.
+                    // Not written: it goes to the next connection.
                     drop(state);
-                    for request in batch.into_iter().rev() {
-                        held.push_front(request);
-                    }
+                    held.push_front(request);
                     break;
                 }
-                let written = Instant::now();
-                for request in batch {
-                    state.queue.push_back(InFlight {
-                        done: Some(request.done),
-                        deadline: request.deadline,
-                        skip_replies: request.skip_replies,
-                        written,
-                    });
+                state.append(request);
+                while state.outbox.len() < MAX_BATCH {
+                    match held
+                        .pop_front()
+                        .map(Ok)
+                        .unwrap_or_else(|| self.rx.try_recv())
+                    {
+                        Ok(request) => state.append(request),
+                        Err(_) => break,
+                    }
                 }
-            }
-            // A peer that stops reading (a stopped server, a full network) blocks the write: it
-            // is bounded by the write timeout, and given up at once when the reader has found
-            // the connection dead (the requests in flight were failed with it) or when the
-            // client closes (they are failed with CLOSED below).
-            // Meanwhile, requests arriving wait in `held`, and their deadlines are watched.
-            let write = write_bounded(&mut writer, &buffer, self.settings.write_timeout);
-            tokio::pin!(write);
-            let written = loop {
-                tokio::select! {
-                    written = &mut write => break Some(written),
-                    _ = reader_done.notified() => break None,
-                    _ = self.closed.wait_for(|closed| *closed) => break None,
-                    request = self.rx.recv(), if channel_open => match request {
-                        Some(request) => held.push_back(request),
-                        None => channel_open = false,
-                    },
-                    _ = earliest_deadline(&held) => expire_waiting(&mut held, &self.settings.address),
-                }
+                // Whoever writes now goes on until the outbox is empty.
+                !std::mem::replace(&mut state.writing, true)
             };
-            let Some(written) = written else { break };
-            if let Err(e) = written {
-                kill(&line, io_error(&e, "write to", &self.settings.address));
+            if start_writing
+                && !self
+                    .drain(&line, &mut writer, &reader_done, &mut held)
+                    .await
+            {
                 break;
             }
-            last_used = Instant::now();
         }
+        *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = None;
         reader_task.abort();
         let reason = if self.is_closed() {
             closed_error()
@@ -404,7 +428,7 @@ impl Task {
         kill(&line, reason);
         if self.is_closed() {
             for request in held.drain(..) {
-                request.fail(closed_error());
+                fail(request, closed_error());
             }
         }
         let status = lock(&line).dead.as_ref().map_or(Status::Ok, Error::status);
@@ -417,33 +441,91 @@ impl Task {
         (held, status != Status::Ok)
     }
 
+    /// Writes the outbox until it is empty (the task owns `writing` and gives it up then).
+    /// False when the connection is done for: its write failed (it is killed), the reader found
+    /// it dead, or the client closes.
+    ///
+    /// A peer that stops reading (a stopped server, a full network) blocks the write: it is
+    /// bounded by the write timeout, and given up at once when the reader has found the
+    /// connection dead (the requests in flight were failed with it) or when the client closes
+    /// (they are failed with CLOSED). Meanwhile, requests arriving through the channel wait in
+    /// `held`, and their deadlines are watched.
+    async fn drain(
+        &mut self,
+        line: &SharedLine,
+        writer: &mut WriteHalf<AsyncStream>,
+        reader_done: &Notify,
+        held: &mut VecDeque<Request>,
+    ) -> bool {
+        let mut out = BytesMut::new();
+        let mut channel_open = true;
+        loop {
+            {
+                let mut state = lock(line);
+                if state.outbox.is_empty() || state.dead.is_some() {
+                    state.writing = false;
+                    return state.dead.is_none();
+                }
+                out.clear();
+                std::mem::swap(&mut state.outbox, &mut out);
+            }
+            let write = write_bounded(writer, &out, self.settings.write_timeout);
+            tokio::pin!(write);
+            let written = loop {
+                tokio::select! {
+                    written = &mut write => break Some(written),
+                    _ = reader_done.notified() => break None,
+                    _ = self.closed.wait_for(|closed| *closed) => break None,
+                    request = self.rx.recv(), if channel_open => match request {
+                        Some(request) => held.push_back(request),
+                        None => channel_open = false,
+                    },
+                    _ = earliest_deadline(held) => expire_waiting(held, &self.settings.address),
+                }
+            };
+            match written {
+                Some(Ok(())) => lock(line).last_write = Instant::now(),
+                Some(Err(e)) => {
+                    kill(line, io_error(&e, "write to", &self.settings.address));
+                    return false;
+                }
+                None => return false,
+            }
+        }
+    }
+
     /// PINGs the connection before reuse after an idle spell; false when it is dead.
-    async fn health_check(&self, line: &SharedLine, writer: &mut WriteHalf<AsyncStream>) -> bool {
+    async fn health_check(
+        &mut self,
+        line: &SharedLine,
+        writer: &mut WriteHalf<AsyncStream>,
+        reader_done: &Notify,
+    ) -> bool {
         let started = Instant::now();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut ping = BytesMut::new();
-        encode_command(&mut ping, &Args::from_slices(&[b"PING"]));
         {
             let mut state = lock(line);
-            if state.dead.is_some() {
-                return false;
+            if state.dead.is_some() || state.writing {
+                return state.dead.is_none();
             }
-            state.queue.push_back(InFlight {
-                done: Some(Box::new(move |result| {
-                    let _ = tx.send(result);
-                })),
-                deadline: None,
-                skip_replies: 0,
-                written: Instant::now(),
-            });
+            state.append(Box::new(HealthCheck(tx)));
+            state.writing = true;
         }
-        let address = &self.settings.address;
+        let address = self.settings.address.clone();
         // Only a broken connection fails the check (an error reply is an answer), and the
         // failure is reported with its own status (TIMEOUT, CONNECTION), as the blocking path
         // reports it.
-        let outcome = match write_bounded(writer, &ping, self.settings.write_timeout).await {
-            Err(e) => Err(io_error(&e, "write to", address)),
-            Ok(()) => match rx.await {
+        let mut held = VecDeque::new();
+        let written = self.drain(line, writer, reader_done, &mut held).await;
+        debug_assert!(
+            held.is_empty(),
+            "the channel is not read during a health check"
+        );
+        let outcome = match written {
+            false => Err(lock(line).dead.clone().unwrap_or_else(|| {
+                Error::new(Status::Connection, format!("write to {address}: failed"))
+            })),
+            true => match rx.await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(Error::new(
@@ -464,9 +546,26 @@ impl Task {
     }
 }
 
+/// A health check's PING in flight: its outcome goes to the check waiting for it.
+struct HealthCheck(tokio::sync::oneshot::Sender<Result<Reply>>);
+
+impl Pending for HealthCheck {
+    fn write_to(&self, out: &mut BytesMut) {
+        out.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn complete(self: Box<Self>, result: Result<Reply>) {
+        let _ = self.0.send(result);
+    }
+}
+
 /// Completes when the earliest deadline of `waiting` has passed (never without one).
 fn earliest_deadline(waiting: &VecDeque<Request>) -> impl std::future::Future<Output = ()> {
-    let earliest = waiting.iter().filter_map(|r| r.deadline).min();
+    let earliest = waiting.iter().filter_map(|r| r.deadline()).min();
     async move {
         match earliest {
             Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
@@ -479,11 +578,14 @@ fn earliest_deadline(waiting: &VecDeque<Request>) -> impl std::future::Future<Ou
 fn expire_waiting(waiting: &mut VecDeque<Request>, address: &str) {
     let now = Instant::now();
     for request in std::mem::take(waiting) {
-        if request.deadline.is_some_and(|d| d <= now) {
-            request.fail(Error::new(
-                Status::Timeout,
-                format!("command deadline reached waiting for a connection to {address}"),
-            ));
+        if request.deadline().is_some_and(|d| d <= now) {
+            fail(
+                request,
+                Error::new(
+                    Status::Timeout,
+                    format!("command deadline reached waiting for a connection to {address}"),
+                ),
+            );
         } else {
             waiting.push_back(request);
         }

@@ -83,7 +83,14 @@ impl ConnectSettings {
                 protocol: cfg.protocol,
                 readonly: false,
             },
-            limits: Limits::default(),
+            limits: Limits {
+                // 0: no limit.
+                max_reply_bytes: match cfg.max_reply_bytes {
+                    0 => usize::MAX,
+                    n => n,
+                },
+                ..Limits::default()
+            },
             pushes: None,
         })
     }

@@ -85,18 +85,39 @@ impl Socket {
         tcp_bytes_acked(self.raw_fd())
     }
 
-    /// True when the peer has closed the connection or sent something unasked for (an idle
-    /// connection has nothing to read): such a connection must not carry a new request.
-    pub fn is_stale(&self) -> bool {
+    /// What an idle connection has waiting, seen with a non-blocking peek (no byte consumed).
+    pub fn idle_input(&self) -> IdleInput {
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         match self
             .inner
             .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
         {
-            Ok(_) => true,
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            Ok(0) => IdleInput::Closed,
+            Ok(_) => IdleInput::Bytes,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleInput::Nothing,
+            Err(_) => IdleInput::Closed,
         }
     }
+
+    /// Reads what is available without waiting into the spare capacity of `buf` (`WouldBlock`
+    /// when nothing is).
+    pub fn recv_available(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let spare = buf.spare_capacity_mut();
+        let n = self.inner.recv_with_flags(spare, libc::MSG_DONTWAIT)?;
+        // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
+    }
+}
+
+/// What an idle connection has waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleInput {
+    Nothing,
+    /// The peer closed it (or it failed).
+    Closed,
+    /// Bytes nobody asked for: push frames, or something that means the stream is off.
+    Bytes,
 }
 
 /// Wakes a thread blocked on a socket from another thread (closing a client interrupts the

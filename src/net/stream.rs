@@ -1,6 +1,6 @@
 //! A byte stream to a server: a plain socket or TLS over one.
 
-use super::socket::Socket;
+use super::socket::{IdleInput, Socket};
 use bytes::BytesMut;
 use rustls::{ClientConnection, StreamOwned};
 use std::io::{self, Read, Write};
@@ -59,11 +59,18 @@ impl Stream {
         }
     }
 
-    pub fn is_stale(&self) -> bool {
+    /// What an idle connection has waiting (for TLS, the records under it: a close_notify
+    /// shows as bytes).
+    pub fn idle_input(&self) -> IdleInput {
+        self.socket().idle_input()
+    }
+
+    /// Reads what a plain socket has without waiting; `None` for TLS, whose records cannot be
+    /// read without waiting for a whole one.
+    pub fn read_available(&mut self, buf: &mut BytesMut) -> Option<io::Result<usize>> {
         match self {
-            Stream::Plain(s) => s.is_stale(),
-            // Unread TLS records (a close_notify, say) also show up as readable bytes.
-            Stream::Tls(t) => t.sock.is_stale(),
+            Stream::Plain(s) => Some(s.recv_available(buf)),
+            Stream::Tls(_) => None,
         }
     }
 }

@@ -1,5 +1,10 @@
 //! Incremental RESP2/RESP3 decoder.
 //!
+//! (At ~680 lines this is src/'s longest file on purpose: `impl Decoder` is one state machine
+//! whose fast paths and general path share private state and must agree byte for byte, so they
+//! are kept where they can be read, and inlined, side by side. Its limits, scalar parsing and
+//! tests live in decoder/.)
+//!
 //! The decoder reads from the front of a `BytesMut` that the driver appends network bytes to.
 //! It keeps its place between calls (a stack of the aggregates still open, like hiredis's
 //! reader), so a reply arriving in many pieces is scanned once. When a reply is complete its
@@ -10,45 +15,25 @@
 //! (`$?` with `;` chunks) are compacted in place the same way: each chunk is moved down to follow
 //! the previous one, so they too end up as one contiguous, NUL-terminated slice.
 //!
-//! Hostile input is bounded by [`Limits`]: nesting depth, element count, bulk length and line
-//! length. Declared element counts never size an allocation beyond what has actually arrived.
-//! RESP3 attributes (`|`) are read and dropped; the value they annotate is returned.
+//! Hostile input is bounded by [`Limits`]: nesting depth, element count, bulk length, line
+//! length, and the memory one reply takes. Declared element counts never size an allocation
+//! beyond what has actually arrived. RESP3 attributes (`|`) are read and dropped; the value they
+//! annotate is returned.
+//!
+//! Whether bytes are accepted never depends on where the network split them: every check is made
+//! at a point fixed by the bytes themselves (a line, a bulk header, an element), the fast paths
+//! accept only what the general path would, and a line still waiting for its end is rejected only
+//! when no ending could make it fit.
+
+mod limits;
+mod scalars;
 
 use super::reply::{Node, Reply, ReplyKind};
 use bytes::BytesMut;
-
-/// Bounds that turn hostile or corrupt input into a protocol error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Aggregates nested deeper than this are rejected.
-    pub max_depth: usize,
-    /// An aggregate declaring more elements than this is rejected.
-    pub max_elements: usize,
-    /// A bulk string longer than this is rejected (Redis's own `proto-max-bulk-len` default).
-    pub max_bulk_len: usize,
-    /// A line (simple string, error, number) longer than this is rejected.
-    pub max_line_len: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_depth: 64,
-            max_elements: 1 << 28,
-            max_bulk_len: 512 << 20,
-            max_line_len: 16 << 20,
-        }
-    }
-}
-
-/// The peer sent bytes that are not valid RESP (or exceed the [`Limits`]).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("protocol error: {0}")]
-pub struct ProtocolError(pub String);
-
-fn err<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
-    Err(ProtocolError(msg.into()))
-}
+pub use limits::{DEFAULT_MAX_REPLY_BYTES, Limits, ProtocolError};
+use limits::{err, over_budget};
+use scalars::{check_big_number, verbatim};
+pub(crate) use scalars::{parse_double, parse_int};
 
 /// An aggregate whose elements are still arriving.
 struct Open {
@@ -80,6 +65,21 @@ enum Step {
 
 /// Preallocate at most this many children from a declared count; more grow as they arrive.
 const MAX_PREALLOC: usize = 1024;
+/// The first room made for a streamed aggregate's children.
+const MIN_GROWTH: usize = 4;
+const NODE_BYTES: usize = std::mem::size_of::<Node>();
+
+/// How many more children to make room for when `open` is full.
+fn growth(open: &Open) -> usize {
+    let len = open.children.len();
+    match open.remaining {
+        // Doubling, up to the declared count: the last element fills the storage exactly, with
+        // nothing to shrink when the aggregate closes. (`remaining` counts the one arriving.)
+        Some(remaining) => len.max(MIN_GROWTH).min(remaining),
+        // No count declared: by half, so that at most a third of the storage is slack.
+        None => (len / 2).max(MIN_GROWTH),
+    }
+}
 
 pub struct Decoder {
     limits: Limits,
@@ -92,6 +92,12 @@ pub struct Decoder {
     streamed: Option<Streamed>,
     /// `(line start, scanned up to)` for the line being waited for.
     line_scan: (usize, usize),
+    /// The buffer position the current reply's bytes may reach: where the reply starts, plus
+    /// `max_reply_bytes`, less the memory its nodes take so far.
+    budget_end: usize,
+    /// A bulk's length line longer than this many digits is left to the general path (which
+    /// checks it against `max_line_len`); 12 digits are beyond any bulk limit.
+    max_bulk_digits: usize,
     /// Total buffer length the next step needs, when known (a bulk's payload); lets the driver
     /// reserve once instead of growing the buffer read by read.
     needed: usize,
@@ -112,6 +118,8 @@ impl Decoder {
             stack: Vec::new(),
             streamed: None,
             line_scan: (usize::MAX, 0),
+            budget_end: limits.max_reply_bytes,
+            max_bulk_digits: limits.max_line_len.min(12),
             needed: 0,
         }
     }
@@ -159,6 +167,7 @@ impl Decoder {
         };
         out.push(root);
         self.batch_end = self.pos;
+        self.budget_end = self.pos.saturating_add(self.limits.max_reply_bytes);
         self.line_scan = (usize::MAX, 0);
         self.needed = 0;
         Ok(true)
@@ -175,6 +184,7 @@ impl Decoder {
         self.needed = self.needed.saturating_sub(self.batch_end);
         self.pos = 0;
         self.batch_end = 0;
+        self.budget_end = self.limits.max_reply_bytes;
         self.line_scan = (usize::MAX, 0);
         Some(bytes)
     }
@@ -209,6 +219,7 @@ impl Decoder {
             return Ok(None);
         }
         loop {
+            self.push_whole_bulks(buf)?;
             let mut node = match self.step(buf)? {
                 Step::Incomplete => return Ok(None),
                 Step::Opened => continue,
@@ -222,7 +233,7 @@ impl Decoder {
                         }
                         if open.attribute {
                             // Dropped like a sized attribute; the value it annotates follows.
-                            self.stack.pop();
+                            self.drop_attribute();
                             continue;
                         }
                         self.close_top()
@@ -235,6 +246,15 @@ impl Decoder {
                 let Some(top) = self.stack.last_mut() else {
                     return Ok(Some(node));
                 };
+                if top.children.len() == top.children.capacity() {
+                    // Room for more, counted against the reply's memory before it is taken.
+                    let more = growth(top);
+                    if self.budget_end.saturating_sub(self.pos) / NODE_BYTES < more {
+                        return over_budget(&self.limits);
+                    }
+                    self.budget_end -= more * NODE_BYTES;
+                    top.children.reserve_exact(more);
+                }
                 top.children.push(node);
                 match &mut top.remaining {
                     Some(n) => {
@@ -261,7 +281,7 @@ impl Decoder {
                 }
                 if top.attribute {
                     // An attribute annotates the value that follows it; we do not keep it.
-                    self.stack.pop();
+                    self.drop_attribute();
                     break;
                 }
                 node = self.close_top();
@@ -271,12 +291,23 @@ impl Decoder {
 
     fn close_top(&mut self) -> Node {
         let open = self.stack.pop().expect("close_top with an open aggregate");
+        // A streamed aggregate's storage shrinks to its elements.
+        self.budget_end += (open.children.capacity() - open.children.len()) * NODE_BYTES;
         Node::aggregate(open.kind, open.children)
+    }
+
+    /// Drops the attribute on top of the stack, giving back the memory it took.
+    fn drop_attribute(&mut self) {
+        let open = self.stack.pop().expect("an attribute on top");
+        debug_assert!(open.attribute);
+        let nested: usize = open.children.iter().map(Node::heap_bytes).sum();
+        self.budget_end += open.children.capacity() * NODE_BYTES + nested;
     }
 
     fn finish(&mut self, buf: &mut BytesMut, mut root: Node) -> Reply {
         let bytes = buf.split_to(self.pos).freeze();
         self.pos = 0;
+        self.budget_end = self.limits.max_reply_bytes;
         self.line_scan = (usize::MAX, 0);
         self.needed = 0;
         // SAFETY: every text offset in `root` was checked to lie (with its NUL) inside the
@@ -299,11 +330,15 @@ impl Decoder {
         match buf[from..].iter().position(|&b| b == b'\n') {
             Some(i) => {
                 let lf = from + i;
+                // Judged as if the LF were still on its way (below) first: a line too long
+                // is too long however it ends, and so whichever part of it arrived first.
+                let before_lf = lf - start;
+                let room = self.limits.max_line_len.saturating_add(1);
+                if before_lf > room || (before_lf == room && buf[lf - 1] != b'\r') {
+                    return err("line longer than the limit");
+                }
                 if lf == start || buf[lf - 1] != b'\r' {
                     return err("line not terminated by CRLF");
-                }
-                if lf - 1 - start > self.limits.max_line_len {
-                    return err("line longer than the limit");
                 }
                 Ok(Some(lf - 1))
             }
@@ -350,6 +385,9 @@ impl Decoder {
         let text_start = self.pos + 1;
         let line = &buf[text_start..cr];
         let after_line = cr + 2;
+        if after_line > self.budget_end {
+            return over_budget(&self.limits);
+        }
         let node = match type_byte {
             b'+' | b'-' | b',' | b'(' => {
                 let kind = match type_byte {
@@ -358,17 +396,15 @@ impl Decoder {
                     b',' => ReplyKind::Double,
                     _ => ReplyKind::BigNumber,
                 };
-                let num = match kind {
-                    ReplyKind::Double => parse_double(line)?.to_bits(),
-                    ReplyKind::BigNumber => {
-                        check_big_number(line)?;
-                        0
-                    }
-                    _ => 0,
-                };
+                // Checked now; a double's value is parsed again when asked for.
+                match kind {
+                    ReplyKind::Double => _ = parse_double(line)?,
+                    ReplyKind::BigNumber => check_big_number(line)?,
+                    _ => {}
+                }
                 let len = line.len();
                 buf[cr] = 0;
-                Node::text_at(kind, text_start, len, num)
+                Node::text_at(kind, text_start, len)
             }
             b':' => Node::scalar(ReplyKind::Integer, parse_int(line)? as u64),
             b'#' => match line {
@@ -397,6 +433,10 @@ impl Decoder {
                         return err(format!("bulk of {len} bytes is longer than the limit"));
                     }
                     let end = after_line + len;
+                    // Before waiting for the payload: it will be part of the reply.
+                    if end + 2 > self.budget_end {
+                        return over_budget(&self.limits);
+                    }
                     if buf.len() < end + 2 {
                         self.needed = end + 2;
                         return Ok(Step::Incomplete);
@@ -408,8 +448,8 @@ impl Decoder {
                     self.needed = 0;
                     self.pos = end + 2;
                     return Ok(Step::Value(match type_byte {
-                        b'$' => Node::text_at(ReplyKind::String, after_line, len, 0),
-                        b'!' => Node::text_at(ReplyKind::Error, after_line, len, 0),
+                        b'$' => Node::text_at(ReplyKind::String, after_line, len),
+                        b'!' => Node::text_at(ReplyKind::Error, after_line, len),
                         _ => verbatim(buf, after_line, len)?,
                     }));
                 }
@@ -449,6 +489,10 @@ impl Decoder {
                     return err("aggregates nested deeper than the limit");
                 }
                 let prealloc = count.unwrap_or(0).min(MAX_PREALLOC);
+                if self.budget_end.saturating_sub(self.pos) / NODE_BYTES < prealloc {
+                    return over_budget(&self.limits);
+                }
+                self.budget_end -= prealloc * NODE_BYTES;
                 self.stack.push(Open {
                     kind,
                     remaining: count,
@@ -472,38 +516,57 @@ impl Decoder {
         Ok(Step::Value(node))
     }
 
-    /// A bulk string (`$len\r\npayload\r\n`, at `self.pos`) whose bytes have all arrived,
-    /// decoded without the general line scan; `None` leaves anything else (a null, a streamed
-    /// string, a malformed or incomplete one) to the general path, which also reports errors.
+    /// A bulk string whose bytes have all arrived, at `self.pos` (see [`whole_bulk`]).
     #[inline(always)]
     fn complete_bulk(&mut self, buf: &mut BytesMut) -> Result<Option<Node>, ProtocolError> {
-        let digits_start = self.pos + 1;
-        let mut len: usize = 0;
-        let mut i = digits_start;
-        // At most 12 digits: far beyond any bulk limit, and no overflow.
-        while let Some(&b) = buf.get(i) {
-            if !b.is_ascii_digit() || i - digits_start == 12 {
-                break;
-            }
-            len = len * 10 + usize::from(b - b'0');
-            i += 1;
-        }
-        if i == digits_start || buf.get(i..i + 2) != Some(b"\r\n") || len > self.limits.max_bulk_len
-        {
+        let bounds = (
+            self.max_bulk_digits,
+            self.limits.max_bulk_len,
+            self.budget_end,
+        );
+        let Some((node, end)) = whole_bulk(buf, self.pos, bounds)? else {
             return Ok(None);
-        }
-        let start = i + 2;
-        let end = start + len;
-        if buf.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return err("bulk string not terminated by CRLF");
-        }
-        buf[end] = 0;
+        };
         self.needed = 0;
-        self.pos = end + 2;
-        Ok(Some(Node::text_at(ReplyKind::String, start, len, 0)))
+        self.pos = end;
+        Ok(Some(node))
+    }
+
+    /// The elements of the innermost aggregate that are whole bulks (LRANGE, MGET, HGETALL
+    /// replies), pushed straight in without a general step each. The last element (closing the
+    /// aggregate), growing its storage, and anything else are left to the general loop, which
+    /// takes the same decisions on the same bytes.
+    #[inline(always)]
+    fn push_whole_bulks(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        if self.streamed.is_some() {
+            return Ok(());
+        }
+        let Some(Open {
+            remaining: Some(remaining),
+            children,
+            ..
+        }) = self.stack.last_mut()
+        else {
+            return Ok(());
+        };
+        let bounds = (
+            self.max_bulk_digits,
+            self.limits.max_bulk_len,
+            self.budget_end,
+        );
+        while *remaining > 1
+            && children.len() < children.capacity()
+            && buf.get(self.pos) == Some(&b'$')
+        {
+            let Some((node, end)) = whole_bulk(buf, self.pos, bounds)? else {
+                break;
+            };
+            children.push(node);
+            *remaining -= 1;
+            self.needed = 0;
+            self.pos = end;
+        }
+        Ok(())
     }
 
     /// A short status line (`+OK\r\n`, at `self.pos`) whose bytes have all arrived. Anything
@@ -518,13 +581,17 @@ impl Decoder {
             .iter()
             .take(SHORT)
             .position(|&b| b == b'\r' || b == b'\n')?;
-        if rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') || cr > self.limits.max_line_len {
+        if rest[cr] != b'\r'
+            || rest.get(cr + 1) != Some(&b'\n')
+            || cr > self.limits.max_line_len
+            || start + cr + 2 > self.budget_end
+        {
             return None;
         }
         buf[start + cr] = 0;
         self.needed = 0;
         self.pos = start + cr + 2;
-        Some(Node::text_at(ReplyKind::Status, start, cr, 0))
+        Some(Node::text_at(ReplyKind::Status, start, cr))
     }
 
     /// Reads one `;len` chunk of a streamed string, moving its payload down to follow the
@@ -547,12 +614,15 @@ impl Decoder {
                 return err("streamed string longer than the limit");
             }
             let data = cr + 2;
+            if data + len + if len == 0 { 0 } else { 2 } > self.budget_end {
+                return over_budget(&self.limits);
+            }
             if len == 0 {
                 let Streamed { start, len } = self.streamed.take().expect("in a streamed string");
                 // The terminator line is at least 4 bytes past the payload, so the NUL fits.
                 buf[start + len] = 0;
                 self.pos = data;
-                return Ok(Step::Value(Node::text_at(ReplyKind::String, start, len, 0)));
+                return Ok(Step::Value(Node::text_at(ReplyKind::String, start, len)));
             }
             if buf.len() < data + len + 2 {
                 self.needed = data + len + 2;
@@ -570,79 +640,45 @@ impl Decoder {
     }
 }
 
-fn verbatim(buf: &[u8], start: usize, len: usize) -> Result<Node, ProtocolError> {
-    if len < 4 || buf[start + 3] != b':' {
-        return err("verbatim string without a 3-byte format prefix");
-    }
-    // The format ("txt", "mkd") is kept in the number slot; the text follows the colon.
-    let format =
-        u64::from(buf[start]) | u64::from(buf[start + 1]) << 8 | u64::from(buf[start + 2]) << 16;
-    Ok(Node::text_at(
-        ReplyKind::Verbatim,
-        start + 4,
-        len - 4,
-        format,
-    ))
-}
-
-/// A RESP integer: optional sign, then decimal digits, fitting in i64.
-pub(crate) fn parse_int(line: &[u8]) -> Result<i64, ProtocolError> {
-    let (negative, digits) = match line {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, line),
-    };
-    if digits.is_empty() || digits.len() > 19 {
-        return err("malformed integer");
-    }
-    let mut value: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return err("malformed integer");
+/// A bulk string (`$len\r\npayload\r\n`, at `pos`) whose bytes have all arrived, decoded without
+/// the general line scan: its node and where it ends. `None` leaves anything else (a null, a
+/// streamed string, a length line longer than `max_digits`, a bulk longer than `max_len` or
+/// ending past `budget_end`, a malformed or incomplete one) to the general path, which also
+/// reports errors.
+#[inline(always)]
+fn whole_bulk(
+    buf: &mut [u8],
+    pos: usize,
+    (max_digits, max_len, budget_end): (usize, usize, usize),
+) -> Result<Option<(Node, usize)>, ProtocolError> {
+    let digits_start = pos + 1;
+    let mut len: usize = 0;
+    let mut i = digits_start;
+    // At most 12 digits (far beyond any bulk limit, and no overflow), and no more than a line
+    // may hold (`max_digits`): a longer length line is the general path's to reject.
+    while let Some(&b) = buf.get(i) {
+        if !b.is_ascii_digit() || i - digits_start == max_digits {
+            break;
         }
-        let digit = i64::from(d - b'0');
-        value = value
-            .checked_mul(10)
-            .and_then(|v| {
-                if negative {
-                    v.checked_sub(digit)
-                } else {
-                    v.checked_add(digit)
-                }
-            })
-            .ok_or_else(|| ProtocolError("integer out of range".into()))?;
+        len = len * 10 + usize::from(b - b'0');
+        i += 1;
     }
-    Ok(value)
-}
-
-fn parse_double(line: &[u8]) -> Result<f64, ProtocolError> {
-    let text = std::str::from_utf8(line).map_err(|_| ProtocolError("malformed double".into()))?;
-    match text {
-        "inf" | "+inf" => Ok(f64::INFINITY),
-        "-inf" => Ok(f64::NEG_INFINITY),
-        "nan" | "-nan" => Ok(f64::NAN),
-        // Rust's parser also accepts "infinity" and friends; RESP does not.
-        t if t
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-            && !t.is_empty() =>
-        {
-            t.parse()
-                .map_err(|_| ProtocolError("malformed double".into()))
-        }
-        _ => err("malformed double"),
+    if i == digits_start || buf.get(i..i + 2) != Some(b"\r\n") || len > max_len {
+        return Ok(None);
     }
-}
-
-fn check_big_number(line: &[u8]) -> Result<(), ProtocolError> {
-    let digits = line
-        .strip_prefix(b"-")
-        .or_else(|| line.strip_prefix(b"+"))
-        .unwrap_or(line);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return err("malformed big number");
+    let start = i + 2;
+    let end = start + len;
+    if buf.len() < end + 2 || end + 2 > budget_end {
+        return Ok(None);
     }
-    Ok(())
+    if &buf[end..end + 2] != b"\r\n" {
+        return err("bulk string not terminated by CRLF");
+    }
+    buf[end] = 0;
+    Ok(Some((
+        Node::text_at(ReplyKind::String, start, len),
+        end + 2,
+    )))
 }
 
 #[cfg(test)]

@@ -5,6 +5,6 @@ pub mod decoder;
 pub mod encoder;
 pub mod reply;
 
-pub use decoder::{Decoder, Limits, ProtocolError};
+pub use decoder::{DEFAULT_MAX_REPLY_BYTES, Decoder, Limits, ProtocolError};
 pub use encoder::{Args, all_encoded, encode_command, encode_owned};
 pub use reply::{Node, Reply, ReplyKind};

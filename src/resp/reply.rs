@@ -10,6 +10,7 @@
 //! alive. Nested nodes are only ever reached by reference through their root, so a node can
 //! never outlive the bytes it points to.
 
+use super::decoder::parse_double;
 use bytes::Bytes;
 use std::fmt;
 use std::sync::Arc;
@@ -35,16 +36,16 @@ pub enum ReplyKind {
 
 impl ReplyKind {
     /// Kinds whose payload is a byte string (`Double` keeps its text as well as its value).
+    #[inline]
     pub fn has_text(self) -> bool {
-        matches!(
-            self,
-            Self::String
-                | Self::Status
-                | Self::Error
-                | Self::Double
-                | Self::BigNumber
-                | Self::Verbatim
-        )
+        // A bit per kind: one shift, no branch (it is asked for every string a caller reads).
+        const TEXT: u16 = 1 << ReplyKind::String as u8
+            | 1 << ReplyKind::Status as u8
+            | 1 << ReplyKind::Error as u8
+            | 1 << ReplyKind::Double as u8
+            | 1 << ReplyKind::BigNumber as u8
+            | 1 << ReplyKind::Verbatim as u8;
+        TEXT >> self as u8 & 1 != 0
     }
 
     /// Kinds with child nodes.
@@ -53,57 +54,112 @@ impl ReplyKind {
     }
 }
 
-/// One value in a reply tree.
+/// One value in a reply tree: 16 bytes, so that a large aggregate costs little more than its
+/// elements' bytes on the wire (a 3-byte `_\r\n` element costs 16 bytes of node).
 ///
-/// `ptr`/`len` hold a string payload (NUL-terminated in memory, `len` excluding the NUL), `num`
-/// holds an integer, a boolean (0/1) or the bits of a double, and `children` holds the elements
-/// of an aggregate (a map's keys and values alternate).
+/// `word` holds a string payload's address (NUL-terminated in memory; an offset into the buffer
+/// being decoded until [`Node::rebase`]), an aggregate's elements (a boxed slice this node owns;
+/// a map's keys and values alternate) or an integer or boolean (0/1); `tag` holds the kind in
+/// its low byte and the payload's length (without the NUL) or the number of elements above.
+/// A double's value is parsed from its text when asked for, and a verbatim string's format is
+/// read from the 4 bytes before its text (`txt:`), which is where RESP puts it.
 pub struct Node {
-    kind: ReplyKind,
-    ptr: *const u8,
-    len: usize,
-    num: u64,
-    children: Box<[Node]>,
+    word: *const u8,
+    tag: u64,
 }
 
-// SAFETY: a node is immutable after construction; `ptr` points into a `Bytes` owned by the root
-// `Reply` (shared, immutable, Send + Sync) or into static memory.
+// An integer shares `word` with the pointers.
+const _: () = assert!(
+    usize::BITS == 64,
+    "Node keeps a 64-bit integer in a pointer"
+);
+
+/// The length's place in `tag`, above the kind.
+const LEN_SHIFT: u32 = 8;
+const _: () = assert!(
+    ReplyKind::Verbatim as u8 + 1 == ReplyKind::Array as u8
+        && ReplyKind::Push as u8 == ReplyKind::Array as u8 + 3,
+    "the aggregate kinds are the last four: one compare tells an aggregate from the rest"
+);
+
+// SAFETY: a node is immutable after construction; `word` points into a `Bytes` owned by the root
+// `Reply` (shared, immutable, Send + Sync), into static memory, or to the node's own children.
 unsafe impl Send for Node {}
 unsafe impl Sync for Node {}
 
-static EMPTY_C_STRING: [u8; 1] = [0];
-
 impl Node {
-    pub(crate) fn scalar(kind: ReplyKind, num: u64) -> Node {
+    #[inline(always)]
+    fn new(kind: ReplyKind, word: *const u8, len: usize) -> Node {
+        debug_assert!(len as u64 <= u64::MAX >> LEN_SHIFT);
         Node {
-            kind,
-            ptr: std::ptr::null(),
-            len: 0,
-            num,
-            children: Box::default(),
+            word,
+            tag: (len as u64) << LEN_SHIFT | kind as u64,
         }
+    }
+
+    /// The payload's length or the number of elements.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        (self.tag >> LEN_SHIFT) as usize
+    }
+
+    /// `kind().is_aggregate()` in one compare (in `children`, and in every node's drop).
+    #[inline(always)]
+    fn is_aggregate(&self) -> bool {
+        self.tag as u8 >= ReplyKind::Array as u8
+    }
+
+    /// A node without text or elements: nil, an integer, a boolean (0/1).
+    pub(crate) fn scalar(kind: ReplyKind, num: u64) -> Node {
+        debug_assert!(!kind.has_text() && !kind.is_aggregate());
+        Node::new(kind, std::ptr::without_provenance(num as usize), 0)
     }
 
     /// A node whose text is at `offset..offset + len` of the buffer it is being decoded from;
-    /// [`Node::rebase`] turns the offset into a pointer once that buffer stops moving.
-    pub(crate) fn text_at(kind: ReplyKind, offset: usize, len: usize, num: u64) -> Node {
-        Node {
-            kind,
-            ptr: std::ptr::without_provenance(offset),
-            len,
-            num,
-            children: Box::default(),
-        }
+    /// [`Node::rebase`] turns the offset into a pointer once that buffer stops moving. A
+    /// verbatim string's text must follow its 3-byte format and a colon.
+    #[inline(always)]
+    pub(crate) fn text_at(kind: ReplyKind, offset: usize, len: usize) -> Node {
+        debug_assert!(kind.has_text());
+        Node::new(kind, std::ptr::without_provenance(offset), len)
     }
 
     pub(crate) fn aggregate(kind: ReplyKind, children: Vec<Node>) -> Node {
-        Node {
-            kind,
-            ptr: std::ptr::null(),
-            len: 0,
-            num: 0,
-            children: children.into_boxed_slice(),
+        debug_assert!(kind.is_aggregate());
+        let children = Box::into_raw(children.into_boxed_slice());
+        Node::new(kind, children.cast::<u8>(), children.len())
+    }
+
+    /// The elements as the boxed slice this node owns; `None` for a node without any.
+    ///
+    /// # Safety
+    /// The node must not be used (nor dropped) afterwards.
+    unsafe fn take_children(&mut self) -> Option<Box<[Node]>> {
+        if !self.is_aggregate() {
+            return None;
         }
+        let slice =
+            std::ptr::slice_from_raw_parts_mut(self.word.cast::<Node>().cast_mut(), self.len());
+        // SAFETY: an aggregate's `word` and length are those of the boxed slice `aggregate` made
+        // and that only this node owns; the caller does not use the node again.
+        Some(unsafe { Box::from_raw(slice) })
+    }
+
+    /// An aggregate's elements, to take apart.
+    pub(crate) fn into_children(self) -> Vec<Node> {
+        let mut node = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `node` is forgotten, never used again.
+        unsafe { node.take_children() }
+            .map(Vec::from)
+            .unwrap_or_default()
+    }
+
+    fn children_mut(&mut self) -> &mut [Node] {
+        if !self.is_aggregate() {
+            return &mut [];
+        }
+        // SAFETY: as in `children`; `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.word.cast::<Node>().cast_mut(), self.len()) }
     }
 
     /// Turns the offsets recorded by [`Node::text_at`] into pointers into `base`.
@@ -112,42 +168,51 @@ impl Node {
     /// Every text offset in this tree, plus its length and the NUL after it, must lie within the
     /// allocation `base` points to.
     pub(crate) unsafe fn rebase(&mut self, base: *const u8) {
-        if self.kind.has_text() {
+        if self.kind().has_text() {
             // SAFETY: guaranteed by the caller.
-            self.ptr = unsafe { base.add(self.ptr.addr()) };
+            self.word = unsafe { base.add(self.word.addr()) };
+            return;
         }
-        for child in self.children.iter_mut() {
+        for child in self.children_mut() {
             // SAFETY: same buffer, same guarantee.
             unsafe { child.rebase(base) };
         }
     }
 
+    /// Bytes of memory this node's elements take, theirs included (not the node itself).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let children = self.children();
+        children.iter().map(Node::heap_bytes).sum::<usize>() + std::mem::size_of_val(children)
+    }
+
+    #[inline(always)]
     pub fn kind(&self) -> ReplyKind {
-        self.kind
+        let kind = self.tag as u8;
+        // SAFETY: the low byte of `tag` is only ever written from a `ReplyKind` (`Node::new`).
+        unsafe { std::mem::transmute::<u8, ReplyKind>(kind) }
     }
 
     pub fn is_nil(&self) -> bool {
-        self.kind == ReplyKind::Nil
+        self.kind() == ReplyKind::Nil
     }
 
     /// The payload of a string-like node (see [`ReplyKind::has_text`]), without the NUL.
+    #[inline]
     pub fn as_bytes(&self) -> Option<&[u8]> {
-        if !self.kind.has_text() {
+        if !self.kind().has_text() {
             return None;
         }
-        if self.len == 0 {
-            return Some(&[]);
-        }
-        // SAFETY: `ptr..ptr+len` lies in a buffer kept alive by the root reply that `self`
-        // borrows from (see the module docs).
-        Some(unsafe { std::slice::from_raw_parts(self.ptr, self.len) })
+        // SAFETY: `word..word+len` and the NUL after it (so `word` is never NULL, even for an
+        // empty string) lie in a buffer kept alive by the root reply that `self` borrows from
+        // (see the module docs).
+        Some(unsafe { std::slice::from_raw_parts(self.word, self.len()) })
     }
 
     /// The payload as a NUL-terminated C string; NULL for nodes without text.
+    #[inline]
     pub fn as_c_ptr(&self) -> *const u8 {
-        match self.kind.has_text() {
-            true if self.len == 0 => EMPTY_C_STRING.as_ptr(),
-            true => self.ptr,
+        match self.kind().has_text() {
+            true => self.word,
             false => std::ptr::null(),
         }
     }
@@ -159,35 +224,43 @@ impl Node {
 
     /// INTEGER as itself, BOOL as 0/1.
     pub fn as_integer(&self) -> Option<i64> {
-        match self.kind {
-            ReplyKind::Integer | ReplyKind::Bool => Some(self.num as i64),
+        match self.kind() {
+            ReplyKind::Integer | ReplyKind::Bool => Some(self.word.addr() as i64),
             _ => None,
         }
     }
 
+    /// A double's value, parsed from its text (checked when it was decoded).
     pub fn as_double(&self) -> Option<f64> {
-        match self.kind {
-            ReplyKind::Double => Some(f64::from_bits(self.num)),
+        match self.kind() {
+            ReplyKind::Double => parse_double(self.as_bytes()?).ok(),
             _ => None,
         }
     }
 
     /// The format of a verbatim string ("txt", "mkd").
     pub fn verbatim_format(&self) -> Option<[u8; 3]> {
-        (self.kind == ReplyKind::Verbatim).then(|| {
-            let n = self.num;
-            [n as u8, (n >> 8) as u8, (n >> 16) as u8]
+        (self.kind() == ReplyKind::Verbatim).then(|| {
+            // SAFETY: a verbatim string's text follows its format and a colon in the same
+            // buffer (`Node::text_at`, `Reply::text`).
+            let prefix = unsafe { std::slice::from_raw_parts(self.word.sub(4), 3) };
+            [prefix[0], prefix[1], prefix[2]]
         })
     }
 
     /// Elements of an aggregate (a map's keys and values alternate); empty for scalars.
+    #[inline]
     pub fn children(&self) -> &[Node] {
-        &self.children
+        if !self.is_aggregate() {
+            return &[];
+        }
+        // SAFETY: an aggregate's `word` and length are those of the boxed slice it owns.
+        unsafe { std::slice::from_raw_parts(self.word.cast::<Node>(), self.len()) }
     }
 
     /// Key/value pairs of a map (or of any aggregate read as pairs).
     pub fn pairs(&self) -> impl Iterator<Item = (&Node, &Node)> {
-        self.children.chunks_exact(2).map(|kv| (&kv[0], &kv[1]))
+        self.children().chunks_exact(2).map(|kv| (&kv[0], &kv[1]))
     }
 
     /// The value of `key` in a map (RESP3) or a flat key/value array (RESP2).
@@ -198,13 +271,24 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    #[inline]
+    fn drop(&mut self) {
+        // The check inline, so that dropping a string or number costs a compare.
+        if self.is_aggregate() {
+            // SAFETY: the node is being dropped.
+            drop(unsafe { self.take_children() });
+        }
+    }
+}
+
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
+        match self.kind() {
             ReplyKind::Nil => write!(f, "nil"),
-            ReplyKind::Integer => write!(f, "{}", self.num as i64),
-            ReplyKind::Bool => write!(f, "{}", self.num != 0),
-            ReplyKind::Double => write!(f, "{}", f64::from_bits(self.num)),
+            ReplyKind::Integer => write!(f, "{}", self.as_integer().unwrap_or_default()),
+            ReplyKind::Bool => write!(f, "{}", self.as_integer() != Some(0)),
+            ReplyKind::Double => write!(f, "{}", self.as_double().unwrap_or(f64::NAN)),
             k if k.has_text() => {
                 let text = String::from_utf8_lossy(self.as_bytes().unwrap_or_default());
                 match k {
@@ -214,7 +298,7 @@ impl fmt::Debug for Node {
             }
             k => {
                 write!(f, "{k:?}")?;
-                f.debug_list().entries(self.children.iter()).finish()
+                f.debug_list().entries(self.children()).finish()
             }
         }
     }
@@ -263,22 +347,24 @@ impl Reply {
         Reply::scalar(ReplyKind::Nil, 0)
     }
 
-    /// A string reply holding a copy of `text` (used for replies brisk makes itself).
+    /// A string reply holding a copy of `text` (used for replies brisk makes itself). A
+    /// verbatim string gets the format "txt".
     pub fn text(kind: ReplyKind, text: &[u8]) -> Reply {
         debug_assert!(kind.has_text());
-        let mut owned = Vec::with_capacity(text.len() + 1);
+        let prefix: &[u8] = if kind == ReplyKind::Verbatim {
+            b"txt:"
+        } else {
+            b""
+        };
+        let mut owned = Vec::with_capacity(prefix.len() + text.len() + 1);
+        owned.extend_from_slice(prefix);
         owned.extend_from_slice(text);
         owned.push(0);
         let buffer = Bytes::from(owned);
-        let root = Node {
-            kind,
-            ptr: buffer.as_ptr(),
-            len: text.len(),
-            num: 0,
-            children: Box::default(),
-        };
+        // SAFETY: `prefix.len()` is within `buffer`.
+        let start = unsafe { buffer.as_ptr().add(prefix.len()) };
         Reply {
-            root,
+            root: Node::new(kind, start, text.len()),
             buffers: Buffers::One(buffer),
         }
     }
@@ -326,7 +412,7 @@ impl Reply {
     /// `None` when out of range.
     pub fn into_element(self, i: usize) -> Option<Reply> {
         let Reply { root, buffers } = self;
-        let mut children = root.children.into_vec();
+        let mut children = root.into_children();
         if i >= children.len() {
             return None;
         }
@@ -339,8 +425,7 @@ impl Reply {
     /// Splits an aggregate into one reply per element (EXEC's array into per-command results).
     pub fn into_elements(self) -> Vec<Reply> {
         let Reply { root, buffers } = self;
-        root.children
-            .into_vec()
+        root.into_children()
             .into_iter()
             .map(|node| Reply {
                 root: node,
@@ -360,53 +445,53 @@ impl Reply {
 }
 
 impl Node {
-    /// The bytes its strings take with their NULs, over the whole tree.
-    fn text_size(&self) -> usize {
-        let own = if self.kind.has_text() {
-            self.len + 1
-        } else {
-            0
-        };
-        own + self.children.iter().map(Node::text_size).sum::<usize>()
+    /// The bytes of text before a node's own (a verbatim string's `txt:`).
+    fn prefix_len(&self) -> usize {
+        match self.kind() {
+            ReplyKind::Verbatim => 4,
+            _ => 0,
+        }
     }
 
-    /// Its nodes' own size on the heap (the root's is counted by whoever holds it).
-    fn nodes_size(&self) -> usize {
-        self.children
-            .iter()
-            .map(|c| std::mem::size_of::<Node>() + c.nodes_size())
-            .sum()
+    /// The bytes its strings take with their NULs (and verbatim formats), over the whole tree.
+    fn text_size(&self) -> usize {
+        let own = match self.kind().has_text() {
+            true => self.prefix_len() + self.len() + 1,
+            false => 0,
+        };
+        own + self.children().iter().map(Node::text_size).sum::<usize>()
     }
 
     /// A copy of the tree whose strings are appended to `text` (as offsets, see
     /// [`Node::text_at`]).
     fn copy_into(&self, text: &mut Vec<u8>) -> Node {
-        let (ptr, len) = match (self.kind.has_text(), self.as_bytes()) {
-            (true, Some(bytes)) => {
-                let offset = text.len();
-                text.extend_from_slice(bytes);
-                text.push(0);
-                (std::ptr::without_provenance(offset), bytes.len())
+        let kind = self.kind();
+        if kind.has_text() {
+            let bytes = self.as_bytes().unwrap_or_default();
+            if kind == ReplyKind::Verbatim {
+                // SAFETY: a verbatim string's text follows its format and a colon in the same
+                // buffer (see `verbatim_format`).
+                text.extend_from_slice(unsafe { std::slice::from_raw_parts(self.word.sub(4), 4) });
             }
-            _ => (std::ptr::null(), 0),
-        };
-        Node {
-            kind: self.kind,
-            ptr,
-            len,
-            num: self.num,
-            children: self.children.iter().map(|c| c.copy_into(text)).collect(),
+            let offset = text.len();
+            text.extend_from_slice(bytes);
+            text.push(0);
+            return Node::text_at(kind, offset, bytes.len());
         }
+        if kind.is_aggregate() {
+            return Node::aggregate(kind, self.children().iter().map(|c| c.copy_into(text)).collect());
+        }
+        Node::new(kind, self.word, 0)
     }
 
-    /// The same tree, pointing at the same bytes.
+    /// The same tree, pointing at the same bytes (elements copied: a node owns them).
     fn duplicate(&self) -> Node {
-        Node {
-            kind: self.kind,
-            ptr: self.ptr,
-            len: self.len,
-            num: self.num,
-            children: self.children.iter().map(Node::duplicate).collect(),
+        match self.is_aggregate() {
+            true => Node::aggregate(self.kind(), self.children().iter().map(Node::duplicate).collect()),
+            false => Node {
+                word: self.word,
+                tag: self.tag,
+            },
         }
     }
 }
@@ -414,21 +499,9 @@ impl Node {
 impl Reply {
     /// A copy whose strings live in one buffer of its own, exactly as large as they are: what a
     /// cache keeps (a reply decoded in place may hold on to a whole network read buffer) and
-    /// what it hands out (a private copy, so readers on different threads never write to one
-    /// shared reference count).
+    /// what it hands out for small replies (a private copy, so readers on different cores never
+    /// write one shared reference count).
     pub fn detached(&self) -> Reply {
-        if self.root.children.is_empty() {
-            // One node (a GET's string, an integer): one allocation at most, no walk.
-            let Some(text) = self.root.as_bytes().filter(|_| self.root.kind.has_text()) else {
-                return Reply {
-                    root: self.root.duplicate(),
-                    buffers: Buffers::None,
-                };
-            };
-            let mut copy = Reply::text(self.root.kind, text);
-            copy.root.num = self.root.num;
-            return copy;
-        }
         let size = self.root.text_size();
         if size == 0 {
             return Reply {
@@ -470,7 +543,7 @@ impl Reply {
     /// What a [`Reply::detached`] copy holds on the heap besides the `Reply` itself: its
     /// strings and its nested nodes.
     pub fn heap_size(&self) -> usize {
-        self.root.text_size() + self.root.nodes_size()
+        self.root.text_size() + self.root.heap_bytes()
     }
 }
 

@@ -37,7 +37,31 @@ pub use server::{RedisServer, RedisServerBuilder, cli_program, server_program};
 pub use tls::TlsFiles;
 
 use brisk::{Args, Client, Error, Pipeline, Reply, Result, Session, Status};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// A [`FaultProxy`] in front of `server`.
+pub fn proxy_for(server: &RedisServer) -> FaultProxy {
+    FaultProxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+}
+
+/// Sets the flag when dropped. Loops that run until told to stop get one inside their thread
+/// scope, so that a failing assertion stops them too (the scope would wait for them forever).
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The file descriptors this process has open now (entries of `/proc/self/fd`, not counting
+/// the one used to list them).
+pub fn open_fds() -> usize {
+    let entries = std::fs::read_dir("/proc/self/fd").expect("list /proc/self/fd");
+    // The directory handle being read is itself one of the entries.
+    entries.count().saturating_sub(1)
+}
 
 /// Runs a command given as text arguments on a pooled connection.
 pub fn cmd(client: &Client, args: &[&str]) -> Result<Reply> {

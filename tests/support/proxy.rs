@@ -1,6 +1,6 @@
 //! A fault-injecting TCP proxy for the cases a real server cannot produce on demand: added
 //! latency, a stalled stream (at once or after N bytes), a stream cut after N bytes, and
-//! connections reset (RST).
+//! connections reset (RST), also mid-reply (stall after N bytes, then reset).
 //!
 //! Every accepted connection gets two pump threads (client -> server, server -> client) that
 //! consult the shared fault settings before forwarding each chunk. Sockets use short read
@@ -111,7 +111,9 @@ impl FaultProxy {
         self.faults.stall_budget.store(bytes, SeqCst);
     }
 
-    /// Resets (RST) every connection open now; new ones work normally.
+    /// Resets (RST) every connection open now, stalled ones too (after
+    /// [`FaultProxy::stall_after`], the client sees a reply stop mid-way, then the reset); new
+    /// ones work normally.
     pub fn reset_all(&self) {
         self.faults.reset_generation.fetch_add(1, SeqCst);
     }
@@ -226,20 +228,23 @@ fn pump(
     let end = |how: &str, from: &TcpStream, to: &TcpStream| {
         closed.store(true, SeqCst);
         if how == "reset" {
-            // SO_LINGER 0 turns close into RST.
+            // SO_LINGER 0 turns the close into an RST. No shutdown, which would send a FIN
+            // first: the sockets close when both pumps (each sees the reset) have dropped them.
             for s in [from, to] {
                 let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
             }
+            return;
         }
         let _ = from.shutdown(Shutdown::Both);
         let _ = to.shutdown(Shutdown::Both);
     };
     loop {
-        if faults.stop.load(SeqCst) || closed.load(SeqCst) {
-            return end("close", &from, &to);
-        }
+        // The reset first: the other pump of a reset connection must not close it with a FIN.
         if faults.reset_generation.load(SeqCst) != generation {
             return end("reset", &from, &to);
+        }
+        if faults.stop.load(SeqCst) || closed.load(SeqCst) {
+            return end("close", &from, &to);
         }
         if faults.stalled.load(SeqCst) {
             if to_client || client_closed {
@@ -281,9 +286,9 @@ fn pump(
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));
         }
-        // Wait out a stall that began while this chunk was in hand.
-        while faults.stalled.load(SeqCst) && !faults.stop.load(SeqCst) {
-            std::thread::sleep(POLL);
+        // Wait out a stall that began while this chunk was in hand (a reset ends it).
+        if !wait_out_stall(faults, generation) {
+            return end("reset", &from, &to);
         }
         let mut chunk = &buf[..n];
         let mut cut = false;
@@ -306,8 +311,9 @@ fn pump(
                     return end("close", &from, &to);
                 }
                 chunk = &chunk[budget..];
-                while faults.stalled.load(SeqCst) && !faults.stop.load(SeqCst) {
-                    std::thread::sleep(POLL);
+                // A reset now cuts the reply mid-way with an RST.
+                if !wait_out_stall(faults, generation) {
+                    return end("reset", &from, &to);
                 }
             } else if budget != usize::MAX {
                 faults.stall_budget.store(budget - chunk.len(), SeqCst);
@@ -320,4 +326,16 @@ fn pump(
             return end("close", &from, &to);
         }
     }
+}
+
+/// Waits while the proxy is stalled. Returns false when every connection of `generation` was
+/// reset meanwhile (the caller resets its own), true when the stall ended or the proxy stops.
+fn wait_out_stall(faults: &Faults, generation: u64) -> bool {
+    while faults.stalled.load(SeqCst) && !faults.stop.load(SeqCst) {
+        if faults.reset_generation.load(SeqCst) != generation {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+    faults.reset_generation.load(SeqCst) == generation
 }

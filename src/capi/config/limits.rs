@@ -81,3 +81,20 @@ pub unsafe extern "C" fn brisk_config_set_command_deadline_ms(
     // SAFETY: per this function's contract.
     unsafe { set(cfg, |c| c.command_deadline_ms = ms) }
 }
+
+/// The most memory one reply may take, in bytes (default 513 MiB: the largest string Redis
+/// stores, 512 MiB, with room for its framing; 0: no limit). What counts is the reply's memory
+/// as brisk holds it (its bytes and the nodes of its elements), so a hostile or broken server
+/// streaming an endless aggregate cannot make the process grow without bound. A reply that
+/// would pass it fails with PROTOCOL, naming the limit, and its connection is closed.
+///
+/// # Safety
+/// `cfg` is NULL or a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_max_reply_bytes(
+    cfg: *mut brisk_config,
+    bytes: usize,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe { set(cfg, |c| c.max_reply_bytes = bytes) }
+}

@@ -116,3 +116,91 @@ fn builtin_fallback_covers_the_common_shapes() {
     assert_eq!(p(&["PING"]), Vec::<usize>::new());
     assert_eq!(p(&["INFO", "server"]), Vec::<usize>::new());
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/command_table.rs): `EVAL script` without its key count
+/// indexed past the arguments, and an absurd count overflowed.
+#[test]
+fn builtin_fallback_survives_a_missing_or_absurd_key_count() {
+    let p = |words: &[&str]| {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        builtin_key_positions(&Args::from_slices(&args))
+    };
+    assert_eq!(p(&["EVAL", "return 1"]), Vec::<usize>::new());
+    assert_eq!(p(&["FCALL", "f"]), Vec::<usize>::new());
+    assert_eq!(
+        p(&["EVAL", "s", &usize::MAX.to_string(), "k1", "k2"]),
+        vec![3, 4]
+    );
+}
+
+fn table_from(wire: &[u8]) -> CommandTable {
+    let mut buf = BytesMut::from(wire);
+    let reply = Decoder::default().decode(&mut buf).unwrap().unwrap();
+    CommandTable::from_command_reply(&reply)
+}
+
+/// A RESP3 COMMAND reply with one entry, `cmd`, whose one key spec begins at `index` and finds
+/// its keys as `find` (type, then the spec's fields) says.
+fn one_spec_entry(index: i64, find: (&str, [(&str, i64); 3])) -> Vec<u8> {
+    let (kind, fields) = find;
+    let mut wire = format!(
+        "*1\r\n*10\r\n$3\r\ncmd\r\n:-2\r\n~0\r\n:0\r\n:0\r\n:0\r\n~0\r\n~0\r\n~1\r\n%2\r\n\
+         $12\r\nbegin_search\r\n%2\r\n$4\r\ntype\r\n$5\r\nindex\r\n$4\r\nspec\r\n%1\r\n\
+         $5\r\nindex\r\n:{index}\r\n\
+         $9\r\nfind_keys\r\n%2\r\n$4\r\ntype\r\n${}\r\n{kind}\r\n$4\r\nspec\r\n%3\r\n",
+        kind.len()
+    );
+    for (name, value) in fields {
+        wire += &format!("${}\r\n{name}\r\n:{value}\r\n", name.len());
+    }
+    wire += "~0\r\n";
+    wire.into_bytes()
+}
+
+fn keynum(index: i64, keynumidx: i64, firstkey: i64, keystep: i64) -> CommandTable {
+    let find = [
+        ("keynumidx", keynumidx),
+        ("firstkey", firstkey),
+        ("keystep", keystep),
+    ];
+    table_from(&one_spec_entry(index, ("keynum", find)))
+}
+
+/// Found while writing the command_table fuzz target (and checked by it since): key specs with
+/// numbers no Redis sends made key lookups overflow, or return positions before the command's
+/// arguments (a negative first key, cast to a huge index that routing then read past the
+/// arguments with). Keys are only ever arguments after the name.
+#[test]
+fn key_specs_with_absurd_numbers_find_only_arguments() {
+    let t = keynum(1, 0, 1, 1);
+    assert_eq!(positions(&t, &["cmd", "2", "a", "b"]), Some(vec![2, 3]));
+    assert_eq!(
+        positions(&t, &["cmd", "9223372036854775807", "a"]),
+        Some(vec![2])
+    );
+    // Keys starting at or before the name.
+    let t = keynum(1, 0, -5, 1);
+    assert_eq!(positions(&t, &["cmd", "3", "a", "b"]), Some(vec![]));
+    let t = keynum(1, 0, -1, 1);
+    assert_eq!(positions(&t, &["cmd", "1", "a"]), Some(vec![]));
+    let t = keynum(1, 0, i64::MIN, 1);
+    assert_eq!(positions(&t, &["cmd", "9223372036854775807"]), Some(vec![]));
+    // Overflowing index, count and step.
+    let t = keynum(1, i64::MAX, 1, 1);
+    assert_eq!(positions(&t, &["cmd", "1", "a"]), Some(vec![]));
+    let t = keynum(1, 0, 1, i64::MAX);
+    assert_eq!(positions(&t, &["cmd", "3", "a", "b"]), Some(vec![2]));
+    let t = keynum(1, 0, i64::MAX, 1);
+    assert_eq!(positions(&t, &["cmd", "1", "a"]), Some(vec![]));
+    let range = [("lastkey", i64::MAX), ("keystep", 1), ("limit", 0)];
+    let t = table_from(&one_spec_entry(1, ("range", range)));
+    assert_eq!(positions(&t, &["cmd", "a", "b"]), Some(vec![1, 2]));
+    let range = [("lastkey", i64::MIN), ("keystep", i64::MAX), ("limit", 0)];
+    let t = table_from(&one_spec_entry(1, ("range", range)));
+    assert_eq!(positions(&t, &["cmd", "a", "b"]), Some(vec![]));
+    // The pre-7 triple with a first key no server sends.
+    let wire =
+        b"*1\r\n*6\r\n$4\r\nmset\r\n:-3\r\n*1\r\n+write\r\n:-9223372036854775808\r\n:5\r\n:2\r\n";
+    let t = table_from(wire);
+    assert_eq!(positions(&t, &["MSET", "a", "1"]), Some(vec![]));
+}

@@ -5,12 +5,14 @@
 //! the bounds (the oldest request's read timeout, every request's deadline) however the peer
 //! sends its bytes.
 
-use super::Completion;
+use super::Request;
+use super::express::Express;
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
 use crate::net::async_connect::AsyncStream;
 use crate::net::errors::{closed_by_peer, io_error};
 use crate::resp::Reply;
+use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +24,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// A request written and not yet completed.
 pub(super) struct InFlight {
     /// `None` once the request was completed early (deadline); its reply is then dropped.
-    pub done: Option<Completion>,
+    pub done: Option<Request>,
     pub deadline: Option<Instant>,
     pub skip_replies: u8,
     /// When it was written: its reply must arrive within the read timeout from then, however
@@ -30,12 +32,32 @@ pub(super) struct InFlight {
     pub written: Instant,
 }
 
-/// What the reader and the writer of one connection share.
-#[derive(Default)]
+/// What the reader and the writers of one connection share.
 pub(super) struct Line {
     pub queue: VecDeque<InFlight>,
     /// Set (with the reason) when the connection died; nothing more may be queued.
     pub dead: Option<Error>,
+    /// Bytes of the requests in `queue` not written yet, in the same order.
+    pub outbox: BytesMut,
+    /// Someone is writing the outbox (a sender, the reader, or the task): one at a time.
+    pub writing: bool,
+    /// Requests were appended while the reader handed out replies; it writes them next.
+    pub flush_wanted: bool,
+    /// When bytes were last written (an idle connection is health-checked before use).
+    pub last_write: Instant,
+}
+
+impl Line {
+    pub fn new() -> Line {
+        Line {
+            queue: VecDeque::new(),
+            dead: None,
+            outbox: BytesMut::new(),
+            writing: false,
+            flush_wanted: false,
+            last_write: Instant::now(),
+        }
+    }
 }
 
 pub(super) type SharedLine = Arc<Mutex<Line>>;
@@ -52,11 +74,12 @@ pub(super) fn kill(line: &SharedLine, error: Error) {
             return;
         }
         line.dead = Some(error.clone());
+        line.outbox.clear();
         std::mem::take(&mut line.queue)
     };
     for entry in doomed {
         if let Some(done) = entry.done {
-            done(Err(error.clone().sent(true)));
+            done.complete(Err(error.clone().sent(true)));
         }
     }
 }
@@ -73,6 +96,9 @@ pub(super) struct Reader {
     pub read_timeout: Option<Duration>,
     pub proto: Protocol,
     pub half: ReadHalf<AsyncStream>,
+    /// The connection's express lane: what callbacks send while replies are handed out is
+    /// written once they all are.
+    pub express: Option<Arc<Express>>,
 }
 
 enum Wake {
@@ -87,21 +113,12 @@ impl Reader {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            loop {
-                match self.proto.next_reply() {
-                    Ok(Some(reply)) => {
-                        if let Err(e) = self.complete(reply) {
-                            return kill(&self.line, e);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        return kill(
-                            &self.line,
-                            e.context(format!("reading from {}", self.address)),
-                        );
-                    }
-                }
+            let handed_out = match self.express.clone() {
+                Some(express) => express.reading(|| self.hand_out()),
+                None => self.hand_out(),
+            };
+            if let Err(e) = handed_out {
+                return kill(&self.line, e);
             }
             let wake = tokio::select! {
                 read = self.half.read_buf(self.proto.input_buffer()) => Wake::Read(read),
@@ -122,6 +139,18 @@ impl Reader {
         }
     }
 
+    /// Hands out every reply the bytes read so far complete.
+    fn hand_out(&mut self) -> Result<()> {
+        while let Some(reply) = self
+            .proto
+            .next_reply()
+            .map_err(|e| e.context(format!("reading from {}", self.address)))?
+        {
+            self.complete(reply)?;
+        }
+        Ok(())
+    }
+
     /// Hands a reply to the oldest request in flight.
     fn complete(&self, reply: Reply) -> Result<()> {
         let entry = {
@@ -137,7 +166,7 @@ impl Reader {
         match entry {
             Some(InFlight {
                 done: Some(done), ..
-            }) => done(Ok(reply)),
+            }) => done.complete(Ok(reply)),
             // Completed early (deadline): its reply is dropped.
             Some(InFlight { done: None, .. }) => {}
             None => {
@@ -186,7 +215,7 @@ impl Reader {
             if abandoned && self.proto.mid_reply() {
                 drop(line);
                 for done in expired {
-                    done(Err(deadline_reached()));
+                    done.complete(Err(deadline_reached()));
                 }
                 return Err(Error::new(
                     Status::Timeout,
@@ -199,7 +228,7 @@ impl Reader {
             }
         }
         for done in expired {
-            done(Err(deadline_reached()));
+            done.complete(Err(deadline_reached()));
         }
         Ok(())
     }

@@ -76,6 +76,7 @@ fn small_limits() -> Limits {
         max_elements: 3,
         max_bulk_len: 4,
         max_line_len: 4,
+        max_reply_bytes: Limits::default().max_reply_bytes,
     }
 }
 
@@ -885,6 +886,128 @@ fn lines_longer_than_the_limit_are_rejected() {
     }
 }
 
+/// The default limits with `max_reply_bytes` set.
+fn reply_limit(max_reply_bytes: usize) -> Limits {
+    Limits {
+        max_reply_bytes,
+        ..Limits::default()
+    }
+}
+
+#[track_caller]
+fn assert_reply_too_large(max_reply_bytes: usize, input: &[u8]) {
+    let why = format!("reply larger than max_reply_bytes ({max_reply_bytes} bytes)");
+    assert_rejected_with(reply_limit(max_reply_bytes), input, &why);
+}
+
+#[test]
+fn the_reply_limit_defaults_to_redis_largest_bulk_and_its_framing() {
+    let limits = Limits::default();
+    assert_eq!(limits.max_reply_bytes, (512 << 20) + (1 << 20));
+    // The largest string Redis stores fits, with its header and terminator.
+    let header = format!("${}\r\n", limits.max_bulk_len);
+    assert!(limits.max_bulk_len + header.len() + 2 <= limits.max_reply_bytes);
+    assert_eq!(std::mem::size_of::<Node>(), 16);
+}
+
+#[test]
+fn a_reply_is_bounded_by_the_bytes_it_keeps() {
+    // 9 bytes, all kept (the string points into them).
+    assert_decodes_with(reply_limit(9), b"$3\r\nfoo\r\n", &[r#"str("foo")"#]);
+    assert_reply_too_large(8, b"$3\r\nfoo\r\n");
+    assert_decodes_with(reply_limit(5), b"+OK\r\n", &[r#"status("OK")"#]);
+    assert_reply_too_large(4, b"+OK\r\n");
+    assert_reply_too_large(4, b":12\r\n");
+    // A bulk that cannot fit is rejected from its header, before its payload is waited for.
+    assert_reply_too_large(100, b"$1000\r\n");
+    assert_reply_too_large(100, b"*1\r\n=1000\r\n");
+    // A streamed string keeps every chunk's bytes (its chunks are compacted in place).
+    let streamed = b"$?\r\n;2\r\nab\r\n;2\r\ncd\r\n;0\r\n";
+    assert_decodes_with(reply_limit(streamed.len()), streamed, &[r#"str("abcd")"#]);
+    assert_reply_too_large(streamed.len() - 1, streamed);
+}
+
+#[test]
+fn a_reply_is_bounded_by_its_nodes_too() {
+    // 12 bytes of input and two 16-byte nodes (the root's own node is not counted).
+    let input = b"*2\r\n:1\r\n:2\r\n";
+    assert_decodes_with(reply_limit(44), input, &["array[int(1), int(2)]"]);
+    assert_reply_too_large(43, input);
+    // A streamed aggregate's storage is counted as it grows (by 4, then by half) and shrinks to
+    // its elements when it ends: here room for 8 is taken for 5 nils, and the peak is when the
+    // end marker arrives, all 22 bytes of input in.
+    let input = b"~?\r\n_\r\n_\r\n_\r\n_\r\n_\r\n.\r\n";
+    let nils = "set[nil, nil, nil, nil, nil]";
+    assert_decodes_with(reply_limit(22 + 8 * 16), input, &[nils]);
+    assert_reply_too_large(22 + 8 * 16 - 1, input);
+    // 3-byte elements cannot grow a reply without bound while staying small on the wire.
+    let mut endless = b"*?\r\n".to_vec();
+    endless.extend_from_slice(&b"_\r\n".repeat(10_000));
+    let fed = feed(reply_limit(64 << 10), [&endless[..]]);
+    assert_eq!(
+        fed.error.map(|e| e.0),
+        Some("reply larger than max_reply_bytes (65536 bytes)".to_owned())
+    );
+}
+
+#[test]
+fn a_dropped_attribute_gives_its_memory_back() {
+    // The attribute peaks at 12 bytes of input and 2 nodes (44); once dropped, the reply is
+    // 24 bytes of input and 2 nodes (56). Were the attribute's nodes still counted: 88.
+    let input = b"|1\r\n+k\r\n+v\r\n*2\r\n:1\r\n:2\r\n";
+    assert_decodes_with(reply_limit(56), input, &["array[int(1), int(2)]"]);
+    assert_reply_too_large(55, input);
+}
+
+#[test]
+fn each_reply_has_its_own_budget() {
+    let input = b"$3\r\nfoo\r\n$3\r\nbar\r\n+OK\r\n";
+    let expected = [r#"str("foo")"#, r#"str("bar")"#, r#"status("OK")"#];
+    assert_decodes_with(reply_limit(9), input, &expected);
+    // Pipelined: the replies stay in the buffer after one another.
+    let mut decoder = Decoder::new(reply_limit(9));
+    let mut buf = BytesMut::from(&input[..]);
+    let mut roots = Vec::new();
+    while decoder.decode_batched(&mut buf, &mut roots).unwrap() {}
+    let bytes = decoder.split_batch(&mut buf).expect("a whole batch");
+    for root in &mut roots {
+        // SAFETY: the roots were decoded from exactly these bytes.
+        unsafe { root.rebase(bytes.as_ptr()) };
+    }
+    let dumps: Vec<String> = roots.iter().map(dump).collect();
+    assert_eq!(dumps, expected);
+}
+
+#[test]
+fn a_bulk_length_line_is_held_to_the_line_limit_however_it_arrives() {
+    // Found by the split-invariance property: whole, the bulk fast path accepted what byte by
+    // byte the general path rejected.
+    let limits = Limits {
+        max_line_len: 1,
+        ..Limits::default()
+    };
+    assert_decodes_with(limits, b"$9\r\naaaaaaaaa\r\n", &[r#"str("aaaaaaaaa")"#]);
+    for input in [
+        &b"$10\r\naaaaaaaaaa\r\n"[..],
+        b"*1\r\n$10\r\naaaaaaaaaa\r\n",
+    ] {
+        assert_rejected_with(limits, input, "line longer than the limit");
+    }
+}
+
+#[test]
+fn a_line_too_long_is_reported_so_however_it_ends() {
+    // Found by the split-invariance property: byte by byte, "?\r*" fails as too long before its
+    // LF arrives; whole, it failed as not ending in CRLF.
+    let limits = Limits {
+        max_line_len: 0,
+        ..Limits::default()
+    };
+    assert_rejected_with(limits, b"%?\r*\n", "line longer than the limit");
+    assert_rejected_with(limits, b"+a\n", "line longer than the limit");
+    assert_rejected_with(limits, b"+\n", "line not terminated by CRLF");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile and malformed input
 // ---------------------------------------------------------------------------------------------
@@ -1307,6 +1430,7 @@ fn random_garbage_never_panics() {
         max_elements: 4,
         max_bulk_len: 8,
         max_line_len: 8,
+        max_reply_bytes: 256,
     };
     for _ in 0..20_000 {
         let garbage = rng.bytes_from(RESPISH, 48);
@@ -1342,3 +1466,5 @@ fn mutated_replies_never_panic() {
         decode_anything(Limits::default(), random_pieces(&mut rng, &input, cuts));
     }
 }
+
+mod split_invariance;
