@@ -202,12 +202,7 @@ where
 
 /// A command the client-side cache answered: the callback runs on a runtime thread all the
 /// same.
-fn answer_from_cache<F>(
-    shared: &Arc<Shared>,
-    name: &[u8],
-    reply: Reply,
-    callback: F,
-) -> Result<()>
+fn answer_from_cache<F>(shared: &Arc<Shared>, name: &[u8], reply: Reply, callback: F) -> Result<()>
 where
     F: FnOnce(Result<Reply>) + Send + 'static,
 {

@@ -479,7 +479,10 @@ impl Node {
             return Node::text_at(kind, offset, bytes.len());
         }
         if kind.is_aggregate() {
-            return Node::aggregate(kind, self.children().iter().map(|c| c.copy_into(text)).collect());
+            return Node::aggregate(
+                kind,
+                self.children().iter().map(|c| c.copy_into(text)).collect(),
+            );
         }
         Node::new(kind, self.word, 0)
     }
@@ -487,7 +490,10 @@ impl Node {
     /// The same tree, pointing at the same bytes (elements copied: a node owns them).
     fn duplicate(&self) -> Node {
         match self.is_aggregate() {
-            true => Node::aggregate(self.kind(), self.children().iter().map(Node::duplicate).collect()),
+            true => Node::aggregate(
+                self.kind(),
+                self.children().iter().map(Node::duplicate).collect(),
+            ),
             false => Node {
                 word: self.word,
                 tag: self.tag,
