@@ -9,6 +9,15 @@
  *   REQUIRE_OK(call)               CHECK_OK, stopping on failure
  *   CHECK_STR_CONTAINS(s, needle)  s is non-NULL and contains needle
  *   CHECK_REPLY_STR(reply, text)   a STRING/STATUS/... reply whose bytes equal text
+ *   CHECK_EQ_U(a, b)               equal as unsigned integers, both printed on a mismatch
+ *   CHECK_BETWEEN(took, low, high) an elapsed time (ms) in low..=high, high widened on a loaded
+ *                                  machine and under valgrind (see "time bounds" below)
+ *   CHECK_AT_MOST(took, high)      the same without a lower bound
+ *   bt_scaled_ms(ms)               a wait's deadline, longer under valgrind
+ *   CHECK_CMD_REPLY(c, text, words...)  runs the command: OK, and a reply whose text is text
+ *   BT_FOR_EACH_PROTOCOL(p) { }     the block once with p = 3, once with p = 2
+ *   bt_config_at(port), bt_config_url(url), bt_set_constant_retry(cfg, ms, n), bt_client_from(cfg)
+ *                                  configs and clients, failing the program when refused
  *   bt_init(argc, argv)            first thing in main
  *   RUN(fn)                        runs `static void fn(void)` as a named case
  *   RUN_KNOWN_ISSUE(fn)            a case that shows a library bug (see below)
@@ -228,6 +237,90 @@ static inline int bt_under_valgrind(void) {
   return 0;
 }
 
+/* A wait's deadline (BT_WAIT_UNTIL and the like): `ms`, five times longer under valgrind. */
+static inline int64_t bt_scaled_ms(int64_t ms) { return bt_under_valgrind() ? ms * 5 : ms; }
+
+/* ---- time bounds on a loaded machine ---------------------------------------------------- */
+
+/*
+ * The same rule as tests/support/timing.rs. A lower bound ("it really waited") is strict. An
+ * upper bound ("it did not wait for something else") is widened by the load when it is
+ * checked: runnable threads per CPU (the 1-minute load average, or the run queue now when that
+ * is longer), at least 1, at most BT_MAX_WIDENING; and five times under valgrind. Each test
+ * keeps `high * BT_MAX_WIDENING` short of what the failure it guards against would take, so a
+ * hang still fails. BRISK_TEST_TIME_FACTOR=<f> fixes the factor; BRISK_TEST_TIMING_LOG=<file>
+ * appends every checked bound to `file`.
+ *
+ *   CHECK_BETWEEN(took, low, high)   took (ms) in low..=high, high widened
+ *   CHECK_AT_MOST(took, high)        took (ms) at most high, widened
+ */
+#define BT_MAX_WIDENING 2.0
+
+/* Runnable threads on the machine, less the one asking; 0 when /proc/loadavg cannot be read. */
+static inline double bt_runnable_threads(void) {
+  double one_minute = 0, five, fifteen;
+  long running = 0, total;
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f == NULL) return 0;
+  if (fscanf(f, "%lf %lf %lf %ld/%ld", &one_minute, &five, &fifteen, &running, &total) < 4)
+    running = 0;
+  fclose(f);
+  return one_minute > (double)(running - 1) ? one_minute : (double)(running - 1);
+}
+
+/* The factor upper bounds are widened by now (valgrind aside); `why` (may be NULL, at least 96
+ * bytes) says where it came from. */
+static inline double bt_time_factor(char *why) {
+  const char *fixed = getenv("BRISK_TEST_TIME_FACTOR");
+  double factor, load;
+  long cpus;
+  if (fixed != NULL && *fixed != '\0' && atof(fixed) > 0) {
+    if (why) snprintf(why, 96, "x%.2f from BRISK_TEST_TIME_FACTOR", atof(fixed));
+    return atof(fixed);
+  }
+  cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cpus < 1) cpus = 1;
+  load = bt_runnable_threads();
+  factor = load / (double)cpus;
+  if (factor < 1) factor = 1;
+  if (factor > BT_MAX_WIDENING) factor = BT_MAX_WIDENING;
+  if (why) snprintf(why, 96, "x%.2f for %.1f runnable threads on %ld CPUs", factor, load, cpus);
+  return factor;
+}
+
+static inline int bt_check_between(const char *file, int line, const char *expr, int64_t took,
+                                   int64_t low, int64_t high) {
+  char why[96];
+  double factor = bt_time_factor(why);
+  int64_t widened = (int64_t)((double)high * factor) * (bt_under_valgrind() ? 5 : 1);
+  const char *log = getenv("BRISK_TEST_TIMING_LOG");
+  if (log != NULL && *log != '\0') {
+    FILE *f = fopen(log, "a");
+    if (f != NULL) {
+      fprintf(f, "c:%s\t%lld\t%lld\t%lld\t%lld\t%.2f\t%s\n", bt_case, (long long)took,
+              (long long)low, (long long)high, (long long)widened, factor, expr);
+      fclose(f);
+    }
+  }
+  if (took >= low && took <= widened) return 1;
+  bt_fail(file, line, "%s = %lld ms, expected %lld..=%lld ms, up to %lld ms now (%s%s)", expr,
+          (long long)took, (long long)low, (long long)high, (long long)widened, why,
+          bt_under_valgrind() ? ", x5 under valgrind" : "");
+  return 0;
+}
+
+#define CHECK_BETWEEN(took, low, high) \
+  bt_check_between(__FILE__, __LINE__, #took, (took), (low), (high))
+#define CHECK_AT_MOST(took, high) bt_check_between(__FILE__, __LINE__, #took, (took), 0, (high))
+
+/* a == b as unsigned integers, both printed on a mismatch. */
+#define CHECK_EQ_U(a, b)                                                                    \
+  do {                                                                                      \
+    unsigned long long bt_a_ = (unsigned long long)(a), bt_b_ = (unsigned long long)(b);    \
+    if (bt_a_ != bt_b_)                                                                     \
+      bt_fail(__FILE__, __LINE__, "%s == %s: %llu != %llu", #a, #b, bt_a_, bt_b_);          \
+  } while (0)
+
 /* ---- the server flavour ------------------------------------------------------------------ */
 
 /* The value of environment variable `name`, or `fallback` when it is unset or empty. */
@@ -317,6 +410,56 @@ static inline brisk_status bt_cmdv(brisk_client *c, brisk_reply **reply, const c
 #define BT_CMD(client, reply, ...) \
   bt_cmdv((client), (reply), (const char *const[]){__VA_ARGS__, NULL})
 
+/* Runs a command given as NUL-terminated words (NULL-terminated list) and checks that it
+ * succeeds with a text reply equal to `expected`; returns whether it did. */
+static inline int bt_check_cmd_reply(const char *file, int line, brisk_client *c,
+                                     const char *expected, const char *const *words) {
+  brisk_reply *r = NULL;
+  int fits = 0;
+  brisk_status st = bt_cmdv(c, &r, words);
+  const char *what = words[1] != NULL ? words[1] : "";
+  if (st != BRISK_OK) {
+    bt_fail(file, line, "%s %s: expected OK, got %s (%u): \"%s\"", words[0], what,
+            brisk_status_name(st), (unsigned)st, brisk_last_error_message());
+  } else if (!bt_reply_is(r, expected)) {
+    const char *got = brisk_reply_string(r, NULL);
+    bt_fail(file, line, "%s %s: expected \"%s\", got type %u \"%s\"", words[0], what, expected,
+            (unsigned)brisk_reply_type_of(r), got ? got : "(null)");
+  } else {
+    fits = 1;
+  }
+  brisk_reply_free(r);
+  return fits;
+}
+
+#define CHECK_CMD_REPLY(client, expected, ...)                  \
+  bt_check_cmd_reply(__FILE__, __LINE__, (client), (expected), \
+                     (const char *const[]){__VA_ARGS__, NULL})
+
+/* A new config for the server at 127.0.0.1:`port` (stops the program if it cannot be made). */
+static inline brisk_config *bt_config_at(uint16_t port) {
+  brisk_config *cfg = brisk_config_new();
+  REQUIRE(cfg != NULL);
+  REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", port));
+  return cfg;
+}
+
+/* A new config from `url` (stops the program if it is refused). */
+static inline brisk_config *bt_config_url(const char *url) {
+  brisk_config *cfg = brisk_config_new();
+  REQUIRE(cfg != NULL);
+  REQUIRE_OK(brisk_config_set_url(cfg, url));
+  return cfg;
+}
+
+/* Sets a constant-delay retry policy on `cfg`: `retries` retries, `delay_ms` apart. */
+static inline void bt_set_constant_retry(brisk_config *cfg, uint32_t delay_ms, uint32_t retries) {
+  brisk_retry *r = NULL;
+  REQUIRE_OK(brisk_retry_new(BRISK_BACKOFF_CONSTANT, delay_ms, delay_ms, retries, &r));
+  REQUIRE_OK(brisk_config_set_retry(cfg, r));
+  brisk_retry_free(r);
+}
+
 /* A client made from `cfg`, which it frees. */
 static inline brisk_client *bt_client_from(brisk_config *cfg) {
   brisk_client *c = NULL;
@@ -328,12 +471,14 @@ static inline brisk_client *bt_client_from(brisk_config *cfg) {
 
 /* A client for the fixture's standalone server over TCP with the given protocol (2 or 3). */
 static inline brisk_client *bt_client_tcp(uint32_t protocol) {
-  brisk_config *cfg = brisk_config_new();
-  REQUIRE(cfg != NULL);
-  REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", bt_env_port("STANDALONE_PORT")));
+  brisk_config *cfg = bt_config_at(bt_env_port("STANDALONE_PORT"));
   REQUIRE_OK(brisk_config_set_protocol(cfg, protocol));
   return bt_client_from(cfg);
 }
+
+/* Runs the statement or block after it once per protocol, RESP3 then RESP2, with the
+ * uint32_t `protocol` set. */
+#define BT_FOR_EACH_PROTOCOL(protocol) for (uint32_t protocol = 3; protocol >= 2; protocol--)
 
 /* The server's normal clients (CLIENT LIST TYPE normal, the asking connection included);
  * -1 when the command fails. */

@@ -4,6 +4,9 @@
  * test programs use the fixture server in parallel. The program is bt_server_program():
  * redis-server, or $BRISK_TEST_SERVER (e.g. a valkey-server).
  *
+ *   bt_server_start_or_exit(&s)  bt_server_start, saying where it runs; stops the program
+ *                           when it does not come up
+ *   bt_server_config(&s)    a new brisk_config for it
  *   bt_server_start(&s)     fork/exec `redis-server --port <free> --bind 127.0.0.1 --save ""
  *                           --appendonly no --dir <fresh tmp dir>`, wait (deadline) until it
  *                           answers PING; returns 1 when up, 0 (after reporting why) if not
@@ -260,6 +263,14 @@ static inline int bt_server_start(bt_server *s) {
   s->dir[0] = '\0';
   return bt_server_start_on(s, 0);
 }
+
+static inline void bt_server_start_or_exit(bt_server *s) {
+  REQUIRE(bt_server_start(s));
+  fprintf(stderr, "private %s on port %u%s\n", bt_server_program(), (unsigned)s->port,
+          bt_under_valgrind() ? " (valgrind: reduced load)" : "");
+}
+
+static inline brisk_config *bt_server_config(const bt_server *s) { return bt_config_at(s->port); }
 
 static inline int bt_server_restart(bt_server *s) {
   bt_server_kill(s);

@@ -9,14 +9,9 @@
 static brisk_client *client;
 
 static brisk_client *client_with_pool(uint32_t size) {
-  brisk_config *cfg = brisk_config_new();
-  brisk_client *c = NULL;
-  REQUIRE(cfg != NULL);
-  REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", bt_env_port("STANDALONE_PORT")));
+  brisk_config *cfg = bt_config_at(bt_env_port("STANDALONE_PORT"));
   REQUIRE_OK(brisk_config_set_pool_size(cfg, size));
-  REQUIRE_OK(brisk_client_new(cfg, &c));
-  brisk_config_free(cfg);
-  return c;
+  return bt_client_from(cfg);
 }
 
 #define APPEND(p, ...) append_words(__LINE__, (p), (const char *const[]){__VA_ARGS__, NULL})
@@ -303,9 +298,7 @@ static void session_watch_aborted_by_another_client(void) {
   r = NULL;
   brisk_session_free(s);
 
-  CHECK_OK(BT_CMD(other, &r, "GET", key));
-  CHECK_REPLY_STR(r, "4");
-  brisk_reply_free(r);
+  CHECK_CMD_REPLY(other, "4", "GET", key);
   CHECK_OK(BT_CMD(other, NULL, "DEL", key));
   brisk_client_free(other);
 }
@@ -369,13 +362,9 @@ static void session_freed_with_open_multi(void) {
   brisk_session_free(s); /* with MULTI open */
 
   /* The next pooled command runs normally: a real reply, not QUEUED. */
-  CHECK_OK(BT_CMD(c, &r, "SET", key, "direct"));
-  CHECK_REPLY_STR(r, "OK");
-  brisk_reply_free(r);
+  CHECK_CMD_REPLY(c, "OK", "SET", key, "direct");
   r = NULL;
-  CHECK_OK(BT_CMD(c, &r, "GET", key));
-  CHECK_REPLY_STR(r, "direct");
-  brisk_reply_free(r);
+  CHECK_CMD_REPLY(c, "direct", "GET", key);
   pooled_info(c, info, sizeof info);
   CHECK_STR_CONTAINS(info, " multi=-1 "); /* no transaction open on the connection */
   /* It was reset (DISCARD), not closed: the same connection. */

@@ -6,26 +6,18 @@
 
 /* A config for the TLS server at 127.0.0.1 with TLS on (and nothing else). */
 static brisk_config *tls_config(void) {
-  brisk_config *cfg = brisk_config_new();
-  REQUIRE(cfg != NULL);
-  REQUIRE_OK(brisk_config_set_address(cfg, "127.0.0.1", bt_env_port("TLS_PORT")));
+  brisk_config *cfg = bt_config_at(bt_env_port("TLS_PORT"));
   REQUIRE_OK(brisk_config_set_tls(cfg, true));
   return cfg;
 }
 
 /* A few commands over one client: a round trip, and pooled reuse of the TLS connection. */
 static void exercise(brisk_client *c, const char *name) {
-  brisk_reply *r = NULL;
   const char *key = bt_key("tls", name);
   int i;
   CHECK_OK(brisk_ping(c));
   CHECK_OK(BT_CMD(c, NULL, "SET", key, "over-tls"));
-  for (i = 0; i < 3; i++) {
-    CHECK_OK(BT_CMD(c, &r, "GET", key));
-    CHECK_REPLY_STR(r, "over-tls");
-    brisk_reply_free(r);
-    r = NULL;
-  }
+  for (i = 0; i < 3; i++) CHECK_CMD_REPLY(c, "over-tls", "GET", key);
   CHECK_OK(BT_CMD(c, NULL, "DEL", key));
 }
 
@@ -204,12 +196,7 @@ static void rediss_url(void) {
   CHECK_OK(brisk_config_set_tls_ca_file(cfg, bt_env("CA_FILE")));
   c = bt_client_from(cfg);
   exercise(c, "rediss");
-  {
-    brisk_reply *r = NULL;
-    CHECK_OK(BT_CMD(c, &r, "CLIENT", "GETNAME"));
-    CHECK_REPLY_STR(r, "brisk-tls");
-    brisk_reply_free(r);
-  }
+  CHECK_CMD_REPLY(c, "brisk-tls", "CLIENT", "GETNAME");
   brisk_client_free(c);
 
   /* localhost, checked against the certificate's DNS name. */

@@ -44,9 +44,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
-use support::{
-    FaultProxy, RedisServer, StopOnDrop, cmd, ok, open_fds, proxy_for, text, wait_until,
-};
+use support::{FaultProxy, RedisServer, StopOnDrop, cmd, ok, open_fds, text, wait_until};
 
 const WRITERS: usize = 8;
 const READ_TIMEOUT_MS: u32 = 1000;
@@ -498,7 +496,7 @@ fn acknowledged_writes_survive_every_fault_and_none_is_applied_twice() {
         .config("appendonly yes")
         .config("appendfsync always")
         .start();
-    let proxy = proxy_for(&server);
+    let proxy = FaultProxy::in_front_of(&server);
 
     // A throwaway client first, so that brisk's process-wide state (its background runtime) is
     // there before the descriptors are counted: only what the client under test keeps counts.
@@ -767,7 +765,7 @@ impl Checks {
 #[test]
 fn a_write_forwarded_then_reset_before_its_ack_is_not_sent_again() {
     let server = RedisServer::start();
-    let proxy = proxy_for(&server);
+    let proxy = FaultProxy::in_front_of(&server);
     let mut config = Config::default();
     config
         .set_url(&format!("{}?max_retries=0&pool_size=1", proxy.url()))

@@ -383,9 +383,16 @@ impl Task {
                 .config
                 .health_check_interval
                 .is_some_and(|interval| idle && last_write.elapsed() >= interval);
-            if idle_too_long && !self.health_check(&line, &mut writer, &reader_done).await {
+            if idle_too_long {
+                // The request waits in `held`, its deadline watched, while the PING is out.
                 held.push_front(request);
-                break;
+                if !self
+                    .health_check(&line, &mut writer, &reader_done, &mut held)
+                    .await
+                {
+                    break;
+                }
+                continue;
             }
             // Everything already waiting goes into the outbox at once, in order.
             let start_writing = {
@@ -500,6 +507,7 @@ impl Task {
         line: &SharedLine,
         writer: &mut WriteHalf<AsyncStream>,
         reader_done: &Notify,
+        held: &mut VecDeque<Request>,
     ) -> bool {
         let started = Instant::now();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -510,31 +518,44 @@ impl Task {
             }
             state.append(Box::new(HealthCheck(tx)));
             state.writing = true;
+            state.checking = true;
         }
+        // Counted when sent ("health-check PINGs sent"): its verdict may take the read timeout.
+        self.observer.stats.bump(Stat::HealthChecks);
         let address = self.settings.address.clone();
         // Only a broken connection fails the check (an error reply is an answer), and the
         // failure is reported with its own status (TIMEOUT, CONNECTION), as the blocking path
         // reports it.
-        let mut held = VecDeque::new();
-        let written = self.drain(line, writer, reader_done, &mut held).await;
-        debug_assert!(
-            held.is_empty(),
-            "the channel is not read during a health check"
-        );
+        // Requests arriving meanwhile wait in `held` (for this connection or the next), their
+        // deadlines watched, as during any write.
+        let written = self.drain(line, writer, reader_done, held).await;
         let outcome = match written {
             false => Err(lock(line).dead.clone().unwrap_or_else(|| {
                 Error::new(Status::Connection, format!("write to {address}: failed"))
             })),
-            true => match rx.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(Error::new(
-                    Status::Connection,
-                    format!("health check of {address}: no answer"),
-                )),
-            },
+            true => {
+                tokio::pin!(rx);
+                let mut channel_open = true;
+                loop {
+                    tokio::select! {
+                        answer = &mut rx => break match answer {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(Error::new(
+                                Status::Connection,
+                                format!("health check of {address}: no answer"),
+                            )),
+                        },
+                        request = self.rx.recv(), if channel_open => match request {
+                            Some(request) => held.push_back(request),
+                            None => channel_open = false,
+                        },
+                        _ = earliest_deadline(held) => expire_waiting(held, &address),
+                    }
+                }
+            }
         };
-        self.observer.stats.bump(Stat::HealthChecks);
+        lock(line).checking = false;
         let healthy = outcome.is_ok();
         let status = outcome.as_ref().err().map_or(Status::Ok, Error::status);
         if let Err(e) = outcome {

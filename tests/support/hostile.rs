@@ -509,6 +509,35 @@ pub enum Path {
     Async,
 }
 
+/// One test per driver for each scenario: `name::blocking` and `name::asynchronous` call
+/// `scenario(args.., Path::Blocking)` and `scenario(args.., Path::Async)`.
+///
+/// ```ignore
+/// on_both_paths! {
+///     deadline_bounds_a_push_flood => deadline_holds(Behaviour::PushFlood, 3);
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_both_paths {
+    ($($name:ident => $scenario:ident($($arg:expr),* $(,)?);)+) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[test]
+                fn blocking() {
+                    $scenario($($arg,)* $crate::support::Path::Blocking)
+                }
+
+                #[test]
+                fn asynchronous() {
+                    $scenario($($arg,)* $crate::support::Path::Async)
+                }
+            }
+        )+
+    };
+}
+
 /// How long [`timed_call`] waits for an async callback: past the peer's give-up, so a client
 /// that only ends when the peer does is still measured.
 pub const CALLBACK_WAIT: Duration = Duration::from_secs(GIVE_UP.as_secs() + 40);

@@ -17,7 +17,9 @@
 //! (e.g. `valkey-server` and `valkey-cli`, a name in `PATH` or a path) instead of Debian's
 //! `redis-server` and `redis-cli`; `scripts/test` runs the suites once with each.
 //!
-//! Waiting is always polling with a deadline, never a bare sleep.
+//! Waiting is always polling with a deadline, never a bare sleep. Time bounds go through
+//! [`assert_between`] and friends (`timing`): their upper bounds widen on a loaded machine, up
+//! to a cap, so a test holds under load and still fails on a hang.
 
 // Each test crate uses a different part of this module.
 #![allow(dead_code, unused_imports)]
@@ -27,6 +29,7 @@ mod fake;
 mod hostile;
 mod proxy;
 mod server;
+mod timing;
 mod tls;
 
 pub use cluster::{NodeInfo, RedisCluster};
@@ -34,39 +37,68 @@ pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_por
 pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
 pub use proxy::FaultProxy;
 pub use server::{RedisServer, RedisServerBuilder, cli_program, server_program};
+pub use timing::{MAX_WIDENING, Widening, assert_at_most, assert_between, timed, within};
 pub use tls::TlsFiles;
 
-use brisk::{Args, Client, Error, Pipeline, Reply, Result, Session, Status};
-use std::sync::atomic::{AtomicBool, Ordering};
+use brisk::core::retry::{Backoff, RetryPolicy, RetrySettings};
+use brisk::{Args, Client, Config, Error, Pipeline, Reply, Result, Session, Status};
 use std::time::{Duration, Instant};
 
-/// A [`FaultProxy`] in front of `server`.
-pub fn proxy_for(server: &RedisServer) -> FaultProxy {
-    FaultProxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+/// A client for `config`; panics when it cannot be made.
+pub fn client(config: &Config) -> Client {
+    Client::new(config).expect("Client::new")
 }
 
-/// Sets the flag when dropped. Loops that run until told to stop get one inside their thread
-/// scope, so that a failing assertion stops them too (the scope would wait for them forever).
-pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+/// The default configuration with `url` applied (which may carry options:
+/// `redis://127.0.0.1:6379?read_timeout=300`).
+pub fn config_for(url: &str) -> Config {
+    let mut config = Config::default();
+    config.set_url(url).expect("valid URL");
+    config
+}
 
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+/// A client for `url`.
+pub fn client_for(url: &str) -> Client {
+    client(&config_for(url))
+}
+
+/// Retries `retries` times, `delay_ms` apart (writes under the default SAFE rules).
+pub fn constant_retry(delay_ms: u32, retries: u32) -> RetrySettings {
+    RetrySettings {
+        policy: Some(RetryPolicy {
+            backoff: Backoff::Constant,
+            base_ms: delay_ms,
+            cap_ms: delay_ms,
+            retries,
+        }),
+        ..RetrySettings::default()
     }
-}
-
-/// The file descriptors this process has open now (entries of `/proc/self/fd`, not counting
-/// the one used to list them).
-pub fn open_fds() -> usize {
-    let entries = std::fs::read_dir("/proc/self/fd").expect("list /proc/self/fd");
-    // The directory handle being read is itself one of the entries.
-    entries.count().saturating_sub(1)
 }
 
 /// Runs a command given as text arguments on a pooled connection.
 pub fn cmd(client: &Client, args: &[&str]) -> Result<Reply> {
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
     client.command(&Args::from_slices(&args))
+}
+
+/// A setup command on a client whose short timeouts (300 ms, say: the subject of the test) a
+/// loaded machine can outrun before the test has even begun, in the handshake or the command:
+/// tried again (up to 5 attempts) while it times out. Panics on any other failure.
+#[track_caller]
+pub fn setup_ok(client: &Client, args: &[&str]) -> Reply {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match cmd(client, args) {
+            Ok(reply) => return reply,
+            Err(e) if e.status() == Status::Timeout && attempts < 5 => continue,
+            Err(e) => panic!(
+                "{args:?} failed (attempt {attempts}): {:?}: {}",
+                e.status(),
+                e.message()
+            ),
+        }
+    }
 }
 
 /// Runs a command given as text arguments in a session.
@@ -128,6 +160,23 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The file descriptors this process has open now (entries of `/proc/self/fd`, not counting
+/// the one used to list them).
+pub fn open_fds() -> usize {
+    let entries = std::fs::read_dir("/proc/self/fd").expect("list /proc/self/fd");
+    // The directory handle being read is itself one of the entries.
+    entries.count().saturating_sub(1)
+}
+
+/// Sets its flag when dropped, so that a failing assertion also stops the threads watching it.
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -44,6 +44,11 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// Starts a proxy in front of `server`'s TCP port.
+    pub fn in_front_of(server: &super::RedisServer) -> FaultProxy {
+        FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], server.port())))
+    }
+
     /// Starts a proxy on a free loopback port forwarding to `target`.
     pub fn start(target: SocketAddr) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");

@@ -364,6 +364,34 @@ impl RedisServer {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// The integer value of `key` (0 when missing), read with redis-cli.
+    #[track_caller]
+    pub fn counter(&self, key: &str) -> i64 {
+        let value = self.cli(&["GET", key]);
+        if value.is_empty() {
+            0
+        } else {
+            value.parse().expect("an integer value")
+        }
+    }
+
+    /// A field of `INFO <section>` (`connected_clients`, `blocked_clients`, ...).
+    #[track_caller]
+    pub fn info_field(&self, section: &str, field: &str) -> u64 {
+        let info = self.cli(&["INFO", section]);
+        let prefix = format!("{field}:");
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {field} in INFO {section}: {info}"))
+            .parse()
+            .expect("a number")
+    }
+
+    /// Normal clients connected to the server, not counting the redis-cli asking.
+    pub fn normal_clients(&self) -> u64 {
+        self.info_field("clients", "connected_clients") - 1
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         read_log(&self.dir)

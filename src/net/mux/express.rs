@@ -4,9 +4,11 @@
 //! block (it then finishes it) or when the connection needs it (a health check, a reconnect):
 //! a caller keeping many commands in flight costs no wake-up of another thread per command.
 //!
-//! A request sent from a callback, which runs on the thread that reads the connection, is only
-//! appended: the reader writes everything so appended once it has handed out every reply of the
-//! bytes it read (one write per read, not one per command).
+//! A request sent while replies are coming (other requests in flight), or from a callback on the
+//! thread that reads the connection, is only appended: the reader writes everything so appended
+//! once it has handed out every reply of the bytes it read (one write per read, not one per
+//! command, and no other thread woken). Only a request on an idle connection is written at once
+//! by its sender.
 //!
 //! Order is the whole point: a request's bytes and its place in the in-flight queue are added
 //! under one lock, and the outbox is written by one writer at a time (`Line::writing`), front to
@@ -64,7 +66,7 @@ impl Express {
     /// connection died or closed, or wants a health check first).
     pub fn send(&self, request: Request) -> Result<(), Request> {
         let mut line = lock(&self.line);
-        if line.dead.is_some() {
+        if line.dead.is_some() || line.checking {
             return Err(request);
         }
         let idle = line.queue.is_empty() && !line.writing;
@@ -83,12 +85,16 @@ impl Express {
                 return Err(request);
             }
         }
+        let replies_coming = !line.queue.is_empty();
         line.append(request);
         if line.writing {
             // Whoever writes goes on until the outbox is empty.
             return Ok(());
         }
-        if READING.get() == line_id(&self.line) {
+        if replies_coming || READING.get() == line_id(&self.line) {
+            // The reader is about to hand out replies (or is doing so on this very thread, a
+            // callback sending): it writes everything appended meanwhile once it has, one
+            // write for them all, and no other thread need be woken.
             line.flush_wanted = true;
             return Ok(());
         }
@@ -98,18 +104,26 @@ impl Express {
         Ok(())
     }
 
-    /// Hands out replies with `complete` and then writes what the callbacks sent meanwhile.
+    /// Hands out replies with `complete` and then writes what was sent meanwhile (by callbacks
+    /// on this thread, or by senders that saw replies coming).
     pub fn reading<T>(&self, complete: impl FnOnce() -> T) -> T {
         READING.set(line_id(&self.line));
         let result = complete();
         READING.set(0);
+        self.flush_wanted();
+        result
+    }
+
+    /// Writes what senders left for the reader, if nobody is writing already. The reader also
+    /// calls this on its steady tick, so that requests left behind replies that never come (a
+    /// stalled server) still go out.
+    pub fn flush_wanted(&self) {
         let mut line = lock(&self.line);
         if std::mem::take(&mut line.flush_wanted) && !line.writing && line.dead.is_none() {
             line.writing = true;
             drop(line);
             self.flush();
         }
-        result
     }
 
     /// Writes the outbox until it is empty (then gives up `writing`), or hands the rest to the

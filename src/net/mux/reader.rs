@@ -45,6 +45,8 @@ pub(super) struct Line {
     pub flush_wanted: bool,
     /// When bytes were last written (an idle connection is health-checked before use).
     pub last_write: Instant,
+    /// A health check is out: requests wait for its verdict with the task, not on this line.
+    pub checking: bool,
 }
 
 impl Line {
@@ -56,6 +58,7 @@ impl Line {
             writing: false,
             flush_wanted: false,
             last_write: Instant::now(),
+            checking: false,
         }
     }
 }
@@ -133,6 +136,9 @@ impl Reader {
                 Wake::Tick => {
                     if let Err(e) = self.expire() {
                         return kill(&self.line, e);
+                    }
+                    if let Some(express) = &self.express {
+                        express.flush_wanted();
                     }
                 }
             }
