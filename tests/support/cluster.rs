@@ -149,9 +149,12 @@ impl RedisCluster {
         let (from_id, to_id) = (id(from), id(to));
         self.nodes[to].cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
         self.nodes[from].cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
-        loop {
+        // Bounded: 100 keys a round, and no test puts a million keys in one slot.
+        let mut moved_all = false;
+        for _ in 0..10_000 {
             let keys = self.nodes[from].cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
             if keys.is_empty() {
+                moved_all = true;
                 break;
             }
             let port = self.nodes[to].port().to_string();
@@ -159,6 +162,10 @@ impl RedisCluster {
             migrate.extend(keys.lines());
             self.nodes[from].cli(&migrate);
         }
+        assert!(
+            moved_all,
+            "slot {slot}: keys still on node {from} after 10,000 MIGRATEs"
+        );
         for i in 0..self.nodes.len() {
             if self.is_primary(i) {
                 self.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
