@@ -69,6 +69,28 @@ fn warm(client: &Client, key: &str) -> Option<String> {
     value
 }
 
+/// Reads `key` through `brisk_command_async` until a read is a hit, each read answering what a
+/// blocking read answers (the first async read may fill the entry over the node's multiplexed
+/// connection); its value.
+#[track_caller]
+fn warm_async(client: &Client, key: &str) -> Option<String> {
+    let read = |c: &Client| get_async(c, key).unwrap().as_str().map(str::to_owned);
+    let value = read(client);
+    assert_eq!(
+        value,
+        get(client, key),
+        "{key}: async and blocking reads differ"
+    );
+    let mut before = hits(client);
+    let hit = wait_until(WAIT, || {
+        assert_eq!(read(client), value);
+        let now = hits(client);
+        std::mem::replace(&mut before, now) < now
+    });
+    assert!(hit, "{key}: no async read was a hit");
+    value
+}
+
 fn stop_on_drop(stop: &AtomicBool) -> impl Drop + '_ {
     struct Stop<'a>(&'a AtomicBool);
     impl Drop for Stop<'_> {
@@ -310,6 +332,17 @@ fn another_clients_write_is_seen_by_the_next_read() {
 /// began; at least 100,000 reads.
 #[test]
 fn no_stale_read_under_concurrent_writers() {
+    concurrent_writers_stress(Reads::Blocking);
+}
+
+/// [`no_stale_read_under_concurrent_writers`] with 4 of the 8 readers on the async path
+/// (`brisk_command_async`): entries filled and hit by both paths.
+#[test]
+fn no_stale_async_or_blocking_read_under_concurrent_writers() {
+    concurrent_writers_stress(Reads::Mixed);
+}
+
+fn concurrent_writers_stress(reads_via: Reads) {
     let server = RedisServer::start();
     let client = Arc::new(cached(&server));
     let writer = Arc::new(plain(&server));
@@ -360,9 +393,12 @@ fn no_stale_read_under_concurrent_writers() {
                         let k = i % KEYS;
                         i += 1;
                         let started = Instant::now();
-                        let seen: i64 = text(&ok(&client, &["GET", &format!("counter:{k}")]))
-                            .parse()
-                            .unwrap();
+                        let key = format!("counter:{k}");
+                        let reply = match reads_via == Reads::Mixed && r % 2 == 1 {
+                            true => get_async(&client, &key).unwrap(),
+                            false => ok(&client, &["GET", &key]),
+                        };
+                        let seen: i64 = text(&reply).parse().unwrap();
                         let floor = {
                             let log = acks[k].lock().unwrap();
                             log.iter()
@@ -684,6 +720,41 @@ fn no_stale_read_of(
     readers: usize,
     fault: impl FnOnce(),
 ) -> u64 {
+    no_stale_read_via(client, keys, write, readers, Reads::Blocking, fault)
+}
+
+/// Which path the readers of [`no_stale_read_via`] read through.
+#[derive(Clone, Copy, PartialEq)]
+enum Reads {
+    /// `brisk_command` (pooled connections, tracked one by one).
+    Blocking,
+    /// Every other reader through `brisk_command_async` (the node's multiplexed connection),
+    /// the rest blocking: both paths fill and hit the same entries.
+    Mixed,
+}
+
+/// A GET through `brisk_command_async`, waited for (refused or failed: an error, as a
+/// blocking read during a fault would be).
+fn get_async(client: &Client, key: &str) -> brisk::Result<Reply> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let words: [&[u8]; 2] = [b"GET", key.as_bytes()];
+    let args = brisk::Args::from_slices(&words);
+    client.command_async_with(&args, move |outcome| {
+        let _ = tx.send(outcome);
+    })?;
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the async read's callback within 60 s")
+}
+
+/// [`no_stale_read_of`], the readers reading through `reads`.
+fn no_stale_read_via(
+    client: &Client,
+    keys: &[String],
+    write: &(dyn Fn(&str, i64) -> bool + Sync),
+    readers: usize,
+    reads_via: Reads,
+    fault: impl FnOnce(),
+) -> u64 {
     type Log = Mutex<Vec<(Instant, i64)>>;
     let acks: Vec<Log> = keys.iter().map(|_| Mutex::new(vec![])).collect();
     for key in keys {
@@ -715,7 +786,11 @@ fn no_stale_read_of(
                     let k = i % keys.len();
                     i += 1;
                     let started = Instant::now();
-                    let Ok(reply) = cmd(client, &["GET", &keys[k]]) else {
+                    let reply = match reads_via == Reads::Mixed && r % 2 == 1 {
+                        true => get_async(client, &keys[k]),
+                        false => cmd(client, &["GET", &keys[k]]),
+                    };
+                    let Ok(reply) = reply else {
                         continue;
                     };
                     let seen: i64 = reply.as_str().and_then(|v| v.parse().ok()).unwrap_or(-1);
@@ -776,6 +851,59 @@ fn no_stale_read_across_a_killed_invalidation_connection() {
         server.cli(&["CLIENT", "KILL", "ID", &listener]);
     });
     assert_tracked_again(&client, &writer, "k", "after");
+}
+
+/// The `id=` of every data connection of the cached client named `name` (not its invalidation
+/// connection): pooled connections and the multiplexed one.
+fn all_data_connection_ids(server: &RedisServer, name: &str) -> Vec<String> {
+    let listener = listener_id(server, name);
+    server
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|line| line.contains(&format!("name={name} ")))
+        .map(|line| support::client_info_field(line, "id"))
+        .filter(|id| Some(id) != listener.as_ref())
+        .collect()
+}
+
+/// Guarantees 2 and 4 on the async path, beside the blocking one: half the readers read
+/// through `brisk_command_async` (the node's multiplexed connection, its tracking re-asserted
+/// ahead of each cached read), half through `brisk_command`, while another client writes.
+/// The server then kills every data connection of the cached client (what it tracked for them
+/// is gone, and no invalidation will ever come for it): the entries go, no read is ever stale,
+/// hits come back.
+#[test]
+fn no_stale_async_or_blocking_read_across_killed_data_connections() {
+    let server = RedisServer::start();
+    let client = named_cached(&server, "mixed");
+    let writer = plain(&server);
+    ok(&writer, &["SET", "a", "1"]);
+    assert_eq!(warm_async(&client, "a").as_deref(), Some("1"));
+    let keys: Vec<String> = (0..4).map(|k| format!("f:{k}")).collect();
+    let write = |key: &str, n: i64| cmd(&writer, &["SET", key, &n.to_string()]).is_ok();
+    let killed = AtomicU64::new(0);
+    no_stale_read_via(&client, &keys, &write, 4, Reads::Mixed, || {
+        let ids = all_data_connection_ids(&server, "mixed");
+        assert!(
+            ids.len() >= 2,
+            "pooled and multiplexed connections: {ids:?}"
+        );
+        for id in ids {
+            server.cli(&["CLIENT", "KILL", "ID", &id]);
+            killed.fetch_add(1, SeqCst);
+        }
+    });
+    assert!(killed.load(SeqCst) >= 2);
+    // Tracked again on both paths: another client's write reaches entries filled by each.
+    ok(&writer, &["SET", "a", "2"]);
+    assert_eq!(warm_async(&client, "a").as_deref(), Some("2"));
+    assert_tracked_again(&client, &writer, "a", "3");
+    let invalidations = client.stat(Stat::CacheInvalidations);
+    warm_async(&client, "a");
+    ok(&writer, &["SET", "a", "4"]);
+    assert!(wait_until(WAIT, || client.stat(Stat::CacheInvalidations)
+        > invalidations));
+    assert_eq!(text(&get_async(&client, "a").unwrap()), "4");
 }
 
 /// A server that keeps what it acknowledged across a restart (every write is on disk before
@@ -1144,11 +1272,77 @@ fn cluster_caches_per_node() {
     assert_eq!(mget(), r#"Array["1", "3"]"#);
 }
 
+/// Cluster, guarantee 1 on every path, for keys on every primary: a write by this client
+/// through a command, an async command, a pipeline spanning the three primaries and a
+/// transaction drops the entries of its keys (filled by blocking and by async reads) before
+/// its reply is handed back.
+#[test]
+fn cluster_own_writes_are_read_back_on_every_path() {
+    let cluster = RedisCluster::start();
+    let client = cached_cluster_client(&cluster);
+    let keys = ["a", "b", "c", "d", "e", "f"];
+    let owners: std::collections::HashSet<usize> = keys
+        .iter()
+        .map(|k| cluster.primary_of_slot(0, slot(k)))
+        .collect();
+    assert_eq!(owners.len(), 3, "keys on every primary");
+    for round in 0..8 {
+        for key in keys {
+            ok(&client, &["SET", key, "before"]);
+            warm(&client, key);
+            warm_async(&client, key);
+        }
+        let v = format!("round {round}");
+        match round % 4 {
+            0 => {
+                for key in keys {
+                    ok(&client, &["SET", key, &v]);
+                }
+            }
+            1 => {
+                for key in keys {
+                    call_async(&client, &["SET", key, &v]).unwrap();
+                }
+            }
+            2 => {
+                let mut p = client.pipeline();
+                for key in keys {
+                    append(&mut p, &["GET", key]).unwrap();
+                    append(&mut p, &["SET", key, &v]).unwrap();
+                }
+                p.exec().unwrap();
+            }
+            _ => {
+                for key in keys {
+                    let mut t = client.transaction();
+                    append(&mut t, &["SET", key, &v]).unwrap();
+                    t.exec().unwrap();
+                }
+            }
+        }
+        for key in keys {
+            assert_eq!(get(&client, key).as_deref(), Some(v.as_str()), "{key}");
+            assert_eq!(text(&get_async(&client, key).unwrap()), v, "{key} (async)");
+        }
+    }
+}
+
 /// Cluster, guarantee 4 under readers: a manual failover (CLUSTER FAILOVER, nothing lost):
 /// the slot's owner changes, the entries go, the new primary's invalidation connection takes
 /// over; no read is ever stale.
 #[test]
 fn cluster_no_stale_read_across_a_failover() {
+    failover_under_readers(Reads::Blocking);
+}
+
+/// [`cluster_no_stale_read_across_a_failover`] with half the readers on the async path (each
+/// node's multiplexed connection).
+#[test]
+fn cluster_no_stale_async_or_blocking_read_across_a_failover() {
+    failover_under_readers(Reads::Mixed);
+}
+
+fn failover_under_readers(reads: Reads) {
     let cluster = RedisCluster::start();
     let client = cached_cluster_client(&cluster);
     let writer = Client::new(&cluster.config()).unwrap();
@@ -1156,7 +1350,7 @@ fn cluster_no_stale_read_across_a_failover() {
     let primary = cluster.primary_of_slot(0, slot("{f}"));
     let replica = cluster.replica_of(primary);
     let write = |key: &str, n: i64| cmd(&writer, &["SET", key, &n.to_string()]).is_ok();
-    no_stale_read_of(&client, &keys, &write, 4, || {
+    no_stale_read_via(&client, &keys, &write, 4, reads, || {
         cluster.nodes[replica].cli(&["CLUSTER", "FAILOVER"]);
         assert!(wait_until(Duration::from_secs(30), || cluster.is_primary(replica)));
     });
