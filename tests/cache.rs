@@ -263,6 +263,56 @@ fn own_writes_are_always_read_back() {
     assert_eq!(get(&client, "b"), None);
 }
 
+/// Guarantee 1 for scripts that write keys they do not declare (standalone allows it): brisk
+/// cannot name those keys, so the next hit waits for the server's word (a lease PING sent
+/// after the script's reply, which comes back only after the script's invalidations): the
+/// read right after the script is the new value, every time, whether the script ran as a
+/// command, an async command, in a pipeline or in a session's MULTI/EXEC.
+#[test]
+fn a_script_that_writes_undeclared_keys_is_read_back() {
+    let server = RedisServer::start();
+    let client = cached(&server);
+    ok(&client, &["SET", "k", "0"]);
+    ok(&client, &["SET", "other", "x"]);
+    let mut stale = Vec::new();
+    for round in 1..=1000u32 {
+        let v = round.to_string();
+        warm(&client, "k");
+        warm(&client, "other");
+        let script = "redis.call('SET', 'k', ARGV[1])";
+        match round % 4 {
+            0 => {
+                ok(&client, &["EVAL", script, "0", &v]);
+            }
+            3 => {
+                let mut s = client.session().unwrap();
+                session_cmd(&mut s, &["MULTI"]).unwrap();
+                session_cmd(&mut s, &["EVAL", script, "0", &v]).unwrap();
+                session_cmd(&mut s, &["EXEC"]).unwrap();
+            }
+            1 => {
+                call_async(&client, &["EVAL", script, "0", &v]).unwrap();
+            }
+            _ => {
+                let mut p = client.pipeline();
+                append(&mut p, &["EVAL", script, "0", &v]).unwrap();
+                p.exec().unwrap();
+            }
+        }
+        if get(&client, "k").as_deref() != Some(v.as_str()) {
+            stale.push(round);
+        }
+    }
+    assert!(stale.is_empty(), "stale after rounds {stale:?}");
+    // Hits go on afterwards (the scripts did not empty the cache).
+    let before = hits(&client);
+    get(&client, "other");
+    assert!(wait_until(WAIT, || {
+        get(&client, "other");
+        hits(&client) > before
+    }));
+}
+
 /// Guarantee 1 for a write that fails after it may have been applied (here: a script that
 /// writes, then errors): its keys are dropped all the same.
 #[test]

@@ -108,6 +108,8 @@ pub(crate) struct Read {
 pub(crate) enum Write {
     Keys(Positions),
     Everything,
+    /// A script: the keys it declares, and maybe others that only the server can name.
+    Script(Positions),
 }
 
 /// Writes queued in a session's MULTI, applied (and evicted again) at EXEC.
@@ -116,6 +118,8 @@ pub(crate) struct SessionWrites {
     in_multi: bool,
     keys: Vec<Vec<u8>>,
     everything: bool,
+    /// A script is queued: it runs at EXEC.
+    script: bool,
 }
 
 pub(crate) struct Cache {
@@ -295,6 +299,7 @@ impl Cache {
             }
             Access::Writes(keys) => Plan::Write(Write::Keys(keys)),
             Access::WritesUnknown => Plan::Write(Write::Everything),
+            Access::Script(keys) => Plan::Write(Write::Script(keys)),
             Access::Cacheable(_) | Access::Neither => Plan::Uncached,
         }
     }
@@ -365,14 +370,28 @@ impl Cache {
     /// keys go, and reads of them in flight are not kept (guarantee 1).
     pub fn written(&self, args: &Args<'_>, write: &Write) {
         match write {
-            Write::Keys(positions) => {
-                let dropped = self
-                    .store
-                    .invalidate(positions.iter().map(|&i| args.get(i)));
-                self.count_invalidated(dropped);
-            }
+            Write::Keys(positions) => self.invalidate_at(args, positions),
             Write::Everything => self.flush_all(Reason::Flush),
+            Write::Script(positions) => {
+                self.invalidate_at(args, positions);
+                self.after_script();
+            }
         }
+    }
+
+    fn invalidate_at(&self, args: &Args<'_>, positions: &Positions) {
+        let dropped = self
+            .store
+            .invalidate(positions.iter().map(|&i| args.get(i)));
+        self.count_invalidated(dropped);
+    }
+
+    /// A script's reply has been read: what it wrote that it did not declare is named only by
+    /// the server's invalidations, so hits wait for a lease PING sent from now on (the thread
+    /// is woken to send it).
+    fn after_script(&self) {
+        self.store.leases.after_script();
+        self.listeners.wake();
     }
 
     /// [`Cache::written`] for a command held encoded (the async path).
@@ -433,17 +452,25 @@ impl Cache {
     /// After a pipeline or transaction ran: the keys of its writes go.
     pub fn after_batch(&self, table: Option<&CommandTable>, encoded: &[u8]) {
         let mut everything = false;
+        let mut script = false;
         let mut keys: Vec<Vec<u8>> = Vec::new();
         all_encoded(encoded, |args| {
             match access(table, args) {
                 Access::Writes(positions) => {
                     keys.extend(positions.iter().map(|&i| args.get(i).to_vec()));
                 }
+                Access::Script(positions) => {
+                    keys.extend(positions.iter().map(|&i| args.get(i).to_vec()));
+                    script = true;
+                }
                 Access::WritesUnknown => everything = true,
                 _ => {}
             }
             true
         });
+        if script {
+            self.after_script();
+        }
         if everything {
             return self.flush_all(Reason::Flush);
         }
@@ -475,6 +502,9 @@ impl Cache {
         if name.eq_ignore_ascii_case(b"EXEC") || name.eq_ignore_ascii_case(b"DISCARD") {
             let done = std::mem::take(queued);
             if name.eq_ignore_ascii_case(b"EXEC") {
+                if done.script {
+                    self.after_script();
+                }
                 if done.everything {
                     return self.flush_all(Reason::Flush);
                 }
@@ -486,6 +516,7 @@ impl Cache {
         let write = match access(table, args) {
             Access::Writes(keys) => Write::Keys(keys),
             Access::WritesUnknown => Write::Everything,
+            Access::Script(keys) => Write::Script(keys),
             _ => return,
         };
         self.written(args, &write);
@@ -494,6 +525,12 @@ impl Cache {
                 Write::Keys(positions) => queued
                     .keys
                     .extend(positions.iter().map(|&i| args.get(i).to_vec())),
+                Write::Script(positions) => {
+                    queued.script = true;
+                    queued
+                        .keys
+                        .extend(positions.iter().map(|&i| args.get(i).to_vec()));
+                }
                 Write::Everything => queued.everything = true,
             }
         }

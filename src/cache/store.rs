@@ -31,7 +31,9 @@ use crate::core::cache::same_command;
 use crate::resp::{Args, Reply};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -276,6 +278,11 @@ pub(crate) struct Leases {
     confirmed: Box<[AtomicU64]>,
     /// Set by hits: someone wants this node's lease kept fresh.
     demand: Box<[AtomicBool]>,
+    /// [`now_ns`] when this client last had a script's reply: a script may write keys it does
+    /// not declare, which only the server's invalidations name, so a lease counts only when
+    /// its PING was sent after that (the server runs a connection's commands in order, and
+    /// queued the script's invalidations before its reply).
+    barrier: AtomicU64,
 }
 
 impl Leases {
@@ -283,6 +290,7 @@ impl Leases {
         Leases {
             confirmed: (0..MAX_NODES).map(|_| AtomicU64::new(0)).collect(),
             demand: (0..MAX_NODES).map(|_| AtomicBool::new(false)).collect(),
+            barrier: AtomicU64::new(0),
         }
     }
 
@@ -292,7 +300,14 @@ impl Leases {
             return false;
         };
         let confirmed = slot.load(Acquire);
-        confirmed != 0 && now.saturating_sub(confirmed) <= LEASE.as_nanos() as u64
+        confirmed != 0
+            && now.saturating_sub(confirmed) <= LEASE.as_nanos() as u64
+            && confirmed > self.barrier.load(Acquire)
+    }
+
+    /// A script's reply has been read: no lease renewed by a PING sent before now counts.
+    pub fn after_script(&self) {
+        self.barrier.fetch_max(now_ns(), Release);
     }
 
     #[inline]

@@ -10,7 +10,8 @@
 //!
 //! A command changes what is cached when it has the `write` flag (or, without the server's
 //! table, is not known to only read), or runs a script: its keys' entries go, or every entry
-//! when its keys cannot be named (FLUSHALL, SWAPDB, FUNCTION LOAD...).
+//! when its keys cannot be named (FLUSHALL, SWAPDB, FUNCTION LOAD...). A script may also write
+//! keys it does not declare, so after one, hits wait for the server (see [`Access::Script`]).
 
 use super::command_table::{self, CommandTable, Positions};
 use super::commands::{builtin_read_only, is_script};
@@ -29,6 +30,11 @@ pub enum Access {
     /// Changes keys that cannot be named (FLUSHALL, SWAPDB, a write the table has no keys for):
     /// every entry goes.
     WritesUnknown,
+    /// A script (EVAL, EVALSHA, FCALL): the keys it declares (argument positions) and maybe
+    /// others (standalone lets a script write keys it does not declare): the declared keys'
+    /// entries go, and hits wait for the server's word that the script's invalidations have
+    /// all arrived.
+    Script(Positions),
     /// Neither: PING, INFO, and reads that are not cached (RANDOMKEY, TTL, SCAN...).
     Neither,
 }
@@ -145,12 +151,12 @@ pub fn access(table: Option<&CommandTable>, args: &Args<'_>) -> Access {
             false => Access::Cacheable(keys),
         };
     }
-    if write || is_script(name) {
+    if is_script(name) {
+        return Access::Script(keys_of(known_keys, table, args));
+    }
+    if write {
         let keys = keys_of(known_keys, table, args);
         return match keys.is_empty() {
-            // A script that declares no keys is trusted to touch none (as Redis Cluster
-            // requires); its writes still come back as invalidations from the server.
-            true if is_script(name) => Access::Neither,
             true => Access::WritesUnknown,
             false => Access::Writes(keys),
         };

@@ -118,11 +118,15 @@ fn writes_name_their_keys_or_flush_everything() {
         );
         assert_eq!(
             access_of(table, &["EVAL", "return 1", "1", "k", "a"]),
-            Access::Writes(vec![3].into())
+            Access::Script(vec![3].into())
         );
         assert_eq!(
             access_of(table, &["EVAL", "return 1", "0"]),
-            Access::Neither
+            Access::Script(vec![].into())
+        );
+        assert_eq!(
+            access_of(table, &["FCALL", "f", "1", "k"]),
+            Access::Script(vec![3].into())
         );
         assert_eq!(access_of(table, &["PING"]), Access::Neither);
         assert_eq!(access_of(table, &["INFO"]), Access::Neither);
