@@ -1138,8 +1138,9 @@ brisk_status brisk_config_set_read_from(brisk_config *cfg,
  *    scripts, through `brisk_command`, `brisk_command_async`, pipelines, transactions and
  *    sessions) drops the entries of every key it names before its reply is handed back,
  *    whatever its outcome; a write whose keys cannot be named (FLUSHALL, SWAPDB) drops all.
- *    A script may also write keys it does not declare: after one, hits wait until the node
- *    answers a PING sent after the script's reply (by then its invalidations have arrived).
+ *    A write may also change keys only the server can name (a script's undeclared keys,
+ *    `SORT ... STORE`): after one, hits wait until the node answers a PING sent after its
+ *    reply (by then its invalidations have arrived).
  * 2. No stale read: a read that starts 1 ms or more after another client's write was
  *    acknowledged never returns the old value. Invalidations are applied the moment they
  *    arrive, and a hit is served only while its node has answered a PING sent under 1 ms ago

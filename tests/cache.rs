@@ -313,6 +313,34 @@ fn a_script_that_writes_undeclared_keys_is_read_back() {
     }));
 }
 
+/// Guarantee 1 for a write whose key the server's table cannot point at (SORT's STORE key may
+/// be anywhere: its key spec is `unknown`): after it, hits wait for the server's word, and the
+/// read right after is the sorted list, every time.
+#[test]
+fn sort_store_is_read_back() {
+    let server = RedisServer::start();
+    let client = cached(&server);
+    let lrange = |c: &Client| format!("{:?}", ok(c, &["LRANGE", "dst", "0", "-1"]));
+    let mut stale = Vec::new();
+    for round in 1..=300u32 {
+        let v = round.to_string();
+        ok(&client, &["DEL", "dst", "src"]);
+        ok(&client, &["RPUSH", "dst", "old"]);
+        ok(&client, &["RPUSH", "src", &v]);
+        lrange(&client);
+        assert!(wait_until(WAIT, || {
+            let before = hits(&client);
+            lrange(&client);
+            hits(&client) > before
+        }));
+        ok(&client, &["SORT", "src", "ALPHA", "STORE", "dst"]);
+        if lrange(&client) != format!("{:?}", ok(&plain(&server), &["LRANGE", "dst", "0", "-1"])) {
+            stale.push(round);
+        }
+    }
+    assert!(stale.is_empty(), "stale after rounds {stale:?}");
+}
+
 /// Guarantee 1 for a write that fails after it may have been applied (here: a script that
 /// writes, then errors): its keys are dropped all the same.
 #[test]

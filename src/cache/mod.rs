@@ -108,8 +108,9 @@ pub(crate) struct Read {
 pub(crate) enum Write {
     Keys(Positions),
     Everything,
-    /// A script: the keys it declares, and maybe others that only the server can name.
-    Script(Positions),
+    /// These keys, and maybe others that only the server can name (a script's undeclared
+    /// keys, SORT's STORE key).
+    KeysAndMore(Positions),
 }
 
 /// Writes queued in a session's MULTI, applied (and evicted again) at EXEC.
@@ -118,8 +119,8 @@ pub(crate) struct SessionWrites {
     in_multi: bool,
     keys: Vec<Vec<u8>>,
     everything: bool,
-    /// A script is queued: it runs at EXEC.
-    script: bool,
+    /// A write with keys only the server can name is queued: it runs at EXEC.
+    unnamed: bool,
 }
 
 pub(crate) struct Cache {
@@ -299,7 +300,7 @@ impl Cache {
             }
             Access::Writes(keys) => Plan::Write(Write::Keys(keys)),
             Access::WritesUnknown => Plan::Write(Write::Everything),
-            Access::Script(keys) => Plan::Write(Write::Script(keys)),
+            Access::WritesMore(keys) => Plan::Write(Write::KeysAndMore(keys)),
             Access::Cacheable(_) | Access::Neither => Plan::Uncached,
         }
     }
@@ -372,9 +373,9 @@ impl Cache {
         match write {
             Write::Keys(positions) => self.invalidate_at(args, positions),
             Write::Everything => self.flush_all(Reason::Flush),
-            Write::Script(positions) => {
+            Write::KeysAndMore(positions) => {
                 self.invalidate_at(args, positions);
-                self.after_script();
+                self.after_unnamed_writes();
             }
         }
     }
@@ -386,11 +387,11 @@ impl Cache {
         self.count_invalidated(dropped);
     }
 
-    /// A script's reply has been read: what it wrote that it did not declare is named only by
-    /// the server's invalidations, so hits wait for a lease PING sent from now on (the thread
-    /// is woken to send it).
-    fn after_script(&self) {
-        self.store.leases.after_script();
+    /// The reply of a write with keys only the server can name (a script's undeclared keys,
+    /// SORT's STORE key) has been read: its invalidations name them, so hits wait for a lease
+    /// PING sent from now on (the thread is woken to send it).
+    fn after_unnamed_writes(&self) {
+        self.store.leases.after_unnamed_writes();
         self.listeners.wake();
     }
 
@@ -452,24 +453,24 @@ impl Cache {
     /// After a pipeline or transaction ran: the keys of its writes go.
     pub fn after_batch(&self, table: Option<&CommandTable>, encoded: &[u8]) {
         let mut everything = false;
-        let mut script = false;
+        let mut unnamed = false;
         let mut keys: Vec<Vec<u8>> = Vec::new();
         all_encoded(encoded, |args| {
             match access(table, args) {
                 Access::Writes(positions) => {
                     keys.extend(positions.iter().map(|&i| args.get(i).to_vec()));
                 }
-                Access::Script(positions) => {
+                Access::WritesMore(positions) => {
                     keys.extend(positions.iter().map(|&i| args.get(i).to_vec()));
-                    script = true;
+                    unnamed = true;
                 }
                 Access::WritesUnknown => everything = true,
                 _ => {}
             }
             true
         });
-        if script {
-            self.after_script();
+        if unnamed {
+            self.after_unnamed_writes();
         }
         if everything {
             return self.flush_all(Reason::Flush);
@@ -502,8 +503,8 @@ impl Cache {
         if name.eq_ignore_ascii_case(b"EXEC") || name.eq_ignore_ascii_case(b"DISCARD") {
             let done = std::mem::take(queued);
             if name.eq_ignore_ascii_case(b"EXEC") {
-                if done.script {
-                    self.after_script();
+                if done.unnamed {
+                    self.after_unnamed_writes();
                 }
                 if done.everything {
                     return self.flush_all(Reason::Flush);
@@ -516,7 +517,7 @@ impl Cache {
         let write = match access(table, args) {
             Access::Writes(keys) => Write::Keys(keys),
             Access::WritesUnknown => Write::Everything,
-            Access::Script(keys) => Write::Script(keys),
+            Access::WritesMore(keys) => Write::KeysAndMore(keys),
             _ => return,
         };
         self.written(args, &write);
@@ -525,8 +526,8 @@ impl Cache {
                 Write::Keys(positions) => queued
                     .keys
                     .extend(positions.iter().map(|&i| args.get(i).to_vec())),
-                Write::Script(positions) => {
-                    queued.script = true;
+                Write::KeysAndMore(positions) => {
+                    queued.unnamed = true;
                     queued
                         .keys
                         .extend(positions.iter().map(|&i| args.get(i).to_vec()));

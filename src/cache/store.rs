@@ -278,10 +278,10 @@ pub(crate) struct Leases {
     confirmed: Box<[AtomicU64]>,
     /// Set by hits: someone wants this node's lease kept fresh.
     demand: Box<[AtomicBool]>,
-    /// [`now_ns`] when this client last had a script's reply: a script may write keys it does
-    /// not declare, which only the server's invalidations name, so a lease counts only when
-    /// its PING was sent after that (the server runs a connection's commands in order, and
-    /// queued the script's invalidations before its reply).
+    /// [`now_ns`] when this client last had the reply of a write with keys only the server
+    /// can name (a script's undeclared keys, SORT's STORE key): only its invalidations name
+    /// them, so a lease counts only when its PING was sent after that (the server answers a
+    /// connection in order, and queued those invalidations before the write's reply).
     barrier: AtomicU64,
 }
 
@@ -305,8 +305,8 @@ impl Leases {
             && confirmed > self.barrier.load(Acquire)
     }
 
-    /// A script's reply has been read: no lease renewed by a PING sent before now counts.
-    pub fn after_script(&self) {
+    /// Such a write's reply has been read: no lease renewed by a PING sent before now counts.
+    pub fn after_unnamed_writes(&self) {
         self.barrier.fetch_max(now_ns(), Release);
     }
 

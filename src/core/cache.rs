@@ -10,8 +10,9 @@
 //!
 //! A command changes what is cached when it has the `write` flag (or, without the server's
 //! table, is not known to only read), or runs a script: its keys' entries go, or every entry
-//! when its keys cannot be named (FLUSHALL, SWAPDB, FUNCTION LOAD...). A script may also write
-//! keys it does not declare, so after one, hits wait for the server (see [`Access::Script`]).
+//! when its keys cannot be named (FLUSHALL, SWAPDB, FUNCTION LOAD...). Some writes have keys
+//! only the server can name (a script's undeclared keys, SORT's STORE key): after one, hits
+//! wait for the server (see [`Access::WritesMore`]).
 
 use super::command_table::{self, CommandTable, Positions};
 use super::commands::{builtin_read_only, is_script};
@@ -30,11 +31,12 @@ pub enum Access {
     /// Changes keys that cannot be named (FLUSHALL, SWAPDB, a write the table has no keys for):
     /// every entry goes.
     WritesUnknown,
-    /// A script (EVAL, EVALSHA, FCALL): the keys it declares (argument positions) and maybe
-    /// others (standalone lets a script write keys it does not declare): the declared keys'
-    /// entries go, and hits wait for the server's word that the script's invalidations have
-    /// all arrived.
-    Script(Positions),
+    /// Changes these keys (argument positions) and maybe others that only the server can name:
+    /// a script (EVAL, EVALSHA, FCALL; standalone lets one write keys it does not declare), a
+    /// write whose key specs the server marks unknown or incomplete (SORT ... STORE, MIGRATE).
+    /// The named keys' entries go, and hits wait for the server's word that its invalidations
+    /// have all arrived.
+    WritesMore(Positions),
     /// Neither: PING, INFO, and reads that are not cached (RANDOMKEY, TTL, SCAN...).
     Neither,
 }
@@ -122,10 +124,16 @@ pub fn access(table: Option<&CommandTable>, args: &Args<'_>) -> Access {
     // With the server's table: its facts and key positions in one lookup.
     let mut known_keys: Option<Option<Positions>> = None;
     let found = table.and_then(|t| t.facts_and_keys(args));
-    let (read_only, write, nondeterministic, blocking) = match found {
+    let (read_only, write, nondeterministic, blocking, unnamed_keys) = match found {
         Some((f, keys)) => {
             known_keys = Some(keys);
-            (f.read_only, f.write, f.nondeterministic, f.blocking)
+            (
+                f.read_only,
+                f.write,
+                f.nondeterministic,
+                f.blocking,
+                f.unnamed_keys,
+            )
         }
         // Not in the server's own table: the server refuses it, so it changes nothing.
         None if table.is_some() => return Access::Neither,
@@ -133,11 +141,17 @@ pub fn access(table: Option<&CommandTable>, args: &Args<'_>) -> Access {
         None if listed(DENIED, name) => return Access::Neither,
         None => {
             let read = builtin_read_only(name);
-            (read, !read && !listed(HARMLESS, name), false, false)
+            let write = !read && !listed(HARMLESS, name);
+            // Without the server's key specs: SORT's STORE key may be anywhere.
+            let unnamed = write && name.eq_ignore_ascii_case(b"SORT");
+            (read, write, false, false, unnamed)
         }
     };
     if read_only && !write {
-        let cacheable = !nondeterministic
+        // SORT_RO's only unknown key spec is for BY/GET patterns, checked below.
+        let keys_named = !unnamed_keys || name.eq_ignore_ascii_case(b"SORT_RO");
+        let cacheable = keys_named
+            && !nondeterministic
             && !blocking
             && !listed(DENIED, name)
             && !reads_unnamed_keys(args)
@@ -151,8 +165,8 @@ pub fn access(table: Option<&CommandTable>, args: &Args<'_>) -> Access {
             false => Access::Cacheable(keys),
         };
     }
-    if is_script(name) {
-        return Access::Script(keys_of(known_keys, table, args));
+    if is_script(name) || (write && unnamed_keys) {
+        return Access::WritesMore(keys_of(known_keys, table, args));
     }
     if write {
         let keys = keys_of(known_keys, table, args);

@@ -155,6 +155,10 @@ pub struct CommandFacts {
     pub nondeterministic: bool,
     /// The `blocking` flag.
     pub blocking: bool,
+    /// Some of its keys cannot be found from its arguments: a key spec the server marks
+    /// `unknown` or `incomplete` (SORT's STORE key, MIGRATE's KEYS), or movable keys without
+    /// key specs (Redis 6).
+    pub unnamed_keys: bool,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +170,16 @@ pub struct CommandTable {
 
 fn int(node: Option<&Node>) -> Option<i64> {
     node.and_then(|n| n.as_integer().or_else(|| n.as_str()?.parse().ok()))
+}
+
+/// Whether the server flags a key spec `incomplete` (it may not find every key).
+fn spec_is_incomplete(spec: &Node) -> bool {
+    spec.get("flags").is_some_and(|flags| {
+        flags
+            .children()
+            .iter()
+            .any(|f| f.as_bytes() == Some(b"incomplete"))
+    })
 }
 
 fn parse_key_spec(spec: &Node) -> Option<KeySpec> {
@@ -230,16 +244,18 @@ impl CommandTable {
                 write: has_flag(b"write"),
                 nondeterministic,
                 blocking: has_flag(b"blocking"),
+                unnamed_keys: false,
             },
             keys: None,
         };
         // Redis 7 key specs (field 8). Specs of type "unknown" (SORT's STORE key, say) cannot
         // be followed and are skipped: routing needs one key, and the server rejects a command
         // whose other keys are in another slot.
-        let specs: Vec<KeySpec> = fields
-            .get(8)
-            .map(|specs| specs.children().iter().filter_map(parse_key_spec).collect())
-            .unwrap_or_default();
+        let raw_specs = fields.get(8).map(Node::children).unwrap_or_default();
+        let specs: Vec<KeySpec> = raw_specs.iter().filter_map(parse_key_spec).collect();
+        info.facts.unnamed_keys = specs.len() < raw_specs.len()
+            || raw_specs.iter().any(spec_is_incomplete)
+            || (raw_specs.is_empty() && has_flag(b"movablekeys"));
         match specs {
             specs if !specs.is_empty() => info.keys = Some(specs),
             _ if has_flag(b"movablekeys") => {}

@@ -118,16 +118,21 @@ fn writes_name_their_keys_or_flush_everything() {
         );
         assert_eq!(
             access_of(table, &["EVAL", "return 1", "1", "k", "a"]),
-            Access::Script(vec![3].into())
+            Access::WritesMore(vec![3].into())
         );
         assert_eq!(
             access_of(table, &["EVAL", "return 1", "0"]),
-            Access::Script(vec![].into())
+            Access::WritesMore(vec![].into())
         );
         assert_eq!(
             access_of(table, &["FCALL", "f", "1", "k"]),
-            Access::Script(vec![3].into())
+            Access::WritesMore(vec![3].into())
         );
+        // SORT's STORE key is found by the server only.
+        assert!(matches!(
+            access_of(table, &["SORT", "src", "STORE", "dst"]),
+            Access::WritesMore(_)
+        ));
         assert_eq!(access_of(table, &["PING"]), Access::Neither);
         assert_eq!(access_of(table, &["INFO"]), Access::Neither);
         assert_eq!(access_of(table, &["PUBLISH", "c", "m"]), Access::Neither);
