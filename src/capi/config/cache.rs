@@ -60,6 +60,11 @@ pub const BRISK_CACHE_OPTIN: brisk_cache_mode = 2;
 /// 6. Invalidations are not per DB on the server, nor here: a write in DB 3 drops entries read
 ///    in DB 0.
 ///
+/// Not covered: a key's own expiry on the server. An entry is dropped when the server
+/// invalidates the expired key, which it does when it deletes it (its active expiry, usually
+/// within 100 ms on a small keyspace, or any read of the key there); until then a hit may
+/// return the value of a key whose TTL has just run out. Keep `ttl_ms` short for such keys.
+///
 /// Counted in `BRISK_STAT_CACHE_*`; drops are reported as `BRISK_EVENT_CACHE_INVALIDATE`.
 /// Standalone and cluster mode (each node tracks what was read from it).
 ///
