@@ -874,9 +874,13 @@ static void brisk_async_issue(struct async_state *s, uint64_t index) {
   brisk_check(brisk_command_async(s->conn, argc, argv, len, brisk_async_done, s), "command_async");
 }
 
+/* Sleeps until a completion is signalled, then takes every other one already signalled (as
+   hiredis's wait takes every reply one read brought): the caller tops up once per wake-up. */
 static uint64_t brisk_async_wait(struct async_state *s) {
+  uint64_t n = 1;
   sem_wait_fully(&s->wake);
-  return 1;
+  while (sem_trywait(&s->wake) == 0) n++;
+  return n;
 }
 static void brisk_async_signal(struct async_state *s) { sem_post(&s->wake); }
 
