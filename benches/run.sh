@@ -18,7 +18,7 @@
 #   --rust         run the Rust side bench (the default without --quick)
 #   --no-rust      skip it
 #   anything else  passed to bench: --repeats N, --duration S, --only sync,pipeline,threads,
-#                  lrange,async,otel,pubsub,heap, --heap-conns N (see benches/bench.c); --repeats,
+#                  lrange,async,otel,pubsub,cache,heap, --heap-conns N (see benches/bench.c); --repeats,
 #                  --duration and --only (sync,pipeline,lrange,async) also to the Rust bench
 #
 # Environment: BRISK_LIB_DIR=dir uses an already built libbrisk.so there instead of running
@@ -157,6 +157,9 @@ if grep -q 'brisk_config_set_otel_endpoint' include/brisk.h; then
 fi
 if grep -q 'brisk_subscriber_new' include/brisk.h; then
   defines+=(-DBRISK_HAVE_PUBSUB)
+fi
+if grep -q 'brisk_client_cache_flush' include/brisk.h; then
+  defines+=(-DBRISK_HAVE_CACHE)
 fi
 hiredis_flags=$(pkg-config --cflags --libs hiredis 2>/dev/null || echo -lhiredis)
 libevent_flags=

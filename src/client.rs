@@ -82,6 +82,13 @@ impl Client {
         self.shared.stat(stat)
     }
 
+    /// Drops every client-side cache entry now (nothing when the cache is off).
+    pub fn cache_flush(&self) {
+        if let Some(cache) = &self.shared.cache {
+            cache.flush();
+        }
+    }
+
     /// Registers `consumer` for the RESP3 push frames of the given kinds (the first element of
     /// the frame: `invalidate`, `message`, ...) that arrive on any of the client's connections;
     /// it also hears when a connection closes. It runs on the thread that read the frame and

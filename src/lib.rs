@@ -17,6 +17,7 @@
 //!
 //! `docs/ARCHITECTURE.md` walks through how a command flows through these layers.
 
+mod cache;
 pub mod client;
 pub mod config;
 pub mod core;

@@ -158,6 +158,11 @@ impl Pipeline {
             }
             _ => self.exec_on_one_node(count, &entries),
         };
+        if let Some(cache) = &self.shared.cache {
+            // Reads here bypass the cache; writes drop their keys' entries before the replies
+            // are handed back (whatever the outcome: some may have been applied).
+            cache.after_batch(self.shared.command_table(), &self.encoded);
+        }
         // Keep the allocation for the next round.
         self.encoded.clear();
         result

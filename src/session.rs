@@ -34,6 +34,8 @@ pub struct Session {
     lost: Option<Transaction>,
     /// The session changed connection state that a reset cannot undo.
     dirty: bool,
+    /// Writes queued in MULTI, for the client-side cache to drop again at EXEC.
+    cache_writes: crate::cache::SessionWrites,
 }
 
 /// WATCH and MULTI state of a connection.
@@ -88,6 +90,7 @@ impl Session {
             transaction: Transaction::default(),
             lost: None,
             dirty: false,
+            cache_writes: Default::default(),
         })
     }
 
@@ -117,6 +120,9 @@ impl Session {
         };
         let result =
             blocking::run_pinned(&shared, &node, conn, &request, |conn| conn.command(args));
+        if let Some(cache) = &shared.cache {
+            cache.session_command(shared.command_table(), args, &mut self.cache_writes);
+        }
         let broken = conn.is_broken();
         let subcommand = (args.len() > 1).then(|| args.get(1));
         if connection_use(name, subcommand) == ConnectionUse::ConnectionState {

@@ -254,7 +254,7 @@ fn replica_reads_and_moved_after_a_slot_changes_hands() {
     let to = (0..6)
         .find(|&i| i != from && cluster.is_primary(i))
         .expect("another primary");
-    migrate_slot(&cluster, s, from, to);
+    cluster.migrate_slot(s, from, to);
     assert_eq!(text(&ok(&plain, &["GET", "m:1"])), "v");
     assert!(plain.stat(Stat::Redirects) >= 1, "a MOVED was followed");
 
@@ -273,31 +273,6 @@ fn replica_gets(cluster: &RedisCluster, node: usize) -> u64 {
         .and_then(|l| l.split("calls=").nth(1))
         .and_then(|rest| rest.split(',').next())
         .map_or(0, |n| n.parse().unwrap())
-}
-
-/// Moves `slot` with its keys from node `from` to node `to` the way `redis-cli --cluster
-/// reshard` does: IMPORTING/MIGRATING, MIGRATE of every key, then SETSLOT NODE everywhere.
-fn migrate_slot(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
-    let slot = slot.to_string();
-    let id = |i: usize| cluster.nodes[i].cli(&["CLUSTER", "MYID"]);
-    let (from_id, to_id) = (id(from), id(to));
-    cluster.nodes[to].cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
-    cluster.nodes[from].cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
-    loop {
-        let keys = cluster.nodes[from].cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
-        if keys.is_empty() {
-            break;
-        }
-        let port = cluster.nodes[to].port().to_string();
-        let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
-        migrate.extend(keys.lines());
-        cluster.nodes[from].cli(&migrate);
-    }
-    for i in 0..cluster.nodes.len() {
-        if cluster.is_primary(i) {
-            cluster.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
-        }
-    }
 }
 
 /// A writer that SETs fresh keys and INCRs one counter as fast as it can, recording what the
@@ -629,7 +604,7 @@ fn slot_migration_under_load_follows_ask_without_errors() {
             })
         })
     };
-    migrate_slot(&cluster, s, from, to);
+    cluster.migrate_slot(s, from, to);
     let redirects = c.stat(Stat::Redirects);
     stop.store(true, Ordering::Relaxed);
     let reads = reader.join().unwrap();

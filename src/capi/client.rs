@@ -247,11 +247,13 @@ pub const BRISK_STAT_POOL_EXHAUSTED: brisk_stat = 9;
 pub const BRISK_STAT_POOL_OPEN: brisk_stat = 10;
 /// Gauge: idle connections now.
 pub const BRISK_STAT_POOL_IDLE: brisk_stat = 11;
-/// Client-side cache hits.
+/// Client-side cache hits (also counted in `BRISK_STAT_COMMANDS`).
 pub const BRISK_STAT_CACHE_HITS: brisk_stat = 12;
-/// Client-side cache misses.
+/// Cacheable reads that went to the server (not cached yet, or an entry its node's lease did
+/// not cover).
 pub const BRISK_STAT_CACHE_MISSES: brisk_stat = 13;
-/// Client-side cache entries invalidated.
+/// Client-side cache entries dropped because they may be stale: invalidations, this client's
+/// writes, flushes, lost tracking.
 pub const BRISK_STAT_CACHE_INVALIDATIONS: brisk_stat = 14;
 /// Cluster topology refreshes.
 pub const BRISK_STAT_TOPOLOGY_REFRESHES: brisk_stat = 15;
@@ -259,16 +261,33 @@ pub const BRISK_STAT_TOPOLOGY_REFRESHES: brisk_stat = 15;
 pub const BRISK_STAT_REDIRECTS: brisk_stat = 16;
 /// Gauge: client-side cache entries now.
 pub const BRISK_STAT_CACHE_ENTRIES: brisk_stat = 17;
-/// Gauge: bytes held by the client-side cache now.
+/// Gauge: bytes the client-side cache holds now (as `brisk_config_set_client_cache_max_bytes`
+/// counts them).
 pub const BRISK_STAT_CACHE_BYTES: brisk_stat = 18;
-/// Client-side cache entries evicted to stay within its bounds.
+/// Client-side cache entries dropped for room (least recently used) or age (TTL).
 pub const BRISK_STAT_CACHE_EVICTIONS: brisk_stat = 19;
+
 /// Pub/Sub messages received by the client's subscribers (those dropped included).
 pub const BRISK_STAT_PUBSUB_MESSAGES: brisk_stat = 20;
 /// Pub/Sub messages a subscriber's full queue dropped (see `brisk_config_set_pubsub_queue()`).
 pub const BRISK_STAT_PUBSUB_DROPPED: brisk_stat = 21;
 /// Times a subscriber reconnected and subscribed again to what it had.
 pub const BRISK_STAT_PUBSUB_RESUBSCRIBES: brisk_stat = 22;
+
+/// Drops every client-side cache entry now (reads in flight are not kept either); a no-op
+/// when the cache is off. Reported as a `BRISK_EVENT_CACHE_INVALIDATE` event with reason
+/// `BRISK_CACHE_REASON_FLUSH`. NULL client: INVALID_ARGUMENT.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_client_cache_flush(client: *mut brisk_client) -> brisk_status {
+    // SAFETY: per this function's contract.
+    guard(|| {
+        unsafe { try_ref(client, "client") }?.cache_flush();
+        Ok(())
+    })
+}
 
 /// Reads a counter or gauge; 0 for a NULL client or an unknown `which`. Lock-free for counters;
 /// safe to call from any thread at any time.

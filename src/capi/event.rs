@@ -4,7 +4,8 @@
 
 use super::boundary::guard_value;
 use super::status::brisk_status;
-use crate::telemetry::events::{Event, EventHandler};
+use crate::cache::Reason;
+use crate::telemetry::events::{Event, EventHandler, EventKind};
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
@@ -33,13 +34,38 @@ pub const BRISK_EVENT_HEALTH_CHECK: brisk_event_kind = 4;
 pub const BRISK_EVENT_POOL_WAIT: brisk_event_kind = 5;
 /// Cluster slots or the Sentinel master changed.
 pub const BRISK_EVENT_TOPOLOGY: brisk_event_kind = 6;
-/// Client-side cache entries were invalidated.
+/// Client-side cache entries were dropped because they may be stale (not for room or age, which
+/// only `BRISK_STAT_CACHE_EVICTIONS` counts). `brisk_event_cache_reason()` says why (also as
+/// the command name: "INVALIDATE", "FLUSH", "CONNECTION_LOST", "TOPOLOGY");
+/// `brisk_event_batch_size()` is the number of keys the server named (INVALIDATION) or of
+/// entries dropped (the others); the status is CONNECTION for CONNECTION_LOST, else OK; the
+/// address is the node's ("" when the whole cache was flushed). Runs on the thread that did it:
+/// the `brisk-cache` thread for what the server said, the caller's for its own flush or
+/// session command. This client's own writes drop their keys without an event (their COMMAND
+/// event stands for it).
 pub const BRISK_EVENT_CACHE_INVALIDATE: brisk_event_kind = 7;
 /// A subscriber reconnected (or followed a shard channel's slot to its new owner) and subscribed
 /// again to everything it had there. `brisk_event_batch_size()`: how many subscriptions;
 /// `brisk_event_duration_us()`: how long they were gone; `brisk_event_server_address()`: the
 /// node it subscribed at. Reported on a `brisk-runtime` thread.
 pub const BRISK_EVENT_RESUBSCRIBE: brisk_event_kind = 8;
+
+/// Why client-side cache entries were dropped (`brisk_event_cache_reason()`).
+pub type brisk_cache_reason = u32;
+
+/// Not a `BRISK_EVENT_CACHE_INVALIDATE` event.
+pub const BRISK_CACHE_REASON_NONE: brisk_cache_reason = 0;
+/// The server said these keys changed (another client's write, an expiry, an eviction).
+pub const BRISK_CACHE_REASON_INVALIDATION: brisk_cache_reason = 1;
+/// A flush: `brisk_client_cache_flush()`, a FLUSHALL or FLUSHDB (by anyone), a write of this
+/// client whose keys cannot be named (SWAPDB...).
+pub const BRISK_CACHE_REASON_FLUSH: brisk_cache_reason = 2;
+/// The tracking they relied on is gone or in doubt: the invalidation connection (lost, killed,
+/// PING unanswered, `tracking-redir-broken`), a data connection they were read through, or a
+/// session command that changed its connection's tracking (RESET, AUTH, ...).
+pub const BRISK_CACHE_REASON_CONNECTION_LOST: brisk_cache_reason = 3;
+/// A cluster failover or slot move.
+pub const BRISK_CACHE_REASON_TOPOLOGY: brisk_cache_reason = 4;
 
 /// Receives events, synchronously, on the thread that did the work (the caller's thread for
 /// commands; a `brisk-runtime` thread for background connects and disconnects). It must be
@@ -207,7 +233,8 @@ pub unsafe extern "C" fn brisk_event_error_type(e: *const brisk_event) -> *const
     })
 }
 
-/// `db.operation.batch.size`: the commands in a pipeline or transaction; 1 otherwise.
+/// `db.operation.batch.size`: the commands in a pipeline or transaction; for
+/// `BRISK_EVENT_CACHE_INVALIDATE` the keys or entries (see there); 1 otherwise.
 ///
 /// # Safety
 /// `e` is NULL or the event of a running callback.
@@ -227,4 +254,29 @@ pub unsafe extern "C" fn brisk_event_batch_size(e: *const brisk_event) -> u32 {
 pub unsafe extern "C" fn brisk_event_db(e: *const brisk_event) -> u32 {
     // SAFETY: per this function's contract.
     guard_value(0, || unsafe { c_event(e) }.map_or(0, |c| c.event.db))
+}
+
+/// For a `BRISK_EVENT_CACHE_INVALIDATE` event, why the entries were dropped
+/// (`BRISK_CACHE_REASON_*`); `BRISK_CACHE_REASON_NONE` for every other event (and NULL).
+///
+/// # Safety
+/// `e` is NULL or the event of a running callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_event_cache_reason(e: *const brisk_event) -> brisk_cache_reason {
+    guard_value(BRISK_CACHE_REASON_NONE, || {
+        // SAFETY: per this function's contract.
+        let Some(c) = (unsafe { c_event(e) }) else {
+            return BRISK_CACHE_REASON_NONE;
+        };
+        if c.event.kind != EventKind::CacheInvalidate {
+            return BRISK_CACHE_REASON_NONE;
+        }
+        match Reason::from_name(c.event.command) {
+            Some(Reason::Invalidation) => BRISK_CACHE_REASON_INVALIDATION,
+            Some(Reason::Flush) => BRISK_CACHE_REASON_FLUSH,
+            Some(Reason::ConnectionLost) => BRISK_CACHE_REASON_CONNECTION_LOST,
+            Some(Reason::Topology) => BRISK_CACHE_REASON_TOPOLOGY,
+            None => BRISK_CACHE_REASON_NONE,
+        }
+    })
 }

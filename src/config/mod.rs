@@ -8,6 +8,7 @@ pub mod url;
 
 pub use pubsub::{Overflow, PubSubSettings};
 
+pub use crate::core::cache::Mode as CacheMode;
 pub use crate::core::retry::RetrySettings;
 use crate::core::{Error, Result};
 use crate::telemetry::events::HandlerSlot;
@@ -138,6 +139,44 @@ pub struct PoolSettings {
     pub max_lifetime_ms: u32,
 }
 
+/// Client-side caching (off unless `max_entries` is set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Most entries kept; 0: the cache is off.
+    pub max_entries: u32,
+    /// How long an entry may be served at most; 0: no limit (only when the user says so).
+    pub ttl_ms: u32,
+    /// Most bytes kept (keys, values and bookkeeping); 0: no limit.
+    pub max_bytes: u64,
+    pub mode: CacheMode,
+    /// Only reads of keys under these prefixes are cached (none: every key); in BROADCAST mode
+    /// the server is told about exactly these.
+    pub prefixes: Vec<Vec<u8>>,
+}
+
+/// The TTL of cached entries unless the user sets one: a backstop for anything missed.
+pub(crate) const DEFAULT_CACHE_TTL_MS: u32 = 300_000;
+/// The byte bound of the cache unless the user sets one.
+pub(crate) const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_entries: 0,
+            ttl_ms: DEFAULT_CACHE_TTL_MS,
+            max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            mode: CacheMode::Default,
+            prefixes: Vec::new(),
+        }
+    }
+}
+
+impl CacheSettings {
+    pub fn enabled(&self) -> bool {
+        self.max_entries > 0
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub endpoint: Endpoint,
@@ -168,6 +207,7 @@ pub struct Config {
     /// OpenTelemetry export (off unless an endpoint is set).
     pub otel: OtelSettings,
     pub pubsub: PubSubSettings,
+    pub cache: CacheSettings,
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
@@ -221,6 +261,7 @@ impl Default for Config {
             events: HandlerSlot::default(),
             otel: OtelSettings::default(),
             pubsub: PubSubSettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -358,6 +399,26 @@ impl Config {
         Ok(())
     }
 
+    /// Turns client-side caching on with at most `max_entries` entries, each served for at most
+    /// `ttl_ms` (0: no limit); `max_entries` 0 turns it off.
+    pub fn set_client_cache(&mut self, max_entries: u32, ttl_ms: u32) {
+        self.cache.max_entries = max_entries;
+        self.cache.ttl_ms = ttl_ms;
+    }
+
+    /// Adds a key prefix for client-side caching (see [`CacheSettings::prefixes`]).
+    pub fn add_client_cache_prefix(&mut self, prefix: &[u8]) -> Result<()> {
+        if prefix.is_empty() {
+            return Err(Error::invalid_argument(
+                "client cache prefix must not be empty (with no prefix at all, every key is cached)",
+            ));
+        }
+        if !self.cache.prefixes.iter().any(|p| p == prefix) {
+            self.cache.prefixes.push(prefix.to_vec());
+        }
+        Ok(())
+    }
+
     /// How long a caller waits for a pooled connection.
     pub fn pool_max_wait(&self) -> Option<Duration> {
         match self.pool.max_wait_ms {
@@ -390,6 +451,22 @@ impl Config {
             return Err(Error::invalid_argument(
                 "TLS over a Unix socket is not supported",
             ));
+        }
+        if self.cache.mode == CacheMode::Broadcast {
+            let prefixes = &self.cache.prefixes;
+            for (i, a) in prefixes.iter().enumerate() {
+                if let Some(b) = prefixes[i + 1..]
+                    .iter()
+                    .find(|b| a.starts_with(b) || b.starts_with(a))
+                {
+                    return Err(Error::invalid_argument(format!(
+                        "client cache prefixes {:?} and {:?} overlap, which BROADCAST mode \
+                         does not allow (the server refuses it): keep the shorter one",
+                        String::from_utf8_lossy(a),
+                        String::from_utf8_lossy(b)
+                    )));
+                }
+            }
         }
         if self.pool.min_idle > self.pool.size {
             return Err(Error::invalid_argument(format!(

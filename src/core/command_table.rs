@@ -6,6 +6,7 @@
 //! request was sent may be replayed.
 
 use super::commands::builtin_read_only;
+use super::hash::FastHash;
 use crate::resp::{Args, Node};
 use std::collections::HashMap;
 
@@ -45,20 +46,140 @@ struct KeySpec {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct CommandInfo {
-    read_only: bool,
+    facts: CommandFacts,
+    /// It has subcommands (Redis 7 lists them as `name|sub` entries).
+    container: bool,
     /// Key specs when the server gives them; else the legacy triple as one range spec; `None`
     /// when neither describes the keys (movable keys on a server without key specs).
     keys: Option<Vec<KeySpec>>,
 }
 
+/// Argument positions (of a command's keys): up to four without an allocation.
+#[derive(Clone)]
+pub enum Positions {
+    Inline { len: usize, items: [usize; 4] },
+    Heap(Vec<usize>),
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Positions::Inline {
+            len: 0,
+            items: [0; 4],
+        }
+    }
+}
+
+impl Positions {
+    pub fn push(&mut self, position: usize) {
+        match self {
+            Positions::Inline { len, items } if *len < items.len() => {
+                items[*len] = position;
+                *len += 1;
+            }
+            Positions::Inline { len, items } => {
+                let mut heap = items[..*len].to_vec();
+                heap.push(position);
+                *self = Positions::Heap(heap);
+            }
+            Positions::Heap(heap) => heap.push(position),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[usize] {
+        match self {
+            Positions::Inline { len, items } => &items[..*len],
+            Positions::Heap(heap) => heap,
+        }
+    }
+
+    fn sort_dedup(&mut self) {
+        match self {
+            Positions::Inline { len, items } => {
+                let items = &mut items[..*len];
+                items.sort_unstable();
+                let mut kept = 0;
+                for i in 0..items.len() {
+                    if kept == 0 || items[i] != items[kept - 1] {
+                        items[kept] = items[i];
+                        kept += 1;
+                    }
+                }
+                *len = kept;
+            }
+            Positions::Heap(heap) => {
+                heap.sort_unstable();
+                heap.dedup();
+            }
+        }
+    }
+}
+
+impl From<Vec<usize>> for Positions {
+    fn from(positions: Vec<usize>) -> Positions {
+        Positions::Heap(positions)
+    }
+}
+
+impl std::ops::Deref for Positions {
+    type Target = [usize];
+    fn deref(&self) -> &[usize] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Positions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
+impl PartialEq for Positions {
+    fn eq(&self, other: &Positions) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Positions {}
+
+/// What the server's table says about a command besides where its keys are: whether it only
+/// reads (retries), whether it writes and whether its answer may change without any key
+/// changing (the client-side cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommandFacts {
+    pub read_only: bool,
+    /// The `write` flag.
+    pub write: bool,
+    /// The `random` flag (Redis 6) or the `nondeterministic_output` tip (Redis 7): the answer
+    /// may differ between two calls on the same data (RANDOMKEY, SRANDMEMBER, TTL, TIME...).
+    pub nondeterministic: bool,
+    /// The `blocking` flag.
+    pub blocking: bool,
+    /// Some of its keys cannot be found from its arguments: a key spec the server marks
+    /// `unknown` or `incomplete` (SORT's STORE key, MIGRATE's KEYS), or movable keys without
+    /// key specs (Redis 6).
+    pub unnamed_keys: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct CommandTable {
     /// By lower-case name, and `container|sub` for subcommands.
-    commands: HashMap<Vec<u8>, CommandInfo>,
+    /// (The server's own names: no seed needed.)
+    commands: HashMap<Vec<u8>, CommandInfo, FastHash>,
 }
 
 fn int(node: Option<&Node>) -> Option<i64> {
     node.and_then(|n| n.as_integer().or_else(|| n.as_str()?.parse().ok()))
+}
+
+/// Whether the server flags a key spec `incomplete` (it may not find every key).
+fn spec_is_incomplete(spec: &Node) -> bool {
+    spec.get("flags").is_some_and(|flags| {
+        flags
+            .children()
+            .iter()
+            .any(|f| f.as_bytes() == Some(b"incomplete"))
+    })
 }
 
 fn parse_key_spec(spec: &Node) -> Option<KeySpec> {
@@ -107,17 +228,34 @@ impl CommandTable {
         };
         let flags = fields.get(2).map(Node::children).unwrap_or_default();
         let has_flag = |flag: &[u8]| flags.iter().any(|f| f.as_bytes() == Some(flag));
+        // Redis 7 command tips (field 7).
+        let tips = fields.get(7).map(Node::children).unwrap_or_default();
+        let nondeterministic = has_flag(b"random")
+            || tips
+                .iter()
+                .any(|t| t.as_bytes() == Some(b"nondeterministic_output"));
+        let container = fields
+            .get(9)
+            .is_some_and(|subs| !subs.children().is_empty());
         let mut info = CommandInfo {
-            read_only: has_flag(b"readonly"),
+            container,
+            facts: CommandFacts {
+                read_only: has_flag(b"readonly"),
+                write: has_flag(b"write"),
+                nondeterministic,
+                blocking: has_flag(b"blocking"),
+                unnamed_keys: false,
+            },
             keys: None,
         };
         // Redis 7 key specs (field 8). Specs of type "unknown" (SORT's STORE key, say) cannot
         // be followed and are skipped: routing needs one key, and the server rejects a command
         // whose other keys are in another slot.
-        let specs: Vec<KeySpec> = fields
-            .get(8)
-            .map(|specs| specs.children().iter().filter_map(parse_key_spec).collect())
-            .unwrap_or_default();
+        let raw_specs = fields.get(8).map(Node::children).unwrap_or_default();
+        let specs: Vec<KeySpec> = raw_specs.iter().filter_map(parse_key_spec).collect();
+        info.facts.unnamed_keys = specs.len() < raw_specs.len()
+            || raw_specs.iter().any(spec_is_incomplete)
+            || (raw_specs.is_empty() && has_flag(b"movablekeys"));
         match specs {
             specs if !specs.is_empty() => info.keys = Some(specs),
             _ if has_flag(b"movablekeys") => {}
@@ -167,40 +305,62 @@ impl CommandTable {
         let lower = buffer.get_mut(..name.len())?;
         lower.copy_from_slice(name);
         lower.make_ascii_lowercase();
-        if args.len() >= 2 {
-            let sub = args.get(1);
-            let end = name.len() + 1 + sub.len();
-            if let Some(rest) = buffer.get_mut(name.len()..end) {
-                rest[0] = b'|';
-                rest[1..].copy_from_slice(sub);
-                rest[1..].make_ascii_lowercase();
-                if let Some(info) = self.commands.get(&buffer[..end]) {
-                    return Some(info);
-                }
+        let info = self.commands.get(&buffer[..name.len()])?;
+        if !info.container || args.len() < 2 {
+            return Some(info);
+        }
+        // A container (CLIENT, OBJECT, ...): its subcommand's entry, if the server has one.
+        let sub = args.get(1);
+        let end = name.len() + 1 + sub.len();
+        if let Some(rest) = buffer.get_mut(name.len()..end) {
+            rest[0] = b'|';
+            rest[1..].copy_from_slice(sub);
+            rest[1..].make_ascii_lowercase();
+            if let Some(sub_info) = self.commands.get(&buffer[..end]) {
+                return Some(sub_info);
             }
         }
-        self.commands.get(&buffer[..name.len()])
+        Some(info)
     }
 
     /// Whether the command (with its subcommand, for containers) only reads.
     pub fn is_read_only(&self, args: &Args<'_>) -> bool {
-        self.info(args).is_some_and(|i| i.read_only)
+        self.info(args).is_some_and(|i| i.facts.read_only)
+    }
+
+    /// What the table says about the command (with its subcommand, for containers); `None` when
+    /// it does not know it.
+    pub fn facts(&self, args: &Args<'_>) -> Option<CommandFacts> {
+        self.info(args).map(|i| i.facts)
     }
 
     /// The argument positions of the command's keys; `None` when the table does not know it.
     pub fn key_positions(&self, args: &Args<'_>) -> Option<Vec<usize>> {
-        let specs = self.info(args)?.keys.as_ref()?;
-        let mut positions = Vec::new();
-        for spec in specs {
-            positions.extend(apply_spec(spec, args));
-        }
-        positions.sort_unstable();
-        positions.dedup();
-        Some(positions)
+        keys_of(self.info(args)?, args).map(|p| p.as_slice().to_vec())
+    }
+
+    /// [`CommandTable::facts`] and [`CommandTable::key_positions`] with one lookup (and no
+    /// allocation for up to four keys).
+    pub fn facts_and_keys(&self, args: &Args<'_>) -> Option<(CommandFacts, Option<Positions>)> {
+        let info = self.info(args)?;
+        Some((info.facts, keys_of(info, args)))
     }
 }
 
-fn apply_spec(spec: &KeySpec, args: &Args<'_>) -> Vec<usize> {
+fn keys_of(info: &CommandInfo, args: &Args<'_>) -> Option<Positions> {
+    let specs = info.keys.as_ref()?;
+    let mut positions = Positions::default();
+    for spec in specs {
+        apply_spec(spec, args, &mut positions);
+    }
+    if specs.len() > 1 {
+        // One spec's positions are in order and distinct already; several may overlap.
+        positions.sort_dedup();
+    }
+    Some(positions)
+}
+
+fn apply_spec(spec: &KeySpec, args: &Args<'_>, out: &mut Positions) {
     let argc = args.len() as i64;
     let start = match &spec.begin {
         Begin::Index(i) => *i,
@@ -217,12 +377,12 @@ fn apply_spec(spec: &KeySpec, args: &Args<'_>) -> Vec<usize> {
             };
             match found {
                 Some(i) => i + 1,
-                None => return Vec::new(),
+                None => return,
             }
         }
     };
     if start < 1 || start >= argc {
-        return Vec::new();
+        return;
     }
     // The numbers come from the server (and the key count from the caller): arithmetic
     // saturates, and only arguments after the name (1..argc) come out as keys.
@@ -252,12 +412,12 @@ fn apply_spec(spec: &KeySpec, args: &Args<'_>) -> Vec<usize> {
                 .and_then(|n| std::str::from_utf8(n).ok()?.parse::<i64>().ok())
                 .filter(|&count| count > 0)
             else {
-                return Vec::new();
+                return;
             };
             let first = start.saturating_add(first);
             // A spec whose keys would start at the name or before it is not one Redis gives.
             if first < 1 {
-                return Vec::new();
+                return;
             }
             (
                 first,
@@ -266,10 +426,9 @@ fn apply_spec(spec: &KeySpec, args: &Args<'_>) -> Vec<usize> {
             )
         }
     };
-    (first..=last.min(argc - 1))
-        .step_by(step as usize)
-        .map(|i| i as usize)
-        .collect()
+    for i in (first..=last.min(argc - 1)).step_by(step as usize) {
+        out.push(i as usize);
+    }
 }
 
 /// Key positions for when there is no server table: the common shapes, and "the first argument"

@@ -4,12 +4,14 @@
 //! Nothing here opens a socket or reads the clock.
 
 pub mod attempt;
+pub mod cache;
 pub mod cluster;
 pub mod command_table;
 pub mod commands;
 pub mod error;
 pub mod format;
 pub mod handshake;
+pub mod hash;
 pub mod protocol;
 pub mod pubsub;
 pub mod retry;

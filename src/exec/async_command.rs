@@ -18,6 +18,7 @@
 use super::Shared;
 use super::blocking::{self, ASKING};
 use super::record::Report;
+use crate::cache::Plan;
 use crate::core::attempt::{Attempt, Facts, Next, Round, Target};
 use crate::core::commands::{blocking_timeout, check_args, is_script};
 use crate::core::{Error, Result, Status};
@@ -113,6 +114,11 @@ struct Job<F> {
     /// The submitter's trace context (empty unless OpenTelemetry is on).
     trace: Scope,
     callback: F,
+    /// What the client-side cache does with it (a read to keep, a write to evict), and the
+    /// commands it sends ahead of a cached read with how many replies they add (see
+    /// `Cache::before_async_send`).
+    cache: Option<Box<Plan>>,
+    ahead: Option<(Vec<u8>, u8)>,
 }
 
 impl<F> Job<F> {
@@ -127,6 +133,9 @@ impl<F> Job<F> {
 
 impl<F: FnOnce(Result<Reply>) + Send + 'static> Pending for Job<F> {
     fn write_to(&self, out: &mut BytesMut) {
+        if let Some((commands, _)) = &self.ahead {
+            out.extend_from_slice(commands);
+        }
         if self.target.ask.is_some() {
             out.extend_from_slice(ASKING);
         }
@@ -138,7 +147,7 @@ impl<F: FnOnce(Result<Reply>) + Send + 'static> Pending for Job<F> {
     }
 
     fn skip_replies(&self) -> u8 {
-        u8::from(self.target.ask.is_some())
+        self.ahead.as_ref().map_or(0, |(_, replies)| *replies) + u8::from(self.target.ask.is_some())
     }
 
     fn complete(self: Box<Self>, result: Result<Reply>) {
@@ -166,6 +175,16 @@ where
             return start_blocking(shared, owned, Box::new(callback));
         }
     };
+    let cache = match &shared.cache {
+        None => None,
+        Some(cache) => match cache.lookup(args) {
+            Ok(reply) => return answer_from_cache(shared, args.name(), reply, callback),
+            Err(missed) => match cache.plan(shared.command_table(), args, missed) {
+                Plan::Uncached => None,
+                plan => Some(Box::new(plan)),
+            },
+        },
+    };
     let started = Instant::now();
     let job = Box::new(Job {
         shared: shared.clone(),
@@ -177,9 +196,35 @@ where
         node: None,
         trace: capture_trace(shared),
         callback,
+        cache,
+        ahead: None,
     });
     shared.async_state.begin();
     dispatch(job);
+    Ok(())
+}
+
+/// A command the client-side cache answered: the callback runs on a runtime thread all the
+/// same.
+fn answer_from_cache<F>(shared: &Arc<Shared>, name: &[u8], reply: Reply, callback: F) -> Result<()>
+where
+    F: FnOnce(Result<Reply>) + Send + 'static,
+{
+    shared.async_state.begin();
+    let worker = shared.clone();
+    let name: Box<[u8]> = name.into();
+    let spawned = crate::runtime::spawn(async move {
+        worker.record_hit(&name);
+        run_callback(callback, Ok(reply));
+        worker.async_state.end();
+    });
+    if !spawned {
+        shared.async_state.end();
+        return Err(Error::new(
+            Status::Internal,
+            "the async runtime is not running (could not start its threads)",
+        ));
+    }
     Ok(())
 }
 
@@ -193,14 +238,37 @@ fn dispatch<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>) {
         Err(e) => return failed(job, e),
     };
     job.node = Some(node.clone());
+    // A cached read takes its token now, right before it is sent, and may need commands ahead
+    // of it (see `Cache::before_async_send`).
+    let Job {
+        shared,
+        encoded,
+        cache,
+        ahead,
+        ..
+    } = &mut *job;
+    if let (Some(cache), Some(Plan::Read(read))) = (&shared.cache, cache.as_deref_mut()) {
+        *ahead = cache.before_async_send(read, encoded.bytes(), node.address());
+    }
     node.mux().send(job);
 }
 
 /// A try is over: a reply finishes the command; an error reply or a failure goes to the
 /// attempt engine.
-fn settle<F: FnOnce(Result<Reply>) + Send + 'static>(job: Box<Job<F>>, result: Result<Reply>) {
+fn settle<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, result: Result<Reply>) {
     match result {
-        Ok(reply) if reply.kind() != ReplyKind::Error => finish(job, Ok(reply)),
+        Ok(reply) if reply.kind() != ReplyKind::Error => {
+            let Job {
+                shared,
+                encoded,
+                cache,
+                ..
+            } = &mut *job;
+            if let (Some(cache), Some(Plan::Read(read))) = (&shared.cache, cache.as_deref_mut()) {
+                cache.after_async_reply(read, encoded.bytes(), &reply);
+            }
+            finish(job, Ok(reply))
+        }
         Ok(reply) => failed(job, Error::from_reply(reply.as_bytes().unwrap_or_default())),
         Err(e) => failed(job, e),
     }
@@ -332,6 +400,10 @@ fn later<F: FnOnce(Result<Reply>) + Send + 'static>(
 /// Counts the outcome, reports it, and runs the caller's callback.
 fn finish<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, result: Result<Reply>) {
     let _trace = std::mem::take(&mut job.trace).enter();
+    if let (Some(cache), Some(Plan::Write(write))) = (&job.shared.cache, job.cache.as_deref()) {
+        // Before the callback sees the reply: its keys' entries go (read-your-own-writes).
+        cache.written_encoded(job.encoded.bytes(), write);
+    }
     let tries = match &result {
         Ok(_) => job.attempt.rounds() + 1,
         Err(_) => job.attempt.rounds().max(1),

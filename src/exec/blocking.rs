@@ -413,6 +413,17 @@ pub(crate) fn run_pinned<T>(
 
 /// Runs one command and returns its reply (an error reply is `Err`, with the server's text).
 pub(crate) fn command(shared: &Shared, args: &Args<'_>, key: Key) -> Result<crate::resp::Reply> {
+    command_with(shared, args, key, |conn| conn.command(args))
+}
+
+/// [`command`], with what each try does on its connection (the client-side cache's read).
+#[inline]
+pub(crate) fn command_with(
+    shared: &Shared,
+    args: &Args<'_>,
+    key: Key,
+    work: impl FnMut(&mut Connection) -> Result<crate::resp::Reply>,
+) -> Result<crate::resp::Reply> {
     let read_only = |shared: &Shared| shared.is_read_only(args);
     let name = args.name();
     let request = Request {
@@ -426,7 +437,7 @@ pub(crate) fn command(shared: &Shared, args: &Args<'_>, key: Key) -> Result<crat
         read_only: &read_only,
         follows_redirects: true,
     };
-    run(shared, &request, |conn| conn.command(args))
+    run(shared, &request, work)
 }
 
 /// Whether a command needs the time it started: for its deadline, or for its event.

@@ -15,6 +15,7 @@ pub(crate) mod batch;
 pub(crate) mod blocking;
 pub(crate) mod record;
 
+use crate::cache::{Cache, Plan};
 use crate::config::{Config, limit};
 use crate::core::attempt::Rules;
 use crate::core::command_table::{self, CommandTable};
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     pub async_state: AsyncState,
     /// What subscribers made from the client need of its config.
     pub pubsub: crate::pubsub::Settings,
+    /// The client-side cache, when the config turns it on.
+    pub cache: Option<Arc<Cache>>,
     commands: CommandTableCell,
 }
 
@@ -60,13 +63,26 @@ impl Shared {
         ));
         let pushes = Arc::new(PushRouter::default());
         let async_state = AsyncState::default();
+        let cache = match config.cache.enabled() {
+            true => Some(Cache::new(config, observer.clone(), &pushes)?),
+            false => None,
+        };
         let nodes = NodeContext {
             pool: PoolSettings::from_config(config),
             observer: observer.clone(),
             closed: async_state.closed_signal(),
             pushes: pushes.clone(),
+            cache: cache.clone(),
         };
-        let route = route::new(config, nodes)?;
+        let route = match route::new(config, nodes) {
+            Ok(route) => route,
+            Err(e) => {
+                if let Some(cache) = &cache {
+                    cache.close();
+                }
+                return Err(e);
+            }
+        };
         let mut retry = config.retry.resolve();
         if !route.retries_per_node_by_default() && !config.retry.is_explicit() {
             retry.policy = RetryPolicy::NEVER;
@@ -85,8 +101,13 @@ impl Shared {
             pushes,
             async_state,
             pubsub: crate::pubsub::Settings::from_config(config),
+            cache,
             commands: CommandTableCell::default(),
         });
+        if let Err(e) = check_cache(&shared, config) {
+            shared.close();
+            return Err(e);
+        }
         start_maintenance(&shared);
         if let Some(otel) = shared.observer.otel() {
             otel.attach(Box::new(ClientSource(Arc::downgrade(&shared))));
@@ -146,6 +167,9 @@ impl Shared {
         match stat {
             Stat::PoolOpen => nodes().map(|n| n.pool().open_connections() as u64).sum(),
             Stat::PoolIdle => nodes().map(|n| n.pool().idle_connections() as u64).sum(),
+            Stat::CacheEntries => self.cache.as_ref().map_or(0, |c| c.entries()),
+            Stat::CacheBytes => self.cache.as_ref().map_or(0, |c| c.bytes()),
+            Stat::CacheEvictions => self.cache.as_ref().map_or(0, |c| c.evictions()),
             other => self.observer.stats.get(other),
         }
     }
@@ -156,6 +180,10 @@ impl Shared {
 
     /// Closes every pool and the async side (see [`AsyncState::close`]).
     pub fn close(&self) {
+        if let Some(cache) = &self.cache {
+            // First: a closed client answers nothing, not even from memory.
+            cache.close();
+        }
         self.route.close();
         self.async_state.close(&*self.route);
         if let Some(otel) = self.observer.otel() {
@@ -173,11 +201,79 @@ impl Shared {
 /// `Err` with the server's text and the mapped status). A command whose keys span nodes is
 /// split and put back together, or refused.
 pub(crate) fn command(shared: &Shared, args: &Args<'_>) -> Result<Reply> {
-    check_args(args, false)?;
+    match &shared.cache {
+        None => {
+            check_args(args, false)?;
+            uncached(shared, args)
+        }
+        Some(cache) => cached(shared, cache, args),
+    }
+}
+
+/// [`command`] without the client-side cache.
+#[inline]
+fn uncached(shared: &Shared, args: &Args<'_>) -> Result<Reply> {
     match shared.route.placement(shared.command_table(), args) {
         Placement::One(key) => blocking::command(shared, args, key),
         Placement::Spread => batch::spread_command(shared, args),
     }
+}
+
+/// [`command`] with the client-side cache: a hit is answered from memory; a read that missed
+/// runs through the cache (its reply may be kept); a write drops its keys' entries before its
+/// reply is handed back.
+#[inline(never)]
+fn cached(shared: &Shared, cache: &Cache, args: &Args<'_>) -> Result<Reply> {
+    let table = shared.command_table();
+    // A command found in the cache was checked when it was kept; anything else is checked
+    // before it goes anywhere.
+    let missed = match cache.lookup(args) {
+        Ok(reply) => {
+            shared.record_hit(args.name());
+            return Ok(reply);
+        }
+        Err(missed) => missed,
+    };
+    check_args(args, false)?;
+    let read = match cache.plan(table, args, missed) {
+        Plan::Uncached => return uncached(shared, args),
+        Plan::Write(write) => {
+            let result = uncached(shared, args);
+            cache.written(args, &write);
+            return result;
+        }
+        Plan::Read(read) => read,
+    };
+    match shared.route.placement(table, args) {
+        Placement::One(key) => {
+            blocking::command_with(shared, args, key, |conn| cache.fetch(conn, args, &read))
+        }
+        // Keys on several nodes: split, answered, not kept.
+        Placement::Spread => batch::spread_command(shared, args),
+    }
+}
+
+/// With the client-side cache on, a new client checks what it relies on before it is handed
+/// out: the home node's invalidation connection is up (the server knows CLIENT TRACKING, the
+/// user may use it) and a data connection accepts being tracked to it; the command table is
+/// fetched on the way (which commands are cached comes from it).
+fn check_cache(shared: &Shared, config: &Config) -> Result<()> {
+    let Some(cache) = &shared.cache else {
+        return Ok(());
+    };
+    let home = shared.route.home();
+    let wait = [config.connect_timeout_ms, config.read_timeout_ms]
+        .iter()
+        .map(|&ms| limit(ms).unwrap_or(Duration::from_secs(10)))
+        .sum();
+    cache.wait_ready(home.address(), wait)?;
+    let pool = home.pool();
+    let mut conn = pool.get(None)?;
+    let checked = shared
+        .ensure_command_table(&mut conn)
+        .and_then(|()| cache.set_up(&mut conn));
+    pool.put(conn);
+    checked
 }
 
 /// The server's command table, fetched on the first connection used.

@@ -62,6 +62,21 @@ impl Shared {
         }
     }
 
+    /// A command answered from the client-side cache: counted and reported like any other
+    /// (no attempt reached a server; the address is the client's home node).
+    #[inline]
+    pub fn record_hit(&self, name: &[u8]) {
+        self.observer.stats.bump(Stat::Commands);
+        if self.observer.enabled() {
+            let report = Report {
+                name,
+                batch_size: 1,
+                started: Some(Instant::now()),
+            };
+            self.emit_command(&report, self.route.home().address_c(), 0, None);
+        }
+    }
+
     /// A failed try that will be made again (the engine's `Next::Again` says which, if any):
     /// counted, and reported with when the try started.
     pub fn record_retry(

@@ -12,7 +12,7 @@
 //! before every further read the time left is checked and the socket timeout shortened to it.
 
 use super::errors::{closed_by_peer, io_error};
-use super::push::AttachedConnection;
+use super::push::{AttachedConnection, PushOrigin};
 pub use super::settings::ConnectSettings;
 use super::socket::Socket;
 use super::socket::{IdleInput, Interrupter};
@@ -244,6 +244,12 @@ impl Connection {
         self.resp3
     }
 
+    /// Which of the client's connections this is, as its push router knows it (none when its
+    /// pushes go nowhere).
+    pub fn push_origin(&self) -> Option<&PushOrigin> {
+        self._pushes.as_ref().map(AttachedConnection::origin)
+    }
+
     pub fn is_broken(&self) -> bool {
         self.broken || self.stale
     }
@@ -332,6 +338,67 @@ impl Connection {
     /// was applied, and the caller should take another connection as if the peek had found it.
     pub fn stale_on_reuse(&self) -> bool {
         self.stale_on_reuse
+    }
+
+    /// The socket's descriptor (a connection that only listens is watched with `poll`).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.socket().raw_fd()
+    }
+
+    /// Turns this into a connection that only listens (the client-side cache's invalidation
+    /// connection): reads and writes never wait; see [`Connection::drain`] and
+    /// [`Connection::send_now`].
+    pub fn listen_only(&mut self) -> Result<()> {
+        self.stream
+            .socket()
+            .set_nonblocking()
+            .map_err(|e| self.fail(&e, "set non-blocking on"))
+    }
+
+    /// Reads and decodes whatever has arrived, without waiting: push frames go to the push
+    /// router, replies to `on_reply`. Returns the moment just before the read that found
+    /// nothing more: everything that had arrived by then has been handed out. The peer closing
+    /// or any failure breaks the connection.
+    pub fn drain(&mut self, mut on_reply: impl FnMut(Reply)) -> Result<Instant> {
+        loop {
+            while let Some(reply) = self.proto.next_reply().map_err(|e| {
+                self.broken = true;
+                e.context(format!("reading from {}", self.address))
+            })? {
+                on_reply(reply);
+            }
+            let before = Instant::now();
+            let state = &mut *self.0;
+            match state.stream.read_into(state.proto.input_buffer()) {
+                Ok(0) => {
+                    self.broken = true;
+                    return Err(closed_by_peer(&self.address));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(before),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(&e, "read from")),
+            }
+        }
+    }
+
+    /// Writes a small command (a PING) without waiting; a socket that cannot take all of it
+    /// now fails (and breaks the connection).
+    pub fn send_now(&mut self, args: &Args<'_>) -> Result<()> {
+        self.proto.queue(args);
+        while !self.proto.output().is_empty() {
+            let state = &mut *self.0;
+            match state.stream.write(state.proto.output()) {
+                Ok(0) => {
+                    self.broken = true;
+                    return Err(closed_by_peer(&self.address));
+                }
+                Ok(n) => self.proto.consume_output(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(&e, "write to")),
+            }
+        }
+        Ok(())
     }
 
     /// Sends one command and reads its reply. An error reply becomes `Err` with the server's

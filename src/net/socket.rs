@@ -58,6 +58,11 @@ impl Socket {
         self.inner.set_read_timeout(read)
     }
 
+    /// Reads and writes return `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        self.inner.set_nonblocking(true)
+    }
+
     /// Reads what is available (blocking up to the read timeout) into the spare capacity of
     /// `buf`. `Ok(0)` means the peer closed the connection.
     pub fn recv_into(&self, buf: &mut BytesMut) -> io::Result<usize> {

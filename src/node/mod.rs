@@ -6,6 +6,7 @@
 
 pub(crate) mod pool;
 
+use crate::cache::Cache;
 use crate::net::ConnectSettings;
 use crate::net::mux::{Mux, MuxSettings};
 use crate::net::push::PushRouter;
@@ -24,6 +25,8 @@ pub(crate) struct NodeContext {
     pub closed: watch::Receiver<bool>,
     /// The client's push router, which every connection hands its push frames to.
     pub pushes: Arc<PushRouter>,
+    /// The client-side cache, when it is on: every node gets an invalidation connection.
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// One server.
@@ -36,6 +39,9 @@ pub(crate) struct Node {
 impl Node {
     pub fn new(mut settings: ConnectSettings, ctx: &NodeContext) -> Node {
         settings.pushes = Some(ctx.pushes.clone());
+        if let Some(cache) = &ctx.cache {
+            cache.join(&settings);
+        }
         Node {
             pool: Pool::new(settings, ctx.pool.clone(), ctx.observer.clone()),
             mux: OnceLock::new(),

@@ -487,6 +487,115 @@ impl Reply {
     }
 }
 
+impl Node {
+    /// The bytes of text before a node's own (a verbatim string's `txt:`).
+    fn prefix_len(&self) -> usize {
+        match self.kind() {
+            ReplyKind::Verbatim => 4,
+            _ => 0,
+        }
+    }
+
+    /// The bytes its strings take with their NULs (and verbatim formats), over the whole tree.
+    fn text_size(&self) -> usize {
+        let own = match self.kind().has_text() {
+            true => self.prefix_len() + self.len() + 1,
+            false => 0,
+        };
+        own + self.children().iter().map(Node::text_size).sum::<usize>()
+    }
+
+    /// A copy of the tree whose strings are appended to `text` (as offsets, see
+    /// [`Node::text_at`]).
+    fn copy_into(&self, text: &mut Vec<u8>) -> Node {
+        let kind = self.kind();
+        if kind.has_text() {
+            let bytes = self.as_bytes().unwrap_or_default();
+            if kind == ReplyKind::Verbatim {
+                // SAFETY: a verbatim string's text follows its format and a colon in the same
+                // buffer (see `verbatim_format`).
+                text.extend_from_slice(unsafe { std::slice::from_raw_parts(self.word.sub(4), 4) });
+            }
+            let offset = text.len();
+            text.extend_from_slice(bytes);
+            text.push(0);
+            return Node::text_at(kind, offset, bytes.len());
+        }
+        if kind.is_aggregate() {
+            return Node::aggregate(
+                kind,
+                self.children().iter().map(|c| c.copy_into(text)).collect(),
+            );
+        }
+        Node::new(kind, self.word, 0)
+    }
+
+    /// The same tree, pointing at the same bytes (elements copied: a node owns them).
+    fn duplicate(&self) -> Node {
+        match self.is_aggregate() {
+            true => Node::aggregate(
+                self.kind(),
+                self.children().iter().map(Node::duplicate).collect(),
+            ),
+            false => Node {
+                word: self.word,
+                tag: self.tag,
+            },
+        }
+    }
+}
+
+impl Reply {
+    /// A copy whose strings live in one buffer of its own, exactly as large as they are: what a
+    /// cache keeps (a reply decoded in place may hold on to a whole network read buffer) and
+    /// what it hands out for small replies (a private copy, so readers on different cores never
+    /// write one shared reference count).
+    pub fn detached(&self) -> Reply {
+        let size = self.root.text_size();
+        if size == 0 {
+            return Reply {
+                root: self.root.duplicate(),
+                buffers: Buffers::None,
+            };
+        }
+        let mut text = Vec::with_capacity(size);
+        let mut root = self.root.copy_into(&mut text);
+        let buffer = Bytes::from(text);
+        // SAFETY: every text offset was recorded while appending to `text`, which is now
+        // `buffer` (same bytes, same length; a `Vec` whose length is its capacity becomes a
+        // `Bytes` without moving).
+        unsafe { root.rebase(buffer.as_ptr()) };
+        Reply {
+            root,
+            buffers: Buffers::One(buffer),
+        }
+    }
+
+    /// A second reply on the same bytes: the nodes are copied, the buffers shared (a reference
+    /// count each). Cheaper than [`Reply::detached`] for large strings.
+    pub fn shared(&self) -> Reply {
+        Reply {
+            root: self.root.duplicate(),
+            buffers: match &self.buffers {
+                Buffers::None => Buffers::None,
+                Buffers::One(b) => Buffers::One(b.clone()),
+                Buffers::Many(bs) => Buffers::Many(bs.clone()),
+            },
+        }
+    }
+
+    /// The bytes of its strings (with their NULs), as [`Reply::detached`] holds them.
+    pub fn text_size(&self) -> usize {
+        self.root.text_size()
+    }
+
+    /// What a [`Reply::detached`] copy holds on the heap besides the `Reply` itself: its
+    /// strings and its nested nodes.
+    pub fn heap_size(&self) -> usize {
+        self.root.text_size() + self.root.heap_bytes()
+    }
+}
+
 impl std::ops::Deref for Reply {
     type Target = Node;
     fn deref(&self) -> &Node {
@@ -525,6 +634,40 @@ mod tests {
         assert_eq!(arr.children()[1].as_integer(), Some(7));
         let parts = arr.into_elements();
         assert_eq!(parts[0].as_str(), Some("a"));
+    }
+
+    #[test]
+    fn detached_and_shared_copies_read_the_same() {
+        let nested = Reply::aggregate(
+            ReplyKind::Array,
+            vec![
+                Reply::text(ReplyKind::String, b"ab\0c"),
+                Reply::scalar(ReplyKind::Integer, 7),
+                Reply::aggregate(
+                    ReplyKind::Map,
+                    vec![
+                        Reply::text(ReplyKind::String, b"k"),
+                        Reply::text(ReplyKind::Status, b""),
+                    ],
+                ),
+            ],
+        );
+        for copy in [nested.detached(), nested.shared()] {
+            assert_eq!(format!("{copy:?}"), format!("{nested:?}"));
+            let first = &copy.children()[0];
+            assert_eq!(first.as_bytes(), Some(&b"ab\0c"[..]));
+            // SAFETY: as_c_ptr promises a NUL after the payload.
+            assert_eq!(unsafe { *first.as_c_ptr().add(4) }, 0);
+        }
+        let detached = nested.detached();
+        drop(nested);
+        assert_eq!(detached.children()[2].children()[0].as_str(), Some("k"));
+        // 4 + 1 + 1 + 0 bytes of text, each with its NUL.
+        assert_eq!(detached.text_size(), 8);
+        assert_eq!(detached.heap_size(), 8 + 5 * std::mem::size_of::<Node>());
+        let scalar = Reply::scalar(ReplyKind::Integer, 3).detached();
+        assert_eq!(scalar.as_integer(), Some(3));
+        assert_eq!(scalar.heap_size(), 0);
     }
 
     #[test]

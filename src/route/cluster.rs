@@ -124,8 +124,22 @@ impl Cluster {
             slots,
             generation: self.generations.fetch_add(1, Relaxed) + 1,
         });
-        *self.topology.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        let previous = std::mem::replace(
+            &mut *self.topology.write().unwrap_or_else(|p| p.into_inner()),
+            next.clone(),
+        );
+        self.owners_changed(&previous.slots, &next.slots);
         next
+    }
+
+    /// A failover or a slot move: the client-side cache drops what it read (the tracking
+    /// state it relied on was on the old owners).
+    fn owners_changed(&self, before: &SlotMap, after: &SlotMap) {
+        if let Some(cache) = &self.nodes_context.cache {
+            if !before.shards().is_empty() && !before.same_owners(after) {
+                cache.topology_changed();
+            }
+        }
     }
 
     /// The node at `address`, created on first use with the client's settings.
@@ -225,10 +239,12 @@ impl Cluster {
             {
                 return;
             }
-            *current = Arc::new(SlotTopology {
+            let next = Arc::new(SlotTopology {
                 slots: current.slots.moved(slot, node),
                 generation: self.generations.fetch_add(1, Relaxed) + 1,
             });
+            self.owners_changed(&current.slots, &next.slots);
+            *current = next;
         }
         self.queue_background_refresh();
     }

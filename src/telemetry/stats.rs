@@ -29,10 +29,11 @@ pub enum Stat {
     CacheInvalidations = 14,
     TopologyRefreshes = 15,
     Redirects = 16,
-    /// Client-side cache entries (a gauge of the cache).
+    /// A gauge: read from the client-side cache, not counted here.
     CacheEntries = 17,
-    /// Client-side cache bytes (a gauge of the cache).
+    /// A gauge: read from the client-side cache, not counted here.
     CacheBytes = 18,
+    /// Counted by the client-side cache itself.
     CacheEvictions = 19,
     /// Pub/Sub messages received by the client's subscribers (dropped ones included).
     PubsubMessages = 20,

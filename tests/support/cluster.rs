@@ -141,6 +141,38 @@ impl RedisCluster {
             .contains("role:master")
     }
 
+    /// Moves `slot` with its keys from node `from` to node `to` the way `redis-cli --cluster
+    /// reshard` does: IMPORTING/MIGRATING, MIGRATE of every key, then SETSLOT NODE everywhere.
+    pub fn migrate_slot(&self, slot: u16, from: usize, to: usize) {
+        let slot = slot.to_string();
+        let id = |i: usize| self.nodes[i].cli(&["CLUSTER", "MYID"]);
+        let (from_id, to_id) = (id(from), id(to));
+        self.nodes[to].cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        self.nodes[from].cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        // Bounded: 100 keys a round, and no test puts a million keys in one slot.
+        let mut moved_all = false;
+        for _ in 0..10_000 {
+            let keys = self.nodes[from].cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+            if keys.is_empty() {
+                moved_all = true;
+                break;
+            }
+            let port = self.nodes[to].port().to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys.lines());
+            self.nodes[from].cli(&migrate);
+        }
+        assert!(
+            moved_all,
+            "slot {slot}: keys still on node {from} after 10,000 MIGRATEs"
+        );
+        for i in 0..self.nodes.len() {
+            if self.is_primary(i) {
+                self.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         self.nodes
             .iter()

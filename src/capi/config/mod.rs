@@ -109,6 +109,9 @@ pub unsafe extern "C" fn brisk_config_free(cfg: *mut brisk_config) {
 ///   (`none`, `constant`, `exponential`, `full_jitter`, `equal_jitter`,
 ///   `decorrelated_jitter`), `read_from` (`primary`, `replica_preferred`, `any`), `addr`
 ///   (`host:port`, one more cluster seed node; may repeat).
+/// - client-side caching: `client_cache` (max entries), `client_cache_ttl` (a duration),
+///   `client_cache_max_bytes`, `client_cache_mode` (`default`, `broadcast`, `optin`),
+///   `client_cache_prefix` (may repeat).
 ///
 /// A backoff option changes the config's retry policy, or the default one (3 retries, full
 /// jitter from 10 ms capped at 1 s) made explicit. Settings the URL does not mention keep their
@@ -146,6 +149,9 @@ mod topology;
 
 mod pubsub;
 
+mod cache;
+
+pub use cache::*;
 pub use connection::*;
 pub use limits::*;
 pub use observability::*;

@@ -8,7 +8,7 @@
 //! (`read_timeout`, `write_timeout`, `health_check_interval`) keep brisk's milliseconds.
 
 use super::{bad, parse_bool, parse_number};
-use crate::config::{Config, DEFAULT_KEEPALIVE, ReadFrom};
+use crate::config::{CacheMode, Config, DEFAULT_KEEPALIVE, ReadFrom};
 use crate::core::Result;
 use crate::core::retry::{Backoff, RetryPolicy, RetryWrites};
 
@@ -59,6 +59,12 @@ pub(super) enum Setting {
     SentinelUsername,
     SentinelPassword,
     SentinelTimeout,
+    ClientCache,
+    ClientCacheTtl,
+    ClientCacheMaxBytes,
+    ClientCacheMode,
+    /// One more prefix for BROADCAST or OPTIN caching; may repeat.
+    ClientCachePrefix,
 }
 
 use BareUnit::{Millis, Seconds};
@@ -116,6 +122,11 @@ pub(super) const NAMES: &[(&str, Setting, BareUnit)] = &[
     ("sentinel_username", SentinelUsername, Millis),
     ("sentinel_password", SentinelPassword, Millis),
     ("sentinel_timeout", SentinelTimeout, Millis),
+    ("client_cache", ClientCache, Millis),
+    ("client_cache_ttl", ClientCacheTtl, Millis),
+    ("client_cache_max_bytes", ClientCacheMaxBytes, Millis),
+    ("client_cache_mode", ClientCacheMode, Millis),
+    ("client_cache_prefix", ClientCachePrefix, Millis),
 ];
 
 /// Applies option `key=value` to `cfg`. `path_has_db`: the URL's path named a database.
@@ -223,6 +234,23 @@ pub(super) fn apply(cfg: &mut Config, key: &str, value: &str, path_has_db: bool)
             cfg.sentinel.password = (!value.is_empty()).then(|| value.to_owned().into());
         }
         SentinelTimeout => cfg.sentinel.timeout_ms = ms()?,
+        ClientCache => cfg.cache.max_entries = count()?,
+        ClientCacheTtl => cfg.cache.ttl_ms = ms()?,
+        ClientCacheMaxBytes => cfg.cache.max_bytes = parse_number(value, key)?,
+        ClientCacheMode => {
+            cfg.cache.mode = match value.to_ascii_lowercase().as_str() {
+                "default" => CacheMode::Default,
+                "broadcast" | "bcast" => CacheMode::Broadcast,
+                "optin" => CacheMode::OptIn,
+                _ => {
+                    return Err(bad(
+                        key,
+                        format!("{value:?} is not default, broadcast or optin"),
+                    ));
+                }
+            }
+        }
+        ClientCachePrefix => cfg.add_client_cache_prefix(value.as_bytes())?,
     }
     Ok(())
 }

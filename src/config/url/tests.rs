@@ -1069,3 +1069,36 @@ fn a_plain_url_after_a_cluster_url_is_standalone_again() {
     assert!(cfg.nodes.is_empty());
     assert_eq!(cfg.endpoint, tcp("c", 7002));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Client-side caching
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn client_cache_options() {
+    let cfg = parsed(
+        "redis://h?client_cache=1000&client_cache_ttl=60000&client_cache_max_bytes=1048576\
+         &client_cache_mode=broadcast&client_cache_prefix=user%3A&client_cache_prefix=cfg:",
+    );
+    assert_eq!(cfg.cache.max_entries, 1000);
+    assert_eq!(cfg.cache.ttl_ms, 60_000);
+    assert_eq!(cfg.cache.max_bytes, 1 << 20);
+    assert_eq!(cfg.cache.mode, crate::config::CacheMode::Broadcast);
+    assert_eq!(cfg.cache.prefixes, [b"user:".to_vec(), b"cfg:".to_vec()]);
+    // The TTL is on by default; 0 turns it off only when written.
+    let on = parsed("redis://h?client_cache=10");
+    assert_eq!(on.cache.ttl_ms, crate::config::DEFAULT_CACHE_TTL_MS);
+    assert_eq!(
+        parsed("redis://h?client_cache=10&client_cache_ttl=0")
+            .cache
+            .ttl_ms,
+        0
+    );
+    assert_eq!(
+        parsed("redis://h?client_cache_mode=OPTIN").cache.mode,
+        crate::config::CacheMode::OptIn
+    );
+    assert_rejected("redis://h?client_cache_mode=lru", "client_cache_mode");
+    assert_rejected("redis://h?client_cache_prefix=", "must not be empty");
+    assert_rejected("redis://h?client_cache=-1", "client_cache");
+}

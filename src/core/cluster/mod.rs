@@ -255,6 +255,19 @@ impl SlotMap {
         next
     }
 
+    /// Whether every slot has the same primary and replicas in both maps: a client-side cache
+    /// keeps what it read only while that holds (a failover or a slot move drops it).
+    pub fn same_owners(&self, other: &SlotMap) -> bool {
+        fn owners(map: &SlotMap, slot: u16) -> Option<(&NodeAddress, Vec<&NodeAddress>)> {
+            map.shard(slot).map(|s| {
+                let mut replicas: Vec<&NodeAddress> = s.replicas.iter().collect();
+                replicas.sort_by(|a, b| (&a.host, a.port).cmp(&(&b.host, b.port)));
+                (&s.primary, replicas)
+            })
+        }
+        (0..SLOTS as u16).all(|slot| owners(self, slot) == owners(other, slot))
+    }
+
     /// Every node address the map knows, primaries first.
     pub fn addresses(&self) -> Vec<NodeAddress> {
         let mut all: Vec<NodeAddress> = self.shards.iter().map(|s| s.primary.clone()).collect();

@@ -35,6 +35,22 @@ fn read_only_flags_come_from_the_server() {
     assert!(!read_only(&t, &["NOSUCHCOMMAND"]));
 }
 
+/// The commands whose keys cannot all be found from their arguments, as Redis 7.0 says (key
+/// specs of type `unknown` or flagged `incomplete`): a client-side cache must not trust the
+/// keys it finds for them.
+#[test]
+fn commands_with_keys_only_the_server_can_name() {
+    let t = table();
+    let mut unnamed: Vec<&str> = t
+        .commands
+        .iter()
+        .filter(|(_, info)| info.facts.unnamed_keys)
+        .map(|(name, _)| std::str::from_utf8(name).unwrap())
+        .collect();
+    unnamed.sort_unstable();
+    assert_eq!(unnamed, ["migrate", "sort", "sort_ro"]);
+}
+
 #[test]
 fn key_specs_find_keys_where_each_command_keeps_them() {
     let t = table();
