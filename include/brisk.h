@@ -20,6 +20,7 @@
 
 
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +61,13 @@ typedef struct brisk_config brisk_config;
 typedef struct brisk_event brisk_event;
 
 /**
+ * One message taken with `brisk_subscriber_next()`: owned by the caller, freed (exactly once)
+ * with `brisk_message_free()`. Immutable; any thread may read it. Its strings are not copied
+ * out of the network buffer: they stay valid until it is freed.
+ */
+typedef struct brisk_message brisk_message;
+
+/**
  * A batch of commands sent in one round trip, optionally as a MULTI/EXEC transaction.
  *
  * Created by `brisk_pipeline_new()` or `brisk_transaction_new()`, freed (exactly once) by
@@ -98,6 +106,27 @@ typedef struct brisk_retry brisk_retry;
  * thread at a time.
  */
 typedef struct brisk_session brisk_session;
+
+/**
+ * A Pub/Sub subscriber: subscriptions to channels, patterns and shard channels, kept through
+ * reconnects, failovers and slot moves.
+ *
+ * Created by `brisk_subscriber_new()` from a client of any mode, freed (exactly once) by
+ * `brisk_subscriber_free()`. Its connections are its own (never the client's pool): one on a
+ * single server; on a cluster, one to each node that owns a slot of its shard channels, plus
+ * one for its channels and patterns. They speak RESP3 unless the client's protocol is 2.
+ *
+ * Thread-safe: every function but `brisk_subscriber_free()` may be called from any thread at
+ * any time, the message callback's included.
+ *
+ * After a lost connection (CLIENT KILL, a restart, a network cut, an unanswered health PING)
+ * the subscriber reconnects with the client's retry policy (and, once its retries are spent,
+ * keeps trying at its longest backoff) and subscribes again to everything it had there; then
+ * it reports `BRISK_EVENT_RESUBSCRIBE` and counts `BRISK_STAT_PUBSUB_RESUBSCRIBES`. Delivery is
+ * at most once: messages published while a connection is down are lost (as with every Redis
+ * client), and none is delivered twice.
+ */
+typedef struct brisk_subscriber brisk_subscriber;
 
 /**
  * The outcome of a call. Every function that can fail returns one; only `BRISK_OK` is success.
@@ -147,6 +176,11 @@ typedef uint32_t brisk_mode;
 typedef uint32_t brisk_read_from;
 
 /**
+ * What a subscriber does with a message that arrives while its queue is full.
+ */
+typedef uint32_t brisk_overflow;
+
+/**
  * How the server is asked to track what the client-side cache keeps.
  */
 typedef uint32_t brisk_cache_mode;
@@ -167,6 +201,41 @@ typedef uint32_t brisk_cache_reason;
 typedef uint32_t brisk_reply_type;
 
 /**
+ * One element of an aggregate as `brisk_reply_elements()` describes it: what the one-value
+ * accessors would say about it, read for many elements in one call. The pointers are borrowed
+ * from the top-level reply, like `brisk_reply_element()`'s.
+ */
+typedef struct {
+  /**
+   * The element's type (`brisk_reply_type_of()`).
+   */
+  brisk_reply_type kind;
+  /**
+   * The text of a STRING, STATUS, ERROR, VERBATIM, BIGNUM or DOUBLE element
+   * (`brisk_reply_string()`: NUL-terminated, possibly containing NULs); NULL otherwise.
+   */
+  const char *str;
+  /**
+   * The text's length in bytes; for an ARRAY, MAP, SET or PUSH its number of elements (a
+   * MAP's keys and values both counted, as `brisk_reply_length()`); 0 otherwise.
+   */
+  size_t len;
+  /**
+   * An INTEGER's value, a BOOL's 0 or 1; 0 otherwise.
+   */
+  int64_t integer;
+  /**
+   * A DOUBLE's value; 0.0 otherwise.
+   */
+  double number;
+  /**
+   * The element itself: pass it to `brisk_reply_elements()` to read an aggregate's elements,
+   * or to any accessor. Borrowed; never freed on its own.
+   */
+  const brisk_reply *reply;
+} brisk_reply_item;
+
+/**
  * How the delay between attempts grows.
  */
 typedef uint32_t brisk_backoff;
@@ -175,6 +244,41 @@ typedef uint32_t brisk_backoff;
  * The families of errors the production guides of redis-py, go-redis and Jedis document.
  */
 typedef uint32_t brisk_category;
+
+/**
+ * Receives each message, on the subscriber's own thread (named `brisk-subscriber`), one at a
+ * time, in arrival order. `pattern` is NULL (and `pattern_len` 0) unless a pattern
+ * subscription delivered it. The strings are binary safe (use the lengths) and NUL-terminated
+ * for convenience; they are valid during the call only. It must not block for long: messages
+ * wait meanwhile in the subscriber's bounded queue (see `brisk_config_set_pubsub_queue()`). It
+ * may call the subscriber's functions, `brisk_subscriber_free()` included (the subscriber then
+ * ends when the callback returns).
+ */
+typedef void (*brisk_message_fn)(void *userdata,
+                                 const char *channel,
+                                 size_t channel_len,
+                                 const char *pattern,
+                                 size_t pattern_len,
+                                 const char *payload,
+                                 size_t payload_len);
+
+/**
+ * What a subscription is to (and which kind of subscription delivered a message).
+ */
+typedef uint32_t brisk_subscription;
+
+/**
+ * The body of a `brisk_transaction_run()` attempt. It runs on the caller's thread, with the
+ * keys WATCHed on session `s`: it reads what it needs with `brisk_session_command()` (or
+ * `brisk_session_commandf()`) and appends the writes to `tx` (`brisk_pipeline_append()`,
+ * `brisk_pipeline_appendf()`), then returns `BRISK_OK`. Any other status ends
+ * `brisk_transaction_run()` with that status, nothing applied. It may run several times (once
+ * per attempt), so it must not have effects that a retry would repeat outside Redis. It must not
+ * free, exec or keep `s` or `tx`: they belong to `brisk_transaction_run()`.
+ */
+typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
+                                             brisk_pipeline *tx,
+                                             void *userdata);
 
 
 
@@ -286,6 +390,21 @@ typedef uint32_t brisk_category;
 #define BRISK_STAT_CACHE_EVICTIONS 19
 
 /**
+ * Pub/Sub messages received by the client's subscribers (those dropped included).
+ */
+#define BRISK_STAT_PUBSUB_MESSAGES 20
+
+/**
+ * Pub/Sub messages a subscriber's full queue dropped (see `brisk_config_set_pubsub_queue()`).
+ */
+#define BRISK_STAT_PUBSUB_DROPPED 21
+
+/**
+ * Times a subscriber reconnected and subscribed again to what it had.
+ */
+#define BRISK_STAT_PUBSUB_RESUBSCRIBES 22
+
+/**
  * Only read-only commands are retried after their request was written; a write (INCR, LPUSH,
  * XADD, ...) that failed after sending is reported (its message says it may have been applied),
  * never replayed. The default.
@@ -309,7 +428,23 @@ typedef uint32_t brisk_category;
 #define BRISK_MODE_CLUSTER 1
 
 /**
- * Sentinel (not available yet: `brisk_client_new` refuses it with INVALID_ARGUMENT).
+ * Redis Sentinel: the nodes from `brisk_config_add_node` (or a `redis+sentinel://` URL) are
+ * sentinels, and `brisk_config_set_sentinel_master` names the master they watch. The client
+ * asks the sentinels (in order, each within the sentinel timeout; the one whose answer holds
+ * moves to the front) where the master is, checks with `ROLE` that the node says it is the
+ * master (asking again, a bounded number of times, while they disagree), and
+ * sends commands there; it learns the other sentinels from the one that answered. It resolves
+ * the master again when a command finds the master gone, when the master answers `READONLY`
+ * (it was demoted), and when a sentinel announces `+switch-master` (taken as a hint, checked
+ * the same way). On a switch the old master's pooled connections are closed (none is used
+ * again), a `BRISK_EVENT_TOPOLOGY` event is emitted and `BRISK_STAT_TOPOLOGY_REFRESHES` counts
+ * each resolution. Commands failing during a switch follow the retry rules: each of the
+ * `cluster_error_retry_attempts` (default 3) resolves the master again, per-node retries are
+ * off unless a retry policy is set, and a write that may have been applied is not replayed
+ * (SAFE). Errors: no sentinel reachable is CONNECTION (the message names each sentinel tried
+ * and why), sentinels that answer but do not know the name SENTINEL; `brisk_client_new`
+ * refuses a Sentinel config without nodes or without a master name (INVALID_ARGUMENT).
+ * Async commands, pipelines, transactions and sessions all follow the master.
  */
 #define BRISK_MODE_SENTINEL 2
 
@@ -328,6 +463,25 @@ typedef uint32_t brisk_category;
  * Any node of the slot's shard, primary or replica, to spread reads.
  */
 #define BRISK_READ_ANY 2
+
+/**
+ * Drop the oldest waiting message to make room (the default): a slow consumer sees the most
+ * recent messages.
+ */
+#define BRISK_OVERFLOW_DROP_OLDEST 0
+
+/**
+ * Drop the arriving message: a slow consumer sees the oldest ones.
+ */
+#define BRISK_OVERFLOW_DROP_NEWEST 1
+
+/**
+ * Stop reading the subscriber's connection until there is room: brisk drops nothing, the
+ * messages wait in the server, whose output-buffer limit for Pub/Sub clients
+ * (`client-output-buffer-limit pubsub`, 32 MB hard / 8 MB for 60 s by default) then applies:
+ * past it the server closes the connection, and the subscriber reconnects and subscribes again.
+ */
+#define BRISK_OVERFLOW_BLOCK 2
 
 /**
  * The server remembers the keys each connection reads and announces their changes (the
@@ -395,6 +549,14 @@ typedef uint32_t brisk_category;
  * event stands for it).
  */
 #define BRISK_EVENT_CACHE_INVALIDATE 7
+
+/**
+ * A subscriber reconnected (or followed a shard channel's slot to its new owner) and subscribed
+ * again to everything it had there. `brisk_event_batch_size()`: how many subscriptions;
+ * `brisk_event_duration_us()`: how long they were gone; `brisk_event_server_address()`: the
+ * node it subscribed at. Reported on a `brisk-runtime` thread.
+ */
+#define BRISK_EVENT_RESUBSCRIBE 8
 
 /**
  * Not a `BRISK_EVENT_CACHE_INVALIDATE` event.
@@ -625,6 +787,25 @@ typedef uint32_t brisk_category;
  */
 #define BRISK_CATEGORY_GENERIC 4
 
+/**
+ * A channel (`SUBSCRIBE`; messages from `PUBLISH`).
+ */
+#define BRISK_SUBSCRIPTION_CHANNEL 0
+
+/**
+ * A glob-style pattern of channels (`PSUBSCRIBE`). Keyspace notifications
+ * (`__keyspace@0__:*`) arrive this way. On a cluster, channels and patterns live on one node
+ * (PUBLISH reaches every node), but keyspace notifications are each node's own: a pattern
+ * subscription there sees the events of its node's keys only.
+ */
+#define BRISK_SUBSCRIPTION_PATTERN 1
+
+/**
+ * A shard channel (`SSUBSCRIBE`; messages from `SPUBLISH`). On a cluster it lives on the node
+ * that owns its slot, and the subscription follows the slot when it moves or fails over.
+ */
+#define BRISK_SUBSCRIPTION_SHARD 2
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -704,6 +885,30 @@ brisk_status brisk_command_async(brisk_client *client,
                                  void *userdata);
 
 /**
+ * Exports the OpenTelemetry spans and metrics buffered now (see
+ * `brisk_config_set_otel_endpoint()`), waiting at most `timeout_ms` for the collector to take
+ * them. BRISK_OK when they were sent or OpenTelemetry is off; TIMEOUT when the time ran out
+ * (the export goes on in the background; nothing is lost by the wait ending). Failed exports
+ * are not errors here: telemetry a collector refuses is dropped and counted. Thread-safe.
+ * `brisk_client_free()` flushes too, waiting at most 2000 ms (or the export timeout, if
+ * shorter).
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+brisk_status brisk_client_flush_telemetry(brisk_client *client,
+                                          uint32_t timeout_ms);
+
+/**
+ * Spans dropped so far because the export queue was full (a slow or dead collector) or
+ * their export failed; 0 for NULL or with OpenTelemetry off. Thread-safe.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+uint64_t brisk_client_telemetry_dropped(const brisk_client *client);
+
+/**
  * Drops every client-side cache entry now (reads in flight are not kept either); a no-op
  * when the cache is off. Reported as a `BRISK_EVENT_CACHE_INVALIDATE` event with reason
  * `BRISK_CACHE_REASON_FLUSH`. NULL client: INVALID_ARGUMENT.
@@ -738,19 +943,50 @@ brisk_config *brisk_config_new(void);
 void brisk_config_free(brisk_config *cfg);
 
 /**
- * Sets the server from a URL:
- * `redis://[user[:password]@]host[:port][/db][?option=value&...]`, `rediss://...` (TLS) or
- * `unix:///path/to/socket[?db=N&...]`. User, password and values are percent-decoded; an IPv6
- * host goes in brackets (`redis://[::1]:6379`). Options: `connect_timeout`, `read_timeout`,
- * `write_timeout`, `command_deadline`, `pool_size`, `pool_min_idle`, `pool_max_wait`,
- * `pool_idle_timeout`, `pool_max_lifetime`, `health_check_interval` (all ms), `client_name`,
- * `protocol` (2|3), `max_retries`, `db`, `tls_server_name`, `tls_insecure_skip_verify`;
- * client-side caching: `client_cache` (max entries), `client_cache_ttl` (ms),
- * `client_cache_max_bytes`, `client_cache_mode` (default|broadcast|optin),
- * `client_cache_prefix` (repeatable).
- * Settings the URL does not mention keep their values.
+ * Sets the server, and any other setting, from a URL:
+ *
+ * - `redis://[user[:password]@]host[:port][/db][?option=value&...]`
+ * - `rediss://...` (TLS)
+ * - `redis+cluster://[user[:password]@]host:port[,host:port...][?...]` (cluster mode, the hosts
+ *   are seed nodes; `rediss+cluster://` with TLS)
+ * - `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master_name[/db][?...]`
+ *   (Sentinel mode: the hosts are sentinels, port 26379 when omitted; the user and password
+ *   are the data nodes', the sentinels' own are the options below; `rediss+sentinel://` uses
+ *   TLS to the sentinels and the data nodes)
+ * - `unix://[user[:password]@]/path/to/socket[?db=N&...]`
+ * - `valkey://`, `valkeys://`, `valkey+cluster://`, `valkeys+cluster://`, `valkey+sentinel://`,
+ *   `valkeys+sentinel://`: the same as the `redis` schemes.
+ *
+ * User, password, path and values are percent-decoded; an IPv6 host goes in brackets
+ * (`redis://[::1]:6379`). Options (aliases from go-redis and redis-py in parentheses):
+ *
+ * - durations: `connect_timeout` (`dial_timeout`, `socket_connect_timeout`), `read_timeout`,
+ *   `write_timeout`, `socket_timeout` (read and write), `command_deadline`, `pool_max_wait`
+ *   (`pool_timeout`), `pool_idle_timeout` (`conn_max_idle_time`, `idle_timeout`),
+ *   `pool_max_lifetime` (`conn_max_lifetime`, `max_conn_age`), `health_check_interval`,
+ *   `backoff_base` (`min_retry_backoff`), `backoff_cap` (`max_retry_backoff`),
+ *   `cluster_refresh_interval`, `sentinel_timeout`. A duration takes a unit, `ms`, `s`, `m` or `h` (`250ms`,
+ *   `1.5s`); a bare number means milliseconds under brisk's names and seconds under the
+ *   go-redis and redis-py aliases, as in those libraries (`dial_timeout=3` is 3 s).
+ * - numbers: `pool_size` (`max_connections`), `pool_min_idle` (`min_idle_conns`),
+ *   `max_retries`, `max_reply_bytes`, `db`, `protocol` (2|3), `cluster_error_retry_attempts`.
+ * - booleans (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`): `retry_on_timeout`,
+ *   `socket_keepalive`, `tls_insecure_skip_verify` (`skip_verify`), `read_only` (reads from
+ *   replicas) and `route_randomly` (reads from any node).
+ * - words: `client_name`, `tls_server_name`, `sentinel_username` and `sentinel_password`
+ *   (the sentinels' credentials; Sentinel URLs only), `retry_writes` (`safe`|`always`), `backoff`
+ *   (`none`, `constant`, `exponential`, `full_jitter`, `equal_jitter`,
+ *   `decorrelated_jitter`), `read_from` (`primary`, `replica_preferred`, `any`), `addr`
+ *   (`host:port`, one more cluster seed node; may repeat).
+ * - client-side caching: `client_cache` (max entries), `client_cache_ttl` (a duration),
+ *   `client_cache_max_bytes`, `client_cache_mode` (`default`, `broadcast`, `optin`),
+ *   `client_cache_prefix` (may repeat).
+ *
+ * A backoff option changes the config's retry policy, or the default one (3 retries, full
+ * jitter from 10 ms capped at 1 s) made explicit. Settings the URL does not mention keep their
+ * values; a repeated option's last value wins.
  * Returns `BRISK_ERR_INVALID_ARGUMENT` naming the part at fault (never echoing a password)
- * for a malformed URL, an unknown option or a bad value.
+ * for a malformed URL, an unknown option or a bad value; the config is then unchanged.
  *
  * # Safety
  * `cfg` is NULL or a live config; `url` is NULL or a NUL-terminated string.
@@ -1066,6 +1302,58 @@ brisk_status brisk_config_set_event_callback(brisk_config *cfg,
                                              void *userdata);
 
 /**
+ * Turns on OpenTelemetry: brisk exports a CLIENT span per command (one per pipeline or
+ * transaction) and the database-client metrics over OTLP/HTTP with protobuf bodies to
+ * `<endpoint>/v1/traces` and `<endpoint>/v1/metrics`, from an exporter thread of the client's
+ * own (`brisk-otel`). `endpoint` is the collector's base URL (`"http://host:4318"`; plain HTTP
+ * only); NULL takes `OTEL_EXPORTER_OTLP_ENDPOINT` (else `http://localhost:4318`; the
+ * per-signal `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`/`_METRICS_ENDPOINT` are honoured too).
+ * `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS` are
+ * honoured; `OTEL_SDK_DISABLED=true` turns it off again. A slow, dead or failing collector
+ * costs dropped telemetry (counted), never a delayed or failed command. Spans and metrics
+ * never contain a command's arguments or values. Off by default, and free when off.
+ * INVALID_ARGUMENT for a URL that is not `http://host[:port][/path]`.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `endpoint` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_config_set_otel_endpoint(brisk_config *cfg,
+                                            const char *endpoint);
+
+/**
+ * The share of traces whose spans are recorded, 0..1 (default: `OTEL_TRACES_SAMPLER` and
+ * `OTEL_TRACES_SAMPLER_ARG` when set, else 1). Sampling is parent-based: a command under a
+ * sampled parent (see `brisk_trace_parent_set()`) is recorded, under an unsampled one is not,
+ * and without a parent by this ratio of trace ids. 0 means metrics only: no spans at all.
+ * INVALID_ARGUMENT outside 0..1.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_otel_traces_sample_ratio(brisk_config *cfg,
+                                                       double ratio);
+
+/**
+ * How often metrics are exported, and the longest a span waits in the queue (default 10000
+ * ms; a batch of 512 spans goes at once). INVALID_ARGUMENT for 0.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_otel_export_interval_ms(brisk_config *cfg,
+                                                      uint32_t ms);
+
+/**
+ * The longest one export request may take before it is abandoned and its telemetry dropped
+ * (default 10000 ms). INVALID_ARGUMENT for 0.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_otel_export_timeout_ms(brisk_config *cfg,
+                                                     uint32_t ms);
+
+/**
  * Sets the topology. CLUSTER and SENTINEL need at least one node from `brisk_config_add_node`
  * (checked by `brisk_client_new`). INVALID_ARGUMENT for an unknown mode.
  *
@@ -1092,6 +1380,9 @@ brisk_status brisk_config_add_node(brisk_config *cfg,
  * CONNECTION, TIMEOUT or CLUSTER_DOWN error the failed node is dropped from the startup
  * nodes, the topology is re-read from the others and the command starts a new cycle of
  * per-node retries (the per-node `retry` defaults to none in cluster mode). 0 is taken as 1.
+ * Sentinel mode uses the same number: each attempt after a CONNECTION or TIMEOUT error
+ * resolves the master again through the sentinels (per-node retries default to none there
+ * too).
  *
  * # Safety
  * `cfg` is NULL or a live config.
@@ -1101,7 +1392,9 @@ brisk_status brisk_config_set_cluster_error_retry_attempts(brisk_config *cfg,
 
 /**
  * Cluster mode: how often the topology is re-read in the background (default 60000 ms; 0
- * turns the periodic refresh off; redirections and failures still trigger refreshes).
+ * turns the periodic refresh off; redirections and failures still trigger refreshes). Sentinel
+ * mode: how often the master and its replicas are resolved again through the sentinels (the
+ * sentinels' announcements and failures trigger resolutions too).
  *
  * # Safety
  * `cfg` is NULL or a live config.
@@ -1110,14 +1403,80 @@ brisk_status brisk_config_set_cluster_refresh_interval_ms(brisk_config *cfg,
                                                           uint32_t ms);
 
 /**
- * Cluster mode: where read-only commands go (see `brisk_read_from`). Writes always go to the
- * primary. INVALID_ARGUMENT for an unknown value.
+ * Cluster and Sentinel modes: where read-only commands go (see `brisk_read_from`). Writes
+ * always go to the primary. In Sentinel mode the replicas are those the sentinels list
+ * (`SENTINEL replicas`) that are neither down nor disconnected nor still reporting themselves
+ * as master; they are listed again at each resolution. A read on a replica that fails goes to
+ * the master (no error), and that replica is left out for 5 s. INVALID_ARGUMENT for an unknown
+ * value.
  *
  * # Safety
  * `cfg` is NULL or a live config.
  */
 brisk_status brisk_config_set_read_from(brisk_config *cfg,
                                         brisk_read_from where);
+
+/**
+ * Sentinel mode: the name the sentinels monitor the master under (`sentinel monitor <name>
+ * ...`). Required in Sentinel mode (`brisk_client_new` refuses the config without it).
+ * INVALID_ARGUMENT for an empty name or one with spaces or control characters.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `master_name` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_config_set_sentinel_master(brisk_config *cfg,
+                                              const char *master_name);
+
+/**
+ * Sentinel mode: the credentials for the sentinels themselves (an ACL user, or NULL for the
+ * `default` user, and its password). Separate from the data nodes' (`brisk_config_set_username`
+ * / `set_password`), which are never sent to the sentinels: by default the sentinels get no
+ * credentials. A NULL password clears both. The password never appears in any message.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `username` and `password` are NULL or NUL-terminated strings.
+ */
+brisk_status brisk_config_set_sentinel_auth(brisk_config *cfg,
+                                            const char *username,
+                                            const char *password);
+
+/**
+ * Sentinel mode: how long one question to one sentinel may take, connecting included (default
+ * 500 ms; 0: the connect and read timeouts instead), so that a sentinel that is down costs
+ * little before the next one is asked. It also bounds connecting to the master for its `ROLE`
+ * check during a resolution.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_sentinel_timeout_ms(brisk_config *cfg,
+                                                  uint32_t ms);
+
+/**
+ * The bound of each subscriber's message queue (default 10000 messages) and what happens when
+ * it is full (default `BRISK_OVERFLOW_DROP_OLDEST`). Every dropped message is counted in
+ * `BRISK_STAT_PUBSUB_DROPPED`. INVALID_ARGUMENT for `max_messages` 0 or an unknown policy.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pubsub_queue(brisk_config *cfg,
+                                           uint32_t max_messages,
+                                           brisk_overflow policy);
+
+/**
+ * How a subscriber finds a connection that died silently (a frozen server, a cut network): a
+ * connection that read nothing for `interval_ms` (default 3000) is sent a PING, which must be
+ * answered within `timeout_ms` (default 5000; any byte read meanwhile extends it); otherwise
+ * the connection counts as lost and the subscriber reconnects and subscribes again.
+ * `interval_ms` 0 turns the PINGs off. INVALID_ARGUMENT for `timeout_ms` 0 with PINGs on.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_pubsub_health_check(brisk_config *cfg,
+                                                  uint32_t interval_ms,
+                                                  uint32_t timeout_ms);
 
 /**
  * Turns client-side caching on (off by default): deterministic reads (GET, HGET, MGET,
@@ -1405,6 +1764,43 @@ const brisk_reply *brisk_reply_element(const brisk_reply *r,
                                        size_t index);
 
 /**
+ * Describes elements `start`, `start + 1`, ... of an aggregate into `out`, at most `cap` of
+ * them, and returns how many it wrote: `min(cap, length - start)`, or 0 when `start` is past
+ * the end, `r` is not an aggregate, or `r` or `out` is NULL. One call per aggregate instead of
+ * several per element, which matters to languages whose calls into C are costly (Python's
+ * ctypes or cffi, Go's cgo): read a 1,000-element LRANGE into a 1,000-item array at once, or in
+ * chunks of `cap` by moving `start`. Thread-safe like every accessor. For an aggregate of
+ * strings only, `brisk_reply_strings()` writes less per element.
+ *
+ * # Safety
+ * `r` is NULL, a live top-level reply or an element of one; `out` is NULL or points to `cap`
+ * writable items.
+ */
+size_t brisk_reply_elements(const brisk_reply *r,
+                            size_t start,
+                            brisk_reply_item *out,
+                            size_t cap);
+
+/**
+ * Reads the strings of elements `start` .. `start + count - 1` of an aggregate in one call:
+ * `strs[i]` and `lens[i]` get what `brisk_reply_string()` gives for element `start + i` (NULL
+ * and 0 for an element without text). Returns how many elements were read: `count`, or fewer
+ * where the aggregate ends; 0 for a NULL reply, a non-aggregate or `start` past the end.
+ * `strs` and `lens` may each be NULL (then not written). The strings belong to the top-level
+ * reply. For walking a large array (LRANGE, MGET, ...) without two calls per element; for
+ * elements of any type, `brisk_reply_elements()`.
+ *
+ * # Safety
+ * `r` is NULL, a live top-level reply or an element of one; `strs` and `lens` are NULL or
+ * have room for `count` entries.
+ */
+size_t brisk_reply_strings(const brisk_reply *r,
+                           size_t start,
+                           size_t count,
+                           const char **strs,
+                           size_t *lens);
+
+/**
  * The three-letter format of a VERBATIM reply ("txt", "mkd") as a NUL-terminated string
  * written to `out` (4 bytes); returns false (and writes "") for other types.
  *
@@ -1523,6 +1919,354 @@ bool brisk_status_is_retryable(brisk_status status);
  * errors carry the server's own text; no message ever contains a password.
  */
 const char *brisk_last_error_message(void);
+
+/**
+ * Creates a subscriber on `client` (standalone, cluster or Sentinel). With `fn`, each message is
+ * passed to it on the subscriber's own thread; with `fn` NULL, messages are queued for
+ * `brisk_subscriber_next()` (pull style, for event loops and FFI callers; see
+ * `brisk_subscriber_fd()`). No connection is opened until the first subscription. `*out` is
+ * NULL on failure: CLOSED for a closed client, INTERNAL if no thread could be started.
+ *
+ * Freeing the client first is safe: the subscriber's connections close, its calls fail with
+ * `BRISK_ERR_CLOSED` (the pull API first returns what was already queued), and it must still
+ * be freed with `brisk_subscriber_free()`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `out` is NULL or writable; `fn` and `userdata` stay valid
+ * until `brisk_subscriber_free()` returns.
+ */
+brisk_status brisk_subscriber_new(brisk_client *client,
+                                  brisk_message_fn fn,
+                                  void *userdata,
+                                  brisk_subscriber **out);
+
+/**
+ * Subscribes to a channel; returns once the server confirmed it. Fails with the server's
+ * status for a refusal (AUTH for an ACL without the channel), CONNECTION or TIMEOUT when no
+ * connection could be made by the retry policy (or the confirmation did not come within the
+ * read timeout, or the command deadline), CLOSED when the client was closed. A failed call
+ * leaves no subscription behind. For binary names, or many at once, see
+ * `brisk_subscriber_subscribe()`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `channel` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_subscribe(brisk_subscriber *s,
+                             const char *channel);
+
+/**
+ * Subscribes to a glob-style pattern (`news.*`, `__keyspace@0__:*`); as `brisk_subscribe()`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `pattern` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_psubscribe(brisk_subscriber *s,
+                              const char *pattern);
+
+/**
+ * Subscribes to a shard channel; as `brisk_subscribe()`. On a cluster the subscription is made
+ * at the node that owns the channel's slot.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `shard_channel` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_ssubscribe(brisk_subscriber *s,
+                              const char *shard_channel);
+
+/**
+ * Unsubscribes from a channel; returns once the server confirmed it (or the connection that
+ * held it is gone): no message of it is delivered after that, save those already queued. A
+ * channel not subscribed is no error. A subscribe of the same channel still waiting on another
+ * thread returns OK at once: it is over, and the channel is not subscribed.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `channel` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_unsubscribe(brisk_subscriber *s,
+                               const char *channel);
+
+/**
+ * Unsubscribes from a pattern; as `brisk_unsubscribe()`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `pattern` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_punsubscribe(brisk_subscriber *s,
+                                const char *pattern);
+
+/**
+ * Unsubscribes from a shard channel; as `brisk_unsubscribe()`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `shard_channel` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_sunsubscribe(brisk_subscriber *s,
+                                const char *shard_channel);
+
+/**
+ * Subscribes to `count` names of `kind` at once (one round trip per node), binary safe:
+ * `names[i]` has `lens[i]` bytes (`lens` NULL: NUL-terminated strings). Returns once the
+ * server confirmed every one; on failure none of them stays subscribed (as for
+ * `brisk_subscribe()`). INVALID_ARGUMENT for `count` 0, a NULL name or an unknown `kind`.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `names` points to `count` pointers, each to `lens[i]`
+ * readable bytes (or a NUL-terminated string when `lens` is NULL).
+ */
+brisk_status brisk_subscriber_subscribe(brisk_subscriber *s,
+                                        brisk_subscription kind,
+                                        size_t count,
+                                        const char *const *names,
+                                        const size_t *lens);
+
+/**
+ * Unsubscribes from `count` names of `kind` at once, binary safe; as
+ * `brisk_subscriber_subscribe()` and `brisk_unsubscribe()`.
+ *
+ * # Safety
+ * As `brisk_subscriber_subscribe()`.
+ */
+brisk_status brisk_subscriber_unsubscribe(brisk_subscriber *s,
+                                          brisk_subscription kind,
+                                          size_t count,
+                                          const char *const *names,
+                                          const size_t *lens);
+
+/**
+ * Pull style (a subscriber made with `fn` NULL): waits up to `timeout_ms` (0: without limit)
+ * for the next message and hands it over in `*out` (free it with `brisk_message_free()`).
+ * TIMEOUT when none came in time; CLOSED once the client was closed and every queued message
+ * was taken; INVALID_ARGUMENT for a subscriber with a callback. Messages come in arrival order;
+ * several threads may take them concurrently.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `out` is NULL or writable.
+ */
+brisk_status brisk_subscriber_next(brisk_subscriber *s,
+                                   uint32_t timeout_ms,
+                                   brisk_message **out);
+
+/**
+ * `brisk_subscriber_next()` without waiting: the next message if one waits, else TIMEOUT. For
+ * draining the queue when `brisk_subscriber_fd()` polls readable.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber; `out` is NULL or writable.
+ */
+brisk_status brisk_subscriber_try_next(brisk_subscriber *s,
+                                       brisk_message **out);
+
+/**
+ * A file descriptor that is readable exactly while messages wait in the queue of a pull-style
+ * subscriber (and, once its client was closed, readable for good, so a loop wakes up to get
+ * CLOSED), for poll/epoll/kqueue/libuv/asyncio loops. It is owned by the subscriber: do not
+ * read, write or close it; it stays open until `brisk_subscriber_free()`. -1 for a NULL
+ * subscriber, one with a callback, or when no descriptor could be made (see
+ * `brisk_last_error_message()`).
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber.
+ */
+int brisk_subscriber_fd(const brisk_subscriber *s);
+
+/**
+ * This subscriber's share of `BRISK_STAT_PUBSUB_MESSAGES` (received, dropped ones included),
+ * `BRISK_STAT_PUBSUB_DROPPED` (dropped by the queue's overflow policy) and
+ * `BRISK_STAT_PUBSUB_RESUBSCRIBES`; 0 for any other `which` or a NULL subscriber. The client's
+ * `brisk_client_stat()` sums them over its subscribers.
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber.
+ */
+uint64_t brisk_subscriber_stat(const brisk_subscriber *s,
+                               brisk_stat which);
+
+/**
+ * Closes the subscriber's connections and frees it. NULL is a no-op. Returns promptly, also
+ * while messages flow: it waits only for a callback call under way to return, and no callback
+ * starts after it returned (messages still queued are dropped, not counted). May be called
+ * from the message callback itself (the subscriber's thread then ends when the callback
+ * returns).
+ *
+ * # Safety
+ * `s` is NULL or a live subscriber that no other thread is using.
+ */
+void brisk_subscriber_free(brisk_subscriber *s);
+
+/**
+ * The message's channel: its bytes and (if `len` is not NULL) their number. NUL-terminated for
+ * convenience, but may contain NULs. NULL for a NULL message.
+ *
+ * # Safety
+ * `m` is NULL or a live message; `len` is NULL or writable.
+ */
+const char *brisk_message_channel(const brisk_message *m,
+                                  size_t *len);
+
+/**
+ * The pattern that matched, for a message of a pattern subscription; NULL (and 0 in `len`)
+ * otherwise.
+ *
+ * # Safety
+ * `m` is NULL or a live message; `len` is NULL or writable.
+ */
+const char *brisk_message_pattern(const brisk_message *m,
+                                  size_t *len);
+
+/**
+ * The message's payload, binary safe (as `brisk_message_channel()`).
+ *
+ * # Safety
+ * `m` is NULL or a live message; `len` is NULL or writable.
+ */
+const char *brisk_message_payload(const brisk_message *m,
+                                  size_t *len);
+
+/**
+ * Which kind of subscription delivered the message (`BRISK_SUBSCRIPTION_*`); CHANNEL for NULL.
+ *
+ * # Safety
+ * `m` is NULL or a live message.
+ */
+brisk_subscription brisk_message_kind(const brisk_message *m);
+
+/**
+ * Frees a message from `brisk_subscriber_next()`. NULL is a no-op.
+ *
+ * # Safety
+ * `m` is NULL or a live message, not used afterwards.
+ */
+void brisk_message_free(brisk_message *m);
+
+/**
+ * Sets the parent of the spans of the commands this thread issues next (see
+ * `brisk_config_set_otel_endpoint()`): a W3C `traceparent` value,
+ * `"00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"`, as the application's own tracer
+ * would propagate it, so that brisk's spans become children of the application's span. NULL
+ * clears it. It is per thread and stays until changed: an async command takes the parent of
+ * the thread that submits it. The flags' sampled bit decides whether spans under it are
+ * recorded (parent-based sampling). INVALID_ARGUMENT for a malformed string (the thread's
+ * parent is then left unchanged). Cheap; callable from any thread, with or without a client.
+ *
+ * # Safety
+ * `traceparent` is NULL or a NUL-terminated string.
+ */
+brisk_status brisk_trace_parent_set(const char *traceparent);
+
+/**
+ * Runs the transaction `tx` (from `brisk_transaction_new()` on the session's client) on the
+ * session's connection, in one round trip: MULTI, the commands appended to `tx`, EXEC. So the
+ * keys the session WATCHed guard it, without a round trip per command:
+ *
+ * ```c
+ * brisk_session_commandf(s, NULL, "WATCH %s", key);
+ * brisk_session_commandf(s, &old, "GET %s", key);        // read, decide
+ * brisk_pipeline_appendf(tx, "SET %s %s", key, next);   // queue the writes
+ * brisk_session_exec(s, tx, &replies);                  // BRISK_ERR_WATCH: start over
+ * ```
+ *
+ * On `BRISK_OK`, `*replies` is EXEC's ARRAY, one element per command (a command's error reply
+ * is an ERROR element); `replies` may be NULL to discard it. `BRISK_ERR_WATCH` when a WATCHed
+ * key changed (nothing was applied), `BRISK_ERR_SERVER` when the server discarded the
+ * transaction (EXECABORT). Afterwards no WATCH or MULTI is open on the session, and `tx` is
+ * empty (whatever the outcome) and can be reused. INVALID_ARGUMENT when `tx` is a plain
+ * pipeline or comes from another client, or the session has a MULTI of its own open. In cluster
+ * mode the transaction's keys must be in the session's slot. Not thread-safe: the session and
+ * `tx` are used by one thread at a time.
+ *
+ * # Safety
+ * `s` is NULL or a live session; `tx` is NULL or a live pipeline; `replies` is NULL or
+ * writable.
+ */
+brisk_status brisk_session_exec(brisk_session *s,
+                                brisk_pipeline *tx,
+                                brisk_reply **replies);
+
+/**
+ * A whole WATCH transaction in one call, retried while a watched key changes under it (what
+ * redis-py's `transaction(func, *watches)` does). Each attempt, on one session of `client`:
+ * WATCH the `nkeys` keys (`keys`, with lengths `keylens`, or NUL-terminated when `keylens` is
+ * NULL; `nkeys` may be 0), call `body(s, tx, userdata)` with a new, empty transaction `tx`,
+ * then run `tx` on the session (MULTI ... EXEC in one round trip, as `brisk_session_exec()`).
+ * When EXEC reports that a watched key changed, the next attempt starts over, at most
+ * `max_attempts` attempts in all (at least 1); after the last one the result is
+ * `BRISK_ERR_WATCH`.
+ *
+ * On `BRISK_OK`, `*replies` is EXEC's ARRAY (NULL `replies` discards it). A status other than
+ * `BRISK_OK` from `body` ends the call with that status (the message says so and keeps the
+ * last brisk error of the body, if any); other failures are those of
+ * `brisk_session_new()`, `brisk_session_command()` and `brisk_session_exec()`. The session's
+ * connection goes back to the pool, with nothing watched, before this returns. Thread-safe like
+ * every blocking call on `client`; `body` runs on the calling thread.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `keys` points to `nkeys` readable keys (`keylens` NULL or
+ * `nkeys` lengths), or is NULL with `nkeys` 0; `body` as `brisk_transaction_fn` says;
+ * `replies` is NULL or writable.
+ */
+brisk_status brisk_transaction_run(brisk_client *client,
+                                   size_t nkeys,
+                                   const char *const *keys,
+                                   const size_t *keylens,
+                                   brisk_transaction_fn body,
+                                   void *userdata,
+                                   uint32_t max_attempts,
+                                   brisk_reply **replies);
+
+/*
+ * Printf-style commands (declared by hand: cbindgen cannot express C variadic functions, which
+ * Rust cannot define; src/capi/commandf.c implements them, core/format.rs parses the formats).
+ */
+
+/**
+ * Runs one command written as a format, as hiredis's `redisCommand()` does:
+ * `brisk_commandf(client, &reply, "SET %s %b", key, value, value_len)`.
+ *
+ * A space separates arguments (several count as one); nothing else does, so an interpolated
+ * value is one argument (or part of one, as in `"user:%s:name"`) whatever bytes it holds. `%s`
+ * takes a NUL-terminated string (`const char *`), `%b` binary data as a `const void *` and a
+ * `size_t` length, `%%` is a literal `%`. The format is checked before any argument is read:
+ * any other conversion (`%d`, ...), or a `%` ending the format, is `BRISK_ERR_INVALID_ARGUMENT`
+ * naming it, never a crash. A NULL `%s` value, or a NULL `%b` pointer with a nonzero length, is
+ * INVALID_ARGUMENT too. Everything else is as for `brisk_command()`: on `BRISK_OK`, `*reply`
+ * is the reply (free it with `brisk_reply_free()`; `reply` may be NULL to discard it); same
+ * statuses, retries and thread safety (any thread, the client is shared). The arguments are
+ * copied once into one buffer; `brisk_command()` with `argv`/`argvlen` copies nothing.
+ */
+brisk_status brisk_commandf(brisk_client *client, brisk_reply **reply, const char *format, ...);
+
+/**
+ * `brisk_commandf()` with the arguments as a `va_list` (for wrappers with their own `...`).
+ * `ap` is used through a copy (`va_copy`): the caller still owns it and calls `va_end` on it.
+ */
+brisk_status brisk_vcommandf(brisk_client *client,
+                             brisk_reply **reply,
+                             const char *format,
+                             va_list ap);
+
+/**
+ * Appends a command written as a format (see `brisk_commandf()`) to a pipeline or transaction,
+ * as `brisk_pipeline_append()` does. Not thread-safe, like the pipeline.
+ */
+brisk_status brisk_pipeline_appendf(brisk_pipeline *p, const char *format, ...);
+
+/** `brisk_pipeline_appendf()` with a `va_list` (used through a copy, as in `brisk_vcommandf()`). */
+brisk_status brisk_pipeline_vappendf(brisk_pipeline *p, const char *format, va_list ap);
+
+/**
+ * Runs a command written as a format (see `brisk_commandf()`) on a session's connection, as
+ * `brisk_session_command()` does. Not thread-safe, like the session.
+ */
+brisk_status brisk_session_commandf(brisk_session *s,
+                                    brisk_reply **reply,
+                                    const char *format,
+                                    ...);
+
+/** `brisk_session_commandf()` with a `va_list` (used through a copy, as in `brisk_vcommandf()`). */
+brisk_status brisk_session_vcommandf(brisk_session *s,
+                                     brisk_reply **reply,
+                                     const char *format,
+                                     va_list ap);
 
 #ifdef __cplusplus
 }  // extern "C"
