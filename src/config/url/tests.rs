@@ -814,6 +814,9 @@ fn the_header_lists_every_option() {
         "replica_preferred",
         "any",
         "host:port",
+        "default",
+        "broadcast",
+        "optin",
     ];
     for quoted in options.split('`').skip(1).step_by(2) {
         assert!(
