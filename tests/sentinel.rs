@@ -1061,3 +1061,63 @@ fn a_sentinel_the_node_contradicts_is_asked_last_and_the_rounds_are_bounded() {
         e.message()
     );
 }
+
+#[test]
+fn the_client_side_cache_forgets_the_old_master_at_a_failover() {
+    let _one = one_at_a_time();
+    let setup = SentinelSetup::start();
+    let old = setup.master_port();
+    let mut config = setup.config();
+    config.cache.max_entries = 1000;
+    let observed = Observed::install(&mut config);
+    let client = Client::new(&config).unwrap();
+    ok(&client, &["SET", "csc:key", "before"]);
+    assert!(
+        read_until_a_hit(&client, "csc:key", "before"),
+        "cached on the old master"
+    );
+    assert_eq!(client.stat(Stat::CacheEntries), 1);
+
+    setup.failover(0);
+    let switch = setup.wait_switched(old, Duration::from_secs(60));
+    assert!(
+        wait_until(Duration::from_secs(30), || observed
+            .switched_to(switch.port)
+            .is_some()),
+        "the client followed the failover (a +switch-master hint; it sends nothing meanwhile)"
+    );
+    assert_eq!(
+        client.stat(Stat::CacheEntries),
+        0,
+        "what was read from the old master was dropped at the switch"
+    );
+    // Written behind the client's back on the new master: the next read sees it, and is
+    // cached again (tracked on the new master).
+    setup.node(switch.port).cli(&["SET", "csc:key", "after"]);
+    assert_eq!(text(&ok(&client, &["GET", "csc:key"])), "after");
+    assert!(
+        read_until_a_hit(&client, "csc:key", "after"),
+        "cached again, on the new master"
+    );
+    // And the new master's invalidations reach it.
+    setup.node(switch.port).cli(&["SET", "csc:key", "later"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || text(&ok(
+            &client,
+            &["GET", "csc:key"]
+        )) == "later"),
+        "invalidated by the new master"
+    );
+}
+
+/// Reads `key` (always `value`) until a read is a hit: a hit needs the node's invalidation
+/// connection to have answered a PING just before (`cache::store::Leases`), so the first reads
+/// after a quiet spell may still go to the server.
+fn read_until_a_hit(client: &Client, key: &str, value: &str) -> bool {
+    let mut before = client.stat(Stat::CacheHits);
+    wait_until(Duration::from_secs(10), || {
+        assert_eq!(text(&ok(client, &["GET", key])), value);
+        let now = client.stat(Stat::CacheHits);
+        std::mem::replace(&mut before, now) < now
+    })
+}

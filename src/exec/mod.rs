@@ -254,14 +254,15 @@ fn cached(shared: &Shared, cache: &Cache, args: &Args<'_>) -> Result<Reply> {
 }
 
 /// With the client-side cache on, a new client checks what it relies on before it is handed
-/// out: the home node's invalidation connection is up (the server knows CLIENT TRACKING, the
-/// user may use it) and a data connection accepts being tracked to it; the command table is
-/// fetched on the way (which commands are cached comes from it).
+/// out: a primary's invalidation connection is up (the server knows CLIENT TRACKING, the user
+/// may use it) and a data connection accepts being tracked to it; the command table is fetched
+/// on the way (which commands are cached comes from it). The primary, not the route's home:
+/// in Sentinel mode the home is a sentinel, so this resolves the master.
 fn check_cache(shared: &Shared, config: &Config) -> Result<()> {
     let Some(cache) = &shared.cache else {
         return Ok(());
     };
-    let home = shared.route.home();
+    let home = shared.route.pinned(None)?;
     let wait = [config.connect_timeout_ms, config.read_timeout_ms]
         .iter()
         .map(|&ms| limit(ms).unwrap_or(Duration::from_secs(10)))

@@ -149,6 +149,8 @@ impl Sentinel {
                 health_check_interval: None,
                 ..nodes_context.pool.clone()
             },
+            // Sentinels hold no data: nothing read from them is cached (and they cannot track).
+            cache: None,
             ..nodes_context.clone()
         };
         // Made here so that a bad TLS setting fails brisk_client_new; every other node, sentinel
@@ -545,6 +547,10 @@ impl Sentinel {
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view.clone();
         self.retire_left_nodes(&old, &view);
         if master_changed {
+            if let (Some(cache), Some(_)) = (&self.nodes_context.cache, &old.master) {
+                // What was read from the old master relied on its tracking there.
+                cache.topology_changed();
+            }
             self.nodes_context.observer.emit(&Event {
                 kind: EventKind::Topology,
                 status: Status::Ok,
