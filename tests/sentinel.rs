@@ -11,6 +11,7 @@ mod support;
 
 use brisk::config::{Mode, ReadFrom};
 use brisk::events::{Event, EventKind};
+use brisk::pubsub::{Kind, Subscriber};
 use brisk::stats::Stat;
 use brisk::{Client, Config, Status};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1120,4 +1121,92 @@ fn read_until_a_hit(client: &Client, key: &str, value: &str) -> bool {
         let now = client.stat(Stat::CacheHits);
         std::mem::replace(&mut before, now) < now
     })
+}
+
+/// Publishes `tag-1`, `tag-2`, ... through `client` until `sub` receives one of them (up to
+/// 60 s); the time that took.
+fn received_through(client: &Client, sub: &Subscriber, tag: &str) -> Option<Duration> {
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        sent += 1;
+        let payload = format!("{tag}-{sent}");
+        // A publish may fail while the master moves; the next one is retried anyway.
+        let _ = cmd(client, &["PUBLISH", "ha:news", &payload]);
+        while let Some(message) = sub.next(Some(Duration::from_millis(100))).unwrap() {
+            if message.payload().starts_with(tag.as_bytes()) {
+                return Some(started.elapsed());
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_subscriber_keeps_receiving_through_a_failover_and_the_old_master_killed() {
+    let _one = one_at_a_time();
+    let mut setup = SentinelSetup::start();
+    let old = setup.master_port();
+    let mut config = setup.config();
+    let observed = Observed::install(&mut config);
+    let client = Client::new(&config).unwrap();
+    let sub = client.subscriber(None).unwrap();
+    sub.subscribe(Kind::Channel, &[b"ha:news"]).unwrap();
+    assert!(received_through(&client, &sub, "before").is_some());
+
+    // The sentinels switch; the subscriber's node, demoted, still relays what the new master
+    // publishes (PUBLISH is replicated) once the sentinels have made it a replica, or the
+    // subscriber has moved.
+    setup.failover(0);
+    let switch = setup.wait_switched(old, Duration::from_secs(60));
+    assert!(
+        wait_until(Duration::from_secs(30), || observed
+            .switched_to(switch.port)
+            .is_some()),
+        "the client followed the failover"
+    );
+    let after_switch = received_through(&client, &sub, "switched")
+        .expect("messages published on the new master arrive after the switch");
+    let old_role = cli_through_reconfiguration(setup.node(old), &["ROLE"]);
+    assert!(
+        old_role.starts_with("master"),
+        "the first message after the switch came only once the sentinels had made the old \
+         master a replica (ROLE {old_role:?}), which relays what the new master publishes: the \
+         subscriber did not move ({} ms)",
+        after_switch.as_millis()
+    );
+    // Not through the demoted node's replication: the subscriber moved to the new master (and
+    // left the old one first, so nothing arrives twice).
+    let numsub = |port: u16| {
+        cli_through_reconfiguration(setup.node(port), &["PUBSUB", "NUMSUB", "ha:news"])
+            .lines()
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || numsub(switch.port).as_deref()
+            == Some("1")
+            && numsub(old).as_deref() == Some("0")),
+        "subscribed on the new master only: NUMSUB {:?} there, {:?} on the old one",
+        numsub(switch.port),
+        numsub(old)
+    );
+
+    // The old master dies: the subscriber subscribes again where the sentinels say.
+    let resubscribes = sub.stat(Stat::PubsubResubscribes);
+    setup.node_mut(old).kill();
+    let after_kill = received_through(&client, &sub, "killed")
+        .expect("messages arrive after the old master was killed");
+    assert!(
+        sub.stat(Stat::PubsubResubscribes) > resubscribes
+            || received_through(&client, &sub, "still").is_some(),
+        "the subscriber is subscribed on a live node"
+    );
+    println!(
+        "Sentinel Pub/Sub: a message through {} ms after the switch was followed, {} ms after \
+         the old master was killed ({} resubscriptions)",
+        after_switch.as_millis(),
+        after_kill.as_millis(),
+        sub.stat(Stat::PubsubResubscribes)
+    );
 }

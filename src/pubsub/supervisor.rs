@@ -47,6 +47,11 @@ const MAX_REDIRECTS: u32 = 16;
 /// connections up: a demoted primary keeps its shard subscribers, so nothing else tells.
 const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
 
+/// How often a subscriber on a topology that can change compares the route's generation with
+/// the one its placements were checked against (no I/O: the route moves it when its own
+/// commands, hints or refreshes find a change, such as Sentinel's `+switch-master`).
+const GENERATION_WATCH: Duration = Duration::from_millis(200);
+
 /// What the subscriber's methods ask of the supervisor.
 pub(crate) enum Request {
     Change {
@@ -216,6 +221,9 @@ pub(crate) struct Supervisor {
     /// topology is read next (with shard channels on a cluster).
     seen_generation: u64,
     next_topology_check: Instant,
+    /// Whether the route's generation can move (see [`GENERATION_WATCH`]), and when to look.
+    watch_generation: bool,
+    next_generation_check: Instant,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     finished: Arc<Finished>,
 }
@@ -249,6 +257,7 @@ impl Supervisor {
             reconnect: settings.reconnect,
             health: settings.health,
             by_slot: shared.route.routes_by_key(),
+            watch_generation: shared.route.can_change(),
             shared,
             ctx,
             stop,
@@ -262,6 +271,7 @@ impl Supervisor {
             refreshing: false,
             seen_generation: 0,
             next_topology_check: Instant::now() + TOPOLOGY_CHECK,
+            next_generation_check: Instant::now() + GENERATION_WATCH,
             tasks: Vec::new(),
             finished,
         }
@@ -304,7 +314,13 @@ impl Supervisor {
         });
         let deadlines = self.waiters.iter().filter_map(|w| w.deadline);
         let topology = self.has_shard_groups().then_some(self.next_topology_check);
-        placements.chain(deadlines).chain(topology).min()
+        let generation = (self.watch_generation && self.has_placed_groups())
+            .then_some(self.next_generation_check);
+        placements
+            .chain(deadlines)
+            .chain(topology)
+            .chain(generation)
+            .min()
     }
 
     fn change(
@@ -694,6 +710,12 @@ impl Supervisor {
         }
     }
 
+    fn has_placed_groups(&self) -> bool {
+        self.groups
+            .values()
+            .any(|g| matches!(g.place, Place::On { .. }) && !g.members.is_empty())
+    }
+
     fn has_shard_groups(&self) -> bool {
         self.by_slot
             && self
@@ -715,6 +737,10 @@ impl Supervisor {
                     self.start_refresh();
                 }
             }
+        }
+        let now = Instant::now();
+        if now >= self.next_generation_check {
+            self.next_generation_check = now + GENERATION_WATCH;
         }
         let generation = self.shared.route.generation();
         if generation == self.seen_generation {
@@ -949,10 +975,11 @@ impl Supervisor {
         }
     }
 
-    /// The home group rides on a link the subscriber has already (any node serves channels and
-    /// patterns, since PUBLISH reaches every node of a cluster).
+    /// On a cluster, the home group rides on a link the subscriber has already (any node serves
+    /// channels and patterns, since PUBLISH reaches every node). Elsewhere it goes where the
+    /// route says: in Sentinel mode, the master, not a link left on a demoted one.
     fn home_link(&self, group: Group) -> Option<u64> {
-        if group != Group::Home {
+        if group != Group::Home || !self.by_slot {
             return None;
         }
         self.links.keys().min().copied()

@@ -424,6 +424,10 @@ impl Topology for Cluster {
         self.node_at(&address).map(NodeRef::Shared)
     }
 
+    fn can_change(&self) -> bool {
+        true
+    }
+
     fn generation(&self) -> u64 {
         self.topology().generation
     }

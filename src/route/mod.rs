@@ -90,6 +90,12 @@ pub(crate) trait Topology: Send + Sync {
         0
     }
 
+    /// Whether the generation can move while the client lives (what one serves may move to
+    /// another node), so that long-lived users of a node (subscribers) should watch it.
+    fn can_change(&self) -> bool {
+        false
+    }
+
     /// Reads the topology again (blocking) unless it changed since generation `seen`.
     fn refresh(&self, _seen: u64) -> Result<()> {
         Ok(())

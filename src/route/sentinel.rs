@@ -730,6 +730,10 @@ impl Topology for Sentinel {
         Ok(NodeRef::Shared(master.clone()))
     }
 
+    fn can_change(&self) -> bool {
+        true
+    }
+
     fn generation(&self) -> u64 {
         self.view
             .read()
