@@ -46,6 +46,15 @@ brisk_status bg_set_double(bg_double_setter fn, brisk_config *cfg, double v, cha
   return take(fn(cfg, v), err);
 }
 
+brisk_status bg_set_u32x2(bg_u32x2_setter fn, brisk_config *cfg, uint32_t a, uint32_t b,
+                          char **err) {
+  return take(fn(cfg, a, b), err);
+}
+
+brisk_status bg_set_u64(bg_u64_setter fn, brisk_config *cfg, uint64_t v, char **err) {
+  return take(fn(cfg, v), err);
+}
+
 brisk_status bg_set_retry(brisk_config *cfg, brisk_backoff backoff, uint32_t base_ms,
                           uint32_t cap_ms, uint32_t retries, char **err) {
   brisk_retry *retry = NULL;
@@ -73,6 +82,7 @@ static void on_event(void *userdata, const brisk_event *e) {
   ev.error_type = brisk_event_error_type(e);
   ev.batch_size = brisk_event_batch_size(e);
   ev.db = brisk_event_db(e);
+  ev.cache_reason = brisk_event_cache_reason(e);
   briskGoOnEvent((uintptr_t)userdata, &ev);
 }
 
@@ -164,6 +174,42 @@ brisk_status bg_session_command(brisk_session *s, const char *buf, const size_t 
 
 brisk_status bg_flush_telemetry(brisk_client *c, uint32_t timeout_ms, char **err) {
   return take(brisk_client_flush_telemetry(c, timeout_ms), err);
+}
+
+brisk_status bg_cache_flush(brisk_client *c, char **err) {
+  return take(brisk_client_cache_flush(c), err);
+}
+
+brisk_status bg_subscriber_new(brisk_client *c, brisk_subscriber **out, char **err) {
+  return take(brisk_subscriber_new(c, NULL, NULL, out), err);
+}
+
+brisk_status bg_subscriber_change(brisk_subscriber *s, int subscribe, brisk_subscription kind,
+                                  const char *buf, const size_t *lens, size_t count, char **err) {
+  brisk_status st = BRISK_OK;
+  WITH_ARGV(count, buf, lens, names, {
+    st = take(subscribe ? brisk_subscriber_subscribe(s, kind, count, names, lens)
+                        : brisk_subscriber_unsubscribe(s, kind, count, names, lens),
+              err);
+  });
+  return st;
+}
+
+brisk_status bg_subscriber_next(brisk_subscriber *s, uint32_t timeout_ms, bg_message *out,
+                                char **err) {
+  brisk_message *m = NULL;
+  brisk_status st = take(timeout_ms == 0 ? brisk_subscriber_try_next(s, &m)
+                                         : brisk_subscriber_next(s, timeout_ms, &m),
+                         err);
+  memset(out, 0, sizeof *out);
+  if (st != BRISK_OK)
+    return st;
+  out->m = m;
+  out->kind = brisk_message_kind(m);
+  out->channel = brisk_message_channel(m, &out->channel_len);
+  out->pattern = brisk_message_pattern(m, &out->pattern_len);
+  out->payload = brisk_message_payload(m, &out->payload_len);
+  return st;
 }
 
 uint32_t bg_retry_backoff_ms(brisk_backoff backoff, uint32_t base_ms, uint32_t cap_ms,

@@ -24,6 +24,8 @@ typedef brisk_status (*bg_size_setter)(brisk_config *, size_t);
 typedef brisk_status (*bg_host_port_setter)(brisk_config *, const char *, uint16_t);
 typedef brisk_status (*bg_str2_setter)(brisk_config *, const char *, const char *);
 typedef brisk_status (*bg_double_setter)(brisk_config *, double);
+typedef brisk_status (*bg_u32x2_setter)(brisk_config *, uint32_t, uint32_t);
+typedef brisk_status (*bg_u64_setter)(brisk_config *, uint64_t);
 
 brisk_status bg_set_str(bg_str_setter fn, brisk_config *cfg, const char *v, char **err);
 brisk_status bg_set_u32(bg_u32_setter fn, brisk_config *cfg, uint32_t v, char **err);
@@ -36,6 +38,9 @@ brisk_status bg_set_tcp_keepalive(brisk_config *cfg, uint32_t idle_s, uint32_t i
 brisk_status bg_set_str2(bg_str2_setter fn, brisk_config *cfg, const char *a, const char *b,
                          char **err);
 brisk_status bg_set_double(bg_double_setter fn, brisk_config *cfg, double v, char **err);
+brisk_status bg_set_u32x2(bg_u32x2_setter fn, brisk_config *cfg, uint32_t a, uint32_t b,
+                          char **err);
+brisk_status bg_set_u64(bg_u64_setter fn, brisk_config *cfg, uint64_t v, char **err);
 brisk_status bg_set_retry(brisk_config *cfg, brisk_backoff backoff, uint32_t base_ms,
                           uint32_t cap_ms, uint32_t retries, char **err);
 brisk_status bg_set_retry_on_errors(brisk_config *cfg, const brisk_status *codes, size_t n,
@@ -61,6 +66,30 @@ brisk_status bg_session_new(brisk_client *c, brisk_session **out, char **err);
 brisk_status bg_session_command(brisk_session *s, const char *buf, const size_t *lens,
                                 size_t argc, brisk_reply **out, char **err);
 brisk_status bg_flush_telemetry(brisk_client *c, uint32_t timeout_ms, char **err);
+brisk_status bg_cache_flush(brisk_client *c, char **err);
+
+/* A pull-style subscriber (no callback): Go takes its messages with bg_subscriber_next. */
+brisk_status bg_subscriber_new(brisk_client *c, brisk_subscriber **out, char **err);
+/* brisk_subscriber_subscribe (subscribe != 0) or _unsubscribe of `count` names packed in buf. */
+brisk_status bg_subscriber_change(brisk_subscriber *s, int subscribe, brisk_subscription kind,
+                                  const char *buf, const size_t *lens, size_t count, char **err);
+
+/* A message's fields, read in C in the same call that took it. The strings belong to `m`:
+ * copy them, then brisk_message_free(m). */
+typedef struct {
+  brisk_message *m;
+  uint32_t kind;
+  const char *channel;
+  size_t channel_len;
+  const char *pattern; /* NULL unless a pattern subscription delivered it */
+  size_t pattern_len;
+  const char *payload;
+  size_t payload_len;
+} bg_message;
+
+/* brisk_subscriber_next (timeout_ms 0: brisk_subscriber_try_next, no wait). */
+brisk_status bg_subscriber_next(brisk_subscriber *s, uint32_t timeout_ms, bg_message *out,
+                                char **err);
 uint32_t bg_retry_backoff_ms(brisk_backoff backoff, uint32_t base_ms, uint32_t cap_ms,
                              uint32_t retries, uint32_t attempt, char **err);
 
@@ -80,6 +109,7 @@ typedef struct {
   const char *error_type;
   uint32_t batch_size;
   uint32_t db;
+  uint32_t cache_reason;
 } bg_event;
 
 #endif

@@ -200,6 +200,18 @@ func (c *Client) Stats() map[string]uint64 {
 	return out
 }
 
+// CacheFlush drops every client-side cache entry now (a no-op when the cache is off); it is
+// reported as an EventCacheInvalidate with CacheReasonFlush.
+func (c *Client) CacheFlush() error {
+	cl, err := c.acquire()
+	if err != nil {
+		return err
+	}
+	defer c.release()
+	var msg *C.char
+	return check(C.bg_cache_flush(cl, &msg), msg)
+}
+
 // Close waits for the calls in flight on other goroutines, then closes every connection.
 // Pending DoContext calls fail with ErrClosed. Calls after Close fail with ErrClosed.
 func (c *Client) Close() error {

@@ -21,7 +21,20 @@ const (
 	EventHealthCheck     EventKind = C.BRISK_EVENT_HEALTH_CHECK
 	EventPoolWait        EventKind = C.BRISK_EVENT_POOL_WAIT
 	EventTopology        EventKind = C.BRISK_EVENT_TOPOLOGY
-	EventCacheInvalidate EventKind = C.BRISK_EVENT_CACHE_INVALIDATE
+	EventCacheInvalidate EventKind = C.BRISK_EVENT_CACHE_INVALIDATE // see Event.CacheReason
+	EventResubscribe     EventKind = C.BRISK_EVENT_RESUBSCRIBE      // a subscriber subscribed again after a loss
+)
+
+// CacheReason is why client-side cache entries were dropped (Event.CacheReason).
+type CacheReason uint32
+
+// The reasons.
+const (
+	CacheReasonNone           CacheReason = C.BRISK_CACHE_REASON_NONE // not an EventCacheInvalidate
+	CacheReasonInvalidation   CacheReason = C.BRISK_CACHE_REASON_INVALIDATION
+	CacheReasonFlush          CacheReason = C.BRISK_CACHE_REASON_FLUSH
+	CacheReasonConnectionLost CacheReason = C.BRISK_CACHE_REASON_CONNECTION_LOST
+	CacheReasonTopology       CacheReason = C.BRISK_CACHE_REASON_TOPOLOGY
 )
 
 // Event is one finished piece of work (never arguments or values).
@@ -33,20 +46,22 @@ type Event struct {
 	Attempt       int
 	ServerAddress string
 	ErrorType     string // the server's error code or the status name; "" on success
-	BatchSize     int
+	BatchSize     int    // EventCacheInvalidate: keys named or entries dropped; EventResubscribe: subscriptions
 	DB            int
+	CacheReason   CacheReason // EventCacheInvalidate only
 }
 
 //export briskGoOnEvent
 func briskGoOnEvent(h C.uintptr_t, e *C.bg_event) {
 	fn := cgo.Handle(h).Value().(func(Event))
 	ev := Event{
-		Kind:      EventKind(e.kind),
-		Status:    Status(e.status),
-		Duration:  time.Duration(e.duration_us) * time.Microsecond,
-		Attempt:   int(e.attempt),
-		BatchSize: int(e.batch_size),
-		DB:        int(e.db),
+		Kind:        EventKind(e.kind),
+		Status:      Status(e.status),
+		Duration:    time.Duration(e.duration_us) * time.Microsecond,
+		Attempt:     int(e.attempt),
+		BatchSize:   int(e.batch_size),
+		DB:          int(e.db),
+		CacheReason: CacheReason(e.cache_reason),
 	}
 	if e.command_len > 0 {
 		ev.Command = string(unsafe.Slice((*byte)(unsafe.Pointer(e.command)), int(e.command_len)))
@@ -82,6 +97,12 @@ const (
 	StatCacheInvalidations  Stat = C.BRISK_STAT_CACHE_INVALIDATIONS
 	StatTopologyRefreshes   Stat = C.BRISK_STAT_TOPOLOGY_REFRESHES
 	StatRedirects           Stat = C.BRISK_STAT_REDIRECTS
+	StatCacheEntries        Stat = C.BRISK_STAT_CACHE_ENTRIES // gauge
+	StatCacheBytes          Stat = C.BRISK_STAT_CACHE_BYTES   // gauge
+	StatCacheEvictions      Stat = C.BRISK_STAT_CACHE_EVICTIONS
+	StatPubSubMessages      Stat = C.BRISK_STAT_PUBSUB_MESSAGES
+	StatPubSubDropped       Stat = C.BRISK_STAT_PUBSUB_DROPPED
+	StatPubSubResubscribes  Stat = C.BRISK_STAT_PUBSUB_RESUBSCRIBES
 )
 
 var statNames = map[Stat]string{
@@ -91,5 +112,7 @@ var statNames = map[Stat]string{
 	StatPoolWaits: "pool_waits", StatPoolExhausted: "pool_exhausted", StatPoolOpen: "pool_open",
 	StatPoolIdle: "pool_idle", StatCacheHits: "cache_hits", StatCacheMisses: "cache_misses",
 	StatCacheInvalidations: "cache_invalidations", StatTopologyRefreshes: "topology_refreshes",
-	StatRedirects: "redirects",
+	StatRedirects: "redirects", StatCacheEntries: "cache_entries", StatCacheBytes: "cache_bytes",
+	StatCacheEvictions: "cache_evictions", StatPubSubMessages: "pubsub_messages",
+	StatPubSubDropped: "pubsub_dropped", StatPubSubResubscribes: "pubsub_resubscribes",
 }

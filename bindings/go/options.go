@@ -454,6 +454,123 @@ func WithOTelExportInterval(d time.Duration) Option {
 	return msOpt(C.bg_u32_setter(C.brisk_config_set_otel_export_interval_ms), "otel export interval", d)
 }
 
+// CacheMode is how the server tracks what the client-side cache keeps.
+type CacheMode uint32
+
+// The tracking modes.
+const (
+	CacheDefault   CacheMode = C.BRISK_CACHE_DEFAULT   // the server remembers the keys each connection read
+	CacheBroadcast CacheMode = C.BRISK_CACHE_BROADCAST // every change under the prefixes is announced
+	CacheOptIn     CacheMode = C.BRISK_CACHE_OPTIN     // only reads under the prefixes are tracked
+)
+
+// WithClientCache turns client-side caching on: deterministic reads (GET, HGET, MGET, ...) are
+// answered from memory after their first read, and the server's invalidations (CLIENT TRACKING)
+// drop what changed; a read starting 1 ms or more after another client's acknowledged write
+// never returns the old value, and this client's own writes drop their keys before they
+// return. At most maxEntries entries (0 turns the cache off), each served for at most ttl (the
+// C default is 5*time.Minute; 0: no TTL). New then fails when the server cannot track (Redis 6+
+// or Valkey, and permission for CLIENT). See brisk_config_set_client_cache in brisk.h for the
+// full contract, Client.CacheFlush, and the StatCache* counters.
+func WithClientCache(maxEntries int, ttl time.Duration) Option {
+	return func(b *builder) error {
+		if maxEntries < 0 || int64(maxEntries) > math.MaxUint32 {
+			return newError(StatusInvalidArgument, fmt.Sprintf("brisk: client cache size %d is out of range", maxEntries))
+		}
+		ms, err := durationMs("client cache ttl", ttl)
+		if err != nil {
+			return err
+		}
+		var msg *C.char
+		return check(C.bg_set_u32x2(C.bg_u32x2_setter(C.brisk_config_set_client_cache), b.cfg,
+			C.uint32_t(maxEntries), C.uint32_t(ms), &msg), msg)
+	}
+}
+
+// WithClientCacheMaxBytes bounds the memory the client-side cache keeps (default 64 MiB; 0: no
+// byte bound).
+func WithClientCacheMaxBytes(n uint64) Option {
+	return func(b *builder) error {
+		var msg *C.char
+		return check(C.bg_set_u64(C.bg_u64_setter(C.brisk_config_set_client_cache_max_bytes), b.cfg,
+			C.uint64_t(n), &msg), msg)
+	}
+}
+
+// WithClientCacheMode sets how the server tracks what the cache keeps (default CacheDefault).
+func WithClientCacheMode(mode CacheMode) Option {
+	return u32Opt(C.bg_u32_setter(C.brisk_config_set_client_cache_mode), "client cache mode", int64(mode))
+}
+
+// WithClientCachePrefixes adds key prefixes: only reads whose keys all start with one of them
+// are cached (no prefix at all: every key); in CacheBroadcast mode the server is told exactly
+// these.
+func WithClientCachePrefixes(prefixes ...string) Option {
+	return func(b *builder) error {
+		for _, p := range prefixes {
+			if err := strOpt(C.bg_str_setter(C.brisk_config_add_client_cache_prefix), p)(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// Overflow is what a subscriber's full queue does with a message that arrives.
+type Overflow uint32
+
+// The overflow policies.
+const (
+	OverflowDropOldest Overflow = C.BRISK_OVERFLOW_DROP_OLDEST // the default: the newest messages are kept
+	OverflowDropNewest Overflow = C.BRISK_OVERFLOW_DROP_NEWEST // the arriving message is dropped
+	OverflowBlock      Overflow = C.BRISK_OVERFLOW_BLOCK       // stop reading until there is room (the server buffers)
+)
+
+// WithPubSubQueue bounds each subscriber's message queue (default 10000) and sets what a full
+// queue does (default OverflowDropOldest); drops are counted in StatPubSubDropped.
+func WithPubSubQueue(maxMessages int, policy Overflow) Option {
+	return func(b *builder) error {
+		if maxMessages < 0 || int64(maxMessages) > math.MaxUint32 {
+			return newError(StatusInvalidArgument, fmt.Sprintf("brisk: pubsub queue %d is out of range", maxMessages))
+		}
+		var msg *C.char
+		return check(C.bg_set_u32x2(C.bg_u32x2_setter(C.brisk_config_set_pubsub_queue), b.cfg,
+			C.uint32_t(maxMessages), C.uint32_t(policy), &msg), msg)
+	}
+}
+
+// WithPubSubHealthCheck sets how a subscriber finds a connection that died silently: after
+// interval without a byte read it sends a PING that must be answered within timeout (defaults
+// 3 s and 5 s; interval 0 turns the PINGs off).
+func WithPubSubHealthCheck(interval, timeout time.Duration) Option {
+	return func(b *builder) error {
+		i, err := durationMs("pubsub health check interval", interval)
+		if err != nil {
+			return err
+		}
+		t, err := durationMs("pubsub health check timeout", timeout)
+		if err != nil {
+			return err
+		}
+		var msg *C.char
+		return check(C.bg_set_u32x2(C.bg_u32x2_setter(C.brisk_config_set_pubsub_health_check), b.cfg,
+			C.uint32_t(i), C.uint32_t(t), &msg), msg)
+	}
+}
+
+// durationMs is d in whole milliseconds for a C setter (a positive d under 1 ms is 1 ms, not
+// "no limit").
+func durationMs(name string, d time.Duration) (int64, error) {
+	ms := d.Milliseconds()
+	if d > 0 && ms == 0 {
+		ms = 1
+	}
+	if ms < 0 || ms > math.MaxUint32 {
+		return 0, newError(StatusInvalidArgument, fmt.Sprintf("brisk: %s %v is out of range", name, d))
+	}
+	return ms, nil
+}
+
 // WithOTelExportTimeout bounds one export request (default 10 s).
 func WithOTelExportTimeout(d time.Duration) Option {
 	return msOpt(C.bg_u32_setter(C.brisk_config_set_otel_export_timeout_ms), "otel export timeout", d)

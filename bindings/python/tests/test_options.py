@@ -102,6 +102,9 @@ def test_every_option_is_accepted(server, tmp_path):
         # OpenTelemetry settings are kept (and unused) without an endpoint.
         "otel_endpoint": None, "otel_traces_sample_ratio": 0.5, "otel_export_interval": 5,
         "otel_export_timeout": 2,
+        "client_cache": None, "client_cache_max_bytes": 1 << 20, "client_cache_mode": "optin",
+        "client_cache_prefixes": ["py:"], "pubsub_queue": (100, brisk.Overflow.BLOCK),
+        "pubsub_health_check": (2, 4),
     }
     assert set(values) == set(OPTIONS)
     given = {k: v for k, v in values.items()

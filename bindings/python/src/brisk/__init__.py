@@ -20,13 +20,17 @@ from . import _native
 from .client import AsyncClient, Client, Pipeline, Session
 from .constants import (
     BackoffKind,
+    CacheMode,
+    CacheReason,
     Category,
     EventKind,
     Mode,
+    Overflow,
     ReadFrom,
     RetryWrites,
     Stat,
     Status,
+    Subscription,
 )
 from .exceptions import (
     AskError,
@@ -63,6 +67,7 @@ from .exceptions import (
     _from_reply,
     _from_status,
 )
+from .pubsub import Message, PubSub, Subscriber
 from .retry import (
     ConstantBackoff,
     DecorrelatedJitterBackoff,
@@ -79,7 +84,8 @@ __version__ = "0.1.0"
 
 Event = _native.Event
 """What ``event_callback`` receives: kind, status, command, duration_us, attempt,
-server_address, error_type, batch_size, db (a named tuple; never arguments or values)."""
+server_address, error_type, batch_size, db, cache_reason (a named tuple; never arguments or
+values)."""
 
 
 def version() -> str:
@@ -110,6 +116,8 @@ __all__ = [
     "BackoffKind",
     "BriskError",
     "BusyLoadingError",
+    "CacheMode",
+    "CacheReason",
     "Category",
     "Client",
     "ClientClosedError",
@@ -131,6 +139,7 @@ __all__ = [
     "MasterDownError",
     "MasterNotFoundError",
     "MaxConnectionsError",
+    "Message",
     "Mode",
     "ModuleError",
     "MovedError",
@@ -138,7 +147,9 @@ __all__ = [
     "NoPermissionError",
     "NoScriptError",
     "OutOfMemoryError",
+    "Overflow",
     "Pipeline",
+    "PubSub",
     "PubSubError",
     "ReadFrom",
     "ReadOnlyError",
@@ -149,6 +160,8 @@ __all__ = [
     "Session",
     "Stat",
     "Status",
+    "Subscriber",
+    "Subscription",
     "TLSError",
     "TimeoutError",
     "TryAgainError",

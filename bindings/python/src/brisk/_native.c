@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #if PY_VERSION_HEX >= 0x030D0000
@@ -432,12 +433,14 @@ static PyStructSequence_Field event_fields[] = {
     {"error_type", "the server's error code or the status name; None on success"},
     {"batch_size", "commands in a pipeline or transaction; 1 otherwise"},
     {"db", "the database number"},
+    {"cache_reason", "why client-side cache entries were dropped (brisk.CacheReason); NONE for "
+                     "other events"},
     {NULL, NULL}};
 
 static PyStructSequence_Desc event_desc = {
     "brisk.Event",
     "One finished piece of work, passed to the event_callback (never arguments or values).",
-    event_fields, 9};
+    event_fields, 10};
 
 static PyObject *text_or_none(const char *s) {
   if (s == NULL)
@@ -457,7 +460,7 @@ static void on_event(void *userdata, const brisk_event *e) {
   if (ev != NULL) {
     size_t len = 0;
     const char *name = brisk_event_command_name(e, &len);
-    PyObject *fields[9] = {
+    PyObject *fields[10] = {
         PyLong_FromUnsignedLong(brisk_event_kind_of(e)),
         PyLong_FromUnsignedLong(brisk_event_status(e)),
         PyUnicode_DecodeUTF8(name ? name : "", name ? (Py_ssize_t)len : 0, "replace"),
@@ -467,9 +470,10 @@ static void on_event(void *userdata, const brisk_event *e) {
         text_or_none(brisk_event_error_type(e)),
         PyLong_FromUnsignedLong(brisk_event_batch_size(e)),
         PyLong_FromUnsignedLong(brisk_event_db(e)),
+        PyLong_FromUnsignedLong(brisk_event_cache_reason(e)),
     };
     int i, ok = 1;
-    for (i = 0; i < 9; i++) {
+    for (i = 0; i < 10; i++) {
       if (fields[i] == NULL)
         ok = 0;
       PyStructSequence_SET_ITEM(ev, i, fields[i] ? fields[i] : Py_NewRef(Py_None));
@@ -493,7 +497,7 @@ typedef struct {
 } ConfigObject;
 
 typedef enum { SIG_STR, SIG_OPT_STR, SIG_U32, SIG_BOOL, SIG_SIZE, SIG_HOST_PORT, SIG_U32X3,
-               SIG_STR2, SIG_OPT_STR2, SIG_DOUBLE } Signature;
+               SIG_STR2, SIG_OPT_STR2, SIG_DOUBLE, SIG_U32X2, SIG_U64 } Signature;
 
 /* Every brisk_config_set_* / brisk_config_add_* function taking plain values, by the name after
  * that prefix. The test suite checks this table against brisk.h, so a setter added to the C API
@@ -543,12 +547,19 @@ static const struct setter {
     SETTER("otel_traces_sample_ratio", SIG_DOUBLE, brisk_config_set_otel_traces_sample_ratio),
     SETTER("otel_export_interval_ms", SIG_U32, brisk_config_set_otel_export_interval_ms),
     SETTER("otel_export_timeout_ms", SIG_U32, brisk_config_set_otel_export_timeout_ms),
+    SETTER("pubsub_queue", SIG_U32X2, brisk_config_set_pubsub_queue),
+    SETTER("pubsub_health_check", SIG_U32X2, brisk_config_set_pubsub_health_check),
+    SETTER("client_cache", SIG_U32X2, brisk_config_set_client_cache),
+    SETTER("client_cache_max_bytes", SIG_U64, brisk_config_set_client_cache_max_bytes),
+    SETTER("client_cache_mode", SIG_U32, brisk_config_set_client_cache_mode),
+    SETTER("add_client_cache_prefix", SIG_STR, brisk_config_add_client_cache_prefix),
 #undef SETTER
 };
 
 static const char *const SIG_ARGS[] = {"(str)", "(str or None)", "(int)", "(bool)", "(int)",
                                        "(host: str, port: int)", "(int, int, int)",
-                                       "(str, str)", "(str or None, str or None)", "(float)"};
+                                       "(str, str)", "(str or None, str or None)", "(float)",
+                                       "(int, int)", "(int)"};
 
 static int config_init(ConfigObject *self, PyObject *args, PyObject *kwds) {
   static char *kwlist[] = {NULL};
@@ -637,9 +648,11 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
                  "this libbrisk (%s) has no brisk_config_set_%s", brisk_version(), name);
     return NULL;
   }
-  want = s->sig == SIG_U32X3                                                    ? 3
-         : (s->sig == SIG_HOST_PORT || s->sig == SIG_STR2 || s->sig == SIG_OPT_STR2) ? 2
-                                                                                     : 1;
+  want = s->sig == SIG_U32X3 ? 3
+         : (s->sig == SIG_HOST_PORT || s->sig == SIG_STR2 || s->sig == SIG_OPT_STR2 ||
+            s->sig == SIG_U32X2)
+             ? 2
+             : 1;
   if (nargs - 1 != want) {
     PyErr_Format(PyExc_TypeError, "Config.set(%R, ...) takes %s", args[0], SIG_ARGS[s->sig]);
     return NULL;
@@ -683,6 +696,7 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
     }
     break;
   case SIG_U32:
+  case SIG_U32X2:
   case SIG_U32X3:
     for (i = 0; i < want; i++)
       if (as_u32(args[i], &u[i]) < 0)
@@ -703,6 +717,7 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
       return NULL;
     break;
   case SIG_SIZE:
+  case SIG_U64:
     if (PyBool_Check(args[0]) || !PyLong_Check(args[0])) {
       PyErr_SetString(PyExc_TypeError, "expected an int");
       return NULL;
@@ -710,7 +725,7 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
     size = PyLong_AsUnsignedLongLong(args[0]);
     if (size == (unsigned long long)-1 && PyErr_Occurred())
       return NULL;
-    if (size > SIZE_MAX) {
+    if (s->sig == SIG_SIZE && size > SIZE_MAX) {
       PyErr_SetString(PyExc_OverflowError, "too large for size_t");
       return NULL;
     }
@@ -732,9 +747,15 @@ static PyObject *config_set(ConfigObject *self, PyObject *const *args, Py_ssize_
   case SIG_U32:
     st = ((brisk_status(*)(brisk_config *, uint32_t))s->fn)(self->cfg, u[0]);
     break;
+  case SIG_U32X2:
+    st = ((brisk_status(*)(brisk_config *, uint32_t, uint32_t))s->fn)(self->cfg, u[0], u[1]);
+    break;
   case SIG_U32X3:
     st = ((brisk_status(*)(brisk_config *, uint32_t, uint32_t, uint32_t))s->fn)(self->cfg, u[0],
                                                                                 u[1], u[2]);
+    break;
+  case SIG_U64:
+    st = ((brisk_status(*)(brisk_config *, uint64_t))s->fn)(self->cfg, (uint64_t)size);
     break;
   case SIG_BOOL:
     st = ((brisk_status(*)(brisk_config *, bool))s->fn)(self->cfg, u[0] != 0);
@@ -1073,16 +1094,63 @@ static PyTypeObject BridgeType = {
     .tp_methods = bridge_methods,
 };
 
+/* --- in-flight guard ------------------------------------------------------------------------- */
+
+/* Counts the calls that hold a brisk object with the GIL released, so that closing it waits for
+ * them (brisk's *_free functions must not race a call on another thread). */
+typedef struct {
+  atomic_long users;
+  atomic_int closed;
+  pthread_mutex_t lock;
+  pthread_cond_t idle;
+} Guard;
+
+static void guard_init(Guard *g) {
+  atomic_init(&g->users, 0);
+  atomic_init(&g->closed, 0);
+  pthread_mutex_init(&g->lock, NULL);
+  pthread_cond_init(&g->idle, NULL);
+}
+
+static void guard_destroy(Guard *g) {
+  pthread_cond_destroy(&g->idle);
+  pthread_mutex_destroy(&g->lock);
+}
+
+static void guard_leave(Guard *g) {
+  if (atomic_fetch_sub(&g->users, 1) == 1 && atomic_load(&g->closed)) {
+    pthread_mutex_lock(&g->lock);
+    pthread_cond_broadcast(&g->idle);
+    pthread_mutex_unlock(&g->lock);
+  }
+}
+
+/* Marks a call in flight; 0, or -1 (nothing marked) when the object is closed. With the GIL held,
+ * as is the closer's check-and-clear, so a call either sees it closed or is waited for. */
+static int guard_enter(Guard *g) {
+  atomic_fetch_add(&g->users, 1);
+  if (atomic_load(&g->closed)) {
+    guard_leave(g);
+    return -1;
+  }
+  return 0;
+}
+
+/* Marks the object closed and waits for the calls in flight. Call without the GIL. */
+static void guard_close_and_wait(Guard *g) {
+  atomic_store(&g->closed, 1);
+  pthread_mutex_lock(&g->lock);
+  while (atomic_load(&g->users) > 0)
+    pthread_cond_wait(&g->idle, &g->lock);
+  pthread_mutex_unlock(&g->lock);
+}
+
 /* --- Client ----------------------------------------------------------------------------------- */
 
 typedef struct {
   PyObject_HEAD
   brisk_client *client;
-  /* Calls in flight (they hold the client with the GIL released); close() waits for them. */
-  atomic_long users;
-  atomic_int closed;
-  pthread_mutex_t lock;
-  pthread_cond_t idle;
+  Guard guard; /* calls in flight hold the client with the GIL released; close() waits */
   PyObject *event_callback;
   PyObject *bridges; /* list: bridges this client's async commands report to */
   PyObject *encoding, *errors;
@@ -1091,23 +1159,17 @@ typedef struct {
 
 static PyTypeObject ClientType;
 
-static void client_leave(ClientObject *self) {
-  if (atomic_fetch_sub(&self->users, 1) == 1 && atomic_load(&self->closed)) {
-    pthread_mutex_lock(&self->lock);
-    pthread_cond_broadcast(&self->idle);
-    pthread_mutex_unlock(&self->lock);
-  }
-}
+static void client_leave(ClientObject *self) { guard_leave(&self->guard); }
 
-/* Marks a call in flight and returns the client to use, or NULL (CLOSED raised). With the GIL
- * held, as is close()'s check-and-clear, so a call either sees the client closed or is waited for. */
+/* Marks a call in flight and returns the client to use, or NULL (CLOSED raised). */
 static brisk_client *client_enter(ClientObject *self) {
-  atomic_fetch_add(&self->users, 1);
-  if (atomic_load(&self->closed) || self->client == NULL) {
+  if (guard_enter(&self->guard) < 0) {
+    raise_status(BRISK_ERR_CLOSED, "the client is closed");
+    return NULL;
+  }
+  if (self->client == NULL) {
     client_leave(self);
-    raise_status(BRISK_ERR_CLOSED, self->client == NULL && !atomic_load(&self->closed)
-                                       ? "Client.__init__ was not called"
-                                       : "the client is closed");
+    raise_status(BRISK_ERR_CLOSED, "Client.__init__ was not called");
     return NULL;
   }
   return self->client;
@@ -1119,12 +1181,8 @@ static void client_close_now(ClientObject *self) {
   if (c == NULL)
     return;
   self->client = NULL;
-  atomic_store(&self->closed, 1);
   Py_BEGIN_ALLOW_THREADS
-  pthread_mutex_lock(&self->lock);
-  while (atomic_load(&self->users) > 0)
-    pthread_cond_wait(&self->idle, &self->lock);
-  pthread_mutex_unlock(&self->lock);
+  guard_close_and_wait(&self->guard);
   brisk_client_free(c);
   Py_END_ALLOW_THREADS
 }
@@ -1135,10 +1193,7 @@ static PyObject *client_new_obj(PyTypeObject *type, PyObject *args, PyObject *kw
   (void)kwds;
   if (self == NULL)
     return NULL;
-  atomic_init(&self->users, 0);
-  atomic_init(&self->closed, 0);
-  pthread_mutex_init(&self->lock, NULL);
-  pthread_cond_init(&self->idle, NULL);
+  guard_init(&self->guard);
   self->bridges = PyList_New(0);
   if (self->bridges == NULL) {
     Py_DECREF(self);
@@ -1158,7 +1213,7 @@ static int client_init(ClientObject *self, PyObject *args, PyObject *kwds) {
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|pUU:Client", kwlist, &ConfigType, &config,
                                    &decode, &encoding, &errors))
     return -1;
-  if (self->client != NULL || atomic_load(&self->closed)) {
+  if (self->client != NULL || atomic_load(&self->guard.closed)) {
     PyErr_SetString(PyExc_RuntimeError, "Client.__init__ called twice");
     return -1;
   }
@@ -1209,8 +1264,7 @@ static void client_dealloc(ClientObject *self) {
   client_clear(self);
   Py_CLEAR(self->encoding);
   Py_CLEAR(self->errors);
-  pthread_cond_destroy(&self->idle);
-  pthread_mutex_destroy(&self->lock);
+  guard_destroy(&self->guard);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1368,6 +1422,25 @@ static PyObject *client_telemetry_dropped(ClientObject *self, PyObject *unused) 
   return PyLong_FromUnsignedLongLong(v);
 }
 
+/* cache_flush(): brisk_client_cache_flush (a no-op when the cache is off). */
+static PyObject *client_cache_flush(ClientObject *self, PyObject *unused) {
+  brisk_client *c = client_enter(self);
+  brisk_status st;
+  const char *msg = NULL;
+  (void)unused;
+  if (c == NULL)
+    return NULL;
+  Py_BEGIN_ALLOW_THREADS
+  st = brisk_client_cache_flush(c);
+  if (st != BRISK_OK)
+    msg = brisk_last_error_message();
+  Py_END_ALLOW_THREADS
+  client_leave(self);
+  if (st != BRISK_OK)
+    return raise_status(st, msg);
+  Py_RETURN_NONE;
+}
+
 static PyObject *client_close(ClientObject *self, PyObject *unused) {
   (void)unused;
   client_close_now(self);
@@ -1390,6 +1463,8 @@ static PyMethodDef client_methods[] = {
      "_flush_telemetry(timeout_ms) -> bool: brisk_client_flush_telemetry (False: timed out)."},
     {"telemetry_dropped", (PyCFunction)client_telemetry_dropped, METH_NOARGS,
      "telemetry_dropped() -> int: spans dropped so far (brisk_client_telemetry_dropped)."},
+    {"cache_flush", (PyCFunction)client_cache_flush, METH_NOARGS,
+     "cache_flush(): drops every client-side cache entry now (brisk_client_cache_flush)."},
     {"close", (PyCFunction)client_close, METH_NOARGS,
      "close(): waits for calls in flight on other threads, then frees the client."},
     {NULL, NULL, 0, NULL}};
@@ -1728,6 +1803,291 @@ static PyTypeObject SessionType = {
     .tp_methods = session_methods,
 };
 
+/* --- Subscriber ------------------------------------------------------------------------------- */
+
+static PyTypeObject MessageType;
+
+static PyStructSequence_Field message_fields[] = {
+    {"kind", "the subscription that delivered it (brisk.Subscription: CHANNEL, PATTERN, SHARD)"},
+    {"channel", "the channel it was published to"},
+    {"pattern", "the pattern that matched (a PATTERN subscription); None otherwise"},
+    {"payload", "the message"},
+    {NULL, NULL}};
+
+static PyStructSequence_Desc message_desc = {
+    "brisk.Message",
+    "One Pub/Sub message: bytes (str with decode_responses), copied out of libbrisk.",
+    message_fields, 4};
+
+/* A pull-style brisk_subscriber (no callback): messages wait in brisk's queue until taken. */
+typedef struct {
+  PyObject_HEAD
+  ClientObject *owner; /* its codec encodes names and decodes messages */
+  brisk_subscriber *s;
+  Guard guard; /* calls in flight hold the subscriber with the GIL released; close() waits */
+} SubscriberObject;
+
+/* How long one wait for a message holds the subscriber without the GIL: a longer wait is made
+ * of such slices, so that close() on another thread waits at most this long and Ctrl-C is seen
+ * between them. */
+#define NEXT_SLICE_MS 100
+
+static brisk_subscriber *subscriber_enter(SubscriberObject *self) {
+  if (self->s == NULL || guard_enter(&self->guard) < 0) {
+    raise_status(BRISK_ERR_CLOSED, self->owner ? "the subscriber is closed"
+                                               : "Subscriber.__init__ was not called");
+    return NULL;
+  }
+  return self->s;
+}
+
+static int subscriber_init(SubscriberObject *self, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"client", NULL};
+  ClientObject *owner;
+  brisk_client *c;
+  brisk_subscriber *s = NULL;
+  brisk_status st;
+  const char *msg = NULL;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:Subscriber", kwlist, &ClientType, &owner))
+    return -1;
+  if (self->owner != NULL) {
+    PyErr_SetString(PyExc_RuntimeError, "Subscriber.__init__ called twice");
+    return -1;
+  }
+  self->owner = (ClientObject *)Py_NewRef(owner);
+  c = client_enter(owner);
+  if (c == NULL)
+    return -1;
+  Py_BEGIN_ALLOW_THREADS
+  st = brisk_subscriber_new(c, NULL, NULL, &s);
+  if (st != BRISK_OK)
+    msg = brisk_last_error_message();
+  Py_END_ALLOW_THREADS
+  client_leave(owner);
+  if (st != BRISK_OK) {
+    raise_status(st, msg);
+    return -1;
+  }
+  self->s = s;
+  return 0;
+}
+
+static PyObject *subscriber_new_obj(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+  SubscriberObject *self = (SubscriberObject *)type->tp_alloc(type, 0);
+  (void)args;
+  (void)kwds;
+  if (self != NULL)
+    guard_init(&self->guard);
+  return (PyObject *)self;
+}
+
+static void subscriber_close_now(SubscriberObject *self) {
+  brisk_subscriber *s = self->s;
+  if (s == NULL)
+    return;
+  self->s = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  guard_close_and_wait(&self->guard);
+  brisk_subscriber_free(s);
+  Py_END_ALLOW_THREADS
+}
+
+static int subscriber_traverse(SubscriberObject *self, visitproc visit, void *arg) {
+  Py_VISIT(self->owner);
+  return 0;
+}
+
+static void subscriber_dealloc(SubscriberObject *self) {
+  PyObject_GC_UnTrack(self);
+  subscriber_close_now(self);
+  Py_CLEAR(self->owner);
+  guard_destroy(&self->guard);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* _change(subscribe: bool, kind: int, *names): brisk_subscriber_subscribe or _unsubscribe, binary
+ * safe, all names in one call (one round trip per node). */
+static PyObject *subscriber_change(SubscriberObject *self, PyObject *const *args,
+                                   Py_ssize_t nargs) {
+  brisk_subscriber *s;
+  brisk_status st;
+  const char *msg = NULL;
+  uint32_t kind;
+  int subscribe;
+  Args a;
+  if (nargs < 3) {
+    PyErr_SetString(PyExc_TypeError, "_change(subscribe, kind, *names) needs at least one name");
+    return NULL;
+  }
+  if ((subscribe = PyObject_IsTrue(args[0])) < 0 || as_u32(args[1], &kind) < 0)
+    return NULL;
+  if (self->owner == NULL)
+    return raise_status(BRISK_ERR_CLOSED, "Subscriber.__init__ was not called");
+  if (args_encode(&a, args + 2, nargs - 2, &self->owner->codec) < 0)
+    return NULL;
+  s = subscriber_enter(self);
+  if (s == NULL) {
+    args_release(&a);
+    return NULL;
+  }
+  Py_BEGIN_ALLOW_THREADS
+  st = subscribe ? brisk_subscriber_subscribe(s, kind, a.n, a.argv, a.lens)
+                 : brisk_subscriber_unsubscribe(s, kind, a.n, a.argv, a.lens);
+  if (st != BRISK_OK)
+    msg = brisk_last_error_message();
+  Py_END_ALLOW_THREADS
+  guard_leave(&self->guard);
+  args_release(&a);
+  if (st != BRISK_OK)
+    return raise_status(st, msg);
+  Py_RETURN_NONE;
+}
+
+static PyObject *message_value(const brisk_message *m, const Codec *c) {
+  PyObject *msg = PyStructSequence_New(&MessageType);
+  size_t len = 0;
+  const char *text;
+  PyObject *fields[4];
+  int i, ok = 1;
+  if (msg == NULL)
+    return NULL;
+  fields[0] = PyLong_FromUnsignedLong(brisk_message_kind(m));
+  text = brisk_message_channel(m, &len);
+  fields[1] = text_value(text ? text : "", text ? len : 0, c);
+  text = brisk_message_pattern(m, &len);
+  fields[2] = text ? text_value(text, len, c) : Py_NewRef(Py_None);
+  text = brisk_message_payload(m, &len);
+  fields[3] = text_value(text ? text : "", text ? len : 0, c);
+  for (i = 0; i < 4; i++) {
+    if (fields[i] == NULL)
+      ok = 0;
+    PyStructSequence_SET_ITEM(msg, i, fields[i] ? fields[i] : Py_NewRef(Py_None));
+  }
+  if (!ok)
+    Py_CLEAR(msg); /* the failed conversion's exception is set */
+  return msg;
+}
+
+static int64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* _next(timeout_ms) -> Message or None: the next message, waiting up to timeout_ms (0: not at
+ * all; negative: without limit) in slices of NEXT_SLICE_MS. None when none came in time;
+ * ClientClosedError once the client was closed and the queue is empty. */
+static PyObject *subscriber_next(SubscriberObject *self, PyObject *timeout) {
+  long long want = PyLong_AsLongLong(timeout);
+  int64_t deadline;
+  if (want == -1 && PyErr_Occurred())
+    return NULL;
+  deadline = want > 0 ? monotonic_ms() + want : 0;
+  for (;;) {
+    brisk_subscriber *s = subscriber_enter(self);
+    brisk_message *m = NULL;
+    brisk_status st;
+    const char *msg = NULL;
+    uint32_t slice = NEXT_SLICE_MS;
+    PyObject *value;
+    if (s == NULL)
+      return NULL;
+    if (want > 0) {
+      int64_t left = deadline - monotonic_ms();
+      slice = left <= 0 ? 0 : left < NEXT_SLICE_MS ? (uint32_t)left : NEXT_SLICE_MS;
+    }
+    if (want == 0 || slice == 0) {
+      st = brisk_subscriber_try_next(s, &m);
+      if (st != BRISK_OK)
+        msg = brisk_last_error_message();
+    } else {
+      Py_BEGIN_ALLOW_THREADS
+      st = brisk_subscriber_next(s, slice, &m);
+      if (st != BRISK_OK)
+        msg = brisk_last_error_message();
+      Py_END_ALLOW_THREADS
+    }
+    guard_leave(&self->guard);
+    if (st == BRISK_OK) {
+      value = message_value(m, &self->owner->codec);
+      brisk_message_free(m);
+      return value;
+    }
+    if (st != BRISK_ERR_TIMEOUT)
+      return raise_status(st, msg);
+    if (want == 0 || (want > 0 && monotonic_ms() >= deadline))
+      Py_RETURN_NONE;
+    if (PyErr_CheckSignals() < 0)
+      return NULL;
+  }
+}
+
+static PyObject *subscriber_fileno(SubscriberObject *self, PyObject *unused) {
+  brisk_subscriber *s = subscriber_enter(self);
+  int fd;
+  (void)unused;
+  if (s == NULL)
+    return NULL;
+  fd = brisk_subscriber_fd(s);
+  guard_leave(&self->guard);
+  if (fd < 0)
+    return raise_status(BRISK_ERR_INTERNAL, brisk_last_error_message());
+  return PyLong_FromLong(fd);
+}
+
+static PyObject *subscriber_stat(SubscriberObject *self, PyObject *which) {
+  brisk_subscriber *s;
+  uint32_t w;
+  uint64_t v;
+  if (as_u32(which, &w) < 0 || (s = subscriber_enter(self)) == NULL)
+    return NULL;
+  v = brisk_subscriber_stat(s, w);
+  guard_leave(&self->guard);
+  return PyLong_FromUnsignedLongLong(v);
+}
+
+static PyObject *subscriber_close(SubscriberObject *self, PyObject *unused) {
+  (void)unused;
+  subscriber_close_now(self);
+  Py_RETURN_NONE;
+}
+
+static PyObject *subscriber_get_closed(SubscriberObject *self, void *unused) {
+  (void)unused;
+  return PyBool_FromLong(self->s == NULL);
+}
+
+static PyMethodDef subscriber_methods[] = {
+    {"_change", (PyCFunction)(void (*)(void))subscriber_change, METH_FASTCALL,
+     "_change(subscribe, kind, *names): brisk_subscriber_subscribe / _unsubscribe."},
+    {"_next", (PyCFunction)subscriber_next, METH_O,
+     "_next(timeout_ms) -> Message or None (0: no wait; negative: no limit)."},
+    {"fileno", (PyCFunction)subscriber_fileno, METH_NOARGS,
+     "A descriptor readable exactly while messages wait (brisk_subscriber_fd); never read or "
+     "close it."},
+    {"stat", (PyCFunction)subscriber_stat, METH_O,
+     "stat(which) -> int: this subscriber's share of the PUBSUB_* stats."},
+    {"close", (PyCFunction)subscriber_close, METH_NOARGS,
+     "close(): waits for calls in flight on other threads, then frees the subscriber."},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef subscriber_getset[] = {
+    {"closed", (getter)subscriber_get_closed, NULL, "Whether close() was called.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject SubscriberType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "brisk._native.Subscriber",
+    .tp_basicsize = sizeof(SubscriberObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A pull-style brisk_subscriber: Subscriber(client).",
+    .tp_new = subscriber_new_obj,
+    .tp_init = (initproc)subscriber_init,
+    .tp_dealloc = (destructor)subscriber_dealloc,
+    .tp_traverse = (traverseproc)subscriber_traverse,
+    .tp_methods = subscriber_methods,
+    .tp_getset = subscriber_getset,
+};
+
 /* --- module functions ------------------------------------------------------------------------- */
 
 static PyObject *mod_install(PyObject *mod, PyObject *args) {
@@ -1845,10 +2205,17 @@ static int add_constants(PyObject *m) {
       C(BRISK_STAT_HEALTH_CHECKS), C(BRISK_STAT_HEALTH_CHECK_FAILURES), C(BRISK_STAT_POOL_WAITS),
       C(BRISK_STAT_POOL_EXHAUSTED), C(BRISK_STAT_POOL_OPEN), C(BRISK_STAT_POOL_IDLE),
       C(BRISK_STAT_CACHE_HITS), C(BRISK_STAT_CACHE_MISSES), C(BRISK_STAT_CACHE_INVALIDATIONS),
-      C(BRISK_STAT_TOPOLOGY_REFRESHES), C(BRISK_STAT_REDIRECTS),
+      C(BRISK_STAT_TOPOLOGY_REFRESHES), C(BRISK_STAT_REDIRECTS), C(BRISK_STAT_CACHE_ENTRIES),
+      C(BRISK_STAT_CACHE_BYTES), C(BRISK_STAT_CACHE_EVICTIONS), C(BRISK_STAT_PUBSUB_MESSAGES),
+      C(BRISK_STAT_PUBSUB_DROPPED), C(BRISK_STAT_PUBSUB_RESUBSCRIBES),
       C(BRISK_EVENT_COMMAND), C(BRISK_EVENT_RETRY), C(BRISK_EVENT_CONNECT),
       C(BRISK_EVENT_DISCONNECT), C(BRISK_EVENT_HEALTH_CHECK), C(BRISK_EVENT_POOL_WAIT),
-      C(BRISK_EVENT_TOPOLOGY), C(BRISK_EVENT_CACHE_INVALIDATE),
+      C(BRISK_EVENT_TOPOLOGY), C(BRISK_EVENT_CACHE_INVALIDATE), C(BRISK_EVENT_RESUBSCRIBE),
+      C(BRISK_CACHE_REASON_NONE), C(BRISK_CACHE_REASON_INVALIDATION), C(BRISK_CACHE_REASON_FLUSH),
+      C(BRISK_CACHE_REASON_CONNECTION_LOST), C(BRISK_CACHE_REASON_TOPOLOGY),
+      C(BRISK_CACHE_DEFAULT), C(BRISK_CACHE_BROADCAST), C(BRISK_CACHE_OPTIN),
+      C(BRISK_OVERFLOW_DROP_OLDEST), C(BRISK_OVERFLOW_DROP_NEWEST), C(BRISK_OVERFLOW_BLOCK),
+      C(BRISK_SUBSCRIPTION_CHANNEL), C(BRISK_SUBSCRIPTION_PATTERN), C(BRISK_SUBSCRIPTION_SHARD),
       C(BRISK_MODE_STANDALONE), C(BRISK_MODE_CLUSTER), C(BRISK_MODE_SENTINEL),
       C(BRISK_READ_PRIMARY), C(BRISK_READ_REPLICA_PREFERRED), C(BRISK_READ_ANY),
       C(BRISK_RETRY_WRITES_SAFE), C(BRISK_RETRY_WRITES_ALWAYS),
@@ -1866,10 +2233,14 @@ static int add_constants(PyObject *m) {
 
 PyMODINIT_FUNC PyInit__native(void) {
   PyObject *m;
-  PyTypeObject *types[] = {&ConfigType, &ClientType, &PipelineType, &SessionType, &BridgeType};
-  const char *names[] = {"Config", "Client", "Pipeline", "Session", "AsyncBridge"};
+  PyTypeObject *types[] = {&ConfigType, &ClientType,  &PipelineType,
+                           &SessionType, &BridgeType, &SubscriberType};
+  const char *names[] = {"Config", "Client", "Pipeline", "Session", "AsyncBridge", "Subscriber"};
   size_t i;
   if (EventType.tp_name == NULL && PyStructSequence_InitType2(&EventType, &event_desc) < 0)
+    return NULL;
+  if (MessageType.tp_name == NULL &&
+      PyStructSequence_InitType2(&MessageType, &message_desc) < 0)
     return NULL;
   for (i = 0; i < sizeof types / sizeof types[0]; i++)
     if (PyType_Ready(types[i]) < 0)
@@ -1880,7 +2251,8 @@ PyMODINIT_FUNC PyInit__native(void) {
   for (i = 0; i < sizeof types / sizeof types[0]; i++)
     if (PyModule_AddObjectRef(m, names[i], (PyObject *)types[i]) < 0)
       goto fail;
-  if (PyModule_AddObjectRef(m, "Event", (PyObject *)&EventType) < 0 || add_constants(m) < 0)
+  if (PyModule_AddObjectRef(m, "Event", (PyObject *)&EventType) < 0 ||
+      PyModule_AddObjectRef(m, "Message", (PyObject *)&MessageType) < 0 || add_constants(m) < 0)
     goto fail;
   return m;
 fail:

@@ -14,6 +14,13 @@ class Event(NamedTuple):
     error_type: Optional[str]
     batch_size: int
     db: int
+    cache_reason: int
+
+class Message(NamedTuple):
+    kind: int
+    channel: Any
+    pattern: Any
+    payload: Any
 
 class Config:
     def __init__(self) -> None: ...
@@ -46,6 +53,16 @@ class Client:
     def stat(self, which: int) -> int: ...
     def _flush_telemetry(self, timeout_ms: int) -> bool: ...
     def telemetry_dropped(self) -> int: ...
+    def cache_flush(self) -> None: ...
+    def close(self) -> None: ...
+
+class Subscriber:
+    closed: bool
+    def __init__(self, client: Client) -> None: ...
+    def _change(self, subscribe: bool, kind: int, *names: Any) -> None: ...
+    def _next(self, timeout_ms: int) -> Optional[Message]: ...
+    def fileno(self) -> int: ...
+    def stat(self, which: int) -> int: ...
     def close(self) -> None: ...
 
 class Pipeline:
@@ -112,6 +129,12 @@ STAT_CACHE_MISSES: int
 STAT_CACHE_INVALIDATIONS: int
 STAT_TOPOLOGY_REFRESHES: int
 STAT_REDIRECTS: int
+STAT_CACHE_ENTRIES: int
+STAT_CACHE_BYTES: int
+STAT_CACHE_EVICTIONS: int
+STAT_PUBSUB_MESSAGES: int
+STAT_PUBSUB_DROPPED: int
+STAT_PUBSUB_RESUBSCRIBES: int
 EVENT_COMMAND: int
 EVENT_RETRY: int
 EVENT_CONNECT: int
@@ -120,6 +143,21 @@ EVENT_HEALTH_CHECK: int
 EVENT_POOL_WAIT: int
 EVENT_TOPOLOGY: int
 EVENT_CACHE_INVALIDATE: int
+EVENT_RESUBSCRIBE: int
+CACHE_REASON_NONE: int
+CACHE_REASON_INVALIDATION: int
+CACHE_REASON_FLUSH: int
+CACHE_REASON_CONNECTION_LOST: int
+CACHE_REASON_TOPOLOGY: int
+CACHE_DEFAULT: int
+CACHE_BROADCAST: int
+CACHE_OPTIN: int
+OVERFLOW_DROP_OLDEST: int
+OVERFLOW_DROP_NEWEST: int
+OVERFLOW_BLOCK: int
+SUBSCRIPTION_CHANNEL: int
+SUBSCRIPTION_PATTERN: int
+SUBSCRIPTION_SHARD: int
 MODE_STANDALONE: int
 MODE_CLUSTER: int
 MODE_SENTINEL: int

@@ -8,6 +8,7 @@ import threading
 import time
 import weakref
 from typing import (
+    TYPE_CHECKING,
     Any,
     Awaitable,
     Callable,
@@ -25,6 +26,9 @@ from . import _native
 from .constants import Stat
 from .exceptions import WatchError
 from .options import build_config, seconds_to_ms
+
+if TYPE_CHECKING:
+    from .pubsub import Subscriber
 
 EncodableT = Union[bytes, bytearray, memoryview, str, int, float]
 ResponseT = Any
@@ -88,6 +92,15 @@ class Client(_native.Client):
       :func:`brisk.set_trace_parent`): ``otel_endpoint`` (the collector's base URL,
       ``"http://host:4318"``; turns it on), ``otel_traces_sample_ratio`` (0..1),
       ``otel_export_interval``, ``otel_export_timeout``
+    - client-side caching (RESP3 or RESP2; the server must track, Redis 6+ or Valkey):
+      ``client_cache`` (max entries, or ``(max_entries, ttl_s)``; TTL 300 s unless given,
+      None in the tuple: no TTL), ``client_cache_max_bytes``, ``client_cache_mode``
+      (``"default"``, ``"broadcast"``, ``"optin"``), ``client_cache_prefixes`` (a list); see
+      :meth:`cache_flush` and the ``cache_*`` stats
+    - Pub/Sub (:meth:`pubsub`): ``pubsub_queue`` (max queued messages per subscriber, or
+      ``(max, overflow)`` with overflow ``"drop_oldest"``, the default, ``"drop_newest"`` or
+      ``"block"``), ``pubsub_health_check`` (``(interval_s, timeout_s)`` of the PINGs on an
+      idle subscriber connection, or None: no PINGs)
     - replies: ``decode_responses`` (str instead of bytes), ``encoding``, ``encoding_errors``
     - ``max_reply_bytes``: the most memory one reply may take.
 
@@ -143,7 +156,15 @@ class Client(_native.Client):
         client._init(url, None, None, decode_responses, encoding, encoding_errors, options)
         return client
 
-    # execute_command(*args), ping(), stat(which) and telemetry_dropped() are the extension's.
+    # execute_command(*args), ping(), stat(which), telemetry_dropped() and cache_flush() (drops
+    # every client-side cache entry now) are the extension's.
+
+    def pubsub(self) -> "Subscriber":
+        """A Pub/Sub subscriber on this client (see :class:`brisk.Subscriber`): its own
+        connections, opened by its first subscription. Use it as a context manager."""
+        from .pubsub import Subscriber
+
+        return Subscriber(self)
 
     def flush_telemetry(self, timeout: float = 2.0) -> bool:
         """Exports the OpenTelemetry spans and metrics buffered now (see ``otel_endpoint``),
@@ -417,6 +438,15 @@ class AsyncClient:
 
     def telemetry_dropped(self) -> int:
         return self.sync.telemetry_dropped()
+
+    def pubsub(self) -> "Subscriber":
+        """A subscriber (see :meth:`Client.pubsub`); from asyncio, take its messages with
+        ``await sub.aget_message()`` or ``async for message in sub``."""
+        return self.sync.pubsub()
+
+    def cache_flush(self) -> None:
+        """Drops every client-side cache entry now (see :meth:`Client.cache_flush`)."""
+        self.sync.cache_flush()
 
     async def aclose(self) -> None:
         """Closes the client (pending commands fail with :class:`ClientClosedError`)."""

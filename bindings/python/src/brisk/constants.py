@@ -39,7 +39,8 @@ class Category(IntEnum):
 
 
 class Stat(IntEnum):
-    """What ``Client.stat()`` reads: counters since the client was made, and two gauges."""
+    """What ``Client.stat()`` reads: counters since the client was made, and gauges (POOL_OPEN,
+    POOL_IDLE, CACHE_ENTRIES, CACHE_BYTES)."""
 
     COMMANDS = _n.STAT_COMMANDS
     ERRORS = _n.STAT_ERRORS
@@ -58,6 +59,12 @@ class Stat(IntEnum):
     CACHE_INVALIDATIONS = _n.STAT_CACHE_INVALIDATIONS
     TOPOLOGY_REFRESHES = _n.STAT_TOPOLOGY_REFRESHES
     REDIRECTS = _n.STAT_REDIRECTS
+    CACHE_ENTRIES = _n.STAT_CACHE_ENTRIES
+    CACHE_BYTES = _n.STAT_CACHE_BYTES
+    CACHE_EVICTIONS = _n.STAT_CACHE_EVICTIONS
+    PUBSUB_MESSAGES = _n.STAT_PUBSUB_MESSAGES
+    PUBSUB_DROPPED = _n.STAT_PUBSUB_DROPPED
+    PUBSUB_RESUBSCRIBES = _n.STAT_PUBSUB_RESUBSCRIBES
 
 
 class EventKind(IntEnum):
@@ -71,6 +78,42 @@ class EventKind(IntEnum):
     POOL_WAIT = _n.EVENT_POOL_WAIT
     TOPOLOGY = _n.EVENT_TOPOLOGY
     CACHE_INVALIDATE = _n.EVENT_CACHE_INVALIDATE
+    RESUBSCRIBE = _n.EVENT_RESUBSCRIBE
+
+
+class CacheReason(IntEnum):
+    """``Event.cache_reason``: why client-side cache entries were dropped (CACHE_INVALIDATE
+    events; NONE for the others)."""
+
+    NONE = _n.CACHE_REASON_NONE
+    INVALIDATION = _n.CACHE_REASON_INVALIDATION
+    FLUSH = _n.CACHE_REASON_FLUSH
+    CONNECTION_LOST = _n.CACHE_REASON_CONNECTION_LOST
+    TOPOLOGY = _n.CACHE_REASON_TOPOLOGY
+
+
+class CacheMode(IntEnum):
+    """How the server tracks what the client-side cache keeps (option ``client_cache_mode``)."""
+
+    DEFAULT = _n.CACHE_DEFAULT
+    BROADCAST = _n.CACHE_BROADCAST
+    OPTIN = _n.CACHE_OPTIN
+
+
+class Overflow(IntEnum):
+    """What a subscriber's full queue does with a new message (option ``pubsub_queue``)."""
+
+    DROP_OLDEST = _n.OVERFLOW_DROP_OLDEST
+    DROP_NEWEST = _n.OVERFLOW_DROP_NEWEST
+    BLOCK = _n.OVERFLOW_BLOCK
+
+
+class Subscription(IntEnum):
+    """The kind of a subscription, and ``Message.kind``."""
+
+    CHANNEL = _n.SUBSCRIPTION_CHANNEL
+    PATTERN = _n.SUBSCRIPTION_PATTERN
+    SHARD = _n.SUBSCRIPTION_SHARD
 
 
 class Mode(IntEnum):

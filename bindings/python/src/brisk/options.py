@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Tuple, Union
 
 from . import _native
-from .constants import Mode, ReadFrom, RetryWrites
+from .constants import CacheMode, Mode, Overflow, ReadFrom, RetryWrites
 from .retry import Retry, statuses_of
 
 Setter = Callable[[_native.Config, Any], None]
@@ -35,17 +35,19 @@ def _plain(c_name: str) -> Setter:
     return lambda cfg, v: cfg.set(c_name, v)
 
 
-def _enum(c_name: str, enum: Any) -> Setter:
-    def set_enum(cfg: _native.Config, value: Any) -> None:
-        if isinstance(value, str):
-            try:
-                value = enum[value.upper()]
-            except KeyError:
-                names = ", ".join(repr(m.name.lower()) for m in enum)
-                raise ValueError(f"{c_name} must be one of {names}, got {value!r}") from None
-        cfg.set(c_name, int(enum(value)))
+def _enum_value(name: str, enum: Any, value: Any) -> int:
+    """An enum member's number from the member, its number or its (case-insensitive) name."""
+    if isinstance(value, str):
+        try:
+            value = enum[value.upper()]
+        except KeyError:
+            names = ", ".join(repr(m.name.lower()) for m in enum)
+            raise ValueError(f"{name} must be one of {names}, got {value!r}") from None
+    return int(enum(value))
 
-    return set_enum
+
+def _enum(c_name: str, enum: Any) -> Setter:
+    return lambda cfg, v: cfg.set(c_name, _enum_value(c_name, enum, v))
 
 
 def _socket_timeout(cfg: _native.Config, value: Any) -> None:
@@ -87,6 +89,48 @@ def _retry_on_error(cfg: _native.Config, value: Iterable[Any]) -> None:
 def _sentinel_auth(cfg: _native.Config, value: Any) -> None:
     username, password = value
     cfg.set("sentinel_auth", username, password)
+
+
+# The C API's defaults (brisk.h) for the half of a paired setting that an option leaves out.
+_CLIENT_CACHE_DEFAULT_TTL = 300.0  # brisk_config_set_client_cache: "5 minutes unless set"
+
+
+def _client_cache(cfg: _native.Config, value: Any) -> None:
+    # max_entries, or (max_entries, ttl in seconds; None: no TTL); None or 0: off.
+    if value is None or value is False:
+        cfg.set("client_cache", 0, 0)
+        return
+    if isinstance(value, tuple):
+        entries, ttl = value
+    else:
+        entries, ttl = value, _CLIENT_CACHE_DEFAULT_TTL
+    cfg.set("client_cache", int(entries), seconds_to_ms("client_cache ttl", ttl))
+
+
+def _client_cache_prefixes(cfg: _native.Config, value: Iterable[str]) -> None:
+    if isinstance(value, (str, bytes)):
+        raise TypeError("client_cache_prefixes is a list of prefixes, not one string")
+    for prefix in value:
+        cfg.set("add_client_cache_prefix", str(prefix))
+
+
+def _pubsub_queue(cfg: _native.Config, value: Any) -> None:
+    # max_messages, or (max_messages, overflow); the overflow defaults to drop_oldest.
+    if isinstance(value, tuple):
+        size, overflow = value
+    else:
+        size, overflow = value, Overflow.DROP_OLDEST
+    cfg.set("pubsub_queue", int(size), _enum_value("pubsub_queue overflow", Overflow, overflow))
+
+
+def _pubsub_health_check(cfg: _native.Config, value: Any) -> None:
+    # (interval, timeout) in seconds; None: no PINGs.
+    if value is None or value is False:
+        cfg.set("pubsub_health_check", 0, 0)
+        return
+    interval, timeout = value
+    cfg.set("pubsub_health_check", seconds_to_ms("pubsub_health_check interval", interval),
+            seconds_to_ms("pubsub_health_check timeout", timeout))
 
 
 def _event_callback(cfg: _native.Config, value: Any) -> None:
@@ -161,6 +205,14 @@ OPTIONS: Dict[str, Tuple[Setter, Union[str, None]]] = {
     "otel_traces_sample_ratio": (_plain("otel_traces_sample_ratio"), None),
     "otel_export_interval": (_duration("otel_export_interval_ms"), None),
     "otel_export_timeout": (_duration("otel_export_timeout_ms"), None),
+    # Client-side caching (off unless client_cache is set).
+    "client_cache": (_client_cache, None),
+    "client_cache_max_bytes": (_plain("client_cache_max_bytes"), None),
+    "client_cache_mode": (_enum("client_cache_mode", CacheMode), None),
+    "client_cache_prefixes": (_client_cache_prefixes, None),
+    # Pub/Sub subscribers (Client.pubsub()).
+    "pubsub_queue": (_pubsub_queue, None),
+    "pubsub_health_check": (_pubsub_health_check, None),
 }
 
 ALIASES = {alias: name for name, (_, alias) in OPTIONS.items() if alias}
