@@ -118,6 +118,13 @@ static double cpu_seconds(int who) {
   return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* CPU time of the calling thread only. */
+static double thread_cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* p99 latency (us) of redis-benchmark's last SET/GET run; per test of its last run. */
 static double g_rb_p99_us = NAN, g_rb_p99[8];
 
@@ -1191,12 +1198,6 @@ static long ps_count(void) { return g_quick ? 20000 : 200000; }
 /* CPU time of the publisher thread of the last run (it runs in this process). */
 static double g_ps_publisher_cpu;
 
-static double thread_cpu_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void *ps_publish(void *arg) {
   long n = *(long *)arg;
   double cpu = thread_cpu_seconds();
@@ -1610,9 +1611,6 @@ static void progress(const char *name, int rep, double b, double h, double c, en
 #define CACHE_MEMORY_MAX 100000
 /* Entries for the memory figure (fewer in --quick runs: filling takes two round trips each). */
 static int cache_memory_entries(void) { return g_quick ? 10000 : CACHE_MEMORY_MAX; }
-
-/* CPU time of the calling thread only. */
-static double thread_cpu_seconds(void) { return cpu_seconds(RUSAGE_THREAD); }
 
 /* A client with the cache on: `entries` entries, the default TTL. */
 static brisk_client *brisk_open_cached(uint32_t entries) {
