@@ -1,9 +1,9 @@
 //! Incremental RESP2/RESP3 decoder.
 //!
-//! (At ~680 lines this is src/'s longest file on purpose: `impl Decoder` is one state machine
-//! whose fast paths and general path share private state and must agree byte for byte, so they
-//! are kept where they can be read, and inlined, side by side. Its limits, scalar parsing and
-//! tests live in decoder/.)
+//! (At ~690 lines this is one of src/'s longest files, on purpose: `impl Decoder` is one state
+//! machine whose fast paths and general path share private state and must agree byte for byte,
+//! so they are kept where they can be read, and inlined, side by side. Its limits, scalar
+//! parsing and tests live in decoder/.)
 //!
 //! The decoder reads from the front of a `BytesMut` that the driver appends network bytes to.
 //! It keeps its place between calls (a stack of the aggregates still open, like hiredis's

@@ -1,6 +1,8 @@
+use super::leases::LEASE;
 use super::*;
 use crate::core::cache::command_hash;
 use crate::resp::ReplyKind;
+use std::sync::Arc;
 
 const NODE: &str = "127.0.0.1:6379";
 

@@ -1,218 +1,20 @@
-//! The invalidation connections: one per node, all watched by one thread of the client's own
-//! (`brisk-cache`) that does nothing else: it reads them as invalidations arrive and applies
-//! each the moment it is read (guarantee 2), and PINGs them. Each PING answered renews the
-//! node's lease (see `store::Leases`): while hits ask for a node's lease, a PING is kept in
-//! flight on its connection (one every ~250 µs); otherwise only the health PING is sent, every
-//! 500 ms. The thread sleeps until something arrives or something is due.
-//!
-//! Setup, on a short-lived thread per attempt (connecting blocks): the node's usual connection
-//! (TLS, HELLO, AUTH), then `CLIENT ID` (the connection data connections redirect their
-//! invalidations to) and `CLIENT TRACKING OFF`, which a server without client-side caching
-//! refuses; in BROADCAST mode `CLIENT TRACKING ON BCAST PREFIX ...` on the connection itself;
-//! over RESP2, `SUBSCRIBE __redis__:invalidate` (RESP2 has no push frames: invalidations come
-//! as messages on that channel, and a RESP2 BROADCAST connection redirects to itself). RESP3
-//! invalidations are push frames, which the connection hands to the client's push router like
-//! every other connection; the cache is the consumer of `invalidate`.
-//!
-//! A connection that closes, fails, or leaves its PING unanswered for the read timeout is
-//! lost: the node's entries go (`Cache::listener_lost`) and a new one is opened, with a growing
-//! pause between attempts (10 ms to 1 s).
+//! The `brisk-cache` thread's loop: it takes what other threads sent, reads every invalidation
+//! connection up to what has arrived (applying invalidations as they are read), checks the
+//! tracked data connections for closes, renews leases from PING answers, PINGs and reconnects,
+//! sweeps expired entries, and sleeps in `ppoll` until something arrives or is due.
 
-use super::Cache;
-use super::store::{Live, NodeId, now_ns};
-use crate::core::cache::{INVALIDATE_CHANNEL, Mode, broadcast_on, parse_message};
-use crate::core::{Error, Result, Status};
-use crate::net::{ConnectSettings, Connection};
-use crate::resp::{Args, Reply, ReplyKind, encode_owned};
-use bytes::BytesMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use super::connect::connect;
+use super::scheduling::ask_for_prompt_wakeups;
+use super::watched::{State, Watched};
+use super::{ACTIVE_FOR, Attempt, Cache, Inbox, Message, SWEEP_BUDGET, SWEEP_EVERY, thread_error};
+use crate::cache::store::{Live, NodeId, now_ns};
+use crate::core::cache::parse_message;
+use crate::core::{Error, Status};
+use crate::resp::Args;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
-
-/// How often an invalidation connection is PINGed for its health.
-const PING_EVERY: Duration = Duration::from_millis(500);
-/// How often it is PINGed while hits want its node's lease (well within `store::LEASE`, with
-/// room for the round trip).
-const LEASE_PING_EVERY: Duration = Duration::from_micros(250);
-/// How long a node's lease is kept fresh after the last hit that wanted it.
-const ACTIVE_FOR: Duration = Duration::from_millis(200);
-/// How often expired entries are swept, and how many are looked at each time.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
-const SWEEP_BUDGET: usize = 4096;
-
-/// The `brisk-cache` thread and how to reach it.
-pub(crate) struct Listeners {
-    shared: Arc<Inbox>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-/// What other threads hand the watching thread, and the eventfd that wakes it.
-struct Inbox {
-    wake: OwnedFd,
-    messages: Mutex<Vec<Message>>,
-    stop: AtomicBool,
-}
-
-enum Message {
-    /// A node joined: keep an invalidation connection to it.
-    Join(NodeId, Arc<ConnectSettings>),
-    /// A connection attempt ended.
-    Attempted(NodeId, u64, Attempt),
-    /// The node's tracking is in doubt: start its connection over.
-    Doubt(NodeId),
-    /// Watch a tracked data connection (node, push router id, descriptor) for the server
-    /// closing it.
-    Watch(NodeId, u64, std::os::fd::RawFd),
-    /// That connection closed on our side.
-    Unwatch(u64),
-}
-
-enum Attempt {
-    Up(Connection, u64),
-    Lost(Error),
-    Unsupported(Error),
-}
-
-impl Inbox {
-    fn send(&self, message: Message) {
-        self.messages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(message);
-        self.wake();
-    }
-
-    fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes from a local to our own eventfd.
-        unsafe {
-            libc::write(
-                self.wake.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
-    }
-
-    fn take(&self) -> Vec<Message> {
-        std::mem::take(&mut *self.messages.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-impl Listeners {
-    pub fn new() -> Result<Listeners> {
-        // SAFETY: eventfd(2) with valid flags; the descriptor is owned from here on.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(thread_error(&std::io::Error::last_os_error().to_string()));
-        }
-        Ok(Listeners {
-            shared: Arc::new(Inbox {
-                // SAFETY: `fd` was just opened and nothing else owns it.
-                wake: unsafe { OwnedFd::from_raw_fd(fd) },
-                messages: Mutex::default(),
-                stop: AtomicBool::new(false),
-            }),
-            thread: Mutex::new(None),
-        })
-    }
-
-    /// Starts the thread (it keeps `cache` until the client closes).
-    pub fn start(&self, cache: Arc<Cache>) -> Result<()> {
-        let inbox = self.shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("brisk-cache".into())
-            .spawn(move || Watcher::new(cache, inbox).run())
-            .map_err(|e| thread_error(&e.to_string()))?;
-        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
-        Ok(())
-    }
-
-    pub fn join(&self, node: NodeId, settings: ConnectSettings) {
-        self.shared.send(Message::Join(node, Arc::new(settings)));
-    }
-
-    pub fn doubt(&self, node: NodeId) {
-        self.shared.send(Message::Doubt(node));
-    }
-
-    pub fn watch(&self, node: NodeId, connection: u64, fd: std::os::fd::RawFd) {
-        self.shared.send(Message::Watch(node, connection, fd));
-    }
-
-    pub fn unwatch(&self, connection: u64) {
-        self.shared.send(Message::Unwatch(connection));
-    }
-
-    /// A hit found a lease that is not fresh: the thread should read its connections now.
-    pub fn wake(&self) {
-        self.shared.wake();
-    }
-
-    /// Ends every connection and the thread (waits for it, unless called on it).
-    pub fn close(&self) {
-        self.shared.stop.store(true, SeqCst);
-        self.shared.wake();
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(thread) = thread {
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
-        }
-    }
-}
-
-fn thread_error(why: &str) -> Error {
-    Error::new(
-        Status::Internal,
-        format!("client-side caching: could not start the brisk-cache thread: {why}"),
-    )
-}
-
-/// One node's invalidation connection, as the watching thread keeps it.
-struct Watched {
-    node: NodeId,
-    settings: Arc<ConnectSettings>,
-    state: State,
-    /// Numbers attempts, so that a late result of an abandoned one is ignored.
-    attempt: u64,
-    pause: Duration,
-    /// Hits want this node's lease until then.
-    active_until: Option<Instant>,
-}
-
-impl Watched {
-    /// How often to PING now: often while hits want the node's lease.
-    fn ping_every(&self, now: Instant) -> Duration {
-        match self.active_until.is_some_and(|until| now < until) {
-            true => LEASE_PING_EVERY,
-            false => PING_EVERY,
-        }
-    }
-
-    /// How long a PING may go unanswered before the connection counts as lost.
-    fn ping_timeout(&self) -> Duration {
-        self.settings.read_timeout.unwrap_or(Duration::from_secs(5))
-    }
-}
-
-enum State {
-    /// A thread is connecting.
-    Connecting,
-    Up {
-        conn: Connection,
-        since: Instant,
-        /// When the PING in flight was sent (one at a time), also as `store::now_ns`.
-        ping_sent: Option<(Instant, u64)>,
-        /// When the last PING was sent.
-        last_ping: Instant,
-    },
-    /// Connect again at this time.
-    Waiting(Instant),
-    /// The server cannot track: never again.
-    Unsupported,
-}
 
 /// A data connection tracked to an invalidation connection: the server forgets what it tracked
 /// for it when it closes it (CLIENT KILL, its idle `timeout`), so its entries must go at once.
@@ -224,7 +26,7 @@ struct DataConn {
     fd: std::os::fd::RawFd,
 }
 
-struct Watcher {
+pub(super) struct Watcher {
     cache: Arc<Cache>,
     inbox: Arc<Inbox>,
     nodes: Vec<Watched>,
@@ -233,7 +35,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn new(cache: Arc<Cache>, inbox: Arc<Inbox>) -> Watcher {
+    pub(super) fn new(cache: Arc<Cache>, inbox: Arc<Inbox>) -> Watcher {
         Watcher {
             cache,
             inbox,
@@ -243,7 +45,7 @@ impl Watcher {
         }
     }
 
-    fn run(mut self) {
+    pub(super) fn run(mut self) {
         ask_for_prompt_wakeups();
         while !self.inbox.stop.load(SeqCst) {
             for message in self.inbox.take() {
@@ -559,116 +361,6 @@ impl Watcher {
                     std::mem::size_of::<u64>(),
                 )
             };
-        }
-    }
-}
-
-/// Opens and sets up one invalidation connection (on a thread of its own: it blocks).
-fn connect(settings: &ConnectSettings, mode: Mode, prefixes: &[Vec<u8>]) -> Attempt {
-    let mut conn = match Connection::connect(settings) {
-        Ok(conn) => conn,
-        Err(e) => return Attempt::Lost(e),
-    };
-    let resp3 = conn.is_resp3();
-    // CLIENT ID, and the probe a server without tracking refuses.
-    let mut encoded = BytesMut::new();
-    encode_owned(&mut encoded, &[b"CLIENT".to_vec(), b"ID".to_vec()]);
-    encode_owned(
-        &mut encoded,
-        &[b"CLIENT".to_vec(), b"TRACKING".to_vec(), b"OFF".to_vec()],
-    );
-    let replies = match conn.pipeline(&encoded, 2) {
-        Ok(replies) => replies,
-        Err(e) => return Attempt::Lost(e),
-    };
-    let Some(client_id) = replies[0]
-        .as_integer()
-        .and_then(|id| u64::try_from(id).ok())
-    else {
-        return Attempt::Unsupported(refused("CLIENT ID", &replies[0]));
-    };
-    if replies[1].kind() == ReplyKind::Error {
-        return Attempt::Unsupported(refused("CLIENT TRACKING", &replies[1]));
-    }
-    let mut setup: Vec<Vec<Vec<u8>>> = Vec::new();
-    if mode == Mode::Broadcast {
-        setup.push(broadcast_on((!resp3).then_some(client_id), prefixes));
-    }
-    if !resp3 {
-        setup.push(vec![b"SUBSCRIBE".to_vec(), INVALIDATE_CHANNEL.to_vec()]);
-    }
-    for command in &setup {
-        let words: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
-        match conn.command(&Args::from_slices(&words)) {
-            Ok(_) => {}
-            Err(e) if e.server_kind().is_some() => {
-                return Attempt::Unsupported(e.context(
-                    "client-side caching: the server refused to set up the invalidation \
-                     connection",
-                ));
-            }
-            Err(e) => return Attempt::Lost(e),
-        }
-    }
-    match conn.listen_only() {
-        Ok(()) => Attempt::Up(conn, client_id),
-        Err(e) => Attempt::Lost(e),
-    }
-}
-
-/// The server's refusal of a setup command, with its status (SERVER for an unknown command,
-/// AUTH for NOPERM...).
-fn refused(what: &str, reply: &Reply) -> Error {
-    let error = match reply.kind() {
-        ReplyKind::Error => Error::from_reply(reply.as_bytes().unwrap_or_default()),
-        _ => Error::new(Status::Protocol, format!("unexpected reply {reply:?}")),
-    };
-    error.context(format!(
-        "client-side caching needs CLIENT TRACKING (Redis 6+ or Valkey); the server refused \
-         {what}"
-    ))
-}
-
-/// Asks the scheduler to run this thread promptly when it wakes, even when the application's
-/// threads keep every core busy: a short slice (0.1 ms) for a normal thread, which Linux 6.12+
-/// (EEVDF) lets preempt a running thread with a longer one on wakeup; and precise timers (no
-/// slack), since leases are renewed every ~150 µs. No privilege is needed; kernels that do not
-/// know a setting ignore or refuse it, which changes nothing but latency.
-fn ask_for_prompt_wakeups() {
-    /// `struct sched_attr` (linux/sched/types.h).
-    #[repr(C)]
-    struct SchedAttr {
-        size: u32,
-        sched_policy: u32,
-        sched_flags: u64,
-        sched_nice: i32,
-        sched_priority: u32,
-        sched_runtime: u64,
-        sched_deadline: u64,
-        sched_period: u64,
-        sched_util_min: u32,
-        sched_util_max: u32,
-    }
-    #[cfg(target_os = "linux")]
-    {
-        let attr = SchedAttr {
-            size: std::mem::size_of::<SchedAttr>() as u32,
-            sched_policy: libc::SCHED_OTHER as u32,
-            sched_flags: 0,
-            sched_nice: 0,
-            sched_priority: 0,
-            sched_runtime: 100_000,
-            sched_deadline: 0,
-            sched_period: 0,
-            sched_util_min: 0,
-            sched_util_max: 0,
-        };
-        // SAFETY: sched_setattr(2) on the calling thread (0) with a valid, fully initialised
-        // attribute struct of the size it declares; it only reads it. prctl(2) with an integer
-        // argument.
-        unsafe {
-            libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
-            libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
         }
     }
 }
