@@ -686,11 +686,15 @@ fn assert_tracked_again(client: &Client, writer: &Client, key: &str, value: &str
     warm(client, key);
     let invalidations = client.stat(Stat::CacheInvalidations);
     ok(writer, &["SET", key, value]);
+    let acknowledged = Instant::now();
     assert!(
         wait_until(WAIT, || client.stat(Stat::CacheInvalidations)
             > invalidations),
         "no invalidation after the fault: tracking was not set up again"
     );
+    // The counter may have moved for another reason (a late report of the fault); guarantee 2
+    // covers reads from 1 ms after the write's acknowledgement, so read no earlier.
+    assert!(wait_until(WAIT, || acknowledged.elapsed() >= Duration::from_millis(2)));
     assert_eq!(get(client, key).as_deref(), Some(value));
 }
 
@@ -980,8 +984,11 @@ fn no_stale_async_or_blocking_read_across_killed_data_connections() {
     let invalidations = client.stat(Stat::CacheInvalidations);
     warm_async(&client, "a");
     ok(&writer, &["SET", "a", "4"]);
+    let acknowledged = Instant::now();
     assert!(wait_until(WAIT, || client.stat(Stat::CacheInvalidations)
         > invalidations));
+    // As in assert_tracked_again: no earlier than guarantee 2 covers.
+    assert!(wait_until(WAIT, || acknowledged.elapsed() >= Duration::from_millis(2)));
     assert_eq!(text(&get_async(&client, "a").unwrap()), "4");
 }
 
