@@ -135,12 +135,14 @@ typedef struct brisk_subscriber brisk_subscriber;
 typedef uint32_t brisk_status;
 
 /**
- * Receives the outcome of `brisk_command_async()`, exactly once, on a brisk runtime thread
- * (named `brisk-runtime`), never on the caller's thread. `status` is `BRISK_OK` with `reply`
- * set (the callback owns it: free it with `brisk_reply_free()`), or a failure with `reply`
- * NULL and `error_message` (valid only during the call; "" on success) saying what happened.
- * The callback must not block: other commands' callbacks wait for it. It may start more async
- * commands, but must not free the client.
+ * Receives the outcome of `brisk_command_async()`, exactly once: by default on a brisk runtime
+ * thread (named `brisk-runtime`), never on the caller's thread; with
+ * `BRISK_ASYNC_DISPATCH_CALLER`, on the thread that calls `brisk_client_async_dispatch()` (or
+ * `brisk_client_free()`). `status` is `BRISK_OK` with `reply` set (the callback owns it: free
+ * it with `brisk_reply_free()`), or a failure with `reply` NULL and `error_message` (valid
+ * only during the call; "" on success) saying what happened. The callback must not block:
+ * other commands' callbacks wait for it. It may start more async commands, but must not free
+ * the client.
  */
 typedef void (*brisk_reply_fn)(void *userdata,
                                brisk_status status,
@@ -184,6 +186,11 @@ typedef uint32_t brisk_overflow;
  * How the server is asked to track what the client-side cache keeps.
  */
 typedef uint32_t brisk_cache_mode;
+
+/**
+ * Which thread runs the callbacks of `brisk_command_async()`.
+ */
+typedef uint32_t brisk_async_dispatch;
 
 /**
  * What an event reports.
@@ -501,6 +508,19 @@ typedef brisk_status (*brisk_transaction_fn)(brisk_session *s,
  * sent right after `CLIENT CACHING YES`; the server tracks nothing else the client reads.
  */
 #define BRISK_CACHE_OPTIN 2
+
+/**
+ * A brisk runtime thread runs each callback as soon as its outcome is known (the default).
+ */
+#define BRISK_ASYNC_DISPATCH_RUNTIME 0
+
+/**
+ * The application runs the callbacks on its own thread, in completion order, by calling
+ * `brisk_client_async_dispatch()` when `brisk_client_async_fd()` polls readable (the way an
+ * event loop runs hiredis's async callbacks): no thread hop per reply, one wake-up of the loop
+ * per batch of replies.
+ */
+#define BRISK_ASYNC_DISPATCH_CALLER 1
 
 /**
  * A command (or pipeline/transaction) finished, after all its attempts.
@@ -861,7 +881,8 @@ brisk_status brisk_ping(brisk_client *client);
 /**
  * Starts one command without waiting for it (arguments as for `brisk_command()`; they are
  * copied before this returns). On `BRISK_OK`, `fn` will be called exactly once with the
- * outcome, on a brisk runtime thread; on any other status it is never called. Concurrent async
+ * outcome, on a brisk runtime thread (with `BRISK_ASYNC_DISPATCH_CALLER`, on the thread that
+ * dispatches: see `brisk_client_async_dispatch()`); on any other status it is never called. Concurrent async
  * commands on a client are pipelined automatically onto a shared connection (in cluster mode,
  * one per node: each command goes to the node of its slot, following MOVED, ASK and failovers
  * as `brisk_command()` does). Retries, timeouts, health checks and statuses are those of
@@ -883,6 +904,43 @@ brisk_status brisk_command_async(brisk_client *client,
                                  const size_t *argvlen,
                                  brisk_reply_fn fn,
                                  void *userdata);
+
+/**
+ * With `BRISK_ASYNC_DISPATCH_CALLER` (see `brisk_config_set_async_dispatch()`): a file
+ * descriptor that is readable while async callbacks wait to be run by
+ * `brisk_client_async_dispatch()`, for poll/epoll/kqueue/libuv/asyncio loops. Level-triggered:
+ * it stays readable until the waiting callbacks have been dispatched, and becomes readable
+ * once when the first of a batch of replies is queued (not once per reply). It is owned by the
+ * client: do not read, write or close it; it stays open until `brisk_client_free()`. -1 for a
+ * NULL client or one without caller dispatch (see `brisk_last_error_message()`). Thread-safe.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+int brisk_client_async_fd(const brisk_client *client);
+
+/**
+ * With `BRISK_ASYNC_DISPATCH_CALLER`: runs up to `max` waiting async callbacks (0: every
+ * callback waiting when called) on the calling thread, oldest completion first, and returns
+ * how many ran. Callbacks that become due while it runs (a callback's own command answered
+ * at once, say) wait for the next call, so one call always ends. Any thread may dispatch;
+ * calls from several threads at once take turns, so callbacks never run concurrently and
+ * always in completion order. 0 when nothing waits, for a NULL client or one without caller
+ * dispatch, and when called from inside one of this client's callbacks.
+ *
+ * Nobody dispatching does not stop the commands: they are sent, answered and retried as
+ * usual, and their callbacks queue up (one entry per command, no bound other than the
+ * commands the program has in flight). The command deadline and timeouts still apply (a late
+ * command's callback is queued with TIMEOUT), but a callback only runs when dispatched.
+ * `brisk_client_free()` runs every callback still owed on its own thread before it returns:
+ * those whose commands had finished with their outcome (reply or error), the others with
+ * `BRISK_ERR_CLOSED`.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+size_t brisk_client_async_dispatch(brisk_client *client,
+                                   size_t max);
 
 /**
  * Exports the OpenTelemetry spans and metrics buffered now (see
@@ -1566,6 +1624,17 @@ brisk_status brisk_config_set_client_cache_mode(brisk_config *cfg,
  */
 brisk_status brisk_config_add_client_cache_prefix(brisk_config *cfg,
                                                   const char *prefix);
+
+/**
+ * Which thread runs async callbacks: `BRISK_ASYNC_DISPATCH_RUNTIME` (the default) or
+ * `BRISK_ASYNC_DISPATCH_CALLER` (see `brisk_client_async_dispatch()`). INVALID_ARGUMENT for
+ * another value.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config.
+ */
+brisk_status brisk_config_set_async_dispatch(brisk_config *cfg,
+                                             brisk_async_dispatch mode);
 
 /**
  * The kind of event (`BRISK_EVENT_COMMAND` for NULL).

@@ -37,7 +37,8 @@ impl Client {
     }
 
     /// Starts one command without waiting for it. `callback` runs exactly once, on a brisk
-    /// runtime thread, with the reply or the failure (same retry rules, timeouts and statuses as
+    /// runtime thread (with [`AsyncDispatch::Caller`](crate::config::AsyncDispatch), on the
+    /// thread that calls [`Client::async_dispatch`]), with the reply or the failure (same retry rules, timeouts and statuses as
     /// [`Client::command`]). Concurrent async commands are pipelined onto a shared connection.
     /// On `Err` (bad arguments, a closed client) the callback is never called.
     pub fn command_async(&self, args: &Args<'_>, callback: Callback) -> Result<()> {
@@ -51,6 +52,21 @@ impl Client {
         F: FnOnce(Result<Reply>) + Send + 'static,
     {
         async_command::start(&self.shared, args, callback)
+    }
+
+    /// With [`AsyncDispatch::Caller`](crate::config::AsyncDispatch): a descriptor that is
+    /// readable (level-triggered) while callbacks wait for [`Client::async_dispatch`]. Owned by
+    /// the client: do not read, write or close it. INVALID_ARGUMENT without caller dispatch.
+    pub fn async_fd(&self) -> Result<std::os::fd::RawFd> {
+        self.shared.async_state.fd()
+    }
+
+    /// With [`AsyncDispatch::Caller`](crate::config::AsyncDispatch): runs up to `max` waiting
+    /// async callbacks (0: all those waiting now) on this thread, in completion order, and
+    /// returns how many ran. 0 without caller dispatch, and from inside a callback of this
+    /// client.
+    pub fn async_dispatch(&self, max: usize) -> usize {
+        self.shared.async_state.dispatch(max)
     }
 
     pub fn ping(&self) -> Result<()> {

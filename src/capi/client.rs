@@ -99,12 +99,14 @@ pub unsafe extern "C" fn brisk_ping(client: *mut brisk_client) -> brisk_status {
     guard(|| unsafe { try_ref(client, "client") }?.ping())
 }
 
-/// Receives the outcome of `brisk_command_async()`, exactly once, on a brisk runtime thread
-/// (named `brisk-runtime`), never on the caller's thread. `status` is `BRISK_OK` with `reply`
-/// set (the callback owns it: free it with `brisk_reply_free()`), or a failure with `reply`
-/// NULL and `error_message` (valid only during the call; "" on success) saying what happened.
-/// The callback must not block: other commands' callbacks wait for it. It may start more async
-/// commands, but must not free the client.
+/// Receives the outcome of `brisk_command_async()`, exactly once: by default on a brisk runtime
+/// thread (named `brisk-runtime`), never on the caller's thread; with
+/// `BRISK_ASYNC_DISPATCH_CALLER`, on the thread that calls `brisk_client_async_dispatch()` (or
+/// `brisk_client_free()`). `status` is `BRISK_OK` with `reply` set (the callback owns it: free
+/// it with `brisk_reply_free()`), or a failure with `reply` NULL and `error_message` (valid
+/// only during the call; "" on success) saying what happened. The callback must not block:
+/// other commands' callbacks wait for it. It may start more async commands, but must not free
+/// the client.
 pub type brisk_reply_fn = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -116,7 +118,8 @@ pub type brisk_reply_fn = Option<
 
 /// Starts one command without waiting for it (arguments as for `brisk_command()`; they are
 /// copied before this returns). On `BRISK_OK`, `fn` will be called exactly once with the
-/// outcome, on a brisk runtime thread; on any other status it is never called. Concurrent async
+/// outcome, on a brisk runtime thread (with `BRISK_ASYNC_DISPATCH_CALLER`, on the thread that
+/// dispatches: see `brisk_client_async_dispatch()`); on any other status it is never called. Concurrent async
 /// commands on a client are pipelined automatically onto a shared connection (in cluster mode,
 /// one per node: each command goes to the node of its slot, following MOVED, ASK and failovers
 /// as `brisk_command()` does). Retries, timeouts, health checks and statuses are those of
@@ -174,6 +177,57 @@ pub unsafe extern "C" fn brisk_command_async(
                 }
             },
         )
+    })
+}
+
+/// With `BRISK_ASYNC_DISPATCH_CALLER` (see `brisk_config_set_async_dispatch()`): a file
+/// descriptor that is readable while async callbacks wait to be run by
+/// `brisk_client_async_dispatch()`, for poll/epoll/kqueue/libuv/asyncio loops. Level-triggered:
+/// it stays readable until the waiting callbacks have been dispatched, and becomes readable
+/// once when the first of a batch of replies is queued (not once per reply). It is owned by the
+/// client: do not read, write or close it; it stays open until `brisk_client_free()`. -1 for a
+/// NULL client or one without caller dispatch (see `brisk_last_error_message()`). Thread-safe.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_client_async_fd(client: *const brisk_client) -> std::ffi::c_int {
+    let mut fd = -1;
+    guard(|| {
+        // SAFETY: per this function's contract.
+        fd = unsafe { try_ref(client, "client") }?.async_fd()?;
+        Ok(())
+    });
+    fd
+}
+
+/// With `BRISK_ASYNC_DISPATCH_CALLER`: runs up to `max` waiting async callbacks (0: every
+/// callback waiting when called) on the calling thread, oldest completion first, and returns
+/// how many ran. Callbacks that become due while it runs (a callback's own command answered
+/// at once, say) wait for the next call, so one call always ends. Any thread may dispatch;
+/// calls from several threads at once take turns, so callbacks never run concurrently and
+/// always in completion order. 0 when nothing waits, for a NULL client or one without caller
+/// dispatch, and when called from inside one of this client's callbacks.
+///
+/// Nobody dispatching does not stop the commands: they are sent, answered and retried as
+/// usual, and their callbacks queue up (one entry per command, no bound other than the
+/// commands the program has in flight). The command deadline and timeouts still apply (a late
+/// command's callback is queued with TIMEOUT), but a callback only runs when dispatched.
+/// `brisk_client_free()` runs every callback still owed on its own thread before it returns:
+/// those whose commands had finished with their outcome (reply or error), the others with
+/// `BRISK_ERR_CLOSED`.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_client_async_dispatch(
+    client: *mut brisk_client,
+    max: usize,
+) -> usize {
+    guard_value(0, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { client.cast::<Client>().as_ref() };
+        client.map_or(0, |client| client.async_dispatch(max))
     })
 }
 

@@ -139,6 +139,29 @@ pub struct PoolSettings {
     pub max_lifetime_ms: u32,
 }
 
+/// Which thread runs the callbacks of async commands. The numbers are the C API's
+/// `brisk_async_dispatch` values.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AsyncDispatch {
+    /// A brisk runtime thread, as soon as the outcome is known.
+    #[default]
+    Runtime = 0,
+    /// The application's thread that calls `Client::async_dispatch`, in completion order; a
+    /// descriptor (`Client::async_fd`) is readable while callbacks wait.
+    Caller = 1,
+}
+
+impl AsyncDispatch {
+    pub fn from_u32(n: u32) -> Option<AsyncDispatch> {
+        match n {
+            0 => Some(AsyncDispatch::Runtime),
+            1 => Some(AsyncDispatch::Caller),
+            _ => None,
+        }
+    }
+}
+
 /// Client-side caching (off unless `max_entries` is set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheSettings {
@@ -208,6 +231,7 @@ pub struct Config {
     pub otel: OtelSettings,
     pub pubsub: PubSubSettings,
     pub cache: CacheSettings,
+    pub async_dispatch: AsyncDispatch,
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
@@ -262,6 +286,7 @@ impl Default for Config {
             otel: OtelSettings::default(),
             pubsub: PubSubSettings::default(),
             cache: CacheSettings::default(),
+            async_dispatch: AsyncDispatch::Runtime,
         }
     }
 }

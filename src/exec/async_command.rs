@@ -1,7 +1,8 @@
 //! The async command path: a command is encoded at once, handed to its node's multiplexed
 //! connection (`net::mux`), and after each try the attempt engine decides, as for a blocking
-//! command, what happens next; the caller's callback runs exactly once, on a brisk runtime
-//! thread, with the outcome.
+//! command, what happens next; the caller's callback runs exactly once with the outcome, on a
+//! brisk runtime thread or, in caller dispatch, on the application's thread that dispatches
+//! (`async_dispatch`: the finished job is queued as it is).
 //!
 //! Waits are timers and topology reads are background reads shared by every command waiting
 //! for one (`route::RefreshTicket`), so neither the caller's thread nor a runtime worker ever
@@ -13,12 +14,14 @@
 //!
 //! The client counts the callbacks it owes. Closing it wakes everything waiting (retry backoffs,
 //! requests queued or in flight), completes it with CLOSED, and waits until every callback has
-//! returned.
+//! returned (in caller dispatch, running those queued itself).
 
 use super::Shared;
+use super::async_dispatch::{Completions, Owed};
 use super::blocking::{self, ASKING};
 use super::record::Report;
 use crate::cache::Plan;
+use crate::config::AsyncDispatch;
 use crate::core::attempt::{Attempt, Facts, Next, Round, Target};
 use crate::core::commands::{blocking_timeout, check_args, is_script};
 use crate::core::{Error, Result, Status};
@@ -33,7 +36,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
 
-/// Receives the outcome of an async command, exactly once, on a brisk runtime thread.
+/// Receives the outcome of an async command, exactly once, on a brisk runtime thread (or, in
+/// caller dispatch, on the thread that calls `Client::async_dispatch`).
 pub type Callback = Box<dyn FnOnce(Result<Reply>) + Send>;
 
 /// The async side of a client: whether it is closed, and the callbacks it owes.
@@ -44,20 +48,38 @@ pub(crate) struct AsyncState {
     /// Taken only to wait for `pending` to reach zero, and to say it did.
     drained_lock: Mutex<()>,
     drained: Condvar,
+    /// In caller dispatch, the callbacks waiting for the application.
+    completions: Option<Completions>,
 }
 
-impl Default for AsyncState {
-    fn default() -> Self {
-        AsyncState {
+impl AsyncState {
+    pub fn new(dispatch: AsyncDispatch) -> Result<AsyncState> {
+        Ok(AsyncState {
             closed: watch::channel(false).0,
             pending: AtomicUsize::new(0),
             drained_lock: Mutex::new(()),
             drained: Condvar::new(),
+            completions: match dispatch {
+                AsyncDispatch::Runtime => None,
+                AsyncDispatch::Caller => Some(Completions::new()?),
+            },
+        })
+    }
+
+    /// The descriptor readable while callbacks wait to be dispatched (caller dispatch only).
+    pub fn fd(&self) -> Result<std::os::fd::RawFd> {
+        match &self.completions {
+            Some(completions) => Ok(completions.fd()),
+            None => Err(not_caller_dispatch()),
         }
     }
-}
 
-impl AsyncState {
+    /// Runs up to `max` waiting callbacks (0: all waiting now) on this thread; 0 without
+    /// caller dispatch.
+    pub fn dispatch(&self, max: usize) -> usize {
+        self.completions.as_ref().map_or(0, |c| c.dispatch(max))
+    }
+
     pub fn is_closed(&self) -> bool {
         *self.closed.borrow()
     }
@@ -81,18 +103,31 @@ impl AsyncState {
     }
 
     /// Fails everything outstanding with CLOSED and waits until every callback has returned
-    /// and every mux of `route` has let go of its connection (unless called from a brisk
-    /// runtime thread, where waiting could wait for itself).
+    /// (in caller dispatch, running them on this thread as they are queued) and every mux of
+    /// `route` has let go of its connection (unless called from a brisk runtime thread, where
+    /// waiting could wait for itself).
     pub fn close(&self, route: &dyn Topology) {
         self.closed.send_replace(true);
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
         }
-        let mut guard = self.drained_lock.lock().unwrap_or_else(|p| p.into_inner());
-        while self.pending.load(SeqCst) > 0 {
-            guard = self.drained.wait(guard).unwrap_or_else(|p| p.into_inner());
+        match &self.completions {
+            Some(completions) => {
+                while self.pending.load(SeqCst) > 0 {
+                    if completions.dispatch(0) == 0 {
+                        // Woken by the next completion queued; the bound only keeps a missed
+                        // wake-up from costing more than a moment.
+                        wait_readable(completions.fd(), 100);
+                    }
+                }
+            }
+            None => {
+                let mut guard = self.drained_lock.lock().unwrap_or_else(|p| p.into_inner());
+                while self.pending.load(SeqCst) > 0 {
+                    guard = self.drained.wait(guard).unwrap_or_else(|p| p.into_inner());
+                }
+            }
         }
-        drop(guard);
         // A mux may still be letting go of its connection (and reporting it).
         for node in route.nodes() {
             node.wait_mux_idle();
@@ -100,8 +135,27 @@ impl AsyncState {
     }
 }
 
+fn not_caller_dispatch() -> Error {
+    Error::invalid_argument(
+        "the client does not dispatch async callbacks on the caller's thread \
+         (see the async_dispatch config setting)",
+    )
+}
+
+/// Waits at most `ms` for `fd` to be readable.
+fn wait_readable(fd: std::os::fd::RawFd, ms: i32) {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; the descriptor is ours and open.
+    unsafe { libc::poll(&mut poll, 1, ms) };
+}
+
 /// An async command between tries: everything it needs, the caller's callback included, in
-/// one allocation that travels through the mux as its request ([`Pending`]).
+/// one allocation that travels through the mux as its request ([`Pending`]) and, in caller
+/// dispatch, waits in the client's queue with its outcome ([`Owed`]).
 struct Job<F> {
     shared: Arc<Shared>,
     encoded: Encoded,
@@ -119,6 +173,8 @@ struct Job<F> {
     /// `Cache::before_async_send`).
     cache: Option<Box<Plan>>,
     ahead: Option<(Vec<u8>, u8)>,
+    /// The outcome, while the job waits to be dispatched (caller dispatch).
+    outcome: Option<Result<Reply>>,
 }
 
 impl<F> Job<F> {
@@ -152,6 +208,53 @@ impl<F: FnOnce(Result<Reply>) + Send + 'static> Pending for Job<F> {
 
     fn complete(self: Box<Self>, result: Result<Reply>) {
         settle(self, result)
+    }
+}
+
+impl<F: FnOnce(Result<Reply>) + Send + 'static> Owed for Job<F> {
+    fn run(self: Box<Self>) {
+        let Job {
+            shared,
+            callback,
+            outcome,
+            ..
+        } = *self;
+        let outcome = outcome.expect("a job is queued with its outcome");
+        run_callback(callback, outcome);
+        shared.async_state.end();
+    }
+}
+
+/// A callback and its outcome, for the commands that finish without a job (a cache hit, a
+/// blocking command): in caller dispatch they wait in the same queue.
+struct Ready<F> {
+    shared: Arc<Shared>,
+    callback: F,
+    outcome: Result<Reply>,
+}
+
+impl<F: FnOnce(Result<Reply>) + Send + 'static> Owed for Ready<F> {
+    fn run(self: Box<Self>) {
+        run_callback(self.callback, self.outcome);
+        self.shared.async_state.end();
+    }
+}
+
+/// Runs a callback owed by the client now, or queues it in caller dispatch.
+fn deliver<F>(shared: &Arc<Shared>, callback: F, outcome: Result<Reply>)
+where
+    F: FnOnce(Result<Reply>) + Send + 'static,
+{
+    match &shared.async_state.completions {
+        Some(completions) => completions.push(Box::new(Ready {
+            shared: shared.clone(),
+            callback,
+            outcome,
+        })),
+        None => {
+            run_callback(callback, outcome);
+            shared.async_state.end();
+        }
     }
 }
 
@@ -198,6 +301,7 @@ where
         callback,
         cache,
         ahead: None,
+        outcome: None,
     });
     shared.async_state.begin();
     dispatch(job);
@@ -205,12 +309,17 @@ where
 }
 
 /// A command the client-side cache answered: the callback runs on a runtime thread all the
-/// same.
+/// same (in caller dispatch, it is queued at once).
 fn answer_from_cache<F>(shared: &Arc<Shared>, name: &[u8], reply: Reply, callback: F) -> Result<()>
 where
     F: FnOnce(Result<Reply>) + Send + 'static,
 {
     shared.async_state.begin();
+    if shared.async_state.completions.is_some() {
+        shared.record_hit(name);
+        deliver(shared, callback, Ok(reply));
+        return Ok(());
+    }
     let worker = shared.clone();
     let name: Box<[u8]> = name.into();
     let spawned = crate::runtime::spawn(async move {
@@ -415,9 +524,17 @@ fn finish<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, resul
         tries,
         result.as_ref().err(),
     );
-    let Job { callback, .. } = *job;
-    run_callback(callback, result);
-    shared.async_state.end();
+    match &shared.async_state.completions {
+        Some(completions) => {
+            job.outcome = Some(result);
+            completions.push(job);
+        }
+        None => {
+            let Job { callback, .. } = *job;
+            run_callback(callback, result);
+            shared.async_state.end();
+        }
+    }
 }
 
 /// The address of the node `job` went to last (before its first try, the route's home node).
@@ -548,8 +665,7 @@ fn start_blocking(shared: &Arc<Shared>, args: Vec<Vec<u8>>, callback: Callback) 
             let _trace = trace.enter();
             let slices: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             let result = super::command(&worker, &Args::from_slices(&slices));
-            run_callback(callback, result);
-            worker.async_state.end();
+            deliver(&worker, callback, result);
             BLOCKING_RUNNING.fetch_sub(1, Relaxed);
         });
     if let Err(e) = spawned {

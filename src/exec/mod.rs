@@ -6,11 +6,14 @@
 //! - [`batch`]: a batch whose commands live on several nodes (a cluster pipeline, a split MGET),
 //!   grouped by node, the groups in parallel.
 //! - [`async_command`]: `brisk_command_async`, on the node's multiplexed connection.
+//! - [`async_dispatch`]: the queue of async callbacks the application runs itself (caller
+//!   dispatch).
 //! - [`record`]: counting and reporting what finished.
 //!
 //! [`Shared`] is what a client, its pipelines and sessions and its background work share.
 
 pub(crate) mod async_command;
+pub(crate) mod async_dispatch;
 pub(crate) mod batch;
 pub(crate) mod blocking;
 pub(crate) mod record;
@@ -55,6 +58,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: &Config) -> Result<Arc<Shared>> {
         config.validate()?;
+        let async_state = AsyncState::new(config.async_dispatch)?;
         let otel = Otel::start(&config.otel, config.db)?;
         let observer = Arc::new(Observer::with_otel(
             config.events.0.clone(),
@@ -62,7 +66,6 @@ impl Shared {
             config.db,
         ));
         let pushes = Arc::new(PushRouter::default());
-        let async_state = AsyncState::default();
         let cache = match config.cache.enabled() {
             true => Some(Cache::new(config, observer.clone(), &pushes)?),
             false => None,

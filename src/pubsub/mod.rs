@@ -18,7 +18,6 @@
 mod link;
 mod message;
 mod queue;
-mod signal;
 mod supervisor;
 
 pub use crate::config::Overflow;

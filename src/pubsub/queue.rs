@@ -12,9 +12,9 @@
 //! wakes up to learn it).
 
 use super::message::Message;
-use super::signal::Signal;
 use crate::config::Overflow;
 use crate::core::Result;
+use crate::net::signal::Signal;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};

@@ -151,8 +151,11 @@ mod pubsub;
 
 mod cache;
 
+mod dispatch;
+
 pub use cache::*;
 pub use connection::*;
+pub use dispatch::*;
 pub use limits::*;
 pub use observability::*;
 pub use pool::*;

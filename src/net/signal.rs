@@ -1,8 +1,9 @@
-//! The descriptor an event loop waits on: readable while a subscriber's queue holds messages.
+//! The descriptor an event loop waits on: readable while a queue holds something (a
+//! subscriber's messages, the async callbacks a client owes in caller dispatch).
 //!
 //! A non-blocking pipe. The queue raises it (one byte) when it goes from empty to non-empty and
 //! lowers it (drains the byte) when it becomes empty, both under the queue's lock, so the pipe
-//! holds at most one byte and is readable exactly while messages wait.
+//! holds at most one byte and is readable exactly while the queue holds something.
 
 use crate::core::{Error, Result, Status};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -20,7 +21,7 @@ impl Signal {
             let e = std::io::Error::last_os_error();
             return Err(Error::new(
                 Status::Internal,
-                format!("cannot create the subscriber's descriptor: {e}"),
+                format!("cannot create a readiness descriptor (pipe): {e}"),
             ));
         }
         // SAFETY: pipe() succeeded: both descriptors are open and ours alone.

@@ -1,0 +1,197 @@
+//! Caller dispatch: async callbacks run on the application's thread, not on a runtime thread.
+//!
+//! A finished async command is queued as it is (its own allocation, the outcome stored in it)
+//! instead of running its callback; the application polls a descriptor that is readable while
+//! the queue holds something and runs the waiting callbacks in completion order
+//! (`Client::async_dispatch`). The descriptor is raised only when the queue goes from empty to
+//! non-empty, so the replies of one read cost one wake-up of the application's loop, not one
+//! per command (the runtime dispatch wakes whoever waits for each reply).
+//!
+//! The queue has no bound of its own: it holds at most the commands in flight, which the
+//! application bounds by what it submits.
+
+use crate::core::Result;
+use crate::net::signal::Signal;
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::{Mutex, MutexGuard};
+
+/// A finished async command whose callback is owed: running it calls the callback with the
+/// stored outcome and tells the client the callback is paid.
+pub(crate) trait Owed: Send {
+    fn run(self: Box<Self>);
+}
+
+/// The callbacks waiting for the application, and the descriptor that says so.
+pub(crate) struct Completions {
+    queue: Mutex<Queue>,
+    /// Taken by the thread running callbacks (one at a time, so they run in completion order);
+    /// holds the part of the queue it took and has not run yet.
+    batch: Mutex<VecDeque<Box<dyn Owed>>>,
+    signal: Signal,
+}
+
+struct Queue {
+    waiting: VecDeque<Box<dyn Owed>>,
+    /// Whether the descriptor is readable (a write to it is a system call: made only on the
+    /// edge from nothing waiting to something waiting).
+    raised: bool,
+}
+
+thread_local! {
+    /// The queue whose callbacks this thread is running (its address), so that a callback that
+    /// dispatches the same client gets 0 instead of a deadlock.
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Completions {
+    pub fn new() -> Result<Completions> {
+        Ok(Completions {
+            queue: Mutex::new(Queue {
+                waiting: VecDeque::new(),
+                raised: false,
+            }),
+            batch: Mutex::new(VecDeque::new()),
+            signal: Signal::new()?,
+        })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.signal.fd()
+    }
+
+    /// Queues a finished command; the descriptor becomes readable if nothing was waiting.
+    pub fn push(&self, owed: Box<dyn Owed>) {
+        let mut queue = lock(&self.queue);
+        queue.waiting.push_back(owed);
+        if !queue.raised {
+            queue.raised = true;
+            self.signal.raise();
+        }
+    }
+
+    /// Runs up to `max` waiting callbacks (0: all those waiting now) on this thread, oldest
+    /// first, and returns how many ran. Callbacks queued meanwhile wait for the next call, so a
+    /// callback that starts a command whose reply comes at once cannot keep this call going.
+    /// Another thread dispatching meanwhile is waited for; a callback dispatching its own client
+    /// gets 0.
+    pub fn dispatch(&self, max: usize) -> usize {
+        let me = self as *const Completions as usize;
+        if RUNNING.with(Cell::get) == me {
+            return 0;
+        }
+        let mut batch = lock(&self.batch);
+        let _running = Running::enter(me);
+        if batch.is_empty() {
+            // Swapped, not copied: both deques keep their capacity, so nothing is allocated
+            // once they have grown to the number of commands in flight.
+            std::mem::swap(&mut lock(&self.queue).waiting, &mut *batch);
+        }
+        let count = match max {
+            0 => batch.len(),
+            max => max.min(batch.len()),
+        };
+        for _ in 0..count {
+            if let Some(owed) = batch.pop_front() {
+                owed.run();
+            }
+        }
+        if batch.is_empty() {
+            let mut queue = lock(&self.queue);
+            if queue.waiting.is_empty() && queue.raised {
+                queue.raised = false;
+                self.signal.lower();
+            }
+        }
+        count
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks this thread as running a queue's callbacks until dropped (a panic included).
+struct Running(usize);
+
+impl Running {
+    fn enter(me: usize) -> Running {
+        Running(RUNNING.with(|running| running.replace(me)))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(self.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    struct Note(Arc<Mutex<Vec<u32>>>, u32);
+
+    impl Owed for Note {
+        fn run(self: Box<Self>) {
+            lock(&self.0).push(self.1);
+        }
+    }
+
+    fn readable(fd: RawFd) -> bool {
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        n == 1 && poll.revents & libc::POLLIN != 0
+    }
+
+    #[test]
+    fn runs_in_order_and_is_readable_exactly_while_callbacks_wait() {
+        let completions = Completions::new().unwrap();
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        assert!(!readable(completions.fd()));
+        assert_eq!(completions.dispatch(0), 0);
+        for i in 0..5 {
+            completions.push(Box::new(Note(ran.clone(), i)));
+        }
+        assert!(readable(completions.fd()));
+        assert_eq!(completions.dispatch(2), 2);
+        assert!(readable(completions.fd()), "3 still wait");
+        completions.push(Box::new(Note(ran.clone(), 5)));
+        assert_eq!(completions.dispatch(0), 3, "the rest of the batch taken");
+        assert!(readable(completions.fd()), "the one queued meanwhile waits");
+        assert_eq!(completions.dispatch(0), 1);
+        assert!(!readable(completions.fd()));
+        assert_eq!(*lock(&ran), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    struct Reenter(Arc<Completions>, Arc<AtomicUsize>);
+
+    impl Owed for Reenter {
+        fn run(self: Box<Self>) {
+            self.1.store(self.0.dispatch(0) + 100, SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_callback_dispatching_its_own_queue_gets_zero() {
+        let completions = Arc::new(Completions::new().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        completions.push(Box::new(Reenter(completions.clone(), seen.clone())));
+        completions.push(Box::new(Note(Arc::default(), 0)));
+        assert_eq!(completions.dispatch(1), 1);
+        assert_eq!(seen.load(SeqCst), 100);
+        assert_eq!(
+            completions.dispatch(0),
+            1,
+            "usable again after the callback"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! Caller dispatch (`AsyncDispatch::Caller`): async callbacks run on the application's thread
+//! that calls `Client::async_dispatch`, in completion order, never on their own; the descriptor
+//! from `Client::async_fd` is readable exactly while callbacks wait. Proven against real
+//! servers: ordering, exactly once, error replies, the command deadline on a stopped server,
+//! the client dropped with callbacks owed (it runs them itself), a poll loop on the descriptor,
+//! and dispatch from a thread other than the submitter's.
+//!
+//! Waiting is polling with a deadline, never a bare sleep.
+
+mod support;
+
+use brisk::config::AsyncDispatch;
+use brisk::stats::Stat;
+use brisk::{Args, Client, Config, Status};
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+use support::{RedisServer, wait_until};
+
+/// What one callback saw: its command's index, the reply as an integer (or the failure's
+/// status) and the thread it ran on.
+#[derive(Clone, Debug)]
+struct Call {
+    index: usize,
+    outcome: Result<i64, Status>,
+    thread: ThreadId,
+}
+
+type Calls = Arc<Mutex<Vec<Call>>>;
+
+fn caller_config(server: &RedisServer) -> Config {
+    let mut config = server.config();
+    config.async_dispatch = AsyncDispatch::Caller;
+    config
+}
+
+/// Starts `args` async; its callback appends to `calls`.
+fn start(client: &Client, calls: &Calls, index: usize, args: &[&str]) {
+    let calls = calls.clone();
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    client
+        .command_async_with(&Args::from_slices(&args), move |result| {
+            let outcome = match result {
+                Ok(reply) => Ok(reply.as_integer().unwrap_or(-1)),
+                Err(e) => Err(e.status()),
+            };
+            calls.lock().unwrap().push(Call {
+                index,
+                outcome,
+                thread: std::thread::current().id(),
+            });
+        })
+        .expect("command_async");
+}
+
+fn readable(fd: RawFd, wait_ms: i32) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut poll, 1, wait_ms) };
+    n == 1 && poll.revents & libc::POLLIN != 0
+}
+
+/// A poll loop: waits for the descriptor and dispatches until `done` callbacks ran (or 20 s).
+fn dispatch_until(client: &Client, calls: &Calls, done: usize) {
+    let fd = client.async_fd().expect("async_fd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while calls.lock().unwrap().len() < done {
+        assert!(Instant::now() < deadline, "callbacks still owed after 20 s");
+        if readable(fd, 100) {
+            client.async_dispatch(0);
+        }
+    }
+}
+
+fn commands_finished(client: &Client) -> u64 {
+    client.stat(Stat::Commands)
+}
+
+#[test]
+fn callbacks_run_on_the_dispatching_thread_in_completion_order_exactly_once() {
+    let server = RedisServer::start();
+    let client = Client::new(&caller_config(&server)).unwrap();
+    let calls = Calls::default();
+    let n = 2_000;
+    for i in 0..n {
+        start(&client, &calls, i, &["INCR", "order"]);
+    }
+    dispatch_until(&client, &calls, n);
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), n);
+    let me = std::thread::current().id();
+    assert!(
+        calls.iter().all(|c| c.thread == me),
+        "every callback on this thread"
+    );
+    // One connection, replies in order: completion order is INCR's order.
+    let values: Vec<i64> = calls.iter().map(|c| c.outcome.unwrap()).collect();
+    assert_eq!(values, (1..=n as i64).collect::<Vec<_>>());
+    let mut indexes: Vec<usize> = calls.iter().map(|c| c.index).collect();
+    indexes.sort_unstable();
+    assert_eq!(
+        indexes,
+        (0..n).collect::<Vec<_>>(),
+        "each callback exactly once"
+    );
+    drop(client);
+}
+
+#[test]
+fn nothing_runs_until_dispatched_and_the_descriptor_is_level_triggered() {
+    let server = RedisServer::start();
+    let client = Client::new(&caller_config(&server)).unwrap();
+    let fd = client.async_fd().unwrap();
+    assert!(!readable(fd, 0), "nothing waits yet");
+    let calls = Calls::default();
+    for i in 0..50 {
+        start(&client, &calls, i, &["INCR", "level"]);
+    }
+    // Every command finished (counted when its outcome is known), none of the callbacks ran.
+    let all_finished = wait_until(Duration::from_secs(10), || commands_finished(&client) >= 50);
+    assert!(all_finished, "the 50 commands finished");
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "no callback ran on its own"
+    );
+    assert!(readable(fd, 0));
+    assert!(readable(fd, 0), "stays readable until dispatched");
+    assert_eq!(client.async_dispatch(1), 1, "max bounds one call");
+    assert!(readable(fd, 0), "49 still wait");
+    assert_eq!(client.async_dispatch(0), 49);
+    assert!(!readable(fd, 0), "nothing waits any more");
+    assert_eq!(client.async_dispatch(0), 0);
+    assert_eq!(calls.lock().unwrap().len(), 50);
+}
+
+#[test]
+fn error_replies_and_deadlines_come_through_dispatch() {
+    let server = RedisServer::start();
+    let mut config = caller_config(&server);
+    config.command_deadline_ms = 300;
+    let client = Client::new(&config).unwrap();
+    let calls = Calls::default();
+    support::ok(&client, &["SET", "text", "abc"]);
+    start(&client, &calls, 0, &["INCR", "text"]);
+    dispatch_until(&client, &calls, 1);
+    assert_eq!(calls.lock().unwrap()[0].outcome, Err(Status::Server));
+
+    server.sigstop();
+    let started = Instant::now();
+    start(&client, &calls, 1, &["GET", "text"]);
+    dispatch_until(&client, &calls, 2);
+    server.sigcont();
+    let waited = started.elapsed();
+    assert_eq!(calls.lock().unwrap()[1].outcome, Err(Status::Timeout));
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+}
+
+#[test]
+fn dropping_the_client_runs_every_owed_callback_on_the_dropping_thread() {
+    let server = RedisServer::start();
+    let client = Client::new(&caller_config(&server)).unwrap();
+    let calls = Calls::default();
+    for i in 0..20 {
+        start(&client, &calls, i, &["INCR", "owed"]);
+    }
+    let finished = wait_until(Duration::from_secs(10), || commands_finished(&client) >= 20);
+    assert!(finished, "the first 20 commands finished");
+    // 20 more stuck in a stopped server.
+    server.sigstop();
+    for i in 20..40 {
+        start(&client, &calls, i, &["INCR", "owed"]);
+    }
+    assert!(calls.lock().unwrap().is_empty());
+    drop(client);
+    server.sigcont();
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 40, "every owed callback ran, once");
+    let me = std::thread::current().id();
+    assert!(calls.iter().all(|c| c.thread == me));
+    for call in &calls {
+        match call.index {
+            // Finished before the drop: their replies, in order.
+            i if i < 20 => assert_eq!(call.outcome, Ok(i as i64 + 1), "{call:?}"),
+            _ => assert_eq!(call.outcome, Err(Status::Closed), "{call:?}"),
+        }
+    }
+}
+
+#[test]
+fn another_thread_may_dispatch_what_this_one_submits() {
+    let server = RedisServer::start();
+    let client = Arc::new(Client::new(&caller_config(&server)).unwrap());
+    let calls = Calls::default();
+    let n = 1_000;
+    let dispatcher = {
+        let client = client.clone();
+        let calls = calls.clone();
+        std::thread::spawn(move || {
+            dispatch_until(&client, &calls, n);
+            std::thread::current().id()
+        })
+    };
+    for i in 0..n {
+        start(&client, &calls, i, &["INCR", "elsewhere"]);
+    }
+    let dispatcher = dispatcher.join().unwrap();
+    let calls = calls.lock().unwrap();
+    assert!(calls.iter().all(|c| c.thread == dispatcher));
+    let values: Vec<i64> = calls.iter().map(|c| c.outcome.unwrap()).collect();
+    assert_eq!(values, (1..=n as i64).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_callback_may_submit_more_and_its_own_dispatch_gets_nothing() {
+    let server = RedisServer::start();
+    let client = Arc::new(Client::new(&caller_config(&server)).unwrap());
+    let calls = Calls::default();
+    let nested = Arc::new(Mutex::new(Vec::new()));
+    {
+        let inner = client.clone();
+        let calls = calls.clone();
+        let nested = nested.clone();
+        client
+            .command_async_with(&Args::from_slices(&[b"PING"]), move |result| {
+                assert!(result.is_ok());
+                nested.lock().unwrap().push(inner.async_dispatch(0));
+                start(&inner, &calls, 1, &["INCR", "chained"]);
+            })
+            .unwrap();
+    }
+    dispatch_until(&client, &calls, 1);
+    assert_eq!(*nested.lock().unwrap(), vec![0]);
+    assert_eq!(calls.lock().unwrap()[0].outcome, Ok(1));
+}
+
+#[test]
+fn runtime_dispatch_has_no_descriptor_and_nothing_to_dispatch() {
+    let server = RedisServer::start();
+    let client = Client::new(&server.config()).unwrap();
+    assert_eq!(
+        client.async_fd().unwrap_err().status(),
+        Status::InvalidArgument
+    );
+    assert_eq!(client.async_dispatch(0), 0);
+}
