@@ -15,6 +15,11 @@
  *   replies (binary string, nil, array, integer) read and freed by the callback; an error reply
  *     is the mapped status with the server's text; NULL/bad arguments are INVALID_ARGUMENT and
  *     the callback is never called
+ *   caller dispatch (BRISK_ASYNC_DISPATCH_CALLER): callbacks run only on the thread that calls
+ *     brisk_client_async_dispatch, in completion order, exactly once, from a poll() loop on
+ *     brisk_client_async_fd (level-triggered, readable exactly while callbacks wait); errors
+ *     and the command deadline; brisk_client_free runs every owed callback itself (finished
+ *     ones with their outcome, the rest CLOSED); a dispatcher thread other than the submitter
  *
  * Faults go to a private redis-server (bt_server.h); the rest uses the fixture server. Every
  * wait has a deadline. Counts shrink under valgrind; the shape of each scenario stays.
@@ -22,6 +27,7 @@
 #include "brisk_test.h"
 #include "bt_server.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -849,6 +855,241 @@ static void bad_arguments_never_call_back(void) {
   CHECK_EQ_U(atomic_load(&never_calls), 0);
 }
 
+/* ---- 11. caller dispatch: callbacks on the application's thread ---------------------------- */
+
+/* What the callbacks of one caller-dispatch scenario saw, in the order they ran (they never run
+   concurrently: dispatchers take turns). */
+#define CD_MAX 2000
+typedef struct cd_log {
+  size_t ran;                 /* callbacks run, in order */
+  size_t index[CD_MAX];       /* which command each was */
+  long long value[CD_MAX];    /* its INCR reply, or -1 */
+  brisk_status status[CD_MAX];
+  int calls[CD_MAX];          /* per command: callbacks received */
+  int on_wrong_thread;        /* ran on a thread other than `dispatcher` */
+  pthread_t dispatcher;
+  int bad;                    /* a failure without a message, a success with a reply missing */
+} cd_log;
+
+typedef struct cd_slot {
+  cd_log *log;
+  size_t index;
+} cd_slot;
+
+static cd_slot cd_slots[CD_MAX];
+
+static void cd_on_reply(void *userdata, brisk_status status, const char *message,
+                        brisk_reply *reply) {
+  cd_slot *s = (cd_slot *)userdata;
+  cd_log *log = s->log;
+  size_t at = log->ran++;
+  if (!pthread_equal(pthread_self(), log->dispatcher)) log->on_wrong_thread++;
+  log->calls[s->index]++;
+  log->index[at] = s->index;
+  log->status[at] = status;
+  log->value[at] = -1;
+  if (status == BRISK_OK) {
+    if (reply == NULL) log->bad++;
+    else if (brisk_reply_type_of(reply) == BRISK_REPLY_INTEGER)
+      log->value[at] = brisk_reply_integer(reply);
+  } else if (reply != NULL || message == NULL || message[0] == '\0') {
+    log->bad++;
+  }
+  brisk_reply_free(reply);
+}
+
+static void cd_start(brisk_client *c, cd_log *log, size_t index, size_t argc,
+                     const char *const *argv) {
+  REQUIRE(index < CD_MAX);
+  cd_slots[index].log = log;
+  cd_slots[index].index = index;
+  REQUIRE_OK(brisk_command_async(c, argc, argv, NULL, cd_on_reply, &cd_slots[index]));
+}
+
+static brisk_client *cd_client(brisk_config *cfg) {
+  REQUIRE_OK(brisk_config_set_async_dispatch(cfg, BRISK_ASYNC_DISPATCH_CALLER));
+  return bt_client_from(cfg);
+}
+
+static int fd_readable(int fd, int wait_ms) {
+  struct pollfd p;
+  p.fd = fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  return poll(&p, 1, wait_ms) == 1 && (p.revents & POLLIN) != 0;
+}
+
+/* The poll loop of an application: waits on the descriptor, dispatches what waits, until
+   `done` callbacks ran; returns whether they did within the deadline. */
+static int cd_loop(brisk_client *c, cd_log *log, size_t done, int64_t deadline_ms) {
+  int fd = brisk_client_async_fd(c);
+  int64_t deadline = bt_now_ms() + deadline_ms;
+  if (fd < 0) return 0;
+  while (log->ran < done) {
+    if (bt_now_ms() > deadline) return 0;
+    if (fd_readable(fd, 100)) brisk_client_async_dispatch(c, 0);
+  }
+  return 1;
+}
+
+static void cd_check_once(cd_log *log, size_t n) {
+  size_t i, wrong = 0;
+  for (i = 0; i < n; i++)
+    if (log->calls[i] != 1) wrong++;
+  CHECK_EQ_U(wrong, 0);
+  CHECK_EQ_U(log->ran, n);
+  CHECK_EQ_U(log->on_wrong_thread, 0);
+  CHECK_EQ_U(log->bad, 0);
+}
+
+static cd_log cd;
+
+static void caller_dispatch_runs_callbacks_in_order_from_a_poll_loop(void) {
+  size_t n = bt_under_valgrind() ? 300 : CD_MAX, i, out_of_order = 0;
+  brisk_client *c = cd_client(bt_server_config(&srv));
+  int fd = brisk_client_async_fd(c);
+  REQUIRE(fd >= 0);
+  CHECK(!fd_readable(fd, 0));
+  CHECK_EQ_U(brisk_client_async_dispatch(c, 0), 0);
+  REQUIRE_OK(BT_CMD(c, NULL, "DEL", "async:cd:order"));
+  memset(&cd, 0, sizeof cd);
+  cd.dispatcher = pthread_self();
+  for (i = 0; i < n; i++) cd_start(c, &cd, i, 2, (const char *const[]){"INCR", "async:cd:order"});
+  CHECK(cd_loop(c, &cd, n, bt_scaled_ms(20000)));
+  cd_check_once(&cd, n);
+  /* One connection, replies in order: the callbacks ran in INCR's order. */
+  for (i = 0; i < cd.ran; i++)
+    if (cd.status[i] != BRISK_OK || cd.value[i] != (long long)i + 1) out_of_order++;
+  CHECK_EQ_U(out_of_order, 0);
+  CHECK(!fd_readable(fd, 0));
+  brisk_client_free(c);
+  CHECK_EQ_U(cd.ran, n);
+}
+
+static void caller_dispatch_descriptor_is_level_triggered(void) {
+  brisk_client *c = cd_client(bt_server_config(&srv));
+  int fd = brisk_client_async_fd(c), held;
+  uint64_t before = brisk_client_stat(c, BRISK_STAT_COMMANDS);
+  size_t i;
+  REQUIRE(fd >= 0);
+  memset(&cd, 0, sizeof cd);
+  cd.dispatcher = pthread_self();
+  for (i = 0; i < 50; i++) cd_start(c, &cd, i, 1, (const char *const[]){"PING"});
+  /* Finished (counted when the outcome is known), and not one callback ran on its own. */
+  BT_WAIT_UNTIL(held, brisk_client_stat(c, BRISK_STAT_COMMANDS) >= before + 50,
+                bt_scaled_ms(10000));
+  REQUIRE(held);
+  CHECK_EQ_U(cd.ran, 0);
+  CHECK(fd_readable(fd, 0));
+  CHECK(fd_readable(fd, 0)); /* still: level-triggered */
+  CHECK_EQ_U(brisk_client_async_dispatch(c, 1), 1);
+  CHECK(fd_readable(fd, 0)); /* 49 wait */
+  CHECK_EQ_U(brisk_client_async_dispatch(c, 0), 49);
+  CHECK(!fd_readable(fd, 0));
+  cd_check_once(&cd, 50);
+  brisk_client_free(c);
+}
+
+static void caller_dispatch_errors_and_deadline(void) {
+  brisk_config *cfg = bt_server_config(&srv);
+  brisk_client *c;
+  int64_t started;
+  REQUIRE_OK(brisk_config_set_command_deadline_ms(cfg, 300));
+  c = cd_client(cfg);
+  REQUIRE_OK(BT_CMD(c, NULL, "SET", "async:cd:text", "abc"));
+  memset(&cd, 0, sizeof cd);
+  cd.dispatcher = pthread_self();
+  cd_start(c, &cd, 0, 2, (const char *const[]){"INCR", "async:cd:text"});
+  CHECK(cd_loop(c, &cd, 1, bt_scaled_ms(10000)));
+  CHECK_EQ_U(cd.status[0], BRISK_ERR_SERVER);
+
+  bt_server_pause(&srv);
+  started = bt_now_ms();
+  cd_start(c, &cd, 1, 2, (const char *const[]){"GET", "async:cd:text"});
+  CHECK(cd_loop(c, &cd, 2, bt_scaled_ms(10000)));
+  bt_server_resume(&srv);
+  CHECK_EQ_U(cd.status[1], BRISK_ERR_TIMEOUT);
+  CHECK(bt_now_ms() - started >= 300);
+  cd_check_once(&cd, 2);
+  brisk_client_free(c);
+}
+
+static void caller_dispatch_free_runs_every_owed_callback(void) {
+  brisk_client *c = cd_client(bt_server_config(&srv));
+  uint64_t before;
+  size_t i, wrong = 0;
+  int held;
+  memset(&cd, 0, sizeof cd);
+  cd.dispatcher = pthread_self();
+  REQUIRE_OK(BT_CMD(c, NULL, "DEL", "async:cd:owed"));
+  before = brisk_client_stat(c, BRISK_STAT_COMMANDS);
+  for (i = 0; i < 20; i++) cd_start(c, &cd, i, 2, (const char *const[]){"INCR", "async:cd:owed"});
+  BT_WAIT_UNTIL(held, brisk_client_stat(c, BRISK_STAT_COMMANDS) >= before + 20,
+                bt_scaled_ms(10000));
+  REQUIRE(held);
+  /* 20 more stuck in a stopped server; none of the 40 dispatched. */
+  bt_server_pause(&srv);
+  for (i = 20; i < 40; i++) cd_start(c, &cd, i, 2, (const char *const[]){"INCR", "async:cd:owed"});
+  CHECK_EQ_U(cd.ran, 0);
+  brisk_client_free(c); /* runs all 40 here, on this thread */
+  bt_server_resume(&srv);
+  cd_check_once(&cd, 40);
+  for (i = 0; i < cd.ran; i++) {
+    size_t k = cd.index[i];
+    if (k < 20 && (cd.status[i] != BRISK_OK || cd.value[i] != (long long)k + 1)) wrong++;
+    if (k >= 20 && cd.status[i] != BRISK_ERR_CLOSED) wrong++;
+  }
+  CHECK_EQ_U(wrong, 0);
+}
+
+typedef struct cd_dispatcher {
+  brisk_client *c;
+  size_t n;
+  int finished;
+} cd_dispatcher;
+
+static void *cd_dispatcher_run(void *arg) {
+  cd_dispatcher *d = (cd_dispatcher *)arg;
+  d->finished = cd_loop(d->c, &cd, d->n, bt_scaled_ms(20000));
+  return NULL;
+}
+
+static void caller_dispatch_from_another_thread(void) {
+  size_t n = bt_under_valgrind() ? 200 : 1000, i, out_of_order = 0;
+  cd_dispatcher d;
+  pthread_t thread;
+  memset(&cd, 0, sizeof cd);
+  d.c = cd_client(bt_server_config(&srv));
+  d.n = n;
+  d.finished = 0;
+  REQUIRE_OK(BT_CMD(d.c, NULL, "DEL", "async:cd:other"));
+  REQUIRE(pthread_create(&thread, NULL, cd_dispatcher_run, &d) == 0);
+  cd.dispatcher = thread;
+  for (i = 0; i < n; i++) cd_start(d.c, &cd, i, 2, (const char *const[]){"INCR", "async:cd:other"});
+  REQUIRE(pthread_join(thread, NULL) == 0);
+  CHECK(d.finished);
+  cd_check_once(&cd, n);
+  for (i = 0; i < cd.ran; i++)
+    if (cd.value[i] != (long long)i + 1) out_of_order++;
+  CHECK_EQ_U(out_of_order, 0);
+  brisk_client_free(d.c);
+}
+
+static void runtime_dispatch_has_no_descriptor(void) {
+  brisk_config *cfg = bt_server_config(&srv);
+  brisk_client *c;
+  CHECK_STATUS(brisk_config_set_async_dispatch(cfg, 2), BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(brisk_config_set_async_dispatch(NULL, BRISK_ASYNC_DISPATCH_CALLER),
+               BRISK_ERR_INVALID_ARGUMENT);
+  c = bt_client_from(cfg);
+  CHECK(brisk_client_async_fd(c) == -1);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "async_dispatch");
+  CHECK_EQ_U(brisk_client_async_dispatch(c, 0), 0);
+  CHECK(brisk_client_async_fd(NULL) == -1);
+  CHECK_EQ_U(brisk_client_async_dispatch(NULL, 0), 0);
+  brisk_client_free(c);
+}
+
 int main(int argc, char **argv) {
   bt_init(argc, argv);
   caller_thread = pthread_self();
@@ -863,6 +1104,12 @@ int main(int argc, char **argv) {
   RUN(callbacks_may_start_more_commands);
   RUN(callbacks_read_and_free_replies);
   RUN(bad_arguments_never_call_back);
+  RUN(caller_dispatch_runs_callbacks_in_order_from_a_poll_loop);
+  RUN(caller_dispatch_descriptor_is_level_triggered);
+  RUN(caller_dispatch_errors_and_deadline);
+  RUN(caller_dispatch_free_runs_every_owed_callback);
+  RUN(caller_dispatch_from_another_thread);
+  RUN(runtime_dispatch_has_no_descriptor);
   bt_server_cleanup(&srv);
   return bt_finish();
 }
