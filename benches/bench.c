@@ -50,6 +50,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -382,7 +383,12 @@ static void hi_warm(redisContext *c) {
 /* ------------------------------------------------------------------------------------------ */
 /* Workloads. Each returns ops (or replies) per second; clients are set up before the clock.  */
 
-enum lib { BRISK = 0, HIREDIS = 1, BARE = 2 /* pipeline workload only */ };
+enum lib {
+  BRISK = 0,
+  HIREDIS = 1,
+  BARE = 2,          /* pipeline workload only */
+  BRISK_DISPATCH = 3 /* async workload only: brisk with BRISK_ASYNC_DISPATCH_CALLER */
+};
 
 /* A client's SET or GET of key k (void * so that one timed loop serves both libraries; the
    indirect call is a nanosecond against a round trip of tens of microseconds). */
@@ -858,6 +864,11 @@ static double wl_lrange(enum lib lib) {
      brisk    callbacks run on brisk's runtime threads; the submitting thread sleeps on a
               semaphore the callbacks post (ASYNC_CALLER: once per completion; ASYNC_CALLBACK:
               once per chain that ends). T submitting threads share one client.
+     brisk, caller dispatch (BRISK_ASYNC_DISPATCH_CALLER; ASYNC_CALLER only)
+              each submitting thread has a client of its own (as hiredis has a context each),
+              polls its brisk_client_async_fd() and runs the waiting callbacks itself with
+              brisk_client_async_dispatch(): callbacks run on the submitting thread, as
+              hiredis's do, and it tops up once per wake-up.
      hiredis  a context is single-threaded: the submitting thread runs its own libevent loop
               (event_base_loop(EVLOOP_ONCE) is the wait) and its callbacks run there. T submitting
               threads have one context, one connection and one event loop each. */
@@ -1029,6 +1040,46 @@ static const struct async_lib BRISK_ASYNC = {"brisk", brisk_async_open, brisk_as
 #define BRISK_ASYNC_LIB NULL
 #endif
 
+#ifdef BRISK_HAVE_ASYNC_DISPATCH
+/* A client of its own per submitting thread, whose callbacks that thread runs. */
+static void *brisk_dispatch_open(void *shared) {
+  (void)shared;
+  brisk_config *cfg = brisk_config_new();
+  if (!cfg) die("brisk_config_new: out of memory");
+  brisk_check(brisk_config_set_address(cfg, g_host, (uint16_t)g_port), "set_address");
+  brisk_check(brisk_config_set_async_dispatch(cfg, BRISK_ASYNC_DISPATCH_CALLER),
+              "set_async_dispatch");
+  brisk_client *c = NULL;
+  brisk_check(brisk_client_new(cfg, &c), "client_new");
+  brisk_config_free(cfg);
+  brisk_warm(c);
+  return c;
+}
+
+static void brisk_dispatch_close(void *conn) { brisk_client_free(conn); }
+
+/* Sleeps until callbacks wait, then runs all of them here (as one libevent turn runs every
+   reply one read brought). */
+static uint64_t brisk_dispatch_wait(struct async_state *s) {
+  uint64_t before = s->events;
+  struct pollfd p = {.fd = brisk_client_async_fd(s->conn), .events = POLLIN};
+  if (p.fd < 0) die("brisk_client_async_fd: %s", brisk_last_error_message());
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {}
+  brisk_client_async_dispatch(s->conn, 0);
+  return s->events - before;
+}
+
+/* Callbacks run on the submitting thread: a plain count, as hiredis's. */
+static void brisk_dispatch_signal(struct async_state *s) { s->events++; }
+
+static const struct async_lib BRISK_DISPATCH_ASYNC = {
+    "brisk (caller dispatch)", brisk_dispatch_open, brisk_dispatch_close,
+    brisk_async_issue,         brisk_dispatch_wait, brisk_dispatch_signal};
+#define BRISK_DISPATCH_LIB (&BRISK_DISPATCH_ASYNC)
+#else
+#define BRISK_DISPATCH_LIB NULL
+#endif
+
 #ifdef BENCH_HAVE_LIBEVENT
 struct hi_async {
   struct event_base *base;
@@ -1098,7 +1149,11 @@ static const struct async_lib HI_ASYNC = {"hiredis", hi_async_open, hi_async_clo
 #endif
 
 static const struct async_lib *async_lib(enum lib lib) {
-  return lib == BRISK ? BRISK_ASYNC_LIB : HI_ASYNC_LIB;
+  switch (lib) {
+  case BRISK: return BRISK_ASYNC_LIB;
+  case BRISK_DISPATCH: return BRISK_DISPATCH_LIB;
+  default: return HI_ASYNC_LIB;
+  }
 }
 
 /* One submitting thread: connects and warms up (two rounds of ASYNC_IN_FLIGHT commands,
@@ -1914,16 +1969,13 @@ static void raise_fd_limit(void) {
 static struct row g_async_rows[12];
 static int g_nasync;
 static const char *g_async_missing; /* why a column is empty, when it is */
+/* The caller harness with brisk's caller dispatch, printed after the rows above. */
+static struct row g_dispatch_rows[6];
+static int g_ndispatch;
 
-static void print_async_table(void) {
-  if (g_nasync == 0) return;
-  printf("\nAsync: brisk_command_async against hiredis's async API (libevent), SET and GET "
-         "alternating, %d commands in flight per submitting thread\n\n", ASYNC_IN_FLIGHT);
-  printf("| harness | threads | brisk | hiredis | brisk/hiredis | brisk CPU per command | "
-         "hiredis CPU per command | brisk/hiredis CPU |\n");
-  printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (int i = 0; i + 1 < g_nasync; i += 2) {
-    const struct row *ops = &g_async_rows[i], *cpu = &g_async_rows[i + 1];
+static void print_async_rows(const struct row *rows, int n) {
+  for (int i = 0; i + 1 < n; i += 2) {
+    const struct row *ops = &rows[i], *cpu = &rows[i + 1];
     char b[32], h[32], bc[32], hc[32], r[32] = "-", rc[32] = "-";
     fmt(b, sizeof b, median(ops->b, ops->n), OPS);
     fmt(h, sizeof h, median(ops->h, ops->n), OPS);
@@ -1934,6 +1986,17 @@ static void print_async_table(void) {
     if (isfinite(y)) snprintf(rc, sizeof rc, "%.2fx", y);
     printf("| %s | %s | %s | %s | %s | %s | %s |\n", ops->name, b, h, r, bc, hc, rc);
   }
+}
+
+static void print_async_table(void) {
+  if (g_nasync == 0) return;
+  printf("\nAsync: brisk_command_async against hiredis's async API (libevent), SET and GET "
+         "alternating, %d commands in flight per submitting thread\n\n", ASYNC_IN_FLIGHT);
+  printf("| harness | threads | brisk | hiredis | brisk/hiredis | brisk CPU per command | "
+         "hiredis CPU per command | brisk/hiredis CPU |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  print_async_rows(g_async_rows, g_nasync);
+  print_async_rows(g_dispatch_rows, g_ndispatch);
   if (g_async_missing) printf("\n**Not measured: %s.**\n", g_async_missing);
   printf("\n\"caller keeps %d in flight\": each submitting thread issues until %d commands are "
          "outstanding, waits for completions, tops up. \"next command from the callback\": each "
@@ -1942,7 +2005,11 @@ static void print_async_table(void) {
          "brisk's runtime threads and wake the submitting thread through a semaphore (once per "
          "completion, or once per ended chain). hiredis: an async context is single-threaded, so "
          "each submitting thread has its own context, connection and libevent loop, and runs "
-         "the loop itself (its callbacks run there; hiredis's best case). ops/s count every "
+         "the loop itself (its callbacks run there; hiredis's best case). \"brisk caller dispatch\": "
+         "brisk with BRISK_ASYNC_DISPATCH_CALLER, a client per submitting thread (as hiredis), "
+         "which polls brisk_client_async_fd() and runs its callbacks itself with "
+         "brisk_client_async_dispatch(), topping up once per wake-up; its hiredis column is the "
+         "same hiredis run as the row above it. ops/s count every "
          "command from the moment all threads are connected and warmed up until the last reply; "
          "CPU per command is the whole process's user + system time (getrusage RUSAGE_SELF: "
          "submitting threads, brisk's runtime threads) over the same window, divided by the "
@@ -1970,20 +2037,38 @@ static void run_async(int R) {
                T);
       struct row *ops = row_in(g_async_rows, &g_nasync, 12, name, OPS, false);
       struct row *cpu = row_in(g_async_rows, &g_nasync, 12, name, US, true);
+      /* The caller harness also runs brisk with caller dispatch, against the same hiredis run. */
+      struct row *dops = NULL, *dcpu = NULL;
+      if (style == ASYNC_CALLER && async_lib(BRISK_DISPATCH)) {
+        snprintf(name, sizeof name, "caller keeps 50 in flight, brisk caller dispatch | %d", T);
+        dops = row_in(g_dispatch_rows, &g_ndispatch, 6, name, OPS, false);
+        dcpu = row_in(g_dispatch_rows, &g_ndispatch, 6, name, US, true);
+      }
       fprintf(stderr, "async, %s, %d submitting thread%s\n",
               style == ASYNC_CALLER ? "the caller keeps 50 in flight" : "the next command from the callback",
               T, T > 1 ? "s" : "");
       for (int i = 0; i < R; i++) {
-        double b, bc, h, hc;
+        double b, bc, h, hc, d = NAN, dc = NAN;
         if (i % 2 == 0) {
           b = wl_async(BRISK, style, T, UINT64_MAX), bc = g_cpu_us_per_op;
+          if (dops) d = wl_async(BRISK_DISPATCH, style, T, UINT64_MAX), dc = g_cpu_us_per_op;
           h = wl_async(HIREDIS, style, T, UINT64_MAX), hc = g_cpu_us_per_op;
         } else {
           h = wl_async(HIREDIS, style, T, UINT64_MAX), hc = g_cpu_us_per_op;
+          if (dops) d = wl_async(BRISK_DISPATCH, style, T, UINT64_MAX), dc = g_cpu_us_per_op;
           b = wl_async(BRISK, style, T, UINT64_MAX), bc = g_cpu_us_per_op;
         }
         row_add(ops, b, h, NAN);
         row_add(cpu, bc, hc, NAN);
+        if (dops) {
+          row_add(dops, d, h, NAN);
+          row_add(dcpu, dc, hc, NAN);
+          char dl[128];
+          snprintf(dl, sizeof dl, "async caller dispatch, %d thr", T);
+          progress(dl, i, d, h, NAN, OPS);
+          snprintf(dl, sizeof dl, "async caller dispatch, %d thr, CPU/cmd", T);
+          progress(dl, i, dc, hc, NAN, US);
+        }
         double c = NAN;
         if (style == ASYNC_CALLER && T == 1) {
           c = rb_set_get("-c 50 -P 1", rb_count(b, 0.5), NULL);

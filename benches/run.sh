@@ -152,6 +152,9 @@ defines=()
 if grep -q 'brisk_command_async' include/brisk.h; then
   defines+=(-DBRISK_HAVE_ASYNC)
 fi
+if grep -q 'brisk_client_async_dispatch' include/brisk.h; then
+  defines+=(-DBRISK_HAVE_ASYNC_DISPATCH)
+fi
 if grep -q 'brisk_config_set_otel_endpoint' include/brisk.h; then
   defines+=(-DBRISK_HAVE_OTEL)
 fi

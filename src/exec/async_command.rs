@@ -49,7 +49,7 @@ pub(crate) struct AsyncState {
     drained_lock: Mutex<()>,
     drained: Condvar,
     /// In caller dispatch, the callbacks waiting for the application.
-    completions: Option<Completions>,
+    completions: Option<Arc<Completions>>,
 }
 
 impl AsyncState {
@@ -61,7 +61,7 @@ impl AsyncState {
             drained: Condvar::new(),
             completions: match dispatch {
                 AsyncDispatch::Runtime => None,
-                AsyncDispatch::Caller => Some(Completions::new()?),
+                AsyncDispatch::Caller => Some(Arc::new(Completions::new()?)),
             },
         })
     }

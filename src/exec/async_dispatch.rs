@@ -4,18 +4,19 @@
 //! instead of running its callback; the application polls a descriptor that is readable while
 //! the queue holds something and runs the waiting callbacks in completion order
 //! (`Client::async_dispatch`). The descriptor is raised only when the queue goes from empty to
-//! non-empty, so the replies of one read cost one wake-up of the application's loop, not one
-//! per command (the runtime dispatch wakes whoever waits for each reply).
+//! non-empty, and a reader queues the replies of one read before it raises it
+//! (`signal::batched`), so one read costs one wake-up of the application's loop, not one per
+//! command (the runtime dispatch wakes whoever waits for each reply).
 //!
 //! The queue has no bound of its own: it holds at most the commands in flight, which the
 //! application bounds by what it submits.
 
 use crate::core::Result;
-use crate::net::signal::Signal;
+use crate::net::signal::{self, Signal, Wake};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A finished async command whose callback is owed: running it calls the callback with the
 /// stored outcome and tells the client the callback is paid.
@@ -61,13 +62,18 @@ impl Completions {
         self.signal.fd()
     }
 
-    /// Queues a finished command; the descriptor becomes readable if nothing was waiting.
-    pub fn push(&self, owed: Box<dyn Owed>) {
+    /// Queues a finished command; the descriptor becomes readable if it was not: now, or at
+    /// the end of the read this thread is handing out.
+    pub fn push(self: &Arc<Self>, owed: Box<dyn Owed>) {
         let mut queue = lock(&self.queue);
         queue.waiting.push_back(owed);
-        if !queue.raised {
-            queue.raised = true;
-            self.signal.raise();
+        if queue.raised {
+            return;
+        }
+        drop(queue);
+        let id = Arc::as_ptr(self).cast::<()>();
+        if !signal::defer(id, || self.clone()) {
+            self.wake();
         }
     }
 
@@ -97,14 +103,26 @@ impl Completions {
                 owed.run();
             }
         }
-        if batch.is_empty() {
-            let mut queue = lock(&self.queue);
-            if queue.waiting.is_empty() && queue.raised {
-                queue.raised = false;
-                self.signal.lower();
-            }
+        let mut queue = lock(&self.queue);
+        if batch.is_empty() && queue.waiting.is_empty() && queue.raised {
+            queue.raised = false;
+            self.signal.lower();
+        } else if !batch.is_empty() && !queue.raised {
+            // Left over (`max`) from a batch taken before its wake-up came.
+            queue.raised = true;
+            self.signal.raise();
         }
         count
+    }
+}
+
+impl Wake for Completions {
+    fn wake(&self) {
+        let mut queue = lock(&self.queue);
+        if !queue.raised && !queue.waiting.is_empty() {
+            queue.raised = true;
+            self.signal.raise();
+        }
     }
 }
 
@@ -154,7 +172,7 @@ mod tests {
 
     #[test]
     fn runs_in_order_and_is_readable_exactly_while_callbacks_wait() {
-        let completions = Completions::new().unwrap();
+        let completions = Arc::new(Completions::new().unwrap());
         let ran = Arc::new(Mutex::new(Vec::new()));
         assert!(!readable(completions.fd()));
         assert_eq!(completions.dispatch(0), 0);
@@ -178,6 +196,31 @@ mod tests {
         fn run(self: Box<Self>) {
             self.1.store(self.0.dispatch(0) + 100, SeqCst);
         }
+    }
+
+    #[test]
+    fn a_batch_raises_the_descriptor_once_at_its_end() {
+        let completions = Arc::new(Completions::new().unwrap());
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        signal::batched(|| {
+            for i in 0..3 {
+                completions.push(Box::new(Note(ran.clone(), i)));
+                assert!(!readable(completions.fd()), "not before the batch ends");
+            }
+        });
+        assert!(readable(completions.fd()));
+        // A second batch adds to what waits; one dispatch takes it all.
+        signal::batched(|| {
+            completions.push(Box::new(Note(ran.clone(), 3)));
+        });
+        assert_eq!(completions.dispatch(0), 4);
+        assert!(!readable(completions.fd()));
+        signal::batched(|| {
+            completions.push(Box::new(Note(ran.clone(), 4)));
+            assert_eq!(completions.dispatch(0), 1);
+        });
+        assert!(!readable(completions.fd()), "nothing waits, nothing raised");
+        assert_eq!(*lock(&ran), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]

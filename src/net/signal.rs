@@ -6,7 +6,9 @@
 //! holds at most one byte and is readable exactly while the queue holds something.
 
 use crate::core::{Error, Result, Status};
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 pub(crate) struct Signal {
     read: OwnedFd,
@@ -67,6 +69,57 @@ impl Signal {
             }
         }
     }
+}
+
+/// A queue whose descriptor may be raised at the end of a batch (see [`batched`]) rather than
+/// at each item.
+pub(crate) trait Wake: Send + Sync {
+    /// Raises the descriptor if the queue holds something and it is not raised yet.
+    fn wake(&self);
+}
+
+thread_local! {
+    /// The queues to wake at the end of the batch this thread is in (`None`: not in one).
+    static BATCH: RefCell<Option<Vec<Arc<dyn Wake>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `work` (the hand-out of one read's replies) as one batch: the queues it fills are woken
+/// once at its end, not at their first item, so that an event loop wakes once per read and finds
+/// all of its replies waiting.
+pub(crate) fn batched<T>(work: impl FnOnce() -> T) -> T {
+    struct End(bool);
+    impl Drop for End {
+        fn drop(&mut self) {
+            if self.0 {
+                let woken = BATCH
+                    .with(|batch| batch.borrow_mut().take())
+                    .unwrap_or_default();
+                for queue in woken {
+                    queue.wake();
+                }
+            }
+        }
+    }
+    let opened = BATCH.with(|batch| {
+        let mut batch = batch.borrow_mut();
+        batch.is_none() && batch.replace(Vec::new()).is_none()
+    });
+    let _end = End(opened);
+    work()
+}
+
+/// Leaves the wake-up of `queue` (at `id`) to the end of this thread's batch; false when the
+/// thread is in none (the caller wakes it now).
+pub(crate) fn defer(id: *const (), queue: impl FnOnce() -> Arc<dyn Wake>) -> bool {
+    BATCH.with(|batch| match batch.borrow_mut().as_mut() {
+        None => false,
+        Some(queues) => {
+            if !queues.iter().any(|q| std::ptr::addr_eq(Arc::as_ptr(q), id)) {
+                queues.push(queue());
+            }
+            true
+        }
+    })
 }
 
 /// Non-blocking (the queue never waits on the pipe) and close-on-exec (a child process must

@@ -11,6 +11,7 @@ use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
 use crate::net::async_connect::AsyncStream;
 use crate::net::errors::{closed_by_peer, io_error};
+use crate::net::signal::batched;
 use crate::resp::Reply;
 use bytes::BytesMut;
 use std::collections::VecDeque;
@@ -116,9 +117,11 @@ impl Reader {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // One batch per read: an application dispatching callbacks itself is woken once
+            // for all the replies the read brought (`signal::batched`).
             let handed_out = match self.express.clone() {
-                Some(express) => express.reading(|| self.hand_out()),
-                None => self.hand_out(),
+                Some(express) => express.reading(|| batched(|| self.hand_out())),
+                None => batched(|| self.hand_out()),
             };
             if let Err(e) = handed_out {
                 return kill(&self.line, e);
