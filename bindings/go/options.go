@@ -575,3 +575,15 @@ func durationMs(name string, d time.Duration) (int64, error) {
 func WithOTelExportTimeout(d time.Duration) Option {
 	return msOpt(C.bg_u32_setter(C.brisk_config_set_otel_export_timeout_ms), "otel export timeout", d)
 }
+
+// WithRuntimeAsyncDispatch keeps async callbacks on brisk's runtime threads (the C library's
+// default, brisk_config_set_async_dispatch with BRISK_ASYNC_DISPATCH_RUNTIME). It is the only
+// mode this package supports: it never dispatches callbacks itself, so the C library's caller
+// dispatch would leave them waiting.
+func WithRuntimeAsyncDispatch() Option {
+	return func(b *builder) error {
+		var msg *C.char
+		return check(C.bg_set_u32(C.bg_u32_setter(C.brisk_config_set_async_dispatch), b.cfg,
+			C.uint32_t(C.BRISK_ASYNC_DISPATCH_RUNTIME), &msg), msg)
+	}
+}

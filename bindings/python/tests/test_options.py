@@ -104,13 +104,19 @@ def test_every_option_is_accepted(server, tmp_path):
         "otel_export_timeout": 2,
         "client_cache": None, "client_cache_max_bytes": 1 << 20, "client_cache_mode": "optin",
         "client_cache_prefixes": ["py:"], "pubsub_queue": (100, brisk.Overflow.BLOCK),
-        "pubsub_health_check": (2, 4),
+        "pubsub_health_check": (2, 4), "async_dispatch": "runtime",
     }
     assert set(values) == set(OPTIONS)
     given = {k: v for k, v in values.items()
              if v is not None or k in ("write_timeout", "pool_max_lifetime", "event_callback")}
     with brisk.Client("127.0.0.1", server.port, **given) as c:
         assert c.execute_command("CLIENT", "GETNAME") == b"all-options"
+
+
+def test_async_dispatch_is_runtime_only():
+    # The binding never dispatches callbacks itself: caller dispatch would strand them.
+    with pytest.raises(ValueError, match="runtime"):
+        brisk.Client("127.0.0.1", 1, async_dispatch="caller")
 
 
 def test_unix_socket(tmp_path, key):

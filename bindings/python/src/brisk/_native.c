@@ -553,6 +553,7 @@ static const struct setter {
     SETTER("client_cache_max_bytes", SIG_U64, brisk_config_set_client_cache_max_bytes),
     SETTER("client_cache_mode", SIG_U32, brisk_config_set_client_cache_mode),
     SETTER("add_client_cache_prefix", SIG_STR, brisk_config_add_client_cache_prefix),
+    SETTER("async_dispatch", SIG_U32, brisk_config_set_async_dispatch),
 #undef SETTER
 };
 

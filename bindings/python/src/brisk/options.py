@@ -133,6 +133,17 @@ def _pubsub_health_check(cfg: _native.Config, value: Any) -> None:
             seconds_to_ms("pubsub_health_check timeout", timeout))
 
 
+def _async_dispatch(cfg: _native.Config, value: Any) -> None:
+    # The binding runs its async callbacks on brisk's runtime threads (it never dispatches them
+    # itself), so only the C default is accepted: "caller" would leave them waiting for ever.
+    if value != "runtime":
+        raise ValueError(
+            f"async_dispatch must be 'runtime' (the binding runs its callbacks on brisk's "
+            f"threads), not {value!r}"
+        )
+    cfg.set("async_dispatch", 0)
+
+
 def _event_callback(cfg: _native.Config, value: Any) -> None:
     cfg.set_event_callback(value)
 
@@ -213,6 +224,8 @@ OPTIONS: Dict[str, Tuple[Setter, Union[str, None]]] = {
     # Pub/Sub subscribers (Client.pubsub()).
     "pubsub_queue": (_pubsub_queue, None),
     "pubsub_health_check": (_pubsub_health_check, None),
+    # Which thread runs async callbacks: only "runtime" (brisk's threads) in this binding.
+    "async_dispatch": (_async_dispatch, None),
 }
 
 ALIASES = {alias: name for name, (_, alias) in OPTIONS.items() if alias}
