@@ -879,20 +879,20 @@ brisk_status brisk_command(brisk_client *client,
 brisk_status brisk_ping(brisk_client *client);
 
 /**
- * Starts one command without waiting for it (arguments as for `brisk_command()`; they are
- * copied before this returns). On `BRISK_OK`, `fn` will be called exactly once with the
- * outcome, on a brisk runtime thread (with `BRISK_ASYNC_DISPATCH_CALLER`, on the thread that
- * dispatches: see `brisk_client_async_dispatch()`); on any other status it is never called. Concurrent async
- * commands on a client are pipelined automatically onto a shared connection (in cluster mode,
- * one per node: each command goes to the node of its slot, following MOVED, ASK and failovers
- * as `brisk_command()` does). Retries, timeouts, health checks and statuses are those of
- * `brisk_command()`: if the connection dies, every pending callback still gets exactly one
- * call (CONNECTION or TIMEOUT, or the retried command's outcome). Blocking commands (BLPOP,
- * XREAD BLOCK, ...) and cluster commands whose keys span slots run on a pooled connection, on a
- * `brisk-runtime` thread of their own; more than 1,024 of those at once in a process are
- * refused with `BRISK_ERR_POOL_EXHAUSTED`. `brisk_client_free()` completes every pending
- * callback (`BRISK_ERR_CLOSED`) before it returns. There is no ordering guarantee between
- * async commands.
+ * Starts one command without waiting for it (arguments as for `brisk_command()`; they are copied
+ * before this returns). On `BRISK_OK`, `fn` will be called exactly once with the outcome, on a
+ * brisk runtime thread (with `BRISK_ASYNC_DISPATCH_CALLER`, on the thread that dispatches: see
+ * `brisk_client_async_dispatch()`); on any other status it is never called. Concurrent async
+ * commands on a client are pipelined automatically onto a shared connection (in cluster mode, one
+ * per node: each command goes to the node of its slot, following MOVED, ASK and failovers as
+ * `brisk_command()` does). Retries, timeouts, health checks and statuses are those of
+ * `brisk_command()`: if the connection dies, every pending callback still gets exactly one call
+ * (CONNECTION or TIMEOUT, or the retried command's outcome). Blocking commands (BLPOP, XREAD
+ * BLOCK, ...) and cluster commands whose keys span slots run on a pooled connection, on a
+ * `brisk-runtime` thread of their own; more than 1,024 of those at once in a process are refused
+ * with `BRISK_ERR_POOL_EXHAUSTED`. `brisk_client_free()` completes every pending callback
+ * (`BRISK_ERR_CLOSED`, or in caller dispatch its outcome if it had one) before it returns. There
+ * is no ordering guarantee between async commands.
  *
  * # Safety
  * `client` is NULL or a live client; arguments as for `brisk_command()`; `fn` and `userdata`
