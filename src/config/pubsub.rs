@@ -1,6 +1,9 @@
 //! Pub/Sub settings: the subscriber's message queue and the health check of its connections.
 
+use super::Config;
+use crate::core::retry::RetryPolicy;
 use crate::core::{Error, Result};
+use std::time::Duration;
 
 /// What a subscriber does with a message that arrives while its queue is full. The numbers are
 /// the C API's `brisk_overflow` values.
@@ -71,5 +74,42 @@ impl PubSubSettings {
         self.health_check_interval_ms = interval_ms;
         self.health_check_timeout_ms = timeout_ms;
         Ok(())
+    }
+}
+
+/// How a subscriber's connections are checked while they are quiet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HealthCheck {
+    /// PING after this long without a byte read; `None`: never.
+    pub interval: Option<Duration>,
+    /// How long the PING may wait for its answer.
+    pub timeout: Duration,
+}
+
+/// A client's Pub/Sub settings, resolved once when the client is made: what the subscribers made
+/// from it use. (Resolved here, below both the client's shared state and `pubsub`, so that the
+/// one holds them and the other reads them without either importing the other.)
+#[derive(Clone, Debug)]
+pub(crate) struct SubscriberSettings {
+    pub queue_capacity: usize,
+    pub overflow: Overflow,
+    pub health: HealthCheck,
+    /// The client's retry policy as configured (a cluster's per-node default of no retries does
+    /// not apply: a subscriber reconnects whatever the topology).
+    pub reconnect: RetryPolicy,
+}
+
+impl SubscriberSettings {
+    pub fn from_config(config: &Config) -> SubscriberSettings {
+        let pubsub = &config.pubsub;
+        SubscriberSettings {
+            queue_capacity: pubsub.queue_capacity as usize,
+            overflow: pubsub.overflow,
+            health: HealthCheck {
+                interval: super::limit(pubsub.health_check_interval_ms),
+                timeout: Duration::from_millis(u64::from(pubsub.health_check_timeout_ms.max(1))),
+            },
+            reconnect: config.retry.resolve().policy,
+        }
     }
 }

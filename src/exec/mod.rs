@@ -19,6 +19,7 @@ pub(crate) mod blocking;
 pub(crate) mod record;
 
 use crate::cache::{Cache, Plan};
+use crate::config::pubsub::SubscriberSettings;
 use crate::config::{Config, limit};
 use crate::core::attempt::Rules;
 use crate::core::command_table::{self, CommandTable};
@@ -49,7 +50,7 @@ pub(crate) struct Shared {
     pub pushes: Arc<PushRouter>,
     pub async_state: AsyncState,
     /// What subscribers made from the client need of its config.
-    pub pubsub: crate::pubsub::Settings,
+    pub pubsub: SubscriberSettings,
     /// The client-side cache, when the config turns it on.
     pub cache: Option<Arc<Cache>>,
     commands: CommandTableCell,
@@ -103,7 +104,7 @@ impl Shared {
             observer,
             pushes,
             async_state,
-            pubsub: crate::pubsub::Settings::from_config(config),
+            pubsub: SubscriberSettings::from_config(config),
             cache,
             commands: CommandTableCell::default(),
         });

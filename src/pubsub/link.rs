@@ -14,6 +14,7 @@
 
 use super::Core;
 use super::message::Message;
+use crate::config::pubsub::HealthCheck;
 use crate::core::protocol::Protocol;
 use crate::core::pubsub::{Action, Answer, Frame, InFlight, Kind, classify};
 use crate::core::{Error, Status};
@@ -35,22 +36,13 @@ use tokio::sync::{mpsc, watch};
 /// them.
 const COMPACT_BELOW: usize = 16 * 1024;
 
-/// How a subscriber's connections are checked while they are quiet.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Health {
-    /// PING after this long without a byte read; `None`: never.
-    pub interval: Option<Duration>,
-    /// How long the PING may wait for its answer.
-    pub timeout: Duration,
-}
-
 /// What a link is, as its supervisor made it.
 pub(crate) struct LinkSpec {
     pub id: u64,
     pub settings: ConnectSettings,
     /// It replaces a connection that was lost (counted as a reconnect).
     pub replaces_lost: bool,
-    pub health: Health,
+    pub health: HealthCheck,
     pub read_timeout: Option<Duration>,
 }
 

@@ -24,14 +24,11 @@ pub use crate::config::Overflow;
 pub use crate::core::pubsub::Kind;
 pub use message::Message;
 
-use crate::config::Config;
 use crate::core::pubsub::Action;
-use crate::core::retry::RetryPolicy;
 use crate::core::{Error, Result, Status};
 use crate::exec::Shared;
 use crate::telemetry::events::Observer;
 use crate::telemetry::stats::Stat;
-use link::Health;
 use queue::{Queue, Taken};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -42,32 +39,6 @@ use tokio::sync::mpsc;
 
 /// Called with each message, in arrival order, on the subscriber's own thread.
 pub type MessageHandler = Box<dyn FnMut(&Message) + Send>;
-
-/// A client's Pub/Sub settings, resolved once when the client is made.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub queue_capacity: usize,
-    pub overflow: Overflow,
-    pub health: Health,
-    /// The client's retry policy as configured (a cluster's per-node default of no retries does
-    /// not apply: a subscriber reconnects whatever the topology).
-    pub reconnect: RetryPolicy,
-}
-
-impl Settings {
-    pub fn from_config(config: &Config) -> Settings {
-        let pubsub = &config.pubsub;
-        Settings {
-            queue_capacity: pubsub.queue_capacity as usize,
-            overflow: pubsub.overflow,
-            health: Health {
-                interval: crate::config::limit(pubsub.health_check_interval_ms),
-                timeout: Duration::from_millis(u64::from(pubsub.health_check_timeout_ms.max(1))),
-            },
-            reconnect: config.retry.resolve().policy,
-        }
-    }
-}
 
 /// What a subscriber's parts share: the queue and its counts.
 pub(crate) struct Core {

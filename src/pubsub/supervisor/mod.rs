@@ -31,7 +31,8 @@ mod shutdown;
 mod topology;
 
 use super::Core;
-use super::link::{self, Change, Health, LinkContext, News};
+use super::link::{self, Change, LinkContext, News};
+use crate::config::pubsub::HealthCheck;
 use crate::core::pubsub::{Action, Group, Kind, Members};
 use crate::core::retry::RetryPolicy;
 use crate::core::{Error, Result};
@@ -180,7 +181,7 @@ impl Waiter {
 pub(crate) struct Supervisor {
     shared: Arc<Shared>,
     reconnect: RetryPolicy,
-    health: Health,
+    health: HealthCheck,
     ctx: LinkContext,
     stop: watch::Sender<bool>,
     requests: mpsc::UnboundedReceiver<Request>,
