@@ -166,14 +166,14 @@ impl Session {
             }
             self.conn = Some(pool.get(None)?);
         }
-        if let Some(lost) = self.lost.take() {
-            if !lost.restarted_by(name) {
-                return Err(Error::new(
-                    Status::Connection,
-                    "the session's connection was lost with a WATCH or MULTI open; that \
+        if let Some(lost) = self.lost.take()
+            && !lost.restarted_by(name)
+        {
+            return Err(Error::new(
+                Status::Connection,
+                "the session's connection was lost with a WATCH or MULTI open; that \
                      transaction is gone (start it again with WATCH or MULTI)",
-                ));
-            }
+            ));
         }
         Ok(node)
     }

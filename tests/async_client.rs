@@ -488,7 +488,7 @@ fn all_on_runtime_threads(outcomes: &[Outcome]) {
 
 /// Command `i` of the mixed workloads: a GET of `k` when `i` is even, an INCR of `n` when odd.
 fn get_or_incr(i: usize) -> &'static [&'static str] {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         &["GET", "k"]
     } else {
         &["INCR", "n"]

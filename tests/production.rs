@@ -530,7 +530,7 @@ fn server_restarted_on_the_same_port() {
                     while !stop.load(SeqCst) {
                         i += 1;
                         let key = format!("restart:{t}:{}", i % 10);
-                        if i % 2 == 0 {
+                        if i.is_multiple_of(2) {
                             if let Err(e) = cmd(c, &["SET", &key, "x"]) {
                                 write_failures.push(e);
                             }

@@ -110,10 +110,10 @@ impl PushConsumer for Consumer {
         // `tracking-redir-broken` on a data connection: the server lost the invalidation
         // connection it redirects to. Only a connection tracked to the live one matters (one
         // left over from before a reconnect says nothing new).
-        if cache.store.is_tracked(&origin.address, origin.connection) {
-            if let Some(node) = cache.store.node_at(&origin.address) {
-                cache.in_doubt(node);
-            }
+        if cache.store.is_tracked(&origin.address, origin.connection)
+            && let Some(node) = cache.store.node_at(&origin.address)
+        {
+            cache.in_doubt(node);
         }
     }
 

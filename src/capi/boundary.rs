@@ -141,10 +141,10 @@ fn clear_last_error() {
         return;
     }
     LAST_ERROR.with(|slot| {
-        if let Ok(mut slot) = slot.0.try_borrow_mut() {
-            if slot.take().is_some() {
-                THREADS_WITH_AN_ERROR.fetch_sub(1, Relaxed);
-            }
+        if let Ok(mut slot) = slot.0.try_borrow_mut()
+            && slot.take().is_some()
+        {
+            THREADS_WITH_AN_ERROR.fetch_sub(1, Relaxed);
         }
     });
 }

@@ -246,11 +246,11 @@ impl Pool {
     }
 
     fn finish_wait(&self, started: Option<Instant>, status: Status) {
-        if let Some(started) = started {
-            if self.observer.enabled() {
-                self.observer
-                    .emit(&self.event(EventKind::PoolWait, status, started.elapsed()));
-            }
+        if let Some(started) = started
+            && self.observer.enabled()
+        {
+            self.observer
+                .emit(&self.event(EventKind::PoolWait, status, started.elapsed()));
         }
     }
 

@@ -411,31 +411,31 @@ impl<'a> Link<'a> {
     async fn check(&mut self, stream: &mut AsyncStream, proto: &mut Protocol) -> Result<(), Error> {
         let now = Instant::now();
         let observer = &self.ctx.observer;
-        if let Some(sent) = self.ping_sent {
-            if now >= sent.max(self.last_read) + self.ping_timeout() {
-                observer.stats.bump(Stat::HealthCheckFailures);
-                self.event(EventKind::HealthCheck, Status::Timeout, sent.elapsed());
-                return Err(Error::new(
-                    Status::Timeout,
-                    format!(
-                        "health-check PING to {} not answered within {} ms",
-                        self.address(),
-                        self.ping_timeout().as_millis()
-                    ),
-                ));
-            }
+        if let Some(sent) = self.ping_sent
+            && now >= sent.max(self.last_read) + self.ping_timeout()
+        {
+            observer.stats.bump(Stat::HealthCheckFailures);
+            self.event(EventKind::HealthCheck, Status::Timeout, sent.elapsed());
+            return Err(Error::new(
+                Status::Timeout,
+                format!(
+                    "health-check PING to {} not answered within {} ms",
+                    self.address(),
+                    self.ping_timeout().as_millis()
+                ),
+            ));
         }
-        if let (Some(timeout), Some((_, at))) = (self.spec.read_timeout, self.written.front()) {
-            if now >= *at + timeout {
-                return Err(Error::new(
-                    Status::Timeout,
-                    format!(
-                        "read from {}: timed out (no confirmation within the read timeout, {} ms)",
-                        self.address(),
-                        timeout.as_millis()
-                    ),
-                ));
-            }
+        if let (Some(timeout), Some((_, at))) = (self.spec.read_timeout, self.written.front())
+            && now >= *at + timeout
+        {
+            return Err(Error::new(
+                Status::Timeout,
+                format!(
+                    "read from {}: timed out (no confirmation within the read timeout, {} ms)",
+                    self.address(),
+                    timeout.as_millis()
+                ),
+            ));
         }
         let idle = self
             .spec

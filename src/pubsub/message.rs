@@ -49,10 +49,8 @@ impl Message {
         payload: &[u8],
         copy: bool,
     ) -> Message {
-        if !copy {
-            if let Some(message) = Self::in_place(frame, kind, channel, pattern, payload) {
-                return message;
-            }
+        if !copy && let Some(message) = Self::in_place(frame, kind, channel, pattern, payload) {
+            return message;
         }
         Self::copied(kind, channel, pattern, payload)
     }

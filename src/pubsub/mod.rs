@@ -229,12 +229,12 @@ impl Subscriber {
     pub fn close(&mut self) {
         let _ = self.requests.send(Request::Close);
         self.core.queue.close(true);
-        if let Some(thread) = self.dispatcher.take() {
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
-            // Called from the handler: its thread ends when the handler returns.
+        if let Some(thread) = self.dispatcher.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
         }
+        // Called from the handler: its thread ends when the handler returns.
         // On a runtime thread (a callback of brisk's), waiting could hold up the very task it
         // waits for: the connections close in the background instead.
         if tokio::runtime::Handle::try_current().is_err() {

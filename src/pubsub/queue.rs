@@ -95,10 +95,11 @@ impl Queue {
                 }
             }
         }
-        if was_empty && !state.messages.is_empty() {
-            if let Some(signal) = self.signal.get() {
-                signal.raise();
-            }
+        if was_empty
+            && !state.messages.is_empty()
+            && let Some(signal) = self.signal.get()
+        {
+            signal.raise();
         }
         if state.sleepers > 0 && !state.messages.is_empty() {
             self.ready.notify_all();
@@ -131,10 +132,11 @@ impl Queue {
         loop {
             if let Some(message) = state.messages.pop_front() {
                 let was_full = state.messages.len() + 1 >= self.capacity;
-                if state.messages.is_empty() && !state.closed {
-                    if let Some(signal) = self.signal.get() {
-                        signal.lower();
-                    }
+                if state.messages.is_empty()
+                    && !state.closed
+                    && let Some(signal) = self.signal.get()
+                {
+                    signal.lower();
                 }
                 drop(state);
                 if was_full && self.overflow == Overflow::Block {

@@ -135,10 +135,11 @@ impl Cluster {
     /// A failover or a slot move: the client-side cache drops what it read (the tracking
     /// state it relied on was on the old owners).
     fn owners_changed(&self, before: &SlotMap, after: &SlotMap) {
-        if let Some(cache) = &self.nodes_context.cache {
-            if !before.shards().is_empty() && !before.same_owners(after) {
-                cache.topology_changed();
-            }
+        if let Some(cache) = &self.nodes_context.cache
+            && !before.shards().is_empty()
+            && !before.same_owners(after)
+        {
+            cache.topology_changed();
         }
     }
 

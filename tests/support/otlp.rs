@@ -76,10 +76,10 @@ fn read_request(conn: &mut TcpStream, stop: &AtomicBool) -> Option<Posted> {
     let mut chunk = [0u8; 8192];
     let mut head: Option<(usize, String, String, usize)> = None;
     loop {
-        if let Some((start, _, _, length)) = &head {
-            if buffer.len() >= start + length {
-                break;
-            }
+        if let Some((start, _, _, length)) = &head
+            && buffer.len() >= start + length
+        {
+            break;
         }
         if stop.load(Ordering::SeqCst) {
             return None;
@@ -90,23 +90,23 @@ fn read_request(conn: &mut TcpStream, stop: &AtomicBool) -> Option<Posted> {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => return None,
         }
-        if head.is_none() {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                let text = String::from_utf8_lossy(&buffer[..end]).into_owned();
-                let mut lines = text.split("\r\n");
-                let path = lines.next()?.split(' ').nth(1)?.to_owned();
-                let mut length = 0;
-                let mut content_type = String::new();
-                for line in lines {
-                    let (name, value) = line.split_once(':')?;
-                    match name.to_ascii_lowercase().as_str() {
-                        "content-length" => length = value.trim().parse().ok()?,
-                        "content-type" => content_type = value.trim().to_owned(),
-                        _ => {}
-                    }
+        if head.is_none()
+            && let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let text = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            let mut lines = text.split("\r\n");
+            let path = lines.next()?.split(' ').nth(1)?.to_owned();
+            let mut length = 0;
+            let mut content_type = String::new();
+            for line in lines {
+                let (name, value) = line.split_once(':')?;
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().ok()?,
+                    "content-type" => content_type = value.trim().to_owned(),
+                    _ => {}
                 }
-                head = Some((end + 4, path, content_type, length));
             }
+            head = Some((end + 4, path, content_type, length));
         }
     }
     let (start, path, content_type, length) = head?;

@@ -66,10 +66,10 @@ impl Leases {
 
     #[inline]
     pub(super) fn want(&self, node: u32) {
-        if let Some(demand) = self.demand.get(node as usize) {
-            if !demand.load(Relaxed) {
-                demand.store(true, Relaxed);
-            }
+        if let Some(demand) = self.demand.get(node as usize)
+            && !demand.load(Relaxed)
+        {
+            demand.store(true, Relaxed);
         }
     }
 

@@ -25,10 +25,10 @@ impl Store {
     pub(super) fn unindex(index: &mut Index, hash: u64) -> Option<usize> {
         let slot = index.slots.remove(&hash)?;
         for key in slot.keys.as_slice() {
-            if let Some(readers) = index.by_key.get_mut(key) {
-                if readers.remove(hash) {
-                    index.by_key.remove(key);
-                }
+            if let Some(readers) = index.by_key.get_mut(key)
+                && readers.remove(hash)
+            {
+                index.by_key.remove(key);
             }
         }
         match slot.via {

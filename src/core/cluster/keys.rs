@@ -70,7 +70,7 @@ pub(crate) fn split(args: &Args<'_>) -> Option<Split> {
         _ => return None,
     };
     let operands = args.len() - 1;
-    if operands == 0 || operands % stride != 0 {
+    if operands == 0 || !operands.is_multiple_of(stride) {
         return None; // let the server say what is wrong with it
     }
     let mut by_slot: Vec<(u16, Vec<Vec<u8>>, Vec<usize>)> = Vec::new();

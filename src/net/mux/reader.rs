@@ -197,24 +197,24 @@ impl Reader {
             let Some(oldest) = line.queue.front() else {
                 return Ok(());
             };
-            if let Some(timeout) = self.read_timeout {
-                if now.duration_since(oldest.written) >= timeout {
-                    return Err(Error::new(
-                        Status::Timeout,
-                        format!(
-                            "read from {}: timed out (no whole reply within the read timeout, \
+            if let Some(timeout) = self.read_timeout
+                && now.duration_since(oldest.written) >= timeout
+            {
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!(
+                        "read from {}: timed out (no whole reply within the read timeout, \
                              {} ms from the request)",
-                            self.address,
-                            timeout.as_millis()
-                        ),
-                    ));
-                }
+                        self.address,
+                        timeout.as_millis()
+                    ),
+                ));
             }
             for entry in line.queue.iter_mut() {
-                if entry.deadline.is_some_and(|d| d <= now) {
-                    if let Some(done) = entry.done.take() {
-                        expired.push(done);
-                    }
+                if entry.deadline.is_some_and(|d| d <= now)
+                    && let Some(done) = entry.done.take()
+                {
+                    expired.push(done);
                 }
             }
             // The oldest request was given up and its reply is arriving (an endless or trickled

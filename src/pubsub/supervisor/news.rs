@@ -60,10 +60,10 @@ impl Supervisor {
             (Action::Subscribe, Err(error)) => self.refused(token, t, error),
             (Action::Unsubscribe, result) => {
                 for waiter in &mut self.waiters {
-                    if waiter.tokens.remove(&token) {
-                        if let Err(e) = &result {
-                            waiter.refusal = Some(e.clone());
-                        }
+                    if waiter.tokens.remove(&token)
+                        && let Err(e) = &result
+                    {
+                        waiter.refusal = Some(e.clone());
                     }
                 }
                 self.finish_waiters();
@@ -230,11 +230,11 @@ impl Supervisor {
                 .map(|(token, _)| *token),
         );
         for token in lost {
-            if let Some(t) = self.tokens.remove(&token) {
-                if t.action == Action::Unsubscribe {
-                    // The connection is gone, and what it was subscribed to with it.
-                    self.answered_unsubscribe_by_loss(token);
-                }
+            if let Some(t) = self.tokens.remove(&token)
+                && t.action == Action::Unsubscribe
+            {
+                // The connection is gone, and what it was subscribed to with it.
+                self.answered_unsubscribe_by_loss(token);
             }
         }
         let on_link: Vec<Group> = self
@@ -263,13 +263,14 @@ impl Supervisor {
             .tokens
             .values()
             .any(|t| t.group == group && t.link == link && t.action == Action::Unsubscribe);
-        if let Some(state) = self.groups.get_mut(&group) {
-            if state.place == (Place::Leaving { link }) && !pending {
-                state.place = Place::Waiting {
-                    at: Instant::now(),
-                    refresh: false,
-                };
-            }
+        if let Some(state) = self.groups.get_mut(&group)
+            && state.place == (Place::Leaving { link })
+            && !pending
+        {
+            state.place = Place::Waiting {
+                at: Instant::now(),
+                refresh: false,
+            };
         }
     }
 }

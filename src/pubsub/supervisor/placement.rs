@@ -163,10 +163,10 @@ impl Supervisor {
         state.place = Place::On { link };
         state.awaits_topology = false;
         state.confirmed = false;
-        if state.lost_at.is_some() {
-            if let Some(link) = self.links.get_mut(&link) {
-                link.restoring += 1;
-            }
+        if state.lost_at.is_some()
+            && let Some(link) = self.links.get_mut(&link)
+        {
+            link.restoring += 1;
         }
         for (kind, command) in state.members.subscribe_commands() {
             self.send(link, group, Action::Subscribe, kind, &command[1..], true);

@@ -122,10 +122,8 @@ impl Supervisor {
                     names: command[1..].to_vec(),
                 },
             );
-            if placement {
-                if let Some(state) = self.groups.get_mut(&group) {
-                    state.placing.insert(token);
-                }
+            if placement && let Some(state) = self.groups.get_mut(&group) {
+                state.placing.insert(token);
             }
             if let Some(state) = self.links.get(&link) {
                 // A link that ended has its Down on the way, which deals with the group.
@@ -187,10 +185,10 @@ impl Supervisor {
         let mut by_group: BTreeMap<Group, Vec<Vec<u8>>> = BTreeMap::new();
         for name in names {
             let group = Group::of(kind, name, self.by_slot);
-            if let Some(state) = self.groups.get_mut(&group) {
-                if state.members.remove(kind, name) {
-                    by_group.entry(group).or_default().push(name.clone());
-                }
+            if let Some(state) = self.groups.get_mut(&group)
+                && state.members.remove(kind, name)
+            {
+                by_group.entry(group).or_default().push(name.clone());
             }
         }
         for (group, names) in by_group {

@@ -70,10 +70,10 @@ async fn follow(sentinel: Weak<Sentinel>, mut closed: watch::Receiver<bool>) {
         };
         let subscription = async {
             let mut connection = subscribe(&settings, replicas).await?;
-            if std::mem::replace(&mut subscribed_before, true) {
-                if let Some(s) = sentinel.upgrade() {
-                    s.queue_resolution();
-                }
+            if std::mem::replace(&mut subscribed_before, true)
+                && let Some(s) = sentinel.upgrade()
+            {
+                s.queue_resolution();
             }
             listen(
                 &mut connection,

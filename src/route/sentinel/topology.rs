@@ -31,10 +31,11 @@ impl Topology for Sentinel {
         let Some((_, master)) = &view.master else {
             return Ok(None);
         };
-        if key.replica_ok && !target.primary_only {
-            if let Some(replica) = self.pick_replica(&view) {
-                return Ok(Some(NodeRef::Shared(replica.clone())));
-            }
+        if key.replica_ok
+            && !target.primary_only
+            && let Some(replica) = self.pick_replica(&view)
+        {
+            return Ok(Some(NodeRef::Shared(replica.clone())));
         }
         Ok(Some(NodeRef::Shared(master.clone())))
     }

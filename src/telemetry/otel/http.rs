@@ -137,10 +137,10 @@ fn read_response(stream: &mut TcpStream, deadline: Instant) -> io::Result<Respon
     let mut chunk = [0u8; 4096];
     let mut parsed: Option<(u16, usize, Option<usize>)> = None;
     loop {
-        if let Some((_, body_start, Some(length))) = parsed {
-            if buffer.len() >= body_start + length {
-                break;
-            }
+        if let Some((_, body_start, Some(length))) = parsed
+            && buffer.len() >= body_start + length
+        {
+            break;
         }
         stream.set_read_timeout(Some(left(deadline, "read")?))?;
         let n = match stream.read(&mut chunk) {
