@@ -1583,7 +1583,8 @@ brisk_status brisk_config_set_pubsub_health_check(brisk_config *cfg,
  * return the value of a key whose TTL has just run out. Keep `ttl_ms` short for such keys.
  *
  * Counted in `BRISK_STAT_CACHE_*`; drops are reported as `BRISK_EVENT_CACHE_INVALIDATE`.
- * Standalone and cluster mode (each node tracks what was read from it).
+ * Standalone, cluster and Sentinel mode (each node tracks what was read from it; in Sentinel
+ * mode a master switch drops everything read from the old master).
  *
  * # Safety
  * `cfg` is NULL or a live config.
@@ -1594,7 +1595,7 @@ brisk_status brisk_config_set_client_cache(brisk_config *cfg,
 
 /**
  * The most bytes the client-side cache keeps: commands, replies, keys and the cache's own
- * tables, with the allocator's rounding (about 700 bytes per cached 16-byte string). Default
+ * tables, with the allocator's rounding (about 540 bytes per cached 16-byte string). Default
  * 64 MiB; 0: no byte bound (`max_entries` still holds).
  *
  * # Safety

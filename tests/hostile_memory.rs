@@ -2,10 +2,11 @@
 //! streamed array (`*?\r\n`) of 120 MiB of RESP3 nulls (`_\r\n`, 40 million elements) and never
 //! ends it. Before the fix this grew the process by about 2 GB (17 times the bytes received).
 //!
-//! The bound is the per-reply limit, 512 MiB by default (Redis's `proto-max-bulk-len`), counting
-//! the reply's in-memory size honestly: the process may grow by less than 700 MiB. 40 million
-//! elements exceed 512 MiB at any honest cost of 13 bytes or more per element (a node with a
-//! kind and a position); at a smaller cost the limit is not reached and the tests below say so.
+//! The bound is the per-reply limit, 513 MiB by default (Redis's `proto-max-bulk-len` and 1 MiB
+//! of room), counting the reply's in-memory size honestly: the process may grow by less than
+//! 700 MiB. 40 million elements exceed 513 MiB at any honest cost of 14 bytes or more per element
+//! (a node with a kind and a position); at a smaller cost the limit is not reached and the tests
+//! below say so.
 //!
 //! The tests measure the peak resident memory of a process (`VmHWM`, reset through
 //! `/proc/self/clear_refs`), so each runs in a process of its own: the test starts this test

@@ -439,7 +439,7 @@ fn collector_costs_commands_nothing(collector: &str, what: &str) {
         .filter(|_| call_async(&client, &["GET", "k"]).is_err())
         .count();
     assert_eq!(failed + async_failed, 0, "{what}: commands failed");
-    // A command that waited for an export would take the export timeout (3 s): a loaded
+    // A command that waited for an export would take the export timeout (10 s): a loaded
     // machine stretches commands, but not to that.
     assert!(
         slowest < Duration::from_millis(1500),

@@ -66,7 +66,8 @@ pub const BRISK_CACHE_OPTIN: brisk_cache_mode = 2;
 /// return the value of a key whose TTL has just run out. Keep `ttl_ms` short for such keys.
 ///
 /// Counted in `BRISK_STAT_CACHE_*`; drops are reported as `BRISK_EVENT_CACHE_INVALIDATE`.
-/// Standalone and cluster mode (each node tracks what was read from it).
+/// Standalone, cluster and Sentinel mode (each node tracks what was read from it; in Sentinel
+/// mode a master switch drops everything read from the old master).
 ///
 /// # Safety
 /// `cfg` is NULL or a live config.
