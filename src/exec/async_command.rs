@@ -4,6 +4,10 @@
 //! brisk runtime thread or, in caller dispatch, on the application's thread that dispatches
 //! (`async_dispatch`: the finished job is queued as it is).
 //!
+//! (At ~680 lines this is one of src/'s longer files, on purpose: submission, completion, the
+//! retry timers and the blocking-thread fallback all own one job and its exactly-once callback;
+//! the dispatch queue and the attempt engine it asks are elsewhere.)
+//!
 //! Waits are timers and topology reads are background reads shared by every command waiting
 //! for one (`route::RefreshTicket`), so neither the caller's thread nor a runtime worker ever
 //! blocks on them.

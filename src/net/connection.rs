@@ -1,5 +1,9 @@
 //! The blocking connection driver: one connection, I/O on the calling thread.
 //!
+//! (At ~670 lines this is one of src/'s longer files, on purpose: the handshake runner, the
+//! time-bounded reads and the cache's drain and listen-only modes all drive the same socket,
+//! buffers and broken flag; apart, each would reach into the others' fields.)
+//!
 //! It moves bytes between a [`Stream`] and the pure [`Protocol`] state, runs the handshake
 //! (`core::handshake::Handshake` says what to write and read), and hands RESP3 push frames to
 //! the client's push router. Any I/O failure, timeout or protocol error marks the connection
