@@ -2,7 +2,7 @@
 
 #![allow(non_camel_case_types)]
 
-use super::args::{ArgLengths, command_args};
+use super::args::with_command_args;
 use super::boundary::{
     Handle, free_handle, guard, guard_out, guard_value, into_handle, try_mut, try_ref,
 };
@@ -77,7 +77,8 @@ pub unsafe extern "C" fn brisk_pipeline_append(
 ) -> brisk_status {
     // SAFETY: per this function's contract.
     guard(|| unsafe {
-        try_mut(p, "p")?.append(&command_args(argc, argv, argvlen, &mut ArgLengths::new())?)
+        let p = try_mut(p, "p")?;
+        with_command_args(argc, argv, argvlen, |args| p.append(args))
     })
 }
 

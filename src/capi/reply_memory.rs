@@ -28,11 +28,10 @@ struct Slot(AtomicPtr<Block>);
 static SPARE: [Slot; SLOTS] = [const { Slot(AtomicPtr::new(null_mut())) }; SLOTS];
 
 /// The calling thread's slot: a thread-local variable would cost a call into the dynamic
-/// loader in a shared library; `pthread_self` is one load behind a call.
+/// loader in a shared library (see `core::thread`).
 #[inline(always)]
 fn my_slot() -> &'static AtomicPtr<Block> {
-    // SAFETY: no preconditions.
-    let thread = unsafe { libc::pthread_self() } as usize;
+    let thread = crate::core::thread::current();
     // Fibonacci hashing: thread ids are addresses a fixed stride apart; the top bits of the
     // product spread them over the slots.
     let index = thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2());

@@ -180,11 +180,17 @@ impl Decoder {
         Ok(true)
     }
 
+    /// Whether [`Decoder::split_batch`] would split anything off.
+    #[inline(always)]
+    pub fn batch_ready(&self) -> bool {
+        self.batch_end != 0 && self.pos == self.batch_end
+    }
+
     /// Splits off the bytes of the batched replies, unless part of the next reply has been
     /// consumed already (its nodes hold offsets into `buf`, which must not move under them; the
     /// batch is then split later). The caller rebases the batched roots onto the bytes.
     pub fn split_batch(&mut self, buf: &mut BytesMut) -> Option<bytes::Bytes> {
-        if self.batch_end == 0 || self.pos != self.batch_end {
+        if !self.batch_ready() {
             return None;
         }
         let bytes = buf.split_to(self.batch_end).freeze();
