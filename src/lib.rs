@@ -31,6 +31,7 @@ mod route;
 mod runtime;
 pub mod session;
 pub mod telemetry;
+pub(crate) mod thread_id;
 
 pub mod capi;
 

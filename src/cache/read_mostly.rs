@@ -134,34 +134,48 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    /// Writers keep two counters equal under the lock; readers must never see them apart.
+    /// Writers keep two counters equal under the lock; readers must never see them apart. The
+    /// writer goes on until the readers have read often enough to have met it (on a busy machine
+    /// they may not have run at all during its first 20,000 writes), within a deadline.
     #[test]
     fn readers_never_see_a_write_half_done() {
+        use std::sync::atomic::AtomicU64;
+        use std::time::{Duration, Instant};
+        const MIN_WRITES: u64 = 20_000;
+        const MIN_READS: u64 = 20_000;
         let lock = Arc::new(ReadMostly::new((0u64, 0u64)));
         let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicU64::new(0));
         let readers: Vec<_> = (0..4)
             .map(|_| {
-                let (lock, stop) = (lock.clone(), stop.clone());
+                let (lock, stop, reads) = (lock.clone(), stop.clone(), reads.clone());
                 std::thread::spawn(move || {
-                    let mut reads = 0u64;
                     while !stop.load(Relaxed) {
                         lock.read(|&(a, b)| assert_eq!(a, b));
-                        reads += 1;
+                        reads.fetch_add(1, Relaxed);
                     }
-                    reads
                 })
             })
             .collect();
-        for _ in 0..20_000 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut writes = 0u64;
+        while writes < MIN_WRITES || reads.load(Relaxed) < MIN_READS {
+            assert!(
+                Instant::now() < deadline,
+                "readers made {} reads in 60 s",
+                reads.load(Relaxed)
+            );
             lock.write(|(a, b)| {
                 *a += 1;
                 std::hint::black_box(&*a);
                 *b += 1;
             });
+            writes += 1;
         }
         stop.store(true, Relaxed);
-        let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
-        assert!(reads > 0);
-        assert_eq!(lock.read(|&(a, _)| a), 20_000);
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        assert_eq!(lock.read(|&(a, _)| a), writes);
     }
 }

@@ -28,10 +28,10 @@ struct Slot(AtomicPtr<Block>);
 static SPARE: [Slot; SLOTS] = [const { Slot(AtomicPtr::new(null_mut())) }; SLOTS];
 
 /// The calling thread's slot: a thread-local variable would cost a call into the dynamic
-/// loader in a shared library (see `core::thread`).
+/// loader in a shared library (see `thread_id`).
 #[inline(always)]
 fn my_slot() -> &'static AtomicPtr<Block> {
-    let thread = crate::core::thread::current();
+    let thread = crate::thread_id::current();
     // Fibonacci hashing: thread ids are addresses a fixed stride apart; the top bits of the
     // product spread them over the slots.
     let index = thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2());

@@ -18,7 +18,6 @@ pub mod retry;
 pub mod sentinel;
 pub mod server_error;
 pub mod status;
-pub(crate) mod thread;
 pub mod transaction;
 
 pub use error::{Error, Result};

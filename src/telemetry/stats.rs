@@ -94,10 +94,10 @@ pub struct Stats {
 }
 
 /// The calling thread's shard. Not a thread-local variable: in a shared library (libbrisk.so)
-/// each access to one is a call into the dynamic loader (see `core::thread`).
+/// each access to one is a call into the dynamic loader (see `thread_id`).
 #[inline(always)]
 fn my_shard() -> usize {
-    let thread = crate::core::thread::current();
+    let thread = crate::thread_id::current();
     // Fibonacci hashing: thread ids are addresses a fixed stride apart; the top bits of the
     // product spread them over the shards.
     thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SHARDS.ilog2())

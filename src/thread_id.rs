@@ -1,5 +1,5 @@
 //! A cheap identity for the calling thread, for spreading threads over the slots of a table
-//! (the stats shards, the spare reply blocks of the C API).
+//! (the stats shards, the spare reply blocks of the C API). Platform code, so not in `core`.
 //!
 //! Not a thread-local variable: in a shared library (libbrisk.so) each access to one is a call
 //! into the dynamic loader. `pthread_self()` is a load behind a call through the GOT; on x86-64
