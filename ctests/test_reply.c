@@ -646,6 +646,45 @@ static void strings_in_bulk(void) {
   brisk_reply_free(r);
 }
 
+/* brisk_config_set_max_reply_bytes: a reply larger than the limit fails with PROTOCOL naming
+   the limit, whatever the protocol; the connection it was read on is dropped (never reused half
+   read), and the next command works. Argument checks. */
+static void a_reply_over_max_reply_bytes_fails_and_the_next_command_works(void) {
+  const char *key = bt_key(PREFIX, "limit");
+  const char *list = bt_key(PREFIX, "limitlist");
+  char value[4096];
+  memset(value, 'v', sizeof value);
+  {
+    const char *argv[] = {"SET", key, value};
+    const size_t lens[] = {3, strlen(key), sizeof value};
+    CHECK_OK(brisk_command(resp3, 3, argv, lens, NULL));
+  }
+  brisk_reply_free(MUST(resp3, "DEL", list));
+  for (int i = 0; i < 200; i++) brisk_reply_free(MUST(resp3, "RPUSH", list, "0123456789"));
+  CHECK_STATUS(brisk_config_set_max_reply_bytes(NULL, 1024), BRISK_ERR_INVALID_ARGUMENT);
+  BT_FOR_EACH_PROTOCOL(protocol) {
+    brisk_config *cfg = bt_config_at(bt_env_port("STANDALONE_PORT"));
+    REQUIRE_OK(brisk_config_set_protocol(cfg, protocol));
+    CHECK_OK(brisk_config_set_max_reply_bytes(cfg, 1024));
+    brisk_client *c = bt_client_from(cfg);
+    brisk_reply *r = (brisk_reply *)0x1;
+    /* One string over the limit, then an aggregate whose elements are each small. */
+    CHECK_STATUS(BT_CMD(c, &r, "GET", key), BRISK_ERR_PROTOCOL);
+    CHECK(r == NULL);
+    CHECK_STR_CONTAINS(brisk_last_error_message(), "max_reply_bytes");
+    CHECK_CMD_REPLY(c, "PONG", "PING");
+    CHECK_STATUS(BT_CMD(c, &r, "LRANGE", list, "0", "-1"), BRISK_ERR_PROTOCOL);
+    CHECK_STR_CONTAINS(brisk_last_error_message(), "max_reply_bytes");
+    CHECK_CMD_REPLY(c, "0123456789", "LINDEX", list, "0");
+    /* Under the limit: whole. */
+    r = MUST(c, "LRANGE", list, "0", "9");
+    CHECK(brisk_reply_length(r) == 10);
+    brisk_reply_free(r);
+    brisk_client_free(c);
+  }
+  brisk_reply_free(MUST(resp3, "DEL", key, list));
+}
+
 int main(int argc, char **argv) {
   bt_init(argc, argv);
   resp3 = bt_client_tcp(3);
@@ -668,6 +707,7 @@ int main(int argc, char **argv) {
   RUN(null_reply);
   RUN(push_frames_are_not_replies);
   RUN(replies_outlive_their_client);
+  RUN(a_reply_over_max_reply_bytes_fails_and_the_next_command_works);
   brisk_client_free(resp3);
   brisk_client_free(resp2);
   return bt_finish();

@@ -132,6 +132,16 @@ impl Protocol {
         }
     }
 
+    /// The per-reply memory bound in force (see `resp::Limits::max_reply_bytes`).
+    pub fn reply_bound(&self) -> usize {
+        self.decoder.max_reply_bytes()
+    }
+
+    /// Changes the per-reply memory bound for the replies not yet begun.
+    pub fn set_reply_bound(&mut self, bytes: usize) {
+        self.decoder.set_max_reply_bytes(bytes);
+    }
+
     /// True when bytes of an unfinished reply have been read: the stream is mid-reply and, if
     /// the caller gives up now, the connection cannot be reused.
     pub fn mid_reply(&self) -> bool {

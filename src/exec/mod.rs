@@ -148,7 +148,7 @@ impl Shared {
             return Ok(());
         }
         let command: [&[u8]; 1] = [b"COMMAND"];
-        match conn.command(&Args::from_slices(&command)) {
+        match conn.metadata_command(&Args::from_slices(&command)) {
             Ok(reply) => {
                 let _ = cell
                     .table

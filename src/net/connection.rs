@@ -24,7 +24,7 @@ use super::stream::Stream;
 use crate::core::handshake::{self, Handshake, Step};
 use crate::core::protocol::Protocol;
 use crate::core::{Error, Result, Status};
-use crate::resp::{Args, Reply, ReplyKind};
+use crate::resp::{Args, DEFAULT_MAX_REPLY_BYTES, Reply, ReplyKind};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -419,6 +419,21 @@ impl Connection {
             return Err(Error::from_reply(reply.as_bytes().unwrap_or_default()));
         }
         Ok(reply)
+    }
+
+    /// [`Connection::command`] for brisk's own metadata (COMMAND, CLUSTER SHARDS, SENTINEL
+    /// queries, ROLE): a user's `max_reply_bytes` is about the replies to their commands, so
+    /// these are bounded by the default limit at least. (With a bound of 1 KB the COMMAND
+    /// reply failed, and with it every command of the client: ctests/test_reply.c.)
+    pub fn metadata_command(&mut self, args: &Args<'_>) -> Result<Reply> {
+        let own = self.proto.reply_bound();
+        if own >= DEFAULT_MAX_REPLY_BYTES {
+            return self.command(args);
+        }
+        self.proto.set_reply_bound(DEFAULT_MAX_REPLY_BYTES);
+        let result = self.command(args);
+        self.proto.set_reply_bound(own);
+        result
     }
 
     /// Sends already encoded commands and reads `count` replies, error replies included.

@@ -180,6 +180,20 @@ impl Decoder {
         Ok(true)
     }
 
+    /// The per-reply memory bound in force.
+    pub fn max_reply_bytes(&self) -> usize {
+        self.limits.max_reply_bytes
+    }
+
+    /// Changes the per-reply memory bound for the replies not yet begun. Called between replies
+    /// (a reply under way keeps the budget it started with, less what it has used).
+    pub fn set_max_reply_bytes(&mut self, bytes: usize) {
+        if !self.in_progress() {
+            self.limits.max_reply_bytes = bytes;
+            self.budget_end = self.pos.saturating_add(bytes);
+        }
+    }
+
     /// Whether [`Decoder::split_batch`] would split anything off.
     #[inline(always)]
     pub fn batch_ready(&self) -> bool {

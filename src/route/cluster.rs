@@ -362,11 +362,11 @@ impl Cluster {
             .map(|wait| Instant::now() + wait);
         let mut conn = pool.get(deadline)?;
         let shards_args: [&[u8]; 2] = [b"CLUSTER", b"SHARDS"];
-        let result = match conn.command(&Args::from_slices(&shards_args)) {
+        let result = match conn.metadata_command(&Args::from_slices(&shards_args)) {
             Ok(reply) => parse_shards(reply.node(), &node.host),
             Err(e) if is_unknown_command(&e) => {
                 let slots_args: [&[u8]; 2] = [b"CLUSTER", b"SLOTS"];
-                conn.command(&Args::from_slices(&slots_args))
+                conn.metadata_command(&Args::from_slices(&slots_args))
                     .and_then(|reply: Reply| parse_slots(reply.node(), &node.host))
             }
             Err(e) => Err(e),

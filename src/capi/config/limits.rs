@@ -86,7 +86,9 @@ pub unsafe extern "C" fn brisk_config_set_command_deadline_ms(
 /// stores, 512 MiB, with room for its framing; 0: no limit). What counts is the reply's memory
 /// as brisk holds it (its bytes and the nodes of its elements), so a hostile or broken server
 /// streaming an endless aggregate cannot make the process grow without bound. A reply that
-/// would pass it fails with PROTOCOL, naming the limit, and its connection is closed.
+/// would pass it fails with PROTOCOL, naming the limit, and its connection is closed. The
+/// replies brisk asks for itself (COMMAND, CLUSTER SHARDS, SENTINEL queries, ROLE) are bounded
+/// by the default whatever smaller limit is set here.
 ///
 /// # Safety
 /// `cfg` is NULL or a live config.

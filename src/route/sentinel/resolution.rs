@@ -184,7 +184,7 @@ impl Sentinel {
                 Some(deadline) => conn.bound_request(Instant::now(), self.timeout, Some(deadline)),
                 None => Ok(()),
             }
-            .and_then(|()| conn.command(&Args::from_slices(args)));
+            .and_then(|()| conn.metadata_command(&Args::from_slices(args)));
             // A pooled connection the sentinel had closed meanwhile: take another.
             let replace = result.is_err() && conn.stale_on_reuse();
             pool.put(conn);
@@ -203,7 +203,7 @@ impl Sentinel {
         loop {
             let mut conn = pool.get(connect_by)?;
             let result = conn
-                .command(&Args::from_slices(&question))
+                .metadata_command(&Args::from_slices(&question))
                 .and_then(|reply| parse_role(reply.node()));
             let replace = result.is_err() && conn.stale_on_reuse();
             pool.put(conn);
