@@ -2284,6 +2284,9 @@ static void run_all(void) {
      callgrind-async brisk|hiredis N     N async SET/GET, one thread keeping 50 in flight
      callgrind-async-cb brisk|hiredis N  N async SET/GET, each callback issuing the next (50
                                          chains)
+     callgrind-async-dispatch brisk N    callgrind-async with brisk's caller dispatch (the
+                                         thread runs its callbacks; compare with hiredis's
+                                         callgrind-async)
      callgrind-cachehit brisk N          N x a GET answered by the client-side cache
      callgrind-cachemiss brisk N         N x a GET that misses the cache (and is kept)
      callgrind-get brisk N               N x a GET with the cache off (what a miss compares to)
@@ -2298,6 +2301,13 @@ static int profile_target(const char *mode, const char *which, long n) {
     setup_data();
     wl_async(lib, strcmp(mode, "callgrind-async") == 0 ? ASYNC_CALLER : ASYNC_CALLBACK, 1,
              (uint64_t)n);
+    return 0;
+  }
+  if (strcmp(mode, "callgrind-async-dispatch") == 0) {
+    if (strcmp(which, "brisk") != 0) die("%s: brisk only, not %s", mode, which);
+    if (!async_lib(BRISK_DISPATCH)) die("%s: brisk's caller dispatch is not built in", mode);
+    setup_data();
+    wl_async(BRISK_DISPATCH, ASYNC_CALLER, 1, (uint64_t)n);
     return 0;
   }
   if (strcmp(mode, "callgrind-sync") == 0) m = SYNC;
@@ -2391,7 +2401,8 @@ static void usage(void) {
           "usage: bench [--quick] [--repeats N] [--duration S] [--only LIST] [--heap-conns N]\n"
           "             [--redis-benchmark PATH|none] --host HOST --port PORT\n"
           "       bench callgrind-sync|callgrind-pipeline|callgrind-lrange|callgrind-async|\n"
-          "             callgrind-async-cb|callgrind-cachehit|callgrind-cachemiss|callgrind-get\n"
+          "             callgrind-async-cb|callgrind-async-dispatch|callgrind-cachehit|\n"
+          "             callgrind-cachemiss|callgrind-get\n"
           "             brisk|hiredis N\n"
           "             --host HOST --port PORT\n"
           "LIST: comma-separated from sync,pipeline,threads,lrange,async,otel,pubsub,cache,heap\n");
