@@ -47,6 +47,9 @@ pub(crate) struct AsyncState {
     pending: AtomicUsize,
     /// Taken only to wait for `pending` to reach zero, and to say it did.
     drained_lock: Mutex<()>,
+    /// Closes waiting on `drained`: the last callback wakes them only when there are any (a
+    /// condition variable's notify is a system call even when nobody waits).
+    closers: AtomicUsize,
     drained: Condvar,
     /// In caller dispatch, the callbacks waiting for the application.
     completions: Option<Arc<Completions>>,
@@ -59,6 +62,7 @@ impl AsyncState {
             pending: AtomicUsize::new(0),
             drained_lock: Mutex::new(()),
             drained: Condvar::new(),
+            closers: AtomicUsize::new(0),
             completions: match dispatch {
                 AsyncDispatch::Runtime => None,
                 AsyncDispatch::Caller => Some(Arc::new(Completions::new()?)),
@@ -94,7 +98,9 @@ impl AsyncState {
     }
 
     fn end(&self) {
-        if self.pending.fetch_sub(1, SeqCst) == 1 {
+        // SeqCst on both sides: a `close` that registered after this load sees zero when it
+        // checks `pending` next, and does not wait.
+        if self.pending.fetch_sub(1, SeqCst) == 1 && self.closers.load(SeqCst) > 0 {
             // Taking the lock orders this with a `close` about to wait: it either sees zero or
             // is waiting when told.
             drop(self.drained_lock.lock().unwrap_or_else(|p| p.into_inner()));
@@ -122,10 +128,13 @@ impl AsyncState {
                 }
             }
             None => {
+                self.closers.fetch_add(1, SeqCst);
                 let mut guard = self.drained_lock.lock().unwrap_or_else(|p| p.into_inner());
                 while self.pending.load(SeqCst) > 0 {
                     guard = self.drained.wait(guard).unwrap_or_else(|p| p.into_inner());
                 }
+                drop(guard);
+                self.closers.fetch_sub(1, SeqCst);
             }
         }
         // A mux may still be letting go of its connection (and reporting it).

@@ -12,6 +12,7 @@
 //! application bounds by what it submits.
 
 use crate::core::Result;
+use crate::net::mux;
 use crate::net::signal::{self, Signal, Wake};
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -98,18 +99,28 @@ impl Completions {
             0 => batch.len(),
             max => max.min(batch.len()),
         };
-        for _ in 0..count {
-            if let Some(owed) = batch.pop_front() {
-                owed.run();
+        // What the callbacks send is written once, when they have all run.
+        mux::corked(|| {
+            for _ in 0..count {
+                if let Some(owed) = batch.pop_front() {
+                    owed.run();
+                }
             }
-        }
+        });
         let mut queue = lock(&self.queue);
-        if batch.is_empty() && queue.waiting.is_empty() && queue.raised {
-            queue.raised = false;
-            self.signal.lower();
+        if batch.is_empty() && queue.waiting.is_empty() {
+            // Lowered under the lock, so that no byte for a callback queued meanwhile is taken.
+            // Also when `raised` is unset but nothing ran: a raise whose `raised` was undone by
+            // a dispatch before its byte was written left that byte behind (see `wake`); the
+            // wake-up it caused ends here.
+            if queue.raised || count == 0 {
+                queue.raised = false;
+                self.signal.lower();
+            }
         } else if !batch.is_empty() && !queue.raised {
             // Left over (`max`) from a batch taken before its wake-up came.
             queue.raised = true;
+            drop(queue);
             self.signal.raise();
         }
         count
@@ -117,10 +128,19 @@ impl Completions {
 }
 
 impl Wake for Completions {
+    /// The byte is written after the lock is let go: the application's thread, woken by it,
+    /// takes the same lock at once to dispatch, and would otherwise sleep on it (a futex wait
+    /// and a wake per batch). `raised` set under the lock means no other raise writes a byte;
+    /// a dispatch that runs the callbacks before the byte is written leaves that byte behind,
+    /// which costs one spurious wake-up (the dispatch that finds nothing lowers it).
     fn wake(&self) {
-        let mut queue = lock(&self.queue);
-        if !queue.raised && !queue.waiting.is_empty() {
-            queue.raised = true;
+        let raise = {
+            let mut queue = lock(&self.queue);
+            let raise = !queue.raised && !queue.waiting.is_empty();
+            queue.raised |= raise;
+            raise
+        };
+        if raise {
             self.signal.raise();
         }
     }
@@ -188,6 +208,27 @@ mod tests {
         assert_eq!(completions.dispatch(0), 1);
         assert!(!readable(completions.fd()));
         assert_eq!(*lock(&ran), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_byte_left_behind_by_a_late_raise_costs_one_wake_up() {
+        let completions = Arc::new(Completions::new().unwrap());
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        // A raise whose callback was dispatched (and the descriptor lowered) before its byte
+        // was written: the byte arrives with nothing waiting.
+        completions.push(Box::new(Note(ran.clone(), 0)));
+        assert_eq!(completions.dispatch(0), 1);
+        completions.signal.raise();
+        assert!(readable(completions.fd()));
+        assert_eq!(completions.dispatch(0), 0);
+        assert!(
+            !readable(completions.fd()),
+            "the dispatch that found nothing lowered it"
+        );
+        completions.push(Box::new(Note(ran.clone(), 1)));
+        assert!(readable(completions.fd()));
+        assert_eq!(completions.dispatch(0), 1);
+        assert!(!readable(completions.fd()));
     }
 
     struct Reenter(Arc<Completions>, Arc<AtomicUsize>);

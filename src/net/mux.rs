@@ -36,6 +36,7 @@ use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::telemetry::stats::Stat;
 use bytes::BytesMut;
 use express::Express;
+pub(crate) use express::corked;
 use reader::{Line, Reader, SharedLine, kill, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
