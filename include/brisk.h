@@ -1594,7 +1594,7 @@ brisk_status brisk_config_set_client_cache(brisk_config *cfg,
 
 /**
  * The most bytes the client-side cache keeps: commands, replies, keys and the cache's own
- * tables, with the allocator's rounding (about 700 bytes per cached 16-byte string). Default
+ * tables, with the allocator's rounding (about 540 bytes per cached 16-byte string). Default
  * 64 MiB; 0: no byte bound (`max_entries` still holds).
  *
  * # Safety
