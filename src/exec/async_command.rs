@@ -113,6 +113,11 @@ impl AsyncState {
     /// `route` has let go of its connection (unless called from a brisk runtime thread, where
     /// waiting could wait for itself).
     pub fn close(&self, route: &dyn Topology) {
+        if let Some(completions) = &self.completions {
+            // Requests held for a dispatch that will not come: written now, so that they may
+            // still be answered before the close fails what is in flight.
+            completions.write_held();
+        }
         self.closed.send_replace(true);
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
@@ -368,7 +373,16 @@ fn dispatch<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>) {
     if let (Some(cache), Some(Plan::Read(read))) = (&shared.cache, cache.as_deref_mut()) {
         *ahead = cache.before_async_send(read, encoded.bytes(), node.address());
     }
-    node.mux().send(job);
+    match &shared.async_state.completions {
+        // Sent by the thread that dispatches this client: written at its next dispatch.
+        Some(completions) if completions.holds_here() => {
+            let completions = completions.clone();
+            if let Some(held) = node.mux().send_held(job) {
+                completions.hold(held);
+            }
+        }
+        _ => node.mux().send(job),
+    }
 }
 
 /// A try is over: a reply finishes the command; an error reply or a failure goes to the

@@ -8,8 +8,10 @@
 //! thread that reads the connection, is only appended: the reader writes everything so appended
 //! once it has handed out every reply of the bytes it read (one write per read, not one per
 //! command, and no other thread woken). Only a request on an idle connection is written at once
-//! by its sender, unless it is sent from a callback the application dispatches (caller
-//! dispatch): those are written once, when the dispatch ends (`corked`).
+//! by its sender, unless the sender holds it (`Mux::send_held`: caller dispatch, a thread that
+//! dispatches sending to its own client): then its outbox is written when that thread next
+//! dispatches, one write for everything it sent in between, or by the reader after its next
+//! read or tick, whichever comes first.
 //!
 //! Order is the whole point: a request's bytes and its place in the in-flight queue are added
 //! under one lock, and the outbox is written by one writer at a time (`Line::writing`), front to
@@ -20,7 +22,7 @@ use super::reader::{InFlight, SharedLine, kill, lock};
 use crate::net::async_connect::peer_closed;
 use crate::net::errors::{closed_by_peer, io_error};
 use bytes::BytesMut;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -44,51 +46,21 @@ thread_local! {
     /// The line whose replies this thread is handing out right now (as an address: only
     /// compared), whose requests are written when the reader is done.
     static READING: Cell<usize> = const { Cell::new(0) };
-    /// While this thread runs callbacks in a batch (`corked`): the lanes its sends were left
-    /// on, written when the batch ends (`None`: not in one).
-    static CORK: RefCell<Option<Vec<Arc<Express>>>> = const { RefCell::new(None) };
 }
 
-/// Runs `work` (an application's dispatch of queued callbacks) as one batch of sends: a
-/// request its callbacks send is only appended to its connection's outbox, and each connection
-/// so appended to is written once when `work` ends (one write for all of them, as the reader
-/// writes what callbacks send while it hands out replies), instead of the first request on an
-/// idle connection being written alone and the rest after its reply. Nested calls join the
-/// outer batch.
-pub(crate) fn corked<T>(work: impl FnOnce() -> T) -> T {
-    struct End(bool);
-    impl Drop for End {
-        fn drop(&mut self) {
-            if self.0 {
-                let lanes = CORK
-                    .with(|cork| cork.borrow_mut().take())
-                    .unwrap_or_default();
-                for lane in lanes {
-                    lane.flush_wanted();
-                }
-            }
-        }
+/// A lane whose outbox holds requests left for later by their senders (`Mux::send_held`):
+/// `write` writes them, unless someone did already.
+pub(crate) struct Held(Arc<Express>);
+
+impl Held {
+    pub fn write(&self) {
+        self.0.flush_wanted();
     }
-    let opened = CORK.with(|cork| {
-        let mut cork = cork.borrow_mut();
-        cork.is_none() && cork.replace(Vec::new()).is_none()
-    });
-    let _end = End(opened);
-    work()
-}
 
-/// Leaves the write of `lane` to the end of this thread's batch of sends; false when the
-/// thread is in none.
-fn cork(lane: &Arc<Express>) -> bool {
-    CORK.with(|cork| match cork.borrow_mut().as_mut() {
-        None => false,
-        Some(lanes) => {
-            if !lanes.iter().any(|l| Arc::ptr_eq(l, lane)) {
-                lanes.push(lane.clone());
-            }
-            true
-        }
-    })
+    /// Whether both are the same connection's lane.
+    pub fn same(&self, other: &Held) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Express {
@@ -109,8 +81,11 @@ impl Express {
     }
 
     /// Sends `request` on this lane; gives it back when it must go through the task (the
-    /// connection died or closed, or wants a health check first).
-    pub fn send(self: &Arc<Self>, request: Request) -> Result<(), Request> {
+    /// connection died or closed, or wants a health check first). With `hold`, a request that
+    /// this thread would write now, or that waits for the reader's next read, is only appended
+    /// (the reader writes it after its next read or tick if nobody did before): `Some` then,
+    /// for the sender to write later.
+    pub fn send(self: &Arc<Self>, request: Request, hold: bool) -> Result<Option<Held>, Request> {
         let mut line = lock(&self.line);
         if line.dead.is_some() || line.checking {
             return Err(request);
@@ -131,28 +106,27 @@ impl Express {
                 return Err(request);
             }
         }
-        let replies_coming = !line.queue.is_empty();
+        let replies_coming = line.replies_coming();
         line.append(request);
         if line.writing {
             // Whoever writes goes on until the outbox is empty.
-            return Ok(());
+            return Ok(None);
+        }
+        if hold {
+            line.flush_wanted = true;
+            return Ok(Some(Held(self.clone())));
         }
         if replies_coming || READING.get() == line_id(&self.line) {
             // The reader is about to hand out replies (or is doing so on this very thread, a
             // callback sending): it writes everything appended meanwhile once it has, one
             // write for them all, and no other thread need be woken.
             line.flush_wanted = true;
-            return Ok(());
-        }
-        if cork(self) {
-            // Sent from a callback the application dispatches: written when its dispatch ends.
-            line.flush_wanted = true;
-            return Ok(());
+            return Ok(None);
         }
         line.writing = true;
         drop(line);
         self.flush();
-        Ok(())
+        Ok(None)
     }
 
     /// Hands out replies with `complete` and then writes what was sent meanwhile (by callbacks
@@ -193,7 +167,7 @@ impl Express {
                     }
                     return;
                 }
-                std::mem::swap(&mut line.outbox, &mut out);
+                line.take_outbox(&mut out);
             }
             match send_nonblocking(&self.socket, &out) {
                 Ok(written) if written == out.len() => {
@@ -251,6 +225,7 @@ impl super::reader::Line {
     /// Adds a request: its bytes to the outbox, itself to the in-flight queue, in one step.
     pub fn append(&mut self, request: Request) {
         request.write_to(&mut self.outbox);
+        self.unsent += 1;
         self.queue.push_back(InFlight {
             deadline: request.deadline(),
             skip_replies: request.skip_replies(),
