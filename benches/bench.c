@@ -2284,9 +2284,10 @@ static void run_all(void) {
      callgrind-async brisk|hiredis N     N async SET/GET, one thread keeping 50 in flight
      callgrind-async-cb brisk|hiredis N  N async SET/GET, each callback issuing the next (50
                                          chains)
-     callgrind-async-dispatch brisk N    callgrind-async with brisk's caller dispatch (the
-                                         thread runs its callbacks; compare with hiredis's
-                                         callgrind-async)
+     callgrind-async-dispatch brisk|hiredis N
+                                         callgrind-async with brisk's caller dispatch (the
+                                         thread runs its callbacks); for hiredis the same as
+                                         callgrind-async
      callgrind-cachehit brisk N          N x a GET answered by the client-side cache
      callgrind-cachemiss brisk N         N x a GET that misses the cache (and is kept)
      callgrind-get brisk N               N x a GET with the cache off (what a miss compares to)
@@ -2304,10 +2305,13 @@ static int profile_target(const char *mode, const char *which, long n) {
     return 0;
   }
   if (strcmp(mode, "callgrind-async-dispatch") == 0) {
-    if (strcmp(which, "brisk") != 0) die("%s: brisk only, not %s", mode, which);
-    if (!async_lib(BRISK_DISPATCH)) die("%s: brisk's caller dispatch is not built in", mode);
+    /* hiredis has no other mode: its callbacks always run on the loop's thread. */
+    enum lib lib = strcmp(which, "brisk") == 0 ? BRISK_DISPATCH : HIREDIS;
+    if (lib == HIREDIS && strcmp(which, "hiredis") != 0)
+      die("%s: brisk or hiredis, not %s", mode, which);
+    if (!async_lib(lib)) die("%s: %s's async API (or caller dispatch) is not built in", mode, which);
     setup_data();
-    wl_async(BRISK_DISPATCH, ASYNC_CALLER, 1, (uint64_t)n);
+    wl_async(lib, ASYNC_CALLER, 1, (uint64_t)n);
     return 0;
   }
   if (strcmp(mode, "callgrind-sync") == 0) m = SYNC;
