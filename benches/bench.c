@@ -864,7 +864,7 @@ static double wl_lrange(enum lib lib) {
      brisk    callbacks run on brisk's runtime threads; the submitting thread sleeps on a
               semaphore the callbacks post (ASYNC_CALLER: once per completion; ASYNC_CALLBACK:
               once per chain that ends). T submitting threads share one client.
-     brisk, caller dispatch (BRISK_ASYNC_DISPATCH_CALLER; ASYNC_CALLER only)
+     brisk, caller dispatch (BRISK_ASYNC_DISPATCH_CALLER; both styles)
               each submitting thread has a client of its own (as hiredis has a context each),
               polls its brisk_client_async_fd() and runs the waiting callbacks itself with
               brisk_client_async_dispatch(): callbacks run on the submitting thread, as
@@ -1970,7 +1970,7 @@ static struct row g_async_rows[12];
 static int g_nasync;
 static const char *g_async_missing; /* why a column is empty, when it is */
 /* The caller harness with brisk's caller dispatch, printed after the rows above. */
-static struct row g_dispatch_rows[6];
+static struct row g_dispatch_rows[12];
 static int g_ndispatch;
 
 static void print_async_rows(const struct row *rows, int n) {
@@ -2008,8 +2008,10 @@ static void print_async_table(void) {
          "the loop itself (its callbacks run there; hiredis's best case). \"brisk caller dispatch\": "
          "brisk with BRISK_ASYNC_DISPATCH_CALLER, a client per submitting thread (as hiredis), "
          "which polls brisk_client_async_fd() and runs its callbacks itself with "
-         "brisk_client_async_dispatch(), topping up once per wake-up; its hiredis column is the "
-         "same hiredis run as the row above it. ops/s count every "
+         "brisk_client_async_dispatch() (topping up once per wake-up in the caller harness; "
+         "in the callback harness the callbacks issue the next commands, written once per "
+         "dispatch); its hiredis column is the same hiredis run as the rows above it. ops/s "
+         "count every "
          "command from the moment all threads are connected and warmed up until the last reply; "
          "CPU per command is the whole process's user + system time (getrusage RUSAGE_SELF: "
          "submitting threads, brisk's runtime threads) over the same window, divided by the "
@@ -2037,12 +2039,14 @@ static void run_async(int R) {
                T);
       struct row *ops = row_in(g_async_rows, &g_nasync, 12, name, OPS, false);
       struct row *cpu = row_in(g_async_rows, &g_nasync, 12, name, US, true);
-      /* The caller harness also runs brisk with caller dispatch, against the same hiredis run. */
+      /* Both harnesses also run brisk with caller dispatch, against the same hiredis run. */
       struct row *dops = NULL, *dcpu = NULL;
-      if (style == ASYNC_CALLER && async_lib(BRISK_DISPATCH)) {
-        snprintf(name, sizeof name, "caller keeps 50 in flight, brisk caller dispatch | %d", T);
-        dops = row_in(g_dispatch_rows, &g_ndispatch, 6, name, OPS, false);
-        dcpu = row_in(g_dispatch_rows, &g_ndispatch, 6, name, US, true);
+      if (async_lib(BRISK_DISPATCH)) {
+        snprintf(name, sizeof name, "%s, brisk caller dispatch | %d",
+                 style == ASYNC_CALLER ? "caller keeps 50 in flight" : "next command from the callback",
+                 T);
+        dops = row_in(g_dispatch_rows, &g_ndispatch, 12, name, OPS, false);
+        dcpu = row_in(g_dispatch_rows, &g_ndispatch, 12, name, US, true);
       }
       fprintf(stderr, "async, %s, %d submitting thread%s\n",
               style == ASYNC_CALLER ? "the caller keeps 50 in flight" : "the next command from the callback",
@@ -2064,9 +2068,11 @@ static void run_async(int R) {
           row_add(dops, d, h, NAN);
           row_add(dcpu, dc, hc, NAN);
           char dl[128];
-          snprintf(dl, sizeof dl, "async caller dispatch, %d thr", T);
+          snprintf(dl, sizeof dl, "async %s caller dispatch, %d thr",
+                   style == ASYNC_CALLER ? "caller" : "callback", T);
           progress(dl, i, d, h, NAN, OPS);
-          snprintf(dl, sizeof dl, "async caller dispatch, %d thr, CPU/cmd", T);
+          snprintf(dl, sizeof dl, "async %s caller dispatch, %d thr, CPU/cmd",
+                   style == ASYNC_CALLER ? "caller" : "callback", T);
           progress(dl, i, dc, hc, NAN, US);
         }
         double c = NAN;
@@ -2284,6 +2290,13 @@ static void run_all(void) {
      callgrind-async brisk|hiredis N     N async SET/GET, one thread keeping 50 in flight
      callgrind-async-cb brisk|hiredis N  N async SET/GET, each callback issuing the next (50
                                          chains)
+     callgrind-async-dispatch brisk|hiredis N
+                                         callgrind-async with brisk's caller dispatch (the
+                                         thread runs its callbacks); for hiredis the same as
+                                         callgrind-async
+     callgrind-async-dispatch-cb brisk|hiredis N
+                                         callgrind-async-cb with brisk's caller dispatch; for
+                                         hiredis the same as callgrind-async-cb
      callgrind-cachehit brisk N          N x a GET answered by the client-side cache
      callgrind-cachemiss brisk N         N x a GET that misses the cache (and is kept)
      callgrind-get brisk N               N x a GET with the cache off (what a miss compares to)
@@ -2298,6 +2311,18 @@ static int profile_target(const char *mode, const char *which, long n) {
     setup_data();
     wl_async(lib, strcmp(mode, "callgrind-async") == 0 ? ASYNC_CALLER : ASYNC_CALLBACK, 1,
              (uint64_t)n);
+    return 0;
+  }
+  if (strcmp(mode, "callgrind-async-dispatch") == 0 ||
+      strcmp(mode, "callgrind-async-dispatch-cb") == 0) {
+    /* hiredis has no other mode: its callbacks always run on the loop's thread. */
+    enum lib lib = strcmp(which, "brisk") == 0 ? BRISK_DISPATCH : HIREDIS;
+    if (lib == HIREDIS && strcmp(which, "hiredis") != 0)
+      die("%s: brisk or hiredis, not %s", mode, which);
+    if (!async_lib(lib)) die("%s: %s's async API (or caller dispatch) is not built in", mode, which);
+    setup_data();
+    wl_async(lib, strcmp(mode, "callgrind-async-dispatch") == 0 ? ASYNC_CALLER : ASYNC_CALLBACK,
+             1, (uint64_t)n);
     return 0;
   }
   if (strcmp(mode, "callgrind-sync") == 0) m = SYNC;
@@ -2391,7 +2416,8 @@ static void usage(void) {
           "usage: bench [--quick] [--repeats N] [--duration S] [--only LIST] [--heap-conns N]\n"
           "             [--redis-benchmark PATH|none] --host HOST --port PORT\n"
           "       bench callgrind-sync|callgrind-pipeline|callgrind-lrange|callgrind-async|\n"
-          "             callgrind-async-cb|callgrind-cachehit|callgrind-cachemiss|callgrind-get\n"
+          "             callgrind-async-cb|callgrind-async-dispatch|callgrind-cachehit|\n"
+          "             callgrind-cachemiss|callgrind-get\n"
           "             brisk|hiredis N\n"
           "             --host HOST --port PORT\n"
           "LIST: comma-separated from sync,pipeline,threads,lrange,async,otel,pubsub,cache,heap\n");

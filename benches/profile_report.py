@@ -34,6 +34,12 @@ MODES = {  # ops per iteration, what an op is (singular, plural), a title
     "async": (1, ("command", "commands"), "Async SET/GET, the caller keeping 50 in flight"),
     "async-cb": (1, ("command", "commands"),
                  "Async SET/GET, the next command issued on completion (50 chains)"),
+    "async-dispatch": (1, ("command", "commands"),
+                       "Async SET/GET, the caller keeping 50 in flight, brisk's caller dispatch"
+                       " (hiredis: its async loop)"),
+    "async-dispatch-cb": (1, ("command", "commands"),
+                          "Async SET/GET, the next command issued on completion (50 chains),"
+                          " brisk's caller dispatch (hiredis: its async loop)"),
 }
 
 import collections

@@ -256,19 +256,21 @@ if [ "$profile" = 1 ]; then
     # async and async-cb: 1 command)
     if [ "$quick" = 1 ]; then
       runs=(sync:100:600 pipeline:3:13 lrange:5:25 lrange-bulk:5:25 async:300:1800
-        async-cb:300:1800)
+        async-cb:300:1800 async-dispatch:300:1800 async-dispatch-cb:300:1800)
     else
       runs=(sync:2000:12000 pipeline:30:180 lrange:40:240 lrange-bulk:40:240 async:2000:12000
-        async-cb:2000:12000)
+        async-cb:2000:12000 async-dispatch:2000:12000
+        async-dispatch-cb:2000:12000)
     fi
-    # With --only, only the loops of the workloads it names (async: async and async-cb;
-    # lrange: lrange and lrange-bulk).
+    # With --only, only the loops of the workloads it names (async: async, async-cb,
+    # async-dispatch and async-dispatch-cb; lrange: lrange and lrange-bulk).
     if [ -n "$only_list" ]; then
       selected=()
       for run in "${runs[@]}"; do
         mode=${run%%:*}
         base=${mode%-cb}
         base=${base%-bulk}
+        base=${base%-dispatch}
         if [[ ",$only_list," == *",$base,"* ]]; then selected+=("$run"); fi
       done
       runs=(${selected[@]+"${selected[@]}"})
@@ -294,7 +296,8 @@ if [ "$profile" = 1 ]; then
     if [ -n "$RUST_BIN" ]; then
       for run in ${runs[@]+"${runs[@]}"}; do
         IFS=: read -r mode small large <<<"$run"
-        [ "$mode" = lrange-bulk ] && continue # a C API loop only
+        # C API loops only
+        [ "$mode" = lrange-bulk ] || [[ $mode == async-dispatch* ]] && continue
         say "callgrind and strace of the Rust $mode loop ($small and $large iterations)"
         profile_runs "$RUST_BIN" "$mode" "$small" "$large" brisk-rust redis-rs
         {

@@ -17,7 +17,7 @@
  *     the callback is never called
  *   caller dispatch (BRISK_ASYNC_DISPATCH_CALLER): callbacks run only on the thread that calls
  *     brisk_client_async_dispatch, in completion order, exactly once, from a poll() loop on
- *     brisk_client_async_fd (level-triggered, readable exactly while callbacks wait); errors
+ *     brisk_client_async_fd (level-triggered, readable while callbacks wait); errors
  *     and the command deadline; brisk_client_free runs every owed callback itself (finished
  *     ones with their outcome, the rest CLOSED); a dispatcher thread other than the submitter
  *

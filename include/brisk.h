@@ -910,7 +910,9 @@ brisk_status brisk_command_async(brisk_client *client,
  * descriptor that is readable while async callbacks wait to be run by
  * `brisk_client_async_dispatch()`, for poll/epoll/kqueue/libuv/asyncio loops. Level-triggered:
  * it stays readable until the waiting callbacks have been dispatched, and becomes readable
- * once when the first of a batch of replies is queued (not once per reply). It is owned by the
+ * once when the first of a batch of replies is queued (not once per reply). It is readable
+ * too while commands sent by the thread that dispatches wait for its next dispatch to be
+ * written (see `brisk_client_async_dispatch()`). It is owned by the
  * client: do not read, write or close it; it stays open until `brisk_client_free()`. -1 for a
  * NULL client or one without caller dispatch (see `brisk_last_error_message()`). Thread-safe.
  *
@@ -927,6 +929,13 @@ int brisk_client_async_fd(const brisk_client *client);
  * calls from several threads at once take turns, so callbacks never run concurrently and
  * always in completion order. 0 when nothing waits, for a NULL client or one without caller
  * dispatch, and when called from inside one of this client's callbacks.
+ *
+ * A thread that has dispatched callbacks of a client is taken for its event loop: the
+ * commands it sends to that client afterwards (from the callbacks or after the call) are
+ * written together, once the callbacks have run or at its next dispatch (the descriptor is
+ * readable until then), as an event loop writes what one turn queued at the next: one write
+ * for the batch. Should it not dispatch again, the connection's reader writes them after its
+ * next read, or within 50 ms.
  *
  * Nobody dispatching does not stop the commands: they are sent, answered and retried as
  * usual, and their callbacks queue up (one entry per command, no bound other than the

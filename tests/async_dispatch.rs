@@ -1,6 +1,6 @@
 //! Caller dispatch (`AsyncDispatch::Caller`): async callbacks run on the application's thread
 //! that calls `Client::async_dispatch`, in completion order, never on their own; the descriptor
-//! from `Client::async_fd` is readable exactly while callbacks wait. Proven against real
+//! from `Client::async_fd` is readable exactly while callbacks wait (or requests the dispatching thread sent wait for its next dispatch). Proven against real
 //! servers: ordering, exactly once, error replies, the command deadline on a stopped server,
 //! the client dropped with callbacks owed (it runs them itself), a poll loop on the descriptor,
 //! and dispatch from a thread other than the submitter's.
@@ -247,4 +247,58 @@ fn runtime_dispatch_has_no_descriptor_and_nothing_to_dispatch() {
         Status::InvalidArgument
     );
     assert_eq!(client.async_dispatch(0), 0);
+}
+
+#[test]
+fn requests_sent_by_the_dispatching_thread_go_out_at_its_next_dispatch_or_on_their_own() {
+    let server = RedisServer::start();
+    let client = Client::new(&caller_config(&server)).unwrap();
+    let fd = client.async_fd().unwrap();
+    let calls = Calls::default();
+    start(&client, &calls, 0, &["INCR", "held"]);
+    // From now on this thread is the client's event loop: what it sends is held for its next
+    // dispatch, one write for all of it.
+    dispatch_until(&client, &calls, 1);
+    assert!(!readable(fd, 0), "nothing waits");
+    for i in 1..=50 {
+        start(&client, &calls, i, &["INCR", "held"]);
+    }
+    assert!(
+        readable(fd, 0),
+        "readable while requests wait for the next dispatch"
+    );
+    dispatch_until(&client, &calls, 51);
+    let values: Vec<i64> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.outcome.unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        (1..=51).collect::<Vec<_>>(),
+        "in order, exactly once"
+    );
+
+    // Nobody dispatching does not stop them: the connection's reader writes what is held
+    // (after its next read or its steady tick).
+    let before = commands_finished(&client);
+    start(&client, &calls, 51, &["INCR", "held"]);
+    let finished = wait_until(Duration::from_secs(10), || {
+        commands_finished(&client) > before
+    });
+    assert!(finished, "a held request went out without a dispatch");
+    dispatch_until(&client, &calls, 52);
+    assert_eq!(calls.lock().unwrap()[51].outcome, Ok(52));
+
+    // Held when the client is dropped: written, then answered or CLOSED, its callback once.
+    start(&client, &calls, 52, &["INCR", "held"]);
+    drop(client);
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), 53);
+    assert!(
+        matches!(calls[52].outcome, Ok(53) | Err(Status::Closed)),
+        "{:?}",
+        calls[52]
+    );
 }

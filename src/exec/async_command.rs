@@ -51,6 +51,9 @@ pub(crate) struct AsyncState {
     pending: AtomicUsize,
     /// Taken only to wait for `pending` to reach zero, and to say it did.
     drained_lock: Mutex<()>,
+    /// Closes waiting on `drained`: the last callback wakes them only when there are any (a
+    /// condition variable's notify is a system call even when nobody waits).
+    closers: AtomicUsize,
     drained: Condvar,
     /// In caller dispatch, the callbacks waiting for the application.
     completions: Option<Arc<Completions>>,
@@ -63,6 +66,7 @@ impl AsyncState {
             pending: AtomicUsize::new(0),
             drained_lock: Mutex::new(()),
             drained: Condvar::new(),
+            closers: AtomicUsize::new(0),
             completions: match dispatch {
                 AsyncDispatch::Runtime => None,
                 AsyncDispatch::Caller => Some(Arc::new(Completions::new()?)),
@@ -98,7 +102,9 @@ impl AsyncState {
     }
 
     fn end(&self) {
-        if self.pending.fetch_sub(1, SeqCst) == 1 {
+        // SeqCst on both sides: a `close` that registered after this load sees zero when it
+        // checks `pending` next, and does not wait.
+        if self.pending.fetch_sub(1, SeqCst) == 1 && self.closers.load(SeqCst) > 0 {
             // Taking the lock orders this with a `close` about to wait: it either sees zero or
             // is waiting when told.
             drop(self.drained_lock.lock().unwrap_or_else(|p| p.into_inner()));
@@ -111,6 +117,11 @@ impl AsyncState {
     /// `route` has let go of its connection (unless called from a brisk runtime thread, where
     /// waiting could wait for itself).
     pub fn close(&self, route: &dyn Topology) {
+        if let Some(completions) = &self.completions {
+            // Requests held for a dispatch that will not come: written now, so that they may
+            // still be answered before the close fails what is in flight.
+            completions.write_held();
+        }
         self.closed.send_replace(true);
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
@@ -126,10 +137,13 @@ impl AsyncState {
                 }
             }
             None => {
+                self.closers.fetch_add(1, SeqCst);
                 let mut guard = self.drained_lock.lock().unwrap_or_else(|p| p.into_inner());
                 while self.pending.load(SeqCst) > 0 {
                     guard = self.drained.wait(guard).unwrap_or_else(|p| p.into_inner());
                 }
+                drop(guard);
+                self.closers.fetch_sub(1, SeqCst);
             }
         }
         // A mux may still be letting go of its connection (and reporting it).
@@ -363,7 +377,16 @@ fn dispatch<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>) {
     if let (Some(cache), Some(Plan::Read(read))) = (&shared.cache, cache.as_deref_mut()) {
         *ahead = cache.before_async_send(read, encoded.bytes(), node.address());
     }
-    node.mux().send(job);
+    match &shared.async_state.completions {
+        // Sent by the thread that dispatches this client: written at its next dispatch.
+        Some(completions) if completions.holds_here() => {
+            let completions = completions.clone();
+            if let Some(held) = node.mux().send_held(job) {
+                completions.hold(held);
+            }
+        }
+        _ => node.mux().send(job),
+    }
 }
 
 /// A try is over: a reply finishes the command; an error reply or a failure goes to the

@@ -40,6 +40,7 @@ use crate::telemetry::events::{Event, EventKind, Observer};
 use crate::telemetry::stats::Stat;
 use bytes::BytesMut;
 use express::Express;
+pub(crate) use express::Held;
 use reader::{Line, Reader, SharedLine, kill, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -153,10 +154,22 @@ impl Mux {
     /// Sends a request: on the express lane when the connection has one and takes it, else
     /// through the task. It is completed exactly once whatever happens.
     pub fn send(&self, request: Request) {
+        self.send_maybe_held(request, false);
+    }
+
+    /// As `send`, but a request its sender would write itself, or that would wait for the
+    /// reader's next read, is only appended to the connection's outbox: the lane is returned,
+    /// for the sender to write later (`Held::write`), one write for all it appended meanwhile.
+    /// Until then the reader writes it after its next read or its steady tick (50 ms).
+    pub fn send_held(&self, request: Request) -> Option<Held> {
+        self.send_maybe_held(request, true)
+    }
+
+    fn send_maybe_held(&self, request: Request, hold: bool) -> Option<Held> {
         let lane = self.lane.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let request = match lane {
-            Some(lane) => match lane.send(request) {
-                Ok(()) => return,
+            Some(lane) => match lane.send(request, hold) {
+                Ok(held) => return held,
                 Err(request) => request,
             },
             None => request,
@@ -170,6 +183,7 @@ impl Mux {
                 ),
             );
         }
+        None
     }
 }
 
@@ -478,7 +492,7 @@ impl Task {
                     return state.dead.is_none();
                 }
                 out.clear();
-                std::mem::swap(&mut state.outbox, &mut out);
+                state.take_outbox(&mut out);
             }
             let write = write_bounded(writer, &out, self.settings.write_timeout);
             tokio::pin!(write);

@@ -8,7 +8,10 @@
 //! thread that reads the connection, is only appended: the reader writes everything so appended
 //! once it has handed out every reply of the bytes it read (one write per read, not one per
 //! command, and no other thread woken). Only a request on an idle connection is written at once
-//! by its sender.
+//! by its sender, unless the sender holds it (`Mux::send_held`: caller dispatch, a thread that
+//! dispatches sending to its own client): then its outbox is written when that thread next
+//! dispatches, one write for everything it sent in between, or by the reader after its next
+//! read or tick, whichever comes first.
 //!
 //! Order is the whole point: a request's bytes and its place in the in-flight queue are added
 //! under one lock, and the outbox is written by one writer at a time (`Line::writing`), front to
@@ -45,6 +48,21 @@ thread_local! {
     static READING: Cell<usize> = const { Cell::new(0) };
 }
 
+/// A lane whose outbox holds requests left for later by their senders (`Mux::send_held`):
+/// `write` writes them, unless someone did already.
+pub(crate) struct Held(Arc<Express>);
+
+impl Held {
+    pub fn write(&self) {
+        self.0.flush_wanted();
+    }
+
+    /// Whether both are the same connection's lane.
+    pub fn same(&self, other: &Held) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 impl Express {
     pub fn new(
         line: SharedLine,
@@ -63,8 +81,11 @@ impl Express {
     }
 
     /// Sends `request` on this lane; gives it back when it must go through the task (the
-    /// connection died or closed, or wants a health check first).
-    pub fn send(&self, request: Request) -> Result<(), Request> {
+    /// connection died or closed, or wants a health check first). With `hold`, a request that
+    /// this thread would write now, or that waits for the reader's next read, is only appended
+    /// (the reader writes it after its next read or tick if nobody did before): `Some` then,
+    /// for the sender to write later.
+    pub fn send(self: &Arc<Self>, request: Request, hold: bool) -> Result<Option<Held>, Request> {
         let mut line = lock(&self.line);
         if line.dead.is_some() || line.checking {
             return Err(request);
@@ -85,23 +106,27 @@ impl Express {
                 return Err(request);
             }
         }
-        let replies_coming = !line.queue.is_empty();
+        let replies_coming = line.replies_coming();
         line.append(request);
         if line.writing {
             // Whoever writes goes on until the outbox is empty.
-            return Ok(());
+            return Ok(None);
+        }
+        if hold {
+            line.flush_wanted = true;
+            return Ok(Some(Held(self.clone())));
         }
         if replies_coming || READING.get() == line_id(&self.line) {
             // The reader is about to hand out replies (or is doing so on this very thread, a
             // callback sending): it writes everything appended meanwhile once it has, one
             // write for them all, and no other thread need be woken.
             line.flush_wanted = true;
-            return Ok(());
+            return Ok(None);
         }
         line.writing = true;
         drop(line);
         self.flush();
-        Ok(())
+        Ok(None)
     }
 
     /// Hands out replies with `complete` and then writes what was sent meanwhile (by callbacks
@@ -142,7 +167,7 @@ impl Express {
                     }
                     return;
                 }
-                std::mem::swap(&mut line.outbox, &mut out);
+                line.take_outbox(&mut out);
             }
             match send_nonblocking(&self.socket, &out) {
                 Ok(written) if written == out.len() => {
@@ -200,6 +225,7 @@ impl super::reader::Line {
     /// Adds a request: its bytes to the outbox, itself to the in-flight queue, in one step.
     pub fn append(&mut self, request: Request) {
         request.write_to(&mut self.outbox);
+        self.unsent += 1;
         self.queue.push_back(InFlight {
             deadline: request.deadline(),
             skip_replies: request.skip_replies(),

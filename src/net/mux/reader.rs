@@ -44,6 +44,9 @@ pub(super) struct Line {
     pub writing: bool,
     /// Requests were appended while the reader handed out replies; it writes them next.
     pub flush_wanted: bool,
+    /// How many requests at the back of `queue` have their bytes in `outbox` (not written):
+    /// replies are coming only for the others.
+    pub unsent: usize,
     /// When bytes were last written (an idle connection is health-checked before use).
     pub last_write: Instant,
     /// A health check is out: requests wait for its verdict with the task, not on this line.
@@ -58,9 +61,21 @@ impl Line {
             outbox: BytesMut::new(),
             writing: false,
             flush_wanted: false,
+            unsent: 0,
             last_write: Instant::now(),
             checking: false,
         }
+    }
+
+    /// Takes the outbox to write it (`into` must be empty; it becomes the next outbox).
+    pub fn take_outbox(&mut self, into: &mut BytesMut) {
+        std::mem::swap(&mut self.outbox, into);
+        self.unsent = 0;
+    }
+
+    /// Whether replies are coming: requests were written and not all answered.
+    pub fn replies_coming(&self) -> bool {
+        self.queue.len() > self.unsent
     }
 }
 
@@ -79,6 +94,7 @@ pub(super) fn kill(line: &SharedLine, error: Error) {
         }
         line.dead = Some(error.clone());
         line.outbox.clear();
+        line.unsent = 0;
         std::mem::take(&mut line.queue)
     };
     for entry in doomed {
