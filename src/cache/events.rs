@@ -50,6 +50,23 @@ impl Reason {
 }
 
 impl Cache {
+    /// Tells that entries went: the event (`count` keys, or entries), then the counter
+    /// (`dropped` entries). In that order, so that whoever sees the counter move has been told:
+    /// the event callback runs on this thread.
+    pub(super) fn report(
+        &self,
+        node: Option<NodeId>,
+        reason: Reason,
+        count: usize,
+        dropped: usize,
+    ) {
+        match node {
+            Some(node) => self.emit_for(node, reason, count),
+            None => self.emit(reason, count, c""),
+        }
+        self.count_invalidated(dropped);
+    }
+
     pub(super) fn count_invalidated(&self, dropped: usize) {
         if dropped > 0 {
             self.observer

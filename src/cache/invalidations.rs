@@ -22,8 +22,7 @@ impl Cache {
     pub(super) fn listener_lost(&self, node: NodeId, error: Error) {
         let dropped = self.store.node_lost(node, None);
         if let Some(dropped) = dropped {
-            self.count_invalidated(dropped);
-            self.emit_for(node, Reason::ConnectionLost, dropped);
+            self.report(Some(node), Reason::ConnectionLost, dropped, dropped);
         }
         self.settle_ready(node, Err(error));
     }
@@ -47,18 +46,13 @@ impl Cache {
             Invalidation::Keys(keys) => {
                 let count = keys.len();
                 let dropped = self.store.invalidate(keys);
-                self.count_invalidated(dropped);
-                match node {
-                    Some(node) => self.emit_for(node, Reason::Invalidation, count),
-                    None => self.emit(Reason::Invalidation, count, c""),
-                }
+                self.report(node, Reason::Invalidation, count, dropped);
             }
             // FLUSHALL / FLUSHDB on that node.
             Invalidation::All => match node {
                 Some(node) => {
                     let dropped = self.store.flush_node(node);
-                    self.count_invalidated(dropped);
-                    self.emit_for(node, Reason::Flush, dropped);
+                    self.report(Some(node), Reason::Flush, dropped, dropped);
                 }
                 None => self.flush_all(Reason::Flush),
             },
@@ -69,8 +63,7 @@ impl Cache {
     /// starts over.
     pub(super) fn in_doubt(&self, node: NodeId) {
         if let Some(dropped) = self.store.node_lost(node, None) {
-            self.count_invalidated(dropped);
-            self.emit_for(node, Reason::ConnectionLost, dropped);
+            self.report(Some(node), Reason::ConnectionLost, dropped, dropped);
         }
         self.listeners.doubt(node);
     }
@@ -84,8 +77,7 @@ impl Cache {
         };
         let dropped = self.store.connection_closed(&address, connection);
         if dropped > 0 {
-            self.count_invalidated(dropped);
-            self.emit_for(node, Reason::ConnectionLost, dropped);
+            self.report(Some(node), Reason::ConnectionLost, dropped, dropped);
         }
     }
 
@@ -125,8 +117,7 @@ impl PushConsumer for Consumer {
         if let Some(node) = cache.store.listener_node(origin.connection) {
             // The listener task sees it too and starts over; dropping now is what matters.
             if let Some(dropped) = cache.store.node_lost(node, Some(origin.connection)) {
-                cache.count_invalidated(dropped);
-                cache.emit_for(node, Reason::ConnectionLost, dropped);
+                cache.report(Some(node), Reason::ConnectionLost, dropped, dropped);
             }
             return;
         }
@@ -134,9 +125,9 @@ impl PushConsumer for Consumer {
             .store
             .connection_closed(&origin.address, origin.connection);
         if dropped > 0 {
-            cache.count_invalidated(dropped);
-            if let Some(node) = cache.store.node_at(&origin.address) {
-                cache.emit_for(node, Reason::ConnectionLost, dropped);
+            match cache.store.node_at(&origin.address) {
+                Some(node) => cache.report(Some(node), Reason::ConnectionLost, dropped, dropped),
+                None => cache.count_invalidated(dropped),
             }
         }
     }

@@ -195,8 +195,7 @@ impl Cache {
 
     fn flush_all(&self, reason: Reason) {
         let dropped = self.store.flush();
-        self.count_invalidated(dropped);
-        self.emit(reason, dropped, c"");
+        self.report(None, reason, dropped, dropped);
     }
 
     /// The client closes: the invalidation connections end, and with them every entry.
