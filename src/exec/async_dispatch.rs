@@ -228,6 +228,7 @@ impl Drop for Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::signal::readable;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
@@ -237,17 +238,6 @@ mod tests {
         fn run(self: Box<Self>) {
             lock(&self.0).push(self.1);
         }
-    }
-
-    fn readable(fd: RawFd) -> bool {
-        let mut poll = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no wait.
-        let n = unsafe { libc::poll(&mut poll, 1, 0) };
-        n == 1 && poll.revents & libc::POLLIN != 0
     }
 
     #[test]

@@ -138,20 +138,22 @@ fn set_flags(fd: RawFd) {
     }
 }
 
+/// Whether `fd` is readable now (tests of the descriptors made here).
+#[cfg(test)]
+pub(crate) fn readable(fd: RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n == 1 && poll.revents & libc::POLLIN != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn readable(fd: RawFd) -> bool {
-        let mut poll = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no wait.
-        let n = unsafe { libc::poll(&mut poll, 1, 0) };
-        n == 1 && poll.revents & libc::POLLIN != 0
-    }
 
     #[test]
     fn readable_between_raise_and_lower() {

@@ -225,6 +225,7 @@ mod tests {
     use super::*;
     use crate::core::protocol::Protocol;
     use crate::core::pubsub::{Frame, classify};
+    use crate::net::signal::readable;
 
     fn messages(range: std::ops::Range<u32>) -> VecDeque<Message> {
         let mut proto = Protocol::default();
@@ -260,16 +261,6 @@ mod tests {
             got.push(std::str::from_utf8(m.payload()).unwrap().parse().unwrap());
         }
         got
-    }
-
-    fn readable(fd: RawFd) -> bool {
-        let mut poll = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no wait.
-        unsafe { libc::poll(&mut poll, 1, 0) == 1 }
     }
 
     #[test]
