@@ -29,7 +29,7 @@ use crate::config::AsyncDispatch;
 use crate::core::attempt::{Attempt, Facts, Next, Round, Target};
 use crate::core::commands::{blocking_timeout, check_args, is_script};
 use crate::core::{Error, Result, Status};
-use crate::net::mux::Pending;
+use crate::net::mux::{LoopReads, Pending};
 use crate::node::Node;
 use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
 use crate::route::{Key, Placement, Topology};
@@ -72,6 +72,11 @@ impl AsyncState {
                 AsyncDispatch::Caller => Some(Arc::new(Completions::new()?)),
             },
         })
+    }
+
+    /// In caller dispatch, the client's connections read by the dispatching thread.
+    pub fn loop_reads(&self) -> Option<Arc<LoopReads>> {
+        self.completions.as_ref().map(|c| c.loop_reads().clone())
     }
 
     /// The descriptor readable while callbacks wait to be dispatched (caller dispatch only).

@@ -21,7 +21,7 @@
 //! batches in flight, each costing a read, a write and two wake-ups.
 
 use crate::core::Result;
-use crate::net::mux::Held;
+use crate::net::mux::{Held, LoopReads};
 use crate::net::signal::{self, Signal, Wake};
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -44,6 +44,9 @@ pub(crate) struct Completions {
     /// holds the part of the queue it took and has not run yet.
     batch: Mutex<VecDeque<Box<dyn Owed>>>,
     signal: Signal,
+    /// What the application polls: the signal's pipe and the client's plain connections,
+    /// which the dispatching thread reads itself (`net::mux::LoopReads`).
+    reads: Arc<LoopReads>,
 }
 
 struct Queue {
@@ -68,6 +71,8 @@ thread_local! {
 
 impl Completions {
     pub fn new() -> Result<Completions> {
+        let signal = Signal::new()?;
+        let reads = Arc::new(LoopReads::new(signal.fd())?);
         Ok(Completions {
             id: NEXT_ID.fetch_add(1, Relaxed),
             queue: Mutex::new(Queue {
@@ -76,12 +81,18 @@ impl Completions {
                 held: Vec::new(),
             }),
             batch: Mutex::new(VecDeque::new()),
-            signal: Signal::new()?,
+            signal,
+            reads,
         })
     }
 
+    /// Readable while callbacks wait, requests are held, or a connection has bytes to read.
     pub fn fd(&self) -> RawFd {
-        self.signal.fd()
+        self.reads.fd()
+    }
+
+    pub fn loop_reads(&self) -> &Arc<LoopReads> {
+        &self.reads
     }
 
     /// Queues a finished command; the descriptor becomes readable if it was not: now, or at
@@ -147,9 +158,14 @@ impl Completions {
         // What was held for this dispatch goes out first.
         self.write_held();
         if batch.is_empty() {
-            // Swapped, not copied: both deques keep their capacity, so nothing is allocated
-            // once they have grown to the number of commands in flight.
-            std::mem::swap(&mut lock(&self.queue).waiting, &mut *batch);
+            // The replies waiting in the sockets are read here and their callbacks queued,
+            // in one batch that raises nothing: they are taken at once, with those queued
+            // before. Swapped, not copied: both deques keep their capacity, so nothing is
+            // allocated once they have grown to the number of commands in flight.
+            signal::batched(|| {
+                self.reads.read_ready();
+                std::mem::swap(&mut lock(&self.queue).waiting, &mut *batch);
+            });
         }
         let count = match max {
             0 => batch.len(),

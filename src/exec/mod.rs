@@ -77,6 +77,7 @@ impl Shared {
             closed: async_state.closed_signal(),
             pushes: pushes.clone(),
             cache: cache.clone(),
+            loop_reads: async_state.loop_reads(),
         };
         let route = match route::new(config, nodes) {
             Ok(route) => route,

@@ -38,6 +38,16 @@ impl AsyncStream {
         }
     }
 
+    /// The plain socket under the stream, out of tokio's reactor (for reads on the thread that
+    /// dispatches callbacks, `mux::loop_reads`); a TLS stream is given back untouched.
+    pub fn into_plain(self) -> std::result::Result<io::Result<socket2::Socket>, AsyncStream> {
+        match self {
+            AsyncStream::Tcp(s) => Ok(s.into_std().map(socket2::Socket::from)),
+            AsyncStream::Unix(s) => Ok(s.into_std().map(socket2::Socket::from)),
+            tls @ AsyncStream::Tls(_) => Err(tls),
+        }
+    }
+
     /// The socket under the stream (under TLS, the TCP socket).
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;

@@ -29,7 +29,9 @@
 //! of its connection (so no event is reported after `brisk_client_free` returns).
 
 mod express;
+mod loop_reads;
 mod reader;
+mod writer;
 
 use crate::core::{Error, Result, Status};
 use crate::net::ConnectSettings;
@@ -41,12 +43,14 @@ use crate::telemetry::stats::Stat;
 use bytes::BytesMut;
 use express::Express;
 pub(crate) use express::Held;
-use reader::{Line, Reader, SharedLine, kill, lock};
+pub(crate) use loop_reads::LoopReads;
+use loop_reads::{LoopLine, Start};
+use reader::{Line, Reader, Replies, SharedLine, kill, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{Notify, mpsc, watch};
+use writer::Writer;
 
 /// A request the mux carries: what to write, and who hears the outcome. The caller's own
 /// allocation (an async command's whole state, its callback included) travels through the mux
@@ -80,6 +84,8 @@ fn fail(request: Request, error: Error) {
 pub(crate) struct MuxSettings {
     pub read_timeout: Option<Duration>,
     pub health_check_interval: Option<Duration>,
+    /// In caller dispatch: the client's connections read by its dispatching thread.
+    pub loop_reads: Option<Arc<LoopReads>>,
 }
 
 /// The handle to a mux task; dropping every handle ends the task once it has drained.
@@ -327,7 +333,6 @@ impl Task {
         // Kept open by the stream's halves until this returns.
         let fd = stream.raw_fd();
         let express_socket = stream.express_socket();
-        let (reader, mut writer) = tokio::io::split(stream);
         let line: SharedLine = Arc::new(Mutex::new(Line::new()));
         let handoff = Arc::new(Notify::new());
         let express = express_socket.map(|socket| {
@@ -339,21 +344,24 @@ impl Task {
                 self.config.health_check_interval,
             ))
         });
+        let replies = Replies {
+            line: line.clone(),
+            address: self.settings.address.clone(),
+            read_timeout: self.config.read_timeout,
+            proto,
+            express: express.clone(),
+        };
         let reader_done = Arc::new(Notify::new());
-        let reader_task = {
-            let reader = Reader {
-                line: line.clone(),
-                address: self.settings.address.clone(),
-                read_timeout: self.config.read_timeout,
-                proto,
-                half: reader,
-                express: express.clone(),
-            };
-            let done = reader_done.clone();
-            tokio::spawn(async move {
-                reader.run().await;
-                done.notify_one();
-            })
+        let (mut writer, reading) = match self.start_reading(stream, replies, &reader_done) {
+            Ok(started) => started,
+            Err(e) => {
+                kill(
+                    &line,
+                    io_error(&e, "set up reading from", &self.settings.address),
+                );
+                self.event(EventKind::Disconnect, Status::Connection, Duration::ZERO);
+                return (held, true);
+            }
         };
         *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = express;
         loop {
@@ -444,7 +452,7 @@ impl Task {
             }
         }
         *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        reader_task.abort();
+        reading.stop();
         let reason = if self.is_closed() {
             closed_error()
         } else {
@@ -466,6 +474,47 @@ impl Task {
         (held, status != Status::Ok)
     }
 
+    /// Starts the connection's reading side: on the application's dispatching thread when the
+    /// client dispatches its callbacks and the connection is a plain socket (`loop_reads`),
+    /// else a reader task. `done` is told when the reading side finds the connection dead.
+    fn start_reading(
+        &self,
+        stream: AsyncStream,
+        replies: Replies,
+        done: &Arc<Notify>,
+    ) -> std::io::Result<(Writer, Reading)> {
+        let (stream, replies) = match &self.config.loop_reads {
+            None => (stream, replies),
+            Some(reads) => match reads.start(stream, replies) {
+                Start::Failed(e) => return Err(e),
+                Start::Elsewhere(stream, replies) => (stream, replies),
+                Start::OnLoop(writer, line) => {
+                    let done = done.clone();
+                    let tick = loop_reads::tick(reads.clone(), line.clone());
+                    let task = tokio::spawn(async move {
+                        tick.await;
+                        done.notify_one();
+                    });
+                    let on_loop = Some((reads.clone(), line));
+                    return Ok((writer, Reading { task, on_loop }));
+                }
+            },
+        };
+        let (half, writer) = tokio::io::split(stream);
+        let done = done.clone();
+        let task = tokio::spawn(async move {
+            Reader { replies, half }.run().await;
+            done.notify_one();
+        });
+        Ok((
+            Writer::Stream(writer),
+            Reading {
+                task,
+                on_loop: None,
+            },
+        ))
+    }
+
     /// Writes the outbox until it is empty (the task owns `writing` and gives it up then).
     /// False when the connection is done for: its write failed (it is killed), the reader found
     /// it dead, or the client closes.
@@ -478,7 +527,7 @@ impl Task {
     async fn drain(
         &mut self,
         line: &SharedLine,
-        writer: &mut WriteHalf<AsyncStream>,
+        writer: &mut Writer,
         reader_done: &Notify,
         held: &mut VecDeque<Request>,
     ) -> bool {
@@ -494,7 +543,7 @@ impl Task {
                 out.clear();
                 state.take_outbox(&mut out);
             }
-            let write = write_bounded(writer, &out, self.settings.write_timeout);
+            let write = writer.write_all(&out, self.settings.write_timeout);
             tokio::pin!(write);
             let written = loop {
                 tokio::select! {
@@ -523,7 +572,7 @@ impl Task {
     async fn health_check(
         &mut self,
         line: &SharedLine,
-        writer: &mut WriteHalf<AsyncStream>,
+        writer: &mut Writer,
         reader_done: &Notify,
         held: &mut VecDeque<Request>,
     ) -> bool {
@@ -585,6 +634,23 @@ impl Task {
     }
 }
 
+/// A connection's reading side while it is served.
+struct Reading {
+    /// The reader task, or the tick of a connection read by the dispatching thread.
+    task: tokio::task::JoinHandle<()>,
+    on_loop: Option<(Arc<LoopReads>, Arc<LoopLine>)>,
+}
+
+impl Reading {
+    /// Stops reading: the task ends, and the dispatching thread no longer reads the socket.
+    fn stop(self) {
+        self.task.abort();
+        if let Some((reads, line)) = self.on_loop {
+            reads.remove(&line);
+        }
+    }
+}
+
 /// A health check's PING in flight: its outcome goes to the check waiting for it.
 struct HealthCheck(tokio::sync::oneshot::Sender<Result<Reply>>);
 
@@ -629,26 +695,4 @@ fn expire_waiting(waiting: &mut VecDeque<Request>, address: &str) {
             waiting.push_back(request);
         }
     }
-}
-
-/// Writes all of `buffer`, each write call bounded by `timeout` (as a blocking socket's send
-/// timeout bounds each `send`): a peer that takes no bytes for that long is a TIMEOUT.
-async fn write_bounded(
-    writer: &mut WriteHalf<AsyncStream>,
-    mut buffer: &[u8],
-    timeout: Option<Duration>,
-) -> std::io::Result<()> {
-    while !buffer.is_empty() {
-        let written = match timeout {
-            Some(limit) => tokio::time::timeout(limit, writer.write(buffer))
-                .await
-                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?,
-            None => writer.write(buffer).await?,
-        };
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        buffer = &buffer[written..];
-    }
-    writer.flush().await
 }

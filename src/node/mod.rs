@@ -8,7 +8,7 @@ pub(crate) mod pool;
 
 use crate::cache::Cache;
 use crate::net::ConnectSettings;
-use crate::net::mux::{Mux, MuxSettings};
+use crate::net::mux::{LoopReads, Mux, MuxSettings};
 use crate::net::push::PushRouter;
 use crate::telemetry::events::Observer;
 use pool::{Pool, PoolSettings};
@@ -27,6 +27,8 @@ pub(crate) struct NodeContext {
     pub pushes: Arc<PushRouter>,
     /// The client-side cache, when it is on: every node gets an invalidation connection.
     pub cache: Option<Arc<Cache>>,
+    /// In caller dispatch: the muxes' connections are read by the dispatching thread.
+    pub loop_reads: Option<Arc<LoopReads>>,
 }
 
 /// One server.
@@ -34,6 +36,7 @@ pub(crate) struct Node {
     pool: Pool,
     mux: OnceLock<Mux>,
     closed: watch::Receiver<bool>,
+    loop_reads: Option<Arc<LoopReads>>,
 }
 
 impl Node {
@@ -46,6 +49,7 @@ impl Node {
             pool: Pool::new(settings, ctx.pool.clone(), ctx.observer.clone()),
             mux: OnceLock::new(),
             closed: ctx.closed.clone(),
+            loop_reads: ctx.loop_reads.clone(),
         }
     }
 
@@ -71,6 +75,7 @@ impl Node {
                 MuxSettings {
                     read_timeout: settings.read_timeout,
                     health_check_interval: self.pool.settings().health_check_interval,
+                    loop_reads: self.loop_reads.clone(),
                 },
                 self.pool.observer().clone(),
                 self.closed.clone(),

@@ -213,9 +213,9 @@ fn send_nonblocking(socket: &socket2::Socket, mut bytes: &[u8]) -> io::Result<us
 
 /// Never waits; never raises SIGPIPE (brisk lives in programs that have not ignored it).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+pub(super) const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+pub(super) const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
 
 fn line_id(line: &SharedLine) -> usize {
     Arc::as_ptr(line) as usize

@@ -108,17 +108,24 @@ fn deadline_reached() -> Error {
     Error::new(Status::Timeout, "command deadline reached").sent(true)
 }
 
-/// The reading side of a connection: decodes replies and completes requests in order, and
-/// enforces the read timeout and the command deadlines.
-pub(super) struct Reader {
+/// What a connection's reads feed: decodes replies and completes requests in order, and
+/// enforces the read timeout and the command deadlines. Driven by the tokio `Reader` below, or,
+/// in caller dispatch on a plain socket, by the application's dispatching thread and a steady
+/// tick (`loop_reads`).
+pub(super) struct Replies {
     pub line: SharedLine,
     pub address: Arc<str>,
     pub read_timeout: Option<Duration>,
     pub proto: Protocol,
-    pub half: ReadHalf<AsyncStream>,
     /// The connection's express lane: what callbacks send while replies are handed out is
     /// written once they all are.
     pub express: Option<Arc<Express>>,
+}
+
+/// The reading side of a connection on a brisk runtime thread.
+pub(super) struct Reader {
+    pub replies: Replies,
+    pub half: ReadHalf<AsyncStream>,
 }
 
 enum Wake {
@@ -126,42 +133,64 @@ enum Wake {
     Tick,
 }
 
+/// A steady tick, not a sleep started afresh after each read: a peer that sends a byte (or a
+/// push frame) more often than the tick must not keep the bounds from being checked.
+pub(super) fn steady_tick() -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 impl Reader {
-    pub async fn run(mut self) {
-        // A steady tick, not a sleep started afresh after each read: a peer that sends a byte
-        // (or a push frame) more often than the tick must not keep the bounds from being checked.
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    pub async fn run(self) {
+        let Reader {
+            mut replies,
+            mut half,
+        } = self;
+        let mut tick = steady_tick();
         loop {
-            // One batch per read: an application dispatching callbacks itself is woken once
-            // for all the replies the read brought (`signal::batched`).
-            let handed_out = match self.express.clone() {
-                Some(express) => express.reading(|| batched(|| self.hand_out())),
-                None => batched(|| self.hand_out()),
-            };
-            if let Err(e) = handed_out {
-                return kill(&self.line, e);
+            if let Err(e) = replies.hand_out_read() {
+                return kill(&replies.line, e);
             }
             let wake = tokio::select! {
-                read = self.half.read_buf(self.proto.input_buffer()) => Wake::Read(read),
+                read = half.read_buf(replies.proto.input_buffer()) => Wake::Read(read),
                 _ = tick.tick() => Wake::Tick,
             };
             match wake {
-                Wake::Read(Ok(0)) => return kill(&self.line, closed_by_peer(&self.address)),
+                Wake::Read(Ok(0)) => return kill(&replies.line, closed_by_peer(&replies.address)),
                 Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(e)) => {
-                    return kill(&self.line, io_error(&e, "read from", &self.address));
+                    return kill(&replies.line, io_error(&e, "read from", &replies.address));
                 }
                 Wake::Tick => {
-                    if let Err(e) = self.expire() {
-                        return kill(&self.line, e);
-                    }
-                    if let Some(express) = &self.express {
-                        express.flush_wanted();
+                    if let Err(e) = replies.on_tick() {
+                        return kill(&replies.line, e);
                     }
                 }
             }
         }
+    }
+}
+
+impl Replies {
+    /// Hands out the replies of the bytes read, as one batch: an application dispatching
+    /// callbacks itself is woken once for all of them (`signal::batched`), and what was sent
+    /// meanwhile is written after them (`Express::reading`).
+    pub fn hand_out_read(&mut self) -> Result<()> {
+        match self.express.clone() {
+            Some(express) => express.reading(|| batched(|| self.hand_out())),
+            None => batched(|| self.hand_out()),
+        }
+    }
+
+    /// The steady tick's checks: deadlines and the read timeout, then what senders left for
+    /// the reader (requests behind replies that never come still go out).
+    pub fn on_tick(&mut self) -> Result<()> {
+        self.expire()?;
+        if let Some(express) = &self.express {
+            express.flush_wanted();
+        }
+        Ok(())
     }
 
     /// Hands out every reply the bytes read so far complete.
