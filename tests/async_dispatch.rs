@@ -139,6 +139,37 @@ fn nothing_runs_until_dispatched_and_the_descriptor_is_level_triggered() {
 }
 
 #[test]
+fn the_dispatch_reads_the_reply_that_made_the_descriptor_readable() {
+    // The connection's socket is part of the descriptor: a reply arriving makes it readable, and
+    // the dispatch that follows reads it and runs its callback then and there (a runtime thread
+    // only reads, on a 50 ms tick, what nobody dispatched). Submitted from another thread, so
+    // that nothing is held for this one's next dispatch.
+    let server = RedisServer::start();
+    let client = Client::new(&caller_config(&server)).unwrap();
+    let fd = client.async_fd().unwrap();
+    let calls = Calls::default();
+    for i in 0..20 {
+        std::thread::scope(|s| {
+            s.spawn(|| start(&client, &calls, i, &["INCR", "read-here"]));
+        });
+        assert!(readable(fd, 5000), "round {i}: the reply made it readable");
+        assert_eq!(
+            client.async_dispatch(0),
+            1,
+            "round {i}: the dispatch read the reply and ran its callback"
+        );
+        assert!(!readable(fd, 0), "round {i}: nothing left");
+    }
+    let values: Vec<i64> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.outcome.unwrap())
+        .collect();
+    assert_eq!(values, (1..=20).collect::<Vec<_>>());
+}
+
+#[test]
 fn error_replies_and_deadlines_come_through_dispatch() {
     let server = RedisServer::start();
     let mut config = caller_config(&server);

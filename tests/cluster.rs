@@ -5,7 +5,7 @@
 
 mod support;
 
-use brisk::config::ReadFrom;
+use brisk::config::{AsyncDispatch, ReadFrom};
 use brisk::stats::Stat;
 use brisk::{Client, Status};
 use std::collections::HashMap;
@@ -207,6 +207,80 @@ fn async_commands_go_to_their_nodes_pipelined_on_one_connection_each() {
     let e = expect_err(call_async(&c, &["LPUSH", "akey:1", "x"]), Status::Server);
     assert!(e.message().starts_with("WRONGTYPE"), "{}", e.message());
     assert_eq!(text(&call_async(&c, &["PING"]).unwrap()), "PONG");
+
+    // Caller dispatch: one descriptor for every primary's connection, which this thread reads
+    // when it dispatches (several sockets ready at once: the epoll path), 100 GETs in flight.
+    let mut config = cluster.config();
+    config.async_dispatch = AsyncDispatch::Caller;
+    let d = client_from(&config);
+    let answers: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let (total, window) = (3_000u64, 100usize);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0;
+    while answers.lock().unwrap().len() < total as usize && Instant::now() < deadline {
+        while sent < total && sent as usize - answers.lock().unwrap().len() < window {
+            let answers = answers.clone();
+            let key = format!("akey:{sent}");
+            let words = [&b"GET"[..], key.as_bytes()];
+            let args = brisk::Args::from_slices(&words);
+            let i = sent;
+            d.command_async(
+                &args,
+                Box::new(move |outcome| {
+                    let got = match outcome {
+                        Ok(reply) => text(&reply),
+                        Err(e) => format!("{:?}: {}", e.status(), e.message()),
+                    };
+                    answers.lock().unwrap().push((i, got));
+                }),
+            )
+            .unwrap();
+            sent += 1;
+        }
+        wait_readable(d.async_fd().unwrap(), 100);
+        d.async_dispatch(0);
+    }
+    let answers = answers.lock().unwrap();
+    assert_eq!(answers.len(), total as usize, "every callback within 60 s");
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|(i, got)| *got != i.to_string())
+        .collect();
+    assert!(wrong.is_empty(), "{:?}", &wrong[..wrong.len().min(5)]);
+    let connects = d.stat(Stat::Connects);
+    assert!(connects <= 5, "{connects} connections for 3,000 async GETs");
+
+    // With a connection per primary in the descriptor, the dispatch asks epoll which one the
+    // reply is on and reads it then and there (a runtime thread only reads, on a 50 ms tick,
+    // what nobody dispatched). Submitted from another thread, so that nothing is held for this
+    // one's next dispatch.
+    for i in 0..20u64 {
+        let key = format!("akey:{}", i * 37);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let words = [&b"GET"[..], key.as_bytes()];
+                d.command_async(&brisk::Args::from_slices(&words), Box::new(|_| {}))
+                    .unwrap();
+            });
+        });
+        wait_readable(d.async_fd().unwrap(), 5000);
+        assert_eq!(
+            d.async_dispatch(0),
+            1,
+            "round {i} ({key}): read and run at once"
+        );
+    }
+}
+
+/// Waits until `fd` is readable, at most `ms` milliseconds.
+fn wait_readable(fd: std::os::fd::RawFd, ms: i32) {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut poll, 1, ms) };
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Issue 15: bounds that hold against any peer. A scripted server ([`HostilePeer`]) answers the
 //! handshake like Redis, then misbehaves on the first real command; every case runs through the
-//! blocking path (`Client::command`) and the async path (`Client::command_async`).
+//! blocking path (`Client::command`), the async path (`Client::command_async`) and the async path
+//! with caller dispatch (the test's thread reads the connection when it dispatches).
 //!
 //! - A reply trickled forever (a streamed array, a bulk string one byte at a time) or a flood of
 //!   RESP3 pushes with no reply: the command deadline (1000 ms) ends the command, and so does
@@ -25,7 +26,7 @@ mod support;
 use brisk::{Config, Error, Reply, Result, Status};
 use std::time::Duration;
 use support::{
-    Behaviour, HostilePeer, Path, client, constant_retry, timed_call, wait_until, within,
+    Behaviour, HostilePeer, Path, client_on, constant_retry, timed_call, wait_until, within,
 };
 
 const DEADLINE_MS: u32 = 1000;
@@ -144,7 +145,7 @@ fn next_command_is_answered_anew(peer: &HostilePeer, c: &brisk::Client, path: Pa
 /// `GET` against `behaviour` with the issue's configuration: TIMEOUT within the deadline.
 fn deadline_holds(behaviour: Behaviour, protocol: u32, path: Path) {
     let peer = HostilePeer::start(behaviour);
-    let c = client(&deadline_config(&peer, protocol));
+    let c = client_on(path, &deadline_config(&peer, protocol));
     let outcome = timed_call(&c, path, &["GET", "k"]);
     expect_failure(
         &peer,
@@ -156,7 +157,7 @@ fn deadline_holds(behaviour: Behaviour, protocol: u32, path: Path) {
     );
 }
 
-on_both_paths! {
+on_every_path! {
     deadline_bounds_a_trickled_array => deadline_holds(Behaviour::TrickleArray, 3);
     deadline_bounds_a_trickled_bulk => deadline_holds(Behaviour::TrickleBulk, 3);
     deadline_bounds_a_trickled_bulk_resp2 => deadline_holds(Behaviour::TrickleBulk, 2);
@@ -166,7 +167,7 @@ on_both_paths! {
 /// The handshake is bounded too: HELLO's reply trickled one byte every 100 ms.
 fn deadline_holds_in_the_handshake(path: Path) {
     let peer = HostilePeer::in_handshake(Behaviour::TrickleBulk);
-    let c = client(&deadline_config(&peer, 3));
+    let c = client_on(path, &deadline_config(&peer, 3));
     let outcome = timed_call(&c, path, &["GET", "k"]);
     expect_failure(
         &peer,
@@ -178,7 +179,7 @@ fn deadline_holds_in_the_handshake(path: Path) {
     );
 }
 
-on_both_paths! {
+on_every_path! {
     deadline_bounds_a_trickled_handshake => deadline_holds_in_the_handshake();
 }
 
@@ -189,7 +190,7 @@ fn cut_reply_is_not_waited_for_again(path: Path) {
     let peer = HostilePeer::once(Behaviour::TrickleArray);
     let mut config = deadline_config(&peer, 3);
     config.retry.max_retries = Some(0);
-    let c = client(&config);
+    let c = client_on(path, &config);
     let what = format!("TrickleArray on the first connection, {path:?}, no retries");
     expect_failure(
         &peer,
@@ -202,7 +203,7 @@ fn cut_reply_is_not_waited_for_again(path: Path) {
     next_command_is_answered_anew(&peer, &c, path, &what);
 }
 
-on_both_paths! {
+on_every_path! {
     a_connection_with_a_reply_cut_short_is_dropped => cut_reply_is_not_waited_for_again();
 }
 
@@ -211,7 +212,7 @@ on_both_paths! {
 
 fn read_timeout_holds(behaviour: Behaviour, path: Path) {
     let peer = HostilePeer::start(behaviour);
-    let c = client(&read_timeout_config(&peer));
+    let c = client_on(path, &read_timeout_config(&peer));
     let outcome = timed_call(&c, path, &["GET", "k"]);
     expect_failure(
         &peer,
@@ -223,7 +224,7 @@ fn read_timeout_holds(behaviour: Behaviour, path: Path) {
     );
 }
 
-on_both_paths! {
+on_every_path! {
     read_timeout_bounds_a_trickled_array => read_timeout_holds(Behaviour::TrickleArray);
     read_timeout_bounds_a_trickled_bulk => read_timeout_holds(Behaviour::TrickleBulk);
     read_timeout_bounds_a_push_flood => read_timeout_holds(Behaviour::PushFlood);
@@ -243,7 +244,7 @@ fn against_loading(
     let peer = HostilePeer::start(Behaviour::Loading { refusals });
     let mut config = deadline_config(&peer, protocol);
     config.retry = constant_retry(20, 3); // writes under SAFE (the default)
-    let c = client(&config);
+    let c = client_on(path, &config);
     let outcome = timed_call(&c, path, args);
     drop(c);
     (peer, outcome)
@@ -263,7 +264,7 @@ fn loading_write_is_retried(protocol: u32, path: Path) {
     );
 }
 
-on_both_paths! {
+on_every_path! {
     loading_refusal_of_a_write_is_retried => loading_write_is_retried(3);
     loading_refusal_of_a_write_is_retried_resp2 => loading_write_is_retried(2);
 }
@@ -281,7 +282,7 @@ fn loading_read_is_retried(path: Path) {
     );
 }
 
-on_both_paths! {
+on_every_path! {
     loading_refusal_of_a_read_is_retried => loading_read_is_retried();
 }
 
@@ -311,7 +312,7 @@ fn loading_to_the_end(path: Path) {
     );
 }
 
-on_both_paths! {
+on_every_path! {
     loading_refusals_to_the_end => loading_to_the_end();
 }
 
@@ -323,7 +324,7 @@ on_both_paths! {
 /// connection never answers again).
 fn garbage_drops_the_connection(protocol: u32, path: Path) {
     let peer = HostilePeer::once(Behaviour::Garbage);
-    let c = client(&deadline_config(&peer, protocol));
+    let c = client_on(path, &deadline_config(&peer, protocol));
     let what = format!("garbage after $5\\r\\nhel, {path:?}, RESP{protocol}");
     expect_failure(
         &peer,
@@ -342,7 +343,7 @@ fn garbage_drops_the_connection(protocol: u32, path: Path) {
     assert_eq!(peer.log().connections, 2, "{what}: {}", peer_summary(&peer));
 }
 
-on_both_paths! {
+on_every_path! {
     garbage_after_a_valid_prefix => garbage_drops_the_connection(3);
     garbage_after_a_valid_prefix_resp2 => garbage_drops_the_connection(2);
 }

@@ -16,12 +16,12 @@
 
 mod support;
 
-use brisk::{Client, Config, Reply, Result, Status};
+use brisk::{Config, Reply, Result, Status};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
-use support::{Behaviour, GIVE_UP, HostilePeer, Path, timed_call, wait_until};
+use support::{Behaviour, GIVE_UP, HostilePeer, Path, client_on, timed_call, wait_until};
 
 const MIB: u64 = 1024 * 1024;
 const BOMB: Behaviour = Behaviour::NullBomb { bytes: 120 * MIB };
@@ -129,7 +129,7 @@ fn bombed(
     config: &Config,
     path: Path,
 ) -> (Result<Reply>, Duration, u64, String) {
-    let c = Client::new(config).expect("Client::new");
+    let c = client_on(path, config);
     let ((outcome, took), growth) = peak_growth(|| {
         let outcome = timed_call(&c, path, &["GET", "k"]);
         drop(c);
@@ -185,6 +185,13 @@ fn reply_limit_ends_a_memory_bomb_blocking() {
 fn reply_limit_ends_a_memory_bomb_async() {
     in_own_process("reply_limit_ends_a_memory_bomb_async", || {
         reply_limit_ends_the_bomb(Path::Async)
+    });
+}
+
+#[test]
+fn reply_limit_ends_a_memory_bomb_caller_dispatch() {
+    in_own_process("reply_limit_ends_a_memory_bomb_caller_dispatch", || {
+        reply_limit_ends_the_bomb(Path::CallerDispatch)
     });
 }
 

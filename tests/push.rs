@@ -8,8 +8,8 @@ use brisk::{Client, Config, Reply};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{
-    Behaviour, HostilePeer, Path, RedisServer, assert_at_most, cmd, ok, session_cmd, timed_call,
-    wait_until,
+    Behaviour, HostilePeer, Path, RedisServer, assert_at_most, client_on, cmd, ok, session_cmd,
+    timed_call, wait_until,
 };
 
 /// Records what it is given.
@@ -104,7 +104,7 @@ fn pushes_are_routed(path: Path) {
     let mut config: Config = peer.config();
     config.command_deadline_ms = 600;
     config.retry.max_retries = Some(0);
-    let client = Client::new(&config).unwrap();
+    let client = client_on(path, &config);
     let recorder = Arc::new(Recorder::default());
     let _registration = client.register_push_consumer(&[b"message"], recorder.clone());
     let (result, elapsed) = timed_call(&client, path, &["GET", "k"]);
@@ -127,7 +127,8 @@ fn pushes_are_routed(path: Path) {
     );
 }
 
-// Pooled connections (blocking) and multiplexed ones (async).
-on_both_paths! {
+// Pooled connections (blocking) and multiplexed ones (async; read by the dispatching thread
+// with caller dispatch).
+on_every_path! {
     pushes_are_routed_out_of_connections => pushes_are_routed();
 }

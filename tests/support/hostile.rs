@@ -10,9 +10,11 @@
 //! peer runs on [`Listener`](super::fake) threads, checks the stop flag every 50 ms, and is
 //! joined when dropped.
 //!
-//! [`timed_call`] runs one command through the blocking path or the async path and measures it.
+//! [`timed_call`] runs one command through the blocking path, the async path, or the async path
+//! with caller dispatch, and measures it.
 
 use super::fake::Listener;
+use brisk::config::AsyncDispatch;
 use brisk::{Args, Client, Config, Reply, Result};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -507,18 +509,31 @@ pub enum Path {
     Blocking,
     /// `Client::command_async`, its callback sending the outcome back.
     Async,
+    /// `Client::command_async` on a client with caller dispatch: the test's thread polls the
+    /// client's descriptor and dispatches (and so reads the connection) until the callback ran.
+    CallerDispatch,
 }
 
-/// One test per driver for each scenario: `name::blocking` and `name::asynchronous` call
-/// `scenario(args.., Path::Blocking)` and `scenario(args.., Path::Async)`.
+/// A client for `config`, with caller dispatch on [`Path::CallerDispatch`].
+pub fn client_on(path: Path, config: &Config) -> Client {
+    let mut config = config.clone();
+    if let Path::CallerDispatch = path {
+        config.async_dispatch = AsyncDispatch::Caller;
+    }
+    Client::new(&config).expect("Client::new")
+}
+
+/// One test per driver for each scenario: `name::blocking`, `name::asynchronous` and
+/// `name::caller_dispatch` call `scenario(args.., Path::Blocking)`, `scenario(args.., Path::Async)`
+/// and `scenario(args.., Path::CallerDispatch)`.
 ///
 /// ```ignore
-/// on_both_paths! {
+/// on_every_path! {
 ///     deadline_bounds_a_push_flood => deadline_holds(Behaviour::PushFlood, 3);
 /// }
 /// ```
 #[macro_export]
-macro_rules! on_both_paths {
+macro_rules! on_every_path {
     ($($name:ident => $scenario:ident($($arg:expr),* $(,)?);)+) => {
         $(
             mod $name {
@@ -532,6 +547,11 @@ macro_rules! on_both_paths {
                 #[test]
                 fn asynchronous() {
                     $scenario($($arg,)* $crate::support::Path::Async)
+                }
+
+                #[test]
+                fn caller_dispatch() {
+                    $scenario($($arg,)* $crate::support::Path::CallerDispatch)
                 }
             }
         )+
@@ -553,7 +573,7 @@ pub fn timed_call(client: &Client, path: Path, args: &[&str]) -> (Result<Reply>,
             let outcome = client.command(&args);
             (outcome, started.elapsed())
         }
-        Path::Async => {
+        Path::Async | Path::CallerDispatch => {
             let (tx, rx) = std::sync::mpsc::channel();
             client
                 .command_async(
@@ -563,10 +583,33 @@ pub fn timed_call(client: &Client, path: Path, args: &[&str]) -> (Result<Reply>,
                     }),
                 )
                 .unwrap_or_else(|e| panic!("command_async refused the command: {}", e.message()));
-            let (outcome, at) = rx
-                .recv_timeout(CALLBACK_WAIT)
-                .unwrap_or_else(|_| panic!("no callback within {CALLBACK_WAIT:?}"));
+            let (outcome, at) = match path {
+                Path::CallerDispatch => dispatch_until_answered(client, &rx),
+                _ => rx.recv_timeout(CALLBACK_WAIT).ok(),
+            }
+            .unwrap_or_else(|| panic!("no callback within {CALLBACK_WAIT:?}"));
             (outcome, at - started)
         }
     }
+}
+
+/// Polls `client`'s descriptor and dispatches until the callback has sent its outcome to `rx`
+/// (within [`CALLBACK_WAIT`]).
+fn dispatch_until_answered<T>(client: &Client, rx: &std::sync::mpsc::Receiver<T>) -> Option<T> {
+    let fd = client.async_fd().expect("a client with caller dispatch");
+    let started = Instant::now();
+    while started.elapsed() < CALLBACK_WAIT {
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, waiting at most 100 ms.
+        unsafe { libc::poll(&mut poll, 1, 100) };
+        client.async_dispatch(0);
+        if let Ok(outcome) = rx.try_recv() {
+            return Some(outcome);
+        }
+    }
+    None
 }

@@ -37,7 +37,7 @@ mod tls;
 
 pub use cluster::{NodeInfo, RedisCluster};
 pub use fake::{ClosedPort, FullBacklog, ScriptedServer, SilentServer, closed_port};
-pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, timed_call};
+pub use hostile::{Behaviour, GIVE_UP, HostilePeer, Path, PeerLog, client_on, timed_call};
 pub use otlp::{OtlpReceiver, Posted};
 pub use proxy::FaultProxy;
 pub use sentinel::{
