@@ -161,8 +161,10 @@ typedef uint32_t brisk_retry_writes;
 
 /**
  * Receives events, synchronously, on the thread that did the work (the caller's thread for
- * commands; a `brisk-runtime` thread for background connects and disconnects). It must be
- * thread-safe and must not block or call back into the client.
+ * blocking commands; for async commands the thread that read the reply: a `brisk-runtime`
+ * thread, or with `BRISK_ASYNC_DISPATCH_CALLER` often the thread in
+ * `brisk_client_async_dispatch()`; a `brisk-runtime` thread for background connects and
+ * disconnects). It must be thread-safe and must not block or call back into the client.
  */
 typedef void (*brisk_event_fn)(void *userdata,
                                const brisk_event *event);
@@ -907,14 +909,18 @@ brisk_status brisk_command_async(brisk_client *client,
 
 /**
  * With `BRISK_ASYNC_DISPATCH_CALLER` (see `brisk_config_set_async_dispatch()`): a file
- * descriptor that is readable while async callbacks wait to be run by
- * `brisk_client_async_dispatch()`, for poll/epoll/kqueue/libuv/asyncio loops. Level-triggered:
- * it stays readable until the waiting callbacks have been dispatched, and becomes readable
- * once when the first of a batch of replies is queued (not once per reply). It is readable
- * too while commands sent by the thread that dispatches wait for its next dispatch to be
- * written (see `brisk_client_async_dispatch()`). It is owned by the
- * client: do not read, write or close it; it stays open until `brisk_client_free()`. -1 for a
- * NULL client or one without caller dispatch (see `brisk_last_error_message()`). Thread-safe.
+ * descriptor that is readable while `brisk_client_async_dispatch()` has work, for
+ * poll/epoll/kqueue/libuv/asyncio loops: async callbacks waiting to be run, replies waiting
+ * in a connection to be read (the dispatch reads them on its own thread and runs their
+ * callbacks, as an event loop reads hiredis's context: no other thread is woken per reply),
+ * or commands sent by the thread that dispatches waiting for its next dispatch to be written
+ * (see `brisk_client_async_dispatch()`). Level-triggered: it stays readable until that work
+ * is done, and a batch of replies makes it readable once, not once per reply. A dispatch
+ * may find nothing to run when what made it readable was the first part of a reply. On
+ * Linux it is an epoll descriptor (which poll, epoll and libuv watch like any other). It is
+ * owned by the client: do not read, write or close it; it stays open until
+ * `brisk_client_free()`. -1 for a NULL client or one without caller dispatch (see
+ * `brisk_last_error_message()`). Thread-safe.
  *
  * # Safety
  * `client` is NULL or a live client.
@@ -937,9 +943,15 @@ int brisk_client_async_fd(const brisk_client *client);
  * for the batch. Should it not dispatch again, the connection's reader writes them after its
  * next read, or within 50 ms.
  *
- * Nobody dispatching does not stop the commands: they are sent, answered and retried as
- * usual, and their callbacks queue up (one entry per command, no bound other than the
- * commands the program has in flight). The command deadline and timeouts still apply (a late
+ * The replies of a plain (TCP or Unix socket) connection are read by the dispatch, on the
+ * calling thread, up to 1 MiB per connection per call; a connection's end or a protocol error
+ * found there fails its commands as a runtime thread would (their callbacks are run by the
+ * same call, or retried as usual). TLS connections are read by a brisk runtime thread.
+ *
+ * Nobody dispatching does not stop the commands: a brisk runtime thread reads what waits in
+ * the connections every 50 ms, so they are sent, answered and retried as usual, and their
+ * callbacks queue up (one entry per command, no bound other than the commands the program
+ * has in flight). The command deadline and timeouts still apply (a late
  * command's callback is queued with TIMEOUT), but a callback only runs when dispatched.
  * `brisk_client_free()` runs every callback still owed on its own thread before it returns:
  * those whose commands had finished with their outcome (reply or error), the others with

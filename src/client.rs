@@ -55,17 +55,19 @@ impl Client {
     }
 
     /// With [`AsyncDispatch::Caller`](crate::config::AsyncDispatch): a descriptor that is
-    /// readable (level-triggered) while callbacks wait for [`Client::async_dispatch`], or
-    /// commands the dispatching thread sent wait for its next dispatch to be written. Owned by
-    /// the client: do not read, write or close it. INVALID_ARGUMENT without caller dispatch.
+    /// readable (level-triggered) while [`Client::async_dispatch`] has work: callbacks waiting,
+    /// replies waiting in a plain connection (the dispatch reads them on its own thread), or
+    /// commands the dispatching thread sent waiting for its next dispatch to be written. Owned
+    /// by the client: do not read, write or close it. INVALID_ARGUMENT without caller dispatch.
     pub fn async_fd(&self) -> Result<std::os::fd::RawFd> {
         self.shared.async_state.fd()
     }
 
     /// With [`AsyncDispatch::Caller`](crate::config::AsyncDispatch): runs up to `max` waiting
     /// async callbacks (0: all those waiting now) on this thread, in completion order, and
-    /// returns how many ran. 0 without caller dispatch, and from inside a callback of this
-    /// client. A thread that dispatched callbacks is the client's event loop: the commands it
+    /// returns how many ran, after reading the replies waiting in the client's plain
+    /// connections (up to 1 MiB each). 0 without caller dispatch, and from inside a callback
+    /// of this client. A thread that dispatched callbacks is the client's event loop: the commands it
     /// sends to the client afterwards are written together when the callbacks have run or at
     /// its next dispatch (the descriptor is readable meanwhile); without one, the connection's
     /// reader writes them after its next read or within 50 ms.

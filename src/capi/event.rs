@@ -68,8 +68,10 @@ pub const BRISK_CACHE_REASON_CONNECTION_LOST: brisk_cache_reason = 3;
 pub const BRISK_CACHE_REASON_TOPOLOGY: brisk_cache_reason = 4;
 
 /// Receives events, synchronously, on the thread that did the work (the caller's thread for
-/// commands; a `brisk-runtime` thread for background connects and disconnects). It must be
-/// thread-safe and must not block or call back into the client.
+/// blocking commands; for async commands the thread that read the reply: a `brisk-runtime`
+/// thread, or with `BRISK_ASYNC_DISPATCH_CALLER` often the thread in
+/// `brisk_client_async_dispatch()`; a `brisk-runtime` thread for background connects and
+/// disconnects). It must be thread-safe and must not block or call back into the client.
 pub type brisk_event_fn =
     Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const brisk_event)>;
 
