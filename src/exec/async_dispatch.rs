@@ -72,7 +72,7 @@ thread_local! {
 impl Completions {
     pub fn new() -> Result<Completions> {
         let signal = Signal::new()?;
-        let reads = Arc::new(LoopReads::new(signal.fd())?);
+        let reads = Arc::new(LoopReads::new(signal.fd()));
         Ok(Completions {
             id: NEXT_ID.fetch_add(1, Relaxed),
             queue: Mutex::new(Queue {

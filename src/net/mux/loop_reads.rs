@@ -18,14 +18,16 @@
 //! read by a runtime thread as without caller dispatch (their records need the TLS state, which
 //! the mux task owns); their callbacks still run on the dispatching thread.
 
+mod epoll;
+
 use super::reader::{Replies, kill, lock, steady_tick};
 use super::writer::Writer;
-use crate::core::{Error, Result, Status};
+use crate::core::{Error, Result};
 use crate::net::async_connect::AsyncStream;
 use crate::net::errors::{closed_by_peer, io_error};
 use crate::net::signal::batched;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::Interest;
@@ -41,7 +43,11 @@ const READ_BUDGET: usize = 1 << 20;
 
 /// A client's connections read by its dispatching thread, and the descriptor that says when.
 pub(crate) struct LoopReads {
-    epoll: OwnedFd,
+    /// The completion queue's descriptor.
+    pipe: RawFd,
+    /// `None` where epoll is missing (or could not be had): connections are then read by
+    /// runtime threads, and the application polls the pipe alone.
+    epoll: Option<OwnedFd>,
     lines: Mutex<Vec<Arc<LoopLine>>>,
 }
 
@@ -59,38 +65,28 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(PIPE + 1);
 impl LoopReads {
     /// An epoll instance holding `pipe` (the completion queue's descriptor), to which the
     /// client's plain connections are added as they open.
-    pub fn new(pipe: RawFd) -> Result<LoopReads> {
-        // SAFETY: epoll_create1 with a valid flag; the descriptor returned is ours alone.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(Error::new(
-                Status::Internal,
-                format!("cannot create a readiness descriptor (epoll): {e}"),
-            ));
-        }
-        // SAFETY: epoll_create1 succeeded.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, pipe, PIPE).map_err(|e| {
-            Error::new(
-                Status::Internal,
-                format!("cannot watch the completion descriptor (epoll_ctl): {e}"),
-            )
-        })?;
-        Ok(LoopReads {
-            epoll,
+    pub fn new(pipe: RawFd) -> LoopReads {
+        let epoll = epoll::create().and_then(|e| epoll::add(&e, pipe, PIPE).map(|()| e));
+        LoopReads {
+            pipe,
+            epoll: epoll.ok(),
             lines: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     /// The descriptor the application polls: readable while the pipe is, or while a connection
     /// has bytes (or its end) to read.
     pub fn fd(&self) -> RawFd {
-        self.epoll.as_raw_fd()
+        self.epoll.as_ref().map_or(self.pipe, AsRawFd::as_raw_fd)
     }
 
     /// Adds a connection, read from `socket` (a descriptor of its own, kept open by the line).
-    fn add(&self, socket: socket2::Socket, replies: Replies) -> io::Result<Arc<LoopLine>> {
+    fn add(
+        &self,
+        epoll: &OwnedFd,
+        socket: socket2::Socket,
+        replies: Replies,
+    ) -> io::Result<Arc<LoopLine>> {
         let line = Arc::new(LoopLine {
             id: NEXT_ID.fetch_add(1, Relaxed),
             socket,
@@ -98,12 +94,7 @@ impl LoopReads {
             died: Notify::new(),
         });
         let mut lines = lock_lines(&self.lines);
-        epoll_ctl(
-            &self.epoll,
-            libc::EPOLL_CTL_ADD,
-            line.socket.as_raw_fd(),
-            line.id,
-        )?;
+        epoll::add(epoll, line.socket.as_raw_fd(), line.id)?;
         lines.push(line.clone());
         Ok(line)
     }
@@ -115,7 +106,9 @@ impl LoopReads {
             lines.swap_remove(at);
             // Before the line's descriptor can close (the line is alive: `line` borrows it), so
             // the registration cannot outlive it. Failure means it was not registered.
-            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, line.socket.as_raw_fd(), 0);
+            if let Some(epoll) = &self.epoll {
+                let _ = epoll::remove(epoll, line.socket.as_raw_fd());
+            }
         }
     }
 
@@ -134,21 +127,10 @@ impl LoopReads {
         if let Some(line) = one {
             return self.read(&line);
         }
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
-        // SAFETY: a valid epoll descriptor and a buffer of `events.len()` entries; no wait.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as libc::c_int,
-                0,
-            )
-        };
-        for event in events.iter().take(n.max(0) as usize) {
-            let id = event.u64;
-            if id == PIPE {
-                continue;
-            }
+        let Some(epoll) = &self.epoll else { return };
+        let mut ready = [0u64; 16];
+        let n = epoll::ready(epoll, &mut ready);
+        for &id in ready[..n].iter().filter(|&&id| id != PIPE) {
             let line = lock_lines(&self.lines).iter().find(|l| l.id == id).cloned();
             if let Some(line) = line {
                 self.read(&line);
@@ -212,20 +194,6 @@ fn lock_lines(lines: &Mutex<Vec<Arc<LoopLine>>>) -> MutexGuard<'_, Vec<Arc<LoopL
     lines.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Level-triggered readability of `fd` in `epoll`, under `token`.
-fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-        u64: token,
-    };
-    // SAFETY: a valid epoll descriptor, a descriptor the caller keeps open, a valid event.
-    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut event) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// How a connection is read, once `LoopReads::start` has looked at it. (Large, but made and
 /// matched once per connection, on the mux task's stack.)
 #[allow(clippy::large_enum_variant)]
@@ -241,6 +209,9 @@ pub(super) enum Start {
 impl LoopReads {
     /// Moves a new connection's reading to the dispatching thread when it is a plain socket.
     pub(super) fn start(&self, stream: AsyncStream, replies: Replies) -> Start {
+        let Some(epoll) = &self.epoll else {
+            return Start::Elsewhere(stream, replies);
+        };
         let Some(read_side) = stream.express_socket() else {
             return Start::Elsewhere(stream, replies);
         };
@@ -257,7 +228,7 @@ impl LoopReads {
             Ok(socket) => Writer::Socket(socket),
             Err(e) => return Start::Failed(e.into_parts().1),
         };
-        match self.add(read_side, replies) {
+        match self.add(epoll, read_side, replies) {
             Ok(line) => Start::OnLoop(writer, line),
             Err(e) => Start::Failed(e),
         }
