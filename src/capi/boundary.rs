@@ -60,8 +60,18 @@ pub(crate) unsafe fn try_mut<'a, H: Handle>(
     ptr: *mut H,
     arg: &str,
 ) -> Result<&'a mut H::Target, Error> {
+    // SAFETY: per this function's contract.
+    unsafe { handle_mut(ptr) }.ok_or_else(|| null_argument(arg, H::NAME))
+}
+
+/// The object behind a handle, mutably, `None` for NULL (no error built: the fast paths' test).
+///
+/// # Safety
+/// As [`try_mut`].
+#[inline(always)]
+pub(crate) unsafe fn handle_mut<'a, H: Handle>(ptr: *mut H) -> Option<&'a mut H::Target> {
     // SAFETY: per the contract.
-    unsafe { ptr.cast::<H::Target>().as_mut() }.ok_or_else(|| null_argument(arg, H::NAME))
+    unsafe { ptr.cast::<H::Target>().as_mut() }
 }
 
 /// Destroys the object behind a handle; NULL is a no-op.
