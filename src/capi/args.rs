@@ -69,15 +69,14 @@ unsafe fn invalid_args(argc: usize, argv: *const *const c_char) -> Error {
     Error::invalid_argument(format!("argv[{}]: NULL", i.unwrap_or_default()))
 }
 
-/// `argv` non-null with `argc` non-null entries.
+/// Whether `argv` is non-null with `argc` (at least one) non-null entries.
 ///
 /// # Safety
 /// A non-null `argv` points to `argc` pointers.
 #[inline(always)]
-unsafe fn check_argv(argc: usize, argv: *const *const c_char) -> Result<(), Error> {
+unsafe fn argv_valid(argc: usize, argv: *const *const c_char) -> bool {
     if argc == 0 || argv.is_null() {
-        // SAFETY: as below.
-        return Err(unsafe { invalid_args(argc, argv) });
+        return false;
     }
     // From the last entry down: per entry a load, a test and the count's own decrement (an
     // upward loop compares with argc besides, ~4 instructions more per command).
@@ -86,11 +85,44 @@ unsafe fn check_argv(argc: usize, argv: *const *const c_char) -> Result<(), Erro
         i -= 1;
         // SAFETY: argv holds argc pointers per the contract, and i < argc.
         if unsafe { (*argv.add(i)).is_null() } {
-            // SAFETY: as above.
-            return Err(unsafe { invalid_args(argc, argv) });
+            return false;
         }
     }
-    Ok(())
+    true
+}
+
+/// `argv` non-null with `argc` non-null entries.
+///
+/// # Safety
+/// A non-null `argv` points to `argc` pointers.
+#[inline(always)]
+unsafe fn check_argv(argc: usize, argv: *const *const c_char) -> Result<(), Error> {
+    // SAFETY: per this function's contract.
+    if unsafe { argv_valid(argc, argv) } {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    Err(unsafe { invalid_args(argc, argv) })
+}
+
+/// The arguments when nothing is wrong with them and their lengths are given (`argvlen`), else
+/// `None` (no error built): the test of the fast paths, whose bodies then skip
+/// [`with_command_args`]'s checks; on `None` they call the full body, which says what is wrong.
+///
+/// # Safety
+/// As [`command_args`].
+#[inline(always)]
+pub(crate) unsafe fn given_args<'a>(
+    argc: usize,
+    argv: *const *const c_char,
+    argvlen: *const usize,
+) -> Option<Args<'a>> {
+    // SAFETY: per this function's contract.
+    if argvlen.is_null() || !unsafe { argv_valid(argc, argv) } {
+        return None;
+    }
+    // SAFETY: every entry checked non-null; `argvlen` holds `argc` lengths.
+    Some(unsafe { Args::from_raw(argv.cast(), argvlen, argc) })
 }
 
 /// The arguments of a command from C, checked: `argv` non-null with `argc` non-null entries.

@@ -36,8 +36,18 @@ pub(crate) unsafe fn try_ref<'a, H: Handle>(
     ptr: *const H,
     arg: &str,
 ) -> Result<&'a H::Target, Error> {
+    // SAFETY: per this function's contract.
+    unsafe { handle_ref(ptr) }.ok_or_else(|| null_argument(arg, H::NAME))
+}
+
+/// The object behind a handle, `None` for NULL (no error built: the fast paths' test).
+///
+/// # Safety
+/// As [`try_ref`].
+#[inline(always)]
+pub(crate) unsafe fn handle_ref<'a, H: Handle>(ptr: *const H) -> Option<&'a H::Target> {
     // SAFETY: per the contract, a non-null pointer is a live `H::Target`.
-    unsafe { ptr.cast::<H::Target>().as_ref() }.ok_or_else(|| null_argument(arg, H::NAME))
+    unsafe { ptr.cast::<H::Target>().as_ref() }
 }
 
 /// Mutably borrows the object behind a handle, or says which argument was NULL.
@@ -50,8 +60,18 @@ pub(crate) unsafe fn try_mut<'a, H: Handle>(
     ptr: *mut H,
     arg: &str,
 ) -> Result<&'a mut H::Target, Error> {
+    // SAFETY: per this function's contract.
+    unsafe { handle_mut(ptr) }.ok_or_else(|| null_argument(arg, H::NAME))
+}
+
+/// The object behind a handle, mutably, `None` for NULL (no error built: the fast paths' test).
+///
+/// # Safety
+/// As [`try_mut`].
+#[inline(always)]
+pub(crate) unsafe fn handle_mut<'a, H: Handle>(ptr: *mut H) -> Option<&'a mut H::Target> {
     // SAFETY: per the contract.
-    unsafe { ptr.cast::<H::Target>().as_mut() }.ok_or_else(|| null_argument(arg, H::NAME))
+    unsafe { ptr.cast::<H::Target>().as_mut() }
 }
 
 /// Destroys the object behind a handle; NULL is a no-op.
@@ -136,8 +156,15 @@ fn set_last_error(message: &str) {
     });
 }
 
-fn clear_last_error() {
-    if THREADS_WITH_AN_ERROR.load(Relaxed) == 0 {
+/// True when no thread holds a last-error message, so that clearing this thread's would do
+/// nothing: the first test of the fast paths, which then call [`guard_cleared`].
+#[inline(always)]
+pub(crate) fn no_last_error() -> bool {
+    THREADS_WITH_AN_ERROR.load(Relaxed) == 0
+}
+
+pub(crate) fn clear_last_error() {
+    if no_last_error() {
         return;
     }
     LAST_ERROR.with(|slot| {
@@ -171,6 +198,12 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// panics (INTERNAL), and records the message of a failure.
 pub(crate) fn guard(body: impl FnOnce() -> Result<(), Error>) -> u32 {
     clear_last_error();
+    guard_cleared(body)
+}
+
+/// [`guard`] after the last error is cleared (or found absent, [`no_last_error`]).
+#[inline(always)]
+pub(crate) fn guard_cleared(body: impl FnOnce() -> Result<(), Error>) -> u32 {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => Status::Ok as u32,
         Ok(Err(e)) => failed(e),

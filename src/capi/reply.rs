@@ -2,7 +2,7 @@
 
 #![allow(non_camel_case_types)]
 
-use super::boundary::{Handle, guard, guard_value};
+use super::boundary::{Handle, clear_last_error, guard_cleared, guard_value};
 use super::reply_memory::{ReplyBlock, free_reply, new_reply};
 use super::status::brisk_status;
 use crate::core::Error;
@@ -68,11 +68,26 @@ pub(crate) unsafe fn reply_handle(
     out: *mut *mut brisk_reply,
     body: impl FnOnce() -> Result<Reply, Error>,
 ) -> brisk_status {
+    clear_last_error();
+    // SAFETY: per this function's contract.
+    unsafe { reply_handle_cleared(out, body) }
+}
+
+/// [`reply_handle`] after the last error is cleared (or found absent, `no_last_error`): the
+/// fast paths' call.
+///
+/// # Safety
+/// As [`reply_handle`].
+#[inline(always)]
+pub(crate) unsafe fn reply_handle_cleared(
+    out: *mut *mut brisk_reply,
+    body: impl FnOnce() -> Result<Reply, Error>,
+) -> brisk_status {
     if !out.is_null() {
         // SAFETY: valid for writes per the contract.
         unsafe { *out = std::ptr::null_mut() };
     }
-    guard(|| {
+    guard_cleared(|| {
         // The handle's memory first: the reply then moves once, straight from the result into
         // it (matched here rather than with `?`, which made the compiler copy it through one
         // more temporary: ~12 instructions per command).

@@ -64,7 +64,10 @@ impl ReplyBlock {
 }
 
 impl Drop for ReplyBlock {
+    // Out of line: inlined, its slot address and hash constant were kept in two callee-saved
+    // registers across the command for this failure path (brisk_command's fast path).
     #[cold]
+    #[inline(never)]
     fn drop(&mut self) {
         give_back(self.0);
     }
