@@ -170,6 +170,48 @@ fn the_dispatch_reads_the_reply_that_made_the_descriptor_readable() {
 }
 
 #[test]
+fn a_connection_the_server_closed_while_the_loop_was_idle_is_replaced() {
+    // The server's close makes the descriptor readable (the socket's end is in it); the
+    // dispatch finds the end, the client reports the connection gone, and the next command,
+    // sent by the loop's own thread, goes out on a new connection. Twice: once dispatching
+    // the end before sending, once sending first.
+    let server = RedisServer::start();
+    let client = Client::new(&caller_config(&server)).unwrap();
+    let fd = client.async_fd().unwrap();
+    let calls = Calls::default();
+    start(&client, &calls, 0, &["INCR", "replaced"]);
+    dispatch_until(&client, &calls, 1);
+    for round in 1..=2 {
+        server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+        assert!(
+            readable(fd, 5000),
+            "round {round}: the close made it readable"
+        );
+        if round == 1 {
+            client.async_dispatch(0);
+        }
+        start(&client, &calls, round, &["INCR", "replaced"]);
+        dispatch_until(&client, &calls, round + 1);
+    }
+    let values: Vec<i64> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.outcome.unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        vec![1, 2, 3],
+        "each command once, on a new connection"
+    );
+    assert_eq!(client.stat(Stat::Reconnects), 2);
+    // Nothing left to do: the descriptor is quiet (a connection's end left in it would keep
+    // it readable and spin the loop).
+    assert_eq!(client.async_dispatch(0), 0);
+    assert!(!readable(fd, 200), "nothing left");
+}
+
+#[test]
 fn error_replies_and_deadlines_come_through_dispatch() {
     let server = RedisServer::start();
     let mut config = caller_config(&server);

@@ -155,18 +155,25 @@ impl Completions {
         }
         let mut batch = lock(&self.batch);
         let _running = Running::enter(me);
-        // What was held for this dispatch goes out first.
-        self.write_held();
         if batch.is_empty() {
             // The replies waiting in the sockets are read here and their callbacks queued,
             // in one batch that raises nothing: they are taken at once, with those queued
             // before. Swapped, not copied: both deques keep their capacity, so nothing is
-            // allocated once they have grown to the number of commands in flight.
+            // allocated once they have grown to the number of commands in flight. With the
+            // pipe raised, what woke the loop may be the pipe alone (requests held for this
+            // dispatch, callbacks queued by a runtime thread): then a connection expecting
+            // no reply is not read (a system call that would find nothing); should it hold
+            // something after all (its end, a push), the descriptor is still readable for it
+            // once the pipe is lowered, and the next dispatch, with the pipe down, reads it.
+            let pipe_raised = lock(&self.queue).raised;
             signal::batched(|| {
-                self.reads.read_ready();
+                self.reads.read_ready(pipe_raised);
                 std::mem::swap(&mut lock(&self.queue).waiting, &mut *batch);
             });
         }
+        // What was held for this dispatch goes out (after the reads: their requests would
+        // otherwise count as replies coming).
+        self.write_held();
         let count = match max {
             0 => batch.len(),
             max => max.min(batch.len()),

@@ -114,8 +114,9 @@ impl LoopReads {
 
     /// Reads every connection that has bytes waiting and hands out their replies (their
     /// callbacks are queued, for the dispatch running on this thread to run). With one
-    /// connection (a single server) its socket is read without asking epoll first.
-    pub fn read_ready(&self) {
+    /// connection (a single server) its socket is read without asking epoll first, unless
+    /// `only_if_expecting` and it expects no reply.
+    pub fn read_ready(&self, only_if_expecting: bool) {
         let one = {
             let lines = lock_lines(&self.lines);
             match lines.len() {
@@ -125,6 +126,9 @@ impl LoopReads {
             }
         };
         if let Some(line) = one {
+            if only_if_expecting && !line.expecting() {
+                return;
+            }
             return self.read(&line);
         }
         let Some(epoll) = &self.epoll else { return };
@@ -156,6 +160,11 @@ impl LoopReads {
 impl LoopLine {
     pub(super) fn lock(&self) -> MutexGuard<'_, Replies> {
         self.replies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether replies are coming on the connection (requests written, not all answered).
+    fn expecting(&self) -> bool {
+        lock(&self.lock().line).replies_coming()
     }
 
     /// Reads what the socket holds now (up to `READ_BUDGET`) and hands out the replies.
