@@ -70,7 +70,7 @@ impl Client {
     /// of this client. A thread that dispatched callbacks is the client's event loop: the commands it
     /// sends to the client afterwards are written together when the callbacks have run or at
     /// its next dispatch (the descriptor is readable meanwhile); without one, the connection's
-    /// reader writes them after its next read or within 50 ms.
+    /// reader writes them after its next read or within 100 ms.
     pub fn async_dispatch(&self, max: usize) -> usize {
         self.shared.async_state.dispatch(max)
     }

@@ -253,7 +253,7 @@ pub unsafe extern "C" fn brisk_client_async_fd(client: *const brisk_client) -> s
 /// written together, once the callbacks have run or at its next dispatch (the descriptor is
 /// readable until then), as an event loop writes what one turn queued at the next: one write
 /// for the batch. Should it not dispatch again, the connection's reader writes them after its
-/// next read, or within 50 ms.
+/// next read, or within 100 ms.
 ///
 /// The replies of a plain (TCP or Unix socket) connection are read by the dispatch, on the
 /// calling thread, up to 1 MiB per connection per call; a connection's end or a protocol error

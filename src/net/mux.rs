@@ -166,7 +166,7 @@ impl Mux {
     /// As `send`, but a request its sender would write itself, or that would wait for the
     /// reader's next read, is only appended to the connection's outbox: the lane is returned,
     /// for the sender to write later (`Held::write`), one write for all it appended meanwhile.
-    /// Until then the reader writes it after its next read or its steady tick (50 ms).
+    /// Until then the reader writes it after its next read or within two ticks (100 ms).
     pub fn send_held(&self, request: Request) -> Option<Held> {
         self.send_maybe_held(request, true)
     }

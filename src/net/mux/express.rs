@@ -11,7 +11,7 @@
 //! by its sender, unless the sender holds it (`Mux::send_held`: caller dispatch, a thread that
 //! dispatches sending to its own client): then its outbox is written when that thread next
 //! dispatches, one write for everything it sent in between, or by the reader after its next
-//! read or tick, whichever comes first.
+//! read or within two ticks (50 to 100 ms), whichever comes first.
 //!
 //! Order is the whole point: a request's bytes and its place in the in-flight queue are added
 //! under one lock, and the outbox is written by one writer at a time (`Line::writing`), front to
@@ -83,7 +83,8 @@ impl Express {
     /// Sends `request` on this lane; gives it back when it must go through the task (the
     /// connection died or closed, or wants a health check first). With `hold`, a request that
     /// this thread would write now, or that waits for the reader's next read, is only appended
-    /// (the reader writes it after its next read or tick if nobody did before): `Some` then,
+    /// (the reader writes it after its next read, or its tick a tick later, if nobody did
+    /// before): `Some` then,
     /// for the sender to write later.
     pub fn send(self: &Arc<Self>, request: Request, hold: bool) -> Result<Option<Held>, Request> {
         let mut line = lock(&self.line);
@@ -109,8 +110,12 @@ impl Express {
         let replies_coming = line.replies_coming();
         line.append(request);
         if line.writing {
-            // Whoever writes goes on until the outbox is empty.
-            return Ok(None);
+            // Whoever writes goes on until the outbox is empty. A held request is still said
+            // to be held (its sender's next dispatch then finds nothing to write), so that what
+            // the dispatching thread sends always leaves the descriptor readable until that
+            // dispatch, whether or not a writer was busy (the mux task may still be leaving its
+            // last write when the reply it wrote for has been dispatched already).
+            return Ok(hold.then(|| Held(self.clone())));
         }
         if hold {
             line.flush_wanted = true;
@@ -139,15 +144,30 @@ impl Express {
         result
     }
 
-    /// Writes what senders left for the reader, if nobody is writing already. The reader also
-    /// calls this on its steady tick, so that requests left behind replies that never come (a
-    /// stalled server) still go out.
+    /// Writes what senders left for the reader, if nobody is writing already. The reader's
+    /// steady tick calls it too (`flush_stale`), so that requests left behind replies that
+    /// never come (a stalled server) still go out.
     pub fn flush_wanted(&self) {
         let mut line = lock(&self.line);
+        line.flush_seen_by_tick = false;
         if std::mem::take(&mut line.flush_wanted) && !line.writing && line.dead.is_none() {
             line.writing = true;
             drop(line);
             self.flush();
+        }
+    }
+
+    /// The steady tick's `flush_wanted`: writes what senders left only once it has waited since
+    /// the previous tick (50 to 100 ms), so that requests a dispatching thread holds for its
+    /// next dispatch, a moment away, are not written by a tick that happens to fall in between
+    /// (which split the thread's batch in two).
+    pub fn flush_stale(&self) {
+        let mut line = lock(&self.line);
+        if !line.flush_wanted {
+            line.flush_seen_by_tick = false;
+        } else if std::mem::replace(&mut line.flush_seen_by_tick, true) {
+            drop(line);
+            self.flush_wanted();
         }
     }
 

@@ -44,6 +44,8 @@ pub(super) struct Line {
     pub writing: bool,
     /// Requests were appended while the reader handed out replies; it writes them next.
     pub flush_wanted: bool,
+    /// The steady tick saw `flush_wanted` set and left it (see `Express::flush_stale`).
+    pub flush_seen_by_tick: bool,
     /// How many requests at the back of `queue` have their bytes in `outbox` (not written):
     /// replies are coming only for the others.
     pub unsent: usize,
@@ -61,6 +63,7 @@ impl Line {
             outbox: BytesMut::new(),
             writing: false,
             flush_wanted: false,
+            flush_seen_by_tick: false,
             unsent: 0,
             last_write: Instant::now(),
             checking: false,
@@ -184,11 +187,11 @@ impl Replies {
     }
 
     /// The steady tick's checks: deadlines and the read timeout, then what senders left for
-    /// the reader (requests behind replies that never come still go out).
+    /// the reader a tick ago (requests behind replies that never come still go out).
     pub fn on_tick(&mut self) -> Result<()> {
         self.expire()?;
         if let Some(express) = &self.express {
-            express.flush_wanted();
+            express.flush_stale();
         }
         Ok(())
     }
