@@ -12,11 +12,10 @@ mod support;
 use brisk::config::AsyncDispatch;
 use brisk::stats::Stat;
 use brisk::{Args, Client, Config, Status};
-use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
-use support::{RedisServer, wait_until};
+use support::{RedisServer, readable, wait_until};
 
 /// What one callback saw: its command's index, the reply as an integer (or the failure's
 /// status) and the thread it ran on.
@@ -54,17 +53,6 @@ fn start(client: &Client, calls: &Calls, index: usize, args: &[&str]) {
         .expect("command_async");
 }
 
-fn readable(fd: RawFd, wait_ms: i32) -> bool {
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut poll, 1, wait_ms) };
-    n == 1 && poll.revents & libc::POLLIN != 0
-}
-
 /// A poll loop: waits for the descriptor and dispatches until `done` callbacks ran (or 20 s).
 fn dispatch_until(client: &Client, calls: &Calls, done: usize) {
     let fd = client.async_fd().expect("async_fd");
@@ -75,6 +63,16 @@ fn dispatch_until(client: &Client, calls: &Calls, done: usize) {
             client.async_dispatch(0);
         }
     }
+}
+
+/// The integer outcomes of the callbacks that ran, in the order they ran.
+fn outcomes(calls: &Calls) -> Vec<i64> {
+    calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.outcome.unwrap())
+        .collect()
 }
 
 fn commands_finished(client: &Client) -> u64 {
@@ -160,12 +158,7 @@ fn the_dispatch_reads_the_reply_that_made_the_descriptor_readable() {
         );
         assert!(!readable(fd, 0), "round {i}: nothing left");
     }
-    let values: Vec<i64> = calls
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| c.outcome.unwrap())
-        .collect();
+    let values = outcomes(&calls);
     assert_eq!(values, (1..=20).collect::<Vec<_>>());
 }
 
@@ -193,12 +186,7 @@ fn a_connection_the_server_closed_while_the_loop_was_idle_is_replaced() {
         start(&client, &calls, round, &["INCR", "replaced"]);
         dispatch_until(&client, &calls, round + 1);
     }
-    let values: Vec<i64> = calls
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| c.outcome.unwrap())
-        .collect();
+    let values = outcomes(&calls);
     assert_eq!(
         values,
         vec![1, 2, 3],
@@ -341,12 +329,7 @@ fn requests_sent_by_the_dispatching_thread_go_out_at_its_next_dispatch_or_on_the
         "readable while requests wait for the next dispatch"
     );
     dispatch_until(&client, &calls, 51);
-    let values: Vec<i64> = calls
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| c.outcome.unwrap())
-        .collect();
+    let values = outcomes(&calls);
     assert_eq!(
         values,
         (1..=51).collect::<Vec<_>>(),

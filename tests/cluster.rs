@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use support::{
     RedisCluster, append, assert_at_most, call_async, client as client_from, cmd, expect_err, ok,
-    pump_async, session_cmd, text, wait_until,
+    pump_async, readable, session_cmd, text, wait_until,
 };
 
 fn client(cluster: &RedisCluster) -> Client {
@@ -237,7 +237,7 @@ fn async_commands_go_to_their_nodes_pipelined_on_one_connection_each() {
             .unwrap();
             sent += 1;
         }
-        wait_readable(d.async_fd().unwrap(), 100);
+        readable(d.async_fd().unwrap(), 100);
         d.async_dispatch(0);
     }
     let answers = answers.lock().unwrap();
@@ -263,24 +263,13 @@ fn async_commands_go_to_their_nodes_pipelined_on_one_connection_each() {
                     .unwrap();
             });
         });
-        wait_readable(d.async_fd().unwrap(), 5000);
+        readable(d.async_fd().unwrap(), 5000);
         assert_eq!(
             d.async_dispatch(0),
             1,
             "round {i} ({key}): read and run at once"
         );
     }
-}
-
-/// Waits until `fd` is readable, at most `ms` milliseconds.
-fn wait_readable(fd: std::os::fd::RawFd, ms: i32) {
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut poll, 1, ms) };
 }
 
 #[test]

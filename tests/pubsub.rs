@@ -14,7 +14,7 @@ use brisk::{Client, Config, Status};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use support::{RedisServer, binary_value, expect_err, ok, ok_bytes, wait_until};
+use support::{RedisServer, binary_value, expect_err, ok, ok_bytes, readable, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -273,17 +273,6 @@ fn a_refused_subscription_fails_the_call_only() {
 
 // ---------------------------------------------------------------------------------------------
 // The pull API
-
-fn readable(fd: i32, timeout_ms: i32) -> bool {
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
-    n == 1 && poll.revents & libc::POLLIN != 0
-}
 
 fn publish_numbers(client: &Client, channel: &str, numbers: std::ops::Range<usize>) {
     for i in numbers {

@@ -599,13 +599,7 @@ fn dispatch_until_answered<T>(client: &Client, rx: &std::sync::mpsc::Receiver<T>
     let fd = client.async_fd().expect("a client with caller dispatch");
     let started = Instant::now();
     while started.elapsed() < CALLBACK_WAIT {
-        let mut poll = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, waiting at most 100 ms.
-        unsafe { libc::poll(&mut poll, 1, 100) };
+        super::readable(fd, 100);
         client.async_dispatch(0);
         if let Ok(outcome) = rx.try_recv() {
             return Some(outcome);

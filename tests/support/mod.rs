@@ -156,6 +156,19 @@ pub fn expect_err<T: std::fmt::Debug>(result: Result<T>, status: Status) -> Erro
     }
 }
 
+/// Whether `fd` becomes readable within `timeout_ms` (0: now) (a client's async descriptor, a
+/// subscriber's).
+pub fn readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+    n == 1 && poll.revents & libc::POLLIN != 0
+}
+
 /// Polls `check` every 10 ms until it returns true or `timeout` passes; returns the last result.
 pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
