@@ -990,6 +990,46 @@ static void caller_dispatch_descriptor_is_level_triggered(void) {
   brisk_client_free(c);
 }
 
+/* A command started on another thread, so that nothing is held for this thread's next dispatch
+   (a thread that dispatched is the client's event loop: what it sends waits for that). */
+typedef struct {
+  brisk_client *c;
+  size_t index;
+} cd_remote_start;
+
+static void *cd_start_elsewhere(void *arg) {
+  cd_remote_start *r = arg;
+  cd_start(r->c, &cd, r->index, 2, (const char *const[]){"INCR", "async:cd:here"});
+  return NULL;
+}
+
+/* The connection's socket is in the descriptor: the reply makes it readable, and the dispatch
+   that follows reads the reply and runs its callback then and there (a runtime thread only
+   reads, every 50 ms, what nobody dispatched). */
+static void caller_dispatch_reads_the_reply_that_made_the_descriptor_readable(void) {
+  brisk_client *c = cd_client(bt_server_config(&srv));
+  int fd = brisk_client_async_fd(c);
+  size_t i, wrong = 0;
+  REQUIRE(fd >= 0);
+  REQUIRE_OK(BT_CMD(c, NULL, "DEL", "async:cd:here"));
+  memset(&cd, 0, sizeof cd);
+  cd.dispatcher = pthread_self();
+  for (i = 0; i < 20; i++) {
+    cd_remote_start r = {c, i};
+    pthread_t thread;
+    REQUIRE(pthread_create(&thread, NULL, cd_start_elsewhere, &r) == 0);
+    REQUIRE(pthread_join(thread, NULL) == 0);
+    CHECK(fd_readable(fd, (int)bt_scaled_ms(5000)));
+    CHECK_EQ_U(brisk_client_async_dispatch(c, 0), 1);
+    CHECK(!fd_readable(fd, 0));
+  }
+  cd_check_once(&cd, 20);
+  for (i = 0; i < cd.ran; i++)
+    if (cd.value[i] != (long long)i + 1) wrong++;
+  CHECK_EQ_U(wrong, 0);
+  brisk_client_free(c);
+}
+
 static void caller_dispatch_errors_and_deadline(void) {
   brisk_config *cfg = bt_server_config(&srv);
   brisk_client *c;
@@ -1106,6 +1146,7 @@ int main(int argc, char **argv) {
   RUN(bad_arguments_never_call_back);
   RUN(caller_dispatch_runs_callbacks_in_order_from_a_poll_loop);
   RUN(caller_dispatch_descriptor_is_level_triggered);
+  RUN(caller_dispatch_reads_the_reply_that_made_the_descriptor_readable);
   RUN(caller_dispatch_errors_and_deadline);
   RUN(caller_dispatch_free_runs_every_owed_callback);
   RUN(caller_dispatch_from_another_thread);
