@@ -1,15 +1,17 @@
 //! The async driver: one multiplexed connection per node, onto which concurrent requests are
 //! pipelined automatically.
 //!
-//! (At ~640 lines this is one of src/'s longer files, on purpose: the writer, the hand-off to the
+//! (At ~700 lines this is one of src/'s longer files, on purpose: the writer, the hand-off to the
 //! reader and every failure path share one connection state and one exactly-once rule; the
-//! reader and the express lane are already files of their own in `mux/`.)
+//! reader, the express lane, the writing side and the loop reads are already files of their
+//! own in `mux/`.)
 //!
 //! A mux is a tokio task that owns a request channel. Its writer takes every request waiting in
 //! the channel, writes them in one go and records them, in order, as in flight; its reader
 //! decodes replies and completes the in-flight requests front to back. So N callers issuing
 //! commands at once share one connection and (nearly) one round trip, like ioredis's or
-//! Lettuce's auto-pipelining.
+//! Lettuce's auto-pipelining. With caller dispatch, a plain connection's replies are read by
+//! the application's dispatching thread instead of a reader task (`loop_reads`).
 //!
 //! Every request is completed exactly once:
 //! - with its reply (error replies included; the caller classifies them);
