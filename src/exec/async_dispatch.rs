@@ -17,8 +17,8 @@
 //! writes what a loop turn queued at the next turn. The descriptor is readable while something
 //! is held, so the loop comes back at once; the reader writes held requests too after its next
 //! read or within 100 ms (two ticks), whichever comes first. Without this, the first request
-//! sent after a dispatch went out alone on the idle connection and the rest after its reply: two half
-//! batches in flight, each costing a read, a write and two wake-ups.
+//! sent after a dispatch went out alone on the idle connection and the rest after its reply:
+//! two half batches in flight, each costing a read, a write and two wake-ups.
 
 use crate::core::Result;
 use crate::net::mux::{Held, LoopReads};

@@ -84,8 +84,7 @@ impl Express {
     /// connection died or closed, or wants a health check first). With `hold`, a request that
     /// this thread would write now, or that waits for the reader's next read, is only appended
     /// (the reader writes it after its next read, or its tick a tick later, if nobody did
-    /// before): `Some` then,
-    /// for the sender to write later.
+    /// before): `Some` then, for the sender to write later.
     pub fn send(self: &Arc<Self>, request: Request, hold: bool) -> Result<Option<Held>, Request> {
         let mut line = lock(&self.line);
         if line.dead.is_some() || line.checking {
