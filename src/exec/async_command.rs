@@ -22,7 +22,8 @@
 
 use super::Shared;
 use super::async_dispatch::{Completions, Owed};
-use super::blocking::{self, ASKING};
+use super::blocking::{self, ASKING, needs_time};
+use super::job_memory;
 use super::record::Report;
 use crate::cache::Plan;
 use crate::config::AsyncDispatch;
@@ -182,7 +183,9 @@ fn wait_readable(fd: std::os::fd::RawFd, ms: i32) {
 struct Job<F> {
     shared: Arc<Shared>,
     encoded: Encoded,
-    started: Instant,
+    /// When it started, if anything needs to know (`blocking::needs_time`: a deadline, an
+    /// observer): a clock read per command otherwise saved.
+    started: Option<Instant>,
     key: Key,
     attempt: Attempt,
     target: Target,
@@ -205,7 +208,7 @@ impl<F> Job<F> {
         Report {
             name: self.encoded.name(),
             batch_size: 1,
-            started: Some(self.started),
+            started: self.started,
         }
     }
 }
@@ -241,7 +244,7 @@ impl<F: FnOnce(Result<Reply>) + Send + 'static> Owed for Job<F> {
             callback,
             outcome,
             ..
-        } = *self;
+        } = job_memory::unboxed(self);
         let outcome = outcome.expect("a job is queued with its outcome");
         run_callback(callback, outcome);
         shared.async_state.end();
@@ -311,13 +314,13 @@ where
             },
         },
     };
-    let started = Instant::now();
-    let job = Box::new(Job {
+    let started = needs_time(shared).then(Instant::now);
+    let job = job_memory::boxed(Job {
         shared: shared.clone(),
         encoded: Encoded::new(args),
         started,
         key,
-        attempt: Attempt::new(&shared.rules, Some(started)),
+        attempt: Attempt::new(&shared.rules, started),
         target: Target::default(),
         node: None,
         trace: capture_trace(shared),
@@ -458,7 +461,7 @@ fn failed<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, error
             let address = address_of(&job);
             let tries = job.attempt.rounds();
             let retried = retried.as_ref();
-            shared.record_retry(&job.report(), address, tries, retried, Some(job.started));
+            shared.record_retry(&job.report(), address, tries, retried, job.started);
             job.trace = entered.leave();
             later(job, at, refresh)
         }
@@ -562,7 +565,7 @@ fn finish<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, resul
             completions.push(job);
         }
         None => {
-            let Job { callback, .. } = *job;
+            let Job { callback, .. } = job_memory::unboxed(job);
             run_callback(callback, result);
             shared.async_state.end();
         }

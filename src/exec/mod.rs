@@ -8,6 +8,7 @@
 //! - [`async_command`]: `brisk_command_async`, on the node's multiplexed connection.
 //! - [`async_dispatch`]: the queue of async callbacks the application runs itself (caller
 //!   dispatch).
+//! - [`job_memory`]: async jobs' allocations, reused by the thread that finished them.
 //! - [`record`]: counting and reporting what finished.
 //!
 //! [`Shared`] is what a client, its pipelines and sessions and its background work share.
@@ -16,6 +17,7 @@ pub(crate) mod async_command;
 pub(crate) mod async_dispatch;
 pub(crate) mod batch;
 pub(crate) mod blocking;
+mod job_memory;
 pub(crate) mod record;
 
 use crate::cache::{Cache, Plan};

@@ -26,7 +26,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// A connection's express lane, while it is up.
@@ -189,10 +189,7 @@ impl Express {
                 line.take_outbox(&mut out);
             }
             match send_nonblocking(&self.socket, &out) {
-                Ok(written) if written == out.len() => {
-                    out.clear();
-                    lock(&self.line).last_write = Instant::now();
-                }
+                Ok(written) if written == out.len() => out.clear(),
                 Ok(written) => {
                     // The socket is full: the rest goes back in front, and the task, which can
                     // wait for the socket, finishes the write (it owns `writing` now).
@@ -249,7 +246,7 @@ impl super::reader::Line {
             deadline: request.deadline(),
             skip_replies: request.skip_replies(),
             done: Some(request),
-            written: Instant::now(),
+            written: None,
         });
     }
 }

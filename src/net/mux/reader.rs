@@ -28,9 +28,9 @@ pub(super) struct InFlight {
     pub done: Option<Request>,
     pub deadline: Option<Instant>,
     pub skip_replies: u8,
-    /// When it was written: its reply must arrive within the read timeout from then, however
-    /// the peer trickles its bytes (or floods push frames).
-    pub written: Instant,
+    /// When its bytes were taken to be written (`None` before): its reply must arrive within
+    /// the read timeout from then, however the peer trickles its bytes (or floods push frames).
+    pub written: Option<Instant>,
 }
 
 /// What the reader and the writers of one connection share.
@@ -49,7 +49,8 @@ pub(super) struct Line {
     /// How many requests at the back of `queue` have their bytes in `outbox` (not written):
     /// replies are coming only for the others.
     pub unsent: usize,
-    /// When bytes were last written (an idle connection is health-checked before use).
+    /// When bytes were last taken to be written (an idle connection is health-checked before
+    /// use).
     pub last_write: Instant,
     /// A health check is out: requests wait for its verdict with the task, not on this line.
     pub checking: bool,
@@ -70,10 +71,17 @@ impl Line {
         }
     }
 
-    /// Takes the outbox to write it (`into` must be empty; it becomes the next outbox).
+    /// Takes the outbox to write it (`into` must be empty; it becomes the next outbox). Its
+    /// requests' read timeout runs from now: one clock read per write, not one per request.
     pub fn take_outbox(&mut self, into: &mut BytesMut) {
         std::mem::swap(&mut self.outbox, into);
+        let now = Instant::now();
+        let first_unsent = self.queue.len() - self.unsent;
+        for entry in self.queue.range_mut(first_unsent..) {
+            entry.written = Some(now);
+        }
         self.unsent = 0;
+        self.last_write = now;
     }
 
     /// Whether replies are coming: requests were written and not all answered.
@@ -238,15 +246,16 @@ impl Replies {
 
     /// Fails requests past their deadline; an error when the read timeout has run out.
     fn expire(&self) -> Result<()> {
-        let now = Instant::now();
         let mut expired = Vec::new();
         {
             let mut line = lock(&self.line);
             let Some(oldest) = line.queue.front() else {
                 return Ok(());
             };
+            let now = Instant::now();
             if let Some(timeout) = self.read_timeout
-                && now.duration_since(oldest.written) >= timeout
+                && let Some(written) = oldest.written
+                && now.duration_since(written) >= timeout
             {
                 return Err(Error::new(
                     Status::Timeout,
