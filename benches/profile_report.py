@@ -53,6 +53,14 @@ NEW_FUNCS = {"malloc", "calloc", "posix_memalign", "aligned_alloc", "memalign", 
 REALLOC_FUNCS = {"realloc"}
 FREE_FUNCS = {"free"}
 ALLOC_FUNCS = NEW_FUNCS | REALLOC_FUNCS
+# The allocator's own functions (glibc's entry points and internals, Rust's allocation shims),
+# by whole name: a substring test also counted the clients' functions that merely contain
+# "free" (brisk_reply_free, freeReplyObject).
+ALLOCATOR = re.compile(r"^(malloc|free|cfree|realloc|calloc|posix_memalign|aligned_alloc|"
+                       r"memalign|valloc|pvalloc|_mid_memalign|_int_malloc|_int_free|"
+                       r"_int_realloc|_int_memalign|sysmalloc|malloc_consolidate|alloc_perturb|"
+                       r"unlink_chunk(\..*)?|tcache_\w+|__libc_\w*(alloc|free)\w*)$|"
+                       r"(^|::)__rdl_|(^|::)__rust_(alloc|dealloc|realloc|alloc_zeroed)")
 
 
 def parse_callgrind(path):
@@ -207,9 +215,7 @@ def measure(directory, mode, client, n_small, n_large):
         sys_per_op = sum(diff.values())
         sys_detail = ", ".join(f"{k} {v:.2f}" for k, v in
                                sorted(diff.items(), key=lambda kv: -kv[1]) if v >= 0.01)
-    alloc_ir = sum(v for fn, v in per_fn.items()
-                   if re.search(r"malloc|free|realloc|calloc|memalign|__rdl_|__rust_alloc|"
-                                r"__rust_dealloc|__rust_realloc", fn))
+    alloc_ir = sum(v for fn, v in per_fn.items() if ALLOCATOR.search(fn))
     return dict(ir=(t_l - t_s) / ops, per_fn=per_fn, mallocs=mallocs, reallocs=reallocs,
                 frees=frees, callers=callers, inclusive=inclusive, sys=sys_per_op,
                 sys_detail=sys_detail, alloc_ir=alloc_ir)
