@@ -330,7 +330,7 @@ where
         outcome: None,
     });
     shared.async_state.begin();
-    dispatch(job);
+    dispatch(shared, job);
     Ok(())
 }
 
@@ -364,19 +364,20 @@ where
 }
 
 /// Sends `job` on the mux of its node (started on first use); without a known topology, waits
-/// for one to be read.
-fn dispatch<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>) {
-    let node = match job.shared.route.node(job.key, &job.target) {
-        Ok(Some(node)) => node.to_arc(),
+/// for one to be read. `shared` is the job's client, borrowed from the caller for as long as the
+/// send takes (the job itself may be completed and gone by the time the send returns): so
+/// neither the node nor the callback queue is cloned per command.
+fn dispatch<F: FnOnce(Result<Reply>) + Send + 'static>(shared: &Shared, mut job: Box<Job<F>>) {
+    let node = match shared.route.node(job.key, &job.target) {
+        Ok(Some(node)) => node,
         Ok(None) => return later(job, None, true),
         // No node serves the slot now (a failover in progress): like a failed node.
         Err(e) => return failed(job, e),
     };
-    job.node = Some(node.clone());
+    job.node = Some(node.to_arc());
     // A cached read takes its token now, right before it is sent, and may need commands ahead
     // of it (see `Cache::before_async_send`).
     let Job {
-        shared,
         encoded,
         cache,
         ahead,
@@ -388,13 +389,18 @@ fn dispatch<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>) {
     match &shared.async_state.completions {
         // Sent by the thread that dispatches this client: written at its next dispatch.
         Some(completions) if completions.holds_here() => {
-            let completions = completions.clone();
             if let Some(held) = node.mux().send_held(job) {
                 completions.hold(held);
             }
         }
         _ => node.mux().send(job),
     }
+}
+
+/// `dispatch` from a path that owns the job only (a retry, a wait for the topology).
+fn dispatch_again<F: FnOnce(Result<Reply>) + Send + 'static>(job: Box<Job<F>>) {
+    let shared = job.shared.clone();
+    dispatch(&shared, job);
 }
 
 /// A try is over: a reply finishes the command; an error reply or a failure goes to the
@@ -491,7 +497,7 @@ fn later<F: FnOnce(Result<Reply>) + Send + 'static>(
         false => None,
     };
     if at.is_none() && ticket.is_none() {
-        return dispatch(job);
+        return dispatch_again(job);
     }
     if !crate::runtime::is_running() {
         let error = Error::new(
@@ -537,7 +543,7 @@ fn later<F: FnOnce(Result<Reply>) + Send + 'static>(
             let error = e.clone();
             return failed(job, error);
         }
-        dispatch(job);
+        dispatch_again(job);
     });
 }
 

@@ -18,7 +18,7 @@
 //! back, so replies meet their requests.
 
 use super::Request;
-use super::reader::{InFlight, SharedLine, kill, lock};
+use super::reader::{InFlight, Line, SharedLine, kill, lock};
 use crate::net::async_connect::peer_closed;
 use crate::net::errors::{closed_by_peer, io_error};
 use bytes::BytesMut;
@@ -84,7 +84,9 @@ impl Express {
     /// connection died or closed, or wants a health check first). With `hold`, a request that
     /// this thread would write now, or that waits for the reader's next read, is only appended
     /// (the reader writes it after its next read, or its tick a tick later, if nobody did
-    /// before): `Some` then, for the sender to write later.
+    /// before): `Some` then, for the sender to write later, unless a held request appended
+    /// since the outbox was last taken got it already (`Line::held`; its sender's dispatch
+    /// writes this one too): then `None`, and nothing is cloned or locked beyond the line.
     pub fn send(self: &Arc<Self>, request: Request, hold: bool) -> Result<Option<Held>, Request> {
         let mut line = lock(&self.line);
         if line.dead.is_some() || line.checking {
@@ -114,11 +116,11 @@ impl Express {
             // the dispatching thread sends always leaves the descriptor readable until that
             // dispatch, whether or not a writer was busy (the mux task may still be leaving its
             // last write when the reply it wrote for has been dispatched already).
-            return Ok(hold.then(|| Held(self.clone())));
+            return Ok(hold.then(|| self.held(&mut line)).flatten());
         }
         if hold {
             line.flush_wanted = true;
-            return Ok(Some(Held(self.clone())));
+            return Ok(self.held(&mut line));
         }
         if replies_coming || READING.get() == line_id(&self.line) {
             // The reader is about to hand out replies (or is doing so on this very thread, a
@@ -131,6 +133,12 @@ impl Express {
         drop(line);
         self.flush();
         Ok(None)
+    }
+
+    /// The lane for a sender that holds its request, unless one appended since the outbox was
+    /// last taken has it (see `send`).
+    fn held(self: &Arc<Self>, line: &mut Line) -> Option<Held> {
+        (!std::mem::replace(&mut line.held, true)).then(|| Held(self.clone()))
     }
 
     /// Hands out replies with `complete` and then writes what was sent meanwhile (by callbacks

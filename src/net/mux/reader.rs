@@ -54,6 +54,10 @@ pub(super) struct Line {
     pub last_write: Instant,
     /// A health check is out: requests wait for its verdict with the task, not on this line.
     pub checking: bool,
+    /// A sender that holds its requests was given this lane (`Express::send`) and noted it
+    /// for its thread's next dispatch, since the outbox was last taken: the next ones append
+    /// only (the dispatch writes them all), without noting the lane again.
+    pub held: bool,
 }
 
 impl Line {
@@ -68,6 +72,7 @@ impl Line {
             unsent: 0,
             last_write: Instant::now(),
             checking: false,
+            held: false,
         }
     }
 
@@ -81,6 +86,7 @@ impl Line {
             entry.written = Some(now);
         }
         self.unsent = 0;
+        self.held = false;
         self.last_write = now;
     }
 
