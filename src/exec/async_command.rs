@@ -36,7 +36,7 @@ use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
 use crate::route::{Key, Placement, Topology};
 use crate::telemetry::otel::Scope;
 use bytes::BytesMut;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
@@ -48,6 +48,8 @@ pub type Callback = Box<dyn FnOnce(Result<Reply>) + Send>;
 /// The async side of a client: whether it is closed, and the callbacks it owes.
 pub(crate) struct AsyncState {
     closed: watch::Sender<bool>,
+    /// `closed`'s value for every command's check: a load, where the watch's is a lock.
+    closed_now: AtomicBool,
     /// Callbacks owed (a counter, not a lock, on every command's path); `close` waits for zero.
     pending: AtomicUsize,
     /// Taken only to wait for `pending` to reach zero, and to say it did.
@@ -64,6 +66,7 @@ impl AsyncState {
     pub fn new(dispatch: AsyncDispatch) -> Result<AsyncState> {
         Ok(AsyncState {
             closed: watch::channel(false).0,
+            closed_now: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             drained_lock: Mutex::new(()),
             drained: Condvar::new(),
@@ -95,7 +98,7 @@ impl AsyncState {
     }
 
     pub fn is_closed(&self) -> bool {
-        *self.closed.borrow()
+        self.closed_now.load(SeqCst)
     }
 
     /// Set when the client closes (the muxes watch it).
@@ -128,6 +131,7 @@ impl AsyncState {
             // still be answered before the close fails what is in flight.
             completions.write_held();
         }
+        self.closed_now.store(true, SeqCst);
         self.closed.send_replace(true);
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
