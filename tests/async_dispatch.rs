@@ -346,15 +346,28 @@ fn requests_sent_by_the_dispatching_thread_go_out_at_its_next_dispatch_or_on_the
     assert!(finished, "a held request went out without a dispatch");
     dispatch_until(&client, &calls, 52);
     assert_eq!(calls.lock().unwrap()[51].outcome, Ok(52));
+    assert!(!readable(fd, 0), "nothing waits");
+
+    // What the thread sends after the reader wrote its held requests on its own is held again,
+    // and the descriptor says so (a lane noted once per write: the reader's write ends that).
+    for i in 52..55 {
+        start(&client, &calls, i, &["INCR", "held"]);
+    }
+    assert!(
+        readable(fd, 0),
+        "readable while requests wait for the next dispatch, after a write by the reader"
+    );
+    dispatch_until(&client, &calls, 55);
+    assert_eq!(outcomes(&calls)[52..], [53, 54, 55]);
 
     // Held when the client is dropped: written, then answered or CLOSED, its callback once.
-    start(&client, &calls, 52, &["INCR", "held"]);
+    start(&client, &calls, 55, &["INCR", "held"]);
     drop(client);
     let calls = calls.lock().unwrap();
-    assert_eq!(calls.len(), 53);
+    assert_eq!(calls.len(), 56);
     assert!(
-        matches!(calls[52].outcome, Ok(53) | Err(Status::Closed)),
+        matches!(calls[55].outcome, Ok(56) | Err(Status::Closed)),
         "{:?}",
-        calls[52]
+        calls[55]
     );
 }
