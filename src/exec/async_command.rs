@@ -319,7 +319,7 @@ where
         },
     };
     let started = needs_time(shared).then(Instant::now);
-    let job = job_memory::boxed(Job {
+    let job = Job {
         shared: shared.clone(),
         encoded: Encoded::new(args),
         started,
@@ -332,7 +332,13 @@ where
         cache,
         ahead: None,
         outcome: None,
-    });
+    };
+    // In caller dispatch the job's memory is reused on the dispatching thread (it finishes jobs
+    // in bursts and starts them in bursts); a runtime thread finishes jobs others start.
+    let job = match shared.async_state.completions {
+        Some(_) => job_memory::boxed(job),
+        None => Box::new(job),
+    };
     shared.async_state.begin();
     dispatch(shared, job);
     Ok(())
@@ -575,7 +581,7 @@ fn finish<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, resul
             completions.push(job);
         }
         None => {
-            let Job { callback, .. } = job_memory::unboxed(job);
+            let Job { callback, .. } = *job;
             run_callback(callback, result);
             shared.async_state.end();
         }

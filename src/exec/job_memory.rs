@@ -5,9 +5,10 @@
 //! callbacks) and then allocates N in a row (it tops up). glibc's per-thread cache keeps only 7
 //! blocks of a size, so most of those went through malloc's and free's slow paths: about 380
 //! instructions per command, the largest single cost of the caller-dispatch loop. Here they are
-//! a thread-local push and pop. With caller dispatch the thread that runs the callbacks is the
-//! one that sends, so a job's memory is freed and reused on the thread that made it; a runtime
-//! thread keeps what it frees for the commands its callbacks start.
+//! a thread-local push and pop. Used with caller dispatch only, where the thread that runs the
+//! callbacks is the one that sends, so a job's memory is freed and reused on the thread that
+//! made it. (With runtime dispatch a runtime thread finishes the jobs other threads start: the
+//! blocks it kept would never be taken, and every job would pay for the look.)
 //!
 //! At most [`KEPT`] blocks of one layout per thread: a program starts jobs of one type (the C
 //! API's) or a few (Rust closures); a block of another layout goes back to the allocator. A
