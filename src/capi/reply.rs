@@ -6,7 +6,7 @@ use super::boundary::{Handle, clear_last_error, guard_cleared, guard_value};
 use super::reply_memory::{ReplyBlock, free_reply, new_reply};
 use super::status::brisk_status;
 use crate::core::Error;
-use crate::resp::{Node, Reply};
+use crate::resp::{Node, Reply, ReplyKind};
 use std::ffi::c_char;
 
 /// A reply from the server: a tree of values.
@@ -235,21 +235,30 @@ pub struct brisk_reply_item {
 }
 
 impl brisk_reply_item {
+    /// The item of `n`: its fields read in one go (`Node::item_parts`, no branch per field);
+    /// only a DOUBLE's value is parsed, out of line.
+    #[inline(always)]
     fn of(n: &Node) -> brisk_reply_item {
-        let kind = n.kind();
-        let (str, len) = match n.text_parts() {
-            (text, _) if text.is_null() => (std::ptr::null(), n.children().len()),
-            (text, len) => (text.cast(), len),
-        };
+        let (kind, str, len, integer) = n.item_parts();
         brisk_reply_item {
             kind: kind as u32,
-            str,
+            str: str.cast(),
             len,
-            integer: n.as_integer().unwrap_or(0),
-            number: n.as_double().unwrap_or(0.0),
+            integer,
+            number: match kind {
+                ReplyKind::Double => double_of(n),
+                _ => 0.0,
+            },
             reply: (n as *const Node).cast(),
         }
     }
+}
+
+/// A DOUBLE's value for its item (parsed from its text: rare, so kept out of the item loop).
+#[cold]
+#[inline(never)]
+fn double_of(n: &Node) -> f64 {
+    n.as_double().unwrap_or(0.0)
 }
 
 /// Describes elements `start`, `start + 1`, ... of an aggregate into `out`, at most `cap` of
@@ -372,7 +381,6 @@ pub unsafe extern "C" fn brisk_reply_free(r: *mut brisk_reply) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::ReplyKind;
 
     #[test]
     fn reply_type_numbers_match_the_rust_kinds() {
