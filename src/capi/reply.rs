@@ -235,21 +235,29 @@ pub struct brisk_reply_item {
 }
 
 impl brisk_reply_item {
-    /// The item of `n`: its fields read in one go (`Node::item_parts`, no branch per field);
-    /// only a DOUBLE's value is parsed, out of line.
+    /// Writes the item of `n` to `out`: its fields read in one go (`Node::item_parts`, no
+    /// branch per field); only a DOUBLE's value is parsed, out of line, and written over the
+    /// 0.0 the item is written with (a constant store instead of a register merged from both
+    /// paths).
+    ///
+    /// # Safety
+    /// `out` is valid for writing an item.
     #[inline(always)]
-    fn of(n: &Node) -> brisk_reply_item {
+    unsafe fn write(out: *mut brisk_reply_item, n: &Node) {
         let (kind, str, len, integer) = n.item_parts();
-        brisk_reply_item {
-            kind: kind as u32,
-            str: str.cast(),
-            len,
-            integer,
-            number: match kind {
-                ReplyKind::Double => double_of(n),
-                _ => 0.0,
-            },
-            reply: (n as *const Node).cast(),
+        // SAFETY: per this function's contract.
+        unsafe {
+            out.write(brisk_reply_item {
+                kind: kind as u32,
+                str: str.cast(),
+                len,
+                integer,
+                number: 0.0,
+                reply: (n as *const Node).cast(),
+            });
+            if kind == ReplyKind::Double {
+                (*out).number = double_of(n);
+            }
         }
     }
 }
@@ -289,7 +297,7 @@ pub unsafe extern "C" fn brisk_reply_elements(
         let n = wanted.len().min(cap);
         for (i, child) in wanted[..n].iter().enumerate() {
             // SAFETY: `out` has room for `cap` items and `i < n <= cap`.
-            unsafe { out.add(i).write(brisk_reply_item::of(child)) };
+            unsafe { brisk_reply_item::write(out.add(i), child) };
         }
         n
     })
