@@ -3,7 +3,8 @@
  *   bench [--quick] [--repeats N] [--duration SECONDS] [--only LIST] [--heap-conns N]
  *         [--redis-benchmark PATH|none] --host HOST --port PORT
  *   bench callgrind-MODE brisk|hiredis N --host H --port P
- *         (MODE: sync, pipeline, lrange, async, async-cb)
+ *         (MODE: sync, pipeline, lrange, async, async-cb; brisk only: pipeline-bulk,
+ *         pipeline-items, lrange-bulk, ...: see profile_target)
  *
  * The first form runs every workload through brisk and through hiredis, alternating the two
  * clients (brisk then hiredis on even repeats, hiredis then brisk on odd ones, `--repeats`
@@ -463,6 +464,40 @@ static void brisk_pipe_batch(brisk_pipeline *p, bool get, int *k) {
     size_t l = 0;
     const char *s = brisk_reply_string(e, &l);
     if (!s || (get && l != VALUE_LEN)) die("brisk pipeline: unexpected reply %zu", i);
+  }
+  brisk_reply_free(r);
+}
+
+/* brisk_pipe_batch with the replies read in one call instead of two per reply: their strings
+   with brisk_reply_strings (the callgrind-pipeline-bulk target), or, items = true, each
+   reply's type, text and length with brisk_reply_elements (callgrind-pipeline-items). The
+   same checks as brisk_pipe_batch's walk. */
+static void brisk_pipe_batch_bulk(brisk_pipeline *p, bool get, int *k, bool items) {
+  const char *argv[3] = {get ? "GET" : "SET", NULL, VALUE};
+  const size_t len[3] = {3, KEY_LEN, VALUE_LEN};
+  size_t argc = get ? 2 : 3;
+  for (int i = 0; i < PIPE_BATCH; i++) {
+    argv[1] = g_keys[*k];
+    if (++*k == NKEYS) *k = 0;
+    brisk_check(brisk_pipeline_append(p, argc, argv, len), "pipeline_append");
+  }
+  brisk_reply *r = NULL;
+  brisk_check(brisk_pipeline_exec(p, &r), "pipeline_exec");
+  size_t n = brisk_reply_length(r);
+  if (n != PIPE_BATCH) die("brisk pipeline: %zu replies", n);
+  if (items) {
+    brisk_reply_item it[PIPE_BATCH];
+    if (brisk_reply_elements(r, 0, it, PIPE_BATCH) != n) die("brisk pipeline: elements");
+    for (size_t i = 0; i < n; i++)
+      if (!it[i].str || (get && it[i].len != VALUE_LEN))
+        die("brisk pipeline: unexpected reply %zu", i);
+  } else {
+    const char *strs[PIPE_BATCH];
+    size_t lens[PIPE_BATCH];
+    if (brisk_reply_strings(r, 0, PIPE_BATCH, strs, lens) != n) die("brisk pipeline: strings");
+    for (size_t i = 0; i < n; i++)
+      if (!strs[i] || (get && lens[i] != VALUE_LEN))
+        die("brisk pipeline: unexpected reply %zu", i);
   }
   brisk_reply_free(r);
 }
@@ -2284,6 +2319,9 @@ static void run_all(void) {
 /* The profiling targets (run under callgrind or strace by benches/run.sh):
      callgrind-sync brisk|hiredis N      warm up, then N x (SET + GET): 2N commands
      callgrind-pipeline brisk|hiredis N  N x (a batch of 100 SETs, a batch of 100 GETs): 200N
+     callgrind-pipeline-bulk brisk N     the same, brisk reading each batch's replies with one
+                                         brisk_reply_strings call instead of two calls per reply
+     callgrind-pipeline-items brisk N    the same with one brisk_reply_elements call (typed items)
      callgrind-lrange brisk|hiredis N    N x LRANGE of the 1,000-element list: N replies
      callgrind-lrange-bulk brisk N       the same, brisk walking each reply with
                                          brisk_reply_strings (64 elements per call)
@@ -2302,7 +2340,8 @@ static void run_all(void) {
      callgrind-get brisk N               N x a GET with the cache off (what a miss compares to)
    Run each with two values of N and subtract, so that setup and teardown cancel out. */
 static int profile_target(const char *mode, const char *which, long n) {
-  enum { SYNC, PIPELINE, LRANGE, LRANGE_BULK, CACHEHIT, CACHEMISS, GET } m;
+  enum { SYNC, PIPELINE, PIPELINE_BULK, PIPELINE_ITEMS, LRANGE, LRANGE_BULK, CACHEHIT, CACHEMISS,
+         GET } m;
   if (strcmp(mode, "callgrind-async") == 0 || strcmp(mode, "callgrind-async-cb") == 0) {
     enum lib lib = strcmp(which, "brisk") == 0 ? BRISK : HIREDIS;
     if (lib == HIREDIS && strcmp(which, "hiredis") != 0)
@@ -2332,6 +2371,8 @@ static int profile_target(const char *mode, const char *which, long n) {
   else if (strcmp(mode, "callgrind-cachemiss") == 0) m = CACHEMISS;
 #endif
   else if (strcmp(mode, "callgrind-pipeline") == 0) m = PIPELINE;
+  else if (strcmp(mode, "callgrind-pipeline-bulk") == 0) m = PIPELINE_BULK;
+  else if (strcmp(mode, "callgrind-pipeline-items") == 0) m = PIPELINE_ITEMS;
   else if (strcmp(mode, "callgrind-lrange") == 0) m = LRANGE;
   else if (strcmp(mode, "callgrind-lrange-bulk") == 0) m = LRANGE_BULK;
   else usage();
@@ -2382,6 +2423,9 @@ static int profile_target(const char *mode, const char *which, long n) {
       } else if (m == PIPELINE) {
         brisk_pipe_batch(p, false, &k);
         brisk_pipe_batch(p, true, &k);
+      } else if (m == PIPELINE_BULK || m == PIPELINE_ITEMS) {
+        brisk_pipe_batch_bulk(p, false, &k, m == PIPELINE_ITEMS);
+        brisk_pipe_batch_bulk(p, true, &k, m == PIPELINE_ITEMS);
       } else if (m == LRANGE) {
         sum += brisk_lrange(c);
       } else {
@@ -2390,7 +2434,8 @@ static int profile_target(const char *mode, const char *which, long n) {
     }
     brisk_pipeline_free(p);
     brisk_client_free(c);
-  } else if (strcmp(which, "hiredis") == 0 && m != LRANGE_BULK) {
+  } else if (strcmp(which, "hiredis") == 0 && m != LRANGE_BULK && m != PIPELINE_BULK &&
+             m != PIPELINE_ITEMS) {
     redisContext *c = hi_open();
     hi_warm(c);
     for (long i = 0; i < n; i++) {
@@ -2415,7 +2460,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: bench [--quick] [--repeats N] [--duration S] [--only LIST] [--heap-conns N]\n"
           "             [--redis-benchmark PATH|none] --host HOST --port PORT\n"
-          "       bench callgrind-sync|callgrind-pipeline|callgrind-lrange|callgrind-async|\n"
+          "       bench callgrind-sync|callgrind-pipeline|callgrind-pipeline-bulk|\n"
+          "             callgrind-pipeline-items|callgrind-lrange|callgrind-lrange-bulk|callgrind-async|\n"
           "             callgrind-async-cb|callgrind-async-dispatch|callgrind-cachehit|\n"
           "             callgrind-cachemiss|callgrind-get\n"
           "             brisk|hiredis N\n"

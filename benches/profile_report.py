@@ -7,6 +7,10 @@ small run from the large one removes process start, connection setup, warm-up an
 what is left is the cost of (N_LARGE - N_SMALL) iterations:
     sync      SET + GET, one command at a time        2 commands per iteration
     pipeline  a batch of 100 SETs, a batch of 100 GETs  200 commands per iteration
+    pipeline-bulk  the same, brisk's C API reading each batch's replies with one
+              brisk_reply_strings call instead of two calls per reply (the summary shows the
+              other clients' pipeline figures beside it)
+    pipeline-items  the same with one brisk_reply_elements call (typed items)
     lrange    LRANGE of a 1,000-element list          1 reply per iteration
     lrange-bulk  the same, brisk's C API reading the elements with brisk_reply_strings
               (64 per call instead of two calls per element; the summary shows the other
@@ -28,6 +32,12 @@ mode found in DIR (the peer table: brisk's C and Rust APIs, hiredis, redis-rs).
 MODES = {  # ops per iteration, what an op is (singular, plural), a title
     "sync": (2, ("command", "commands"), "Sync SET+GET loop"),
     "pipeline": (200, ("command", "commands"), "Pipelined SET and GET, batches of 100"),
+    "pipeline-bulk": (200, ("command", "commands"),
+                      "Pipelined SET and GET, batches of 100, brisk's C API reading each batch's"
+                      " replies with brisk_reply_strings"),
+    "pipeline-items": (200, ("command", "commands"),
+                       "Pipelined SET and GET, batches of 100, brisk's C API reading each batch's"
+                       " replies with brisk_reply_elements"),
     "lrange": (1, ("reply", "replies"), "LRANGE of 1,000 x 16 B"),
     "lrange-bulk": (1, ("reply", "replies"),
                     "LRANGE of 1,000 x 16 B, brisk's C API walking it with brisk_reply_strings"),
@@ -284,6 +294,10 @@ def report(directory, mode, n_small, n_large, top, clients):
                 print(f"| {c:.2f} | {ir:,.0f} | `{short(caller)}` |")
 
 
+# brisk C API loops without a counterpart in the other clients: the mode whose figures the
+# summary shows for them.
+BRISK_C_ONLY = {"lrange-bulk": "lrange", "pipeline-bulk": "pipeline", "pipeline-items": "pipeline"}
+
 # The peer table's columns (client file names) and ratio columns, in order.
 PEERS = [("brisk", "brisk C API"), ("brisk-rust", "brisk Rust API"), ("hiredis", "hiredis"),
          ("redis-rs", "redis-rs")]
@@ -307,14 +321,15 @@ def summary(directory):
     for mode, (_, (unit, _), title) in MODES.items():
         ir = {}
         for client, _ in PEERS:
-            # lrange-bulk is a brisk C API loop: the others walk the reply as in lrange.
-            run_mode = "lrange" if mode == "lrange-bulk" and client != "brisk" else mode
+            # lrange-bulk, pipeline-bulk and pipeline-items are brisk C API loops: the others
+            # walk the replies as in lrange and pipeline.
+            run_mode = BRISK_C_ONLY.get(mode, mode) if client != "brisk" else mode
             counts = sorted(runs.get((run_mode, client), ()))
             if len(counts) >= 2:
                 r = measure(directory, run_mode, client, counts[0], counts[-1])
                 if r is not None:
                     ir[client] = r["ir"]
-        if not ir or (mode == "lrange-bulk" and "brisk" not in ir):
+        if not ir or (mode in BRISK_C_ONLY and "brisk" not in ir):
             continue
         cells = [f"{ir[c]:,.0f}" if c in ir else "-" for c, _ in PEERS]
         cells += [f"{ir[a] / ir[b]:.2f}x" if a in ir and b in ir and ir[b] else "-"

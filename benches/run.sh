@@ -255,21 +255,25 @@ if [ "$profile" = 1 ]; then
     # mode:small:large iterations (sync: 2 commands each, pipeline: 200, lrange: 1 reply,
     # async and async-cb: 1 command)
     if [ "$quick" = 1 ]; then
-      runs=(sync:100:600 pipeline:3:13 lrange:5:25 lrange-bulk:5:25 async:300:1800
+      runs=(sync:100:600 pipeline:3:13 pipeline-bulk:3:13 pipeline-items:3:13 lrange:5:25
+        lrange-bulk:5:25 async:300:1800
         async-cb:300:1800 async-dispatch:300:1800 async-dispatch-cb:300:1800)
     else
-      runs=(sync:2000:12000 pipeline:30:180 lrange:40:240 lrange-bulk:40:240 async:2000:12000
+      runs=(sync:2000:12000 pipeline:30:180 pipeline-bulk:30:180 pipeline-items:30:180
+        lrange:40:240 lrange-bulk:40:240 async:2000:12000
         async-cb:2000:12000 async-dispatch:2000:12000
         async-dispatch-cb:2000:12000)
     fi
     # With --only, only the loops of the workloads it names (async: async, async-cb,
-    # async-dispatch and async-dispatch-cb; lrange: lrange and lrange-bulk).
+    # async-dispatch and async-dispatch-cb; pipeline: pipeline, pipeline-bulk and
+    # pipeline-items; lrange: lrange and lrange-bulk).
     if [ -n "$only_list" ]; then
       selected=()
       for run in "${runs[@]}"; do
         mode=${run%%:*}
         base=${mode%-cb}
         base=${base%-bulk}
+        base=${base%-items}
         base=${base%-dispatch}
         if [[ ",$only_list," == *",$base,"* ]]; then selected+=("$run"); fi
       done
@@ -278,8 +282,9 @@ if [ "$profile" = 1 ]; then
     for run in ${runs[@]+"${runs[@]}"}; do
       IFS=: read -r mode small large <<<"$run"
       c_clients=(brisk hiredis)
-      # brisk_reply_strings is brisk's: the other clients' walk is the lrange loop's.
-      [ "$mode" = lrange-bulk ] && c_clients=(brisk)
+      # brisk_reply_strings and brisk_reply_elements are brisk's: the other clients' walk is
+      # the lrange or pipeline loop's.
+      case $mode in lrange-bulk | pipeline-bulk | pipeline-items) c_clients=(brisk) ;; esac
       if [[ $mode == async* ]] && [ -z "$libevent_flags" ]; then
         echo "WARNING: no hiredis $mode profile (built without libevent)" >&2
         c_clients=(brisk)
@@ -297,7 +302,7 @@ if [ "$profile" = 1 ]; then
       for run in ${runs[@]+"${runs[@]}"}; do
         IFS=: read -r mode small large <<<"$run"
         # C API loops only
-        [ "$mode" = lrange-bulk ] || [[ $mode == async-dispatch* ]] && continue
+        case $mode in lrange-bulk | pipeline-bulk | pipeline-items | async-dispatch*) continue ;; esac
         say "callgrind and strace of the Rust $mode loop ($small and $large iterations)"
         profile_runs "$RUST_BIN" "$mode" "$small" "$large" brisk-rust redis-rs
         {

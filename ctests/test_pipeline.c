@@ -155,6 +155,24 @@ static void pipeline_refuses_bad_commands(void) {
                BRISK_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(brisk_pipeline_append(p, 0, ping, NULL), BRISK_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(brisk_pipeline_append(p, 1, NULL, NULL), BRISK_ERR_INVALID_ARGUMENT);
+  /* The same with the lengths given (the fast path's checks), a NULL entry anywhere. */
+  const size_t lens[3] = {3, 1, 1};
+  CHECK_STATUS(brisk_pipeline_append(p, 0, ping, lens), BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "argc");
+  CHECK_STATUS(brisk_pipeline_append(p, 1, NULL, lens), BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "argv: NULL");
+  CHECK_STATUS(brisk_pipeline_append(NULL, 3, (const char *const[]){"SET", "k", "v"}, lens),
+               BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "p: NULL brisk_pipeline pointer");
+  CHECK_STATUS(brisk_pipeline_append(p, 3, (const char *const[]){NULL, "k", "v"}, lens),
+               BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "argv[0]: NULL");
+  CHECK_STATUS(brisk_pipeline_append(p, 3, (const char *const[]){"SET", NULL, "v"}, lens),
+               BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "argv[1]: NULL");
+  CHECK_STATUS(brisk_pipeline_append(p, 3, (const char *const[]){"SET", "k", NULL}, lens),
+               BRISK_ERR_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(brisk_last_error_message(), "argv[2]: NULL");
   /* None of those was queued. */
   APPEND(p, "PING");
   CHECK_OK(brisk_pipeline_exec(p, &r));

@@ -78,17 +78,20 @@ unsafe fn argv_valid(argc: usize, argv: *const *const c_char) -> bool {
     if argc == 0 || argv.is_null() {
         return false;
     }
-    // From the last entry down: per entry a load, a test and the count's own decrement (an
-    // upward loop compares with argc besides, ~4 instructions more per command).
+    // From the last entry down, the count tested at the bottom (argc > 0 here): per entry a
+    // load and test, and the decrement whose flags end the loop (an upward loop compares with
+    // argc besides, ~4 instructions more per command; a test at the top, 2 more).
     let mut i = argc;
-    while i != 0 {
-        i -= 1;
-        // SAFETY: argv holds argc pointers per the contract, and i < argc.
-        if unsafe { (*argv.add(i)).is_null() } {
+    loop {
+        // SAFETY: argv holds argc pointers per the contract, and 0 < i <= argc.
+        if unsafe { (*argv.add(i - 1)).is_null() } {
             return false;
         }
+        i -= 1;
+        if i == 0 {
+            return true;
+        }
     }
-    true
 }
 
 /// `argv` non-null with `argc` non-null entries.
@@ -194,6 +197,29 @@ unsafe fn with_measured_args<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_args_refuses_a_null_anywhere() {
+        let words = [c"SET".as_ptr(), c"k".as_ptr(), c"v".as_ptr()];
+        let lens = [3, 1, 1];
+        for argc in 1..=3 {
+            // SAFETY: `argc` entries of `words`, their lengths in `lens`.
+            let args = unsafe { given_args(argc, words.as_ptr(), lens.as_ptr()) };
+            assert_eq!(args.map(|a| a.len()), Some(argc));
+            for null_at in 0..argc {
+                let mut argv = words;
+                argv[null_at] = std::ptr::null();
+                // SAFETY: as above, one entry NULL (which is checked).
+                assert!(unsafe { given_args(argc, argv.as_ptr(), lens.as_ptr()) }.is_none());
+            }
+        }
+        // SAFETY: NULL arrays and a zero count are checked.
+        unsafe {
+            assert!(given_args(0, words.as_ptr(), lens.as_ptr()).is_none());
+            assert!(given_args(3, std::ptr::null(), lens.as_ptr()).is_none());
+            assert!(given_args(3, words.as_ptr(), std::ptr::null()).is_none());
+        }
+    }
 
     #[test]
     fn nul_terminated_arguments_are_measured_once_on_the_stack_or_the_heap() {
