@@ -19,8 +19,8 @@ use std::alloc::Layout;
 use std::cell::RefCell;
 use std::ptr::NonNull;
 
-/// Blocks kept per thread: a window of commands in flight (`KEPT` x the job's size, a few KB,
-/// at most, per thread that finished jobs).
+/// Blocks kept per thread: a window of commands in flight (at most `KEPT` x the job's size per
+/// thread that finished jobs: 22 KB for the C API's 344-byte jobs).
 const KEPT: usize = 64;
 
 struct Spares {

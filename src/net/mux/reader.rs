@@ -81,7 +81,7 @@ impl Line {
     pub fn take_outbox(&mut self, into: &mut BytesMut) {
         std::mem::swap(&mut self.outbox, into);
         let now = Instant::now();
-        let first_unsent = self.queue.len() - self.unsent;
+        let first_unsent = self.queue.len().saturating_sub(self.unsent);
         for entry in self.queue.range_mut(first_unsent..) {
             entry.written = Some(now);
         }
@@ -226,28 +226,34 @@ impl Replies {
     fn complete(&self, reply: Reply) -> Result<()> {
         let entry = {
             let mut line = lock(&self.line);
+            // With every request in the queue still unwritten (or none), a reply would be
+            // matched with a request the server has not seen.
+            let written = line.replies_coming();
             match line.queue.front_mut() {
+                Some(_) if !written => return Err(self.unasked()),
+                None => return Err(self.unasked()),
                 Some(front) if front.skip_replies > 0 => {
                     front.skip_replies -= 1;
                     return Ok(());
                 }
-                _ => line.queue.pop_front(),
+                Some(_) => line.queue.pop_front(),
             }
         };
-        match entry {
-            Some(InFlight {
-                done: Some(done), ..
-            }) => done.complete(Ok(reply)),
-            // Completed early (deadline): its reply is dropped.
-            Some(InFlight { done: None, .. }) => {}
-            None => {
-                return Err(Error::new(
-                    Status::Protocol,
-                    format!("{} sent a reply nobody asked for", self.address),
-                ));
-            }
+        // `None`: completed early (deadline); its reply is dropped.
+        if let Some(InFlight {
+            done: Some(done), ..
+        }) = entry
+        {
+            done.complete(Ok(reply));
         }
         Ok(())
+    }
+
+    fn unasked(&self) -> Error {
+        Error::new(
+            Status::Protocol,
+            format!("{} sent a reply nobody asked for", self.address),
+        )
     }
 
     /// Fails requests past their deadline; an error when the read timeout has run out.
