@@ -445,34 +445,15 @@ static double wl_sync(enum lib lib, double *p50_us) {
   return ops / (elapsed / 1e9);
 }
 
-/* One batch of PIPE_BATCH SETs (get = false) or GETs; every reply is looked at. */
-static void brisk_pipe_batch(brisk_pipeline *p, bool get, int *k) {
-  const char *argv[3] = {get ? "GET" : "SET", NULL, VALUE};
-  const size_t len[3] = {3, KEY_LEN, VALUE_LEN};
-  size_t argc = get ? 2 : 3;
-  for (int i = 0; i < PIPE_BATCH; i++) {
-    argv[1] = g_keys[*k];
-    if (++*k == NKEYS) *k = 0;
-    brisk_check(brisk_pipeline_append(p, argc, argv, len), "pipeline_append");
-  }
-  brisk_reply *r = NULL;
-  brisk_check(brisk_pipeline_exec(p, &r), "pipeline_exec");
-  size_t n = brisk_reply_length(r);
-  if (n != PIPE_BATCH) die("brisk pipeline: %zu replies", n);
-  for (size_t i = 0; i < n; i++) {
-    const brisk_reply *e = brisk_reply_element(r, i);
-    size_t l = 0;
-    const char *s = brisk_reply_string(e, &l);
-    if (!s || (get && l != VALUE_LEN)) die("brisk pipeline: unexpected reply %zu", i);
-  }
-  brisk_reply_free(r);
-}
+/* How brisk_pipe_batch reads a batch's replies: two calls per reply (brisk_reply_element and
+   brisk_reply_string: the callgrind-pipeline target and the timed workload), or one call per
+   batch: their strings with brisk_reply_strings (callgrind-pipeline-bulk), or each reply's
+   type, text and length with brisk_reply_elements (callgrind-pipeline-items). */
+enum pipe_walk { PIPE_WALK_CALLS, PIPE_WALK_STRINGS, PIPE_WALK_ITEMS };
 
-/* brisk_pipe_batch with the replies read in one call instead of two per reply: their strings
-   with brisk_reply_strings (the callgrind-pipeline-bulk target), or, items = true, each
-   reply's type, text and length with brisk_reply_elements (callgrind-pipeline-items). The
-   same checks as brisk_pipe_batch's walk. */
-static void brisk_pipe_batch_bulk(brisk_pipeline *p, bool get, int *k, bool items) {
+/* One batch of PIPE_BATCH SETs (get = false) or GETs; every reply is looked at (it has text;
+   a GET's is VALUE_LEN bytes). */
+static void brisk_pipe_batch(brisk_pipeline *p, bool get, int *k, enum pipe_walk walk) {
   const char *argv[3] = {get ? "GET" : "SET", NULL, VALUE};
   const size_t len[3] = {3, KEY_LEN, VALUE_LEN};
   size_t argc = get ? 2 : 3;
@@ -485,7 +466,14 @@ static void brisk_pipe_batch_bulk(brisk_pipeline *p, bool get, int *k, bool item
   brisk_check(brisk_pipeline_exec(p, &r), "pipeline_exec");
   size_t n = brisk_reply_length(r);
   if (n != PIPE_BATCH) die("brisk pipeline: %zu replies", n);
-  if (items) {
+  if (walk == PIPE_WALK_CALLS) {
+    for (size_t i = 0; i < n; i++) {
+      const brisk_reply *e = brisk_reply_element(r, i);
+      size_t l = 0;
+      const char *s = brisk_reply_string(e, &l);
+      if (!s || (get && l != VALUE_LEN)) die("brisk pipeline: unexpected reply %zu", i);
+    }
+  } else if (walk == PIPE_WALK_ITEMS) {
     brisk_reply_item it[PIPE_BATCH];
     if (brisk_reply_elements(r, 0, it, PIPE_BATCH) != n) die("brisk pipeline: elements");
     for (size_t i = 0; i < n; i++)
@@ -670,7 +658,7 @@ struct hi_pipe { redisContext *c; int k; };
 struct bare_pipe { int fd; int b; };
 static void brisk_pipe_op(void *s, bool get) {
   struct brisk_pipe *st = s;
-  brisk_pipe_batch(st->p, get, &st->k);
+  brisk_pipe_batch(st->p, get, &st->k, PIPE_WALK_CALLS);
 }
 static void hi_pipe_op(void *s, bool get) {
   struct hi_pipe *st = s;
@@ -2420,12 +2408,12 @@ static int profile_target(const char *mode, const char *which, long n) {
       if (m == SYNC) {
         brisk_set(c, (int)(i % NKEYS));
         brisk_get(c, (int)(i % NKEYS));
-      } else if (m == PIPELINE) {
-        brisk_pipe_batch(p, false, &k);
-        brisk_pipe_batch(p, true, &k);
-      } else if (m == PIPELINE_BULK || m == PIPELINE_ITEMS) {
-        brisk_pipe_batch_bulk(p, false, &k, m == PIPELINE_ITEMS);
-        brisk_pipe_batch_bulk(p, true, &k, m == PIPELINE_ITEMS);
+      } else if (m == PIPELINE || m == PIPELINE_BULK || m == PIPELINE_ITEMS) {
+        enum pipe_walk walk = m == PIPELINE        ? PIPE_WALK_CALLS
+                              : m == PIPELINE_BULK ? PIPE_WALK_STRINGS
+                                                   : PIPE_WALK_ITEMS;
+        brisk_pipe_batch(p, false, &k, walk);
+        brisk_pipe_batch(p, true, &k, walk);
       } else if (m == LRANGE) {
         sum += brisk_lrange(c);
       } else {
