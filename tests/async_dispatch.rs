@@ -12,6 +12,7 @@ mod support;
 use brisk::config::AsyncDispatch;
 use brisk::stats::Stat;
 use brisk::{Args, Client, Config, Status};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -66,6 +67,17 @@ fn dispatch_until(client: &Client, calls: &Calls, done: usize) {
 }
 
 /// The integer outcomes of the callbacks that ran, in the order they ran.
+/// A caller-dispatch client whose event loop is this thread: one `INCR key` sent and
+/// dispatched here (its outcome is call 0). Returns the client, its descriptor and the calls.
+fn looping_on_this_thread(server: &RedisServer, key: &str) -> (Client, RawFd, Calls) {
+    let client = Client::new(&caller_config(server)).unwrap();
+    let fd = client.async_fd().unwrap();
+    let calls = Calls::default();
+    start(&client, &calls, 0, &["INCR", key]);
+    dispatch_until(&client, &calls, 1);
+    (client, fd, calls)
+}
+
 fn outcomes(calls: &Calls) -> Vec<i64> {
     calls
         .lock()
@@ -169,11 +181,7 @@ fn a_connection_the_server_closed_while_the_loop_was_idle_is_replaced() {
     // sent by the loop's own thread, goes out on a new connection. Twice: once dispatching
     // the end before sending, once sending first.
     let server = RedisServer::start();
-    let client = Client::new(&caller_config(&server)).unwrap();
-    let fd = client.async_fd().unwrap();
-    let calls = Calls::default();
-    start(&client, &calls, 0, &["INCR", "replaced"]);
-    dispatch_until(&client, &calls, 1);
+    let (client, fd, calls) = looping_on_this_thread(&server, "replaced");
     for round in 1..=2 {
         server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
         assert!(
@@ -313,13 +321,9 @@ fn runtime_dispatch_has_no_descriptor_and_nothing_to_dispatch() {
 #[test]
 fn requests_sent_by_the_dispatching_thread_go_out_at_its_next_dispatch_or_on_their_own() {
     let server = RedisServer::start();
-    let client = Client::new(&caller_config(&server)).unwrap();
-    let fd = client.async_fd().unwrap();
-    let calls = Calls::default();
-    start(&client, &calls, 0, &["INCR", "held"]);
     // From now on this thread is the client's event loop: what it sends is held for its next
     // dispatch, one write for all of it.
-    dispatch_until(&client, &calls, 1);
+    let (client, fd, calls) = looping_on_this_thread(&server, "held");
     assert!(!readable(fd, 0), "nothing waits");
     for i in 1..=50 {
         start(&client, &calls, i, &["INCR", "held"]);
