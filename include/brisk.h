@@ -1571,7 +1571,10 @@ brisk_status brisk_config_set_pubsub_health_check(brisk_config *cfg,
  * the client's own, `brisk-cache`) and fails when the server or the user cannot track: Redis
  * 6 or later, or Valkey, and permission for `CLIENT`. The server is told, per connection that
  * reads for the cache, to send its invalidations there (`CLIENT TRACKING ON REDIRECT`), so
- * invalidations never wait unread in an idle pooled connection, over RESP3 or RESP2.
+ * invalidations never wait unread in an idle pooled connection, over RESP3 or RESP2. The
+ * invalidation connection speaks RESP3 whatever the client's protocol (every server that
+ * tracks does; one without HELLO gets a RESP2 subscriber, whose probes cannot say the node's
+ * role, guarantee 4).
  *
  * What it guarantees:
  * 1. Read-your-own-writes: a write by this client (any command with the `write` flag, and
@@ -1583,15 +1586,18 @@ brisk_status brisk_config_set_pubsub_health_check(brisk_config *cfg,
  *    reply (by then its invalidations have arrived).
  * 2. No stale read: a read that starts 1 ms or more after another client's write was
  *    acknowledged never returns the old value. Invalidations are applied the moment they
- *    arrive, and a hit is served only while its node has answered a PING sent under 1 ms ago
- *    on the invalidation connection (so everything the server queued before that is applied):
- *    on an overloaded machine hits go to the server instead of trusting a late thread. While
- *    hits are served the client PINGs each node it reads from every ~250 µs.
+ *    arrive, and a hit is served only while its node has answered a probe sent under 1 ms ago
+ *    on the invalidation connection (`HELLO 3`, which says the node's role too; `PING` over
+ *    RESP2), so everything the server queued before that is applied: on an overloaded
+ *    machine hits go to the server instead of trusting a late thread. While hits are served
+ *    the client probes each node it reads from every ~250 µs.
  * 3. A read in flight when its key is invalidated is answered but not kept.
  * 4. Flush on doubt: when the invalidation connection is lost, killed, leaves its PING
  *    unanswered for the read timeout or the server says its target is gone
  *    (`tracking-redir-broken`); when the server restarts, a cluster slot changes hands or a
- *    node fails over; on FLUSHALL/FLUSHDB (by anyone); when a data connection the cache read
+ *    node fails over (a probe's answer says the node changed roles: a former primary keeps
+ *    answering while its successor acknowledges writes it has not seen yet); on
+ *    FLUSHALL/FLUSHDB (by anyone); when a data connection the cache read
  *    through is closed (its tracking ends with it); and when a session sends RESET, CLIENT
  *    TRACKING, HELLO, AUTH or SELECT: every entry that relied on it is dropped before the next
  *    hit. Nothing is kept again before tracking is set up again.

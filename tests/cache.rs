@@ -91,6 +91,23 @@ fn warm_async(client: &Client, key: &str) -> Option<String> {
     value
 }
 
+/// What the cache drops, as its `CacheInvalidate` events say: (reason, batch size).
+type Drops = Arc<Mutex<Vec<(String, u32)>>>;
+
+/// Records `config`'s client's cache drops.
+fn record_drops(config: &mut Config) -> Drops {
+    let drops = Drops::default();
+    let seen = drops.clone();
+    config.events =
+        brisk::events::HandlerSlot(Some(Arc::new(move |e: &brisk::events::Event<'_>| {
+            if e.kind == brisk::events::EventKind::CacheInvalidate {
+                let reason = String::from_utf8_lossy(e.command).into_owned();
+                seen.lock().unwrap().push((reason, e.batch_size));
+            }
+        })));
+    drops
+}
+
 fn stop_on_drop(stop: &AtomicBool) -> impl Drop + '_ {
     struct Stop<'a>(&'a AtomicBool);
     impl Drop for Stop<'_> {
@@ -758,6 +775,42 @@ fn another_clients_flushall_empties_the_cache() {
     assert_eq!(get(&client, "a"), None);
 }
 
+/// Guarantee 4: a primary that turns replica (a failover) drops what was read there, although
+/// no invalidation comes: its new primary acknowledges writes it has not seen yet, and it sends
+/// their invalidations only once it has caught up (here never: its new primary accepts the
+/// connection and never answers). The invalidation connection's lease probe (HELLO) says the
+/// role changed. Promoted again, it drops again, and tracking goes on.
+#[test]
+fn a_primary_turned_replica_drops_what_was_read_there() {
+    let server = RedisServer::start();
+    let mut config = cached_config(&server, 1000);
+    let drops = record_drops(&mut config);
+    let client = Client::new(&config).unwrap();
+    let writer = plain(&server);
+    ok(&writer, &["SET", "k", "v"]);
+    warm(&client, "k");
+    let topology = |n: usize| {
+        wait_until(WAIT, || {
+            let drops = drops.lock().unwrap();
+            drops
+                .iter()
+                .filter(|(reason, _)| reason == "TOPOLOGY")
+                .count()
+                >= n
+        })
+    };
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    server.cli(&["REPLICAOF", "127.0.0.1", &port]);
+    assert!(topology(1), "no drop for the role change: {drops:?}");
+    assert_eq!(client.stat(Stat::CacheEntries), 0);
+    // A replica still serves reads (standalone): what it reads is its own now.
+    assert_eq!(warm(&client, "k").as_deref(), Some("v"));
+    server.cli(&["REPLICAOF", "NO", "ONE"]);
+    assert!(topology(2), "no drop for the promotion: {drops:?}");
+    assert_tracked_again(&client, &writer, "k", "after");
+}
+
 /// Guarantee 4: a session command that changes what the server tracks for its connection
 /// (RESET, CLIENT TRACKING OFF, HELLO, AUTH, SELECT) drops everything before it returns.
 #[test]
@@ -1143,26 +1196,53 @@ fn the_basics_hold_with(client: &Client, writer: &Client, key: &str, flushall: &
     assert_eq!(get(client, key), None);
 }
 
-/// RESP2: the invalidation connection subscribes to `__redis__:invalidate` (RESP2 has no push
-/// frames) and the data connections redirect to it, exactly as over RESP3.
+/// A RESP2 client: its data connections speak RESP2 and redirect their invalidations to an
+/// invalidation connection that speaks RESP3 (every server that tracks does), whose lease
+/// probes then say the node's role.
+#[test]
+fn a_resp2_client_listens_over_resp3() {
+    let server = RedisServer::start();
+    let (list, listener) = resp2_client_holds_the_basics(&server);
+    let mut speaking = Vec::new();
+    for line in list.lines().filter(|l| l.contains("name=resp2 ")) {
+        let field = |f: &str| support::client_info_field(line, f);
+        speaking.push((field("id") == listener, field("resp")));
+    }
+    speaking.sort();
+    speaking.dedup();
+    // Data connections (false) in RESP2, the invalidation connection (true) in RESP3.
+    let expected = [(false, "2".to_owned()), (true, "3".to_owned())];
+    assert_eq!(speaking, expected, "{list}");
+}
+
+/// A server without HELLO (renamed away): the invalidation connection speaks RESP2, so it
+/// subscribes to `__redis__:invalidate` (RESP2 has no push frames), and the data connections
+/// redirect to it, exactly as over RESP3.
 #[test]
 fn resp2_works_through_the_invalidation_channel() {
-    let server = RedisServer::start();
-    let mut config = cached_config(&server, 1000);
-    config.set_protocol(2).unwrap();
-    config.set_client_name("resp2").unwrap();
-    let client = Client::new(&config).unwrap();
-    let writer = plain(&server);
-    the_basics_hold(&client, &writer, "k");
-    // The invalidation connection is a RESP2 subscriber; data connections redirect to it.
-    let list = server.cli(&["CLIENT", "LIST"]);
-    let listener = listener_id(&server, "resp2").expect("redirected data connections");
+    let server = RedisServer::builder()
+        .config("rename-command HELLO \"\"")
+        .start();
+    let (list, listener) = resp2_client_holds_the_basics(&server);
     let line = list
         .lines()
         .find(|l| support::client_info_field(l, "id") == listener)
         .expect("the invalidation connection");
     assert_eq!(support::client_info_field(line, "resp"), "2");
     assert_eq!(support::client_info_field(line, "sub"), "1");
+}
+
+/// A RESP2 client named `resp2` on `server`: the basics hold on the blocking and the async
+/// paths. `CLIENT LIST` after that, and the `id=` its data connections redirect to.
+fn resp2_client_holds_the_basics(server: &RedisServer) -> (String, String) {
+    let mut config = cached_config(server, 1000);
+    config.set_protocol(2).unwrap();
+    config.set_client_name("resp2").unwrap();
+    let client = Client::new(&config).unwrap();
+    let writer = plain(server);
+    the_basics_hold(&client, &writer, "k");
+    let list = server.cli(&["CLIENT", "LIST"]);
+    let listener = listener_id(server, "resp2").expect("redirected data connections");
     // And the async path too.
     ok(&writer, &["SET", "a", "1"]);
     assert_eq!(text(&call_async(&client, &["GET", "a"]).unwrap()), "1");
@@ -1177,6 +1257,7 @@ fn resp2_works_through_the_invalidation_channel() {
         std::hint::spin_loop();
     }
     assert_eq!(text(&call_async(&client, &["GET", "a"]).unwrap()), "2");
+    (list, listener)
 }
 
 /// BROADCAST: the invalidation connection asks for every change under the prefixes (`BCAST
@@ -1189,15 +1270,7 @@ fn broadcast_mode_caches_the_prefixes_only() {
     config.cache.mode = brisk::config::CacheMode::Broadcast;
     config.add_client_cache_prefix(b"user:").unwrap();
     config.set_client_name("bcast").unwrap();
-    let events = Arc::new(Mutex::new(Vec::<(String, u32)>::new()));
-    let seen = events.clone();
-    config.events =
-        brisk::events::HandlerSlot(Some(Arc::new(move |e: &brisk::events::Event<'_>| {
-            if e.kind == brisk::events::EventKind::CacheInvalidate {
-                let reason = String::from_utf8_lossy(e.command).into_owned();
-                seen.lock().unwrap().push((reason, e.batch_size));
-            }
-        })));
+    let events = record_drops(&mut config);
     let client = Client::new(&config).unwrap();
     let writer = plain(&server);
     the_basics_hold(&client, &writer, "user:1");

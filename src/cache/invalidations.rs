@@ -68,6 +68,15 @@ impl Cache {
         self.listeners.doubt(node);
     }
 
+    /// The node's lease probe says it changed roles (a failover: a primary turned replica, or
+    /// a replica promoted): everything read there goes. A former primary would otherwise keep
+    /// answering the lease while its new primary acknowledges writes it has not seen yet (it
+    /// sends their invalidations only once it has caught up).
+    pub(super) fn role_changed(&self, node: NodeId) {
+        let dropped = self.store.flush_node(node);
+        self.report(Some(node), Reason::Topology, dropped, dropped);
+    }
+
     /// A data connection the server closed (seen by the invalidation thread): what the server
     /// tracked for it is gone, so is everything read through it.
     pub(super) fn data_connection_lost(&self, node: NodeId, connection: u64) {

@@ -120,7 +120,13 @@ impl Cache {
             joined.push(node);
         }
         match settings.for_endpoint(&self.config, settings.endpoint.clone()) {
-            Ok(listener_settings) => self.listeners.join(node, listener_settings),
+            Ok(mut listener_settings) => {
+                // RESP3 whatever the client speaks (every server that tracks does; one that
+                // does not know HELLO gets a RESP2 subscriber): its probes then say the
+                // node's role.
+                listener_settings.handshake.protocol = 3;
+                self.listeners.join(node, listener_settings)
+            }
             Err(e) => self.listener_unsupported(node, e),
         }
     }

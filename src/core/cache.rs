@@ -1,6 +1,7 @@
 //! Client-side caching as data: which commands may be cached and which ones change what is
 //! cached, the key an entry is found by, the commands that set up tracking on the server, and
-//! what an invalidation message says. The store and the connections live in `src/cache/`.
+//! what an invalidation message says and what a node's `HELLO` says about its role. The store
+//! and the connections live in `src/cache/`.
 //!
 //! A command may be cached when it is a deterministic read of named keys: the server's table
 //! says `readonly`, not `write`, not `blocking`, and not `random` / `nondeterministic_output`,
@@ -350,6 +351,37 @@ pub fn parse_message(reply: &Node) -> Option<Invalidation<'_>> {
         {
             invalidation_payload(payload)
         }
+        _ => None,
+    }
+}
+
+/// What a node says it is: a primary, or a replica of another node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+/// The invalidation connection's lease probe over RESP3: `HELLO 3` (the protocol it already
+/// speaks) answers in order like a PING, and its `role` says whether the node is still a
+/// primary. Any user may send it (the server never checks HELLO against ACLs), unlike `ROLE`.
+pub const LEASE_PROBE: [&[u8]; 2] = [b"HELLO", b"3"];
+
+/// The role in a `HELLO` reply (a RESP3 map, or RESP2's flat array of names and values):
+/// `master` (or `primary`) or `replica` (or `slave`); `None` for a reply without one (a
+/// sentinel's, a proxy's, an error).
+pub fn hello_role(reply: &Node) -> Option<Role> {
+    let fields = reply.children();
+    if !matches!(reply.kind(), ReplyKind::Map | ReplyKind::Array) || !fields.len().is_multiple_of(2) {
+        return None;
+    }
+    let value = fields
+        .chunks_exact(2)
+        .find(|pair| pair[0].as_bytes() == Some(b"role"))?[1]
+        .as_bytes()?;
+    match value.to_ascii_lowercase().as_slice() {
+        b"master" | b"primary" => Some(Role::Primary),
+        b"replica" | b"slave" => Some(Role::Replica),
         _ => None,
     }
 }

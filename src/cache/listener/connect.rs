@@ -1,10 +1,11 @@
 //! Opening one invalidation connection, on a thread of its own (connecting blocks): the node's
-//! usual connection, `CLIENT ID`, the `CLIENT TRACKING OFF` probe a server without tracking
-//! refuses, BROADCAST's tracking on the connection itself, RESP2's subscription to the
+//! usual connection (RESP3 whenever the server speaks it), `CLIENT ID`, the `CLIENT TRACKING
+//! OFF` probe a server without tracking refuses, the first lease probe (RESP3: the node's
+//! role), BROADCAST's tracking on the connection itself, RESP2's subscription to the
 //! invalidation channel.
 
 use super::Attempt;
-use crate::core::cache::{INVALIDATE_CHANNEL, Mode, broadcast_on};
+use crate::core::cache::{INVALIDATE_CHANNEL, LEASE_PROBE, Mode, broadcast_on, hello_role};
 use crate::core::{Error, Status};
 use crate::net::{ConnectSettings, Connection};
 use crate::resp::{Args, Reply, ReplyKind, encode_owned};
@@ -24,7 +25,10 @@ pub(super) fn connect(settings: &ConnectSettings, mode: Mode, prefixes: &[Vec<u8
         &mut encoded,
         &[b"CLIENT".to_vec(), b"TRACKING".to_vec(), b"OFF".to_vec()],
     );
-    let replies = match conn.pipeline(&encoded, 2) {
+    if resp3 {
+        encode_owned(&mut encoded, &LEASE_PROBE.map(<[u8]>::to_vec));
+    }
+    let replies = match conn.pipeline(&encoded, 2 + usize::from(resp3)) {
         Ok(replies) => replies,
         Err(e) => return Attempt::Lost(e),
     };
@@ -37,6 +41,7 @@ pub(super) fn connect(settings: &ConnectSettings, mode: Mode, prefixes: &[Vec<u8
     if replies[1].kind() == ReplyKind::Error {
         return Attempt::Unsupported(refused("CLIENT TRACKING", &replies[1]));
     }
+    let role = replies.get(2).and_then(|r| hello_role(r));
     let mut setup: Vec<Vec<Vec<u8>>> = Vec::new();
     if mode == Mode::Broadcast {
         setup.push(broadcast_on((!resp3).then_some(client_id), prefixes));
@@ -58,7 +63,7 @@ pub(super) fn connect(settings: &ConnectSettings, mode: Mode, prefixes: &[Vec<u8
         }
     }
     match conn.listen_only() {
-        Ok(()) => Attempt::Up(conn, client_id),
+        Ok(()) => Attempt::Up(conn, client_id, role),
         Err(e) => Attempt::Lost(e),
     }
 }

@@ -1,14 +1,20 @@
 //! The invalidation connections: one per node, all watched by one thread of the client's own
 //! (`brisk-cache`) that does nothing else: it reads them as invalidations arrive and applies
-//! each the moment it is read (guarantee 2), and PINGs them. Each PING answered renews the
-//! node's lease (see `store::Leases`): while hits ask for a node's lease, a PING is kept in
-//! flight on its connection (one every ~250 µs); otherwise only the health PING is sent, every
+//! each the moment it is read (guarantee 2), and probes them. Each probe answered renews the
+//! node's lease (see `store::Leases`): while hits ask for a node's lease, a probe is kept in
+//! flight on its connection (one every ~250 µs); otherwise only the health probe is sent, every
 //! 500 ms. The thread sleeps until something arrives or something is due.
+//!
+//! The probe is `HELLO 3` over RESP3 (a PING that also says the node's role): a node that
+//! changed roles failed over, and what was read there goes (a former primary would keep
+//! renewing its lease while its successor acknowledges writes it has not seen yet; their
+//! invalidations come only once it has caught up). A RESP2 subscriber may only `PING`, so the
+//! connection speaks RESP3 whatever the client does, unless the server does not know HELLO.
 //!
 //! Setup, on a short-lived thread per attempt (connecting blocks): the node's usual connection
 //! (TLS, HELLO, AUTH), then `CLIENT ID` (the connection data connections redirect their
 //! invalidations to) and `CLIENT TRACKING OFF`, which a server without client-side caching
-//! refuses; in BROADCAST mode `CLIENT TRACKING ON BCAST PREFIX ...` on the connection itself;
+//! refuses, and over RESP3 the first probe (the role the next ones are compared with); in BROADCAST mode `CLIENT TRACKING ON BCAST PREFIX ...` on the connection itself;
 //! over RESP2, `SUBSCRIBE __redis__:invalidate` (RESP2 has no push frames: invalidations come
 //! as messages on that channel, and a RESP2 BROADCAST connection redirects to itself). RESP3
 //! invalidations are push frames, which the connection hands to the client's push router like
@@ -22,8 +28,8 @@
 //!
 //! - This file: [`Listeners`], the handle other threads use (join a node, doubt it, watch a
 //!   data connection, wake the thread, close), and the inbox that carries it to the thread.
-//! - [`watcher`]: the thread's loop: apply what arrives, read the connections, renew leases,
-//!   PING, reconnect, sweep, sleep.
+//! - [`watcher`]: the thread's loop: apply what arrives, read the connections, renew leases
+//!   (and drop a node's entries when its role changed), probe, reconnect, sweep, sleep.
 //! - [`watched`]: one node's invalidation connection as the thread keeps it (its state, when
 //!   to PING).
 //! - [`connect`]: opening and setting up one invalidation connection.
@@ -36,6 +42,7 @@ mod watcher;
 
 use super::Cache;
 use super::store::NodeId;
+use crate::core::cache::Role;
 use crate::core::{Error, Result, Status};
 use crate::net::{ConnectSettings, Connection};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -83,7 +90,8 @@ enum Message {
 }
 
 enum Attempt {
-    Up(Connection, u64),
+    /// Up, with its `CLIENT ID` and the role the node said it has (none over RESP2).
+    Up(Connection, u64, Option<Role>),
     Lost(Error),
     Unsupported(Error),
 }

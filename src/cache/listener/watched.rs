@@ -4,6 +4,7 @@
 
 use super::{LEASE_PING_EVERY, PING_EVERY};
 use crate::cache::store::NodeId;
+use crate::core::cache::Role;
 use crate::net::{ConnectSettings, Connection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,9 @@ pub(super) enum State {
         ping_sent: Option<(Instant, u64)>,
         /// When the last PING was sent.
         last_ping: Instant,
+        /// The role the node said it has in its last probe's answer (RESP3 only): a change
+        /// means a failover, and what was read there can no longer be trusted.
+        role: Option<Role>,
     },
     /// Connect again at this time.
     Waiting(Instant),

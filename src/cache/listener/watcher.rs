@@ -1,6 +1,7 @@
 //! The `brisk-cache` thread's loop: it takes what other threads sent, reads every invalidation
 //! connection up to what has arrived (applying invalidations as they are read), checks the
-//! tracked data connections for closes, renews leases from PING answers, PINGs and reconnects,
+//! tracked data connections for closes, renews leases from PING answers (dropping a node's
+//! entries first when the answer says its role changed), PINGs and reconnects,
 //! sweeps expired entries, and sleeps in `ppoll` until something arrives or is due.
 
 use super::connect::connect;
@@ -8,7 +9,7 @@ use super::scheduling::ask_for_prompt_wakeups;
 use super::watched::{State, Watched};
 use super::{ACTIVE_FOR, Attempt, Cache, Inbox, Message, SWEEP_BUDGET, SWEEP_EVERY, thread_error};
 use crate::cache::store::{Live, NodeId, now_ns};
-use crate::core::cache::parse_message;
+use crate::core::cache::{LEASE_PROBE, hello_role, parse_message};
 use crate::core::{Error, Status};
 use crate::resp::Args;
 use std::os::fd::AsRawFd;
@@ -24,6 +25,15 @@ struct DataConn {
     node: NodeId,
     connection: u64,
     fd: std::os::fd::RawFd,
+}
+
+/// A lease probe answered.
+struct Answered {
+    node: NodeId,
+    /// When it was sent, as [`now_ns`].
+    sent: u64,
+    /// The node's role is not the one it said before.
+    role_changed: bool,
 }
 
 pub(super) struct Watcher {
@@ -55,8 +65,14 @@ impl Watcher {
             // known: the server closed such a connection before it answered a later PING.
             let answered = self.read_all();
             self.check_data_connections();
-            for (node, sent) in answered {
-                self.cache.store.leases.renew(node, sent);
+            for answer in answered {
+                // What was read while the node had its old role goes before the answer renews
+                // the lease (a former primary's writes now happen elsewhere, and reach it only
+                // once it has caught up with its new primary).
+                if answer.role_changed {
+                    self.cache.role_changed(answer.node);
+                }
+                self.cache.store.leases.renew(answer.node, answer.sent);
             }
             let now = Instant::now();
             for watched in &mut self.nodes {
@@ -97,7 +113,7 @@ impl Watcher {
                     return;
                 }
                 match outcome {
-                    Attempt::Up(conn, client_id) => {
+                    Attempt::Up(conn, client_id, role) => {
                         let connection = conn.push_origin().map_or(u64::MAX, |o| o.connection);
                         let now = Instant::now();
                         watched.state = State::Up {
@@ -105,6 +121,7 @@ impl Watcher {
                             since: now,
                             ping_sent: None,
                             last_ping: now,
+                            role,
                         };
                         self.cache.listener_live(
                             node,
@@ -196,14 +213,17 @@ impl Watcher {
         }
     }
 
-    /// Reads every connection up to what has arrived, applying invalidations; returns, per
-    /// PING answered, its node and when it was sent (what came before the answer is applied).
-    fn read_all(&mut self) -> Vec<(NodeId, u64)> {
+    /// Reads every connection up to what has arrived, applying invalidations; returns the
+    /// probes answered (what came before each answer is applied).
+    fn read_all(&mut self) -> Vec<Answered> {
         let mut answered = Vec::new();
         for index in 0..self.nodes.len() {
             let node = self.nodes[index].node;
             let State::Up {
-                conn, ping_sent, ..
+                conn,
+                ping_sent,
+                role,
+                ..
             } = &mut self.nodes[index].state
             else {
                 continue;
@@ -212,10 +232,20 @@ impl Watcher {
             let drained = conn.drain(|reply| match parse_message(&reply) {
                 // RESP2: an invalidation message on the subscribed channel.
                 Some(invalidation) => cache.invalidation(Some(node), invalidation),
-                // The answer to the PING (RESP3 pushes never come out here).
+                // The answer to the probe (RESP3 pushes never come out here).
                 None => {
                     if let Some((_, sent)) = ping_sent.take() {
-                        answered.push((node, sent));
+                        let said = hello_role(&reply);
+                        let role_changed =
+                            matches!((*role, said), (Some(was), Some(is)) if was != is);
+                        if said.is_some() {
+                            *role = said;
+                        }
+                        answered.push(Answered {
+                            node,
+                            sent,
+                            role_changed,
+                        });
                     }
                 }
             });
@@ -248,9 +278,14 @@ impl Watcher {
                         ),
                     )),
                     None if now >= *last_ping + every => {
-                        let ping: [&[u8]; 1] = [b"PING"];
+                        // RESP3: HELLO, whose answer also says the node's role. A RESP2
+                        // subscriber may only PING.
+                        let ping: &[&[u8]] = match conn.is_resp3() {
+                            true => &LEASE_PROBE,
+                            false => &[b"PING"],
+                        };
                         let (sent, sent_ns) = (Instant::now(), now_ns());
-                        match conn.send_now(&Args::from_slices(&ping)) {
+                        match conn.send_now(&Args::from_slices(ping)) {
                             Ok(()) => {
                                 *ping_sent = Some((sent, sent_ns));
                                 *last_ping = sent;

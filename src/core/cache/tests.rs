@@ -309,3 +309,42 @@ fn similar_commands_do_not_collide() {
         check(&[b"GET", &vec![0u8; n]]);
     }
 }
+
+/// `HELLO 3` and `HELLO 2` as redis-server 7.0.15 answers them, as a primary and as a replica.
+#[test]
+fn a_hello_reply_says_whether_the_node_is_a_primary() {
+    let primary3 = decode(
+        b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n\
+          $2\r\nid\r\n:4\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n\
+          $7\r\nmodules\r\n*0\r\n",
+    );
+    assert_eq!(hello_role(&primary3), Some(Role::Primary));
+    let replica3 = decode(
+        b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n\
+          $2\r\nid\r\n:3\r\n$4\r\nmode\r\n$7\r\ncluster\r\n$4\r\nrole\r\n$7\r\nreplica\r\n\
+          $7\r\nmodules\r\n*0\r\n",
+    );
+    assert_eq!(hello_role(&replica3), Some(Role::Replica));
+    let replica2 = decode(
+        b"*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n\
+          :2\r\n$2\r\nid\r\n:3\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$7\r\nreplica\r\n\
+          $7\r\nmodules\r\n*0\r\n",
+    );
+    assert_eq!(hello_role(&replica2), Some(Role::Replica));
+    // Other spellings of the same roles.
+    let primary = decode(b"%1\r\n$4\r\nrole\r\n$7\r\nprimary\r\n");
+    assert_eq!(hello_role(&primary), Some(Role::Primary));
+    let slave = decode(b"*2\r\n$4\r\nrole\r\n+slave\r\n");
+    assert_eq!(hello_role(&slave), Some(Role::Replica));
+    // No role: a sentinel's, a PING's answer, an error, a value where a name should be.
+    for bytes in [
+        &b"%1\r\n$4\r\nrole\r\n$8\r\nsentinel\r\n"[..],
+        b"+PONG\r\n",
+        b"-ERR unknown command 'HELLO'\r\n",
+        b"*1\r\n$4\r\nrole\r\n",
+        b"*2\r\n:1\r\n$6\r\nmaster\r\n",
+        b"*0\r\n",
+    ] {
+        assert_eq!(hello_role(&decode(bytes)), None, "{bytes:?}");
+    }
+}
