@@ -372,7 +372,8 @@ pub const LEASE_PROBE: [&[u8]; 2] = [b"HELLO", b"3"];
 /// sentinel's, a proxy's, an error).
 pub fn hello_role(reply: &Node) -> Option<Role> {
     let fields = reply.children();
-    if !matches!(reply.kind(), ReplyKind::Map | ReplyKind::Array) || !fields.len().is_multiple_of(2) {
+    let named = matches!(reply.kind(), ReplyKind::Map | ReplyKind::Array);
+    if !named || !fields.len().is_multiple_of(2) {
         return None;
     }
     let value = fields
