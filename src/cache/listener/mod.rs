@@ -14,7 +14,8 @@
 //! Setup, on a short-lived thread per attempt (connecting blocks): the node's usual connection
 //! (TLS, HELLO, AUTH), then `CLIENT ID` (the connection data connections redirect their
 //! invalidations to) and `CLIENT TRACKING OFF`, which a server without client-side caching
-//! refuses, and over RESP3 the first probe (the role the next ones are compared with); in BROADCAST mode `CLIENT TRACKING ON BCAST PREFIX ...` on the connection itself;
+//! refuses, and over RESP3 the first probe (the role the next ones are compared with); in
+//! BROADCAST mode `CLIENT TRACKING ON BCAST PREFIX ...` on the connection itself;
 //! over RESP2, `SUBSCRIBE __redis__:invalidate` (RESP2 has no push frames: invalidations come
 //! as messages on that channel, and a RESP2 BROADCAST connection redirects to itself). RESP3
 //! invalidations are push frames, which the connection hands to the client's push router like
