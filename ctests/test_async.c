@@ -20,6 +20,9 @@
  *     brisk_client_async_fd (level-triggered, readable while callbacks wait); errors
  *     and the command deadline; brisk_client_free runs every owed callback itself (finished
  *     ones with their outcome, the rest CLOSED); a dispatcher thread other than the submitter
+ *   the batch-end hook (brisk_config_set_async_batch_end): after replies that arrive together
+ *     one call (not one per callback), each callback followed by a call on its thread, none
+ *     after brisk_client_free returned; never in caller dispatch; NULL removes it
  *
  * Faults go to a private redis-server (bt_server.h); the rest uses the fixture server. Every
  * wait has a deadline. Counts shrink under valgrind; the shape of each scenario stays.
@@ -1130,6 +1133,116 @@ static void runtime_dispatch_has_no_descriptor(void) {
   brisk_client_free(c);
 }
 
+/* ---- the batch-end hook of runtime dispatch ------------------------------------------------ */
+
+typedef struct batch_seen {
+  atomic_size_t done, failed, hooks;
+  atomic_size_t covered; /* the most callbacks done that a hook call has seen */
+  atomic_int freed;      /* brisk_client_free returned */
+  atomic_size_t late;    /* calls after that */
+} batch_seen;
+
+static void batch_on_reply(void *userdata, brisk_status status, const char *error_message,
+                           brisk_reply *reply) {
+  batch_seen *s = (batch_seen *)userdata;
+  (void)error_message;
+  if (status != BRISK_OK) atomic_fetch_add(&s->failed, 1);
+  brisk_reply_free(reply);
+  atomic_fetch_add(&s->done, 1);
+}
+
+static void batch_on_end(void *userdata) {
+  batch_seen *s = (batch_seen *)userdata;
+  size_t done = atomic_load(&s->done), covered = atomic_load(&s->covered);
+  if (atomic_load(&s->freed)) atomic_fetch_add(&s->late, 1);
+  atomic_fetch_add(&s->hooks, 1);
+  while (covered < done && !atomic_compare_exchange_weak(&s->covered, &covered, done)) {}
+}
+
+static brisk_client *batch_client(batch_seen *s, uint32_t dispatch) {
+  brisk_config *cfg = bt_server_config(&srv);
+  memset(s, 0, sizeof *s);
+  REQUIRE_OK(brisk_config_set_async_dispatch(cfg, dispatch));
+  REQUIRE_OK(brisk_config_set_async_batch_end(cfg, batch_on_end, s));
+  return bt_client_from(cfg);
+}
+
+static void batch_send(brisk_client *c, batch_seen *s, const char *key) {
+  const char *argv[2] = {"GET", key};
+  size_t len[2] = {3, strlen(key)};
+  REQUIRE_OK(brisk_command_async(c, 2, argv, len, batch_on_reply, s));
+}
+
+static void batch_end_hook_runs_once_per_batch(void) {
+  size_t n = 200, i, hooks_before, hooks;
+  batch_seen s;
+  int held;
+  brisk_client *c = batch_client(&s, BRISK_ASYNC_DISPATCH_RUNTIME);
+  batch_send(c, &s, "async:batch:warm");
+  BT_WAIT_UNTIL(held, atomic_load(&s.covered) == 1, bt_scaled_ms(10000));
+  REQUIRE(held);
+  hooks_before = atomic_load(&s.hooks);
+  /* Stalled while they are issued: their replies leave the server together. */
+  bt_server_pause(&srv);
+  for (i = 0; i < n; i++) batch_send(c, &s, "async:batch:k");
+  bt_server_resume(&srv);
+  BT_WAIT_UNTIL(held, atomic_load(&s.covered) == n + 1, bt_scaled_ms(20000));
+  CHECK(held);
+  hooks = atomic_load(&s.hooks) - hooks_before;
+  fprintf(stderr, "  %zu hook calls for %zu replies\n", hooks, n);
+  CHECK(hooks >= 1 && hooks <= n / 10);
+  CHECK_EQ_U(atomic_load(&s.failed), 0);
+  /* A failure's callback is followed by a call too. */
+  bt_server_kill(&srv);
+  batch_send(c, &s, "async:batch:k");
+  BT_WAIT_UNTIL(held, atomic_load(&s.covered) == n + 2, bt_scaled_ms(20000));
+  CHECK(held);
+  CHECK_EQ_U(atomic_load(&s.failed), 1);
+  REQUIRE(bt_server_restart(&srv));
+  brisk_client_free(c);
+  atomic_store(&s.freed, 1);
+  CHECK_EQ_U(atomic_load(&s.late), 0);
+}
+
+static void batch_end_hook_and_client_free(void) {
+  size_t n = bt_under_valgrind() ? 100 : 1000, i;
+  batch_seen s;
+  brisk_client *c = batch_client(&s, BRISK_ASYNC_DISPATCH_RUNTIME);
+  for (i = 0; i < n; i++) batch_send(c, &s, "async:batch:k");
+  brisk_client_free(c);
+  atomic_store(&s.freed, 1);
+  /* Every callback ran, and the call after the last one, before the free returned. */
+  CHECK_EQ_U(atomic_load(&s.done), n);
+  CHECK_EQ_U(atomic_load(&s.covered), n);
+  CHECK_EQ_U(atomic_load(&s.late), 0);
+}
+
+static void batch_end_hook_never_in_caller_dispatch(void) {
+  batch_seen s;
+  int held;
+  brisk_config *cfg;
+  brisk_client *c = batch_client(&s, BRISK_ASYNC_DISPATCH_CALLER);
+  batch_send(c, &s, "async:batch:k");
+  BT_WAIT_UNTIL(held, (brisk_client_async_dispatch(c, 0), atomic_load(&s.done) == 1),
+                bt_scaled_ms(10000));
+  CHECK(held);
+  CHECK_EQ_U(atomic_load(&s.hooks), 0);
+  brisk_client_free(c);
+  /* NULL removes the hook; a NULL config is refused. */
+  cfg = bt_server_config(&srv);
+  REQUIRE_OK(brisk_config_set_async_batch_end(cfg, batch_on_end, &s));
+  REQUIRE_OK(brisk_config_set_async_batch_end(cfg, NULL, NULL));
+  c = bt_client_from(cfg);
+  memset(&s, 0, sizeof s);
+  batch_send(c, &s, "async:batch:k");
+  BT_WAIT_UNTIL(held, atomic_load(&s.done) == 1, bt_scaled_ms(10000));
+  CHECK(held);
+  brisk_client_free(c);
+  CHECK_EQ_U(atomic_load(&s.hooks), 0);
+  CHECK_STATUS(brisk_config_set_async_batch_end(NULL, batch_on_end, NULL),
+               BRISK_ERR_INVALID_ARGUMENT);
+}
+
 int main(int argc, char **argv) {
   bt_init(argc, argv);
   caller_thread = pthread_self();
@@ -1151,6 +1264,9 @@ int main(int argc, char **argv) {
   RUN(caller_dispatch_free_runs_every_owed_callback);
   RUN(caller_dispatch_from_another_thread);
   RUN(runtime_dispatch_has_no_descriptor);
+  RUN(batch_end_hook_runs_once_per_batch);
+  RUN(batch_end_hook_and_client_free);
+  RUN(batch_end_hook_never_in_caller_dispatch);
   bt_server_cleanup(&srv);
   return bt_finish();
 }

@@ -195,6 +195,11 @@ typedef uint32_t brisk_cache_mode;
 typedef uint32_t brisk_async_dispatch;
 
 /**
+ * Called after a batch of async callbacks (see `brisk_config_set_async_batch_end()`).
+ */
+typedef void (*brisk_batch_end_fn)(void *userdata);
+
+/**
  * What an event reports.
  */
 typedef uint32_t brisk_event_kind;
@@ -1665,6 +1670,32 @@ brisk_status brisk_config_add_client_cache_prefix(brisk_config *cfg,
  */
 brisk_status brisk_config_set_async_dispatch(brisk_config *cfg,
                                              brisk_async_dispatch mode);
+
+/**
+ * Installs a batch-end hook (NULL `fn` removes it): with `BRISK_ASYNC_DISPATCH_RUNTIME`, a
+ * `brisk-runtime` thread that ran one or more of the client's `brisk_command_async()`
+ * callbacks calls `fn(userdata)` after them: once after all the callbacks of the replies one
+ * read brought, and right after a callback run on its own (a failure, a timeout). Every
+ * callback is followed by a call on the thread that ran it, before that thread sleeps; a
+ * callback of this client never runs during the call on the same thread.
+ *
+ * What it is for: a program that hands completions to another thread (a loop keeping
+ * commands in flight, a binding's event loop) can count completions in the callbacks and wake
+ * that thread once per batch from the hook, not once per callback, which is a system call
+ * each time the other thread sleeps. With `BRISK_ASYNC_DISPATCH_CALLER` the hook is not
+ * called: `brisk_client_async_dispatch()` returning ends each batch there.
+ *
+ * Like the callbacks, the hook must not block; it may call `brisk_command_async()`.
+ * `userdata` is passed back untouched; brisk never frees it. `brisk_client_free()` returns
+ * only after the last call returned.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `fn` and `userdata` stay valid while any client made from
+ * this config lives, and `fn` is safe to call from any brisk thread.
+ */
+brisk_status brisk_config_set_async_batch_end(brisk_config *cfg,
+                                              brisk_batch_end_fn fn,
+                                              void *userdata);
 
 /**
  * The kind of event (`BRISK_EVENT_COMMAND` for NULL).

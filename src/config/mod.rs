@@ -15,6 +15,7 @@ use crate::telemetry::events::HandlerSlot;
 use crate::telemetry::otel::OtelSettings;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a standalone client connects.
@@ -152,6 +153,25 @@ pub enum AsyncDispatch {
     Caller = 1,
 }
 
+/// Called on a brisk runtime thread after it ran one or more async callbacks of the client
+/// (runtime dispatch): once per batch of replies read together, and after any callback run on
+/// its own. Lets a program that hands completions to another thread wake it once per batch.
+pub type BatchEnd = Arc<dyn Fn() + Send + Sync>;
+
+/// A config slot for [`BatchEnd`] (which has no `Debug` of its own).
+#[derive(Clone, Default)]
+pub struct BatchEndSlot(pub Option<BatchEnd>);
+
+impl std::fmt::Debug for BatchEndSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(hook)"
+        } else {
+            "None"
+        })
+    }
+}
+
 impl AsyncDispatch {
     pub fn from_u32(n: u32) -> Option<AsyncDispatch> {
         match n {
@@ -232,6 +252,8 @@ pub struct Config {
     pub pubsub: PubSubSettings,
     pub cache: CacheSettings,
     pub async_dispatch: AsyncDispatch,
+    /// Runtime dispatch only: called after each batch of async callbacks.
+    pub async_batch_end: BatchEndSlot,
 }
 
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 5000;
@@ -287,6 +309,7 @@ impl Default for Config {
             pubsub: PubSubSettings::default(),
             cache: CacheSettings::default(),
             async_dispatch: AsyncDispatch::Runtime,
+            async_batch_end: BatchEndSlot::default(),
         }
     }
 }

@@ -24,9 +24,10 @@ use super::Shared;
 use super::async_dispatch::{Completions, Owed};
 use super::blocking::{self, ASKING, needs_time};
 use super::job_memory;
+use super::owing::{BatchEndCall, Owing};
 use super::record::Report;
 use crate::cache::Plan;
-use crate::config::AsyncDispatch;
+use crate::config::{AsyncDispatch, BatchEnd};
 use crate::core::attempt::{Attempt, Facts, Next, Round, Target};
 use crate::core::commands::{blocking_timeout, check_args, is_script};
 use crate::core::{Error, Result, Status};
@@ -36,8 +37,8 @@ use crate::resp::{Args, Reply, ReplyKind, all_encoded, encode_command};
 use crate::route::{Key, Placement, Topology};
 use crate::telemetry::otel::Scope;
 use bytes::BytesMut;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
 
@@ -50,31 +51,31 @@ pub(crate) struct AsyncState {
     closed: watch::Sender<bool>,
     /// `closed`'s value for every command's check: a load, where the watch's is a lock.
     closed_now: AtomicBool,
-    /// Callbacks owed (a counter, not a lock, on every command's path); `close` waits for zero.
-    pending: AtomicUsize,
-    /// Taken only to wait for `pending` to reach zero, and to say it did.
-    drained_lock: Mutex<()>,
-    /// Closes waiting on `drained`: the last callback wakes them only when there are any (a
-    /// condition variable's notify is a system call even when nobody waits).
-    closers: AtomicUsize,
-    drained: Condvar,
+    /// Callbacks owed; `close` waits for none.
+    owing: Arc<Owing>,
     /// In caller dispatch, the callbacks waiting for the application.
     completions: Option<Arc<Completions>>,
+    /// In runtime dispatch, the application's batch-end hook, if it set one.
+    batch_end: Option<Arc<BatchEndCall>>,
 }
 
 impl AsyncState {
-    pub fn new(dispatch: AsyncDispatch) -> Result<AsyncState> {
+    pub fn new(dispatch: AsyncDispatch, batch_end: Option<BatchEnd>) -> Result<AsyncState> {
+        let owing = Arc::new(Owing::default());
+        let (completions, batch_end) = match dispatch {
+            AsyncDispatch::Runtime => {
+                let call = batch_end.map(|hook| BatchEndCall::new(hook, owing.clone()));
+                (None, call)
+            }
+            // The application's dispatch call ends each batch itself.
+            AsyncDispatch::Caller => (Some(Arc::new(Completions::new()?)), None),
+        };
         Ok(AsyncState {
             closed: watch::channel(false).0,
             closed_now: AtomicBool::new(false),
-            pending: AtomicUsize::new(0),
-            drained_lock: Mutex::new(()),
-            drained: Condvar::new(),
-            closers: AtomicUsize::new(0),
-            completions: match dispatch {
-                AsyncDispatch::Runtime => None,
-                AsyncDispatch::Caller => Some(Arc::new(Completions::new()?)),
-            },
+            owing,
+            completions,
+            batch_end,
         })
     }
 
@@ -107,18 +108,21 @@ impl AsyncState {
     }
 
     fn begin(&self) {
-        self.pending.fetch_add(1, SeqCst);
+        self.owing.begin();
     }
 
     fn end(&self) {
-        // SeqCst on both sides: a `close` that registered after this load sees zero when it
-        // checks `pending` next, and does not wait.
-        if self.pending.fetch_sub(1, SeqCst) == 1 && self.closers.load(SeqCst) > 0 {
-            // Taking the lock orders this with a `close` about to wait: it either sees zero or
-            // is waiting when told.
-            drop(self.drained_lock.lock().unwrap_or_else(|p| p.into_inner()));
-            self.drained.notify_all();
+        self.owing.end();
+    }
+
+    /// Runs a callback on this thread in runtime dispatch, then the batch-end hook (now, or at
+    /// the end of this thread's batch), and counts the callback paid.
+    fn run_now(&self, callback: impl FnOnce(Result<Reply>), outcome: Result<Reply>) {
+        run_callback(callback, outcome);
+        if let Some(batch_end) = &self.batch_end {
+            batch_end.after_callback();
         }
+        self.end();
     }
 
     /// Fails everything outstanding with CLOSED and waits until every callback has returned
@@ -138,7 +142,7 @@ impl AsyncState {
         }
         match &self.completions {
             Some(completions) => {
-                while self.pending.load(SeqCst) > 0 {
+                while !self.owing.is_drained() {
                     if completions.dispatch(0) == 0 {
                         // Woken by the next completion queued; the bound only keeps a missed
                         // wake-up from costing more than a moment.
@@ -146,15 +150,7 @@ impl AsyncState {
                     }
                 }
             }
-            None => {
-                self.closers.fetch_add(1, SeqCst);
-                let mut guard = self.drained_lock.lock().unwrap_or_else(|p| p.into_inner());
-                while self.pending.load(SeqCst) > 0 {
-                    guard = self.drained.wait(guard).unwrap_or_else(|p| p.into_inner());
-                }
-                drop(guard);
-                self.closers.fetch_sub(1, SeqCst);
-            }
+            None => self.owing.wait_drained(),
         }
         // A mux may still be letting go of its connection (and reporting it).
         for node in route.nodes() {
@@ -281,10 +277,7 @@ where
             callback,
             outcome,
         })),
-        None => {
-            run_callback(callback, outcome);
-            shared.async_state.end();
-        }
+        None => shared.async_state.run_now(callback, outcome),
     }
 }
 
@@ -360,8 +353,7 @@ where
     let name: Box<[u8]> = name.into();
     let spawned = crate::runtime::spawn(async move {
         worker.record_hit(&name);
-        run_callback(callback, Ok(reply));
-        worker.async_state.end();
+        worker.async_state.run_now(callback, Ok(reply));
     });
     if !spawned {
         shared.async_state.end();
@@ -582,8 +574,7 @@ fn finish<F: FnOnce(Result<Reply>) + Send + 'static>(mut job: Box<Job<F>>, resul
         }
         None => {
             let Job { callback, .. } = *job;
-            run_callback(callback, result);
-            shared.async_state.end();
+            shared.async_state.run_now(callback, result);
         }
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod async_dispatch;
 pub(crate) mod batch;
 pub(crate) mod blocking;
 mod job_memory;
+mod owing;
 pub(crate) mod record;
 
 use crate::cache::{Cache, Plan};
@@ -61,7 +62,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: &Config) -> Result<Arc<Shared>> {
         config.validate()?;
-        let async_state = AsyncState::new(config.async_dispatch)?;
+        let async_state = AsyncState::new(config.async_dispatch, config.async_batch_end.0.clone())?;
         let otel = Otel::start(&config.otel, config.db)?;
         let observer = Arc::new(Observer::with_otel(
             config.events.0.clone(),

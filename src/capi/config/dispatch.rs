@@ -1,9 +1,12 @@
-//! Which thread runs the callbacks of async commands.
+//! Which thread runs the callbacks of async commands, and the batch-end hook of runtime
+//! dispatch.
 
-use super::{brisk_config, update};
+use super::{brisk_config, set, update};
 use crate::capi::boundary::unknown_value;
 use crate::capi::status::brisk_status;
-use crate::config::AsyncDispatch;
+use crate::config::{AsyncDispatch, BatchEnd, BatchEndSlot};
+use std::ffi::c_void;
+use std::sync::Arc;
 
 /// Which thread runs the callbacks of `brisk_command_async()`.
 pub type brisk_async_dispatch = u32;
@@ -35,6 +38,58 @@ pub unsafe extern "C" fn brisk_config_set_async_dispatch(
             Ok(())
         })
     }
+}
+
+/// Called after a batch of async callbacks (see `brisk_config_set_async_batch_end()`).
+pub type brisk_batch_end_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// Installs a batch-end hook (NULL `fn` removes it): with `BRISK_ASYNC_DISPATCH_RUNTIME`, a
+/// `brisk-runtime` thread that ran one or more of the client's `brisk_command_async()`
+/// callbacks calls `fn(userdata)` after them: once after all the callbacks of the replies one
+/// read brought, and right after a callback run on its own (a failure, a timeout). Every
+/// callback is followed by a call on the thread that ran it, before that thread sleeps; a
+/// callback of this client never runs during the call on the same thread.
+///
+/// What it is for: a program that hands completions to another thread (a loop keeping
+/// commands in flight, a binding's event loop) can count completions in the callbacks and wake
+/// that thread once per batch from the hook, not once per callback, which is a system call
+/// each time the other thread sleeps. With `BRISK_ASYNC_DISPATCH_CALLER` the hook is not
+/// called: `brisk_client_async_dispatch()` returning ends each batch there.
+///
+/// Like the callbacks, the hook must not block; it may call `brisk_command_async()`.
+/// `userdata` is passed back untouched; brisk never frees it. `brisk_client_free()` returns
+/// only after the last call returned.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `fn` and `userdata` stay valid while any client made from
+/// this config lives, and `fn` is safe to call from any brisk thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_config_set_async_batch_end(
+    cfg: *mut brisk_config,
+    r#fn: brisk_batch_end_fn,
+    userdata: *mut c_void,
+) -> brisk_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        set(cfg, |c| {
+            c.async_batch_end = BatchEndSlot(r#fn.map(|f| hook(f, userdata)))
+        })
+    }
+}
+
+/// The user's hook and its userdata, as a [`BatchEnd`].
+fn hook(callback: unsafe extern "C" fn(*mut c_void), userdata: *mut c_void) -> BatchEnd {
+    struct UserData(*mut c_void);
+    // SAFETY: the header requires the hook (and what userdata points to) to be callable from
+    // any brisk thread.
+    unsafe impl Send for UserData {}
+    unsafe impl Sync for UserData {}
+    let userdata = UserData(userdata);
+    Arc::new(move || {
+        let userdata = &userdata;
+        // SAFETY: the hook was given by the user for exactly this.
+        unsafe { callback(userdata.0) };
+    })
 }
 
 #[cfg(test)]
