@@ -388,7 +388,8 @@ enum lib {
   BRISK = 0,
   HIREDIS = 1,
   BARE = 2,          /* pipeline workload only */
-  BRISK_DISPATCH = 3 /* async workload only: brisk with BRISK_ASYNC_DISPATCH_CALLER */
+  BRISK_DISPATCH = 3, /* async workload only: brisk with BRISK_ASYNC_DISPATCH_CALLER */
+  BRISK_BATCH = 4     /* async workload only: runtime dispatch woken by the batch-end hook */
 };
 
 /* A client's SET or GET of key k (void * so that one timed loop serves both libraries; the
@@ -900,7 +901,7 @@ enum async_style { ASYNC_CALLER = 0, ASYNC_CALLBACK = 1 };
 struct async_state;
 struct async_lib {
   const char *name;
-  void *(*open)(void *shared);               /* per submitting thread, before the clock */
+  void *(*open)(void *shared, struct async_state *s); /* per submitting thread, before the clock */
   void (*close)(void *conn);
   void (*issue)(struct async_state *s, uint64_t index);
   /* Blocks until at least one signal (brisk) or for one loop turn (hiredis); returns how many
@@ -925,6 +926,7 @@ struct async_state {
      the client is never freed while a callback is still in brisk_command_async. */
   atomic_uint_fast64_t busy;
   sem_t wake;      /* brisk's signal */
+  atomic_uint_fast64_t handed; /* completions the batch-end hook handed over (BRISK_BATCH) */
   uint64_t events; /* hiredis's signal (callbacks run on the submitting thread) */
   char first_error[160];
   atomic_flag error_set;
@@ -1017,7 +1019,10 @@ static void sem_wait_fully(sem_t *sem) {
 }
 
 #ifdef BRISK_HAVE_ASYNC
-static void *brisk_async_open(void *shared) { return shared; }
+static void *brisk_async_open(void *shared, struct async_state *s) {
+  (void)s;
+  return shared;
+}
 static void brisk_async_close(void *conn) { (void)conn; }
 
 static void brisk_async_done(void *userdata, brisk_status status, const char *error_message,
@@ -1065,8 +1070,9 @@ static const struct async_lib BRISK_ASYNC = {"brisk", brisk_async_open, brisk_as
 
 #ifdef BRISK_HAVE_ASYNC_DISPATCH
 /* A client of its own per submitting thread, whose callbacks that thread runs. */
-static void *brisk_dispatch_open(void *shared) {
+static void *brisk_dispatch_open(void *shared, struct async_state *s) {
   (void)shared;
+  (void)s;
   brisk_config *cfg = brisk_config_new();
   if (!cfg) die("brisk_config_new: out of memory");
   brisk_check(brisk_config_set_address(cfg, g_host, (uint16_t)g_port), "set_address");
@@ -1103,13 +1109,83 @@ static const struct async_lib BRISK_DISPATCH_ASYNC = {
 #define BRISK_DISPATCH_LIB NULL
 #endif
 
+#ifdef BRISK_HAVE_ASYNC_BATCH_END
+/* Runtime dispatch with a client per submitting thread whose batch-end hook wakes it: the
+   callbacks only count; the hook hands the count over and posts the semaphore, once per batch
+   of callbacks rather than once per callback. */
+struct batch_conn {
+  brisk_client *c;
+  struct async_state *s;
+  atomic_uint_fast64_t counted; /* completions not handed over yet */
+};
+
+static void brisk_batch_hook(void *userdata) {
+  struct batch_conn *b = userdata;
+  uint64_t n = atomic_exchange(&b->counted, 0);
+  if (n == 0) return;
+  atomic_fetch_add(&b->s->handed, n);
+  sem_post(&b->s->wake);
+}
+
+static void *brisk_batch_open(void *shared, struct async_state *s) {
+  (void)shared;
+  struct batch_conn *b = calloc(1, sizeof *b);
+  if (!b) die("out of memory");
+  b->s = s;
+  brisk_config *cfg = brisk_config_new();
+  if (!cfg) die("brisk_config_new: out of memory");
+  brisk_check(brisk_config_set_address(cfg, g_host, (uint16_t)g_port), "set_address");
+  brisk_check(brisk_config_set_async_batch_end(cfg, brisk_batch_hook, b), "set_async_batch_end");
+  brisk_check(brisk_client_new(cfg, &b->c), "client_new");
+  brisk_config_free(cfg);
+  brisk_warm(b->c);
+  return b;
+}
+
+/* brisk_client_free returns after the last hook call: the state is not touched after it. */
+static void brisk_batch_close(void *conn) {
+  struct batch_conn *b = conn;
+  brisk_client_free(b->c);
+  free(b);
+}
+
+static void brisk_batch_issue(struct async_state *s, uint64_t index) {
+  const char *argv[3];
+  size_t len[3], argc;
+  struct batch_conn *b = s->conn;
+  async_args(index, argv, len, &argc);
+  brisk_check(brisk_command_async(b->c, argc, argv, len, brisk_async_done, s), "command_async");
+}
+
+/* Sleeps until the hook posts, then takes what it handed over (0 when a later batch's post
+   finds its count taken already). */
+static uint64_t brisk_batch_wait(struct async_state *s) {
+  sem_wait_fully(&s->wake);
+  while (sem_trywait(&s->wake) == 0) {}
+  return atomic_exchange(&s->handed, 0);
+}
+
+static void brisk_batch_signal(struct async_state *s) {
+  struct batch_conn *b = s->conn;
+  atomic_fetch_add(&b->counted, 1);
+}
+
+static const struct async_lib BRISK_BATCH_ASYNC = {
+    "brisk (batch-end hook)", brisk_batch_open, brisk_batch_close,
+    brisk_batch_issue,        brisk_batch_wait, brisk_batch_signal};
+#define BRISK_BATCH_LIB (&BRISK_BATCH_ASYNC)
+#else
+#define BRISK_BATCH_LIB NULL
+#endif
+
 #ifdef BENCH_HAVE_LIBEVENT
 struct hi_async {
   struct event_base *base;
   redisAsyncContext *ac;
 };
 
-static void *hi_async_open(void *shared) {
+static void *hi_async_open(void *shared, struct async_state *s) {
+  (void)s;
   (void)shared;
   struct hi_async *h = calloc(1, sizeof *h);
   if (!h) die("out of memory");
@@ -1175,6 +1251,7 @@ static const struct async_lib *async_lib(enum lib lib) {
   switch (lib) {
   case BRISK: return BRISK_ASYNC_LIB;
   case BRISK_DISPATCH: return BRISK_DISPATCH_LIB;
+  case BRISK_BATCH: return BRISK_BATCH_LIB;
   default: return HI_ASYNC_LIB;
   }
 }
@@ -1191,7 +1268,7 @@ struct async_thread {
 static void *async_thread_main(void *p) {
   struct async_thread *a = p;
   struct async_state *s = &a->s;
-  s->conn = s->lib->open(a->shared);
+  s->conn = s->lib->open(a->shared, s);
   async_state_reset(s, UINT64_MAX, 2 * ASYNC_IN_FLIGHT);
   async_drive(s);
   async_state_reset(s, UINT64_MAX, a->max_cmds);
@@ -1995,6 +2072,21 @@ static const char *g_async_missing; /* why a column is empty, when it is */
 /* The caller harness with brisk's caller dispatch, printed after the rows above. */
 static struct row g_dispatch_rows[12];
 static int g_ndispatch;
+static struct row g_batch_rows[12];
+static int g_nbatch;
+
+/* brisk's other async modes, each a table part of its own, measured against the same hiredis
+   runs as brisk's default mode. */
+#define ASYNC_VARIANTS 2
+static const struct {
+  enum lib lib;
+  const char *label;
+  struct row *rows;
+  int *n;
+} g_variants[ASYNC_VARIANTS] = {
+    {BRISK_DISPATCH, "brisk caller dispatch", g_dispatch_rows, &g_ndispatch},
+    {BRISK_BATCH, "brisk batch-end hook", g_batch_rows, &g_nbatch},
+};
 
 static void print_async_rows(const struct row *rows, int n) {
   for (int i = 0; i + 1 < n; i += 2) {
@@ -2020,6 +2112,7 @@ static void print_async_table(void) {
   printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
   print_async_rows(g_async_rows, g_nasync);
   print_async_rows(g_dispatch_rows, g_ndispatch);
+  print_async_rows(g_batch_rows, g_nbatch);
   if (g_async_missing) printf("\n**Not measured: %s.**\n", g_async_missing);
   printf("\n\"caller keeps %d in flight\": each submitting thread issues until %d commands are "
          "outstanding, waits for completions, tops up. \"next command from the callback\": each "
@@ -2033,7 +2126,10 @@ static void print_async_table(void) {
          "which polls brisk_client_async_fd() and runs its callbacks itself with "
          "brisk_client_async_dispatch() (topping up once per wake-up in the caller harness; "
          "in the callback harness the callbacks issue the next commands, written once per "
-         "dispatch); its hiredis column is the same hiredis run as the rows above it. ops/s "
+         "dispatch); its hiredis column is the same hiredis run as the rows above it. \"brisk "
+         "batch-end hook\": brisk's default runtime dispatch with a client per submitting "
+         "thread whose callbacks only count and whose brisk_config_set_async_batch_end() hook "
+         "posts the semaphore, once per batch of callbacks. ops/s "
          "count every "
          "command from the moment all threads are connected and warmed up until the last reply; "
          "CPU per command is the whole process's user + system time (getrusage RUSAGE_SELF: "
@@ -2062,41 +2158,42 @@ static void run_async(int R) {
                T);
       struct row *ops = row_in(g_async_rows, &g_nasync, 12, name, OPS, false);
       struct row *cpu = row_in(g_async_rows, &g_nasync, 12, name, US, true);
-      /* Both harnesses also run brisk with caller dispatch, against the same hiredis run. */
-      struct row *dops = NULL, *dcpu = NULL;
-      if (async_lib(BRISK_DISPATCH)) {
-        snprintf(name, sizeof name, "%s, brisk caller dispatch | %d",
+      /* Both harnesses also run brisk's other async modes, against the same hiredis run. */
+      struct row *vops[ASYNC_VARIANTS] = {NULL}, *vcpu[ASYNC_VARIANTS] = {NULL};
+      for (int v = 0; v < ASYNC_VARIANTS; v++) {
+        if (!async_lib(g_variants[v].lib)) continue;
+        snprintf(name, sizeof name, "%s, %s | %d",
                  style == ASYNC_CALLER ? "caller keeps 50 in flight" : "next command from the callback",
-                 T);
-        dops = row_in(g_dispatch_rows, &g_ndispatch, 12, name, OPS, false);
-        dcpu = row_in(g_dispatch_rows, &g_ndispatch, 12, name, US, true);
+                 g_variants[v].label, T);
+        vops[v] = row_in(g_variants[v].rows, g_variants[v].n, 12, name, OPS, false);
+        vcpu[v] = row_in(g_variants[v].rows, g_variants[v].n, 12, name, US, true);
       }
       fprintf(stderr, "async, %s, %d submitting thread%s\n",
               style == ASYNC_CALLER ? "the caller keeps 50 in flight" : "the next command from the callback",
               T, T > 1 ? "s" : "");
       for (int i = 0; i < R; i++) {
-        double b, bc, h, hc, d = NAN, dc = NAN;
-        if (i % 2 == 0) {
-          b = wl_async(BRISK, style, T, UINT64_MAX), bc = g_cpu_us_per_op;
-          if (dops) d = wl_async(BRISK_DISPATCH, style, T, UINT64_MAX), dc = g_cpu_us_per_op;
-          h = wl_async(HIREDIS, style, T, UINT64_MAX), hc = g_cpu_us_per_op;
-        } else {
-          h = wl_async(HIREDIS, style, T, UINT64_MAX), hc = g_cpu_us_per_op;
-          if (dops) d = wl_async(BRISK_DISPATCH, style, T, UINT64_MAX), dc = g_cpu_us_per_op;
-          b = wl_async(BRISK, style, T, UINT64_MAX), bc = g_cpu_us_per_op;
+        double b = NAN, bc = NAN, h = NAN, hc = NAN, d[ASYNC_VARIANTS], dc[ASYNC_VARIANTS];
+        if (i % 2 == 0) b = wl_async(BRISK, style, T, UINT64_MAX), bc = g_cpu_us_per_op;
+        else h = wl_async(HIREDIS, style, T, UINT64_MAX), hc = g_cpu_us_per_op;
+        for (int v = 0; v < ASYNC_VARIANTS; v++) {
+          d[v] = dc[v] = NAN;
+          if (vops[v]) d[v] = wl_async(g_variants[v].lib, style, T, UINT64_MAX), dc[v] = g_cpu_us_per_op;
         }
+        if (i % 2 == 0) h = wl_async(HIREDIS, style, T, UINT64_MAX), hc = g_cpu_us_per_op;
+        else b = wl_async(BRISK, style, T, UINT64_MAX), bc = g_cpu_us_per_op;
         row_add(ops, b, h, NAN);
         row_add(cpu, bc, hc, NAN);
-        if (dops) {
-          row_add(dops, d, h, NAN);
-          row_add(dcpu, dc, hc, NAN);
+        for (int v = 0; v < ASYNC_VARIANTS; v++) {
+          if (!vops[v]) continue;
+          row_add(vops[v], d[v], h, NAN);
+          row_add(vcpu[v], dc[v], hc, NAN);
           char dl[128];
-          snprintf(dl, sizeof dl, "async %s caller dispatch, %d thr",
-                   style == ASYNC_CALLER ? "caller" : "callback", T);
-          progress(dl, i, d, h, NAN, OPS);
-          snprintf(dl, sizeof dl, "async %s caller dispatch, %d thr, CPU/cmd",
-                   style == ASYNC_CALLER ? "caller" : "callback", T);
-          progress(dl, i, dc, hc, NAN, US);
+          snprintf(dl, sizeof dl, "async %s %s, %d thr",
+                   style == ASYNC_CALLER ? "caller" : "callback", g_variants[v].label, T);
+          progress(dl, i, d[v], h, NAN, OPS);
+          snprintf(dl, sizeof dl, "async %s %s, %d thr, CPU/cmd",
+                   style == ASYNC_CALLER ? "caller" : "callback", g_variants[v].label, T);
+          progress(dl, i, dc[v], hc, NAN, US);
         }
         double c = NAN;
         if (style == ASYNC_CALLER && T == 1) {

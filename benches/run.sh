@@ -155,6 +155,9 @@ fi
 if grep -q 'brisk_client_async_dispatch' include/brisk.h; then
   defines+=(-DBRISK_HAVE_ASYNC_DISPATCH)
 fi
+if grep -q 'brisk_config_set_async_batch_end' include/brisk.h; then
+  defines+=(-DBRISK_HAVE_ASYNC_BATCH_END)
+fi
 if grep -q 'brisk_config_set_otel_endpoint' include/brisk.h; then
   defines+=(-DBRISK_HAVE_OTEL)
 fi
