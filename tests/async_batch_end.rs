@@ -4,8 +4,9 @@
 //! followed by one too; `brisk_client_free` returns only after the last call; caller dispatch
 //! never calls it.
 //!
-//! Replies are made to arrive together with CLIENT PAUSE: the commands wait in the server
-//! until it is unpaused, and their replies leave in one write.
+//! Replies are made to arrive together by stopping the server (SIGSTOP) while the commands are
+//! sent: the kernel buffers them, the resumed server reads them in one go, and their replies
+//! leave in one write.
 
 mod support;
 
@@ -125,12 +126,13 @@ fn replies_read_together_cost_one_call_and_every_callback_is_followed_by_one() {
     send(client, &seen, &["PING"]);
     assert!(wait_until(WAIT, || seen.covered.load(SeqCst) == 1));
     let hooks_before = seen.hooks.load(SeqCst);
-    server.cli(&["CLIENT", "PAUSE", "300", "ALL"]);
+    server.sigstop();
     const N: u64 = 200;
     for i in 0..N {
         let key = format!("k{i}");
         send(client, &seen, &["GET", &key]);
     }
+    server.sigcont();
     assert!(wait_until(WAIT, || seen.covered.load(SeqCst) == N + 1));
     let hooks = seen.hooks.load(SeqCst) - hooks_before;
     assert_eq!(seen.failed.load(SeqCst), 0);
