@@ -56,7 +56,8 @@ pub type brisk_batch_end_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)
 /// each time the other thread sleeps. With `BRISK_ASYNC_DISPATCH_CALLER` the hook is not
 /// called: `brisk_client_async_dispatch()` returning ends each batch there.
 ///
-/// Like the callbacks, the hook must not block; it may call `brisk_command_async()`.
+/// Like the callbacks, the hook must not block nor free the client; it may call
+/// `brisk_command_async()`.
 /// `userdata` is passed back untouched; brisk never frees it. `brisk_client_free()` returns
 /// only after the last call returned.
 ///
