@@ -47,8 +47,9 @@ pub type brisk_batch_end_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)
 /// `brisk-runtime` thread that ran one or more of the client's `brisk_command_async()`
 /// callbacks calls `fn(userdata)` after them: once after all the callbacks of the replies one
 /// read brought, and right after a callback run on its own (a failure, a timeout). Every
-/// callback is followed by a call on the thread that ran it, before that thread sleeps; a
-/// callback of this client never runs during the call on the same thread.
+/// callback is followed by a call on the thread that ran it, before that thread sleeps. Calls
+/// may run on several brisk threads at once (connections are read by different threads), so
+/// the hook must be thread-safe.
 ///
 /// What it is for: a program that hands completions to another thread (a loop keeping
 /// commands in flight, a binding's event loop) can count completions in the callbacks and wake
