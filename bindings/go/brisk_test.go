@@ -466,8 +466,17 @@ func TestEveryConfigSetterHasAnOption(t *testing.T) {
 	if len(setters) < 30 {
 		t.Fatalf("only %d setters found", len(setters))
 	}
+	// Setters left unbound on purpose, and why.
+	notBound := map[string]bool{
+		// A C hook for programs that hand completions to their own thread; here every
+		// completion goes to its command's channel, and Go's scheduler wakes the receiver.
+		"brisk_config_set_async_batch_end": true,
+	}
 	for _, m := range setters {
 		name := m[1]
+		if _, skip := notBound[name]; skip {
+			continue
+		}
 		bound := strings.Contains(string(options), "C."+name) ||
 			strings.Contains(string(options), strings.TrimPrefix(name, "brisk_config_")) // via bg.c
 		if !bound {

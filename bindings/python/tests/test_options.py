@@ -16,12 +16,20 @@ from servers import Server, SilentServer, header_path
 # Setters that take more than plain values and have their own Config method.
 SPECIAL = {"event_callback", "retry", "retry_on_errors"}
 
+# Setters the binding leaves unbound on purpose, and why.
+NOT_BOUND = {
+    # A C hook for programs that hand completions to their own thread: the binding's bridge
+    # already wakes the event loop once per batch (its eventfd is written only when its list of
+    # completions stops being empty).
+    "async_batch_end",
+}
+
 
 @pytest.mark.skipif(header_path() is None, reason="needs the repository's include/brisk.h")
 def test_every_config_setter_in_the_header_is_bound():
     header = open(header_path()).read()
     in_header = set(re.findall(r"brisk_status brisk_config_(?:set_)?(\w+)\(", header))
-    bound = set(_native.Config.setters()) | SPECIAL
+    bound = set(_native.Config.setters()) | SPECIAL | NOT_BOUND
     assert in_header == bound, (in_header - bound, bound - in_header)
 
 
