@@ -1615,6 +1615,9 @@ brisk_status brisk_config_set_pubsub_health_check(brisk_config *cfg,
  * invalidates the expired key, which it does when it deletes it (its active expiry, usually
  * within 100 ms on a small keyspace, or any read of the key there); until then a hit may
  * return the value of a key whose TTL has just run out. Keep `ttl_ms` short for such keys.
+ * Nor a primary that has not heard yet that it was replaced (cut off from the others, or in
+ * the moments before its successor's announcement reaches it): it still answers as a primary,
+ * and its hits are as stale as reads from it are.
  *
  * Counted in `BRISK_STAT_CACHE_*`; drops are reported as `BRISK_EVENT_CACHE_INVALIDATE`.
  * Standalone, cluster and Sentinel mode (each node tracks what was read from it; in Sentinel
