@@ -7,7 +7,7 @@
 
 use crate::core::{Error, Status};
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -89,6 +89,17 @@ pub(crate) unsafe fn free_handle<H: Handle>(ptr: *mut H) {
 fn null_argument(arg: &str, type_name: &str) -> Error {
     Error::invalid_argument(format!("{arg}: NULL {type_name} pointer"))
 }
+
+/// A C caller's `void *userdata`, carried to its callback on whichever thread runs it and passed
+/// back untouched. brisk never reads what it points to: only the pointer value crosses
+/// threads. Whether the callback may use it there is the caller's side of each function's
+/// contract (its header says on which threads the callback runs).
+pub(crate) struct UserData(pub *mut c_void);
+
+// SAFETY: see the type's doc: brisk moves and shares the pointer value only.
+unsafe impl Send for UserData {}
+// SAFETY: as above.
+unsafe impl Sync for UserData {}
 
 /// The error for a number from C that is not one of its type's constants.
 pub(crate) fn unknown_value(arg: &str, type_name: &str, value: u32) -> Error {

@@ -4,8 +4,8 @@
 
 use super::args::{ArgLengths, command_args, given_args, with_command_args};
 use super::boundary::{
-    Handle, free_handle, guard, guard_out, guard_value, handle_ref, into_handle, no_last_error,
-    try_ref,
+    Handle, UserData, free_handle, guard, guard_out, guard_value, handle_ref, into_handle,
+    no_last_error, try_ref,
 };
 use super::config::brisk_config;
 use super::reply::{brisk_reply, into_reply_handle, reply_handle, reply_handle_cleared};
@@ -176,10 +176,6 @@ pub unsafe extern "C" fn brisk_command_async(
     r#fn: brisk_reply_fn,
     userdata: *mut c_void,
 ) -> brisk_status {
-    struct UserData(*mut c_void);
-    // SAFETY: the caller hands userdata to the callback, which runs on another thread by
-    // contract; brisk never touches what it points to.
-    unsafe impl Send for UserData {}
     guard(|| {
         // SAFETY: per this function's contract.
         let client = unsafe { try_ref(client, "client") }?;

@@ -2,7 +2,7 @@
 
 #![allow(non_camel_case_types)]
 
-use super::boundary::guard_value;
+use super::boundary::{UserData, guard_value};
 use super::status::brisk_status;
 use crate::cache::Reason;
 use crate::telemetry::events::{Event, EventHandler, EventKind};
@@ -106,10 +106,6 @@ pub(crate) fn handler(
     callback: unsafe extern "C" fn(*mut c_void, *const brisk_event),
     userdata: *mut c_void,
 ) -> EventHandler {
-    struct UserData(*mut c_void);
-    // SAFETY: the header requires the callback (and what userdata points to) to be thread-safe.
-    unsafe impl Send for UserData {}
-    unsafe impl Sync for UserData {}
     let userdata = UserData(userdata);
     Arc::new(move |event: &Event<'_>| {
         let (name, name_len) = c_copy(event.command, true);

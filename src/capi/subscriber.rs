@@ -4,7 +4,8 @@
 
 use super::args::{ArgLengths, command_args};
 use super::boundary::{
-    Handle, free_handle, guard, guard_out, guard_value, into_handle, try_ref, unknown_value,
+    Handle, UserData, free_handle, guard, guard_out, guard_value, into_handle, try_ref,
+    unknown_value,
 };
 use super::client::{brisk_client, brisk_stat};
 use super::status::brisk_status;
@@ -109,10 +110,6 @@ fn handler(
     ),
     userdata: *mut c_void,
 ) -> MessageHandler {
-    struct UserData(*mut c_void);
-    // SAFETY: the callback runs on the subscriber's thread by contract; brisk never touches
-    // what userdata points to.
-    unsafe impl Send for UserData {}
     let userdata = UserData(userdata);
     Box::new(move |message: &Message| {
         let userdata = &userdata;

@@ -2,7 +2,7 @@
 //! dispatch.
 
 use super::{brisk_config, set, update};
-use crate::capi::boundary::unknown_value;
+use crate::capi::boundary::{UserData, unknown_value};
 use crate::capi::status::brisk_status;
 use crate::config::{AsyncDispatch, BatchEnd, BatchEndSlot};
 use std::ffi::c_void;
@@ -81,11 +81,6 @@ pub unsafe extern "C" fn brisk_config_set_async_batch_end(
 
 /// The user's hook and its userdata, as a [`BatchEnd`].
 fn hook(callback: unsafe extern "C" fn(*mut c_void), userdata: *mut c_void) -> BatchEnd {
-    struct UserData(*mut c_void);
-    // SAFETY: the header requires the hook (and what userdata points to) to be callable from
-    // any brisk thread.
-    unsafe impl Send for UserData {}
-    unsafe impl Sync for UserData {}
     let userdata = UserData(userdata);
     Arc::new(move || {
         let userdata = &userdata;
