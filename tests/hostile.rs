@@ -12,6 +12,8 @@
 //!   applied".
 //! - Garbage after a valid prefix: PROTOCOL, the connection dropped, the next command served on
 //!   a new one; the same after a timeout cut a reply short.
+//! - A reply nobody asked for after a valid one: the command gets the valid one, and the
+//!   connection is dropped, never read again (the stray reply would answer the next command).
 //!
 //! The memory bomb (a streamed array of 120 MiB of nulls) is in `hostile_memory.rs`: it measures
 //! the peak memory of the process, which other tests running in parallel would disturb.
@@ -346,4 +348,35 @@ fn garbage_drops_the_connection(protocol: u32, path: Path) {
 on_every_path! {
     garbage_after_a_valid_prefix => garbage_drops_the_connection(3);
     garbage_after_a_valid_prefix_resp2 => garbage_drops_the_connection(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A reply nobody asked for.
+
+/// The first `GET` is answered twice, in one write: the command gets the first answer; the
+/// connection, whose replies no longer match its requests, is dropped; the next command is
+/// answered on a new one (a client that kept it would take `stray` as that command's reply).
+fn stray_reply_drops_the_connection(protocol: u32, path: Path) {
+    let peer = HostilePeer::once(Behaviour::StrayReply);
+    let c = client_on(path, &deadline_config(&peer, protocol));
+    let what = format!("a stray reply after the first, {path:?}, RESP{protocol}");
+    let reply = expect_success(
+        &peer,
+        &what,
+        timed_call(&c, path, &["GET", "k"]),
+        DEADLINE_BOUND,
+    );
+    assert_eq!(reply.as_bytes(), Some(&b"first"[..]), "{what}: {reply:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || peer.log().closed_by_client >= 1),
+        "{what}: the client kept the connection ({})",
+        peer_summary(&peer)
+    );
+    next_command_is_answered_anew(&peer, &c, path, &what);
+    assert_eq!(peer.log().connections, 2, "{what}: {}", peer_summary(&peer));
+}
+
+on_every_path! {
+    stray_reply => stray_reply_drops_the_connection(3);
+    stray_reply_resp2 => stray_reply_drops_the_connection(2);
 }

@@ -166,6 +166,23 @@ impl Protocol {
         }
     }
 
+    /// After the last reply a request waited for: hands the push frames read with it to the
+    /// push handler, and says whether anything else was read: a reply nobody asked for, bytes
+    /// that are not RESP, or the start of a frame not complete yet. Then the connection's
+    /// replies no longer match its requests (or may not), and it must not carry another.
+    #[inline]
+    pub fn read_past_replies(&mut self) -> bool {
+        if !self.mid_reply() {
+            return false;
+        }
+        self.stray_after_replies()
+    }
+
+    #[cold]
+    fn stray_after_replies(&mut self) -> bool {
+        !matches!(self.next_reply(), Ok(None)) || self.mid_reply()
+    }
+
     /// The next frame from the bytes read so far, push or not, in arrival order: on a Pub/Sub
     /// subscriber's connection pushes are not out of band but the traffic itself (`pubsub/`).
     pub fn next_frame(&mut self) -> Result<Option<Reply>, Error> {
@@ -307,6 +324,39 @@ mod tests {
         assert_eq!(p.next_reply().unwrap().unwrap().as_integer(), Some(5));
         assert!(p.next_reply().unwrap().is_none());
         assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    /// What was read past a request's reply: nothing or pushes only leave the connection fit
+    /// for the next request (the pushes routed); a reply nobody asked for, bytes that are not
+    /// RESP, or a frame begun do not.
+    #[test]
+    fn bytes_read_past_the_replies_are_told_apart() {
+        let cases: [(&[u8], bool, usize); 6] = [
+            (b"", false, 0),
+            (b">2\r\n$7\r\nmessage\r\n$1\r\nx\r\n", false, 1),
+            (
+                b">2\r\n$7\r\nmessage\r\n$1\r\nx\r\n$5\r\nstray\r\n",
+                true,
+                1,
+            ),
+            (b"+stray\r\n", true, 0),
+            (b"$5\r\nst", true, 0),
+            (b"\x00\xffnot resp\r\n", true, 0),
+        ];
+        for (past, stray, pushes) in cases {
+            let seen = Arc::new(Mutex::new(0));
+            let sink = seen.clone();
+            let mut p = Protocol::default();
+            p.set_push_handler(Some(Box::new(move |_| *sink.lock().unwrap() += 1)));
+            p.input_buffer().extend_from_slice(b"$5\r\nfirst\r\n");
+            p.input_buffer().extend_from_slice(past);
+            assert_eq!(
+                p.next_reply().unwrap().unwrap().as_bytes(),
+                Some(&b"first"[..])
+            );
+            assert_eq!(p.read_past_replies(), stray, "{past:?}");
+            assert_eq!(*seen.lock().unwrap(), pushes, "{past:?}");
+        }
     }
 
     /// A pipeline's replies read in every chunk size come out of the batch exactly as the

@@ -492,6 +492,11 @@ impl Connection {
     #[inline]
     fn end_request(&mut self) -> Result<()> {
         self.unchecked = false;
+        // Bytes read past the replies (a hostile or broken peer): the next request would take
+        // them for its reply, so this connection carries no other.
+        if self.proto.read_past_replies() {
+            self.broken = true;
+        }
         if self.bounds_changed {
             self.restore_bounds()?;
         }

@@ -50,6 +50,9 @@ pub enum Behaviour {
     Garbage,
     /// A bulk string header declaring `declared` bytes, then silence.
     HugeBulk { declared: u64 },
+    /// `$5\r\nfirst\r\n` and a second reply nobody asked for, `$5\r\nstray\r\n`, in one write;
+    /// then silence.
+    StrayReply,
 }
 
 /// Where the behaviour is played.
@@ -411,6 +414,9 @@ impl Conn<'_> {
             Behaviour::Garbage => {
                 let _ =
                     self.send(b"$5\r\nhel") && self.send(b"\x00\xffnot resp\r\n") && self.hold();
+            }
+            Behaviour::StrayReply => {
+                let _ = self.send(b"$5\r\nfirst\r\n$5\r\nstray\r\n") && self.hold();
             }
             Behaviour::HugeBulk { declared } => {
                 let _ = self.send(format!("${declared}\r\n").as_bytes()) && self.hold();
