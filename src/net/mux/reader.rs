@@ -102,7 +102,9 @@ pub(super) fn lock(line: &SharedLine) -> std::sync::MutexGuard<'_, Line> {
     line.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Marks the line dead (if it is not already) and fails everything in flight.
+/// Marks the line dead (if it is not already) and fails everything in flight: as sent when its
+/// bytes were taken to be written, as not sent (so retried like any request that did not
+/// leave, a write too) when they were still in the outbox.
 pub(super) fn kill(line: &SharedLine, error: Error) {
     let doomed = {
         let mut line = lock(line);
@@ -116,7 +118,7 @@ pub(super) fn kill(line: &SharedLine, error: Error) {
     };
     for entry in doomed {
         if let Some(done) = entry.done {
-            done.complete(Err(error.clone().sent(true)));
+            done.complete(Err(error.clone().sent(entry.written.is_some())));
         }
     }
 }
@@ -309,5 +311,46 @@ impl Replies {
             done.complete(Err(deadline_reached()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::mux::Pending;
+
+    /// A request that reports whether its failure said it was sent.
+    struct Probe(Arc<Mutex<Vec<(&'static str, bool)>>>, &'static str);
+
+    impl Pending for Probe {
+        fn write_to(&self, out: &mut BytesMut) {
+            out.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        }
+
+        fn deadline(&self) -> Option<Instant> {
+            None
+        }
+
+        fn complete(self: Box<Self>, result: Result<Reply>) {
+            let sent = result.expect_err("the line was killed").is_sent();
+            self.0.lock().unwrap().push((self.1, sent));
+        }
+    }
+
+    /// A request whose bytes a writer took may have reached the server; one still in the
+    /// outbox cannot have, so it fails as not sent (and is retried, a write too).
+    #[test]
+    fn killing_a_line_tells_taken_requests_from_those_left_in_the_outbox() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let line: SharedLine = Arc::new(Mutex::new(Line::new()));
+        {
+            let mut state = lock(&line);
+            state.append(Box::new(Probe(seen.clone(), "taken")));
+            state.take_outbox(&mut BytesMut::new());
+            state.append(Box::new(Probe(seen.clone(), "left")));
+        }
+        kill(&line, Error::new(Status::Connection, "reset"));
+        assert_eq!(*seen.lock().unwrap(), [("taken", true), ("left", false)]);
+        assert!(lock(&line).dead.is_some());
     }
 }
