@@ -380,3 +380,31 @@ on_every_path! {
     stray_reply => stray_reply_drops_the_connection(3);
     stray_reply_resp2 => stray_reply_drops_the_connection(2);
 }
+
+/// HELLO's reply comes with a reply nobody asked for after it, on every connection: the
+/// handshake fails (PROTOCOL) and no connection carries the `GET`, whose reply would have been
+/// the stray one (or the reply to brisk's own `COMMAND` behind it).
+fn stray_reply_after_the_handshake(path: Path) {
+    let peer = HostilePeer::in_handshake(Behaviour::HelloThenStray);
+    let c = client_on(path, &deadline_config(&peer, 3));
+    let what = format!("a stray reply after HELLO's, {path:?}");
+    let error = expect_failure(
+        &peer,
+        &what,
+        timed_call(&c, path, &["GET", "k"]),
+        Status::Protocol,
+        Duration::ZERO,
+        DEADLINE_BOUND,
+    );
+    assert!(error.message().contains("handshake"), "{what}: {error}");
+    assert_eq!(
+        peer.log().count("GET"),
+        0,
+        "{what}: {}",
+        peer_summary(&peer)
+    );
+}
+
+on_every_path! {
+    stray_reply_after_hello => stray_reply_after_the_handshake();
+}

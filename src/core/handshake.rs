@@ -9,6 +9,7 @@
 use super::error::{Error, Result};
 use super::protocol::Protocol;
 use super::server_error::ServerErrorKind;
+use super::status::Status;
 use crate::resp::{Node, Reply, ReplyKind};
 
 /// What the handshake needs from the configuration.
@@ -195,6 +196,13 @@ impl<'p> Handshake<'p> {
             let replies = std::mem::take(&mut self.replies);
             let nodes: Vec<&Node> = replies.iter().map(|r| r.node()).collect();
             match self.params.check(self.stage, &nodes) {
+                // Anything read past the last reply would answer the first request.
+                Outcome::Ready { .. } if proto.read_past_replies() => {
+                    return Err(Error::new(
+                        Status::Protocol,
+                        "the server sent more than the replies to the handshake",
+                    ));
+                }
                 Outcome::Ready { resp3 } => return Ok(Step::Ready { resp3 }),
                 Outcome::Fallback => {
                     self.stage = Stage::Legacy;
@@ -328,6 +336,30 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A reply after the handshake's last one would answer the first request: the handshake
+    /// fails (PROTOCOL) instead of leaving it there.
+    #[test]
+    fn the_runner_refuses_replies_past_its_own() {
+        let p = params();
+        let mut proto = Protocol::default();
+        let mut hs = Handshake::new(&p);
+        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write);
+        let n = proto.output().len();
+        proto.consume_output(n);
+        proto
+            .input_buffer()
+            .extend_from_slice(b"-ERR unknown command 'HELLO'\r\n-NOAUTH x\r\n");
+        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write);
+        let n = proto.output().len();
+        proto.consume_output(n);
+        proto
+            .input_buffer()
+            .extend_from_slice(b"+OK\r\n+OK\r\n+OK\r\n+stray\r\n");
+        let e = hs.poll(&mut proto).unwrap_err();
+        assert_eq!(e.status(), Status::Protocol, "{e}");
+        assert!(!e.is_sent());
     }
 
     /// The runner on bytes: a server without HELLO gets the legacy plan after its error, and the

@@ -53,6 +53,9 @@ pub enum Behaviour {
     /// `$5\r\nfirst\r\n` and a second reply nobody asked for, `$5\r\nstray\r\n`, in one write;
     /// then silence.
     StrayReply,
+    /// In the handshake: HELLO's usual reply and `+stray\r\n` after it, in one write; then the
+    /// connection is served as usual.
+    HelloThenStray,
 }
 
 /// Where the behaviour is played.
@@ -417,6 +420,15 @@ impl Conn<'_> {
             }
             Behaviour::StrayReply => {
                 let _ = self.send(b"$5\r\nfirst\r\n$5\r\nstray\r\n") && self.hold();
+            }
+            Behaviour::HelloThenStray => {
+                let mut reply = hello_map();
+                reply.extend_from_slice(b"+stray\r\n");
+                return if self.send(&reply) {
+                    Next::Continue
+                } else {
+                    Next::Close
+                };
             }
             Behaviour::HugeBulk { declared } => {
                 let _ = self.send(format!("${declared}\r\n").as_bytes()) && self.hold();
