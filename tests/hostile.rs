@@ -141,6 +141,33 @@ fn next_command_is_answered_anew(peer: &HostilePeer, c: &brisk::Client, path: Pa
     assert_eq!(reply.as_bytes(), Some(&b"hello"[..]), "{what}: {reply:?}");
 }
 
+/// A `GET` fails with PROTOCOL, within the deadline bound; returns the error.
+#[track_caller]
+fn get_is_a_protocol_error(peer: &HostilePeer, c: &brisk::Client, path: Path, what: &str) -> Error {
+    let outcome = timed_call(c, path, &["GET", "k"]);
+    expect_failure(
+        peer,
+        what,
+        outcome,
+        Status::Protocol,
+        Duration::ZERO,
+        DEADLINE_BOUND,
+    )
+}
+
+/// The client closes the connection the peer misbehaved on, and the next `GET` is answered on
+/// a second one.
+#[track_caller]
+fn connection_is_replaced(peer: &HostilePeer, c: &brisk::Client, path: Path, what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(5), || peer.log().closed_by_client >= 1),
+        "{what}: the client kept the connection ({})",
+        peer_summary(peer)
+    );
+    next_command_is_answered_anew(peer, c, path, what);
+    assert_eq!(peer.log().connections, 2, "{what}: {}", peer_summary(peer));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command deadline bounds the whole command, whatever the peer sends.
 
@@ -328,21 +355,8 @@ fn garbage_drops_the_connection(protocol: u32, path: Path) {
     let peer = HostilePeer::once(Behaviour::Garbage);
     let c = client_on(path, &deadline_config(&peer, protocol));
     let what = format!("garbage after $5\\r\\nhel, {path:?}, RESP{protocol}");
-    expect_failure(
-        &peer,
-        &what,
-        timed_call(&c, path, &["GET", "k"]),
-        Status::Protocol,
-        Duration::ZERO,
-        DEADLINE_BOUND,
-    );
-    assert!(
-        wait_until(Duration::from_secs(5), || peer.log().closed_by_client >= 1),
-        "{what}: the client kept the connection ({})",
-        peer_summary(&peer)
-    );
-    next_command_is_answered_anew(&peer, &c, path, &what);
-    assert_eq!(peer.log().connections, 2, "{what}: {}", peer_summary(&peer));
+    get_is_a_protocol_error(&peer, &c, path, &what);
+    connection_is_replaced(&peer, &c, path, &what);
 }
 
 on_every_path! {
@@ -367,13 +381,7 @@ fn stray_reply_drops_the_connection(protocol: u32, path: Path) {
         DEADLINE_BOUND,
     );
     assert_eq!(reply.as_bytes(), Some(&b"first"[..]), "{what}: {reply:?}");
-    assert!(
-        wait_until(Duration::from_secs(5), || peer.log().closed_by_client >= 1),
-        "{what}: the client kept the connection ({})",
-        peer_summary(&peer)
-    );
-    next_command_is_answered_anew(&peer, &c, path, &what);
-    assert_eq!(peer.log().connections, 2, "{what}: {}", peer_summary(&peer));
+    connection_is_replaced(&peer, &c, path, &what);
 }
 
 on_every_path! {
@@ -388,14 +396,7 @@ fn stray_reply_after_the_handshake(path: Path) {
     let peer = HostilePeer::in_handshake(Behaviour::HelloThenStray);
     let c = client_on(path, &deadline_config(&peer, 3));
     let what = format!("a stray reply after HELLO's, {path:?}");
-    let error = expect_failure(
-        &peer,
-        &what,
-        timed_call(&c, path, &["GET", "k"]),
-        Status::Protocol,
-        Duration::ZERO,
-        DEADLINE_BOUND,
-    );
+    let error = get_is_a_protocol_error(&peer, &c, path, &what);
     assert!(error.message().contains("handshake"), "{what}: {error}");
     assert_eq!(
         peer.log().count("GET"),

@@ -338,6 +338,13 @@ mod tests {
         }
     }
 
+    /// The runner asks for a write, which the test takes as written.
+    fn wrote(hs: &mut Handshake, proto: &mut Protocol) {
+        assert_eq!(hs.poll(proto).unwrap(), Step::Write);
+        let n = proto.output().len();
+        proto.consume_output(n);
+    }
+
     /// A reply after the handshake's last one would answer the first request: the handshake
     /// fails (PROTOCOL) instead of leaving it there.
     #[test]
@@ -345,15 +352,11 @@ mod tests {
         let p = params();
         let mut proto = Protocol::default();
         let mut hs = Handshake::new(&p);
-        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write);
-        let n = proto.output().len();
-        proto.consume_output(n);
+        wrote(&mut hs, &mut proto);
         proto
             .input_buffer()
             .extend_from_slice(b"-ERR unknown command 'HELLO'\r\n-NOAUTH x\r\n");
-        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write);
-        let n = proto.output().len();
-        proto.consume_output(n);
+        wrote(&mut hs, &mut proto);
         proto
             .input_buffer()
             .extend_from_slice(b"+OK\r\n+OK\r\n+OK\r\n+stray\r\n");
@@ -401,9 +404,7 @@ mod tests {
         assert!(proto.output().is_empty(), "nothing to send, no round trip");
 
         let mut hs = Handshake::new(&p);
-        assert_eq!(hs.poll(&mut proto).unwrap(), Step::Write);
-        let n = proto.output().len();
-        proto.consume_output(n);
+        wrote(&mut hs, &mut proto);
         proto
             .input_buffer()
             .extend_from_slice(b"-WRONGPASS nope\r\n-NOAUTH x\r\n");
