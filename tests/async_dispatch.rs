@@ -16,7 +16,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
-use support::{RedisServer, readable, wait_until};
+use support::{FaultProxy, RedisServer, readable, wait_until};
 
 /// What one callback saw: its command's index, the reply as an integer (or the failure's
 /// status) and the thread it ran on.
@@ -374,4 +374,51 @@ fn requests_sent_by_the_dispatching_thread_go_out_at_its_next_dispatch_or_on_the
         "{:?}",
         calls[55]
     );
+}
+
+/// A request still in the outbox when its connection dies never reached the server: it fails
+/// as not sent, and is retried on a new connection like any request that did not leave, a write
+/// too (retry_writes SAFE, the default, retries only what cannot have been applied).
+///
+/// The dispatching thread's INCR is held for its next dispatch, and the proxy resets the
+/// connection right away. Whether the INCR left before the reset (a writer that was still busy
+/// takes it along; the connection's tick writes it after 50 ms) shows in the bytes the proxy
+/// received by the time the client noticed the reset: such a run proves nothing and is
+/// repeated with a new key.
+#[test]
+fn a_request_held_when_its_connection_dies_is_retried_a_write_too() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::in_front_of(&server);
+    let mut config = caller_config(&server);
+    config.set_address("127.0.0.1", proxy.port()).unwrap();
+    // A retry waits 500 ms: the proxy's count is read long before it connects again.
+    config.retry = support::constant_retry(500, 20);
+    let client = Client::new(&config).unwrap();
+    for attempt in 1..=5 {
+        let calls = Calls::default();
+        start(&client, &calls, 0, &["INCR", "warm"]);
+        dispatch_until(&client, &calls, 1);
+
+        let key = format!("held:{attempt}");
+        let failures = || client.stat(Stat::Retries) + client.stat(Stat::Errors);
+        let failed_before = failures();
+        let before = proxy.client_bytes();
+        start(&client, &calls, 1, &["INCR", &key]);
+        proxy.reset_all();
+        assert!(
+            wait_until(Duration::from_secs(10), || failures() > failed_before),
+            "the reset connection was not noticed within 10 s"
+        );
+        let left = proxy.client_bytes() > before;
+        dispatch_until(&client, &calls, 2);
+        if left {
+            eprintln!("attempt {attempt}: the INCR left before the reset; proves nothing, again");
+            continue;
+        }
+        let outcome = calls.lock().unwrap()[1].outcome;
+        assert_eq!(outcome, Ok(1), "the held INCR, left in the outbox");
+        assert_eq!(server.counter(&key), 1);
+        return;
+    }
+    panic!("in 5 attempts, the INCR always left before the reset");
 }

@@ -168,24 +168,20 @@ impl Reader {
         } = self;
         let mut tick = steady_tick();
         loop {
-            if let Err(e) = replies.hand_out_read() {
-                return kill(&replies.line, e);
-            }
             let wake = tokio::select! {
                 read = half.read_buf(replies.proto.input_buffer()) => Wake::Read(read),
                 _ = tick.tick() => Wake::Tick,
             };
-            match wake {
-                Wake::Read(Ok(0)) => return kill(&replies.line, closed_by_peer(&replies.address)),
-                Wake::Read(Ok(_)) => {}
-                Wake::Read(Err(e)) => {
-                    return kill(&replies.line, io_error(&e, "read from", &replies.address));
-                }
-                Wake::Tick => {
-                    if let Err(e) = replies.on_tick() {
-                        return kill(&replies.line, e);
-                    }
-                }
+            let handled = match wake {
+                Wake::Read(Ok(0)) => Err(closed_by_peer(&replies.address)),
+                // Only after a read: a tick hands out nothing, and what senders left is the
+                // tick's to write only once it has waited a whole tick (`on_tick`).
+                Wake::Read(Ok(_)) => replies.hand_out_read(),
+                Wake::Read(Err(e)) => Err(io_error(&e, "read from", &replies.address)),
+                Wake::Tick => replies.on_tick(),
+            };
+            if let Err(e) = handled {
+                return kill(&replies.line, e);
             }
         }
     }
