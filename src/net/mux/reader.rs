@@ -313,40 +313,29 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::mux::Pending;
-
-    /// A request that reports whether its failure said it was sent.
-    struct Probe(Arc<Mutex<Vec<(&'static str, bool)>>>, &'static str);
-
-    impl Pending for Probe {
-        fn write_to(&self, out: &mut BytesMut) {
-            out.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
-        }
-
-        fn deadline(&self) -> Option<Instant> {
-            None
-        }
-
-        fn complete(self: Box<Self>, result: Result<Reply>) {
-            let sent = result.expect_err("the line was killed").is_sent();
-            self.0.lock().unwrap().push((self.1, sent));
-        }
-    }
+    use crate::net::mux::HealthCheck;
+    use tokio::sync::oneshot;
 
     /// A request whose bytes a writer took may have reached the server; one still in the
     /// outbox cannot have, so it fails as not sent (and is retried, a write too).
     #[test]
     fn killing_a_line_tells_taken_requests_from_those_left_in_the_outbox() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (taken, mut taken_outcome) = oneshot::channel();
+        let (left, mut left_outcome) = oneshot::channel();
         let line: SharedLine = Arc::new(Mutex::new(Line::new()));
         {
             let mut state = lock(&line);
-            state.append(Box::new(Probe(seen.clone(), "taken")));
+            state.append(Box::new(HealthCheck(taken)));
             state.take_outbox(&mut BytesMut::new());
-            state.append(Box::new(Probe(seen.clone(), "left")));
+            state.append(Box::new(HealthCheck(left)));
         }
         kill(&line, Error::new(Status::Connection, "reset"));
-        assert_eq!(*seen.lock().unwrap(), [("taken", true), ("left", false)]);
+        let sent = |outcome: &mut oneshot::Receiver<Result<Reply>>| {
+            let outcome = outcome.try_recv().expect("completed by the kill");
+            outcome.expect_err("the line was killed").is_sent()
+        };
+        assert!(sent(&mut taken_outcome), "a request a writer took");
+        assert!(!sent(&mut left_outcome), "a request left in the outbox");
         assert!(lock(&line).dead.is_some());
     }
 }
